@@ -1,0 +1,63 @@
+package auth
+
+import (
+	"regexp"
+	"strings"
+)
+
+// Kind describes a credential from its shape alone.
+type Kind struct {
+	ID       string `json:"id"`       // stable identifier, e.g. "cosmic_pat"
+	Label    string `json:"label"`    // what a person calls it
+	Provider string `json:"provider"` // which provider issues it
+	Prefix   string `json:"prefix"`   // the visible prefix kept when masking
+}
+
+// kinds is ordered: longer prefixes first, so csk_test_ wins over csk_.
+var kinds = []struct {
+	kind    Kind
+	pattern *regexp.Regexp
+}{
+	{Kind{"keygate_pat", "keygate personal access token", "local", "kg_pat_"}, TokenPattern},
+	{Kind{"cosmic_pat", "Cosmic personal access token", "cosmic", "cos_"}, regexp.MustCompile(`^cos_[A-Za-z0-9_-]{8,}$`)},
+	{Kind{"cosmic_agent_key", "Cosmic agent key", "cosmic", "agk_"}, regexp.MustCompile(`^agk_[A-Za-z0-9_-]{8,}$`)},
+	{Kind{"cockpit_api_key", "Cockpit custom API key", "cockpit", "API-"}, regexp.MustCompile(`^API-[0-9a-f]{40}$`)},
+	{Kind{"cockpit_user_key", "Cockpit user API key", "cockpit", "USR-"}, regexp.MustCompile(`^USR-[0-9a-f]{40}$`)},
+	{Kind{"cencori_secret_test", "Cencori secret key (test)", "cencori", "csk_test_"}, regexp.MustCompile(`^csk_test_[a-f0-9]{48}$`)},
+	{Kind{"cencori_secret", "Cencori secret key", "cencori", "csk_"}, regexp.MustCompile(`^csk_[a-f0-9]{48}$`)},
+	{Kind{"cencori_publishable_test", "Cencori publishable key (test)", "cencori", "cpk_test_"}, regexp.MustCompile(`^cpk_test_[a-f0-9]{48}$`)},
+	{Kind{"cencori_publishable", "Cencori publishable key", "cencori", "cpk_"}, regexp.MustCompile(`^cpk_[a-f0-9]{48}$`)},
+	{Kind{"cencori_agent_key", "Cencori agent key", "cencori", "cake_"}, regexp.MustCompile(`^cake_[a-f0-9]{48}$`)},
+	{Kind{"agrenting_user_token", "Agrenting user token", "agrenting", "ap_"}, regexp.MustCompile(`^ap_[A-Za-z0-9_-]{16,}$`)},
+}
+
+// UnknownKind is what Classify returns for a string it does not recognise.
+var UnknownKind = Kind{ID: "unknown", Label: "unrecognised credential"}
+
+// Classify names a credential from its prefix and shape. It never checks the
+// credential with anyone.
+func Classify(s string) Kind {
+	for _, k := range kinds {
+		if k.pattern.MatchString(s) {
+			return k.kind
+		}
+	}
+	return UnknownKind
+}
+
+// Mask shows a credential as its known prefix, an ellipsis and its last four
+// characters ("kg_pat_…x9Qa"). Short or unknown values keep only the last
+// four, and values too short to hide anything are hidden whole.
+func Mask(s string) string {
+	if len(s) < 12 {
+		return "****"
+	}
+	prefix := ""
+	for _, k := range kinds {
+		if strings.HasPrefix(s, k.kind.Prefix) {
+			prefix = k.kind.Prefix
+			break
+		}
+	}
+	return prefix + "…" + s[len(s)-4:]
+}

@@ -1,0 +1,67 @@
+package auth
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Source says where a credential came from, so whoami can tell the user which
+// file or setting to change.
+type Source string
+
+const (
+	SourceEnv     Source = "env"      // the process environment
+	SourceEnvFile Source = "env_file" // the .env file
+	SourceSession Source = "session"  // auth_authenticate, this session only
+	SourceBearer  Source = "bearer"   // the HTTP Authorization header
+)
+
+// Principal is a verified keygate credential: who is calling and what it may
+// do. It never holds the secret.
+type Principal struct {
+	KeyID      string
+	Name       string
+	Masked     string
+	Scopes     Scopes
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // zero: never expires
+	LastUsedAt time.Time // zero: never used before
+	CreatedBy  string
+	Source     Source
+}
+
+// Secret holds a credential in memory. Every way of printing it prints
+// [REDACTED]; only Reveal gives the value, so a secret cannot leak through a
+// stray %v, a log attribute or a JSON encoder.
+type Secret struct{ value string }
+
+// NewSecret wraps a credential value.
+func NewSecret(v string) Secret { return Secret{value: v} }
+
+// Reveal returns the value. Call it only where the value is sent to its
+// destination (an auth check, a header, the env file).
+func (s Secret) Reveal() string { return s.value }
+
+// IsZero reports whether no value is held.
+func (s Secret) IsZero() bool { return s.value == "" }
+
+// Masked shows the value as prefix and last four characters.
+func (s Secret) Masked() string { return Mask(s.value) }
+
+const redacted = "[REDACTED]"
+
+func (s Secret) String() string               { return redacted }
+func (s Secret) GoString() string             { return redacted }
+func (s Secret) LogValue() slog.Value         { return slog.StringValue(redacted) }
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (s Secret) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
+
+// Credential is a secret with the place it came from.
+type Credential struct {
+	Secret Secret
+	Source Source
+	// Var is the variable that holds it (KEYGATE_TOKEN), when it came from
+	// the environment or the env file.
+	Var string
+}
