@@ -1,0 +1,338 @@
+// Package transport serves keygate's MCP server over stdio and streamable
+// HTTP. The HTTP side adds what mcp-go leaves to us: an Origin allow-list,
+// bearer authentication against the local store, request-body limits,
+// insufficient_scope answers, session ids bound to the key that opened
+// them, and a health endpoint.
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/keygate/keygate/auth"
+)
+
+// DefaultMaxBodyBytes caps a request body; MCP requests are small.
+const DefaultMaxBodyBytes = 1 << 20
+
+// maxAuthHeader caps the Authorization header before any parsing or
+// hashing, so junk tokens cost nothing.
+const maxAuthHeader = 512
+
+// Verifier checks a keygate token.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (auth.Principal, error)
+}
+
+// ScopeCheck says which action a tool needs and whether the request's
+// principal holds it. ok is false for unknown tools, which mcp-go answers.
+type ScopeCheck func(r *http.Request, p auth.Principal, tool string) (need auth.Action, allowed, ok bool)
+
+// HTTPConfig configures the streamable HTTP transport.
+type HTTPConfig struct {
+	Addr           string
+	AllowedOrigins []string // in addition to the server's own loopback origins
+	MaxBodyBytes   int64
+	Verifier       Verifier
+	ScopeCheck     ScopeCheck
+	Logger         *slog.Logger
+	Version        string
+	// OnSessionEnd is called when a session is deleted or expires.
+	OnSessionEnd func(sessionID string)
+}
+
+// NewHTTPHandler returns the keygate HTTP handler: /mcp and /healthz.
+func NewHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) http.Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	sessions := newSessionManager(cfg.OnSessionEnd)
+	mcpHandler := server.NewStreamableHTTPServer(s,
+		server.WithSessionIdManager(sessions),
+		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
+			if c, ok := auth.CredentialFrom(r.Context()); ok {
+				ctx = auth.WithCredential(ctx, c)
+			}
+			return ctx
+		}),
+	)
+	allowed := map[string]bool{}
+	for _, o := range append(ownOrigins, cfg.AllowedOrigins...) {
+		allowed[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	}
+	h := &httpHandler{cfg: cfg, sessions: sessions, allowed: allowed, mcp: mcpHandler}
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", h.originGuard(h.bearer(h.limitAndScope(h.bindSession(mcpHandler)))))
+	mux.HandleFunc("GET /healthz", h.healthz)
+	return mux
+}
+
+type httpHandler struct {
+	cfg      HTTPConfig
+	sessions *sessionManager
+	allowed  map[string]bool
+	mcp      http.Handler
+}
+
+func (h *httpHandler) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok", "version": h.cfg.Version})
+}
+
+// originGuard answers 403 to a request whose Origin header is present and
+// not allowed (MCP transports spec; mcp-go checks only Host). "null" and
+// malformed origins are never allowed. Requests without Origin come from
+// non-browser clients and pass.
+func (h *httpHandler) originGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origins := r.Header.Values("Origin")
+		if len(origins) > 1 || (len(origins) == 1 && !h.allowed[strings.ToLower(strings.TrimSuffix(origins[0], "/"))]) {
+			h.cfg.Logger.Warn("refused request from a disallowed origin", "remote", r.RemoteAddr)
+			writeJSONRPCError(w, http.StatusForbidden, nil, -32600, "forbidden: origin not allowed")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type principalKey struct{}
+
+// bearer authenticates every request with a keygate token. Every failure
+// is the same 401, and the reason is logged with the token's public id at
+// most, never the token.
+func (h *httpHandler) bearer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("access_token") {
+			h.unauthorized(w, "invalid_request", "tokens are accepted only in the Authorization header")
+			return
+		}
+		values := r.Header.Values("Authorization")
+		if len(values) == 0 {
+			h.unauthorized(w, "", "")
+			return
+		}
+		tok, ok := parseBearer(values)
+		if !ok {
+			h.unauthorized(w, "invalid_request", "send exactly one Authorization: Bearer <token> header")
+			return
+		}
+		p, err := h.cfg.Verifier.Verify(r.Context(), tok)
+		switch {
+		case errors.Is(err, auth.ErrInvalidToken):
+			h.cfg.Logger.Info("refused invalid bearer token", "remote", r.RemoteAddr)
+			h.unauthorized(w, "invalid_token", "the token is invalid, expired or revoked")
+			return
+		case err != nil:
+			// Fail closed: a store we cannot read admits no one.
+			h.cfg.Logger.Error("cannot verify bearer token", "err", err)
+			writeJSONRPCError(w, http.StatusServiceUnavailable, nil, -32603, "credential store unavailable")
+			return
+		}
+		p.Source = auth.SourceBearer
+		ctx := auth.WithCredential(r.Context(), auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceBearer})
+		ctx = context.WithValue(ctx, principalKey{}, p)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func parseBearer(values []string) (string, bool) {
+	if len(values) != 1 || len(values[0]) > maxAuthHeader {
+		return "", false
+	}
+	scheme, tok, ok := strings.Cut(values[0], " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t,") {
+		return "", false
+	}
+	return tok, true
+}
+
+func (h *httpHandler) unauthorized(w http.ResponseWriter, code, desc string) {
+	challenge := `Bearer realm="keygate"`
+	if code != "" {
+		challenge += fmt.Sprintf(`, error=%q, error_description=%q`, code, desc)
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	msg := "unauthorized: send Authorization: Bearer <keygate token>"
+	if desc != "" {
+		msg = "unauthorized: " + desc
+	}
+	writeJSONRPCError(w, http.StatusUnauthorized, nil, -32001, msg)
+}
+
+// limitAndScope caps the body (413, also for chunked bodies without a
+// Content-Length) and, for tools/call, answers 403 insufficient_scope before
+// the tool runs when the caller's key lacks the tool's scope.
+func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > h.cfg.MaxBodyBytes {
+			writeJSONRPCError(w, http.StatusRequestEntityTooLarge, nil, -32600, fmt.Sprintf("request body over %d bytes", h.cfg.MaxBodyBytes))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeJSONRPCError(w, http.StatusRequestEntityTooLarge, nil, -32600, fmt.Sprintf("request body over %d bytes", h.cfg.MaxBodyBytes))
+				return
+			}
+			writeJSONRPCError(w, http.StatusBadRequest, nil, -32700, "cannot read request body")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var msg struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params struct {
+				Name string `json:"name"`
+			} `json:"params"`
+		}
+		if json.Unmarshal(body, &msg) == nil && msg.Method == "tools/call" && h.cfg.ScopeCheck != nil {
+			p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+			if need, allowed, known := h.cfg.ScopeCheck(r, p, msg.Params.Name); known && !allowed {
+				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keygate", error="insufficient_scope", scope=%q`, string(need)))
+				writeJSONRPCError(w, http.StatusForbidden, msg.ID, -32003,
+					fmt.Sprintf("insufficient_scope: %s needs %s", msg.Params.Name, need))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bindSession ties a session id to the key that opened it: presenting
+// someone else's session id gets the same 404 as an unknown one.
+func (h *httpHandler) bindSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+		if sid := r.Header.Get(server.HeaderKeySessionID); sid != "" {
+			if !h.sessions.ownedBy(sid, p.KeyID) {
+				writeJSONRPCError(w, http.StatusNotFound, nil, -32001, "session not found")
+				return
+			}
+		}
+		next.ServeHTTP(&bindingWriter{ResponseWriter: w, bind: func(sid string) { h.sessions.bind(sid, p.KeyID) }}, r)
+	})
+}
+
+// bindingWriter records the session id mcp-go hands out on initialize.
+type bindingWriter struct {
+	http.ResponseWriter
+	bind  func(string)
+	wrote bool
+}
+
+func (b *bindingWriter) WriteHeader(code int) {
+	if !b.wrote {
+		b.wrote = true
+		if sid := b.Header().Get(server.HeaderKeySessionID); sid != "" && code < 300 {
+			b.bind(sid)
+		}
+	}
+	b.ResponseWriter.WriteHeader(code)
+}
+
+func (b *bindingWriter) Write(p []byte) (int, error) {
+	if !b.wrote {
+		b.WriteHeader(http.StatusOK)
+	}
+	return b.ResponseWriter.Write(p)
+}
+
+func (b *bindingWriter) Flush() {
+	if f, ok := b.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (b *bindingWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
+
+func writeJSONRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"jsonrpc": "2.0", "id": id, "error": map[string]any{"code": code, "message": msg},
+	})
+}
+
+// OwnOrigins are the origins a browser page served by keygate itself would
+// send: the loopback names with the listening port.
+func OwnOrigins(addr net.Addr) []string {
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return nil
+	}
+	return []string{
+		"http://127.0.0.1:" + port, "http://localhost:" + port, "http://[::1]:" + port,
+	}
+}
+
+// IsLoopback reports whether a listen address binds loopback only.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ServeHTTP listens on cfg.Addr and serves until ctx is done, then shuts
+// down gracefully, letting in-flight requests finish for up to 10 s.
+func ServeHTTP(ctx context.Context, s *server.MCPServer, cfg HTTPConfig, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           NewHTTPHandler(s, cfg, OwnOrigins(ln.Addr())),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down HTTP: %w", err)
+	}
+	return nil
+}
+
+// MCPURL is the endpoint clients connect to.
+func MCPURL(addr net.Addr) string {
+	return (&url.URL{Scheme: "http", Host: addr.String(), Path: "/mcp"}).String()
+}
