@@ -1,0 +1,174 @@
+package auth
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSetEnvVarKeepsEveryOtherByte(t *testing.T) {
+	const tok = "kg_pat_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+	tests := []struct {
+		name, before, after string
+	}{
+		{"new file", "", "KEYGATE_TOKEN=" + tok + "\n"},
+		{"append keeps comments", "# comment\nA=1\n", "# comment\nA=1\nKEYGATE_TOKEN=" + tok + "\n"},
+		{"append adds missing newline", "A=1", "A=1\nKEYGATE_TOKEN=" + tok + "\n"},
+		{"append keeps CRLF", "A=1\r\nB=2\r\n", "A=1\r\nB=2\r\nKEYGATE_TOKEN=" + tok + "\r\n"},
+		{"replace bare", "A=1\nKEYGATE_TOKEN=old\nB=2\n", "A=1\nKEYGATE_TOKEN=" + tok + "\nB=2\n"},
+		{"replace double quoted", "KEYGATE_TOKEN=\"old\"\n", "KEYGATE_TOKEN=\"" + tok + "\"\n"},
+		{"replace single quoted with comment", "KEYGATE_TOKEN='old' # mine\n", "KEYGATE_TOKEN='" + tok + "' # mine\n"},
+		{"replace export", "export KEYGATE_TOKEN=old\n", "export KEYGATE_TOKEN=" + tok + "\n"},
+		{"replace keeps inline comment", "KEYGATE_TOKEN=old   # rotated monthly\n", "KEYGATE_TOKEN=" + tok + "   # rotated monthly\n"},
+		{"replace keeps CRLF", "A=1\r\nKEYGATE_TOKEN=old\r\n", "A=1\r\nKEYGATE_TOKEN=" + tok + "\r\n"},
+		{"replace spaced separator", "KEYGATE_TOKEN = old\n", "KEYGATE_TOKEN = " + tok + "\n"},
+		{"replace last of duplicates", "KEYGATE_TOKEN=a\nKEYGATE_TOKEN=b\n", "KEYGATE_TOKEN=a\nKEYGATE_TOKEN=" + tok + "\n"},
+		{"no trailing newline", "KEYGATE_TOKEN=old", "KEYGATE_TOKEN=" + tok},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), ".env")
+			if tc.before != "" {
+				if err := os.WriteFile(path, []byte(tc.before), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := SetEnvVar(path, "KEYGATE_TOKEN", tok, EnvWriteOptions{Overwrite: true}); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(path)
+			if string(got) != tc.after {
+				t.Errorf("got %q, want %q", got, tc.after)
+			}
+			vars, err := ReadEnvFile(path)
+			if err != nil || vars["KEYGATE_TOKEN"] != tok {
+				t.Errorf("read back %v, %v", vars["KEYGATE_TOKEN"], err)
+			}
+			if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+				t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+			}
+		})
+	}
+}
+
+func TestSetEnvVarRefusals(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ".env")
+	if err := os.WriteFile(path, []byte("TAKEN=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetEnvVar(path, "TAKEN", "secret-value-1", EnvWriteOptions{}); !errors.Is(err, ErrVarExists) {
+		t.Errorf("existing variable: %v", err)
+	}
+	for _, v := range []string{"", "a\nb", "a\rb", "a\x00b"} {
+		if err := SetEnvVar(path, "NEW", v, EnvWriteOptions{}); err == nil {
+			t.Errorf("value %q accepted", v)
+		}
+	}
+	if err := SetEnvVar(path, "1BAD", "value", EnvWriteOptions{}); err == nil {
+		t.Error("bad name accepted")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "TAKEN=1\n" {
+		t.Errorf("refusals changed the file: %q", got)
+	}
+
+	link := filepath.Join(dir, "link.env")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetEnvVar(link, "NEW", "value-1234", EnvWriteOptions{}); !errors.Is(err, ErrEnvSymlink) {
+		t.Errorf("symlink: %v", err)
+	}
+	if err := SetEnvVar(link, "NEW", "value-1234", EnvWriteOptions{AllowSymlink: true}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Lstat(link); fi.Mode()&os.ModeSymlink == 0 {
+		t.Error("the symlink was replaced by a file")
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("a loose 0644 file was not tightened: %v", fi.Mode().Perm())
+	}
+}
+
+func TestSetEnvVarRefusesUnparsableFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".env")
+	const secret = "csk_0123456789abcdef0123456789abcdef0123456789abcdef"
+	before := "A=1\nB=\"" + secret + "\n"
+	if err := os.WriteFile(path, []byte(before), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := SetEnvVar(path, "NEW", "value-1234", EnvWriteOptions{})
+	if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "line 2 (B)") {
+		t.Errorf("error %v should name line 2 and B without the value", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != before {
+		t.Error("an unparsable file was rewritten")
+	}
+	if _, err := ReadEnvFile(path); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("ReadEnvFile error %v", err)
+	}
+}
+
+func TestReadEnvFileMissingIsEmpty(t *testing.T) {
+	for _, p := range []string{"", filepath.Join(t.TempDir(), "absent.env")} {
+		vars, err := ReadEnvFile(p)
+		if err != nil || len(vars) != 0 {
+			t.Errorf("ReadEnvFile(%q) = %v, %v", p, vars, err)
+		}
+	}
+}
+
+func TestWriteSecretFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ci.token")
+	if err := WriteSecretFile(path, "kg_pat_secret-value"); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("stat: %v %v", fi, err)
+	}
+	if err := WriteSecretFile(path, "other"); err == nil {
+		t.Error("an existing file was overwritten")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "kg_pat_secret-value\n" {
+		t.Errorf("content %q", got)
+	}
+	if err := WriteSecretFile(filepath.Join(t.TempDir(), "missing", "x"), "v"); err == nil {
+		t.Error("write into a missing directory succeeded")
+	}
+}
+
+func FuzzSetEnvVar(f *testing.F) {
+	for _, s := range []string{"", "A=1\n", "# c\r\nexport K='v' # x\r\n", "K=\"a b\"\nL=2", "K=a # b # c"} {
+		f.Add(s, "value-123")
+	}
+	f.Fuzz(func(t *testing.T, before, value string) {
+		path := filepath.Join(t.TempDir(), ".env")
+		if err := os.WriteFile(path, []byte(before), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		old, perr := ReadEnvFile(path)
+		err := SetEnvVar(path, "K", value, EnvWriteOptions{Overwrite: true})
+		got, _ := os.ReadFile(path)
+		if err != nil {
+			if string(got) != before {
+				t.Fatalf("failed write changed the file: %q -> %q", before, got)
+			}
+			return
+		}
+		if perr != nil {
+			t.Fatalf("wrote over an unparsable file")
+		}
+		after, err := ReadEnvFile(path)
+		if err != nil || after["K"] != value {
+			t.Fatalf("K = %q (%v)", after["K"], err)
+		}
+		for k, v := range old {
+			if k != "K" && after[k] != v {
+				t.Fatalf("%s changed", k)
+			}
+		}
+	})
+}

@@ -1,0 +1,149 @@
+package auth
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// keyShapes matches strings shaped like a credential of any provider keygate
+// knows, wherever they appear in a text. They are looser than the anchored
+// patterns in kinds, because a leak need not be a well-formed key to be a
+// leak. \b keeps words such as "map_" or "sitemap_" from matching "ap_".
+var keyShapes = regexp.MustCompile(`\b(?:` +
+	`kg_[a-z]{2,8}_[0-9A-Za-z_]{16,}` + // keygate tokens
+	`|cos_[A-Za-z0-9_-]{8,}` + // Cosmic PAT
+	`|agk_[A-Za-z0-9_-]{8,}` + // Cosmic agent key
+	`|(?:API|USR)-[0-9a-fA-F]{40}` + // Cockpit keys
+	`|(?:csk|cpk)(?:_test)?_[0-9a-fA-F]{16,}` + // Cencori secret / publishable
+	`|cake_[0-9a-fA-F]{16,}` + // Cencori agent key
+	`|cencori_[A-Za-z0-9._-]{16,}` + // Cencori generic
+	`|cen_[1-9A-HJ-NP-Za-km-z]{32}` + // Cencori legacy (base58)
+	`|ap_[A-Za-z0-9_-]{16,}` + // Agrenting user token
+	`)`)
+
+// sensitiveAttr names log attributes whose value is dropped whole, whatever
+// it looks like.
+var sensitiveAttr = regexp.MustCompile(`(?i)(^|_|-)(token|secret|password|passwd|authorization|api[_-]?key|cookie)$`)
+
+// minSecretLen is the shortest value Add accepts: shorter strings would
+// match ordinary text and redact far more than secrets.
+const minSecretLen = 8
+
+// Redactor masks secrets in text. It knows two kinds: exact values it was
+// given (keygate's own tokens, upstream keys loaded from the environment),
+// which it also recognises base64-, hex- and URL-encoded; and anything
+// shaped like a known credential. It is the last pass over every tool result
+// and every log line. It is safe for concurrent use.
+type Redactor struct {
+	mu       sync.RWMutex
+	exact    map[string]string // encoded or plain value -> replacement
+	replacer *strings.Replacer // rebuilt when exact changes
+}
+
+// NewRedactor returns a Redactor that knows only the credential shapes.
+func NewRedactor() *Redactor {
+	return &Redactor{exact: map[string]string{}}
+}
+
+// Add registers a secret value. Values shorter than 8 bytes are ignored.
+func (r *Redactor) Add(secret string) {
+	if len(secret) < minSecretLen {
+		return
+	}
+	forms := map[string]string{secret: placeholder(secret)}
+	enc := "[REDACTED:encoded]"
+	for _, f := range []string{
+		base64.StdEncoding.EncodeToString([]byte(secret)),
+		base64.RawStdEncoding.EncodeToString([]byte(secret)),
+		base64.URLEncoding.EncodeToString([]byte(secret)),
+		base64.RawURLEncoding.EncodeToString([]byte(secret)),
+		hex.EncodeToString([]byte(secret)),
+		strings.ToUpper(hex.EncodeToString([]byte(secret))),
+		url.QueryEscape(secret),
+		url.PathEscape(secret),
+		jsonEscaped(secret),
+	} {
+		if f != secret {
+			forms[f] = enc
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed := false
+	for f, rep := range forms {
+		if _, ok := r.exact[f]; !ok {
+			r.exact[f], changed = rep, true
+		}
+	}
+	if changed {
+		r.replacer = r.buildReplacer()
+	}
+}
+
+// jsonEscaped is the secret as it appears inside a JSON string, which
+// differs from the plain value when it holds quotes, backslashes or <>&.
+func jsonEscaped(secret string) string {
+	b, err := json.Marshal(secret)
+	if err != nil {
+		return secret
+	}
+	return string(b[1 : len(b)-1])
+}
+
+// buildReplacer orders the values longest first, so that a secret that
+// contains another is replaced whole.
+func (r *Redactor) buildReplacer() *strings.Replacer {
+	vals := make([]string, 0, len(r.exact))
+	for v := range r.exact {
+		vals = append(vals, v)
+	}
+	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	pairs := make([]string, 0, 2*len(vals))
+	for _, v := range vals {
+		pairs = append(pairs, v, r.exact[v])
+	}
+	return strings.NewReplacer(pairs...)
+}
+
+// placeholder is what a secret becomes: its kind's prefix and last four
+// characters, the same masking keygate uses everywhere it shows a key.
+func placeholder(secret string) string {
+	return "[REDACTED:" + Mask(secret) + "]"
+}
+
+// Redact returns s with every known secret and every credential-shaped
+// string replaced. Its output contains no quote or backslash that was not in
+// s, so redacting JSON text keeps it valid JSON.
+func (r *Redactor) Redact(s string) string {
+	r.mu.RLock()
+	rep := r.replacer
+	r.mu.RUnlock()
+	if rep != nil {
+		s = rep.Replace(s)
+	}
+	return keyShapes.ReplaceAllStringFunc(s, placeholder)
+}
+
+// SlogReplaceAttr is a slog.HandlerOptions.ReplaceAttr that drops the value
+// of attributes named like secrets and redacts every other string, error
+// and message, so a secret cannot reach a log line by any attribute.
+func (r *Redactor) SlogReplaceAttr(_ []string, a slog.Attr) slog.Attr {
+	if a.Key != slog.MessageKey && sensitiveAttr.MatchString(a.Key) {
+		return slog.String(a.Key, "[REDACTED]")
+	}
+	switch a.Value.Kind() {
+	case slog.KindString:
+		return slog.String(a.Key, r.Redact(a.Value.String()))
+	case slog.KindAny:
+		return slog.String(a.Key, r.Redact(fmt.Sprint(a.Value.Any())))
+	}
+	return a
+}

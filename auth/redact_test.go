@@ -1,0 +1,132 @@
+package auth
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestRedactExactSecretsAndEncodings(t *testing.T) {
+	secret := "upstream/secret+value=with?odd&chars"
+	r := NewRedactor()
+	r.Add(secret)
+	r.Add("short") // ignored: would redact ordinary words
+	forms := map[string]string{
+		"plain":      secret,
+		"base64":     base64.StdEncoding.EncodeToString([]byte(secret)),
+		"base64url":  base64.RawURLEncoding.EncodeToString([]byte(secret)),
+		"hex":        hex.EncodeToString([]byte(secret)),
+		"HEX":        strings.ToUpper(hex.EncodeToString([]byte(secret))),
+		"query":      url.QueryEscape(secret),
+		"json-quote": strings.Trim(mustMarshal(secret), `"`),
+	}
+	for name, f := range forms {
+		t.Run(name, func(t *testing.T) {
+			got := r.Redact("before " + f + " after")
+			if strings.Contains(got, f) || !strings.Contains(got, "[REDACTED") {
+				t.Errorf("%s form survived: %q", name, got)
+			}
+		})
+	}
+	if got := r.Redact("a short story"); got != "a short story" {
+		t.Errorf("short value redacted: %q", got)
+	}
+}
+
+func mustMarshal(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestRedactKeyShapes(t *testing.T) {
+	tok, _, err := NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, in string
+		redact   bool
+	}{
+		{"keygate token", tok, true},
+		{"cosmic pat", "cos_AbCdEfGh12345678", true},
+		{"cosmic agent key", "agk_live_1234567890", true},
+		{"cockpit custom key", "API-" + strings.Repeat("a1", 20), true},
+		{"cockpit user key", "USR-" + strings.Repeat("0f", 20), true},
+		{"cencori secret", "csk_" + strings.Repeat("ab", 24), true},
+		{"cencori publishable test", "cpk_test_" + strings.Repeat("ab", 24), true},
+		{"cencori agent", "cake_" + strings.Repeat("cd", 24), true},
+		{"cencori generic", "cencori_abcdefghijklmnop", true},
+		{"agrenting token", "ap_abcdefghijklmnopqrst", true},
+		{"inside a word", "sitemap_generator_enabled_value", false},
+		{"ordinary text", "the api key is configured", false},
+		{"masked form", "kg_pat_…x9Qa", false},
+	}
+	r := NewRedactor()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := r.Redact("x " + tc.in + " y")
+			if redacted := !strings.Contains(got, tc.in); redacted != tc.redact {
+				t.Errorf("Redact(%q) = %q, want redacted=%v", tc.in, got, tc.redact)
+			}
+		})
+	}
+}
+
+func TestRedactKeepsJSONValid(t *testing.T) {
+	r := NewRedactor()
+	secret := `we"ird\secret<value>`
+	r.Add(secret)
+	doc := mustMarshal(map[string]any{"a": secret, "b": "API-" + strings.Repeat("a1", 20), "c": []string{"x " + secret}})
+	out := r.Redact(doc)
+	if !json.Valid([]byte(out)) || strings.Contains(out, "ird") {
+		t.Errorf("redacted JSON %q", out)
+	}
+}
+
+func TestRedactIsIdempotent(t *testing.T) {
+	r := NewRedactor()
+	tok, _, _ := NewToken()
+	r.Add(tok)
+	once := r.Redact("t=" + tok)
+	if twice := r.Redact(once); twice != once {
+		t.Errorf("second pass changed %q to %q", once, twice)
+	}
+}
+
+func TestSlogReplaceAttr(t *testing.T) {
+	r := NewRedactor()
+	tok, _, _ := NewToken()
+	r.Add(tok)
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: r.SlogReplaceAttr}))
+	log.Info("got "+tok, "token", "anything", "api_key", "x", "err", errors.New("failed with "+tok),
+		"detail", "cos_AbCdEfGh12345678", "secret", NewSecret(tok), "any", []string{tok})
+	out := buf.String()
+	for _, leak := range []string{tok, "anything", "cos_AbCdEfGh12345678"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("log line carries %q: %s", leak, out)
+		}
+	}
+	if !strings.Contains(out, `"api_key":"[REDACTED]"`) {
+		t.Errorf("api_key not dropped: %s", out)
+	}
+}
+
+func BenchmarkRedact(b *testing.B) {
+	r := NewRedactor()
+	for range 10 {
+		tok, _, _ := NewToken()
+		r.Add(tok)
+	}
+	text := strings.Repeat(`{"id":"obj_abc","title":"A perfectly ordinary post","body":"nothing secret here"} `, 50)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		r.Redact(text)
+	}
+}
