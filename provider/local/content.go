@@ -1,0 +1,419 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+)
+
+// fieldNamePattern is the shape of a field name, the same as one segment of a
+// "fields.a.b" path in a filter or sort.
+var fieldNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+
+const objectColumns = "id, type, slug, title, status, version, fields, created_at, modified_at"
+
+// CreateType adds a content type. An empty field list allows any field.
+func (s *Store) CreateType(ctx context.Context, t provider.ContentType) error {
+	if err := checkType(t); err != nil {
+		return err
+	}
+	_, now := s.nowNanos()
+	return s.inWriteTx(ctx, func(tx *sql.Tx) error { return insertType(ctx, tx, t, now) })
+}
+
+func checkType(t provider.ContentType) error {
+	if !auth.TypeNamePattern.MatchString(t.Name) {
+		return &provider.FieldError{Field: "type", Problem: "a type name must be a lower-case letter followed by up to 63 lower-case letters, digits, _ or -",
+			Fix: `choose a name such as "posts" or "case-studies"`}
+	}
+	for i, f := range t.Fields {
+		if !fieldNamePattern.MatchString(f) || slices.Contains(t.Fields[:i], f) {
+			return &provider.FieldError{Field: "fields", Problem: fmt.Sprintf("field %d must be a unique name of 1 to 64 letters, digits or _", i+1),
+				Fix: `list field names such as "body" or "author"`}
+		}
+	}
+	return nil
+}
+
+func insertType(ctx context.Context, tx *sql.Tx, t provider.ContentType, now int64) error {
+	fields, err := json.Marshal(nonNil(t.Fields))
+	if err != nil {
+		return fmt.Errorf("encoding fields of type %s: %w", t.Name, err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO content_types (name, description, fields, created_at) VALUES (?, ?, ?, ?)`,
+		t.Name, t.Description, string(fields), now)
+	if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+		return &provider.FieldError{Field: "type", Problem: fmt.Sprintf("content type %q already exists", t.Name),
+			Fix: "choose another name, or use the existing type"}
+	}
+	if err != nil {
+		return fmt.Errorf("creating content type %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Types lists the content types by name, each with its number of objects.
+func (s *Store) Types(ctx context.Context) ([]provider.ContentType, error) {
+	rows, err := s.ro.QueryContext(ctx, `
+		SELECT t.name, t.description, t.fields, (SELECT COUNT(*) FROM objects o WHERE o.type = t.name)
+		FROM content_types t ORDER BY t.name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing content types: %w", err)
+	}
+	defer rows.Close()
+	var out []provider.ContentType
+	for rows.Next() {
+		var t provider.ContentType
+		var fields string
+		if err := rows.Scan(&t.Name, &t.Description, &fields, &t.Count); err != nil {
+			return nil, fmt.Errorf("listing content types: %w", err)
+		}
+		if err := json.Unmarshal([]byte(fields), &t.Fields); err != nil {
+			return nil, fmt.Errorf("listing content types: fields of %s: %w", t.Name, err)
+		}
+		if len(t.Fields) == 0 {
+			t.Fields = nil
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing content types: %w", err)
+	}
+	return out, nil
+}
+
+// typeFields returns the known fields of typ (empty: any field), or a
+// NotFoundError when the type does not exist.
+func typeFields(ctx context.Context, q querier, typ string) ([]string, error) {
+	var raw string
+	err := q.QueryRowContext(ctx, `SELECT fields FROM content_types WHERE name = ?`, typ).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, &provider.NotFoundError{What: "content type", Name: typ}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading content type %s: %w", typ, err)
+	}
+	var fields []string
+	if err := json.Unmarshal([]byte(raw), &fields); err != nil {
+		return nil, fmt.Errorf("reading content type %s: fields: %w", typ, err)
+	}
+	return fields, nil
+}
+
+// Get returns one object by id or by slug.
+func (s *Store) Get(ctx context.Context, typ string, ref provider.Ref) (provider.Object, error) {
+	var obj provider.Object
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		if _, err := typeFields(ctx, tx, typ); err != nil {
+			return err
+		}
+		var err error
+		obj, err = getObject(ctx, tx, typ, ref)
+		return err
+	})
+	return obj, err
+}
+
+func getObject(ctx context.Context, q querier, typ string, ref provider.Ref) (provider.Object, error) {
+	var row *sql.Row
+	name := ref.ID
+	switch {
+	case ref.ID != "" && ref.Slug == "":
+		row = q.QueryRowContext(ctx, `SELECT `+objectColumns+` FROM objects WHERE type = ? AND id = ?`, typ, ref.ID)
+	case ref.Slug != "" && ref.ID == "":
+		name = ref.Slug
+		row = q.QueryRowContext(ctx, `SELECT `+objectColumns+` FROM objects WHERE type = ? AND slug = ?`, typ, ref.Slug)
+	default:
+		return provider.Object{}, &provider.FieldError{Field: "id", Problem: "give exactly one of id and slug", Fix: "pass the id from content_list, or the slug"}
+	}
+	obj, err := scanObject(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return provider.Object{}, &provider.NotFoundError{What: "object", Name: name}
+	}
+	if err != nil {
+		return provider.Object{}, fmt.Errorf("reading %s object %s: %w", typ, name, err)
+	}
+	return obj, nil
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+func scanObject(r scanner) (provider.Object, error) {
+	var o provider.Object
+	var fields string
+	var created, modified int64
+	if err := r.Scan(&o.ID, &o.Type, &o.Slug, &o.Title, &o.Status, &o.Version, &fields, &created, &modified); err != nil {
+		return provider.Object{}, err
+	}
+	o.Fields = json.RawMessage(fields)
+	o.CreatedAt, o.ModifiedAt = fromNanos(created), fromNanos(modified)
+	return o, nil
+}
+
+// Create stores a new object at version 1. A nil Fields means no fields.
+func (s *Store) Create(ctx context.Context, n provider.NewObject) (provider.Object, error) {
+	_, now := s.nowNanos()
+	var obj provider.Object
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		obj, err = insertObject(ctx, tx, n, now)
+		return err
+	})
+	return obj, err
+}
+
+func insertObject(ctx context.Context, tx *sql.Tx, n provider.NewObject, now int64) (provider.Object, error) {
+	known, err := typeFields(ctx, tx, n.Type)
+	if err != nil {
+		return provider.Object{}, err
+	}
+	if err := checkTitle(n.Title); err != nil {
+		return provider.Object{}, err
+	}
+	if err := checkSlug(n.Slug); err != nil {
+		return provider.Object{}, err
+	}
+	if err := checkStatus(n.Status); err != nil {
+		return provider.Object{}, err
+	}
+	if n.Fields == nil {
+		n.Fields = json.RawMessage(`{}`)
+	}
+	fields, values, err := parseFields(n.Fields)
+	if err != nil {
+		return provider.Object{}, err
+	}
+	if err := checkKnownFields(n.Type, known, keysOf(values, false)); err != nil {
+		return provider.Object{}, err
+	}
+	obj, err := scanObject(tx.QueryRowContext(ctx, `
+		INSERT INTO objects (id, type, slug, title, status, version, fields, created_at, modified_at)
+		VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
+		RETURNING `+objectColumns,
+		newObjectID(), n.Type, n.Slug, n.Title, n.Status, fields, now, now))
+	return obj, slugError(err, n.Type, n.Slug, "creating")
+}
+
+// newObjectID returns "obj_" and 16 random lower-case letters and digits.
+func newObjectID() string {
+	return "obj_" + strings.ToLower(rand.Text())[:16]
+}
+
+// slugError maps the UNIQUE (type, slug) violation to an error the caller
+// can fix. Relying on the constraint, not a prior SELECT, leaves no window
+// for two writers to take the same slug.
+func slugError(err error, typ, slug, doing string) error {
+	switch {
+	case err == nil:
+		return nil
+	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE):
+		return &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("slug %q is already used by another %s object", slug, typ),
+			Fix: "choose another slug, or update the existing object"}
+	}
+	return fmt.Errorf("%s %s object: %w", doing, typ, err)
+}
+
+// Update applies a patch atomically: the version check and the write happen
+// in one write transaction, so of two updates sent with the same
+// ExpectedVersion exactly one wins.
+func (s *Store) Update(ctx context.Context, p provider.Patch) (provider.Object, error) {
+	_, now := s.nowNanos()
+	var obj provider.Object
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		obj, err = updateObject(ctx, tx, p, now)
+		return err
+	})
+	return obj, err
+}
+
+func updateObject(ctx context.Context, tx *sql.Tx, p provider.Patch, now int64) (provider.Object, error) {
+	known, err := typeFields(ctx, tx, p.Type)
+	if err != nil {
+		return provider.Object{}, err
+	}
+	if err := checkPatch(p); err != nil {
+		return provider.Object{}, err
+	}
+	var patch any // NULL leaves the fields alone
+	if p.Fields != nil {
+		compact, values, err := parseFields(p.Fields)
+		if err != nil {
+			return provider.Object{}, err
+		}
+		// A null removes a key, so removing one the type does not list is fine.
+		if err := checkKnownFields(p.Type, known, keysOf(values, true)); err != nil {
+			return provider.Object{}, err
+		}
+		patch = compact
+	}
+	cur, err := getObject(ctx, tx, p.Type, provider.Ref{ID: p.ID})
+	if err != nil {
+		return provider.Object{}, err
+	}
+	if p.ExpectedVersion != nil && *p.ExpectedVersion != cur.Version {
+		return provider.Object{}, &provider.VersionConflictError{Expected: *p.ExpectedVersion, Current: cur.Version}
+	}
+	// json_patch is RFC 7396 merge patch: objects merge, null deletes.
+	obj, err := scanObject(tx.QueryRowContext(ctx, `
+		UPDATE objects SET
+			title = coalesce(?, title),
+			slug = coalesce(?, slug),
+			status = coalesce(?, status),
+			fields = CASE WHEN ? IS NULL THEN fields ELSE json_patch(fields, ?) END,
+			version = version + 1,
+			modified_at = ?
+		WHERE type = ? AND id = ? AND version = ?
+		RETURNING `+objectColumns,
+		nullable(p.Title), nullable(p.Slug), nullable(p.Status), patch, patch, now, p.Type, p.ID, cur.Version))
+	if errors.Is(err, sql.ErrNoRows) {
+		// Unreachable while the transaction holds the write lock; kept so a
+		// lost race can never pass for a successful update.
+		return provider.Object{}, &provider.VersionConflictError{Expected: cur.Version, Current: cur.Version + 1}
+	}
+	slug := cur.Slug
+	if p.Slug != nil {
+		slug = *p.Slug
+	}
+	return obj, slugError(err, p.Type, slug, "updating")
+}
+
+func checkPatch(p provider.Patch) error {
+	if p.Title != nil {
+		if err := checkTitle(*p.Title); err != nil {
+			return err
+		}
+	}
+	if p.Slug != nil {
+		if err := checkSlug(*p.Slug); err != nil {
+			return err
+		}
+	}
+	if p.Status != nil {
+		return checkStatus(*p.Status)
+	}
+	return nil
+}
+
+// nullable binds a missing value as SQL NULL.
+func nullable(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
+}
+
+// Delete removes an object and returns it as it was.
+func (s *Store) Delete(ctx context.Context, typ, id string) (provider.Object, error) {
+	var obj provider.Object
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := typeFields(ctx, tx, typ); err != nil {
+			return err
+		}
+		var err error
+		obj, err = scanObject(tx.QueryRowContext(ctx, `DELETE FROM objects WHERE type = ? AND id = ? RETURNING `+objectColumns, typ, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return &provider.NotFoundError{What: "object", Name: id}
+		}
+		if err != nil {
+			return fmt.Errorf("deleting %s object %s: %w", typ, id, err)
+		}
+		return nil
+	})
+	return obj, err
+}
+
+func checkTitle(title string) error {
+	if strings.TrimSpace(title) == "" {
+		return &provider.FieldError{Field: "title", Problem: "cannot be blank", Fix: "give the object a title"}
+	}
+	return nil
+}
+
+func checkSlug(slug string) error {
+	if len(slug) > provider.MaxSlugLen || !provider.SlugPattern.MatchString(slug) {
+		return &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("must be lower-case letters and digits joined by single hyphens, at most %d characters", provider.MaxSlugLen),
+			Fix: `use a slug such as "my-first-post"`}
+	}
+	return nil
+}
+
+func checkStatus(status string) error {
+	if status != provider.StatusDraft && status != provider.StatusPublished {
+		return &provider.FieldError{Field: "status", Problem: "must be draft or published", Fix: `use "draft" or "published"`}
+	}
+	return nil
+}
+
+// parseFields checks that raw is a JSON object and returns it compacted, as
+// the text SQLite's JSON functions read (never a BLOB, which SQLite would
+// take for its binary JSONB), and its top-level values.
+func parseFields(raw json.RawMessage) (string, map[string]json.RawMessage, error) {
+	var values map[string]json.RawMessage
+	// A JSON null decodes into a nil map without error, so check for it too.
+	if err := json.Unmarshal(raw, &values); err != nil || values == nil {
+		return "", nil, &provider.FieldError{Field: "fields", Problem: "must be a JSON object", Fix: `write {"name": value}`}
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return "", nil, &provider.FieldError{Field: "fields", Problem: "must be a JSON object", Fix: `write {"name": value}`}
+	}
+	return b.String(), values, nil
+}
+
+// keysOf returns the sorted keys of values, leaving out those set to null
+// when skipNull.
+func keysOf(values map[string]json.RawMessage, skipNull bool) []string {
+	keys := make([]string, 0, len(values))
+	for k, v := range values {
+		if skipNull && string(bytes.TrimSpace(v)) == "null" {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// checkKnownFields refuses keys a type does not list; a type that lists no
+// fields takes any.
+func checkKnownFields(typ string, known, keys []string) error {
+	if len(known) == 0 {
+		return nil
+	}
+	var unknown []string
+	for _, k := range keys {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, fmt.Sprintf("%q", k))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	what := "field"
+	if len(unknown) > 1 {
+		what = "fields"
+	}
+	return &provider.FieldError{Field: "fields", Problem: fmt.Sprintf("unknown %s %s for type %s", what, strings.Join(unknown, ", "), typ),
+		Fix: fmt.Sprintf("use only: %s (see content_types)", strings.Join(known, ", "))}
+}

@@ -1,0 +1,88 @@
+package local
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations holds the schema, one step per entry: applying migrations[i]
+// takes a store from PRAGMA user_version i to i+1. Only ever append; a step
+// that has shipped must not change.
+var migrations = []string{
+	// 1: content types, objects and keys.
+	`
+CREATE TABLE content_types (
+	name        TEXT PRIMARY KEY,
+	description TEXT NOT NULL DEFAULT '',
+	fields      TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(fields) AND json_type(fields) = 'array'),
+	created_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE objects (
+	id          TEXT PRIMARY KEY,
+	type        TEXT NOT NULL REFERENCES content_types (name),
+	slug        TEXT NOT NULL,
+	title       TEXT NOT NULL,
+	status      TEXT NOT NULL CHECK (status IN ('draft', 'published')),
+	version     INTEGER NOT NULL CHECK (version >= 1),
+	fields      TEXT NOT NULL CHECK (json_valid(fields) AND json_type(fields) = 'object'),
+	created_at  INTEGER NOT NULL,
+	modified_at INTEGER NOT NULL,
+	UNIQUE (type, slug)
+) STRICT;
+
+-- The default listing (newest first, optionally by status) reads these in
+-- order; id is included so the tie-breaker needs no sort either.
+CREATE INDEX objects_type_modified ON objects (type, modified_at, id);
+CREATE INDEX objects_type_status_modified ON objects (type, status, modified_at, id);
+CREATE INDEX objects_type_created ON objects (type, created_at, id);
+
+CREATE TABLE keys (
+	id           TEXT PRIMARY KEY,
+	name         TEXT NOT NULL,
+	secret_hash  BLOB NOT NULL CHECK (length(secret_hash) = 32),
+	masked       TEXT NOT NULL,
+	scopes       TEXT NOT NULL CHECK (json_valid(scopes) AND json_type(scopes) = 'array'),
+	created_at   INTEGER NOT NULL,
+	expires_at   INTEGER NOT NULL,
+	last_used_at INTEGER,
+	revoked_at   INTEGER,
+	created_by   TEXT NOT NULL DEFAULT '',
+	rotated_to   TEXT REFERENCES keys (id)
+) STRICT;
+`,
+}
+
+// migrate brings the schema up to date in one transaction and reports
+// whether the store had no schema before (a new store). It refuses a store
+// written by a newer keygate rather than guess at a schema it does not know.
+func migrate(ctx context.Context, db *sql.DB) (empty bool, err error) {
+	err = inTx(ctx, db, nil, func(tx *sql.Tx) error {
+		var version int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+			return fmt.Errorf("reading schema version: %w", err)
+		}
+		if version > len(migrations) {
+			return fmt.Errorf("the store has schema version %d but this keygate knows only up to %d; upgrade keygate, or point --store at another file", version, len(migrations))
+		}
+		empty = version == 0
+		for i := version; i < len(migrations); i++ {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("applying schema migration %d: %w", i+1, err)
+			}
+		}
+		if version == len(migrations) {
+			return nil
+		}
+		// PRAGMA takes no bound parameters; the value is our own integer.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+			return fmt.Errorf("recording schema version: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("opening store: %w", err)
+	}
+	return empty, nil
+}
