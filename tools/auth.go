@@ -1,0 +1,337 @@
+package tools
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/keygate/keygate/auth"
+)
+
+// EnvTokenVar is the variable that holds keygate's own credential.
+const EnvTokenVar = "KEYGATE_TOKEN"
+
+func authTools(d *Deps) []ServerTool {
+	return []ServerTool{
+		{
+			Toolset: ToolsetAuth,
+			Tool: mcp.NewTool("auth_whoami",
+				mcp.WithTitleAnnotation("Who am I"),
+				mcp.WithDescription("Show the credential keygate is acting with: provider, credential kind, masked value, where it came from, owner, scopes, creation/expiry/last use, days until expiry, and which tools it unlocks. Call this first, and whenever a call is refused."),
+				providerArg(),
+				mcp.WithReadOnlyHintAnnotation(true),
+				mcp.WithDestructiveHintAnnotation(false),
+				mcp.WithIdempotentHintAnnotation(true),
+				mcp.WithOpenWorldHintAnnotation(false),
+			),
+			Handler: d.whoami,
+		},
+		{
+			Toolset: ToolsetAuth,
+			Tool: mcp.NewTool("auth_check_scopes",
+				mcp.WithTitleAnnotation("Check scopes"),
+				mcp.WithDescription("Before acting, check whether the current credential may perform operations (scopes such as \"content:write:posts\") or call a tool. For each: allowed or denied, why, and which scope or key is missing. Answers denied when it cannot tell. With no operations and no tool, checks every tool."),
+				providerArg(),
+				mcp.WithArray("operations",
+					mcp.Description("Scopes to check, e.g. [\"content:read\", \"content:write:posts\", \"credentials:write\"]."),
+					mcp.WithStringItems(mcp.MaxLength(100)), mcp.MaxItems(20)),
+				mcp.WithString("tool", mcp.Description("A tool name to check, e.g. \"content_delete\"."), mcp.MaxLength(64)),
+				mcp.WithReadOnlyHintAnnotation(true),
+				mcp.WithDestructiveHintAnnotation(false),
+				mcp.WithIdempotentHintAnnotation(true),
+				mcp.WithOpenWorldHintAnnotation(false),
+			),
+			Handler: d.checkScopes,
+		},
+		{
+			Toolset: ToolsetAuth,
+			Tool: mcp.NewTool("auth_authenticate",
+				mcp.WithTitleAnnotation("Authenticate for this session"),
+				mcp.WithDescription("Use a keygate token (kg_pat_...) for the rest of this session only. The token is verified first, kept in memory, never echoed, and written to the env file only if save is true. Warning: a token pasted into a chat is exposed to the model and the chat history; prefer setting KEYGATE_TOKEN in the environment or .env file."),
+				providerArg(),
+				mcp.WithString("token", mcp.Required(), mcp.Description("The token to use, kg_pat_ followed by 51 characters."), mcp.MinLength(1), mcp.MaxLength(256)),
+				mcp.WithBoolean("save", mcp.Description("Also write it to the env file as KEYGATE_TOKEN so later runs use it (default false)."), mcp.DefaultBool(false)),
+				mcp.WithReadOnlyHintAnnotation(false),
+				mcp.WithDestructiveHintAnnotation(false),
+				mcp.WithIdempotentHintAnnotation(true),
+				mcp.WithOpenWorldHintAnnotation(false),
+			),
+			Handler: d.authenticate,
+		},
+	}
+}
+
+// CredentialView describes a credential without its secret.
+type CredentialView struct {
+	Kind      string `json:"kind"`
+	KindLabel string `json:"kind_label"`
+	Masked    string `json:"masked"`
+	Source    string `json:"source"`
+	Variable  string `json:"variable,omitempty"`
+	EnvFile   string `json:"env_file,omitempty"`
+}
+
+func (d *Deps) credentialView(c auth.Credential) CredentialView {
+	k := auth.Classify(c.Secret.Reveal())
+	v := CredentialView{Kind: k.ID, KindLabel: k.Label, Masked: c.Secret.Masked(), Source: string(c.Source), Variable: c.Var}
+	if c.Source == auth.SourceEnvFile {
+		v.EnvFile = d.EnvFile
+	}
+	return v
+}
+
+// Whoami is auth_whoami's structured answer.
+type Whoami struct {
+	Provider        string          `json:"provider"`
+	Authenticated   bool            `json:"authenticated"`
+	Problem         string          `json:"problem,omitempty"`
+	Fix             string          `json:"fix,omitempty"`
+	Credential      *CredentialView `json:"credential,omitempty"`
+	KeyID           string          `json:"key_id,omitempty"`
+	Owner           string          `json:"owner,omitempty"`
+	CreatedBy       string          `json:"created_by,omitempty"`
+	Scopes          []string        `json:"scopes"`
+	CreatedAt       *time.Time      `json:"created_at,omitempty"`
+	ExpiresAt       *time.Time      `json:"expires_at,omitempty"`
+	LastUsedAt      *time.Time      `json:"last_used_at,omitempty"`
+	DaysUntilExpiry *int            `json:"days_until_expiry,omitempty"`
+	ToolsAvailable  []string        `json:"tools_available"`
+	ToolsHidden     []HiddenTool    `json:"tools_hidden,omitempty"`
+}
+
+// HiddenTool is a tool the credential cannot use, and why.
+type HiddenTool struct {
+	Tool  string `json:"tool"`
+	Needs string `json:"needs"`
+}
+
+func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
+	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+	if errRes != nil {
+		return errRes, nil
+	}
+	w := Whoami{Provider: pr.Name, Scopes: []string{}}
+	if cred, ok := d.Identity.Credential(ctx); ok {
+		v := d.credentialView(cred)
+		w.Credential = &v
+	}
+	if call.Caller == nil {
+		_, _, err := d.Identity.Resolve(ctx)
+		p := credentialProblem(err).StructuredContent.(map[string]any)["error"].(Problem)
+		w.Problem, w.Fix = p.Problem, p.Fix
+	} else {
+		p := call.Caller
+		w.Authenticated = true
+		w.KeyID, w.Owner, w.CreatedBy = p.KeyID, p.Name, p.CreatedBy
+		w.Scopes = p.Scopes.Strings()
+		w.CreatedAt = timePtr(p.CreatedAt)
+		w.ExpiresAt = timePtr(p.ExpiresAt)
+		w.LastUsedAt = timePtr(p.LastUsedAt)
+		if !p.ExpiresAt.IsZero() {
+			days := int(math.Floor(p.ExpiresAt.Sub(d.now()).Hours() / 24))
+			w.DaysUntilExpiry = &days
+		}
+	}
+	w.ToolsAvailable, w.ToolsHidden = d.toolAccess(call.Caller)
+	return okResult(w, renderWhoami(w)), nil
+}
+
+func (d *Deps) toolAccess(p *auth.Principal) (avail []string, hidden []HiddenTool) {
+	avail = []string{}
+	for _, t := range Select(All(d), d.served()) {
+		if t.Needs == "" || (p != nil && p.Scopes.AllowsSome(t.Needs)) {
+			avail = append(avail, t.Tool.Name)
+		} else {
+			hidden = append(hidden, HiddenTool{Tool: t.Tool.Name, Needs: string(t.Needs)})
+		}
+	}
+	return avail, hidden
+}
+
+func renderWhoami(w Whoami) string {
+	var b strings.Builder
+	if !w.Authenticated {
+		fmt.Fprintf(&b, "provider %s: not authenticated: %s. Fix: %s", w.Provider, w.Problem, w.Fix)
+		if w.Credential != nil {
+			fmt.Fprintf(&b, "\ncredential presented: %s %s (from %s)", w.Credential.KindLabel, w.Credential.Masked, w.Credential.Source)
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&b, "provider %s: %s %s (key %s, %q", w.Provider, w.Credential.KindLabel, w.Credential.Masked, w.KeyID, w.Owner)
+	fmt.Fprintf(&b, ", from %s", w.Credential.Source)
+	if w.Credential.Variable != "" {
+		fmt.Fprintf(&b, " %s", w.Credential.Variable)
+	}
+	b.WriteString(")\nscopes: " + strings.Join(w.Scopes, ", "))
+	if w.ExpiresAt != nil {
+		fmt.Fprintf(&b, "\nexpires %s (%d days)", w.ExpiresAt.Format(time.DateOnly), *w.DaysUntilExpiry)
+	} else {
+		b.WriteString("\nnever expires")
+	}
+	fmt.Fprintf(&b, "\ntools: %s", strings.Join(w.ToolsAvailable, ", "))
+	for _, h := range w.ToolsHidden {
+		fmt.Fprintf(&b, "\nhidden: %s (needs %s)", h.Tool, h.Needs)
+	}
+	return b.String()
+}
+
+// ScopeCheck is one answer of auth_check_scopes.
+type ScopeCheck struct {
+	Check   string `json:"check"`
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+func (d *Deps) checkScopes(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
+	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+	if errRes != nil {
+		return errRes, nil
+	}
+	ops := call.Req.GetStringSlice("operations", nil)
+	toolName := call.Req.GetString("tool", "")
+	var checks []ScopeCheck
+	var noCred string
+	if call.Caller == nil {
+		_, _, err := d.Identity.Resolve(ctx)
+		noCred = credentialProblem(err).StructuredContent.(map[string]any)["error"].(Problem).Problem
+	}
+	for i, op := range ops {
+		sc, err := auth.ParseScope(op)
+		if err != nil {
+			return errorResult(fmt.Sprintf("operations[%d]", i), err.Error(), "pass scopes such as content:read or content:write:posts"), nil
+		}
+		checks = append(checks, checkScope(call.Caller, sc, noCred))
+	}
+	all := All(d)
+	served := Select(all, d.served())
+	var names []string
+	switch {
+	case toolName != "":
+		names = []string{toolName}
+	case len(ops) == 0:
+		for _, t := range served {
+			names = append(names, t.Tool.Name)
+		}
+	}
+	for _, name := range names {
+		i := slices.IndexFunc(all, func(t ServerTool) bool { return t.Tool.Name == name })
+		if i < 0 {
+			return errorResult("tool", fmt.Sprintf("no tool named %q", name), "use a tool name from tools/list, e.g. content_list"), nil
+		}
+		t := all[i]
+		c := ScopeCheck{Check: "tool " + name}
+		switch {
+		case !slices.ContainsFunc(served, func(s ServerTool) bool { return s.Tool.Name == name }):
+			c.Reason = "not served by this keygate (disabled by --toolsets or --read-only)"
+			c.Fix = "restart keygate with the toolset enabled and without --read-only"
+		case t.Needs == "":
+			c.Allowed, c.Reason = true, "needs no scope"
+		default:
+			c = checkScope(call.Caller, auth.Scope{Action: t.Needs}, noCred)
+			c.Check = "tool " + name
+			if call.Caller != nil && call.Caller.Scopes.AllowsSome(t.Needs) && !call.Caller.Scopes.Allows(t.Needs, "") {
+				c.Allowed, c.Reason = true, "allowed for some types only: "+narrowedTypes(call.Caller.Scopes, t.Needs)
+			}
+		}
+		checks = append(checks, c)
+	}
+	res := map[string]any{"provider": pr.Name, "checks": checks}
+	var b strings.Builder
+	for _, c := range checks {
+		verdict := "denied"
+		if c.Allowed {
+			verdict = "allowed"
+		}
+		fmt.Fprintf(&b, "%s: %s (%s)", c.Check, verdict, c.Reason)
+		if c.Fix != "" {
+			fmt.Fprintf(&b, ". Fix: %s", c.Fix)
+		}
+		b.WriteString("\n")
+	}
+	return okResult(res, strings.TrimSuffix(b.String(), "\n")), nil
+}
+
+// checkScope answers one scope question, failing closed when there is no
+// verified caller.
+func checkScope(p *auth.Principal, want auth.Scope, noCred string) ScopeCheck {
+	c := ScopeCheck{Check: want.String()}
+	if p == nil {
+		c.Reason = "cannot tell: " + noCred + "; denied until a valid credential is in use"
+		c.Fix = "set KEYGATE_TOKEN or call auth_authenticate, then check again"
+		return c
+	}
+	if p.Scopes.Covers(want) {
+		c.Allowed, c.Reason = true, "granted by "+scopeList(p.Scopes)
+		return c
+	}
+	c.Reason = "the credential holds " + scopeList(p.Scopes)
+	c.Fix = fmt.Sprintf("use a key with scope %s (or admin); keygate token create --scopes %s", want, want)
+	return c
+}
+
+func narrowedTypes(ss auth.Scopes, a auth.Action) string {
+	var types []string
+	for _, s := range ss {
+		if s.Action == a && s.Type != "" {
+			types = append(types, s.Type)
+		}
+	}
+	return strings.Join(types, ", ")
+}
+
+func (d *Deps) authenticate(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
+	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+	if errRes != nil {
+		return errRes, nil
+	}
+	tok := strings.TrimSpace(call.Req.GetString("token", ""))
+	d.Redactor.Add(tok)
+	if _, _, err := auth.ParseToken(tok); err != nil {
+		return errorResult("token", "not a valid keygate token (expected kg_pat_ followed by 51 letters and digits, with a valid checksum)",
+			"copy the whole token again; it is shown once when created"), nil
+	}
+	p, err := d.Identity.verifier.Verify(ctx, tok)
+	if errors.Is(err, auth.ErrInvalidToken) {
+		return errorResult("token", "invalid token", "check that the token is not revoked or expired (credentials_list), or create a new one"), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("verifying token: %w", err)
+	}
+	cred := auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceSession}
+	if !d.Identity.SetSession(ctx, cred) {
+		return errorResult("token", "this connection has no lasting session to keep the token in (each request stands alone)",
+			"send the token as the Authorization: Bearer header, or set KEYGATE_TOKEN"), nil
+	}
+	saved := ""
+	if call.Req.GetBool("save", false) {
+		if err := auth.SetEnvVar(d.EnvFile, EnvTokenVar, tok, auth.EnvWriteOptions{Overwrite: true}); err != nil {
+			return errorResult("save", "the token is in use for this session but could not be saved: "+err.Error(), "check that the env file's directory is writable"), nil
+		}
+		saved = d.EnvFile
+	}
+	out := map[string]any{
+		"provider": pr.Name, "authenticated": true, "key_id": p.KeyID, "owner": p.Name,
+		"masked": auth.Mask(tok), "scopes": p.Scopes.Strings(), "expires_at": timePtr(p.ExpiresAt),
+		"session_only": saved == "", "saved_to": saved,
+	}
+	text := fmt.Sprintf("now acting as key %s (%q, %s) for this session; scopes: %s", p.KeyID, p.Name, auth.Mask(tok), scopeList(p.Scopes))
+	if saved != "" {
+		text += "; saved to " + saved + " as " + EnvTokenVar
+	}
+	return okResult(out, text), nil
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}

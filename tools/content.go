@@ -1,0 +1,436 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+)
+
+const (
+	defaultLimit = 20
+	maxLimit     = 100
+)
+
+func typeArg() mcp.ToolOption {
+	return mcp.WithString("type", mcp.Required(),
+		mcp.Description("Content type name, e.g. \"posts\" (see content_types)."), mcp.Pattern(auth.TypeNamePattern.String()))
+}
+
+func idArg(required bool, desc string) mcp.ToolOption {
+	opts := []mcp.PropertyOption{mcp.Description(desc), mcp.Pattern(`^[A-Za-z0-9_-]{1,64}$`)}
+	if required {
+		opts = append(opts, mcp.Required())
+	}
+	return mcp.WithString("id", opts...)
+}
+
+func projectionArg(def string) mcp.ToolOption {
+	return mcp.WithArray("fields",
+		mcp.Description("Field paths to return for each object (gjson syntax): e.g. [\"id\", \"title\", \"fields.author\", \"fields.tags.#\"]. "+def),
+		mcp.WithStringItems(mcp.MaxLength(200)), mcp.MaxItems(50))
+}
+
+func statusArg(desc string) mcp.ToolOption {
+	return mcp.WithString("status", mcp.Description(desc), mcp.Enum(provider.StatusDraft, provider.StatusPublished))
+}
+
+func contentTools(d *Deps) []ServerTool {
+	return []ServerTool{
+		{
+			Toolset: ToolsetContent, Needs: auth.ContentRead, Handler: d.contentTypes,
+			Tool: mcp.NewTool("content_types",
+				mcp.WithTitleAnnotation("List content types"),
+				mcp.WithDescription("List the content types you can read, with their known fields and object counts. Call this before content_list when you do not know the type names."),
+				providerArg(),
+				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
+				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
+		},
+		{
+			Toolset: ToolsetContent, Needs: auth.ContentRead, Handler: d.contentList,
+			Tool: mcp.NewTool("content_list",
+				mcp.WithTitleAnnotation("List content"),
+				mcp.WithDescription("List objects of one type, newest first, with filtering, field selection, sorting and paging. Returns a compact summary (id, slug, title, status, modified_at) unless fields is given, the total count, and next_cursor when more pages exist."),
+				providerArg(), typeArg(),
+				mcp.WithObject("filter", mcp.Description(`Match field values. Keys: id, slug, title, status, version, created_at, modified_at, or a field path such as "fields.author" (a bare name means a field). Values: a value for equality, or an operator object: {"$in": [..]}, {"$ne": v}, {"$gt": v}, {"$gte": v}, {"$lt": v}, {"$lte": v}. Example: {"fields.author": "ada", "fields.views": {"$gt": 100}}.`)),
+				projectionArg("Default: id, slug, title, status, modified_at."),
+				mcp.WithString("sort", mcp.Description("Comma-separated keys, - for descending, e.g. \"-modified_at\" or \"fields.author,title\". Default: -modified_at."), mcp.MaxLength(200)),
+				mcp.WithNumber("limit", mcp.Description("Objects per page, 1 to 100 (default 20)."), mcp.Min(1), mcp.Max(maxLimit), mcp.DefaultNumber(defaultLimit)),
+				mcp.WithString("cursor", mcp.Description("next_cursor from the previous page of the same query."), mcp.MaxLength(512)),
+				statusArg("Only objects with this status (default: any)."),
+				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
+				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
+		},
+		{
+			Toolset: ToolsetContent, Needs: auth.ContentRead, Handler: d.contentGet,
+			Tool: mcp.NewTool("content_get",
+				mcp.WithTitleAnnotation("Get content"),
+				mcp.WithDescription("Get one object by id or by slug (give exactly one). Returns the whole object, including its version for content_update, unless fields is given."),
+				providerArg(), typeArg(),
+				idArg(false, "The object's id."),
+				mcp.WithString("slug", mcp.Description("The object's slug, instead of id."), mcp.Pattern(provider.SlugPattern.String())),
+				projectionArg("Default: the whole object."),
+				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
+				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
+		},
+		{
+			Toolset: ToolsetContent, Needs: auth.ContentWrite, Handler: d.contentCreate,
+			Tool: mcp.NewTool("content_create",
+				mcp.WithTitleAnnotation("Create content"),
+				mcp.WithDescription("Create an object. The slug is derived from the title when left out; a slug already used in the type is refused. New objects are drafts unless status is \"published\"."),
+				providerArg(), typeArg(),
+				mcp.WithString("title", mcp.Required(), mcp.Description("Title, 1 to 300 characters."), mcp.MinLength(1), mcp.MaxLength(300)),
+				mcp.WithString("slug", mcp.Description("URL name: lower-case letters, digits and single hyphens. Default: derived from the title."), mcp.Pattern(provider.SlugPattern.String()), mcp.MaxLength(128)),
+				statusArg("draft (default) or published."),
+				mcp.WithObject("fields", mcp.Required(), mcp.Description("The type's field values as a JSON object, e.g. {\"body\": \"...\", \"author\": \"ada\"}. content_types lists known fields.")),
+				mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
+				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false)),
+		},
+		{
+			Toolset: ToolsetContent, Needs: auth.ContentWrite, Handler: d.contentUpdate,
+			Tool: mcp.NewTool("content_update",
+				mcp.WithTitleAnnotation("Update content"),
+				mcp.WithDescription("Change some attributes of an object; what you leave out stays. fields is merged key by key (null removes a key). Pass expected_version (from content_get) to refuse the update if someone changed the object meanwhile."),
+				providerArg(), typeArg(),
+				idArg(true, "The object's id."),
+				mcp.WithString("title", mcp.Description("New title."), mcp.MinLength(1), mcp.MaxLength(300)),
+				mcp.WithString("slug", mcp.Description("New slug."), mcp.Pattern(provider.SlugPattern.String()), mcp.MaxLength(128)),
+				statusArg("New status."),
+				mcp.WithObject("fields", mcp.Description("Field values to set; null removes a field.")),
+				mcp.WithNumber("expected_version", mcp.Description("The version you read; the update is refused if the object has moved on."), mcp.Min(1)),
+				mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
+				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false)),
+		},
+		{
+			Toolset: ToolsetContent, Needs: auth.ContentDelete, Handler: d.contentDelete,
+			Tool: mcp.NewTool("content_delete",
+				append([]mcp.ToolOption{
+					mcp.WithTitleAnnotation("Delete content"),
+					mcp.WithDescription("Delete an object for good. The user is asked to confirm; use dry_run to see what would be deleted."),
+					providerArg(), typeArg(), idArg(true, "The object's id."),
+					mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(true),
+					mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false),
+				}, confirmArgs()...)...),
+		},
+	}
+}
+
+// typeAllowed refuses a call on a type the caller's scopes do not reach.
+func typeAllowed(call *Call, a auth.Action, typ string) *mcp.CallToolResult {
+	if call.Caller.Scopes.Allows(a, typ) {
+		return nil
+	}
+	return errorResult("type", fmt.Sprintf("insufficient_scope: your credential does not grant %s on %q (it holds %s)", a, typ, scopeList(call.Caller.Scopes)),
+		fmt.Sprintf("use a type you may access, or a key with %s:%s", a, typ))
+}
+
+func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
+	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+	if errRes != nil {
+		return errRes, nil
+	}
+	all, err := pr.Content.Types(ctx)
+	if err != nil {
+		return providerError(err, "")
+	}
+	types := []provider.ContentType{}
+	var b strings.Builder
+	for _, t := range all {
+		if !call.Caller.Scopes.Allows(auth.ContentRead, t.Name) {
+			continue
+		}
+		types = append(types, t)
+		fmt.Fprintf(&b, "%s (%d objects)", t.Name, t.Count)
+		if len(t.Fields) > 0 {
+			fmt.Fprintf(&b, ": %s", strings.Join(t.Fields, ", "))
+		}
+		if t.Description != "" {
+			fmt.Fprintf(&b, " - %s", t.Description)
+		}
+		b.WriteString("\n")
+	}
+	if len(types) == 0 {
+		b.WriteString("no content types you can read")
+	}
+	return okResult(map[string]any{"provider": pr.Name, "types": types}, strings.TrimSuffix(b.String(), "\n")), nil
+}
+
+// ListResult is content_list's structured answer.
+type ListResult struct {
+	Provider   string           `json:"provider"`
+	Type       string           `json:"type"`
+	Objects    []map[string]any `json:"objects"`
+	Count      int              `json:"count"`
+	Total      int              `json:"total"`
+	NextCursor string           `json:"next_cursor,omitempty"`
+}
+
+func (d *Deps) contentList(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
+	args := call.Req.GetArguments()
+	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+	if errRes != nil {
+		return errRes, nil
+	}
+	typ := call.Req.GetString("type", "")
+	if r := typeAllowed(call, auth.ContentRead, typ); r != nil {
+		return r, nil
+	}
+	q := provider.ListQuery{Type: typ, Status: call.Req.GetString("status", ""), Limit: call.Req.GetInt("limit", defaultLimit)}
+	if q.Limit < 1 || q.Limit > maxLimit {
+		return errorResult("limit", fmt.Sprintf("%d is out of range", q.Limit), "use 1 to 100"), nil
+	}
+	if raw, ok := args["filter"]; ok && raw != nil {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return errorResult("filter", "must be an object", `write {"field": value}`), nil
+		}
+		conds, p := parseFilter(m)
+		if p != nil {
+			return errorResult(p.Field, p.Problem, p.Fix), nil
+		}
+		q.Filter = conds
+	}
+	sortKeys, p := parseSort(call.Req.GetString("sort", ""))
+	if p != nil {
+		return errorResult(p.Field, p.Problem, p.Fix), nil
+	}
+	q.Sort = sortKeys
+	paths := call.Req.GetStringSlice("fields", nil)
+	if p := checkPaths(paths); p != nil {
+		return errorResult(p.Field, p.Problem, p.Fix), nil
+	}
+	if len(paths) == 0 {
+		paths = defaultListFields
+	}
+	fp := queryFingerprint(pr.Name, q)
+	pos, p := decodeCursor(call.Req.GetString("cursor", ""), fp)
+	if p != nil {
+		return errorResult(p.Field, p.Problem, p.Fix), nil
+	}
+	q.Cursor = pos
+
+	page, err := pr.Content.List(ctx, q)
+	if err != nil {
+		return providerError(err, typ)
+	}
+	res := ListResult{Provider: pr.Name, Type: typ, Objects: make([]map[string]any, 0, len(page.Objects)),
+		Count: len(page.Objects), Total: page.Total, NextCursor: encodeCursor(page.NextCursor, fp)}
+	for _, o := range page.Objects {
+		m, err := project(o, paths)
+		if err != nil {
+			return nil, err
+		}
+		res.Objects = append(res.Objects, m)
+	}
+	return okResult(res, renderList(res, paths)), nil
+}
+
+func renderList(r ListResult, paths []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d %s", r.Count, r.Total, r.Type)
+	if r.NextCursor != "" {
+		fmt.Fprintf(&b, " (more: next_cursor=%s)", r.NextCursor)
+	}
+	for _, o := range r.Objects {
+		b.WriteString("\n")
+		for i, p := range paths {
+			v, ok := o[p]
+			if !ok {
+				continue
+			}
+			if i > 0 {
+				b.WriteString(" | ")
+			}
+			if p == "id" || p == "title" || p == "slug" || p == "status" || p == "modified_at" {
+				fmt.Fprintf(&b, "%v", v)
+			} else {
+				fmt.Fprintf(&b, "%s=%s", p, compactJSON(v))
+			}
+		}
+	}
+	return b.String()
+}
+
+func compactJSON(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func (d *Deps) contentGet(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
+	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+	if errRes != nil {
+		return errRes, nil
+	}
+	typ := call.Req.GetString("type", "")
+	if r := typeAllowed(call, auth.ContentRead, typ); r != nil {
+		return r, nil
+	}
+	ref := provider.Ref{ID: call.Req.GetString("id", ""), Slug: call.Req.GetString("slug", "")}
+	if (ref.ID == "") == (ref.Slug == "") {
+		return errorResult("id", "give exactly one of id and slug", "pass the id from content_list, or the slug"), nil
+	}
+	paths := call.Req.GetStringSlice("fields", nil)
+	if p := checkPaths(paths); p != nil {
+		return errorResult(p.Field, p.Problem, p.Fix), nil
+	}
+	obj, err := pr.Content.Get(ctx, typ, ref)
+	if err != nil {
+		return providerError(err, typ)
+	}
+	if len(paths) > 0 {
+		m, err := project(obj, paths)
+		if err != nil {
+			return nil, err
+		}
+		return okResult(map[string]any{"provider": pr.Name, "object": m}, renderProjected(obj.ID, m, paths)), nil
+	}
+	return okResult(map[string]any{"provider": pr.Name, "object": obj}, renderObject(obj)), nil
+}
+
+func renderObject(o provider.Object) string {
+	return fmt.Sprintf("%s %s %q [%s] v%d, modified %s\nfields: %s", o.Type, o.ID, o.Title, o.Status, o.Version,
+		o.ModifiedAt.Format(time.RFC3339), string(o.Fields))
+}
+
+func renderProjected(id string, m map[string]any, paths []string) string {
+	var b strings.Builder
+	b.WriteString(id)
+	for _, p := range paths {
+		if v, ok := m[p]; ok {
+			fmt.Fprintf(&b, "\n%s: %s", p, compactJSON(v))
+		}
+	}
+	return b.String()
+}
+
+// objectFields reads the fields argument as a JSON object.
+func objectFields(args map[string]any) (json.RawMessage, *mcp.CallToolResult) {
+	raw, ok := args["fields"]
+	if !ok || raw == nil {
+		return nil, nil
+	}
+	if _, ok := raw.(map[string]any); !ok {
+		return nil, errorResult("fields", "must be a JSON object", `write {"name": value}`)
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, errorResult("fields", "cannot be encoded as JSON", "send plain strings, numbers, booleans, lists and objects")
+	}
+	return b, nil
+}
+
+func (d *Deps) contentCreate(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
+	args := call.Req.GetArguments()
+	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+	if errRes != nil {
+		return errRes, nil
+	}
+	typ := call.Req.GetString("type", "")
+	if r := typeAllowed(call, auth.ContentWrite, typ); r != nil {
+		return r, nil
+	}
+	title := strings.TrimSpace(call.Req.GetString("title", ""))
+	if title == "" {
+		return errorResult("title", "is required and cannot be blank", "give the object a title"), nil
+	}
+	slug := call.Req.GetString("slug", "")
+	if slug == "" {
+		if slug = provider.Slugify(title); slug == "" {
+			return errorResult("slug", "cannot be derived from this title (no letters or digits)", "pass a slug such as \"my-post\""), nil
+		}
+	}
+	fields, r := objectFields(args)
+	if r != nil {
+		return r, nil
+	}
+	if fields == nil {
+		return errorResult("fields", "is required", "pass the field values as an object, {} if there are none"), nil
+	}
+	obj, err := pr.Content.Create(ctx, provider.NewObject{Type: typ, Title: title, Slug: slug,
+		Status: call.Req.GetString("status", provider.StatusDraft), Fields: fields})
+	if err != nil {
+		return providerError(err, typ)
+	}
+	return okResult(map[string]any{"provider": pr.Name, "created": true, "object": obj}, "created "+renderObject(obj)), nil
+}
+
+func (d *Deps) contentUpdate(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
+	args := call.Req.GetArguments()
+	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+	if errRes != nil {
+		return errRes, nil
+	}
+	typ := call.Req.GetString("type", "")
+	if r := typeAllowed(call, auth.ContentWrite, typ); r != nil {
+		return r, nil
+	}
+	p := provider.Patch{Type: typ, ID: call.Req.GetString("id", "")}
+	for name, dst := range map[string]**string{"title": &p.Title, "slug": &p.Slug, "status": &p.Status} {
+		if v, ok := args[name].(string); ok {
+			*dst = &v
+		}
+	}
+	if p.Title != nil && strings.TrimSpace(*p.Title) == "" {
+		return errorResult("title", "cannot be blank", "leave title out to keep it, or give a new one"), nil
+	}
+	fields, r := objectFields(args)
+	if r != nil {
+		return r, nil
+	}
+	p.Fields = fields
+	if _, ok := args["expected_version"]; ok {
+		v := int64(call.Req.GetInt("expected_version", 0))
+		p.ExpectedVersion = &v
+	}
+	if p.Title == nil && p.Slug == nil && p.Status == nil && p.Fields == nil {
+		return errorResult("", "nothing to update", "pass at least one of title, slug, status or fields"), nil
+	}
+	obj, err := pr.Content.Update(ctx, p)
+	if err != nil {
+		return providerError(err, typ)
+	}
+	return okResult(map[string]any{"provider": pr.Name, "updated": true, "object": obj}, "updated "+renderObject(obj)), nil
+}
+
+func (d *Deps) contentDelete(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
+	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+	if errRes != nil {
+		return errRes, nil
+	}
+	typ := call.Req.GetString("type", "")
+	if r := typeAllowed(call, auth.ContentDelete, typ); r != nil {
+		return r, nil
+	}
+	id := call.Req.GetString("id", "")
+	obj, err := pr.Content.Get(ctx, typ, provider.Ref{ID: id})
+	if err != nil {
+		return providerError(err, typ)
+	}
+	what := fmt.Sprintf("Delete %s %s %q (%s, version %d)? This cannot be undone.", typ, obj.ID, obj.Title, obj.Status, obj.Version)
+	if call.Req.GetBool("dry_run", false) {
+		return okResult(map[string]any{"provider": pr.Name, "dry_run": true, "would_delete": summary(obj)},
+			"dry run: would delete "+renderObject(obj)), nil
+	}
+	if r := confirmDestructive(ctx, call.Req, what); r != nil {
+		return r, nil
+	}
+	deleted, err := pr.Content.Delete(ctx, typ, id)
+	if err != nil {
+		return providerError(err, typ)
+	}
+	return okResult(map[string]any{"provider": pr.Name, "deleted": true, "object": summary(deleted)},
+		fmt.Sprintf("deleted %s %s %q", typ, deleted.ID, deleted.Title)), nil
+}
+
+func summary(o provider.Object) map[string]any {
+	return map[string]any{"id": o.ID, "type": o.Type, "slug": o.Slug, "title": o.Title, "status": o.Status, "version": o.Version}
+}

@@ -1,0 +1,249 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/local"
+)
+
+// clock is a settable time source shared by the store and the tools.
+type clock struct{ t time.Time }
+
+func (c *clock) Now() time.Time { return c.t }
+
+// env is one keygate instance over the real embedded store, reached through
+// an in-process MCP client.
+type env struct {
+	t        *testing.T
+	store    *local.Store
+	deps     *Deps
+	admin    string // the admin token keygate acts with
+	adminID  string
+	envFile  string
+	clock    *clock
+	logs     *strings.Builder
+	elicit   client.ElicitationHandler
+	options  Options
+	client   *client.Client
+	redactor *auth.Redactor
+}
+
+type envOption func(*env)
+
+func withElicitation(h client.ElicitationHandler) envOption { return func(e *env) { e.elicit = h } }
+func withOptions(o Options) envOption                       { return func(e *env) { e.options = o } }
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := &env{t: t, clock: &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}, logs: &strings.Builder{},
+		envFile: filepath.Join(dir, ".env")}
+	for _, o := range opts {
+		o(e)
+	}
+	store, err := local.Open(ctx, filepath.Join(dir, "keygate.db"), local.Options{Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if err := store.Seed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}},
+		ExpiresAt: e.clock.t.Add(365 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store, e.admin, e.adminID = store, issued.Secret.Reveal(), issued.Key.ID
+	if err := auth.SetEnvVar(e.envFile, EnvTokenVar, e.admin, auth.EnvWriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.redactor = auth.NewRedactor()
+	e.redactor.Add(e.admin)
+	e.deps = &Deps{
+		Providers: NewProviders(Provider{Name: "local", Content: store, Keys: store}),
+		Identity:  NewIdentity(store, auth.Credential{Secret: auth.NewSecret(e.admin), Source: auth.SourceEnvFile, Var: EnvTokenVar}),
+		Redactor:  e.redactor,
+		EnvFile:   e.envFile,
+		KeysDir:   filepath.Join(dir, "keys"),
+		Logger:    slog.New(slog.NewTextHandler(writerFunc(func(p []byte) { e.logs.Write(p) }), &slog.HandlerOptions{ReplaceAttr: e.redactor.SlogReplaceAttr})),
+		Now:       e.clock.Now,
+	}
+	e.connect()
+	return e
+}
+
+type writerFunc func([]byte)
+
+func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
+
+// connect (re)builds the server and an initialized client.
+func (e *env) connect() {
+	e.t.Helper()
+	s, _, err := NewServer(e.deps, e.options)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var copts []client.ClientOption
+	if e.elicit != nil {
+		copts = append(copts, client.WithElicitationHandler(e.elicit))
+	}
+	c, err := client.NewInProcessClientWithOptions(s, copts...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Start(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	e.client = c
+}
+
+// actAs makes keygate's process credential tok.
+func (e *env) actAs(tok string) {
+	e.deps.Identity = NewIdentity(e.store, auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceEnv, Var: EnvTokenVar})
+	e.connect()
+}
+
+// mint creates a key directly in the store.
+func (e *env) mint(name string, scopes ...string) (string, provider.Key) {
+	e.t.Helper()
+	sc, err := auth.ParseScopes(scopes)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	issued, err := e.store.CreateKey(context.Background(), nil, provider.NewKey{Name: name, Scopes: sc, ExpiresAt: e.clock.t.Add(30 * 24 * time.Hour)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.redactor.Add(issued.Secret.Reveal())
+	return issued.Secret.Reveal(), issued.Key
+}
+
+// result is a tool result decoded for assertions.
+type result struct {
+	IsError    bool
+	Text       string
+	Structured map[string]any
+	raw        *mcp.CallToolResult
+}
+
+func (e *env) call(name string, args map[string]any) result {
+	e.t.Helper()
+	res, err := e.callErr(name, args)
+	if err != nil {
+		e.t.Fatalf("%s: protocol error: %v", name, err)
+	}
+	return res
+}
+
+func (e *env) callErr(name string, args map[string]any) (result, error) {
+	var req mcp.CallToolRequest
+	req.Params.Name, req.Params.Arguments = name, args
+	res, err := e.client.CallTool(context.Background(), req)
+	if err != nil {
+		return result{}, err
+	}
+	r := result{IsError: res.IsError, raw: res}
+	for _, c := range res.Content {
+		if tc, ok := c.(mcp.TextContent); ok {
+			r.Text += tc.Text
+		}
+	}
+	if res.StructuredContent != nil {
+		b, _ := json.Marshal(res.StructuredContent)
+		_ = json.Unmarshal(b, &r.Structured)
+	}
+	return r, nil
+}
+
+func (e *env) toolNames() []string {
+	e.t.Helper()
+	list, err := e.client.ListTools(context.Background(), mcp.ListToolsRequest{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var names []string
+	for _, t := range list.Tools {
+		names = append(names, t.Name)
+	}
+	return names
+}
+
+// get walks a decoded JSON value by keys and indexes: get(m, "object", "id").
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			s, _ := v.([]any)
+			if k >= len(s) {
+				return nil
+			}
+			v = s[k]
+		}
+	}
+	return v
+}
+
+func mustOK(t *testing.T, r result) result {
+	t.Helper()
+	if r.IsError {
+		t.Fatalf("unexpected error result: %s", r.Text)
+	}
+	return r
+}
+
+func mustFail(t *testing.T, r result, field, contains string) {
+	t.Helper()
+	if !r.IsError {
+		t.Fatalf("want error result naming %q, got success: %s", field, r.Text)
+	}
+	if got, _ := get(r.Structured, "error", "field").(string); got != field {
+		t.Errorf("error field = %q, want %q (text: %s)", got, field, r.Text)
+	}
+	if !strings.Contains(r.Text, contains) {
+		t.Errorf("error text %q does not contain %q", r.Text, contains)
+	}
+	if fix, _ := get(r.Structured, "error", "fix").(string); fix == "" && field != "" {
+		t.Errorf("error for %q has no fix: %s", field, r.Text)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+var _ = io.Discard
+
+func contentType(name string) provider.ContentType { return provider.ContentType{Name: name} }
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

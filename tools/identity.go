@@ -1,0 +1,150 @@
+package tools
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/keygate/keygate/auth"
+)
+
+// Verifier checks a keygate token and says whose it is.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (auth.Principal, error)
+}
+
+// errNoCredential means the caller presented no credential at all.
+var errNoCredential = errors.New("no credential")
+
+// Identity decides, on every call, which keygate credential is acting:
+// a token given to auth_authenticate for this session wins, then the HTTP
+// bearer token, then the process credential (KEYGATE_TOKEN). It verifies the
+// credential each time, so a revoked or expired key stops working on the very
+// next call.
+type Identity struct {
+	verifier Verifier
+	// perRequest is set over HTTP, where many clients share the process
+	// and only a legacy session id can carry a credential across calls.
+	// Over stdio the process serves one client, so the process is the
+	// session.
+	perRequest bool
+
+	mu       sync.RWMutex
+	process  auth.Credential
+	sessions map[string]auth.Credential
+}
+
+// NewIdentity returns an Identity for a stdio server whose process
+// credential is cred (which may be zero when none is configured).
+func NewIdentity(v Verifier, cred auth.Credential) *Identity {
+	return &Identity{verifier: v, process: cred, sessions: map[string]auth.Credential{}}
+}
+
+// NewHTTPIdentity returns an Identity for a streamable HTTP server, where
+// each request carries its caller's bearer token and keygate has no
+// process credential of its own.
+func NewHTTPIdentity(v Verifier) *Identity {
+	return &Identity{verifier: v, perRequest: true, sessions: map[string]auth.Credential{}}
+}
+
+// Credential returns the credential acting for ctx, unverified.
+func (id *Identity) Credential(ctx context.Context) (auth.Credential, bool) {
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	if sid := id.sessionID(ctx); sid != "" {
+		if c, ok := id.sessions[sid]; ok {
+			return c, true
+		}
+	}
+	if c, ok := auth.CredentialFrom(ctx); ok {
+		return c, true
+	}
+	if !id.process.Secret.IsZero() {
+		return id.process, true
+	}
+	return auth.Credential{}, false
+}
+
+// Resolve verifies the credential acting for ctx. The error is
+// errNoCredential, auth.ErrInvalidToken, or a store fault; callers fail
+// closed on all of them.
+func (id *Identity) Resolve(ctx context.Context) (auth.Principal, auth.Credential, error) {
+	cred, ok := id.Credential(ctx)
+	if !ok {
+		return auth.Principal{}, auth.Credential{}, errNoCredential
+	}
+	p, err := id.verifier.Verify(ctx, cred.Secret.Reveal())
+	if err != nil {
+		return auth.Principal{}, cred, err
+	}
+	p.Source = cred.Source
+	return p, cred, nil
+}
+
+// SetSession makes cred act for the current session only. It reports false
+// when the call has no lasting session to attach it to.
+func (id *Identity) SetSession(ctx context.Context, cred auth.Credential) bool {
+	sid := id.sessionID(ctx)
+	if sid == "" {
+		return false
+	}
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.sessions[sid] = cred
+	return true
+}
+
+// ForgetSession drops a session's credential when the session ends.
+func (id *Identity) ForgetSession(sid string) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	delete(id.sessions, sid)
+}
+
+// Replace swaps every held copy of the credential whose value is old for
+// next, so the process (and any session using it) carries on with the new
+// key after a rotation. In-flight calls finish with the value they read.
+func (id *Identity) Replace(old auth.Secret, next auth.Credential) (replacedProcess bool) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	if !id.process.Secret.IsZero() && id.process.Secret.Reveal() == old.Reveal() {
+		next.Var = id.process.Var
+		id.process = next
+		replacedProcess = true
+	}
+	for sid, c := range id.sessions {
+		if c.Secret.Reveal() == old.Reveal() {
+			id.sessions[sid] = auth.Credential{Secret: next.Secret, Source: auth.SourceSession}
+		}
+	}
+	return replacedProcess
+}
+
+// Process returns the process credential.
+func (id *Identity) Process() auth.Credential {
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	return id.process
+}
+
+// stdioSession is the key of the one session a stdio server has.
+const stdioSession = "stdio"
+
+// sessionID returns the id of a session that outlives this request: the
+// process over stdio, or a legacy streamable-HTTP session. Modern
+// (2026-07-28) HTTP requests are each their own throw-away session, so they
+// have none.
+func (id *Identity) sessionID(ctx context.Context) string {
+	if !id.perRequest {
+		return stdioSession
+	}
+	if server.IsModernRequest(ctx) {
+		return ""
+	}
+	if s := server.ClientSessionFromContext(ctx); s != nil {
+		return s.SessionID()
+	}
+	return ""
+}

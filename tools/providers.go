@@ -1,0 +1,81 @@
+package tools
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+)
+
+// ContentStore is what the content tools need from a provider.
+type ContentStore interface {
+	Types(ctx context.Context) ([]provider.ContentType, error)
+	List(ctx context.Context, q provider.ListQuery) (provider.Page, error)
+	Get(ctx context.Context, typ string, ref provider.Ref) (provider.Object, error)
+	Create(ctx context.Context, n provider.NewObject) (provider.Object, error)
+	Update(ctx context.Context, p provider.Patch) (provider.Object, error)
+	Delete(ctx context.Context, typ, id string) (provider.Object, error)
+}
+
+// KeyManager is what the credential tools need from a provider that issues
+// and revokes keys itself.
+type KeyManager interface {
+	CreateKey(ctx context.Context, actor *auth.Principal, nk provider.NewKey) (provider.IssuedKey, error)
+	ListKeys(ctx context.Context) ([]provider.Key, error)
+	GetKey(ctx context.Context, id string) (provider.Key, error)
+	// RotateKey issues the successor of key id. A negative grace leaves the
+	// old key untouched, so the caller can store the new one first and
+	// retire the old one after (RetireKey).
+	RotateKey(ctx context.Context, actor *auth.Principal, id string, grace time.Duration) (provider.IssuedKey, provider.Key, error)
+	RetireKey(ctx context.Context, id string, grace time.Duration) (provider.Key, error)
+	RevokeKey(ctx context.Context, actor *auth.Principal, id string) (provider.Key, bool, error)
+}
+
+// Provider is one configured back end.
+type Provider struct {
+	Name    string
+	Content ContentStore
+	Keys    KeyManager // nil when the provider has no key-management API
+}
+
+// Providers holds the configured back ends; the first is the default.
+type Providers struct{ list []Provider }
+
+// NewProviders returns a registry; ps must not be empty.
+func NewProviders(ps ...Provider) *Providers { return &Providers{list: ps} }
+
+// Names lists the configured providers.
+func (p *Providers) Names() []string {
+	out := make([]string, len(p.list))
+	for i, pr := range p.list {
+		out[i] = pr.Name
+	}
+	return out
+}
+
+// Pick returns the provider named by the optional "provider" argument, or
+// an isError result naming the field and the choices.
+func (p *Providers) Pick(name string) (Provider, *mcp.CallToolResult) {
+	if name == "" {
+		return p.list[0], nil
+	}
+	for _, pr := range p.list {
+		if pr.Name == name {
+			return pr, nil
+		}
+	}
+	return Provider{}, errorResult("provider", fmt.Sprintf("provider %q is not configured", name),
+		fmt.Sprintf("use one of: %s (or leave provider out for %s)", strings.Join(p.Names(), ", "), p.list[0].Name))
+}
+
+// providerArg is the schema of the optional provider argument every tool takes.
+func providerArg() mcp.ToolOption {
+	return mcp.WithString("provider",
+		mcp.Description("Which configured back end to use (default: the first configured, normally \"local\"). auth_whoami lists them."),
+		mcp.Pattern(`^[a-z][a-z0-9_-]{0,31}$`))
+}

@@ -1,0 +1,145 @@
+package tools
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+)
+
+// Problem is the structured form of an error the model can act on.
+type Problem struct {
+	Field   string `json:"field,omitempty"`
+	Problem string `json:"problem"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// errorResult is an isError result naming the field and the fix, both as
+// text and as structured content.
+func errorResult(field, problem, fix string) *mcp.CallToolResult {
+	var b strings.Builder
+	if field != "" {
+		b.WriteString(field + ": ")
+	}
+	b.WriteString(problem)
+	if fix != "" {
+		b.WriteString(". Fix: " + fix)
+	}
+	res := mcp.NewToolResultStructured(map[string]any{"error": Problem{Field: field, Problem: problem, Fix: fix}}, b.String())
+	res.IsError = true
+	return res
+}
+
+// okResult returns v as structured content with a compact text rendering.
+func okResult(v any, text string) *mcp.CallToolResult {
+	return mcp.NewToolResultStructured(v, text)
+}
+
+// providerError turns an error from a provider into a result the model can
+// act on, or passes a real fault through as a Go error.
+func providerError(err error, typ string) (*mcp.CallToolResult, error) {
+	var fe *provider.FieldError
+	var nf *provider.NotFoundError
+	var vc *provider.VersionConflictError
+	var ge *auth.GrantError
+	switch {
+	case errors.As(err, &fe):
+		return errorResult(fe.Field, fe.Problem, fe.Fix), nil
+	case errors.As(err, &ge):
+		return errorResult(ge.Field, ge.Problem, ge.Fix), nil
+	case errors.As(err, &vc):
+		res := errorResult("expected_version", fmt.Sprintf("stale: you sent %d but the object is at version %d", vc.Expected, vc.Current),
+			fmt.Sprintf("read the object again with content_get, reapply your change and send expected_version %d", vc.Current))
+		res.StructuredContent.(map[string]any)["current_version"] = vc.Current
+		return res, nil
+	case errors.As(err, &nf):
+		switch nf.What {
+		case "content type":
+			return errorResult("type", fmt.Sprintf("content type %q does not exist", nf.Name), "call content_types to see the types you can use"), nil
+		case "object":
+			return errorResult("id", fmt.Sprintf("no %s object with id or slug %q", typ, nf.Name), "call content_list to find the id"), nil
+		case "key":
+			return errorResult("credential", fmt.Sprintf("no key with id %q", nf.Name), "call credentials_list to see key ids"), nil
+		}
+		return errorResult("", nf.Error(), ""), nil
+	case errors.Is(err, provider.ErrPermission):
+		return errorResult("", "the provider refused the credential for this action", "check the key's permissions with auth_check_scopes"), nil
+	case errors.Is(err, provider.ErrUnsupported):
+		return errorResult("", err.Error(), ""), nil
+	}
+	return nil, err
+}
+
+// credentialProblem explains why no verified caller could be found. It
+// never says which check failed: the model cannot fix a token anyway, the
+// user can.
+func credentialProblem(err error) *mcp.CallToolResult {
+	switch {
+	case errors.Is(err, errNoCredential):
+		return errorResult("", "no keygate credential is configured",
+			"set KEYGATE_TOKEN in the environment or the .env file (keygate writes one on first run), or call auth_authenticate")
+	case errors.Is(err, auth.ErrInvalidToken):
+		return errorResult("", "invalid token: the keygate credential in use was refused (it may be revoked, expired or mistyped)",
+			"ask the user for a valid token (keygate token create) and set KEYGATE_TOKEN, or call auth_authenticate")
+	}
+	return errorResult("", "the credential could not be checked right now, so the call was refused",
+		"retry; if it persists the store is unavailable (see keygate's log)")
+}
+
+func insufficientScope(tool string, need auth.Action, have auth.Scopes) *mcp.CallToolResult {
+	return errorResult("", fmt.Sprintf("insufficient_scope: %s needs %s; the credential holds %s", tool, need, scopeList(have)),
+		fmt.Sprintf("use a key with %s (keygate token create --scopes %s)", need, need))
+}
+
+func scopeList(s auth.Scopes) string {
+	if len(s) == 0 {
+		return "no scopes"
+	}
+	return strings.Join(s.Strings(), ", ")
+}
+
+// redactResult runs the redaction pass over every text and the structured
+// content of a result. Values in allow were revealed on purpose (a new key's
+// one showing) and are kept.
+func redactResult(r *auth.Redactor, res *mcp.CallToolResult, allow []string) {
+	pass := func(s string) string {
+		if len(allow) == 0 {
+			return r.Redact(s)
+		}
+		// Shield the revealed values from the pass, then put them back.
+		for i, v := range allow {
+			s = strings.ReplaceAll(s, v, fmt.Sprintf("\x00reveal%d\x00", i))
+		}
+		s = r.Redact(s)
+		for i, v := range allow {
+			s = strings.ReplaceAll(s, fmt.Sprintf("\x00reveal%d\x00", i), v)
+		}
+		return s
+	}
+	for i, c := range res.Content {
+		if tc, ok := c.(mcp.TextContent); ok {
+			tc.Text = pass(tc.Text)
+			res.Content[i] = tc
+		}
+	}
+	if res.StructuredContent != nil {
+		b, err := json.Marshal(res.StructuredContent)
+		if err != nil {
+			res.StructuredContent = nil
+			return
+		}
+		out := pass(string(b))
+		if !json.Valid([]byte(out)) {
+			// A secret straddled JSON escaping; drop the structured copy
+			// rather than send something broken. The text stays.
+			res.StructuredContent = nil
+			return
+		}
+		res.StructuredContent = json.RawMessage(out)
+	}
+}

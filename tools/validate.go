@@ -1,0 +1,166 @@
+package tools
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+)
+
+// argValidator checks tool arguments against the tool's input schema.
+// keygate does this itself rather than with mcp-go's WithInputSchemaValidation
+// because mcp-go's messages quote the offending value ("Got: ..."), which may
+// be a secret pasted into the wrong field, and run before keygate's
+// redaction pass. These messages name the field, the rule and the fix, and
+// never the value.
+type argValidator struct {
+	schemas map[string]*jsonschema.Schema
+}
+
+func newArgValidator(tools []ServerTool) (*argValidator, error) {
+	v := &argValidator{schemas: map[string]*jsonschema.Schema{}}
+	for _, t := range tools {
+		raw, err := json.Marshal(t.Tool.InputSchema)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s input schema: %w", t.Tool.Name, err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("decoding %s input schema: %w", t.Tool.Name, err)
+		}
+		c := jsonschema.NewCompiler()
+		url := "mem:///keygate/" + t.Tool.Name + ".json"
+		if err := c.AddResource(url, doc); err != nil {
+			return nil, fmt.Errorf("adding %s input schema: %w", t.Tool.Name, err)
+		}
+		s, err := c.Compile(url)
+		if err != nil {
+			return nil, fmt.Errorf("compiling %s input schema: %w", t.Tool.Name, err)
+		}
+		v.schemas[t.Tool.Name] = s
+	}
+	return v, nil
+}
+
+// check returns nil when args satisfy the schema of tool, else an isError
+// result naming the first offending field.
+func (v *argValidator) check(tool string, req mcp.CallToolRequest) *mcp.CallToolResult {
+	s, ok := v.schemas[tool]
+	if !ok {
+		return nil
+	}
+	args := req.GetArguments()
+	if args == nil {
+		args = map[string]any{}
+	}
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return errorResult("", "the arguments are not valid JSON", "send a JSON object of arguments")
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return errorResult("", "the arguments are not valid JSON", "send a JSON object of arguments")
+	}
+	err = s.Validate(inst)
+	var verr *jsonschema.ValidationError
+	if err == nil || !errors.As(err, &verr) {
+		return nil
+	}
+	var leaves []*jsonschema.ValidationError
+	collectLeaves(verr, &leaves)
+	if len(leaves) == 0 {
+		return errorResult("", "the arguments do not match the tool's input schema", "check the tool's description")
+	}
+	var problems []Problem
+	for _, l := range leaves {
+		problems = append(problems, describeLeaf(l))
+	}
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Field < problems[j].Field })
+	first := problems[0]
+	if len(problems) > 1 {
+		var rest []string
+		for _, p := range problems[1:] {
+			rest = append(rest, p.Field+": "+p.Problem)
+		}
+		first.Problem += "; also " + strings.Join(rest, "; ")
+	}
+	return errorResult(first.Field, first.Problem, first.Fix)
+}
+
+func collectLeaves(e *jsonschema.ValidationError, out *[]*jsonschema.ValidationError) {
+	if len(e.Causes) == 0 {
+		*out = append(*out, e)
+		return
+	}
+	for _, c := range e.Causes {
+		collectLeaves(c, out)
+	}
+}
+
+// fieldName renders an instance location as the model wrote it:
+// fields.author, operations[0].
+func fieldName(loc []string) string {
+	var b strings.Builder
+	for _, seg := range loc {
+		if _, err := strconv.Atoi(seg); err == nil && b.Len() > 0 {
+			b.WriteString("[" + seg + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(seg)
+	}
+	return b.String()
+}
+
+// describeLeaf explains one violation using only what the schema says
+// (names, limits, patterns, allowed values) and the JSON type of the value.
+func describeLeaf(e *jsonschema.ValidationError) Problem {
+	field := fieldName(e.InstanceLocation)
+	switch k := e.ErrorKind.(type) {
+	case *kind.Required:
+		return Problem{Field: joinField(field, k.Missing[0]), Problem: "is required", Fix: "pass " + strings.Join(k.Missing, ", ")}
+	case *kind.AdditionalProperties:
+		return Problem{Field: joinField(field, k.Properties[0]), Problem: "is not an argument of this tool", Fix: "remove it; the tool's input schema lists the arguments it takes"}
+	case *kind.Type:
+		return Problem{Field: field, Problem: fmt.Sprintf("must be %s, not %s", strings.Join(k.Want, " or "), k.Got), Fix: "send a value of that type"}
+	case *kind.Enum:
+		want := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			want[i] = fmt.Sprint(w)
+		}
+		return Problem{Field: field, Problem: "is not one of the allowed values", Fix: "use one of: " + strings.Join(want, ", ")}
+	case *kind.Pattern:
+		return Problem{Field: field, Problem: "does not have the expected shape", Fix: "match the pattern " + k.Want}
+	case *kind.MinLength:
+		return Problem{Field: field, Problem: fmt.Sprintf("is shorter than %d characters", k.Want), Fix: "send a longer value"}
+	case *kind.MaxLength:
+		return Problem{Field: field, Problem: fmt.Sprintf("is longer than %d characters", k.Want), Fix: "send a shorter value"}
+	case *kind.Minimum:
+		return Problem{Field: field, Problem: "is below the minimum " + k.Want.FloatString(0), Fix: "send a larger number"}
+	case *kind.Maximum:
+		return Problem{Field: field, Problem: "is above the maximum " + k.Want.FloatString(0), Fix: "send a smaller number"}
+	case *kind.MinItems:
+		return Problem{Field: field, Problem: fmt.Sprintf("has fewer than %d items", k.Want), Fix: "send more items"}
+	case *kind.MaxItems:
+		return Problem{Field: field, Problem: fmt.Sprintf("has more than %d items", k.Want), Fix: "send fewer items"}
+	case *kind.UniqueItems:
+		return Problem{Field: field, Problem: "has duplicate items", Fix: "send each item once"}
+	}
+	return Problem{Field: field, Problem: "is not valid (" + strings.Join(e.ErrorKind.KeywordPath(), "/") + ")", Fix: "check the tool's input schema"}
+}
+
+func joinField(base, name string) string {
+	if base == "" {
+		return name
+	}
+	return base + "." + name
+}
