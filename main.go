@@ -1,0 +1,213 @@
+// Command keygate is an MCP server that gives AI agents scoped access to
+// content and credentials, over stdio or streamable HTTP.
+//
+//	keygate [serve] [--transport stdio|http] [--addr 127.0.0.1:8080] ...
+//	keygate token create|list|revoke ...
+//	keygate version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/local"
+	"github.com/keygate/keygate/tools"
+	"github.com/keygate/keygate/transport"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; it falls
+// back to the module version recorded by the Go toolchain.
+var version = ""
+
+func keygateVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// bootstrapLifetime is how long the admin token minted on first run lives.
+const bootstrapLifetime = 365 * 24 * time.Hour
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "keygate:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stdin, stdout, stderr)
+	case "token":
+		return tokenCommand(ctx, args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "keygate", keygateVersion())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}
+
+const usage = `usage:
+  keygate [serve] [flags]          serve MCP over stdio (default) or --transport http
+  keygate token create [flags]     mint a token in the local store (printed once)
+  keygate token list [flags]       list tokens (never their secrets)
+  keygate token revoke [flags] ID  revoke a token
+  keygate version
+Run "keygate serve -h" or "keygate token create -h" for flags.
+`
+
+func newLogger(w io.Writer, c config, r *auth.Redactor) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel, ReplaceAttr: r.SlogReplaceAttr}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	settings := serveSettings()
+	env, err := parseSettings(fs, settings, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := buildConfig(settings, env)
+	if err != nil {
+		return err
+	}
+	redactor := auth.NewRedactor()
+	logger := newLogger(stderr, cfg, redactor)
+
+	store, err := local.Open(ctx, cfg.Store, local.Options{})
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	defer store.Close()
+	if store.Created() {
+		if err := firstRun(ctx, store, &cfg, logger); err != nil {
+			return err
+		}
+	}
+	if !cfg.Token.Secret.IsZero() {
+		redactor.Add(cfg.Token.Secret.Reveal())
+		if !auth.LooksLikeToken(cfg.Token.Secret.Reveal()) {
+			logger.Warn("KEYGATE_TOKEN is not shaped like a keygate token (kg_pat_...); tools will refuse it", "source", cfg.Token.Source)
+		}
+	}
+
+	// Over HTTP each caller brings its own bearer token; keygate's own
+	// token must never stand in for a caller.
+	identity := tools.NewIdentity(store, cfg.Token)
+	if cfg.Transport == "http" {
+		identity = tools.NewHTTPIdentity(store)
+	}
+	deps := &tools.Deps{
+		Providers: tools.NewProviders(tools.Provider{Name: "local", Content: store, Keys: store}),
+		Identity:  identity,
+		Redactor:  redactor,
+		EnvFile:   cfg.EnvFile,
+		KeysDir:   filepath.Join(filepath.Dir(cfg.Store), "keys"),
+		HTTP:      cfg.Transport == "http",
+		Logger:    logger,
+	}
+	mcpServer, served, err := tools.NewServer(deps, tools.Options{Toolsets: cfg.Toolsets, ReadOnly: cfg.ReadOnly, Version: keygateVersion()})
+	if err != nil {
+		return fmt.Errorf("building MCP server: %w", err)
+	}
+
+	if cfg.Transport == "stdio" {
+		logger.Info("serving MCP over stdio", "store", cfg.Store, "tools", len(served))
+		err := transport.ServeStdio(ctx, mcpServer, stdin, stdout, logger)
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("stdio: %w", err)
+		}
+		return nil
+	}
+
+	if !transport.IsLoopback(cfg.Addr) {
+		logger.Warn("listening beyond loopback: every request still needs a keygate bearer token", "addr", cfg.Addr)
+	}
+	return transport.ServeHTTP(ctx, mcpServer, transport.HTTPConfig{
+		Addr:           cfg.Addr,
+		AllowedOrigins: cfg.AllowedOrigins,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		Verifier:       store,
+		ScopeCheck: func(_ *http.Request, p auth.Principal, tool string) (auth.Action, bool, bool) {
+			need, ok := tools.Needs(served, tool)
+			return need, need == "" || p.Scopes.AllowsSome(need), ok
+		},
+		Logger:       logger,
+		Version:      keygateVersion(),
+		OnSessionEnd: deps.Identity.ForgetSession,
+	}, func(addr net.Addr) {
+		logger.Info("serving MCP over streamable HTTP", "url", transport.MCPURL(addr), "store", cfg.Store,
+			"auth", "Authorization: Bearer <KEYGATE_TOKEN from "+cfg.EnvFile+">")
+	})
+}
+
+// firstRun seeds a new store and mints its admin token. The token goes to
+// the env file (never overwriting a value already there) or, failing that,
+// to a 0600 file beside the store; it is never printed.
+func firstRun(ctx context.Context, store *local.Store, cfg *config, logger *slog.Logger) error {
+	if err := store.Seed(ctx); err != nil {
+		return fmt.Errorf("seeding new store: %w", err)
+	}
+	issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: "admin (first run)", Scopes: auth.Scopes{{Action: auth.Admin}},
+		ExpiresAt: time.Now().Add(bootstrapLifetime)})
+	if err != nil {
+		return fmt.Errorf("minting admin token: %w", err)
+	}
+	tok := issued.Secret.Reveal()
+	werr := errors.New("no env file configured")
+	if cfg.EnvFile != "" {
+		werr = auth.SetEnvVar(cfg.EnvFile, tools.EnvTokenVar, tok, auth.EnvWriteOptions{})
+	}
+	if werr == nil {
+		logger.Info("created the store, seeded example content and wrote an admin token", "store", cfg.Store,
+			"env_file", cfg.EnvFile, "variable", tools.EnvTokenVar, "key_id", issued.Key.ID)
+		if cfg.Token.Secret.IsZero() || cfg.Token.Source == auth.SourceEnvFile {
+			cfg.Token = auth.Credential{Secret: issued.Secret, Source: auth.SourceEnvFile, Var: tools.EnvTokenVar}
+		} else {
+			logger.Warn("KEYGATE_TOKEN in the environment overrides the new admin token in the env file", "env_file", cfg.EnvFile)
+		}
+		return nil
+	}
+	fallback := filepath.Join(filepath.Dir(cfg.Store), "admin.token")
+	if err := auth.WriteSecretFile(fallback, tok); err != nil {
+		return fmt.Errorf("cannot store the first-run admin token (env file: %v; %s: %w)", werr, fallback, err)
+	}
+	logger.Warn("created the store; the admin token could not go into the env file, so it was written beside the store",
+		"reason", werr.Error(), "token_file", fallback, "key_id", issued.Key.ID)
+	return nil
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/local"
+)
+
+// tokenCommand is the admin CLI for the local store. It acts with the
+// authority of whoever can open the store file, so it needs no token.
+func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("token: want create, list or revoke\n%s", usage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("token "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	settings := commonSettings()
+	var name, scopes, envVar string
+	var days int
+	switch sub {
+	case "create":
+		fs.StringVar(&name, "name", "", "what the token is for (required)")
+		fs.StringVar(&scopes, "scopes", "", "comma-separated scopes, e.g. content:read,content:write:posts (required)")
+		fs.IntVar(&days, "expires-in-days", 90, "lifetime in days, 1 to 365")
+		fs.StringVar(&envVar, "env-var", "", "write the token into the env file under this variable instead of printing it")
+	case "list", "revoke":
+	default:
+		return fmt.Errorf("token: unknown subcommand %q; want create, list or revoke", sub)
+	}
+	env, err := parseSettings(fs, settings, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := buildConfig(settings, env)
+	if err != nil {
+		return err
+	}
+	store, err := local.Open(ctx, cfg.Store, local.Options{})
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	defer store.Close()
+
+	switch sub {
+	case "create":
+		if strings.TrimSpace(name) == "" {
+			return fmt.Errorf("token create: --name is required")
+		}
+		sc, err := auth.ParseScopes(strings.Split(scopes, ","))
+		if err != nil {
+			return fmt.Errorf("token create: --scopes: %w", err)
+		}
+		if days < 1 || days > 365 {
+			return fmt.Errorf("token create: --expires-in-days must be 1 to 365")
+		}
+		if envVar != "" {
+			// Fail before minting if the variable is taken.
+			if vars, err := auth.ReadEnvFile(cfg.EnvFile); err != nil {
+				return err
+			} else if _, taken := vars[envVar]; taken {
+				return fmt.Errorf("token create: %s is already set in %s; choose another --env-var", envVar, cfg.EnvFile)
+			}
+		}
+		issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: name, Scopes: sc, ExpiresAt: time.Now().Add(time.Duration(days) * 24 * time.Hour)})
+		if err != nil {
+			return fmt.Errorf("token create: %w", err)
+		}
+		if envVar != "" {
+			if err := auth.SetEnvVar(cfg.EnvFile, envVar, issued.Secret.Reveal(), auth.EnvWriteOptions{}); err != nil {
+				_, _, _ = store.RevokeKey(ctx, nil, issued.Key.ID)
+				return fmt.Errorf("token create: writing %s (the new token was revoked): %w", cfg.EnvFile, err)
+			}
+			fmt.Fprintf(stderr, "created token %s (%s) and wrote it to %s as %s\n", issued.Key.ID, issued.Key.Masked, cfg.EnvFile, envVar)
+			return nil
+		}
+		fmt.Fprintf(stderr, "created token %s %q [%s], expires %s. It is shown once:\n", issued.Key.ID, name,
+			strings.Join(issued.Key.Scopes, ", "), issued.Key.ExpiresAt.Format(time.DateOnly))
+		fmt.Fprintln(stdout, issued.Secret.Reveal())
+		return nil
+	case "list":
+		keys, err := store.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tTOKEN\tSCOPES\tCREATED\tEXPIRES\tLAST USED\tSTATE")
+		for _, k := range keys {
+			state := "active"
+			switch {
+			case !k.RevokedAt.IsZero():
+				state = "revoked"
+			case time.Now().After(k.ExpiresAt):
+				state = "expired"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Masked, strings.Join(k.Scopes, ","),
+				k.CreatedAt.Format(time.DateOnly), k.ExpiresAt.Format(time.DateOnly), dateOrDash(k.LastUsedAt), state)
+		}
+		return tw.Flush()
+	default: // revoke
+		if fs.NArg() != 1 {
+			return fmt.Errorf("token revoke: give exactly one token id (see keygate token list)")
+		}
+		k, already, err := store.RevokeKey(ctx, nil, fs.Arg(0))
+		if err != nil {
+			return fmt.Errorf("token revoke: %w", err)
+		}
+		if already {
+			fmt.Fprintf(stdout, "token %s was already revoked\n", k.ID)
+		} else {
+			fmt.Fprintf(stdout, "revoked token %s (%s)\n", k.ID, k.Name)
+		}
+		return nil
+	}
+}
+
+func dateOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.DateOnly)
+}
