@@ -162,6 +162,7 @@ func joinActions(as []Action) string {
 type GrantError struct {
 	Field   string // the tool argument to change
 	Problem string
+	Fix     string
 }
 
 func (e *GrantError) Error() string { return e.Field + ": " + e.Problem }
@@ -171,13 +172,15 @@ func (e *GrantError) Error() string { return e.Field + ": " + e.Problem }
 func CheckGrant(actor Principal, scopes Scopes, expiresAt time.Time) error {
 	if missing := actor.Scopes.Missing(scopes); len(missing) > 0 {
 		return &GrantError{Field: "scopes", Problem: fmt.Sprintf(
-			"your credential cannot grant %s (it holds %s); ask for a subset of your own scopes",
-			strings.Join(missing.Strings(), ", "), strings.Join(actor.Scopes.Strings(), ", "))}
+			"your credential cannot grant %s (it holds %s)",
+			strings.Join(missing.Strings(), ", "), strings.Join(actor.Scopes.Strings(), ", ")),
+			Fix: "ask for a subset of your own scopes"}
 	}
 	if !actor.ExpiresAt.IsZero() && expiresAt.After(actor.ExpiresAt) {
 		return &GrantError{Field: "expires_in_days", Problem: fmt.Sprintf(
-			"the new key would outlive your credential, which expires %s; choose a shorter expiry",
-			actor.ExpiresAt.UTC().Format(time.RFC3339))}
+			"the new key would outlive your credential, which expires %s",
+			actor.ExpiresAt.UTC().Format(time.RFC3339)),
+			Fix: "choose a shorter expiry"}
 	}
 	return nil
 }
