@@ -36,11 +36,38 @@ type KeyManager interface {
 	RevokeKey(ctx context.Context, actor *auth.Principal, id string) (provider.Key, bool, error)
 }
 
+// Inspector is what the auth tools need from a remote provider, whose
+// credentials keygate holds but does not issue.
+type Inspector interface {
+	// Describe checks the configured credentials live where the API
+	// allows it, and says who they belong to and what they grant.
+	Describe(ctx context.Context) (provider.Description, error)
+	// CheckAccess answers, for each operation, whether the configured
+	// credentials allow it, established with requests that change nothing.
+	// Where that is impossible the answer is Known: false, Allowed: false.
+	CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error)
+}
+
+// RemoteKeyManager is what the credential tools need from a remote API
+// that issues and revokes its own keys.
+type RemoteKeyManager interface {
+	ListKeys(ctx context.Context) ([]provider.Key, error)
+	CreateKey(ctx context.Context, name string) (provider.IssuedKey, error)
+	// RotateKey replaces key id. The platform revokes the old key at once,
+	// so the caller must store the returned secret before anything else.
+	RotateKey(ctx context.Context, id string) (provider.IssuedKey, error)
+	RevokeKey(ctx context.Context, id string) (provider.Key, bool, error)
+}
+
 // Provider is one configured back end.
 type Provider struct {
 	Name    string
 	Content ContentStore
-	Keys    KeyManager // nil when the provider has no key-management API
+	Keys    KeyManager // keygate's own keys (local); nil elsewhere
+	// Inspect is set for remote providers.
+	Inspect Inspector
+	// RemoteKeys is set for remote providers with a key-management API.
+	RemoteKeys RemoteKeyManager
 }
 
 // Providers holds the configured back ends; the first is the default.

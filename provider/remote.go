@@ -1,0 +1,104 @@
+package provider
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Credential is one credential a remote provider is configured with, as it
+// may be shown: never the value.
+type Credential struct {
+	// Name is the variable that holds it, e.g. COSMIC_WRITE_KEY.
+	Name string `json:"name"`
+	// Kind identifies it: an auth.Classify id where the shape is known
+	// ("cosmic_pat"), else the provider's own name ("cosmic_write_key").
+	Kind   string `json:"kind"`
+	Label  string `json:"label"`
+	Masked string `json:"masked"`
+	Source string `json:"source"` // env or env_file
+	// Grants are the keygate scopes this credential can exercise upstream,
+	// e.g. content:read; empty for an account or agent credential.
+	Grants []string `json:"grants"`
+	// Verified says what a live check found: "ok", "rejected",
+	// "unreachable" or "not_checked".
+	Verified  string    `json:"verified"`
+	Detail    string    `json:"detail,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// Verification outcomes for Credential.Verified.
+const (
+	VerifiedOK          = "ok"
+	VerifiedRejected    = "rejected"
+	VerifiedUnreachable = "unreachable"
+	VerifiedNotChecked  = "not_checked"
+)
+
+// Description is what auth_whoami reports about a remote provider.
+type Description struct {
+	Provider  string `json:"provider"`
+	Reachable bool   `json:"reachable"`
+	// Owner is who the credentials belong to: a user, agent or project.
+	Owner string `json:"owner,omitempty"`
+	// Details are provider-specific facts (plan, limits, usage figures).
+	Details     map[string]any `json:"details,omitempty"`
+	Credentials []Credential   `json:"credentials"`
+	Problems    []string       `json:"problems,omitempty"`
+	// RotateHint tells a person how to rotate these credentials where the
+	// provider has no key-management API keygate can use.
+	RotateHint string `json:"rotate_hint,omitempty"`
+}
+
+// Access is one answer about whether a remote provider's credentials allow
+// an operation.
+type Access struct {
+	Operation string `json:"operation"` // a keygate scope, e.g. content:write:posts
+	Allowed   bool   `json:"allowed"`
+	// Known is false when the answer is "unknown until tried"; Allowed is
+	// then false too (fail closed).
+	Known  bool   `json:"known"`
+	Reason string `json:"reason"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// Errors remote providers report, beside ErrNotFound, ErrPermission and
+// ErrUnsupported.
+var (
+	// ErrUnauthorized means the provider rejected the credential itself
+	// (revoked, mistyped, expired): the fix is a new credential.
+	ErrUnauthorized = errors.New("credential rejected by the provider")
+	// ErrRateLimited means the provider asked keygate to slow down.
+	ErrRateLimited = errors.New("rate limited by the provider")
+	// ErrUnavailable means the provider could not be reached or failed.
+	ErrUnavailable = errors.New("provider unavailable")
+	// ErrOutcomeUnknown means a write was sent but its result is unknown
+	// (timeout, reset) and a read-back could not settle it.
+	ErrOutcomeUnknown = errors.New("outcome unknown")
+)
+
+// UpstreamError is an error answer from a remote API. Message is the API's
+// own text, already cut short and free of secrets; Kind is one of the
+// sentinel errors above, which errors.Is reaches through Unwrap.
+type UpstreamError struct {
+	Provider   string
+	Status     int
+	Code       string // the API's error code, if it has one
+	Message    string
+	RequestID  string
+	RetryAfter time.Duration // for ErrRateLimited, when the API said
+	Kind       error
+}
+
+func (e *UpstreamError) Error() string {
+	s := fmt.Sprintf("%s answered %d", e.Provider, e.Status)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Kind }
