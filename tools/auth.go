@@ -7,11 +7,13 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
 )
 
 // EnvTokenVar is the variable that holds keygate's own credential.
@@ -103,6 +105,9 @@ type Whoami struct {
 	DaysUntilExpiry *int            `json:"days_until_expiry,omitempty"`
 	ToolsAvailable  []string        `json:"tools_available"`
 	ToolsHidden     []HiddenTool    `json:"tools_hidden,omitempty"`
+	// Upstream describes remote providers' credentials: the one asked
+	// for, or all of them when no provider was named.
+	Upstream []provider.Description `json:"upstream,omitempty"`
 }
 
 // HiddenTool is a tool the credential cannot use, and why.
@@ -139,7 +144,45 @@ func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, err
 		}
 	}
 	w.ToolsAvailable, w.ToolsHidden = d.toolAccess(call.Caller)
+	// keygate's own credential gates every provider, so it is always
+	// reported; remote credentials are described (masked, checked live) to
+	// authenticated callers only.
+	if call.Caller != nil {
+		targets := d.Providers.Remote()
+		if call.Req.GetString("provider", "") != "" {
+			targets = nil
+			if pr.Inspect != nil {
+				targets = []Provider{pr}
+			}
+		}
+		w.Upstream = describeAll(ctx, targets)
+	}
+	w.Provider = "local"
 	return okResult(w, renderWhoami(w)), nil
+}
+
+// describeAll asks each remote provider about its credentials, at once.
+// A provider that cannot answer is reported with the problem, not dropped.
+func describeAll(ctx context.Context, ps []Provider) []provider.Description {
+	out := make([]provider.Description, len(ps))
+	var wg sync.WaitGroup
+	for i, pr := range ps {
+		wg.Go(func() {
+			desc, err := pr.Inspect.Describe(ctx)
+			if err != nil {
+				desc = provider.Description{Provider: pr.Name, Problems: []string{upstreamDetail(err)}}
+			}
+			if desc.Provider == "" {
+				desc.Provider = pr.Name
+			}
+			if desc.Credentials == nil {
+				desc.Credentials = []provider.Credential{}
+			}
+			out[i] = desc
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 func (d *Deps) toolAccess(p *auth.Principal) (avail []string, hidden []HiddenTool) {
@@ -177,6 +220,34 @@ func renderWhoami(w Whoami) string {
 	fmt.Fprintf(&b, "\ntools: %s", strings.Join(w.ToolsAvailable, ", "))
 	for _, h := range w.ToolsHidden {
 		fmt.Fprintf(&b, "\nhidden: %s (needs %s)", h.Tool, h.Needs)
+	}
+	for _, u := range w.Upstream {
+		b.WriteString("\n" + renderDescription(u))
+	}
+	return b.String()
+}
+
+func renderDescription(u provider.Description) string {
+	var b strings.Builder
+	state := "reachable"
+	if !u.Reachable {
+		state = "NOT reachable"
+	}
+	fmt.Fprintf(&b, "provider %s: %s", u.Provider, state)
+	if u.Owner != "" {
+		fmt.Fprintf(&b, ", owner %s", u.Owner)
+	}
+	for _, c := range u.Credentials {
+		fmt.Fprintf(&b, "\n  %s %s %s (from %s): %s", c.Name, c.Label, c.Masked, c.Source, c.Verified)
+		if len(c.Grants) > 0 {
+			fmt.Fprintf(&b, "; grants %s", strings.Join(c.Grants, ", "))
+		}
+		if c.Detail != "" {
+			fmt.Fprintf(&b, "; %s", c.Detail)
+		}
+	}
+	for _, p := range u.Problems {
+		fmt.Fprintf(&b, "\n  problem: %s", p)
 	}
 	return b.String()
 }
@@ -242,6 +313,13 @@ func (d *Deps) checkScopes(ctx context.Context, call *Call) (*mcp.CallToolResult
 		}
 		checks = append(checks, c)
 	}
+	if pr.Inspect != nil && call.Caller != nil {
+		upstream, errRes := d.upstreamChecks(ctx, pr, ops, names, all)
+		if errRes != nil {
+			return errRes, nil
+		}
+		checks = combineChecks(checks, upstream)
+	}
 	res := map[string]any{"provider": pr.Name, "checks": checks}
 	var b strings.Builder
 	for _, c := range checks {
@@ -274,6 +352,71 @@ func checkScope(p *auth.Principal, want auth.Scope, noCred string) ScopeCheck {
 	c.Reason = "the credential holds " + scopeList(p.Scopes)
 	c.Fix = fmt.Sprintf("use a key with scope %s (or admin); keygate token create --scopes %s", want, want)
 	return c
+}
+
+// upstreamChecks asks a remote provider whether its own credentials allow
+// the same operations (for a tool: the scope it needs). The answers line up
+// with checks: ops first, then tools; nil where the provider has no say
+// (a tool that needs no scope).
+func (d *Deps) upstreamChecks(ctx context.Context, pr Provider, ops, tools []string, all []ServerTool) ([]*provider.Access, *mcp.CallToolResult) {
+	var scopes []auth.Scope
+	var at []int // index in the answer list of each asked scope
+	for i, op := range ops {
+		sc, _ := auth.ParseScope(op) // already validated
+		scopes, at = append(scopes, sc), append(at, i)
+	}
+	for j, name := range tools {
+		i := slices.IndexFunc(all, func(t ServerTool) bool { return t.Tool.Name == name })
+		if all[i].Needs != "" {
+			scopes, at = append(scopes, auth.Scope{Action: all[i].Needs}), append(at, len(ops)+j)
+		}
+	}
+	out := make([]*provider.Access, len(ops)+len(tools))
+	if len(scopes) == 0 {
+		return out, nil
+	}
+	access, err := pr.Inspect.CheckAccess(ctx, scopes)
+	if err != nil {
+		res, ferr := providerError(err, "")
+		if ferr != nil {
+			res = errorResult("provider", "could not check "+pr.Name+"'s credentials: "+upstreamDetail(err), "retry; auth_whoami checks reachability")
+		}
+		return nil, res
+	}
+	for _, i := range at {
+		out[i] = &provider.Access{Reason: "the provider gave no answer for this operation"}
+	}
+	for k := range access {
+		if k < len(at) {
+			out[at[k]] = &access[k]
+		}
+	}
+	return out, nil
+}
+
+// combineChecks denies a check that keygate allows when the provider's own
+// credentials do not allow it: both must agree. A provider that gave no
+// answer for a check it was asked about denies it (fail closed).
+func combineChecks(checks []ScopeCheck, upstream []*provider.Access) []ScopeCheck {
+	for i := range checks {
+		if !checks[i].Allowed || i >= len(upstream) || upstream[i] == nil {
+			continue
+		}
+		u := upstream[i]
+		switch {
+		case u.Allowed:
+			checks[i].Reason += "; upstream: " + u.Reason
+		case !u.Known:
+			checks[i].Allowed = false
+			checks[i].Reason = "unknown until tried upstream, so denied: " + u.Reason
+			checks[i].Fix = u.Fix
+		default:
+			checks[i].Allowed = false
+			checks[i].Reason = "keygate allows it, but the provider's credential does not: " + u.Reason
+			checks[i].Fix = u.Fix
+		}
+	}
+	return checks
 }
 
 func narrowedTypes(ss auth.Scopes, a auth.Action) string {

@@ -76,6 +76,17 @@ type Providers struct{ list []Provider }
 // NewProviders returns a registry; ps must not be empty.
 func NewProviders(ps ...Provider) *Providers { return &Providers{list: ps} }
 
+// Remote returns the configured remote providers, in order.
+func (p *Providers) Remote() []Provider {
+	var out []Provider
+	for _, pr := range p.list {
+		if pr.Inspect != nil {
+			out = append(out, pr)
+		}
+	}
+	return out
+}
+
 // Names lists the configured providers.
 func (p *Providers) Names() []string {
 	out := make([]string, len(p.list))

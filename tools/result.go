@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -68,11 +69,39 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 		}
 		return errorResult("", nf.Error(), ""), nil
 	case errors.Is(err, provider.ErrPermission):
-		return errorResult("", "the provider refused the credential for this action", "check the key's permissions with auth_check_scopes"), nil
+		return errorResult("provider", "the provider refused the credential for this action: "+upstreamDetail(err), "check what the credential may do with auth_check_scopes, or use a key with more permissions"), nil
+	case errors.Is(err, provider.ErrUnauthorized):
+		return errorResult("provider", "the provider rejected keygate's credential for it (revoked, expired or mistyped): "+upstreamDetail(err),
+			"rotate the key in the provider's dashboard and update the variable auth_whoami names; keygate reads it at start-up"), nil
+	case errors.Is(err, provider.ErrRateLimited):
+		fix := "wait a minute and retry"
+		var ue *provider.UpstreamError
+		if errors.As(err, &ue) && ue.RetryAfter > 0 {
+			fix = fmt.Sprintf("retry after %s", ue.RetryAfter.Round(time.Second))
+		}
+		return errorResult("", "the provider is rate limiting keygate: "+upstreamDetail(err), fix), nil
+	case errors.Is(err, provider.ErrUnavailable):
+		return errorResult("", "the provider could not be reached or failed: "+upstreamDetail(err), "retry later; auth_whoami checks reachability"), nil
+	case errors.Is(err, provider.ErrOutcomeUnknown):
+		return errorResult("", "the write was sent but its outcome is unknown: "+err.Error(), "check with content_get or content_list before retrying, so nothing is written twice"), nil
 	case errors.Is(err, provider.ErrUnsupported):
-		return errorResult("", err.Error(), ""), nil
+		return errorResult("", err.Error(), "see the provider's section in keygate's README for what it supports"), nil
+	}
+	var ue *provider.UpstreamError
+	if errors.As(err, &ue) {
+		return errorResult("", upstreamDetail(err), "check the arguments against the provider's rules; auth_whoami and auth_check_scopes show what the credential may do"), nil
 	}
 	return nil, err
+}
+
+// upstreamDetail is the provider's own account of a failure, when it gave
+// one.
+func upstreamDetail(err error) string {
+	var ue *provider.UpstreamError
+	if errors.As(err, &ue) {
+		return ue.Error()
+	}
+	return err.Error()
 }
 
 // credentialProblem explains why no verified caller could be found. It
