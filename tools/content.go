@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -64,6 +63,7 @@ func contentTools(d *Deps) []ServerTool {
 				mcp.WithNumber("limit", mcp.Description("Objects per page, 1 to 100 (default 20)."), mcp.Min(1), mcp.Max(maxLimit), mcp.DefaultNumber(defaultLimit)),
 				mcp.WithString("cursor", mcp.Description("next_cursor from the previous page of the same query."), mcp.MaxLength(512)),
 				statusArg("Only objects with this status (default: any)."),
+				maxBytesArg(), formatArg(),
 				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
 				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
 		},
@@ -71,11 +71,13 @@ func contentTools(d *Deps) []ServerTool {
 			Toolset: ToolsetContent, Needs: auth.ContentRead, Handler: d.contentGet,
 			Tool: mcp.NewTool("content_get",
 				mcp.WithTitleAnnotation("Get content"),
-				mcp.WithDescription("Get one object by id or by slug (give exactly one). Returns the whole object, including its version for content_update, unless fields is given."),
+				mcp.WithDescription("Get one object by id or by slug (give exactly one). Returns the whole object, including its version for content_update, unless fields is given. Values too large for max_bytes are shortened and listed under truncated, each with a cursor: call content_get again with type and that cursor (instead of id) to read the rest."),
 				providerArg(), typeArg(),
 				idArg(false, "The object's id."),
 				mcp.WithString("slug", mcp.Description("The object's slug, instead of id."), mcp.Pattern(provider.SlugPattern.String())),
 				projectionArg("Default: the whole object."),
+				mcp.WithString("cursor", mcp.Description("A cursor from the truncated list of an earlier content_get: returns the next part of that value."), mcp.MaxLength(1024)),
+				maxBytesArg(), formatArg(),
 				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
 				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
 		},
@@ -161,155 +163,27 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 	return okResult(map[string]any{"provider": pr.Name, "types": types}, strings.TrimSuffix(b.String(), "\n")), nil
 }
 
-// ListResult is content_list's structured answer.
-type ListResult struct {
-	Provider   string           `json:"provider"`
-	Type       string           `json:"type"`
-	Objects    []map[string]any `json:"objects"`
-	Count      int              `json:"count"`
-	Total      int              `json:"total"`
-	NextCursor string           `json:"next_cursor,omitempty"`
-}
-
-func (d *Deps) contentList(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	args := call.Req.GetArguments()
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
-	if errRes != nil {
-		return errRes, nil
-	}
-	typ := call.Req.GetString("type", "")
-	if r := typeAllowed(call, auth.ContentRead, typ); r != nil {
-		return r, nil
-	}
-	q := provider.ListQuery{Type: typ, Status: call.Req.GetString("status", ""), Limit: call.Req.GetInt("limit", defaultLimit)}
-	if q.Limit < 1 || q.Limit > maxLimit {
-		return errorResult("limit", fmt.Sprintf("%d is out of range", q.Limit), "use 1 to 100"), nil
-	}
-	if raw, ok := args["filter"]; ok && raw != nil {
-		m, ok := raw.(map[string]any)
-		if !ok {
-			return errorResult("filter", "must be an object", `write {"field": value}`), nil
-		}
-		conds, p := parseFilter(m)
-		if p != nil {
-			return errorResult(p.Field, p.Problem, p.Fix), nil
-		}
-		q.Filter = conds
-	}
-	sortKeys, p := parseSort(call.Req.GetString("sort", ""))
-	if p != nil {
-		return errorResult(p.Field, p.Problem, p.Fix), nil
-	}
-	q.Sort = sortKeys
-	paths := call.Req.GetStringSlice("fields", nil)
-	if p := checkPaths(paths); p != nil {
-		return errorResult(p.Field, p.Problem, p.Fix), nil
-	}
-	if len(paths) == 0 {
-		paths = defaultListFields
-	}
-	fp := queryFingerprint(pr.Name, q)
-	pos, p := decodeCursor(call.Req.GetString("cursor", ""), fp)
-	if p != nil {
-		return errorResult(p.Field, p.Problem, p.Fix), nil
-	}
-	q.Cursor = pos
-
-	page, err := pr.Content.List(ctx, q)
+// writeResult answers a write with the object as stored, shaped like a
+// content_get result within the default budget: a write of a 1 MB body must
+// not echo 1 MB back to the model.
+func writeResult(pr Provider, verb string, obj provider.Object) (*mcp.CallToolResult, error) {
+	m, err := wholeObject(obj)
 	if err != nil {
-		return providerError(err, typ)
+		return nil, err
 	}
-	res := ListResult{Provider: pr.Name, Type: typ, Objects: make([]map[string]any, 0, len(page.Objects)),
-		Count: len(page.Objects), Total: page.Total, NextCursor: encodeCursor(page.NextCursor, fp)}
-	for _, o := range page.Objects {
-		m, err := project(o, paths)
-		if err != nil {
-			return nil, err
-		}
-		res.Objects = append(res.Objects, m)
-	}
-	return okResult(res, renderList(res, paths)), nil
-}
-
-func renderList(r ListResult, paths []string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d %s", r.Count, r.Total, r.Type)
-	if r.NextCursor != "" {
-		fmt.Fprintf(&b, " (more: next_cursor=%s)", r.NextCursor)
-	}
-	for _, o := range r.Objects {
-		b.WriteString("\n")
-		for i, p := range paths {
-			v, ok := o[p]
-			if !ok {
-				continue
-			}
-			if i > 0 {
-				b.WriteString(" | ")
-			}
-			if p == "id" || p == "title" || p == "slug" || p == "status" || p == "modified_at" {
-				fmt.Fprintf(&b, "%v", v)
-			} else {
-				fmt.Fprintf(&b, "%s=%s", p, compactJSON(v))
-			}
+	res := GetResult{Provider: pr.Name, Object: m, Content: untrustedNotice}
+	if encodedLen(m) > defaultMaxBytes-envelopeBytes {
+		if fitted, cuts, ok := fit(any(m), defaultMaxBytes-envelopeBytes); ok {
+			res.Object, res.Cuts = fitted.(map[string]any), cuts
+		} else {
+			res.Object = summary(obj)
 		}
 	}
-	return b.String()
-}
-
-func compactJSON(v any) string {
-	if s, ok := v.(string); ok {
-		return s
+	out := map[string]any{"provider": pr.Name, verb: true, "object": res.Object, "content_trust": untrustedNotice}
+	if len(res.Cuts) > 0 {
+		out["truncated"] = res.Cuts
 	}
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
-func (d *Deps) contentGet(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
-	if errRes != nil {
-		return errRes, nil
-	}
-	typ := call.Req.GetString("type", "")
-	if r := typeAllowed(call, auth.ContentRead, typ); r != nil {
-		return r, nil
-	}
-	ref := provider.Ref{ID: call.Req.GetString("id", ""), Slug: call.Req.GetString("slug", "")}
-	if (ref.ID == "") == (ref.Slug == "") {
-		return errorResult("id", "give exactly one of id and slug", "pass the id from content_list, or the slug"), nil
-	}
-	paths := call.Req.GetStringSlice("fields", nil)
-	if p := checkPaths(paths); p != nil {
-		return errorResult(p.Field, p.Problem, p.Fix), nil
-	}
-	obj, err := pr.Content.Get(ctx, typ, ref)
-	if err != nil {
-		return providerError(err, typ)
-	}
-	if len(paths) > 0 {
-		m, err := project(obj, paths)
-		if err != nil {
-			return nil, err
-		}
-		return okResult(map[string]any{"provider": pr.Name, "object": m}, renderProjected(obj.ID, m, paths)), nil
-	}
-	return okResult(map[string]any{"provider": pr.Name, "object": obj}, renderObject(obj)), nil
-}
-
-func renderObject(o provider.Object) string {
-	return fmt.Sprintf("%s %s %q [%s] v%d, modified %s\nfields: %s", o.Type, o.ID, o.Title, o.Status, o.Version,
-		o.ModifiedAt.Format(time.RFC3339), string(o.Fields))
-}
-
-func renderProjected(id string, m map[string]any, paths []string) string {
-	var b strings.Builder
-	b.WriteString(id)
-	for _, p := range paths {
-		if v, ok := m[p]; ok {
-			fmt.Fprintf(&b, "\n%s: %s", p, compactJSON(v))
-		}
-	}
-	return b.String()
+	return okResult(out, verb+" "+renderGet(res)), nil
 }
 
 // objectFields reads the fields argument as a JSON object.
@@ -360,7 +234,7 @@ func (d *Deps) contentCreate(ctx context.Context, call *Call) (*mcp.CallToolResu
 	if err != nil {
 		return providerError(err, typ)
 	}
-	return okResult(map[string]any{"provider": pr.Name, "created": true, "object": obj}, "created "+renderObject(obj)), nil
+	return writeResult(pr, "created", obj)
 }
 
 func (d *Deps) contentUpdate(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
@@ -398,7 +272,7 @@ func (d *Deps) contentUpdate(ctx context.Context, call *Call) (*mcp.CallToolResu
 	if err != nil {
 		return providerError(err, typ)
 	}
-	return okResult(map[string]any{"provider": pr.Name, "updated": true, "object": obj}, "updated "+renderObject(obj)), nil
+	return writeResult(pr, "updated", obj)
 }
 
 func (d *Deps) contentDelete(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
@@ -418,7 +292,7 @@ func (d *Deps) contentDelete(ctx context.Context, call *Call) (*mcp.CallToolResu
 	what := fmt.Sprintf("Delete %s %s %q (%s, version %d)? This cannot be undone.", typ, obj.ID, obj.Title, obj.Status, obj.Version)
 	if call.Req.GetBool("dry_run", false) {
 		return okResult(map[string]any{"provider": pr.Name, "dry_run": true, "would_delete": summary(obj)},
-			"dry run: would delete "+renderObject(obj)), nil
+			fmt.Sprintf("dry run: would delete %s %s %s [%s] v%d; nothing was changed", typ, obj.ID, oneLine(obj.Title), obj.Status, obj.Version)), nil
 	}
 	if r := confirmDestructive(ctx, call.Req, what); r != nil {
 		return r, nil

@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -145,12 +146,14 @@ func parseSort(s string) ([]provider.SortKey, *Problem) {
 	return out, nil
 }
 
-// cursor is keygate's opaque paging token: the provider's own position plus
-// a fingerprint of the query, so a cursor cannot silently be reused with a
-// different filter.
+// cursor is keygate's opaque paging token: the provider's own position of
+// a page, how many objects of that page were already returned (a byte
+// budget can stop mid-page), and a fingerprint of the query, so a cursor
+// cannot silently be reused with a different filter.
 type cursor struct {
-	Pos string `json:"p"`
-	Fp  string `json:"q"`
+	Pos  string `json:"p,omitempty"`
+	Skip int    `json:"s,omitempty"`
+	Fp   string `json:"q"`
 }
 
 func queryFingerprint(providerName string, q provider.ListQuery) string {
@@ -158,34 +161,37 @@ func queryFingerprint(providerName string, q provider.ListQuery) string {
 		P string
 		T string
 		S string
+		L int
 		F []provider.Condition
 		O []provider.SortKey
-	}{providerName, q.Type, q.Status, q.Filter, q.Sort})
+	}{providerName, q.Type, q.Status, q.Limit, q.Filter, q.Sort})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:6])
 }
 
-func encodeCursor(pos, fp string) string {
-	if pos == "" {
+// encodeCursor returns "" for the start of the list, which is the end of
+// paging when it is the next position.
+func encodeCursor(c cursor) string {
+	if c.Pos == "" && c.Skip == 0 {
 		return ""
 	}
-	b, _ := json.Marshal(cursor{Pos: pos, Fp: fp})
+	b, _ := json.Marshal(c)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeCursor(s, fp string) (string, *Problem) {
+func decodeCursor(s, fp string) (cursor, *Problem) {
 	if s == "" {
-		return "", nil
+		return cursor{Fp: fp}, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	var c cursor
-	if err != nil || json.Unmarshal(b, &c) != nil || c.Pos == "" {
-		return "", &Problem{Field: "cursor", Problem: "not a cursor keygate issued", Fix: "pass next_cursor from the previous content_list result unchanged, or leave it out to start over"}
+	if err != nil || json.Unmarshal(b, &c) != nil || (c.Pos == "" && c.Skip == 0) || c.Skip < 0 || c.Skip > maxLimit {
+		return cursor{}, &Problem{Field: "cursor", Problem: "not a cursor keygate issued", Fix: "pass next_cursor from the previous content_list result unchanged, or leave it out to start over"}
 	}
 	if c.Fp != fp {
-		return "", &Problem{Field: "cursor", Problem: "the cursor belongs to a different query (type, status, filter or sort changed)", Fix: "repeat the original query with this cursor, or leave cursor out to start over"}
+		return cursor{}, &Problem{Field: "cursor", Problem: "the cursor belongs to a different query (type, status, filter, sort or limit changed)", Fix: "repeat the original query with this cursor, or leave cursor out to start over"}
 	}
-	return c.Pos, nil
+	return c, nil
 }
 
 // defaultListFields is the compact summary content_list returns without fields.
@@ -216,8 +222,24 @@ func project(obj provider.Object, paths []string) (map[string]any, error) {
 	for _, p := range paths {
 		r := gjson.GetBytes(b, p)
 		if r.Exists() {
-			out[p] = r.Value()
+			out[p] = sanitizeValue(r.Value())
 		}
 	}
 	return out, nil
+}
+
+// wholeObject decodes an object into a JSON value with every string
+// sanitised: what content_get returns when no fields are asked for.
+func wholeObject(obj provider.Object) (map[string]any, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encoding object %s: %w", obj.ID, err)
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("decoding object %s: %w", obj.ID, err)
+	}
+	return sanitizeValue(m).(map[string]any), nil
 }

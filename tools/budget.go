@@ -1,0 +1,194 @@
+package tools
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// Byte budgets bound what one read tool returns to the model: models pay for
+// every byte, and a 1 MB object would crowd out everything else.
+const (
+	defaultMaxBytes = 16 << 10
+	minMaxBytes     = 1 << 10
+	maxMaxBytes     = 1 << 20
+	// envelopeBytes is kept back from the budget for the result's own
+	// fields (provider, counts, cursor, truncation notes).
+	envelopeBytes = 512
+)
+
+func maxBytesArg() mcp.ToolOption {
+	return mcp.WithNumber("max_bytes",
+		mcp.Description(fmt.Sprintf("Upper bound on the size of the result in bytes, %d to %d (default %d). What does not fit is cut at a value boundary, listed under truncated, and reachable with the cursor returned.", minMaxBytes, maxMaxBytes, defaultMaxBytes)),
+		mcp.Min(minMaxBytes), mcp.Max(maxMaxBytes), mcp.DefaultNumber(defaultMaxBytes))
+}
+
+func formatArg() mcp.ToolOption {
+	return mcp.WithString("format",
+		mcp.Description(`"text" (default): the text content is a compact rendering; "json": the text content is the full JSON. structuredContent always holds the full data.`),
+		mcp.Enum("text", "json"), mcp.DefaultString("text"))
+}
+
+// readMaxBytes validates the max_bytes argument.
+func readMaxBytes(call *Call) (int, *mcp.CallToolResult) {
+	n := call.Req.GetInt("max_bytes", defaultMaxBytes)
+	if n < minMaxBytes || n > maxMaxBytes {
+		return 0, errorResult("max_bytes", fmt.Sprintf("%d is out of range", n), fmt.Sprintf("use %d to %d", minMaxBytes, maxMaxBytes))
+	}
+	return n, nil
+}
+
+// Cut records one value that was shortened to fit the budget.
+type Cut struct {
+	Object string `json:"object,omitempty"` // id, in lists
+	Path   string `json:"path"`             // gjson path of the value
+	Kind   string `json:"kind"`             // "string" (bytes) or "array" (items)
+	Total  int    `json:"total"`
+	Shown  int    `json:"shown"`
+	// Cursor continues this value with content_get (set when the tool can
+	// resume it).
+	Cursor string `json:"cursor,omitempty"`
+}
+
+func (c Cut) String() string {
+	unit := "bytes"
+	if c.Kind == "array" {
+		unit = "items"
+	}
+	s := fmt.Sprintf("TRUNCATED %s: showing %d of %d %s", c.Path, c.Shown, c.Total, unit)
+	if c.Object != "" {
+		s = fmt.Sprintf("TRUNCATED %s of %s: showing %d of %d %s", c.Path, c.Object, c.Shown, c.Total, unit)
+	}
+	if c.Cursor != "" {
+		s += "; continue with content_get cursor=" + c.Cursor
+	}
+	return s
+}
+
+func encodedLen(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
+
+// fit shrinks a decoded JSON value until it encodes within budget bytes. It
+// caps every string at c bytes (cut on a UTF-8 boundary) and every array at
+// c/32 items (at least one), choosing the largest c that fits by binary
+// search, so short values are never touched while long ones share what is
+// left. It returns the shrunken copy and what was cut; ok is false when even
+// the smallest cap does not fit (too many keys), and the caller must drop the
+// value.
+func fit(v any, budget int) (out any, cuts []Cut, ok bool) {
+	if encodedLen(v) <= budget {
+		return v, nil, true
+	}
+	lo, hi := 16, largestLeaf(v)
+	if hi < lo {
+		hi = lo
+	}
+	var best any
+	var bestCuts []Cut
+	for lo <= hi {
+		c := lo + (hi-lo)/2
+		var cc []Cut
+		capped := capValue(v, "", c, &cc)
+		if encodedLen(capped) <= budget {
+			best, bestCuts = capped, cc
+			lo = c + 1
+		} else {
+			hi = c - 1
+		}
+	}
+	if best == nil {
+		return nil, nil, false
+	}
+	sort.Slice(bestCuts, func(i, j int) bool { return bestCuts[i].Path < bestCuts[j].Path })
+	return best, bestCuts, true
+}
+
+// largestLeaf is the largest string length or 32 × array length in v, the
+// cap above which fit changes nothing.
+func largestLeaf(v any) int {
+	switch t := v.(type) {
+	case string:
+		return len(t)
+	case []any:
+		m := len(t) * 32
+		for _, e := range t {
+			m = max(m, largestLeaf(e))
+		}
+		return m
+	case map[string]any:
+		m := 0
+		for _, e := range t {
+			m = max(m, largestLeaf(e))
+		}
+		return m
+	}
+	return 0
+}
+
+func capValue(v any, path string, c int, cuts *[]Cut) any {
+	switch t := v.(type) {
+	case string:
+		if len(t) <= c {
+			return t
+		}
+		cut := truncateUTF8(t, c)
+		*cuts = append(*cuts, Cut{Path: path, Kind: "string", Total: len(t), Shown: len(cut)})
+		return cut
+	case []any:
+		n := max(1, c/32)
+		items := t
+		if len(t) > n {
+			items = t[:n]
+			*cuts = append(*cuts, Cut{Path: path, Kind: "array", Total: len(t), Shown: n})
+		}
+		out := make([]any, len(items))
+		for i, e := range items {
+			out[i] = capValue(e, joinPath(path, strconv.Itoa(i)), c, cuts)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = capValue(e, joinPath(path, k), c, cuts)
+		}
+		return out
+	}
+	return v
+}
+
+// joinPath extends a gjson path, escaping the characters gjson gives a
+// meaning, so a key such as "a.b" stays one key.
+func joinPath(base, key string) string {
+	var b strings.Builder
+	for _, r := range key {
+		if strings.ContainsRune(`.*?#|@\!=<>%`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	if base == "" {
+		return b.String()
+	}
+	return base + "." + b.String()
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
