@@ -138,6 +138,9 @@ func NewServer(d *Deps, opts Options) (*server.MCPServer, []ServerTool, error) {
 	s := server.NewMCPServer("keygate", opts.Version,
 		server.WithToolCapabilities(false),
 		server.WithElicitation(),
+		// Logging lets keygate warn the client about its credentials
+		// (expiry, rejection) as MCP log notifications.
+		server.WithLogging(),
 		server.WithInstructions(instructions),
 		server.WithToolFilter(scopeFilter(d, selected)),
 	)
