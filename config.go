@@ -23,6 +23,7 @@ type config struct {
 	Addr           string
 	Store          string
 	EnvFile        string
+	AuditFile      string
 	ReadOnly       bool
 	Toolsets       []string
 	LogLevel       slog.Level
@@ -74,6 +75,7 @@ func commonSettings() []*setting {
 		{flag: "env-file", env: "KEYGATE_ENV_FILE", def: ".env", usage: "env file to read settings from and write tokens to (optional)"},
 		{flag: "log-level", env: "KEYGATE_LOG_LEVEL", def: "info", usage: "debug, info, warn or error"},
 		{flag: "log-format", env: "KEYGATE_LOG_FORMAT", def: "text", usage: "text or json (logs go to stderr)"},
+		{flag: "audit-file", env: "KEYGATE_AUDIT_FILE", def: "", usage: "audit journal, JSON lines, mode 0600 (default: audit.jsonl beside the store)"},
 	}
 }
 
@@ -152,6 +154,10 @@ func buildConfig(settings []*setting, env envLookup) (config, error) {
 		errs = append(errs, configError(s, "must not be empty"))
 	}
 	c.Store = v
+	_, c.AuditFile = get("audit-file")
+	if c.AuditFile == "" && c.Store != "" {
+		c.AuditFile = filepath.Join(filepath.Dir(c.Store), "audit.jsonl")
+	}
 	_, c.EnvFile = get("env-file")
 	if c.EnvFile != "" {
 		if abs, err := filepath.Abs(c.EnvFile); err == nil {

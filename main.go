@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return serve(ctx, args, stdin, stdout, stderr)
 	case "token":
 		return tokenCommand(ctx, args, stdout, stderr)
+	case "audit":
+		return auditCommand(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "keygate", keygateVersion())
 		return nil
@@ -82,6 +85,7 @@ const usage = `usage:
   keygate token create [flags]     mint a token in the local store (printed once)
   keygate token list [flags]       list tokens (never their secrets)
   keygate token revoke [flags] ID  revoke a token
+  keygate audit [--since D] [--tool T] [--json]   print the audit journal
   keygate version
 Run "keygate serve -h" or "keygate token create -h" for flags.
 `
@@ -132,12 +136,19 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if cfg.Transport == "http" {
 		identity = tools.NewHTTPIdentity(store)
 	}
+	journal, err := audit.Open(cfg.AuditFile, redactor.Redact)
+	if err != nil {
+		return err
+	}
+	defer journal.Close()
+
 	deps := &tools.Deps{
 		Providers: tools.NewProviders(tools.Provider{Name: "local", Content: store, Keys: store}),
 		Identity:  identity,
 		Redactor:  redactor,
 		EnvFile:   cfg.EnvFile,
 		KeysDir:   filepath.Join(filepath.Dir(cfg.Store), "keys"),
+		Audit:     journal,
 		HTTP:      cfg.Transport == "http",
 		Logger:    logger,
 	}
@@ -170,6 +181,11 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		Logger:       logger,
 		Version:      keygateVersion(),
 		OnSessionEnd: deps.Identity.ForgetSession,
+		OnAuthFailure: func(r *http.Request, reason string) {
+			if err := journal.Write(audit.Record{Tool: "http", Outcome: audit.OutcomeDenied, Detail: reason, Remote: r.RemoteAddr}); err != nil {
+				logger.Error("cannot write the audit journal", "err", err)
+			}
+		},
 	}, func(addr net.Addr) {
 		logger.Info("serving MCP over streamable HTTP", "url", transport.MCPURL(addr), "store", cfg.Store,
 			"auth", "Authorization: Bearer <KEYGATE_TOKEN from "+cfg.EnvFile+">")

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
@@ -49,6 +50,18 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("opening store: %w", err)
 	}
 	defer store.Close()
+	// Credential changes made here are journaled like those made through
+	// the tools, and refused when the journal cannot be written.
+	var journal *audit.Log
+	if sub != "list" {
+		if journal, err = audit.Open(cfg.AuditFile, nil); err != nil {
+			return fmt.Errorf("token %s: %w", sub, err)
+		}
+		defer journal.Close()
+	}
+	record := func(target, outcome string) error {
+		return journal.Write(audit.Record{Principal: "cli", Provider: "local", Tool: "token " + sub, Target: target, Outcome: outcome})
+	}
 
 	switch sub {
 	case "create":
@@ -70,9 +83,15 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				return fmt.Errorf("token create: %s is already set in %s; choose another --env-var", envVar, cfg.EnvFile)
 			}
 		}
+		if err := record(name, audit.OutcomeAttempt); err != nil {
+			return fmt.Errorf("token create: refused, the audit journal cannot be written: %w", err)
+		}
 		issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: name, Scopes: sc, ExpiresAt: time.Now().Add(time.Duration(days) * 24 * time.Hour)})
 		if err != nil {
 			return fmt.Errorf("token create: %w", err)
+		}
+		if err := record(issued.Key.ID, audit.OutcomeOK); err != nil {
+			fmt.Fprintf(stderr, "warning: token %s was created but the audit journal could not record it: %v\n", issued.Key.ID, err)
 		}
 		if envVar != "" {
 			if err := auth.SetEnvVar(cfg.EnvFile, envVar, issued.Secret.Reveal(), auth.EnvWriteOptions{}); err != nil {
@@ -109,9 +128,15 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if fs.NArg() != 1 {
 			return fmt.Errorf("token revoke: give exactly one token id (see keygate token list)")
 		}
+		if err := record(fs.Arg(0), audit.OutcomeAttempt); err != nil {
+			return fmt.Errorf("token revoke: refused, the audit journal cannot be written: %w", err)
+		}
 		k, already, err := store.RevokeKey(ctx, nil, fs.Arg(0))
 		if err != nil {
 			return fmt.Errorf("token revoke: %w", err)
+		}
+		if err := record(k.ID, audit.OutcomeOK); err != nil {
+			fmt.Fprintf(stderr, "warning: token %s was revoked but the audit journal could not record it: %v\n", k.ID, err)
 		}
 		if already {
 			fmt.Fprintf(stdout, "token %s was already revoked\n", k.ID)

@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
@@ -27,18 +28,19 @@ func (c *clock) Now() time.Time { return c.t }
 // env is one keygate instance over the real embedded store, reached through
 // an in-process MCP client.
 type env struct {
-	t        *testing.T
-	store    *local.Store
-	deps     *Deps
-	admin    string // the admin token keygate acts with
-	adminID  string
-	envFile  string
-	clock    *clock
-	logs     *strings.Builder
-	elicit   client.ElicitationHandler
-	options  Options
-	client   *client.Client
-	redactor *auth.Redactor
+	t         *testing.T
+	store     *local.Store
+	deps      *Deps
+	admin     string // the admin token keygate acts with
+	adminID   string
+	envFile   string
+	clock     *clock
+	logs      *strings.Builder
+	elicit    client.ElicitationHandler
+	options   Options
+	client    *client.Client
+	redactor  *auth.Redactor
+	auditPath string
 }
 
 type envOption func(*env)
@@ -74,12 +76,19 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	e.redactor = auth.NewRedactor()
 	e.redactor.Add(e.admin)
+	e.auditPath = filepath.Join(dir, "audit.jsonl")
+	journal, err := audit.Open(e.auditPath, e.redactor.Redact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { journal.Close() })
 	e.deps = &Deps{
 		Providers: NewProviders(Provider{Name: "local", Content: store, Keys: store}),
 		Identity:  NewIdentity(store, auth.Credential{Secret: auth.NewSecret(e.admin), Source: auth.SourceEnvFile, Var: EnvTokenVar}),
 		Redactor:  e.redactor,
 		EnvFile:   e.envFile,
 		KeysDir:   filepath.Join(dir, "keys"),
+		Audit:     journal,
 		Logger:    slog.New(slog.NewTextHandler(writerFunc(func(p []byte) { e.logs.Write(p) }), &slog.HandlerOptions{ReplaceAttr: e.redactor.SlogReplaceAttr})),
 		Now:       e.clock.Now,
 	}

@@ -6,6 +6,7 @@ package tools
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
 )
 
@@ -56,6 +58,9 @@ type Deps struct {
 	EnvFile string
 	// KeysDir receives new secrets when a tool call names no destination.
 	KeysDir string
+	// Audit records writes, credential operations and failed
+	// authentication; nil turns the journal off (tests only).
+	Audit Auditor
 	// HTTP is true when serving streamable HTTP, where the bearer token
 	// decides who is calling.
 	HTTP   bool
@@ -72,6 +77,11 @@ func (d *Deps) now() time.Time {
 		return d.Now()
 	}
 	return time.Now()
+}
+
+// Auditor appends to the audit journal.
+type Auditor interface {
+	Write(audit.Record) error
 }
 
 // Options select which tools are served.
@@ -194,6 +204,7 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		start := d.now()
 		call := &Call{Req: req, reveal: &revealed{}}
 		var keyID string
+		audited := false // set once the call reaches the handler
 		defer func() {
 			if r := recover(); r != nil {
 				d.Logger.Error("panic in tool handler", "tool", t.Tool.Name, "panic", fmt.Sprint(r))
@@ -210,6 +221,9 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 			if res != nil {
 				redactResult(d.Redactor, res, call.reveal.values)
 			}
+			if audited && (res == nil || !res.NeedsInput()) {
+				d.audit(ctx, t, call, keyID, auditOutcome(res, err))
+			}
 			d.Logger.Info("tool call", "tool", t.Tool.Name, "key_id", keyID, "outcome", outcome,
 				"duration_ms", float64(d.now().Sub(start).Microseconds())/1000)
 		}()
@@ -217,6 +231,9 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		p, cred, verr := d.Identity.Resolve(ctx)
 		if verr == nil {
 			call.Caller, call.Cred, keyID = &p, cred, p.KeyID
+		}
+		if errors.Is(verr, auth.ErrInvalidToken) {
+			d.audit(ctx, t, call, "", audit.OutcomeDenied)
 		}
 		if t.Needs != "" {
 			if verr != nil {
@@ -229,6 +246,70 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		if r := v.check(t.Tool.Name, req); r != nil {
 			return r, nil
 		}
+		if !t.ReadOnly() {
+			// A credential operation that cannot be journaled does not
+			// happen: the attempt is written before anything changes.
+			if t.Toolset == ToolsetCredentials && d.Audit != nil && !req.GetBool("dry_run", false) {
+				if err := d.Audit.Write(d.auditRecord(t, call, keyID, audit.OutcomeAttempt)); err != nil {
+					d.Logger.Error("audit journal cannot be written; refusing a credential operation", "tool", t.Tool.Name, "err", err)
+					return errorResult("", "the audit journal cannot be written, so keygate refuses credential operations until it can",
+						"ask the operator to fix the audit file named in keygate's log (disk space, permissions), then retry"), nil
+				}
+			}
+			audited = true
+		}
 		return t.Handler(ctx, call)
 	}
+}
+
+// auditOutcome classifies a finished call for the journal.
+func auditOutcome(res *mcp.CallToolResult, err error) string {
+	switch {
+	case err != nil || res == nil:
+		return audit.OutcomeError
+	case res.IsError:
+		return audit.OutcomeRefused
+	}
+	return audit.OutcomeOK
+}
+
+// auditRecord describes a call without its secrets: the target is named by
+// type and id, key id or key name, never by a token.
+func (d *Deps) auditRecord(t ServerTool, call *Call, keyID, outcome string) audit.Record {
+	args := call.Req.GetArguments()
+	str := func(k string) string { s, _ := args[k].(string); return s }
+	target := str("credential")
+	if typ := str("type"); typ != "" {
+		target = typ + "/" + firstNonEmpty(str("id"), str("slug"), str("title"))
+	} else if target == "" {
+		target = str("name")
+	}
+	if call.Req.GetBool("dry_run", false) {
+		outcome += " (dry run)"
+	}
+	pr := str("provider")
+	if pr == "" && d.Providers != nil {
+		pr = d.Providers.Names()[0]
+	}
+	return audit.Record{Time: d.now().UTC(), Principal: keyID, Provider: pr, Tool: t.Tool.Name, Target: target, Outcome: outcome}
+}
+
+// audit writes one record; a failure is logged, since the call it records
+// has already happened (credential operations are refused up front instead).
+func (d *Deps) audit(_ context.Context, t ServerTool, call *Call, keyID, outcome string) {
+	if d.Audit == nil {
+		return
+	}
+	if err := d.Audit.Write(d.auditRecord(t, call, keyID, outcome)); err != nil {
+		d.Logger.Error("cannot write the audit journal", "tool", t.Tool.Name, "err", err)
+	}
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }

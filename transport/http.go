@@ -51,6 +51,9 @@ type HTTPConfig struct {
 	Version        string
 	// OnSessionEnd is called when a session is deleted or expires.
 	OnSessionEnd func(sessionID string)
+	// OnAuthFailure is told of every refused bearer token (for the audit
+	// journal); reason is a code such as "invalid_token", never the token.
+	OnAuthFailure func(r *http.Request, reason string)
 }
 
 // NewHTTPHandler returns the keygate HTTP handler: /mcp and /healthz.
@@ -115,16 +118,19 @@ type principalKey struct{}
 func (h *httpHandler) bearer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Has("access_token") {
+			h.refused(r, "token_in_query")
 			h.unauthorized(w, "invalid_request", "tokens are accepted only in the Authorization header")
 			return
 		}
 		values := r.Header.Values("Authorization")
 		if len(values) == 0 {
+			h.refused(r, "missing_token")
 			h.unauthorized(w, "", "")
 			return
 		}
 		tok, ok := parseBearer(values)
 		if !ok {
+			h.refused(r, "malformed_authorization")
 			h.unauthorized(w, "invalid_request", "send exactly one Authorization: Bearer <token> header")
 			return
 		}
@@ -132,6 +138,7 @@ func (h *httpHandler) bearer(next http.Handler) http.Handler {
 		switch {
 		case errors.Is(err, auth.ErrInvalidToken):
 			h.cfg.Logger.Info("refused invalid bearer token", "remote", r.RemoteAddr)
+			h.refused(r, "invalid_token")
 			h.unauthorized(w, "invalid_token", "the token is invalid, expired or revoked")
 			return
 		case err != nil:
@@ -157,6 +164,12 @@ func parseBearer(values []string) (string, bool) {
 		return "", false
 	}
 	return tok, true
+}
+
+func (h *httpHandler) refused(r *http.Request, reason string) {
+	if h.cfg.OnAuthFailure != nil {
+		h.cfg.OnAuthFailure(r, reason)
+	}
 }
 
 func (h *httpHandler) unauthorized(w http.ResponseWriter, code, desc string) {
