@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/tools"
@@ -30,6 +31,7 @@ type config struct {
 	LogFormat      string
 	AllowedOrigins []string
 	MaxBodyBytes   int64
+	ExpiryWarning  time.Duration
 
 	// Token is keygate's own credential (KEYGATE_TOKEN), if set.
 	Token auth.Credential
@@ -87,6 +89,7 @@ func serveSettings() []*setting {
 		&setting{flag: "toolsets", env: "KEYGATE_TOOLSETS", def: strings.Join(tools.AllToolsets, ","), usage: "comma-separated toolsets to serve: auth, credentials, content"},
 		&setting{flag: "allowed-origins", env: "KEYGATE_ALLOWED_ORIGINS", def: "", usage: "comma-separated browser origins allowed to call /mcp, besides keygate's own loopback origin"},
 		&setting{flag: "max-body-bytes", env: "KEYGATE_MAX_BODY_BYTES", def: strconv.Itoa(transport.DefaultMaxBodyBytes), usage: "largest accepted HTTP request body"},
+		&setting{flag: "expiry-warning", env: "KEYGATE_EXPIRY_WARNING", def: tools.DefaultExpiryWarning.String(), usage: "warn about credentials expiring within this long (e.g. 168h)"},
 	)
 }
 
@@ -216,6 +219,10 @@ func buildConfig(settings []*setting, env envLookup) (config, error) {
 			errs = append(errs, configError(s, "must be a number of bytes from 1024 to 67108864"))
 		}
 		c.MaxBodyBytes = n
+		s, v = get("expiry-warning")
+		if c.ExpiryWarning, err = time.ParseDuration(v); err != nil || c.ExpiryWarning <= 0 {
+			errs = append(errs, configError(s, "must be a positive duration such as 168h"))
+		}
 	}
 	if tok, src, ok := env.get(tools.EnvTokenVar); ok {
 		if strings.ContainsAny(tok, "\r\n\x00") {

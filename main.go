@@ -149,14 +149,26 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		EnvFile:   cfg.EnvFile,
 		KeysDir:   filepath.Join(filepath.Dir(cfg.Store), "keys"),
 		Audit:     journal,
-		HTTP:      cfg.Transport == "http",
-		Logger:    logger,
+
+		ExpiryWarning: cfg.ExpiryWarning,
+		HTTP:          cfg.Transport == "http",
+		Logger:        logger,
 	}
 	mcpServer, served, err := tools.NewServer(deps, tools.Options{Toolsets: cfg.Toolsets, ReadOnly: cfg.ReadOnly, Version: keygateVersion()})
 	if err != nil {
 		return fmt.Errorf("building MCP server: %w", err)
 	}
 
+	if cfg.Transport == "stdio" && !cfg.Token.Secret.IsZero() {
+		// Say at once when keygate's own credential is about to lapse or
+		// already has; the tools repeat it to the client.
+		switch p, err := store.Verify(ctx, cfg.Token.Secret.Reveal()); {
+		case err != nil:
+			logger.Warn("KEYGATE_TOKEN is not valid (revoked, expired or mistyped); tools that need a scope are hidden until it is replaced", "source", cfg.Token.Source)
+		case time.Until(p.ExpiresAt) < cfg.ExpiryWarning:
+			logger.Warn("KEYGATE_TOKEN expires soon; rotate it with credentials_rotate", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC())
+		}
+	}
 	if cfg.Transport == "stdio" {
 		logger.Info("serving MCP over stdio", "store", cfg.Store, "tools", len(served))
 		err := transport.ServeStdio(ctx, mcpServer, stdin, stdout, logger)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -103,6 +102,8 @@ type Whoami struct {
 	ExpiresAt       *time.Time      `json:"expires_at,omitempty"`
 	LastUsedAt      *time.Time      `json:"last_used_at,omitempty"`
 	DaysUntilExpiry *int            `json:"days_until_expiry,omitempty"`
+	ExpiresSoon     bool            `json:"expires_soon,omitempty"`
+	Warnings        []string        `json:"warnings,omitempty"`
 	ToolsAvailable  []string        `json:"tools_available"`
 	ToolsHidden     []HiddenTool    `json:"tools_hidden,omitempty"`
 	// Upstream describes remote providers' credentials: the one asked
@@ -127,8 +128,11 @@ func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, err
 		w.Credential = &v
 	}
 	if call.Caller == nil {
-		_, _, err := d.Identity.Resolve(ctx)
+		_, cred, err := d.Identity.Resolve(ctx)
 		p := credentialProblem(err).StructuredContent.(map[string]any)["error"].(Problem)
+		if why := d.diagnose(ctx, cred); why != nil {
+			p = *why
+		}
 		w.Problem, w.Fix = p.Problem, p.Fix
 	} else {
 		p := call.Caller
@@ -139,8 +143,12 @@ func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, err
 		w.ExpiresAt = timePtr(p.ExpiresAt)
 		w.LastUsedAt = timePtr(p.LastUsedAt)
 		if !p.ExpiresAt.IsZero() {
-			days := int(math.Floor(p.ExpiresAt.Sub(d.now()).Hours() / 24))
+			days := d.daysLeft(p.ExpiresAt)
 			w.DaysUntilExpiry = &days
+		}
+		if d.expiresSoon(p.ExpiresAt) {
+			w.ExpiresSoon = true
+			w.Warnings = append(w.Warnings, d.expiryWarning(p))
 		}
 	}
 	w.ToolsAvailable, w.ToolsHidden = d.toolAccess(call.Caller)
@@ -156,6 +164,14 @@ func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, err
 			}
 		}
 		w.Upstream = describeAll(ctx, targets)
+		for _, u := range w.Upstream {
+			for _, c := range u.Credentials {
+				if d.expiresSoon(c.ExpiresAt) {
+					w.Warnings = append(w.Warnings, fmt.Sprintf("%s credential %s (%s) expires %s, in %d days: rotate it in the provider's dashboard and update %s",
+						u.Provider, c.Name, c.Masked, c.ExpiresAt.UTC().Format(time.RFC3339), d.daysLeft(c.ExpiresAt), c.Name))
+				}
+			}
+		}
 	}
 	w.Provider = "local"
 	return okResult(w, renderWhoami(w)), nil
@@ -183,6 +199,37 @@ func describeAll(ctx context.Context, ps []Provider) []provider.Description {
 	}
 	wg.Wait()
 	return out
+}
+
+// diagnose says precisely why keygate's own stdio credential was refused
+// when it expired or was revoked. Over stdio the person reading this owns
+// the store, so there is nothing to hide; over HTTP every refusal stays the
+// same generic "invalid token".
+func (d *Deps) diagnose(ctx context.Context, cred auth.Credential) *Problem {
+	if d.Identity.perRequest || cred.Source == auth.SourceBearer || cred.Secret.IsZero() {
+		return nil
+	}
+	parsed, _, err := auth.ParseToken(cred.Secret.Reveal())
+	if err != nil {
+		return nil
+	}
+	local, _ := d.Providers.Pick("")
+	if local.Keys == nil {
+		return nil
+	}
+	k, err := local.Keys.GetKey(ctx, parsed.PublicID)
+	if err != nil {
+		return nil
+	}
+	fix := fmt.Sprintf("create a new token (keygate token create --name %q --scopes %s --env-var NEW_VAR, then point %s at it) or call auth_authenticate with a valid one",
+		k.Name, strings.Join(k.Scopes, ","), firstNonEmpty(cred.Var, EnvTokenVar))
+	switch {
+	case !k.RevokedAt.IsZero():
+		return &Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) was revoked on %s", k.Masked, k.ID, k.Name, k.RevokedAt.UTC().Format(time.RFC3339)), Fix: fix}
+	case !k.ExpiresAt.After(d.now()):
+		return &Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) expired on %s", k.Masked, k.ID, k.Name, k.ExpiresAt.UTC().Format(time.RFC3339)), Fix: fix}
+	}
+	return nil
 }
 
 func (d *Deps) toolAccess(p *auth.Principal) (avail []string, hidden []HiddenTool) {
@@ -223,6 +270,9 @@ func renderWhoami(w Whoami) string {
 	}
 	for _, u := range w.Upstream {
 		b.WriteString("\n" + renderDescription(u))
+	}
+	for _, warn := range w.Warnings {
+		b.WriteString("\nWARNING: " + warn)
 	}
 	return b.String()
 }

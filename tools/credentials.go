@@ -135,9 +135,16 @@ func (d *Deps) credentialsList(ctx context.Context, call *Call) (*mcp.CallToolRe
 		}
 		out["keys"] = keys
 		now := d.now()
+		soon := []string{}
 		for _, k := range keys {
-			fmt.Fprintf(&b, "key %s %q %s [%s] %s\n", k.ID, k.Name, k.Masked, strings.Join(k.Scopes, ", "), keyState(k, now))
+			state := keyState(k, now)
+			if k.RevokedAt.IsZero() && d.expiresSoon(k.ExpiresAt) {
+				soon = append(soon, k.ID)
+				state += fmt.Sprintf(" (EXPIRES IN %d DAYS: rotate it)", d.daysLeft(k.ExpiresAt))
+			}
+			fmt.Fprintf(&b, "key %s %q %s [%s] %s\n", k.ID, k.Name, k.Masked, strings.Join(k.Scopes, ", "), state)
 		}
+		out["expiring_soon"] = soon
 	}
 	return okResult(out, strings.TrimSuffix(b.String(), "\n")), nil
 }

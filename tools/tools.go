@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -61,13 +62,17 @@ type Deps struct {
 	// Audit records writes, credential operations and failed
 	// authentication; nil turns the journal off (tests only).
 	Audit Auditor
+	// ExpiryWarning is how long before expiry credentials are flagged;
+	// zero means DefaultExpiryWarning.
+	ExpiryWarning time.Duration
 	// HTTP is true when serving streamable HTTP, where the bearer token
 	// decides who is calling.
 	HTTP   bool
 	Logger *slog.Logger
 	Now    func() time.Time
 
-	selection Options // set by NewServer
+	selection Options  // set by NewServer
+	warned    sync.Map // expiry warnings already given: "session:key" -> true
 }
 
 func (d *Deps) served() Options { return d.selection }
@@ -231,6 +236,7 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		p, cred, verr := d.Identity.Resolve(ctx)
 		if verr == nil {
 			call.Caller, call.Cred, keyID = &p, cred, p.KeyID
+			d.warnExpiry(ctx, &p)
 		}
 		if errors.Is(verr, auth.ErrInvalidToken) {
 			d.audit(ctx, t, call, "", audit.OutcomeDenied)
