@@ -170,6 +170,8 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		}
 	}
 	if cfg.Transport == "stdio" {
+		r := &reloader{envFile: cfg.EnvFile, logger: logger, apply: tokenReload(deps, mcpServer, redactor, logger)}
+		go r.run(ctx)
 		logger.Info("serving MCP over stdio", "store", cfg.Store, "tools", len(served))
 		err := transport.ServeStdio(ctx, mcpServer, stdin, stdout, logger)
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {

@@ -232,6 +232,13 @@ func (d *Deps) diagnose(ctx context.Context, cred auth.Credential) *Problem {
 	return nil
 }
 
+// VisibleTools lists the served tools a credential with principal p may see
+// (nil: no valid credential), in registry order.
+func (d *Deps) VisibleTools(p *auth.Principal) []string {
+	avail, _ := d.toolAccess(p)
+	return avail
+}
+
 func (d *Deps) toolAccess(p *auth.Principal) (avail []string, hidden []HiddenTool) {
 	avail = []string{}
 	for _, t := range Select(All(d), d.served()) {

@@ -122,6 +122,19 @@ func (id *Identity) Replace(old auth.Secret, next auth.Credential) (replacedProc
 	return replacedProcess
 }
 
+// SetProcess replaces the process credential, e.g. after the env file
+// changed. Calls already running finish with the credential they read.
+func (id *Identity) SetProcess(c auth.Credential) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.process = c
+}
+
+// Verify checks a token with the identity's verifier.
+func (id *Identity) Verify(ctx context.Context, tok string) (auth.Principal, error) {
+	return id.verifier.Verify(ctx, tok)
+}
+
 // Process returns the process credential.
 func (id *Identity) Process() auth.Credential {
 	id.mu.RLock()

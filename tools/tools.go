@@ -151,7 +151,9 @@ func NewServer(d *Deps, opts Options) (*server.MCPServer, []ServerTool, error) {
 		return nil, nil, err
 	}
 	s := server.NewMCPServer("keygate", opts.Version,
-		server.WithToolCapabilities(false),
+		// listChanged: a reloaded credential can change which tools a
+		// client may see, and keygate says so.
+		server.WithToolCapabilities(true),
 		server.WithElicitation(),
 		// Logging lets keygate warn the client about its credentials
 		// (expiry, rejection) as MCP log notifications.
