@@ -1,0 +1,379 @@
+package cosmic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+)
+
+// RotateHint is what auth_whoami tells a person about rotating Cosmic
+// credentials: Cosmic has no API to issue or revoke them (providers.md 1.7).
+const RotateHint = "Cosmic has no key-management API, so keygate cannot rotate these credentials. " +
+	"Rotate bucket keys by hand in the Cosmic dashboard under Bucket Settings > API Access, and personal access tokens under Account Settings > API Tokens " +
+	"(agent keys come from the agent sign-up and are managed in the claimed project). " +
+	"Then put the new value in COSMIC_READ_KEY, COSMIC_WRITE_KEY, COSMIC_PAT or COSMIC_AGENT_KEY in the env file keygate reads: keygate picks it up at once, " +
+	"without a restart (a value set in keygate's own environment, e.g. a client config, needs a restart instead); revoke the old key in the dashboard once keygate works with the new one."
+
+// probeID is an object id that cannot exist (Cosmic ids are 24-hex
+// ObjectIds, and an all-zero one is never issued). Unknown: providers.md
+// does not say whether Cosmic checks the write key before looking the
+// object up; the probe assumes it does, as the fake does, and treats any
+// answer other than 401/403/404 as "unknown".
+const probeID = "000000000000000000000000"
+
+// Probe outcomes.
+type probe struct {
+	verified string // provider.Verified*
+	detail   string
+	err      error
+}
+
+// probeRead checks the read key (or keyless reads) with GET /object-types.
+func (c *Client) probeRead(ctx context.Context) probe {
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/object-types"), cred: credRead})
+	if err != nil {
+		return probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
+	}
+	switch {
+	case resp.Status == http.StatusNotFound && !bucketMissing(resp), ok2xx(resp) && !routeNotFound(resp.Body):
+		return probe{verified: provider.VerifiedOK, detail: "a read of the bucket's object types worked"}
+	case resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden:
+		ue := c.upstreamError(resp)
+		return probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
+	case routeNotFound(resp.Body):
+		return probe{verified: provider.VerifiedUnreachable, detail: "Cosmic answered \"Route not found\": check " + EnvAPIURL}
+	}
+	ue := c.upstreamError(resp)
+	if bucketMissing(resp) {
+		return probe{verified: provider.VerifiedRejected, detail: ue.Error() + " (check " + EnvBucketSlug + ")", err: ue}
+	}
+	return probe{verified: provider.VerifiedUnreachable, detail: ue.Error(), err: ue}
+}
+
+// probeWrite checks the write key with a PATCH of an id that cannot exist,
+// which changes nothing: 404 means the key was accepted, 401/403 that it
+// was refused.
+func (c *Client) probeWrite(ctx context.Context) probe {
+	resp, err := c.send(ctx, request{method: http.MethodPatch, path: c.bucketPath("/objects/" + probeID), cred: credWrite, body: map[string]any{}})
+	if err != nil {
+		return probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
+	}
+	switch {
+	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
+		return probe{verified: provider.VerifiedOK, detail: "accepted by a write that changes nothing (an update of an object that does not exist)"}
+	case resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden:
+		ue := c.upstreamError(resp)
+		return probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
+	case routeNotFound(resp.Body):
+		return probe{verified: provider.VerifiedUnreachable, detail: "Cosmic answered \"Route not found\": check " + EnvAPIURL}
+	}
+	if ok2xx(resp) {
+		return probe{verified: provider.VerifiedNotChecked, detail: fmt.Sprintf("the no-op write check got an unexpected %d; the key is checked on the first write", resp.Status)}
+	}
+	ue := c.upstreamError(resp)
+	return probe{verified: provider.VerifiedUnreachable, detail: ue.Error(), err: ue}
+}
+
+func errDetail(err error) string {
+	var ue *provider.UpstreamError
+	if errors.As(err, &ue) {
+		return ue.Error()
+	}
+	return "the request failed"
+}
+
+// user is the part of dapi's user record keygate shows. Unknown: the user
+// JSON is not documented (providers.md 1.9); these are the usual names.
+type user struct {
+	ID        string `json:"id"`
+	Email     string `json:"email"`
+	FirstName string `json:"first_name"`
+	LastName  string `json:"last_name"`
+	Username  string `json:"username"`
+}
+
+func (u user) display() string {
+	name := strings.TrimSpace(u.FirstName + " " + u.LastName)
+	switch {
+	case u.Email != "" && name != "":
+		return name + " <" + u.Email + ">"
+	case u.Email != "":
+		return u.Email
+	case name != "":
+		return name
+	case u.Username != "":
+		return u.Username
+	}
+	return u.ID
+}
+
+// agentStatus is GET /v3/agents/status (providers.md 1.7). The bucket's
+// keys it carries are never read into this struct, so they cannot leak.
+type agentStatus struct {
+	AuthType    string         `json:"auth_type"`
+	ClaimStatus string         `json:"claim_status"`
+	Plan        any            `json:"plan"`
+	Limits      map[string]any `json:"limits"`
+	Bucket      struct {
+		Slug string `json:"slug"`
+	} `json:"bucket"`
+	Project struct {
+		ID string `json:"id"`
+	} `json:"project"`
+	AutoDeleteAfterDays any `json:"auto_delete_after_days"`
+}
+
+func describeCred(cr auth.Credential, kind, label string, grants []string) provider.Credential {
+	return provider.Credential{Name: cr.Var, Kind: kind, Label: label, Masked: cr.Secret.Masked(), Source: string(cr.Source),
+		Grants: grants, Verified: provider.VerifiedNotChecked}
+}
+
+// Describe checks each configured credential live and reports what it is.
+func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
+	d := provider.Description{Provider: Name, Details: map[string]any{}, Credentials: []provider.Credential{}, RotateHint: RotateHint}
+	if c.cfg.BucketSlug != "" {
+		d.Details["bucket"] = c.cfg.BucketSlug
+	}
+	reached := func(p probe) {
+		if p.verified == provider.VerifiedOK || p.verified == provider.VerifiedRejected {
+			d.Reachable = true
+		}
+	}
+
+	if c.cfg.BucketSlug != "" {
+		read := probe{}
+		if !c.cfg.ReadKey.Secret.IsZero() {
+			cr := describeCred(c.cfg.ReadKey, "cosmic_read_key", "Cosmic bucket read key", []string{string(auth.ContentRead)})
+			read = c.probeRead(ctx)
+			cr.Verified, cr.Detail = read.verified, read.detail
+			reached(read)
+			d.Credentials = append(d.Credentials, cr)
+		} else {
+			read = c.probeRead(ctx)
+			reached(read)
+			if read.verified == provider.VerifiedOK {
+				d.Problems = append(d.Problems, EnvReadKey+" is not set; this bucket answers reads without a read key")
+			} else {
+				d.Problems = append(d.Problems, EnvReadKey+" is not set and the bucket refused a read without one: content reads will fail")
+			}
+		}
+		d.Details["read_works"] = read.verified == provider.VerifiedOK
+		if !c.cfg.WriteKey.Secret.IsZero() {
+			cr := describeCred(c.cfg.WriteKey, "cosmic_write_key", "Cosmic bucket write key", []string{string(auth.ContentWrite), string(auth.ContentDelete)})
+			w := c.probeWrite(ctx)
+			cr.Verified, cr.Detail = w.verified, w.detail
+			reached(w)
+			d.Credentials = append(d.Credentials, cr)
+		} else {
+			d.Problems = append(d.Problems, EnvWriteKey+" is not set: content_create, content_update and content_delete are not available for Cosmic")
+		}
+	} else {
+		d.Problems = append(d.Problems, EnvBucketSlug+" is not set: no bucket content is available")
+	}
+
+	if !c.cfg.PAT.Secret.IsZero() {
+		cr := describeCred(c.cfg.PAT, "cosmic_pat", "Cosmic personal access token", []string{})
+		u, p := c.whoami(ctx)
+		cr.Verified, cr.Detail = p.verified, p.detail
+		reached(p)
+		if p.verified == provider.VerifiedOK {
+			d.Owner = u.display()
+			cr.Detail = "account token of " + d.Owner + "; it grants no content scope in keygate by itself"
+		}
+		d.Credentials = append(d.Credentials, cr)
+	}
+
+	if !c.cfg.AgentKey.Secret.IsZero() {
+		cr := describeCred(c.cfg.AgentKey, "cosmic_agent_key", "Cosmic agent key", []string{})
+		st, p := c.agentStatus(ctx)
+		cr.Verified, cr.Detail = p.verified, p.detail
+		reached(p)
+		if p.verified == provider.VerifiedOK {
+			agent := map[string]any{"auth_type": st.AuthType, "claim_status": st.ClaimStatus}
+			if st.Plan != nil {
+				agent["plan"] = st.Plan
+			}
+			if st.Limits != nil {
+				agent["limits"] = st.Limits
+			}
+			if st.Bucket.Slug != "" {
+				agent["bucket"] = st.Bucket.Slug
+			}
+			if st.Project.ID != "" {
+				agent["project"] = st.Project.ID
+			}
+			if st.AutoDeleteAfterDays != nil {
+				agent["auto_delete_after_days"] = st.AutoDeleteAfterDays
+			}
+			d.Details["agent"] = agent
+			cr.Detail = "agent key, claim status " + orUnknown(st.ClaimStatus) + "; used for the agent sign-up flow only"
+			if st.AuthType == "unclaimed" || st.ClaimStatus == "unclaimed" || st.ClaimStatus == "pending" {
+				d.Problems = append(d.Problems, "the agent's Cosmic project is unclaimed: it is limited (50 objects, 5 MB media, no AI) and deleted after 14 days unless the human claims it")
+			}
+			if d.Owner == "" && st.Project.ID != "" {
+				d.Owner = "agent project " + st.Project.ID
+			}
+		}
+		d.Credentials = append(d.Credentials, cr)
+	}
+	for _, cr := range d.Credentials {
+		if cr.Verified == provider.VerifiedRejected {
+			d.Problems = append(d.Problems, fmt.Sprintf("%s was rejected by Cosmic: replace it (see rotate_hint)", cr.Name))
+		}
+	}
+	return d, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// whoami reads the PAT's user from dapi.
+func (c *Client) whoami(ctx context.Context) (user, probe) {
+	resp, err := c.send(ctx, request{method: http.MethodGet, dapi: true, path: "/users/get", cred: credPAT})
+	if err != nil {
+		return user{}, probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
+	}
+	if !ok2xx(resp) {
+		ue := c.upstreamError(resp)
+		if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
+			return user{}, probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
+		}
+		return user{}, probe{verified: provider.VerifiedUnreachable, detail: ue.Error(), err: ue}
+	}
+	var u user
+	if err := c.decode(resp, "user", &u, EnvDAPIURL); err != nil {
+		return user{}, probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
+	}
+	return u, probe{verified: provider.VerifiedOK}
+}
+
+// agentStatus reads the agent key's claim status and limits.
+func (c *Client) agentStatus(ctx context.Context) (agentStatus, probe) {
+	resp, err := c.send(ctx, request{method: http.MethodGet, dapi: true, path: "/agents/status", cred: credAgent})
+	if err != nil {
+		return agentStatus{}, probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
+	}
+	if !ok2xx(resp) {
+		ue := c.upstreamError(resp)
+		if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
+			return agentStatus{}, probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
+		}
+		return agentStatus{}, probe{verified: provider.VerifiedUnreachable, detail: ue.Error(), err: ue}
+	}
+	if routeNotFound(resp.Body) {
+		return agentStatus{}, probe{verified: provider.VerifiedUnreachable, detail: "Cosmic answered \"Route not found\": check " + EnvDAPIURL}
+	}
+	var st agentStatus
+	if err := json.Unmarshal(resp.Body, &st); err != nil {
+		return agentStatus{}, probe{verified: provider.VerifiedUnreachable, detail: "the agent status answer is not JSON"}
+	}
+	return st, probe{verified: provider.VerifiedOK}
+}
+
+// CheckAccess answers each operation from what the configured keys are for
+// (read key: content:read; write key: content:write and content:delete;
+// PAT and agent key: no content scope) and live checks that change
+// nothing: a read for content:read, a no-op write for content:write and
+// content:delete. Answers that cannot be established are Known: false.
+func (c *Client) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error) {
+	out := make([]provider.Access, 0, len(ops))
+	var read, write *probe
+	types := map[string]bool{}
+	for _, op := range ops {
+		a := provider.Access{Operation: op.String()}
+		switch op.Action {
+		case auth.ContentRead, auth.ContentWrite, auth.ContentDelete:
+			if c.cfg.BucketSlug == "" {
+				a.Known, a.Reason = true, "no Cosmic bucket is configured"
+				a.Fix = "set " + EnvBucketSlug + " and " + EnvReadKey
+				break
+			}
+			var p probe
+			if op.Action == auth.ContentRead {
+				if read == nil {
+					r := c.probeRead(ctx)
+					read = &r
+				}
+				p = *read
+			} else {
+				if c.cfg.WriteKey.Secret.IsZero() {
+					a.Known, a.Reason = true, EnvWriteKey+" is not set: Cosmic takes writes only with the bucket's write key"
+					a.Fix = "create a write key under Bucket Settings > API Access and set " + EnvWriteKey + ", then restart keygate"
+					break
+				}
+				if write == nil {
+					w := c.probeWrite(ctx)
+					write = &w
+				}
+				p = *write
+			}
+			c.fromProbe(&a, op, p)
+			if a.Allowed && op.Type != "" {
+				exists, ok := types[op.Type]
+				if !ok {
+					var err error
+					exists, err = c.typeExists(ctx, op.Type)
+					if err != nil {
+						a.Allowed, a.Known, a.Reason = false, false, "could not check that type "+op.Type+" exists: "+errDetail(err)
+						break
+					}
+					types[op.Type] = exists
+				}
+				if !exists {
+					a.Allowed, a.Known = false, true
+					a.Reason = fmt.Sprintf("the bucket has no object type %q", op.Type)
+					a.Fix = "call content_types to see the types"
+				}
+			}
+		case auth.CredentialsRead, auth.CredentialsWrite:
+			a.Known, a.Reason = true, "Cosmic has no API to list, issue or revoke keys (the personal access token and the agent key are account credentials, not key managers)"
+			a.Fix = "rotate Cosmic keys by hand: " + "Bucket Settings > API Access, Account Settings > API Tokens"
+		case auth.Admin:
+			a.Known, a.Reason = true, "keygate holds no Cosmic credential that administers the bucket through an API it uses"
+		default:
+			a.Reason = "unknown operation: unknown until tried"
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (c *Client) fromProbe(a *provider.Access, op auth.Scope, p probe) {
+	keyVar := EnvReadKey
+	if op.Action != auth.ContentRead {
+		keyVar = EnvWriteKey
+	}
+	switch p.verified {
+	case provider.VerifiedOK:
+		a.Allowed, a.Known = true, true
+		if op.Action == auth.ContentRead {
+			a.Reason = "a read of the bucket worked"
+			if c.cfg.ReadKey.Secret.IsZero() {
+				a.Reason += " (without a read key: the bucket allows public reads)"
+			} else {
+				a.Reason += " with " + EnvReadKey
+			}
+		} else {
+			a.Reason = EnvWriteKey + " was accepted by a write that changes nothing; Cosmic write keys cover every type in the bucket"
+		}
+	case provider.VerifiedRejected:
+		a.Known, a.Reason = true, "Cosmic rejected "+keyVar+": "+p.detail
+		a.Fix = "replace " + keyVar + " with a current key (Bucket Settings > API Access)"
+		if op.Action == auth.ContentRead && c.cfg.ReadKey.Secret.IsZero() {
+			a.Reason = "the bucket refused a read without a read key: " + p.detail
+			a.Fix = "set " + EnvReadKey
+		}
+	default:
+		a.Reason = "unknown until tried: " + p.detail
+	}
+}
