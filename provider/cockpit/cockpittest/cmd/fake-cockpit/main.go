@@ -1,0 +1,74 @@
+// Command fake-cockpit serves the fake Cockpit API (package cockpittest)
+// on a loopback address, seeded with demo data, and prints the environment
+// lines that point keygate at it. The keys it prints are fake demo keys.
+//
+//	go run ./provider/cockpit/cockpittest/cmd/fake-cockpit --addr 127.0.0.1:8788
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/keygate/keygate/provider/cockpit/cockpittest"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "loopback address to listen on (host:port)")
+	flag.Parse()
+	if err := run(*addr); err != nil {
+		log.Fatalf("fake-cockpit: %v", err)
+	}
+}
+
+func run(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--addr must be a loopback address (127.0.0.1, [::1] or localhost), not %q", host)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fake := cockpittest.New()
+	base := "http://" + ln.Addr().String()
+	fake.SetBaseURL(base)
+
+	fmt.Printf("fake Cockpit listening on %s (API at %s/api)\n\n", base, base)
+	fmt.Println("# keygate environment (fake demo keys; read-write key shown):")
+	fmt.Printf("COCKPIT_URL=%s\n", base)
+	fmt.Printf("COCKPIT_API_KEY=%s\n", cockpittest.DemoRWKey)
+	fmt.Println("COCKPIT_MODELS=posts,authors,pages")
+	fmt.Println("# other demo keys:")
+	fmt.Printf("#   read-only custom key: %s\n", cockpittest.DemoROKey)
+	fmt.Printf("#   key without a role:   %s\n", cockpittest.DemoNoRoleKey)
+	fmt.Printf("#   user key (editor):    %s\n", cockpittest.DemoUserKey)
+
+	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shut); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
