@@ -142,8 +142,19 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	defer journal.Close()
 
+	remotes, err := loadRemotes(env.file, logger)
+	if err != nil {
+		return err
+	}
+	for _, r := range remotes {
+		for _, s := range r.Secrets() {
+			redactor.Add(s)
+		}
+	}
+	localProvider := tools.Provider{Name: "local", Content: store, Keys: store}
+
 	deps := &tools.Deps{
-		Providers: tools.NewProviders(tools.Provider{Name: "local", Content: store, Keys: store}),
+		Providers: tools.NewProviders(providerList(localProvider, remotes)...),
 		Identity:  identity,
 		Redactor:  redactor,
 		EnvFile:   cfg.EnvFile,
@@ -169,10 +180,14 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 			logger.Warn("KEYGATE_TOKEN expires soon; rotate it with credentials_rotate", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC())
 		}
 	}
+	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, redactor, logger, &remotes)}
 	if cfg.Transport == "stdio" {
-		r := &reloader{envFile: cfg.EnvFile, logger: logger, apply: tokenReload(deps, mcpServer, redactor, logger)}
-		go r.run(ctx)
-		logger.Info("serving MCP over stdio", "store", cfg.Store, "tools", len(served))
+		reloads = append(reloads, tokenReload(deps, mcpServer, redactor, logger))
+	}
+	go (&reloader{envFile: cfg.EnvFile, logger: logger, apply: combineReloads(reloads...)}).run(ctx)
+
+	if cfg.Transport == "stdio" {
+		logger.Info("serving MCP over stdio", "store", cfg.Store, "tools", len(served), "providers", deps.Providers.Names())
 		err := transport.ServeStdio(ctx, mcpServer, stdin, stdout, logger)
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("stdio: %w", err)

@@ -86,13 +86,20 @@ func credentialTools(d *Deps) []ServerTool {
 	}
 }
 
-// keysOf returns the provider's key manager or an honest refusal.
-func keysOf(pr Provider) (KeyManager, *mcp.CallToolResult) {
-	if pr.Keys == nil {
-		return nil, errorResult("provider", fmt.Sprintf("%s has no key-management API that keygate can use", pr.Name),
-			"manage this provider's keys in its dashboard; keygate picks up the new value from its environment or env file")
+// keysOf returns the provider's key manager or an honest refusal: for a
+// remote provider without a key API, where a person rotates its keys and
+// how keygate picks the new value up.
+func keysOf(ctx context.Context, pr Provider) (KeyManager, *mcp.CallToolResult) {
+	if pr.Keys != nil {
+		return pr.Keys, nil
 	}
-	return pr.Keys, nil
+	fix := "manage this provider's keys in its dashboard, then update the variable in keygate's env file: keygate picks the new value up without a restart"
+	if pr.Inspect != nil {
+		if desc, err := pr.Inspect.Describe(ctx); err == nil && desc.RotateHint != "" {
+			fix = desc.RotateHint
+		}
+	}
+	return nil, errorResult("provider", fmt.Sprintf("%s has no key-management API that keygate can use, so keygate cannot create, rotate or revoke its keys", pr.Name), fix)
 }
 
 // ConfiguredCredential is the credential in use, as credentials_list shows it.
@@ -124,6 +131,29 @@ func (d *Deps) credentialsList(ctx context.Context, call *Call) (*mcp.CallToolRe
 			b.WriteString(" (in use)")
 		}
 		b.WriteString("\n")
+	}
+	if pr.Inspect != nil {
+		desc, err := pr.Inspect.Describe(ctx)
+		if err != nil {
+			return providerError(err, "")
+		}
+		out["upstream"] = desc.Credentials
+		if desc.RotateHint != "" {
+			out["rotate_hint"] = desc.RotateHint
+		}
+		for _, c := range desc.Credentials {
+			fmt.Fprintf(&b, "%s: %s %s %s from %s, %s", pr.Name, c.Name, c.Label, c.Masked, c.Source, c.Verified)
+			if len(c.Grants) > 0 {
+				fmt.Fprintf(&b, ", grants %s", strings.Join(c.Grants, ", "))
+			}
+			if d.expiresSoon(c.ExpiresAt) {
+				fmt.Fprintf(&b, " (EXPIRES IN %d DAYS)", d.daysLeft(c.ExpiresAt))
+			}
+			b.WriteString("\n")
+		}
+		if desc.RotateHint != "" {
+			b.WriteString("to rotate: " + desc.RotateHint + "\n")
+		}
 	}
 	if pr.Keys != nil {
 		keys, err := pr.Keys.ListKeys(ctx)
@@ -166,7 +196,7 @@ func (d *Deps) credentialsCreate(ctx context.Context, call *Call) (*mcp.CallTool
 	if errRes != nil {
 		return errRes, nil
 	}
-	km, errRes := keysOf(pr)
+	km, errRes := keysOf(ctx, pr)
 	if errRes != nil {
 		return errRes, nil
 	}
@@ -246,7 +276,7 @@ func (d *Deps) credentialsRotate(ctx context.Context, call *Call) (*mcp.CallTool
 	if errRes != nil {
 		return errRes, nil
 	}
-	km, errRes := keysOf(pr)
+	km, errRes := keysOf(ctx, pr)
 	if errRes != nil {
 		return errRes, nil
 	}
@@ -362,7 +392,7 @@ func (d *Deps) credentialsRevoke(ctx context.Context, call *Call) (*mcp.CallTool
 	if errRes != nil {
 		return errRes, nil
 	}
-	km, errRes := keysOf(pr)
+	km, errRes := keysOf(ctx, pr)
 	if errRes != nil {
 		return errRes, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -70,16 +71,34 @@ type Provider struct {
 	RemoteKeys RemoteKeyManager
 }
 
-// Providers holds the configured back ends; the first is the default.
-type Providers struct{ list []Provider }
+// Providers holds the configured back ends; the first is the default. A
+// reload may replace them while calls run: each call works with the
+// provider it picked.
+type Providers struct {
+	mu   sync.RWMutex
+	list []Provider
+}
 
 // NewProviders returns a registry; ps must not be empty.
 func NewProviders(ps ...Provider) *Providers { return &Providers{list: ps} }
 
+// Set replaces the registry's providers; ps must not be empty.
+func (p *Providers) Set(ps ...Provider) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.list = ps
+}
+
+func (p *Providers) all() []Provider {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.list
+}
+
 // Remote returns the configured remote providers, in order.
 func (p *Providers) Remote() []Provider {
 	var out []Provider
-	for _, pr := range p.list {
+	for _, pr := range p.all() {
 		if pr.Inspect != nil {
 			out = append(out, pr)
 		}
@@ -89,8 +108,9 @@ func (p *Providers) Remote() []Provider {
 
 // Names lists the configured providers.
 func (p *Providers) Names() []string {
-	out := make([]string, len(p.list))
-	for i, pr := range p.list {
+	list := p.all()
+	out := make([]string, len(list))
+	for i, pr := range list {
 		out[i] = pr.Name
 	}
 	return out
@@ -99,16 +119,17 @@ func (p *Providers) Names() []string {
 // Pick returns the provider named by the optional "provider" argument, or
 // an isError result naming the field and the choices.
 func (p *Providers) Pick(name string) (Provider, *mcp.CallToolResult) {
+	list := p.all()
 	if name == "" {
-		return p.list[0], nil
+		return list[0], nil
 	}
-	for _, pr := range p.list {
+	for _, pr := range list {
 		if pr.Name == name {
 			return pr, nil
 		}
 	}
 	return Provider{}, errorResult("provider", fmt.Sprintf("provider %q is not configured", name),
-		fmt.Sprintf("use one of: %s (or leave provider out for %s)", strings.Join(p.Names(), ", "), p.list[0].Name))
+		fmt.Sprintf("use one of: %s (or leave provider out for %s)", strings.Join(p.Names(), ", "), list[0].Name))
 }
 
 // providerArg is the schema of the optional provider argument every tool takes.
