@@ -10,6 +10,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider/cockpit/cockpittest"
 	"github.com/keygate/keygate/provider/cosmic/cosmictest"
 )
@@ -225,5 +226,53 @@ func TestCockpitThroughKeygate(t *testing.T) {
 	rc.fail("content_delete", with("type", "posts", "id", "6b0000000000000000000001", "confirm", true), "refused")
 	if strings.Contains(rc.stderr.String(), cockpittest.DemoRWKey) {
 		t.Error("the Cockpit key reached stderr")
+	}
+}
+
+// TestCosmicKeyRotatedByHand rotates the bucket keys "in the dashboard"
+// (the fake) and then in the env file: keygate follows without a restart.
+func TestCosmicKeyRotatedByHand(t *testing.T) {
+	fake := cosmictest.New()
+	srv := fake.Start()
+	defer srv.Close()
+	in := newInstance(t)
+	for _, kv := range [][2]string{{"COSMIC_BUCKET_SLUG", fake.Bucket()}, {"COSMIC_READ_KEY", fake.ReadKey()}, {"COSMIC_WRITE_KEY", fake.WriteKey()},
+		{"COSMIC_API_URL", fake.APIURL()}, {"COSMIC_DAPI_URL", fake.DAPIURL()}} {
+		if err := auth.SetEnvVar(in.envFile, kv[0], kv[1], auth.EnvWriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stderr lockedBuffer
+	tr := transport.NewStdioWithOptions(binary, cleanEnv(), in.args(), transport.WithCommandStderrWriter(&stderr))
+	if err := tr.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rc := &remoteClient{t: t, c: client.NewClient(tr), stderr: &stderr}
+	defer rc.c.Close()
+	if _, err := rc.c.Initialize(context.Background(), mcp.InitializeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	list := map[string]any{"provider": "cosmic", "type": "posts"}
+	rc.ok("content_list", list)
+
+	newRead, newWrite := "rk4RotatedReadKeyForTheFakeCosmicServer000000000000", "wk4RotatedWriteKeyForTheFakeCosmicServer00000000000"
+	fake.SetKeys(newRead, newWrite)
+	rc.fail("content_list", list, "rejected")
+	for _, kv := range [][2]string{{"COSMIC_READ_KEY", newRead}, {"COSMIC_WRITE_KEY", newWrite}} {
+		if err := auth.SetEnvVar(in.envFile, kv[0], kv[1], auth.EnvWriteOptions{Overwrite: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "keygate to use the rotated keys", func() bool {
+		isErr, _, _ := rc.call("content_list", list)
+		return !isErr
+	})
+	if !strings.Contains(stderr.String(), "reloaded provider credentials") {
+		t.Errorf("the reload was not logged:\n%s", stderr.String())
+	}
+	for _, k := range []string{newRead, newWrite, fake.PAT()} {
+		if strings.Contains(stderr.String(), k) {
+			t.Error("a key reached stderr")
+		}
 	}
 }
