@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -191,4 +192,50 @@ func truncateUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// pageItems returns the items from offset on whose JSON fits in room bytes
+// (always at least one, so paging moves), and the offset the next page
+// starts at, 0 when none are left.
+func pageItems[T any](items []T, offset, room int) (page []T, next int) {
+	if offset >= len(items) {
+		return nil, 0
+	}
+	used := 2
+	for i := offset; i < len(items); i++ {
+		size := encodedLen(items[i]) + 1
+		if used+size > room && len(page) > 0 {
+			return page, i
+		}
+		used += size
+		page = append(page, items[i])
+	}
+	return page, 0
+}
+
+// offsetCursor is the cursor of a list keygate pages itself (types, keys):
+// where to resume, tied to the tool and provider it came from.
+func offsetCursor(scope string, offset int) string {
+	if offset == 0 {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(scope + ":" + strconv.Itoa(offset)))
+}
+
+func readOffsetCursor(call *Call, scope string) (int, *mcp.CallToolResult) {
+	c := call.Req.GetString("cursor", "")
+	if c == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	rest, ok := strings.CutPrefix(string(b), scope+":")
+	n, nerr := strconv.Atoi(rest)
+	if err != nil || !ok || nerr != nil || n <= 0 {
+		return 0, errorResult("cursor", "not a cursor this tool issued for this provider", "pass next_cursor from the previous result unchanged, or leave it out to start over")
+	}
+	return n, nil
+}
+
+func listCursorArg() mcp.ToolOption {
+	return mcp.WithString("cursor", mcp.Description("next_cursor from the previous result, when max_bytes cut it short."), mcp.MaxLength(256))
 }

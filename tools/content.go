@@ -47,7 +47,7 @@ func contentTools(d *Deps) []ServerTool {
 			Tool: mcp.NewTool("content_types",
 				mcp.WithTitleAnnotation("List content types"),
 				mcp.WithDescription("List the content types you can read, with their known fields and object counts. Call this before content_list when you do not know the type names."),
-				providerArg(),
+				providerArg(), maxBytesArg(), formatArg(), listCursorArg(),
 				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
 				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
 		},
@@ -137,30 +137,49 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 	if errRes != nil {
 		return errRes, nil
 	}
+	budget, errRes := readMaxBytes(call)
+	if errRes != nil {
+		return errRes, nil
+	}
+	offset, errRes := readOffsetCursor(call, "types/"+pr.Name)
+	if errRes != nil {
+		return errRes, nil
+	}
 	all, err := pr.Content.Types(ctx)
 	if err != nil {
 		return providerError(err, "")
 	}
-	types := []provider.ContentType{}
-	var b strings.Builder
+	readable := []provider.ContentType{}
 	for _, t := range all {
-		if !call.Caller.Scopes.Allows(auth.ContentRead, t.Name) {
-			continue
+		if call.Caller.Scopes.Allows(auth.ContentRead, t.Name) {
+			t.Name, t.Description = sanitizeString(t.Name), sanitizeString(t.Description)
+			readable = append(readable, t)
 		}
-		types = append(types, t)
+	}
+	types, next := pageItems(readable, offset, budget-envelopeBytes)
+	if types == nil {
+		types = []provider.ContentType{}
+	}
+	out := map[string]any{"provider": pr.Name, "types": types}
+	var b strings.Builder
+	for _, t := range types {
 		fmt.Fprintf(&b, "%s (%d objects)", t.Name, t.Count)
 		if len(t.Fields) > 0 {
 			fmt.Fprintf(&b, ": %s", strings.Join(t.Fields, ", "))
 		}
 		if t.Description != "" {
-			fmt.Fprintf(&b, " - %s", t.Description)
+			fmt.Fprintf(&b, " - %s", oneLine(t.Description))
 		}
 		b.WriteString("\n")
 	}
-	if len(types) == 0 {
+	if len(readable) == 0 {
 		b.WriteString("no content types you can read")
 	}
-	return okResult(map[string]any{"provider": pr.Name, "types": types}, strings.TrimSuffix(b.String(), "\n")), nil
+	if next > 0 {
+		out["next_cursor"], out["truncated"] = offsetCursor("types/"+pr.Name, next), true
+		fmt.Fprintf(&b, "TRUNCATED: %d of %d types shown (max_bytes); next_cursor=%s", len(types), len(readable), out["next_cursor"])
+	}
+	return shapedResult(call, out, func() string { return strings.TrimSuffix(b.String(), "\n") }), nil
 }
 
 // writeResult answers a write with the object as stored, shaped like a

@@ -41,7 +41,7 @@ func credentialTools(d *Deps) []ServerTool {
 			Tool: mcp.NewTool("credentials_list",
 				mcp.WithTitleAnnotation("List credentials"),
 				mcp.WithDescription("List the credential keygate is acting with (masked, kind, source, scopes) and, for providers that manage keys, every key: name, id, masked value, scopes, created, expires, last used, revoked. Secrets are never shown."),
-				providerArg(),
+				providerArg(), maxBytesArg(), formatArg(), listCursorArg(),
 				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
 				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
 		},
@@ -125,6 +125,7 @@ func (d *Deps) credentialsList(ctx context.Context, call *Call) (*mcp.CallToolRe
 	}
 	out := map[string]any{"provider": pr.Name, "configured": configured}
 	var b strings.Builder
+	truncNote := ""
 	for _, c := range configured {
 		fmt.Fprintf(&b, "configured: %s %s from %s", c.KindLabel, c.Masked, c.Source)
 		if c.InUse {
@@ -156,14 +157,27 @@ func (d *Deps) credentialsList(ctx context.Context, call *Call) (*mcp.CallToolRe
 		}
 	}
 	if pr.Keys != nil {
-		keys, err := pr.Keys.ListKeys(ctx)
+		all, err := pr.Keys.ListKeys(ctx)
 		if err != nil {
 			return providerError(err, "")
 		}
+		budget, errRes := readMaxBytes(call)
+		if errRes != nil {
+			return errRes, nil
+		}
+		offset, errRes := readOffsetCursor(call, "keys/"+pr.Name)
+		if errRes != nil {
+			return errRes, nil
+		}
+		keys, next := pageItems(all, offset, budget-envelopeBytes-encodedLen(out))
 		if keys == nil {
 			keys = []provider.Key{}
 		}
 		out["keys"] = keys
+		if next > 0 {
+			out["next_cursor"], out["truncated"] = offsetCursor("keys/"+pr.Name, next), true
+			truncNote = fmt.Sprintf("TRUNCATED: %d of %d keys shown (max_bytes); next_cursor=%s", len(keys), len(all), out["next_cursor"])
+		}
 		now := d.now()
 		soon := []string{}
 		for _, k := range keys {
@@ -176,7 +190,8 @@ func (d *Deps) credentialsList(ctx context.Context, call *Call) (*mcp.CallToolRe
 		}
 		out["expiring_soon"] = soon
 	}
-	return okResult(out, strings.TrimSuffix(b.String(), "\n")), nil
+	b.WriteString(truncNote)
+	return shapedResult(call, out, func() string { return strings.TrimSuffix(b.String(), "\n") }), nil
 }
 
 func keyState(k provider.Key, now time.Time) string {

@@ -281,3 +281,41 @@ func manyKeys(n int) map[string]any {
 	}
 	return m
 }
+
+func TestListToolsPageWithinBudget(t *testing.T) {
+	e := newEnv(t)
+	for i := range 40 {
+		e.mint(fmt.Sprintf("key-%02d-%s", i, strings.Repeat("n", 60)), "content:read")
+	}
+	seen := map[string]bool{}
+	cursor := ""
+	for page := 0; ; page++ {
+		args := map[string]any{"max_bytes": 4096}
+		if cursor != "" {
+			args["cursor"] = cursor
+		}
+		r := mustOK(t, e.call("credentials_list", args))
+		if n := len(mustJSON(r.raw.StructuredContent)); n > 4096 {
+			t.Fatalf("page %d is %d bytes", page, n)
+		}
+		for _, k := range get(r.Structured, "keys").([]any) {
+			id := get(k, "id").(string)
+			if seen[id] {
+				t.Fatalf("key %s on two pages", id)
+			}
+			seen[id] = true
+		}
+		cursor, _ = r.Structured["next_cursor"].(string)
+		if cursor == "" {
+			break
+		}
+		if !strings.Contains(r.Text, "TRUNCATED") || page > 40 {
+			t.Fatalf("page %d: %s", page, r.Text)
+		}
+	}
+	if len(seen) != 41 { // 40 + the admin
+		t.Errorf("paged through %d keys, want 41", len(seen))
+	}
+	mustFail(t, e.call("credentials_list", map[string]any{"cursor": "bogus"}), "cursor", "not a cursor")
+	mustFail(t, e.call("content_types", map[string]any{"cursor": offsetCursor("keys/local", 3)}), "cursor", "not a cursor")
+}
