@@ -1,0 +1,181 @@
+package cencori
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+)
+
+// RotateHint is what auth_whoami tells a person: Cencori has no public
+// key-management API, so keygate cannot rotate its key itself.
+const RotateHint = "Cencori has no public API for keys. Create a new secret key (csk_) in the Cencori dashboard under the project's API keys, " +
+	"put it in CENCORI_API_KEY (the environment or keygate's env file) and restart keygate, which reads the key at start-up; " +
+	"then revoke the old key in the dashboard."
+
+const publishableProblem = "a publishable key (cpk_) only works from a browser on one of the key's allowed domains; Cencori refuses it " +
+	"for server-side use such as keygate's (403 domain_not_allowed)"
+
+const publishableFix = "create a secret key (csk_) in the Cencori dashboard and put it in CENCORI_API_KEY"
+
+const agentNote = "an agent-scoped key (cake_) acts as the one agent it is bound to, and stops working when that agent is disabled or deleted"
+
+// memoryGrants are the keygate scopes a working server-side key exercises:
+// Cencori keys carry no per-action permissions.
+var memoryGrants = []string{"content:read:" + TypeMemories, "content:write:" + TypeMemories, "content:delete:" + TypeMemories}
+
+// metricsAnswer is the part of /v1/metrics whoami reports.
+type metricsAnswer struct {
+	Period   string         `json:"period"`
+	Requests map[string]any `json:"requests"`
+	Cost     map[string]any `json:"cost"`
+	Tokens   map[string]any `json:"tokens"`
+}
+
+// Describe reports the key's kind and environment from its prefix, and
+// checks it live with GET /v1/metrics?period=24h, whose request and cost
+// figures go into Details. A publishable key is not sent: Cencori refuses
+// it server-side, and saying so needs no request.
+func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
+	kt := c.cfg.KeyType()
+	d := provider.Description{
+		Provider:   Name,
+		Owner:      "the Cencori project the key belongs to",
+		RotateHint: RotateHint,
+		Details: map[string]any{
+			"key_type":    kt,
+			"environment": c.cfg.Environment(),
+			"api_url":     c.cfg.APIURL,
+			"gateway_url": c.cfg.GatewayURL,
+			"rate_limit":  fmt.Sprintf("%d requests per minute per project", rateLimit),
+			"memory_user": c.cfg.MemoryUserID,
+		},
+	}
+	if c.cfg.MemoryNamespace != "" {
+		d.Details["memory_namespace"] = c.cfg.MemoryNamespace
+	}
+	cred := provider.Credential{Name: EnvAPIKey, Kind: c.cfg.Kind.ID, Label: c.cfg.Kind.Label, Masked: c.cfg.APIKey.Masked(),
+		Source: c.cfg.APIKeySource, Grants: []string{}, Verified: provider.VerifiedNotChecked}
+	if kt == KeyTypeAgent {
+		d.Owner = "an agent of a Cencori project (agent-scoped key)"
+		cred.Detail = agentNote
+	}
+	if kt == KeyTypePublishable {
+		cred.Detail = "not checked: " + publishableProblem
+		d.Problems = append(d.Problems, publishableProblem+"; "+publishableFix)
+		d.Credentials = []provider.Credential{cred}
+		return d, nil
+	}
+	resp, err := c.send(ctx, http.MethodGet, "/v1/metrics", url.Values{"period": {"24h"}}, nil, authBearer, true)
+	if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
+		return provider.Description{}, fmt.Errorf("cencori: describing: %w", ctxErr)
+	}
+	ue, isUpstream := asUpstream(err)
+	switch {
+	case err == nil:
+		d.Reachable = true
+		cred.Verified = provider.VerifiedOK
+		cred.Grants = memoryGrants
+		var m metricsAnswer
+		if derr := decode(resp, "metrics", &m); derr != nil {
+			d.Problems = append(d.Problems, "the metrics answer could not be read")
+			break
+		}
+		d.Details["requests_24h"] = m.Requests
+		d.Details["cost_24h"] = m.Cost
+		if v, ok := m.Cost["total_usd"]; ok {
+			d.Details["cost_usd_24h"] = v
+		}
+		if v, ok := m.Tokens["total"]; ok {
+			d.Details["tokens_24h"] = v
+		}
+	case isUpstream && ue.Status != 0:
+		d.Reachable = true
+		switch {
+		case errors.Is(err, provider.ErrUnauthorized), errors.Is(err, provider.ErrPermission):
+			cred.Verified = provider.VerifiedRejected
+			cred.Detail = ue.Error()
+			d.Problems = append(d.Problems, "CENCORI_API_KEY was refused: "+ue.Error()+"; "+RotateHint)
+		case errors.Is(err, provider.ErrRateLimited):
+			cred.Detail = "not checked now: " + ue.Error()
+		default:
+			cred.Verified = provider.VerifiedUnreachable
+			cred.Detail = ue.Error()
+			d.Problems = append(d.Problems, "the live check failed: "+ue.Error())
+		}
+	default:
+		cred.Verified = provider.VerifiedUnreachable
+		cred.Detail = err.Error()
+		d.Problems = append(d.Problems, "Cencori could not be reached: "+err.Error())
+	}
+	d.Credentials = []provider.Credential{cred}
+	return d, nil
+}
+
+// CheckAccess answers for each keygate scope. Offline: a publishable key is
+// refused for server-side use; credentials and admin scopes have no Cencori
+// counterpart; only the memories type exists. Live, once, for content
+// scopes: GET /v1/memory/list?limit=1. Cencori keys carry no per-action
+// permissions, so a key that may list memories may also write and delete
+// them. A 401 is returned as an error (ErrUnauthorized: the fix is a new
+// key), as are 429 and unreachability (nothing is known); a 403 is a known
+// "no" for every content scope.
+func (c *Client) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error) {
+	out := make([]provider.Access, len(ops))
+	var live []int
+	kt := c.cfg.KeyType()
+	for i, op := range ops {
+		a := provider.Access{Operation: op.String(), Known: true}
+		switch {
+		case kt == KeyTypePublishable:
+			a.Reason, a.Fix = publishableProblem, publishableFix
+		case op.Action == auth.CredentialsRead || op.Action == auth.CredentialsWrite:
+			a.Reason = "Cencori has no public key-management API: keys are created and revoked in the dashboard"
+			a.Fix = "manage Cencori keys in its dashboard; see auth_whoami's rotate_hint"
+		case op.Action == auth.Admin:
+			a.Reason = "Cencori keys have no administrative counterpart to keygate's admin scope"
+		case op.Type != "" && op.Type != TypeMemories:
+			a.Reason = fmt.Sprintf("Cencori has no content type %q; its only type is %s", op.Type, TypeMemories)
+			a.Fix = "use type " + TypeMemories
+		default:
+			live = append(live, i)
+		}
+		out[i] = a
+	}
+	if len(live) == 0 {
+		return out, nil
+	}
+	v := url.Values{}
+	c.defaultScope().values(v)
+	v.Set("limit", "1")
+	_, err := c.send(ctx, http.MethodGet, "/v1/memory/list", v, nil, authHeader, true)
+	var reason, fix string
+	allowed := false
+	switch ue, isUpstream := asUpstream(c.memoryError(err, "")); {
+	case err == nil:
+		allowed = true
+		reason = "the key lists the project's memories; Cencori keys carry no per-action permissions, so it may also write and delete them"
+		if kt == KeyTypeAgent {
+			reason += "; " + agentNote
+		}
+	case isUpstream && (errors.Is(ue, provider.ErrPermission) || errors.Is(ue, provider.ErrUnsupported)):
+		reason = "Cencori refused: " + ue.Error()
+		fix = "check the key's project, network policy and billing in the Cencori dashboard"
+		if kt == KeyTypeAgent {
+			fix = "enable the key's agent in the Cencori dashboard, or use a secret key (csk_)"
+		}
+		if errors.Is(ue, provider.ErrUnsupported) {
+			fix = "memory must be enabled on the Cencori deployment"
+		}
+	default:
+		return nil, fmt.Errorf("cencori: checking access: %w", err)
+	}
+	for _, i := range live {
+		out[i].Allowed, out[i].Reason, out[i].Fix = allowed, reason, fix
+	}
+	return out, nil
+}
