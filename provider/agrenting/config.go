@@ -1,0 +1,204 @@
+package agrenting
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/keygate/keygate/auth"
+)
+
+// The variables the provider reads.
+const (
+	// EnvAPIKey holds an agent API key, sent as X-API-Key (and exchanged
+	// for a session token by Authenticate).
+	EnvAPIKey = "AGRENTING_API_KEY"
+	// EnvToken holds a user token (ap_...), sent as Authorization: Bearer
+	// together with EnvAgentID as X-Agent-ID.
+	EnvToken = "AGRENTING_TOKEN"
+	// EnvAgentID is the agent to act as: required with EnvToken; with an
+	// API key it is learned from Authenticate when unset.
+	EnvAgentID = "AGRENTING_AGENT_ID"
+	// EnvAPIURL overrides the API base, which includes /api/v1.
+	EnvAPIURL = "AGRENTING_API_URL"
+	// EnvRotatePath and EnvRevokePath override the credential rotate
+	// (POST) and revoke (DELETE) paths, relative to the API base, with the
+	// placeholders :agent_id and :id (the credential).
+	EnvRotatePath = "AGRENTING_ROTATE_PATH"
+	EnvRevokePath = "AGRENTING_REVOKE_PATH"
+)
+
+// DefaultAPIURL is Agrenting's API base.
+const DefaultAPIURL = "https://agrenting.com/api/v1"
+
+// The credential endpoints, in one place. Agrenting documents only
+// "POST /agents/:id/credentials" and that rotation revokes the old key at
+// once and DELETE revokes; the list, rotate and revoke paths are unknown
+// (providers.md 4.2 guesses .../credentials/rotate and
+// .../credentials/:credential_id). These are keygate's choice: rotate and
+// revoke name the credential, as RotateKey and RevokeKey do, and both can
+// be overridden by configuration.
+const (
+	CredentialsPath   = "/agents/:agent_id/credentials" // GET list (assumed), POST create (documented)
+	DefaultRotatePath = "/agents/:agent_id/credentials/:id/rotate"
+	DefaultRevokePath = "/agents/:agent_id/credentials/:id"
+)
+
+var (
+	idPattern       = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	pathPattern     = regexp.MustCompile(`^(/[A-Za-z0-9_.:-]+)+$`)
+	placeholderInfo = regexp.MustCompile(`:[A-Za-z_]+`)
+	// kindAgentKey names an agent API key: its format is unknown, so
+	// auth.Classify cannot tell one.
+	kindAgentKey = auth.Kind{ID: "agrenting_agent_key", Label: "Agrenting agent API key", Provider: "agrenting"}
+)
+
+// minKeyLen is the shortest value taken for an agent key: the format is
+// unknown, but a shorter string is a typo, not a key.
+const minKeyLen = 16
+
+// Config is the Agrenting provider's configuration. Exactly one of APIKey
+// and Token is set.
+type Config struct {
+	APIKey       auth.Secret
+	APIKeySource string // "env" or "env_file"
+	Token        auth.Secret
+	TokenSource  string
+	AgentID      string
+	APIURL       string // no trailing slash
+	RotatePath   string
+	RevokePath   string
+}
+
+// Kind is what the configured credential is.
+func (c Config) Kind() auth.Kind {
+	if !c.Token.IsZero() {
+		return auth.Classify(c.Token.Reveal())
+	}
+	return kindAgentKey
+}
+
+// LoadConfig reads the provider's variables through get, which returns a
+// value and where it came from ("env" or "env_file"). configured is false
+// when neither AGRENTING_API_KEY nor AGRENTING_TOKEN is set. Errors name the
+// variable and the problem, never the value.
+func LoadConfig(get func(name string) (value, source string, ok bool)) (Config, bool, error) {
+	val := func(name string) (string, string) {
+		v, src, ok := get(name)
+		if !ok {
+			return "", ""
+		}
+		return v, src
+	}
+	key, keySrc := val(EnvAPIKey)
+	tok, tokSrc := val(EnvToken)
+	if key == "" && tok == "" {
+		return Config{}, false, nil
+	}
+	if key != "" && tok != "" {
+		return Config{}, true, fmt.Errorf("set %s (an agent key) or %s (a user token), not both", EnvAPIKey, EnvToken)
+	}
+	cfg := Config{APIURL: DefaultAPIURL, RotatePath: DefaultRotatePath, RevokePath: DefaultRevokePath}
+	if key != "" {
+		if err := checkSecret(EnvAPIKey, key); err != nil {
+			return Config{}, true, err
+		}
+		switch k := auth.Classify(key); {
+		case k.ID == "agrenting_user_token":
+			return Config{}, true, fmt.Errorf("%s holds an Agrenting user token (ap_); put it in %s, with %s naming the agent", EnvAPIKey, EnvToken, EnvAgentID)
+		case k != auth.UnknownKind:
+			return Config{}, true, fmt.Errorf("%s holds a %s, not an Agrenting agent key", EnvAPIKey, k.Label)
+		case len(key) < minKeyLen:
+			return Config{}, true, fmt.Errorf("%s is too short to be an Agrenting agent key (fewer than %d characters)", EnvAPIKey, minKeyLen)
+		}
+		cfg.APIKey, cfg.APIKeySource = auth.NewSecret(key), keySrc
+	} else {
+		if err := checkSecret(EnvToken, tok); err != nil {
+			return Config{}, true, err
+		}
+		if k := auth.Classify(tok); k.ID != "agrenting_user_token" {
+			what := "not an Agrenting user token"
+			if k != auth.UnknownKind {
+				what = "a " + k.Label + ", not an Agrenting user token"
+			}
+			return Config{}, true, fmt.Errorf("%s is %s: expected ap_ followed by at least 16 letters, digits, _ or -; an agent key goes in %s", EnvToken, what, EnvAPIKey)
+		}
+		cfg.Token, cfg.TokenSource = auth.NewSecret(tok), tokSrc
+	}
+	if v, _ := val(EnvAgentID); v != "" {
+		if !idPattern.MatchString(v) {
+			return Config{}, true, fmt.Errorf("%s must be 1 to 64 letters, digits, _ or - (the agent's id)", EnvAgentID)
+		}
+		cfg.AgentID = v
+	} else if !cfg.Token.IsZero() {
+		return Config{}, true, fmt.Errorf("%s is set but %s is not: a user token acts as one of the user's agents, sent as X-Agent-ID", EnvToken, EnvAgentID)
+	}
+	if v, _ := val(EnvAPIURL); v != "" {
+		u, err := checkURL(EnvAPIURL, v)
+		if err != nil {
+			return Config{}, true, err
+		}
+		cfg.APIURL = u
+	}
+	for _, p := range []struct {
+		name string
+		dst  *string
+	}{{EnvRotatePath, &cfg.RotatePath}, {EnvRevokePath, &cfg.RevokePath}} {
+		v, _ := val(p.name)
+		if v == "" {
+			continue
+		}
+		if err := checkPath(p.name, v); err != nil {
+			return Config{}, true, err
+		}
+		*p.dst = v
+	}
+	return cfg, true, nil
+}
+
+func checkSecret(name, v string) error {
+	if strings.ContainsAny(v, " \t\r\n\x00") {
+		return fmt.Errorf("%s contains a space, tab, line break or NUL; copy it again without them", name)
+	}
+	return nil
+}
+
+// checkPath accepts an absolute path of plain segments whose placeholders
+// are :agent_id and :id.
+func checkPath(name, v string) error {
+	if !pathPattern.MatchString(v) || strings.Contains(v, "..") {
+		return fmt.Errorf("%s must be a path such as %s: segments of letters, digits, _ . - and the placeholders :agent_id and :id", name, DefaultRotatePath)
+	}
+	for _, ph := range placeholderInfo.FindAllString(v, -1) {
+		if ph != ":agent_id" && ph != ":id" {
+			return fmt.Errorf("%s has the unknown placeholder %s; use :agent_id and :id", name, ph)
+		}
+	}
+	return nil
+}
+
+// expandPath fills :agent_id and :id, escaped for a path segment.
+func expandPath(p, agentID, id string) string {
+	p = strings.ReplaceAll(p, ":agent_id", url.PathEscape(agentID))
+	return strings.ReplaceAll(p, ":id", url.PathEscape(id))
+}
+
+// checkURL accepts an absolute http(s) URL without credentials, query or
+// fragment, and returns it without a trailing slash.
+func checkURL(name, v string) (string, error) {
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%s is not a valid URL", name)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("%s must start with http:// or https://", name)
+	case u.Host == "":
+		return "", fmt.Errorf("%s has no host", name)
+	case u.User != nil:
+		return "", fmt.Errorf("%s must not contain a user name or password", name)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "", fmt.Errorf("%s must not have a query string or fragment", name)
+	}
+	return strings.TrimRight(v, "/"), nil
+}
