@@ -142,7 +142,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	defer journal.Close()
 
-	remotes, err := loadRemotes(env.file, logger)
+	remotes, err := loadRemotes(env.file, cfg.EnvFile, redactor, logger)
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 			logger.Warn("KEYGATE_TOKEN expires soon; rotate it with credentials_rotate", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC())
 		}
 	}
-	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, redactor, logger, &remotes)}
+	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, cfg.EnvFile, redactor, logger, &remotes)}
 	if cfg.Transport == "stdio" {
 		reloads = append(reloads, tokenReload(deps, mcpServer, redactor, logger))
 	}

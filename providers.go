@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider/agrenting"
+	"github.com/keygate/keygate/provider/cencori"
 	"github.com/keygate/keygate/provider/cockpit"
 	"github.com/keygate/keygate/provider/cosmic"
 	"github.com/keygate/keygate/tools"
@@ -22,44 +25,87 @@ type remote interface {
 	Secrets() []string
 }
 
+// loadEnv is what a provider loader needs: the variables, where keygate
+// writes credentials back (the env file), and where logs and secrets go.
+type loadEnv struct {
+	get      func(string) (string, string, bool)
+	logger   *slog.Logger
+	envFile  string
+	redactor *auth.Redactor
+}
+
 // remoteLoader builds one provider from the environment. configured is
 // false when none of its credential variables is set.
-type remoteLoader func(get func(string) (string, string, bool), logger *slog.Logger) (r remote, configured bool, err error)
+type remoteLoader func(env loadEnv) (r remote, configured bool, err error)
 
 // remoteLoaders are the providers keygate knows, in the order they are
 // listed after local.
 var remoteLoaders = []remoteLoader{
-	func(get func(string) (string, string, bool), logger *slog.Logger) (remote, bool, error) {
-		cfg, ok, err := cosmic.LoadConfig(get)
+	func(env loadEnv) (remote, bool, error) {
+		cfg, ok, err := cosmic.LoadConfig(env.get)
 		if err != nil || !ok {
 			return nil, ok, err
 		}
-		c, err := cosmic.New(cfg, cosmic.Options{Logger: logger.With("provider", cosmic.Name)})
+		c, err := cosmic.New(cfg, cosmic.Options{Logger: env.logger.With("provider", cosmic.Name)})
 		return c, true, err
 	},
-	func(get func(string) (string, string, bool), logger *slog.Logger) (remote, bool, error) {
-		cfg, ok, err := cockpit.LoadConfig(get)
+	func(env loadEnv) (remote, bool, error) {
+		cfg, ok, err := cockpit.LoadConfig(env.get)
 		if err != nil || !ok {
 			return nil, ok, err
 		}
-		c, err := cockpit.New(cfg, cockpit.Options{Logger: logger.With("provider", cockpit.Name)})
+		c, err := cockpit.New(cfg, cockpit.Options{Logger: env.logger.With("provider", cockpit.Name)})
 		return c, true, err
+	},
+	func(env loadEnv) (remote, bool, error) {
+		cfg, ok, err := cencori.LoadConfig(env.get)
+		if err != nil || !ok {
+			return nil, ok, err
+		}
+		c, err := cencori.New(cfg, cencori.Options{Logger: env.logger.With("provider", cencori.Name)})
+		return c, true, err
+	},
+	func(env loadEnv) (remote, bool, error) {
+		cfg, ok, err := agrenting.LoadConfig(env.get)
+		if err != nil || !ok {
+			return nil, ok, err
+		}
+		c, err := agrenting.New(cfg, agrenting.Options{Logger: env.logger.With("provider", agrenting.Name)})
+		if err != nil {
+			return nil, true, err
+		}
+		// Agrenting revokes the old key the moment it issues the new one:
+		// the new key is written to the env file before RotateKey returns.
+		c.OnRotate(func(next auth.Secret) error {
+			env.redactor.Add(next.Reveal())
+			if env.envFile == "" {
+				return fmt.Errorf("no env file is configured to store the new %s", agrenting.EnvAPIKey)
+			}
+			if err := auth.SetEnvVar(env.envFile, agrenting.EnvAPIKey, next.Reveal(), auth.EnvWriteOptions{Overwrite: true}); err != nil {
+				return err
+			}
+			if v, set := os.LookupEnv(agrenting.EnvAPIKey); set && v != "" {
+				env.logger.Warn("the rotated Agrenting key is in the env file, but AGRENTING_API_KEY is also set in keygate's environment, which wins at the next start: update it there", "env_file", env.envFile)
+			}
+			return nil
+		})
+		return c, true, nil
 	},
 }
 
 // loadRemotes builds every configured remote provider from the real
 // environment and the env file's variables (the real environment wins). An
 // error names the variable, never the value.
-func loadRemotes(file map[string]string, logger *slog.Logger) ([]remote, error) {
-	env := envLookup{file: file}
-	get := func(name string) (string, string, bool) {
-		v, src, ok := env.get(name)
+func loadRemotes(file map[string]string, envFile string, redactor *auth.Redactor, logger *slog.Logger) ([]remote, error) {
+	lookup := envLookup{file: file}
+	env := loadEnv{logger: logger, envFile: envFile, redactor: redactor, get: func(name string) (string, string, bool) {
+		v, src, ok := lookup.get(name)
 		return v, string(src), ok
-	}
+	}}
 	var out []remote
 	var errs []error
 	for _, load := range remoteLoaders {
-		r, ok, err := load(get, logger)
+		r, ok, err := load(env)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -74,7 +120,11 @@ func loadRemotes(file map[string]string, logger *slog.Logger) ([]remote, error) 
 func providerList(local tools.Provider, remotes []remote) []tools.Provider {
 	out := []tools.Provider{local}
 	for _, r := range remotes {
-		out = append(out, tools.Provider{Name: r.Name(), Content: r, Inspect: r})
+		p := tools.Provider{Name: r.Name(), Content: r, Inspect: r}
+		if km, ok := r.(tools.RemoteKeyManager); ok {
+			p.RemoteKeys = km
+		}
+		out = append(out, p)
 	}
 	return out
 }
@@ -82,9 +132,9 @@ func providerList(local tools.Provider, remotes []remote) []tools.Provider {
 // remotesReload rebuilds the remote providers from a changed env file and
 // swaps them in when every one of them loads; otherwise the running ones
 // stay. It reports errNothingChanged when no provider's secrets changed.
-func remotesReload(deps *tools.Deps, local tools.Provider, redactor *auth.Redactor, logger *slog.Logger, current *[]remote) func(context.Context, map[string]string) error {
+func remotesReload(deps *tools.Deps, local tools.Provider, envFile string, redactor *auth.Redactor, logger *slog.Logger, current *[]remote) func(context.Context, map[string]string) error {
 	return func(_ context.Context, vars map[string]string) error {
-		next, err := loadRemotes(vars, logger)
+		next, err := loadRemotes(vars, envFile, redactor, logger)
 		if err != nil {
 			return fmt.Errorf("provider configuration: %w", err)
 		}

@@ -25,7 +25,13 @@ type remoteClient struct {
 
 func startRemote(t *testing.T, env ...string) *remoteClient {
 	t.Helper()
-	in := newInstance(t)
+	return startRemoteIn(t, newInstance(t), env...)
+}
+
+// startRemoteIn is startRemote on an instance whose env file the test has
+// filled already.
+func startRemoteIn(t *testing.T, in instance, env ...string) *remoteClient {
+	t.Helper()
 	rc := &remoteClient{t: t, stderr: &lockedBuffer{}}
 	tr := transport.NewStdioWithOptions(binary, cleanEnv(env...), in.args(), transport.WithCommandStderrWriter(rc.stderr))
 	if err := tr.Start(context.Background()); err != nil {

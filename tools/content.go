@@ -163,7 +163,11 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 	out := map[string]any{"provider": pr.Name, "types": types}
 	var b strings.Builder
 	for _, t := range types {
-		fmt.Fprintf(&b, "%s (%d objects)", t.Name, t.Count)
+		if t.Count >= 0 {
+			fmt.Fprintf(&b, "%s (%d objects)", t.Name, t.Count)
+		} else {
+			fmt.Fprintf(&b, "%s (count unknown)", t.Name)
+		}
 		if len(t.Fields) > 0 {
 			fmt.Fprintf(&b, ": %s", strings.Join(t.Fields, ", "))
 		}

@@ -22,8 +22,8 @@ var keyIDPattern = regexp.MustCompile(`^[0-9A-Za-z]{12}$`)
 
 func credentialArg() mcp.ToolOption {
 	return mcp.WithString("credential", mcp.Required(),
-		mcp.Description(`The key id from credentials_list (12 letters and digits), or "current" for the credential keygate is acting with.`),
-		mcp.Pattern(`^([0-9A-Za-z]{12}|current)$`))
+		mcp.Description(`The key id from credentials_list, or "current" for the keygate credential acting now.`),
+		mcp.Pattern(`^([A-Za-z0-9_-]{1,64}|current)$`))
 }
 
 func deliverArg(def string) mcp.ToolOption {
@@ -156,6 +156,11 @@ func (d *Deps) credentialsList(ctx context.Context, call *Call) (*mcp.CallToolRe
 			b.WriteString("to rotate: " + desc.RotateHint + "\n")
 		}
 	}
+	if pr.RemoteKeys != nil {
+		if err := d.remoteKeyList(ctx, pr, out, &b); err != nil {
+			return providerError(err, "")
+		}
+	}
 	if pr.Keys != nil {
 		all, err := pr.Keys.ListKeys(ctx)
 		if err != nil {
@@ -210,6 +215,9 @@ func (d *Deps) credentialsCreate(ctx context.Context, call *Call) (*mcp.CallTool
 	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
 	if errRes != nil {
 		return errRes, nil
+	}
+	if pr.RemoteKeys != nil {
+		return d.remoteCreate(ctx, call, pr)
 	}
 	km, errRes := keysOf(ctx, pr)
 	if errRes != nil {
@@ -290,6 +298,9 @@ func (d *Deps) credentialsRotate(ctx context.Context, call *Call) (*mcp.CallTool
 	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
 	if errRes != nil {
 		return errRes, nil
+	}
+	if pr.RemoteKeys != nil {
+		return d.remoteRotate(ctx, call, pr)
 	}
 	km, errRes := keysOf(ctx, pr)
 	if errRes != nil {
@@ -406,6 +417,9 @@ func (d *Deps) credentialsRevoke(ctx context.Context, call *Call) (*mcp.CallTool
 	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
 	if errRes != nil {
 		return errRes, nil
+	}
+	if pr.RemoteKeys != nil {
+		return d.remoteRevoke(ctx, call, pr)
 	}
 	km, errRes := keysOf(ctx, pr)
 	if errRes != nil {

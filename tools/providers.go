@@ -57,7 +57,9 @@ type RemoteKeyManager interface {
 	// RotateKey replaces key id. The platform revokes the old key at once,
 	// so the caller must store the returned secret before anything else.
 	RotateKey(ctx context.Context, id string) (provider.IssuedKey, error)
-	RevokeKey(ctx context.Context, id string) (provider.Key, bool, error)
+	// RevokeKey revokes key id; already reports that it was revoked
+	// before, and nothing changed.
+	RevokeKey(ctx context.Context, id string) (k provider.Key, already bool, err error)
 }
 
 // Provider is one configured back end.
