@@ -50,6 +50,8 @@ func TestCencoriThroughKeygate(t *testing.T) {
 
 	fake.FailNext(401, nil, `{"error":"Invalid API key","code":"invalid_api_key"}`)
 	rc.fail("content_list", a("type", "memories"), "rejected")
+	fake.FailNext(403, nil, `{"error":"Domain not allowed","code":"domain_not_allowed"}`)
+	rc.fail("content_list", a("type", "memories"), "refused the credential")
 	fake.FailNext(429, map[string]string{"Retry-After": "90"}, `{"error":"Rate limit exceeded","code":"rate_limit_exceeded"}`)
 	rc.fail("content_list", a("type", "memories"), "retry after 1m30s")
 	if strings.Contains(rc.stderr.String(), cencoritest.DemoSecretKey) {
