@@ -29,6 +29,20 @@ var keyShapes = regexp.MustCompile(`\b(?:` +
 	`|ap_[A-Za-z0-9_-]{16,}` + // Agrenting user token
 	`)`)
 
+// keyPrefixes are the literal starts of every alternative in keyShapes. A
+// text that contains none of them cannot match, and the regexp, which has
+// no literal prefix to skip ahead to, need not scan it.
+var keyPrefixes = []string{"kg_", "cos_", "agk_", "API-", "USR-", "csk_", "cpk_", "cake_", "cencori_", "cen_", "ap_"}
+
+func mayHoldKey(s string) bool {
+	for _, p := range keyPrefixes {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // sensitiveAttr names log attributes whose value is dropped whole, whatever
 // it looks like.
 var sensitiveAttr = regexp.MustCompile(`(?i)(^|_|-)(token|secret|password|passwd|authorization|api[_-]?key|cookie)$`)
@@ -128,6 +142,9 @@ func (r *Redactor) Redact(s string) string {
 	r.mu.RUnlock()
 	if rep != nil {
 		s = rep.Replace(s)
+	}
+	if !mayHoldKey(s) {
+		return s
 	}
 	return keyShapes.ReplaceAllStringFunc(s, placeholder)
 }
