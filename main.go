@@ -130,11 +130,15 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		}
 	}
 
+	// One short-lived cache of verifications serves the HTTP bearer check,
+	// the tool filter and the call wrapper, so a call verifies its token
+	// against the store once; keygate's own key changes clear it.
+	verifier := tools.NewCachingVerifier(store, tools.DefaultVerifyCacheTTL, nil)
 	// Over HTTP each caller brings its own bearer token; keygate's own
 	// token must never stand in for a caller.
-	identity := tools.NewIdentity(store, cfg.Token)
+	identity := tools.NewIdentity(verifier, cfg.Token)
 	if cfg.Transport == "http" {
-		identity = tools.NewHTTPIdentity(store)
+		identity = tools.NewHTTPIdentity(verifier)
 	}
 	journal, err := audit.Open(cfg.AuditFile, redactor.Redact)
 	if err != nil {
@@ -202,7 +206,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		Addr:           cfg.Addr,
 		AllowedOrigins: cfg.AllowedOrigins,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Verifier:       store,
+		Verifier:       verifier,
 		ScopeCheck: func(_ *http.Request, p auth.Principal, tool string) (auth.Action, bool, bool) {
 			need, ok := tools.Needs(served, tool)
 			return need, need == "" || p.Scopes.AllowsSome(need), ok

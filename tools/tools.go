@@ -254,6 +254,10 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		if r := v.check(t.Tool.Name, req); r != nil {
 			return r, nil
 		}
+		if t.Toolset == ToolsetCredentials && !t.ReadOnly() {
+			// A key may change: nobody may act on a cached verification of it.
+			defer d.invalidateVerifications()
+		}
 		if !t.ReadOnly() {
 			// A credential operation that cannot be journaled does not
 			// happen: the attempt is written before anything changes.
@@ -310,6 +314,13 @@ func (d *Deps) audit(_ context.Context, t ServerTool, call *Call, keyID, outcome
 	}
 	if err := d.Audit.Write(d.auditRecord(t, call, keyID, outcome)); err != nil {
 		d.Logger.Error("cannot write the audit journal", "tool", t.Tool.Name, "err", err)
+	}
+}
+
+// invalidateVerifications clears a caching verifier, if keygate uses one.
+func (d *Deps) invalidateVerifications() {
+	if c, ok := d.Identity.verifier.(interface{ Invalidate() }); ok {
+		c.Invalidate()
 	}
 }
 
