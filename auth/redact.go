@@ -17,17 +17,19 @@ import (
 // knows, wherever they appear in a text. They are looser than the anchored
 // patterns in kinds, because a leak need not be a well-formed key to be a
 // leak. \b keeps words such as "map_" or "sitemap_" from matching "ap_".
-var keyShapes = regexp.MustCompile(`\b(?:` +
-	`kg_[a-z]{2,8}_[0-9A-Za-z_]{16,}` + // keygate tokens
-	`|cos_[A-Za-z0-9_-]{8,}` + // Cosmic PAT
-	`|agk_[A-Za-z0-9_-]{8,}` + // Cosmic agent key
-	`|(?:API|USR)-[0-9a-fA-F]{40}` + // Cockpit keys
-	`|(?:csk|cpk)(?:_test)?_[0-9a-fA-F]{16,}` + // Cencori secret / publishable
-	`|cake_[0-9a-fA-F]{16,}` + // Cencori agent key
-	`|cencori_[A-Za-z0-9._-]{16,}` + // Cencori generic
-	`|cen_[1-9A-HJ-NP-Za-km-z]{32}` + // Cencori legacy (base58)
-	`|ap_[A-Za-z0-9_-]{16,}` + // Agrenting user token
-	`)`)
+var keyShapes = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`\b(?:` +
+		`kg_[a-z]{2,8}_[0-9A-Za-z_]{16,}` + // keygate tokens
+		`|cos_[A-Za-z0-9_-]{8,}` + // Cosmic PAT
+		`|agk_[A-Za-z0-9_-]{8,}` + // Cosmic agent key
+		`|(?:API|USR)-[0-9a-fA-F]{40}` + // Cockpit keys
+		`|(?:csk|cpk)(?:_test)?_[0-9a-fA-F]{16,}` + // Cencori secret / publishable
+		`|cake_[0-9a-fA-F]{16,}` + // Cencori agent key
+		`|cencori_[A-Za-z0-9._-]{16,}` + // Cencori generic
+		`|cen_[1-9A-HJ-NP-Za-km-z]{32}` + // Cencori legacy (base58)
+		`|ap_[A-Za-z0-9_-]{16,}` + // Agrenting user token
+		`)`)
+})
 
 // keyPrefixes are the literal starts of every alternative in keyShapes. A
 // text that contains none of them cannot match, and the regexp, which has
@@ -146,7 +148,7 @@ func (r *Redactor) Redact(s string) string {
 	if !mayHoldKey(s) {
 		return s
 	}
-	return keyShapes.ReplaceAllStringFunc(s, placeholder)
+	return keyShapes().ReplaceAllStringFunc(s, placeholder)
 }
 
 // SlogReplaceAttr is a slog.HandlerOptions.ReplaceAttr that drops the value

@@ -49,7 +49,7 @@ func contentTools(d *Deps) []ServerTool {
 				mcp.WithDescription("List the content types you can read, with their known fields and object counts. Call this before content_list when you do not know the type names."),
 				providerArg(), maxBytesArg(), formatArg(), listCursorArg(),
 				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
+				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)),
 		},
 		{
 			Toolset: ToolsetContent, Needs: auth.ContentRead, Handler: d.contentList,
@@ -65,7 +65,7 @@ func contentTools(d *Deps) []ServerTool {
 				statusArg("Only objects with this status (default: any)."),
 				maxBytesArg(), formatArg(),
 				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
+				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)),
 		},
 		{
 			Toolset: ToolsetContent, Needs: auth.ContentRead, Handler: d.contentGet,
@@ -79,7 +79,7 @@ func contentTools(d *Deps) []ServerTool {
 				mcp.WithString("cursor", mcp.Description("A cursor from the truncated list of an earlier content_get: returns the next part of that value."), mcp.MaxLength(1024)),
 				maxBytesArg(), formatArg(),
 				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
+				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)),
 		},
 		{
 			Toolset: ToolsetContent, Needs: auth.ContentWrite, Handler: d.contentCreate,
@@ -92,7 +92,7 @@ func contentTools(d *Deps) []ServerTool {
 				statusArg("draft (default) or published."),
 				mcp.WithObject("fields", mcp.Required(), mcp.Description("The type's field values as a JSON object, e.g. {\"body\": \"...\", \"author\": \"ada\"}. content_types lists known fields.")),
 				mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false)),
+				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true)),
 		},
 		{
 			Toolset: ToolsetContent, Needs: auth.ContentWrite, Handler: d.contentUpdate,
@@ -107,7 +107,7 @@ func contentTools(d *Deps) []ServerTool {
 				mcp.WithObject("fields", mcp.Description("Field values to set; null removes a field.")),
 				mcp.WithNumber("expected_version", mcp.Description("The version you read; the update is refused if the object has moved on."), mcp.Min(1)),
 				mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false)),
+				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true)),
 		},
 		{
 			Toolset: ToolsetContent, Needs: auth.ContentDelete, Handler: d.contentDelete,
@@ -117,7 +117,7 @@ func contentTools(d *Deps) []ServerTool {
 					mcp.WithDescription("Delete an object for good. The user is asked to confirm; use dry_run to see what would be deleted."),
 					providerArg(), typeArg(), idArg(true, "The object's id."),
 					mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(true),
-					mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false),
+					mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true),
 				}, confirmArgs()...)...),
 		},
 	}

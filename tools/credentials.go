@@ -43,7 +43,7 @@ func credentialTools(d *Deps) []ServerTool {
 				mcp.WithDescription("List the credential keygate is acting with (masked, kind, source, scopes) and, for providers that manage keys, every key: name, id, masked value, scopes, created, expires, last used, revoked. Secrets are never shown."),
 				providerArg(), maxBytesArg(), formatArg(), listCursorArg(),
 				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
+				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)),
 		},
 		{
 			Toolset: ToolsetCredentials, Needs: auth.CredentialsWrite, Handler: d.credentialsCreate,
@@ -57,7 +57,7 @@ func credentialTools(d *Deps) []ServerTool {
 				mcp.WithNumber("expires_in_days", mcp.Required(), mcp.Description("Lifetime in days, 1 to 365."), mcp.Min(1), mcp.Max(maxExpiryDays)),
 				deliverArg(defaultDeliverDoc),
 				mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false)),
+				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true)),
 		},
 		{
 			Toolset: ToolsetCredentials, Needs: auth.CredentialsWrite, Handler: d.credentialsRotate,
@@ -69,7 +69,7 @@ func credentialTools(d *Deps) []ServerTool {
 					mcp.WithNumber("grace_seconds", mcp.Description("How long the old key keeps working, 0 to 604800 (default 0: at once)."), mcp.Min(0), mcp.Max(maxGrace.Seconds()), mcp.DefaultNumber(0)),
 					deliverArg("Default for keygate's own credential: env:KEYGATE_TOKEN, replaced in place; for any other key: a new file <key id>.token in keygate's keys directory."),
 					mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(true),
-					mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false),
+					mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true),
 				}, confirmArgs()...)...),
 		},
 		{
@@ -80,7 +80,7 @@ func credentialTools(d *Deps) []ServerTool {
 					mcp.WithDescription("Revoke a key for good: it stops working on the next request. Revoking an already revoked key changes nothing and succeeds. The user is asked to confirm; use dry_run to preview."),
 					providerArg(), credentialArg(),
 					mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(true),
-					mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false),
+					mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true),
 				}, confirmArgs()...)...),
 		},
 	}

@@ -25,7 +25,27 @@ const (
 // builtinPaths are the object attributes a filter or sort may name directly.
 var builtinPaths = []string{"id", "slug", "title", "status", "version", "created_at", "modified_at"}
 
-var fieldPathPattern = regexp.MustCompile(`^fields(\.[A-Za-z0-9_]{1,64}){1,8}$`)
+// isFieldPath reports whether p is "fields." followed by one to eight
+// segments of 1 to 64 letters, digits or underscores. (A regexp with these
+// nested counts compiles to a large program at start-up.)
+func isFieldPath(p string) bool {
+	rest, ok := strings.CutPrefix(p, "fields.")
+	if !ok {
+		return false
+	}
+	segs := strings.Split(rest, ".")
+	if len(segs) > 8 {
+		return false
+	}
+	for _, seg := range segs {
+		if len(seg) < 1 || len(seg) > 64 || strings.IndexFunc(seg, func(r rune) bool {
+			return !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		}) >= 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // normalizePath maps a filter or sort key to a provider path: built-ins stay,
 // "fields.x.y" stays, and a bare "author" means "fields.author".
@@ -36,7 +56,7 @@ func normalizePath(p string) (string, bool) {
 	if !strings.HasPrefix(p, "fields.") {
 		p = "fields." + p
 	}
-	return p, fieldPathPattern.MatchString(p)
+	return p, isFieldPath(p)
 }
 
 var opNames = map[string]provider.Op{

@@ -144,3 +144,13 @@ func TestToolListFollowsScopes(t *testing.T) {
 }
 
 var _ = auth.Admin
+
+// TestEveryInputSchemaCompiles stands in for start-up compilation, which
+// keygate skips to start fast.
+func TestEveryInputSchemaCompiles(t *testing.T) {
+	for _, tool := range All(&Deps{}) {
+		if _, err := compileInputSchema(tool.Tool); err != nil {
+			t.Errorf("%s: %v", tool.Tool.Name, err)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -21,39 +22,73 @@ import (
 // redaction pass. These messages name the field, the rule and the fix, and
 // never the value.
 type argValidator struct {
+	mu      sync.Mutex
+	tools   map[string]mcp.Tool
 	schemas map[string]*jsonschema.Schema
 }
 
+// newArgValidator prepares validation for tools. Schemas compile on a
+// tool's first call, not at start-up: compiling all of them is most of
+// keygate's cold start, and a session rarely calls every tool. A test
+// compiles every schema, so a bad one still fails the build.
 func newArgValidator(tools []ServerTool) (*argValidator, error) {
-	v := &argValidator{schemas: map[string]*jsonschema.Schema{}}
+	v := &argValidator{tools: map[string]mcp.Tool{}, schemas: map[string]*jsonschema.Schema{}}
 	for _, t := range tools {
-		raw, err := json.Marshal(t.Tool.InputSchema)
-		if err != nil {
-			return nil, fmt.Errorf("encoding %s input schema: %w", t.Tool.Name, err)
-		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("decoding %s input schema: %w", t.Tool.Name, err)
-		}
-		c := jsonschema.NewCompiler()
-		url := "mem:///keygate/" + t.Tool.Name + ".json"
-		if err := c.AddResource(url, doc); err != nil {
-			return nil, fmt.Errorf("adding %s input schema: %w", t.Tool.Name, err)
-		}
-		s, err := c.Compile(url)
-		if err != nil {
-			return nil, fmt.Errorf("compiling %s input schema: %w", t.Tool.Name, err)
-		}
-		v.schemas[t.Tool.Name] = s
+		v.tools[t.Tool.Name] = t.Tool
 	}
 	return v, nil
+}
+
+// schema returns the compiled schema of a tool, compiling it once.
+func (v *argValidator) schema(name string) (*jsonschema.Schema, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if s, ok := v.schemas[name]; ok {
+		return s, nil
+	}
+	t, ok := v.tools[name]
+	if !ok {
+		return nil, nil
+	}
+	s, err := compileInputSchema(t)
+	if err != nil {
+		return nil, err
+	}
+	v.schemas[name] = s
+	return s, nil
+}
+
+func compileInputSchema(t mcp.Tool) (*jsonschema.Schema, error) {
+	raw, err := json.Marshal(t.InputSchema)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s input schema: %w", t.Name, err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s input schema: %w", t.Name, err)
+	}
+	c := jsonschema.NewCompiler()
+	url := "mem:///keygate/" + t.Name + ".json"
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, fmt.Errorf("adding %s input schema: %w", t.Name, err)
+	}
+	s, err := c.Compile(url)
+	if err != nil {
+		return nil, fmt.Errorf("compiling %s input schema: %w", t.Name, err)
+	}
+	return s, nil
 }
 
 // check returns nil when args satisfy the schema of tool, else an isError
 // result naming the first offending field.
 func (v *argValidator) check(tool string, req mcp.CallToolRequest) *mcp.CallToolResult {
-	s, ok := v.schemas[tool]
-	if !ok {
+	s, err := v.schema(tool)
+	if err != nil {
+		// A schema that does not compile is a bug; refuse rather than run
+		// the tool unchecked.
+		return errorResult("", "keygate cannot check this tool's arguments: "+err.Error(), "report this as a bug in keygate")
+	}
+	if s == nil {
 		return nil
 	}
 	args := req.GetArguments()
