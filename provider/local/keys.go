@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
@@ -26,6 +29,10 @@ const (
 )
 
 const keyColumns = "id, name, masked, scopes, created_at, expires_at, last_used_at, revoked_at, created_by, rotated_to"
+
+// rotationIDPattern is the shape of a rotation tag: short, and safe in any
+// log line or error.
+var rotationIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // CreateKey mints a key. With an actor (a key making a key) the new key must
 // fit inside the actor's grant; without one (the admin CLI, first run) it
@@ -56,23 +63,30 @@ func (s *Store) CreateKey(ctx context.Context, actor *auth.Principal, nk provide
 	}
 	k := provider.Key{ID: parsed.PublicID, Name: name, Masked: auth.Mask(tok), Scopes: scopes.Strings(),
 		CreatedAt: now, ExpiresAt: fromNanos(toNanos(nk.ExpiresAt)), CreatedBy: createdBy}
-	if err := s.inWriteTx(ctx, func(tx *sql.Tx) error { return insertKey(ctx, tx, k, parsed, nowN) }); err != nil {
+	if err := s.inWriteTx(ctx, func(tx *sql.Tx) error { return insertKey(ctx, tx, k, parsed, nowN, "") }); err != nil {
 		return provider.IssuedKey{}, err
 	}
 	return provider.IssuedKey{Key: k, Secret: auth.NewSecret(tok)}, nil
 }
 
 // insertKey stores k with the SHA-256 of its secret: never the token itself.
-func insertKey(ctx context.Context, tx *sql.Tx, k provider.Key, parsed auth.ParsedToken, now int64) error {
+// A non-empty rotationID tags the key with the rotation that made it.
+func insertKey(ctx context.Context, tx *sql.Tx, k provider.Key, parsed auth.ParsedToken, now int64, rotationID string) error {
 	scopes, err := json.Marshal(k.Scopes)
 	if err != nil {
 		return fmt.Errorf("encoding scopes of key %s: %w", k.ID, err)
 	}
 	hash := parsed.SecretHash()
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO keys (id, name, secret_hash, masked, scopes, created_at, expires_at, created_by)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		k.ID, k.Name, hash[:], k.Masked, string(scopes), now, toNanos(k.ExpiresAt), k.CreatedBy); err != nil {
+	tag := sql.NullString{String: rotationID, Valid: rotationID != ""}
+	_, err = tx.ExecContext(ctx, `
+		INSERT INTO keys (id, name, secret_hash, masked, scopes, created_at, expires_at, created_by, rotation_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, hash[:], k.Masked, string(scopes), now, toNanos(k.ExpiresAt), k.CreatedBy, tag)
+	if tag.Valid && isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+		return &provider.FieldError{Field: "rotation_id", Problem: fmt.Sprintf("rotation %s has already made a key", rotationID),
+			Fix: "find it with KeysByRotation instead of creating another"}
+	}
+	if err != nil {
 		return fmt.Errorf("storing key %s: %w", k.ID, err)
 	}
 	return nil
@@ -80,21 +94,34 @@ func insertKey(ctx context.Context, tx *sql.Tx, k provider.Key, parsed auth.Pars
 
 // ListKeys returns every key, newest first.
 func (s *Store) ListKeys(ctx context.Context) ([]provider.Key, error) {
-	rows, err := s.ro.QueryContext(ctx, `SELECT `+keyColumns+` FROM keys ORDER BY created_at DESC, id DESC`)
+	return s.queryKeys(ctx, "listing keys", `SELECT `+keyColumns+` FROM keys ORDER BY created_at DESC, id DESC`)
+}
+
+// KeysByRotation returns the keys tagged with rotationID by RotateKeyTagged,
+// oldest first: at most one, since the tag is unique. Rotation recovery uses
+// it to find a key whose secret a crash lost.
+func (s *Store) KeysByRotation(ctx context.Context, rotationID string) ([]provider.Key, error) {
+	return s.queryKeys(ctx, "listing keys of rotation "+rotationID,
+		`SELECT `+keyColumns+` FROM keys WHERE rotation_id = ? ORDER BY created_at, id`, rotationID)
+}
+
+// queryKeys runs a SELECT of keyColumns; what says what failed.
+func (s *Store) queryKeys(ctx context.Context, what, query string, args ...any) ([]provider.Key, error) {
+	rows, err := s.ro.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("listing keys: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []provider.Key
 	for rows.Next() {
 		k, err := scanKey(rows)
 		if err != nil {
-			return nil, fmt.Errorf("listing keys: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		out = append(out, k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing keys: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }
@@ -256,6 +283,27 @@ func checkCovers(actor auth.Principal, k provider.Key, verb string) error {
 // expire before it: otherwise rotating would hand the actor a fresh secret
 // to a key it could not have created.
 func (s *Store) RotateKey(ctx context.Context, actor *auth.Principal, id string, grace time.Duration) (provider.IssuedKey, provider.Key, error) {
+	return s.rotate(ctx, actor, id, grace, "")
+}
+
+// RotateKeyTagged is RotateKey for a journaled rotation (package rotation):
+// the new key is tagged with rotationID, so KeysByRotation finds it even if
+// the caller dies before it stores the secret, and the old key is left as it
+// was, for RetireKey once the new secret is in place.
+//
+// It refuses a second key for the same rotationID, and an old key that
+// already has a live successor, so two rotations of one key cannot both
+// succeed (the compare-and-swap of security.md section 3). A successor that
+// was revoked, as a rolled-back rotation leaves it, does not count.
+func (s *Store) RotateKeyTagged(ctx context.Context, actor *auth.Principal, id, rotationID string) (provider.IssuedKey, provider.Key, error) {
+	if !rotationIDPattern.MatchString(rotationID) {
+		return provider.IssuedKey{}, provider.Key{}, &provider.FieldError{Field: "rotation_id", Problem: "must be 1 to 64 letters, digits, _ or -",
+			Fix: "pass the id of the rotation's journal"}
+	}
+	return s.rotate(ctx, actor, id, -1, rotationID)
+}
+
+func (s *Store) rotate(ctx context.Context, actor *auth.Principal, id string, grace time.Duration, rotationID string) (provider.IssuedKey, provider.Key, error) {
 	now, nowN := s.nowNanos()
 	tok, parsed, err := auth.NewToken()
 	if err != nil {
@@ -271,6 +319,11 @@ func (s *Store) RotateKey(ctx context.Context, actor *auth.Principal, id string,
 		if err := checkRotatable(old, now); err != nil {
 			return err
 		}
+		if rotationID != "" {
+			if err := checkNoLiveSuccessor(ctx, tx, old, now); err != nil {
+				return err
+			}
+		}
 		createdBy := old.CreatedBy
 		if actor != nil {
 			if err := checkRotateGrant(*actor, old); err != nil {
@@ -280,7 +333,7 @@ func (s *Store) RotateKey(ctx context.Context, actor *auth.Principal, id string,
 		}
 		next := provider.Key{ID: parsed.PublicID, Name: old.Name, Masked: auth.Mask(tok), Scopes: old.Scopes,
 			CreatedAt: now, ExpiresAt: old.ExpiresAt, CreatedBy: createdBy}
-		if err := insertKey(ctx, tx, next, parsed, nowN); err != nil {
+		if err := insertKey(ctx, tx, next, parsed, nowN, rotationID); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE keys SET rotated_to = ? WHERE id = ?`, next.ID, id); err != nil {
@@ -313,6 +366,22 @@ func checkRotatable(k provider.Key, now time.Time) error {
 	}
 	return &provider.FieldError{Field: "credential", Problem: fmt.Sprintf("key %s is %s and cannot be rotated", k.ID, state),
 		Fix: "create a new key with credentials_create"}
+}
+
+// checkNoLiveSuccessor refuses to rotate a key whose successor still works.
+func checkNoLiveSuccessor(ctx context.Context, q querier, old provider.Key, now time.Time) error {
+	if old.RotatedTo == "" {
+		return nil
+	}
+	next, err := getKey(ctx, q, old.RotatedTo)
+	if err != nil {
+		return fmt.Errorf("reading successor of key %s: %w", old.ID, err)
+	}
+	if isRevoked(next, now) || isExpired(next, now) {
+		return nil
+	}
+	return &provider.FieldError{Field: "credential", Problem: fmt.Sprintf("key %s has already been rotated to key %s, which is active", old.ID, next.ID),
+		Fix: fmt.Sprintf("rotate key %s instead, or revoke it first", next.ID)}
 }
 
 func checkRotateGrant(actor auth.Principal, old provider.Key) error {

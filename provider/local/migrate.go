@@ -52,6 +52,14 @@ CREATE TABLE keys (
 	rotated_to   TEXT REFERENCES keys (id)
 ) STRICT;
 `,
+	// 2: rotation tags. A key made by a journaled rotation carries the
+	// rotation's id, so a key whose secret was lost in a crash can be found
+	// and revoked. The unique index allows one key per rotation: a retried
+	// create can never mint a second one.
+	`
+ALTER TABLE keys ADD COLUMN rotation_id TEXT CHECK (rotation_id IS NULL OR length(rotation_id) BETWEEN 1 AND 64);
+CREATE UNIQUE INDEX keys_rotation_id ON keys (rotation_id) WHERE rotation_id IS NOT NULL;
+`,
 }
 
 // migrate brings the schema up to date in one transaction and reports
