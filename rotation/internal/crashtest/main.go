@@ -1,0 +1,128 @@
+//go:build unix
+
+// Command crashtest is keygate cut down to what a rotation touches: it opens
+// a backend and the env file, recovers any unfinished rotation as keygate's
+// startup does, then rotates, and kills itself with SIGKILL at a chosen
+// step. The rotation package's crash tests run it as a subprocess.
+//
+// Exit status: 0 when it ran to the end, 1 when Rotate or Recover failed,
+// 2 on a usage or setup error; killed by SIGKILL at the chosen step.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider/local"
+	"github.com/keygate/keygate/rotation"
+	"github.com/keygate/keygate/rotation/rotationtest"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+type options struct {
+	backend, store, platform string
+	revokesOld, replays      bool
+	env, name, dir           string
+	grace                    time.Duration
+	killAt, killIn, holdAt   string
+	loop, recoverOnly        bool
+}
+
+func run() int {
+	var o options
+	flag.StringVar(&o.backend, "backend", "local", "local or platform")
+	flag.StringVar(&o.store, "store", "", "local store path")
+	flag.StringVar(&o.platform, "platform", "", "fake platform state file")
+	flag.BoolVar(&o.revokesOld, "revokes-old", false, "fake platform revokes the old key on create")
+	flag.BoolVar(&o.replays, "replays", false, "fake platform replays creates by rotation id")
+	flag.StringVar(&o.env, "env", "", "env file (absolute)")
+	flag.StringVar(&o.name, "var", "KEYGATE_TOKEN", "variable holding the credential")
+	flag.StringVar(&o.dir, "dir", "", "rotation directory")
+	flag.DurationVar(&o.grace, "grace", 0, "grace period of the old key")
+	flag.StringVar(&o.killAt, "kill-at", "", "step at which to SIGKILL this process")
+	flag.StringVar(&o.killIn, "kill-in", "rotate", "phase in which -kill-at applies: recover or rotate")
+	flag.StringVar(&o.holdAt, "hold-at", "", "step at which to print \"holding\" and wait to be killed")
+	flag.BoolVar(&o.loop, "loop", false, "rotate again and again until killed")
+	flag.BoolVar(&o.recoverOnly, "recover-only", false, "recover, then exit without rotating")
+	flag.Parse()
+
+	ctx := context.Background()
+	backend, closeBackend, err := openBackend(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crashtest:", err)
+		return 2
+	}
+	defer closeBackend()
+
+	phase := "recover"
+	eng := &rotation.Engine{Dir: o.dir, EnvFile: o.env, Var: o.name, Backend: backend,
+		OnStep: func(s rotation.Step) {
+			switch {
+			case phase == o.killIn && string(s) == o.killAt:
+				die()
+			case phase == "rotate" && string(s) == o.holdAt:
+				fmt.Println("holding")
+				select {}
+			}
+		}}
+	if _, err := eng.Recover(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "crashtest: recover:", err)
+		return 1
+	}
+	if o.recoverOnly {
+		return 0
+	}
+	phase = "rotate"
+	if o.loop {
+		fmt.Println("rotating") // the test's random delay starts here
+	}
+	for {
+		vars, err := auth.ReadEnvFile(o.env)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crashtest:", err)
+			return 2
+		}
+		res, err := eng.Rotate(ctx, rotation.Request{Old: auth.NewSecret(vars[o.name]), Grace: o.grace})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crashtest: rotate:", err)
+			return 1
+		}
+		if !o.loop {
+			fmt.Println(res.New.ID)
+			return 0
+		}
+	}
+}
+
+func openBackend(ctx context.Context, o options) (rotation.Backend, func(), error) {
+	switch o.backend {
+	case "local":
+		s, err := local.Open(ctx, o.store, local.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return rotation.LocalBackend{Store: s}, func() { s.Close() }, nil
+	case "platform":
+		p := rotationtest.Open(o.platform, rotationtest.Options{RevokesOldOnCreate: o.revokesOld, CreateReplays: o.replays})
+		return p, func() {}, nil
+	}
+	return nil, nil, errors.New("unknown backend " + o.backend)
+}
+
+// die kills this process the way a power cut or the OOM killer would: no
+// deferred calls, no flushing, no exit handlers.
+func die() {
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	for {
+		time.Sleep(time.Second)
+	}
+}

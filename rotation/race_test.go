@@ -1,0 +1,5 @@
+//go:build race && unix
+
+package rotation_test
+
+func init() { raceEnabled = true }
