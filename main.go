@@ -27,6 +27,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
+	"github.com/keygate/keygate/rotation"
 	"github.com/keygate/keygate/tools"
 	"github.com/keygate/keygate/transport"
 )
@@ -123,6 +124,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 			return err
 		}
 	}
+	rot := recoverRotation(ctx, store, &cfg, logger)
 	if !cfg.Token.Secret.IsZero() {
 		redactor.Add(cfg.Token.Secret.Reveal())
 		if !auth.LooksLikeToken(cfg.Token.Secret.Reveal()) {
@@ -157,6 +159,17 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	localProvider := tools.Provider{Name: "local", Content: store, Keys: store}
 
+	if rot != nil {
+		rot.Swap = func(old, next auth.Secret) {
+			redactor.Add(next.Reveal())
+			if old.IsZero() {
+				old = identity.Process().Secret
+			}
+			identity.Replace(old, auth.Credential{Secret: next, Source: auth.SourceEnvFile})
+			verifier.Invalidate()
+		}
+	}
+
 	deps := &tools.Deps{
 		Providers: tools.NewProviders(providerList(localProvider, remotes)...),
 		Identity:  identity,
@@ -168,6 +181,9 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		ExpiryWarning: cfg.ExpiryWarning,
 		HTTP:          cfg.Transport == "http",
 		Logger:        logger,
+	}
+	if rot != nil {
+		deps.Rotation = rot
 	}
 	mcpServer, served, err := tools.NewServer(deps, tools.Options{Toolsets: cfg.Toolsets, ReadOnly: cfg.ReadOnly, Version: keygateVersion()})
 	if err != nil {
@@ -223,6 +239,38 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		logger.Info("serving MCP over streamable HTTP", "url", transport.MCPURL(addr), "store", cfg.Store,
 			"auth", "Authorization: Bearer <KEYGATE_TOKEN from "+cfg.EnvFile+">")
 	})
+}
+
+// crashHook is set only in binaries built with -tags crashtest.
+var crashHook func(*rotation.Engine)
+
+// recoverRotation settles a rotation of keygate's own token that an earlier
+// process left unfinished (it was killed, or the env file could not be
+// written), before anything uses the token, so keygate always starts with
+// a working credential. It returns the engine for the tools, or nil when
+// there is no env file to rotate into.
+func recoverRotation(ctx context.Context, store *local.Store, cfg *config, logger *slog.Logger) *rotation.Engine {
+	if cfg.EnvFile == "" {
+		return nil
+	}
+	rot := &rotation.Engine{Dir: filepath.Join(filepath.Dir(cfg.Store), "rotation"), EnvFile: cfg.EnvFile,
+		Var: tools.EnvTokenVar, Backend: rotation.LocalBackend{Store: store}, Logger: logger}
+	rep, err := rot.Recover(ctx)
+	switch {
+	case errors.Is(err, rotation.ErrInProgress):
+		logger.Warn("another keygate process is rotating KEYGATE_TOKEN; recovery skipped")
+	case err != nil:
+		logger.Error("rotation recovery incomplete", "outcome", rep, "err", err)
+	case rep.Action != rotation.ActionNone:
+		logger.Warn("settled an unfinished rotation: "+rep.Summary(), "outcome", rep)
+	}
+	if !rep.Current.IsZero() && (cfg.Token.Secret.IsZero() || cfg.Token.Source == auth.SourceEnvFile) {
+		cfg.Token = auth.Credential{Secret: rep.Current, Source: auth.SourceEnvFile, Var: tools.EnvTokenVar}
+	}
+	if crashHook != nil {
+		crashHook(rot)
+	}
+	return rot
 }
 
 // firstRun seeds a new store and mints its admin token. The token goes to

@@ -362,6 +362,11 @@ func (d *Deps) credentialsRotate(ctx context.Context, call *Call) (*mcp.CallTool
 	if r := confirmDestructive(ctx, call.Req, what); r != nil {
 		return r, nil
 	}
+	// keygate's own token, held in its env file: the journaled rotation
+	// engine, which survives a crash at any step.
+	if d.Rotation != nil && pr.Keys != nil && h.process && h.secret.Source == auth.SourceEnvFile && call.Req.GetString("deliver", "") == "" {
+		return d.journaledRotate(ctx, call, pr, old, h, grace)
+	}
 
 	// Create the successor with the old key still valid, store it, switch
 	// to it, and only then retire the old key: a failure before the last

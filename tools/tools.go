@@ -18,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/rotation"
 )
 
 // Toolset names, as accepted by --toolsets.
@@ -65,6 +66,9 @@ type Deps struct {
 	// ExpiryWarning is how long before expiry credentials are flagged;
 	// zero means DefaultExpiryWarning.
 	ExpiryWarning time.Duration
+	// Rotation rotates keygate's own env-file token crash-safely; nil
+	// falls back to the plain create-store-switch-retire sequence.
+	Rotation Rotator
 	// HTTP is true when serving streamable HTTP, where the bearer token
 	// decides who is calling.
 	HTTP   bool
@@ -82,6 +86,12 @@ func (d *Deps) now() time.Time {
 		return d.Now()
 	}
 	return time.Now()
+}
+
+// Rotator is the journaled rotation engine (package rotation).
+type Rotator interface {
+	Rotate(ctx context.Context, req rotation.Request) (rotation.Result, error)
+	Recover(ctx context.Context) (rotation.Report, error)
 }
 
 // Auditor appends to the audit journal.

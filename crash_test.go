@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider/local"
+	"github.com/keygate/keygate/rotation"
+)
+
+// TestSelfRotationSurvivesSIGKILL kills the real keygate binary (built with
+// -tags crashtest) at every step of a rotation of its own token, restarts
+// it, and checks what security.md section 3 promises: keygate starts with a
+// working credential, the env file parses and is 0600, the old and new key
+// are never both revoked, and no key the rotation made is left active
+// beside the one in use. ROTATION_CRASH_RUNS raises the runs per step.
+func TestSelfRotationSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills keygate at every rotation step")
+	}
+	crashBinary := filepath.Join(t.TempDir(), "keygate-crashtest")
+	if out, err := exec.Command("go", "build", "-tags", "crashtest", "-o", crashBinary, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building with -tags crashtest: %v\n%s", err, out)
+	}
+	runs := 2
+	if n, err := fmt.Sscan(os.Getenv("ROTATION_CRASH_RUNS"), &runs); n == 0 || err != nil {
+		runs = 2
+	}
+	killed, settled := 0, 0
+	for _, step := range rotation.Steps() {
+		for run := range runs {
+			t.Run(fmt.Sprintf("%s/%d", step, run), func(t *testing.T) {
+				in := newInstance(t)
+				// A first run creates the store and writes KEYGATE_TOKEN; the
+				// comment and CRLF line must come through unchanged.
+				prepare := exec.Command(binary, append(in.args(), "--log-level", "error")...)
+				prepare.Env, prepare.Stdin = cleanEnv(), strings.NewReader("")
+				if out, err := prepare.CombinedOutput(); err != nil {
+					t.Fatalf("first run: %v\n%s", err, out)
+				}
+				raw, _ := os.ReadFile(in.envFile)
+				if err := os.WriteFile(in.envFile, append([]byte("# mine\r\nOTHER=1\r\n"), raw...), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				before := in.token(t)
+
+				c, stderr := connect(t, crashBinary, in, "KEYGATE_CRASH_AT="+string(step))
+				var req mcp.CallToolRequest
+				req.Params.Name, req.Params.Arguments = "credentials_rotate", map[string]any{"credential": "current", "confirm": true}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				_, callErr := c.CallTool(ctx, req)
+				cancel()
+				c.Close()
+				if callErr != nil {
+					killed++
+				}
+
+				// Restart: keygate must settle the rotation and work.
+				c2, stderr2 := connect(t, binary, in)
+				defer c2.Close()
+				who := structured(t, callTool(t, c2, "auth_whoami", nil))
+				if who["authenticated"] != true {
+					t.Fatalf("after a kill at %s keygate has no working credential: %v\nfirst run:\n%s\nrestart:\n%s", step, who, stderr.String(), stderr2.String())
+				}
+				if r := callTool(t, c2, "content_list", map[string]any{"type": "posts"}); r.IsError {
+					t.Fatalf("content_list after restart: %v", r.Content)
+				}
+				if strings.Contains(stderr2.String(), "settled an unfinished rotation") {
+					settled++
+				}
+				fi, err := os.Stat(in.envFile)
+				if err != nil || fi.Mode().Perm() != 0o600 {
+					t.Fatalf("env file: %v %v", fi, err)
+				}
+				vars, err := auth.ReadEnvFile(in.envFile)
+				if err != nil || vars["OTHER"] != "1" {
+					t.Fatalf("env file no longer parses or lost a variable: %v", err)
+				}
+				b, _ := os.ReadFile(in.envFile)
+				if !strings.HasPrefix(string(b), "# mine\r\nOTHER=1\r\n") {
+					t.Errorf("the lines around KEYGATE_TOKEN changed: %q", b)
+				}
+				c2.Close()
+				checkKeys(t, in, before, vars["KEYGATE_TOKEN"])
+			})
+		}
+	}
+	t.Logf("%d kill points x %d runs: %d calls cut off by the kill, %d restarts settled an unfinished rotation", len(rotation.Steps()), runs, killed, settled)
+}
+
+// connect starts keygate over stdio and returns an initialized client.
+func connect(t *testing.T, bin string, in instance, env ...string) (*client.Client, *lockedBuffer) {
+	t.Helper()
+	var stderr lockedBuffer
+	tr := transport.NewStdioWithOptions(bin, cleanEnv(env...), in.args(), transport.WithCommandStderrWriter(&stderr))
+	if err := tr.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewClient(tr)
+	if _, err := c.Initialize(context.Background(), mcp.InitializeRequest{}); err != nil {
+		t.Fatalf("initialize: %v\n%s", err, stderr.String())
+	}
+	return c, &stderr
+}
+
+// checkKeys opens the store after keygate exited: exactly one admin key is
+// active, and it is the one in the env file; the old key is never revoked
+// unless the new one works.
+func checkKeys(t *testing.T, in instance, before, now string) {
+	t.Helper()
+	s, err := local.Open(context.Background(), in.store, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cur, err := s.Verify(context.Background(), now)
+	if err != nil {
+		t.Fatalf("the env file's token does not verify: %v", err)
+	}
+	keys, err := s.ListKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := 0
+	for _, k := range keys {
+		if k.RevokedAt.IsZero() && k.ExpiresAt.After(time.Now()) {
+			active++
+			if k.ID != cur.KeyID {
+				t.Errorf("key %s is active beside the one in use (%s): an orphan", k.ID, cur.KeyID)
+			}
+		}
+	}
+	if active != 1 {
+		t.Errorf("%d active keys, want exactly the one in use", active)
+	}
+	if now == before {
+		return // rolled back: the old key is the one in use
+	}
+	if _, err := s.Verify(context.Background(), before); err == nil {
+		t.Error("the rotation finished but the old key still works")
+	}
+}
