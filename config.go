@@ -49,9 +49,10 @@ type envLookup struct {
 	file map[string]string
 }
 
-// An empty variable counts as unset, so a client config can blank a setting.
+// An empty or blank variable counts as unset, so a client config can blank
+// a setting.
 func (e envLookup) get(name string) (string, auth.Source, bool) {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
+	if v, ok := os.LookupEnv(name); ok && strings.TrimSpace(v) != "" {
 		return v, auth.SourceEnv, true
 	}
 	if v, ok := e.file[name]; ok {
@@ -117,6 +118,12 @@ func parseSettings(fs *flag.FlagSet, settings []*setting, args []string) (envLoo
 	file, err := auth.ReadEnvFile(*envFile.value)
 	if err != nil {
 		return envLookup{}, fmt.Errorf("env file %s: %w", *envFile.value, err)
+	}
+	if fi, err := os.Stat(*envFile.value); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		// The file holds tokens; keygate tightens it when it next writes
+		// it, but says so now.
+		fmt.Fprintf(fs.Output(), "keygate: warning: env file %s has mode %v, readable by others; it holds credentials: run chmod 600 on it\n",
+			*envFile.value, fi.Mode().Perm())
 	}
 	env := envLookup{file: file}
 	for _, s := range settings {

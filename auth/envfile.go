@@ -48,12 +48,23 @@ func parseEnv(b []byte) (map[string]string, error) {
 	if err == nil {
 		return vars, nil
 	}
-	for i, line := range strings.Split(string(b), "\n") {
+	// godotenv also ends a line at a bare CR, so look for the bad line
+	// the same way.
+	lines := strings.FieldsFunc(strings.ReplaceAll(string(b), "\r\n", "\n"), func(r rune) bool { return r == '\n' || r == '\r' })
+	for i, line := range lines {
 		if _, lerr := godotenv.Unmarshal(line); lerr != nil {
 			if m := assignment.FindStringSubmatch(line); m != nil {
 				return nil, fmt.Errorf("line %d (%s): cannot be parsed; check its quotes", i+1, m[2])
 			}
 			return nil, fmt.Errorf("line %d: cannot be parsed; expected NAME=value", i+1)
+		}
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(strings.TrimSuffix(line, "\r"), "\r") {
+			if m := assignment.FindStringSubmatch(line); m != nil {
+				return nil, fmt.Errorf("line %d (%s): a carriage return inside the value splits it; remove it", i+1, m[2])
+			}
+			return nil, fmt.Errorf("line %d: a carriage return inside the line splits it; remove it", i+1)
 		}
 	}
 	return nil, errors.New("cannot be parsed (a quoted value spanning lines is not closed)")

@@ -241,7 +241,10 @@ func (d *Deps) contentCreate(ctx context.Context, call *Call) (*mcp.CallToolResu
 	}
 	slug := call.Req.GetString("slug", "")
 	if slug == "" {
-		if slug = provider.Slugify(title); slug == "" {
+		// Slugify the redacted title: a key pasted into a title must not
+		// live on, lower-cased and hyphenated, in the slug where no key
+		// pattern would recognise it.
+		if slug = provider.Slugify(d.Redactor.Redact(title)); slug == "" {
 			return errorResult("slug", "cannot be derived from this title (no letters or digits)", "pass a slug such as \"my-post\""), nil
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -224,7 +225,9 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		audited := false // set once the call reaches the handler
 		defer func() {
 			if r := recover(); r != nil {
-				d.Logger.Error("panic in tool handler", "tool", t.Tool.Name, "panic", fmt.Sprint(r))
+				// The panic's value may quote the call's arguments; its type
+				// and the stack say where it happened without them.
+				d.Logger.Error("panic in tool handler", "tool", t.Tool.Name, "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
 				res, err = nil, fmt.Errorf("internal error in %s", t.Tool.Name)
 			}
 			outcome := "ok"
