@@ -1044,8 +1044,10 @@ func TestHostile_Row37_FileDeliveryIsConfined(t *testing.T) {
 	r := e.call("credentials_create", map[string]any{"name": "x", "scopes": []any{"content:read"}, "expires_in_days": 1,
 		"deliver": "file:" + e.deps.KeysDir + string(filepath.Separator) + rel})
 	if !r.IsError {
-		t.Skip("row 37 gap: deliver \"file:<keys dir>/../..\" wrote a new secret file outside the keys directory; " +
-			"confine file: deliveries (os.Root on an allowed directory, or filepath.IsLocal after filepath.Rel)")
+		t.Error("deliver \"file:<keys dir>/../..\" wrote a new secret file outside the keys directory")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "x.token")); err == nil {
+		t.Error("the secret file exists outside the keys directory")
 	}
 }
 

@@ -28,7 +28,7 @@ func credentialArg() mcp.ToolOption {
 
 func deliverArg(def string) mcp.ToolOption {
 	return mcp.WithString("deliver",
-		mcp.Description(`Where the new secret goes: "env:VAR" writes VAR into keygate's env file (mode 0600, atomic, never overwriting), "file:PATH" writes a new file (mode 0600), "reveal" shows it once in the result (it then sits in the chat history; prefer env or file). `+def),
+		mcp.Description(`Where the new secret goes: "env:VAR" writes VAR into keygate's env file (mode 0600, atomic, never overwriting), "file:PATH" writes a new file (mode 0600) beside the env file or in keygate's keys directory, "reveal" shows it once in the result (it then sits in the chat history; prefer env or file). `+def),
 		mcp.Pattern(`^(env:[A-Za-z_][A-Za-z0-9_]{0,127}|file:.+|reveal)$`), mcp.MaxLength(1024))
 }
 

@@ -112,7 +112,9 @@ func TestCredentialsCreateDeliveries(t *testing.T) {
 	}
 	mustFail(t, e.call("credentials_create", with("deliver", "env:CI_TOKEN")), "deliver", "never overwrites")
 
-	path := filepath.Join(dir, "ci.token")
+	// file: deliveries stay beside the env file or in the keys directory.
+	mustFail(t, e.call("credentials_create", with("deliver", "file:"+filepath.Join(dir, "ci.token"))), "deliver", "outside the directories")
+	path := filepath.Join(filepath.Dir(e.envFile), "ci.token")
 	mustOK(t, e.call("credentials_create", with("deliver", "file:"+path)))
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("file delivery: %v %v", fi, err)

@@ -108,6 +108,10 @@ func (d *Deps) preflight(dl delivery, overwrite bool) *Problem {
 			return &Problem{Field: "deliver", Problem: fmt.Sprintf("cannot write into keygate's keys directory %s", dl.target), Fix: "make it writable, or pass deliver explicitly"}
 		}
 	case "file":
+		if !d.fileDeliveryAllowed(dl.target) {
+			return &Problem{Field: "deliver", Problem: fmt.Sprintf("%s is outside the directories keygate writes secrets to", dl.target),
+				Fix: fmt.Sprintf("name a new file under %s (keygate's keys directory) or beside the env file, or leave deliver out", d.KeysDir)}
+		}
 		if _, err := os.Lstat(dl.target); err == nil {
 			return &Problem{Field: "deliver", Problem: fmt.Sprintf("%s already exists and keygate never overwrites it", dl.target), Fix: "choose a new file name"}
 		}
@@ -116,6 +120,29 @@ func (d *Deps) preflight(dl delivery, overwrite bool) *Problem {
 		}
 	}
 	return nil
+}
+
+// fileDeliveryAllowed confines file: deliveries to keygate's keys directory
+// and the env file's directory, so a model cannot have a secret written
+// anywhere the process may write. Symlinks in the path are resolved first.
+func (d *Deps) fileDeliveryAllowed(target string) bool {
+	dir, err := filepath.EvalSymlinks(filepath.Dir(target))
+	if err != nil {
+		return false
+	}
+	target = filepath.Join(dir, filepath.Base(target))
+	for _, base := range []string{d.KeysDir, filepath.Dir(d.EnvFile)} {
+		if base == "" || base == "." && d.EnvFile == "" {
+			continue
+		}
+		if b, err := filepath.EvalSymlinks(base); err == nil {
+			base = b
+		}
+		if rel, err := filepath.Rel(base, target); err == nil && filepath.IsLocal(rel) {
+			return true
+		}
+	}
+	return false
 }
 
 // dirWritable proves a directory takes new files by creating and removing one.
