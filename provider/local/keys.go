@@ -222,8 +222,9 @@ func (s *Store) touch(ctx context.Context, id string, now time.Time) {
 		toNanos(now), id, toNanos(now.Add(-touchEvery)))
 }
 
-// RevokeKey revokes key id at once. It reports already=true, and changes
-// nothing, when the key was revoked before. A key still in a rotation grace
+// RevokeKey revokes key id at once, and every key it created, directly or
+// through keys it created. It reports already=true, and changes nothing,
+// when the key was revoked before. A key still in a rotation grace
 // period is not revoked yet, so this ends it. With an actor, the actor's
 // scopes must cover the key's: a narrow key cannot revoke a broader one.
 func (s *Store) RevokeKey(ctx context.Context, actor *auth.Principal, id string) (provider.Key, bool, error) {
@@ -246,6 +247,16 @@ func (s *Store) RevokeKey(ctx context.Context, actor *auth.Principal, id string)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = ? WHERE id = ?`, nowN, id); err != nil {
 			return fmt.Errorf("revoking key %s: %w", id, err)
+		}
+		// Keys minted by this key, and by those, go with it: a holder must
+		// not escape a revocation through keys it made (security.md 2).
+		if _, err := tx.ExecContext(ctx, `
+			WITH RECURSIVE descendants(id) AS (
+				SELECT id FROM keys WHERE created_by = ?
+				UNION SELECT k.id FROM keys k JOIN descendants d ON k.created_by = d.id
+			)
+			UPDATE keys SET revoked_at = ? WHERE id IN (SELECT id FROM descendants) AND revoked_at IS NULL`, id, nowN); err != nil {
+			return fmt.Errorf("revoking the keys %s created: %w", id, err)
 		}
 		k.RevokedAt = now
 		return nil
@@ -324,12 +335,14 @@ func (s *Store) rotate(ctx context.Context, actor *auth.Principal, id string, gr
 				return err
 			}
 		}
+		// The successor is the same credential with a new secret: it keeps
+		// the old key's parent, and the keys the old key created become
+		// its children, so retiring the old key revokes none of them.
 		createdBy := old.CreatedBy
 		if actor != nil {
 			if err := checkRotateGrant(*actor, old); err != nil {
 				return err
 			}
-			createdBy = actor.KeyID
 		}
 		next := provider.Key{ID: parsed.PublicID, Name: old.Name, Masked: auth.Mask(tok), Scopes: old.Scopes,
 			CreatedAt: now, ExpiresAt: old.ExpiresAt, CreatedBy: createdBy}
@@ -338,6 +351,9 @@ func (s *Store) rotate(ctx context.Context, actor *auth.Principal, id string, gr
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE keys SET rotated_to = ? WHERE id = ?`, next.ID, id); err != nil {
 			return fmt.Errorf("linking key %s to its successor: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET created_by = ? WHERE created_by = ? AND id != ?`, next.ID, id, next.ID); err != nil {
+			return fmt.Errorf("moving the keys %s created to its successor: %w", id, err)
 		}
 		old.RotatedTo = next.ID
 		if grace >= 0 {

@@ -488,10 +488,11 @@ func TestRotateRejects(t *testing.T) {
 	if keys, _ := s.ListKeys(ctx); len(keys) != 5 {
 		t.Errorf("%d keys after refused rotations, want 5", len(keys))
 	}
-	// The actor's own key is always rotatable by itself; the successor is
-	// created by the actor.
+	// The actor's own key is always rotatable by itself; the successor
+	// keeps the old key's parent (here the CLI, ""): it is the same
+	// credential with a new secret, and must not become its own child.
 	issued, _, err := s.RotateKey(ctx, &narrow, narrow.KeyID, -1)
-	if err != nil || issued.Key.CreatedBy != narrow.KeyID {
+	if err != nil || issued.Key.CreatedBy != "" {
 		t.Errorf("rotating one's own key: %+v, %v", issued.Key, err)
 	}
 }
@@ -550,5 +551,49 @@ func TestSecretNeverStored(t *testing.T) {
 func TestMissingKeyDigestIsADigest(t *testing.T) {
 	if len(missingKeyDigest) != 32 {
 		t.Fatalf("missingKeyDigest is %d bytes; a SHA-256 digest is 32", len(missingKeyDigest))
+	}
+}
+
+func TestRevokeCascadesButRotationDoesNot(t *testing.T) {
+	s, clock := newTestStore(t)
+	ctx := t.Context()
+	mint := func(actor *auth.Principal, name string) (provider.IssuedKey, auth.Principal) {
+		t.Helper()
+		issued, err := s.CreateKey(ctx, actor, provider.NewKey{Name: name, Scopes: auth.Scopes{{Action: auth.Admin}}, ExpiresAt: clock.Now().Add(24 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Verify(ctx, issued.Secret.Reveal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return issued, p
+	}
+	root, rootP := mint(nil, "root")
+	child, childP := mint(&rootP, "child")
+	grand, _ := mint(&childP, "grandchild")
+	other, _ := mint(nil, "unrelated")
+
+	// Rotating the root (as itself) keeps every key it made alive.
+	next, _, err := s.RotateKey(ctx, &rootP, root.Key.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []provider.IssuedKey{next, child, grand} {
+		if _, err := s.Verify(ctx, k.Secret.Reveal()); err != nil {
+			t.Errorf("%s stopped working when its ancestor was rotated", k.Key.Name)
+		}
+	}
+	// Revoking the rotated root takes its descendants with it.
+	if _, _, err := s.RevokeKey(ctx, nil, next.Key.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []provider.IssuedKey{child, grand} {
+		if _, err := s.Verify(ctx, k.Secret.Reveal()); err == nil {
+			t.Errorf("%s outlived the revocation of its ancestor", k.Key.Name)
+		}
+	}
+	if _, err := s.Verify(ctx, other.Secret.Reveal()); err != nil {
+		t.Error("an unrelated key was revoked")
 	}
 }
