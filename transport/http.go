@@ -27,6 +27,11 @@ import (
 // DefaultMaxBodyBytes caps a request body; MCP requests are small.
 const DefaultMaxBodyBytes = 1 << 20
 
+// maxInflight bounds the POSTs served at once; past it keygate answers
+// 503 with Retry-After rather than queue without limit (security.md row
+// 12). GET streams are long-lived and bounded per key by the session cap.
+const maxInflight = 256
+
 // maxAuthHeader caps the Authorization header before any parsing or
 // hashing, so junk tokens cost nothing.
 const maxAuthHeader = 512
@@ -58,6 +63,11 @@ type HTTPConfig struct {
 
 // NewHTTPHandler returns the keygate HTTP handler: /mcp and /healthz.
 func NewHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) http.Handler {
+	_, mux := newHTTPHandler(s, cfg, ownOrigins)
+	return mux
+}
+
+func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*httpHandler, http.Handler) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -75,14 +85,15 @@ func NewHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) ht
 	for _, o := range append(ownOrigins, cfg.AllowedOrigins...) {
 		allowed[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
 	}
-	h := &httpHandler{cfg: cfg, sessions: sessions, allowed: allowed, mcp: mcpHandler}
+	h := &httpHandler{cfg: cfg, sessions: sessions, allowed: allowed, mcp: mcpHandler, inflight: make(chan struct{}, maxInflight)}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", h.originGuard(h.bearer(h.limitAndScope(h.bindSession(mcpHandler)))))
+	mux.Handle("/mcp", h.originGuard(h.bearer(h.shed(h.limitAndScope(h.bindSession(mcpHandler))))))
 	mux.HandleFunc("GET /healthz", h.healthz)
-	return mux
+	return h, mux
 }
 
 type httpHandler struct {
+	inflight chan struct{} // one token per POST being served
 	cfg      HTTPConfig
 	sessions *sessionManager
 	allowed  map[string]bool
@@ -185,6 +196,24 @@ func (h *httpHandler) unauthorized(w http.ResponseWriter, code, desc string) {
 	writeJSONRPCError(w, http.StatusUnauthorized, nil, -32001, msg)
 }
 
+// shed refuses a POST when maxInflight are already being served.
+func (h *httpHandler) shed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case h.inflight <- struct{}{}:
+			defer func() { <-h.inflight }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeJSONRPCError(w, http.StatusServiceUnavailable, nil, -32603, "keygate is busy; retry in a second")
+		}
+	})
+}
+
 // limitAndScope caps the body (413, also for chunked bodies without a
 // Content-Length) and, for tools/call, answers 403 insufficient_scope before
 // the tool runs when the caller's key lacks the tool's scope.
@@ -234,11 +263,22 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 func (h *httpHandler) bindSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := r.Context().Value(principalKey{}).(auth.Principal)
-		if sid := r.Header.Get(server.HeaderKeySessionID); sid != "" {
-			if !h.sessions.ownedBy(sid, p.KeyID) {
+		sid := r.Header.Get(server.HeaderKeySessionID)
+		switch {
+		case r.Method == http.MethodGet || r.Method == http.MethodDelete:
+			// A stream or an end needs a session this key opened: no
+			// session-less streams, no guessing, no ending another's.
+			if sid == "" {
+				writeJSONRPCError(w, http.StatusBadRequest, nil, -32600, "Mcp-Session-Id header required")
+				return
+			}
+			if !h.sessions.liveOwnedBy(sid, p.KeyID) {
 				writeJSONRPCError(w, http.StatusNotFound, nil, -32001, "session not found")
 				return
 			}
+		case sid != "" && !h.sessions.ownedBy(sid, p.KeyID):
+			writeJSONRPCError(w, http.StatusNotFound, nil, -32001, "session not found")
+			return
 		}
 		next.ServeHTTP(&bindingWriter{ResponseWriter: w, bind: func(sid string) { h.sessions.bind(sid, p.KeyID) }}, r)
 	})

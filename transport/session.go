@@ -11,7 +11,13 @@ import (
 const (
 	sessionPrefix  = "kgs_"
 	sessionIdleTTL = 24 * time.Hour
-	maxSessions    = 10000
+	// maxSessionsPerKey bounds what one key can hold open: past it, that
+	// key's least recently used session ends, never another key's.
+	maxSessionsPerKey = 64
+	// unboundTTL ends a session whose initialize never completed.
+	unboundTTL = time.Minute
+	// sweepEvery spaces out the idle sweep, which walks every session.
+	sweepEvery = time.Minute
 )
 
 var errUnknownSession = errors.New("unknown session")
@@ -21,15 +27,17 @@ var errUnknownSession = errors.New("unknown session")
 // that a terminated, expired, unknown or foreign id gets 404 (mcp-http.md
 // section 5; mcp-go's default manager accepts any well-formed id).
 type sessionManager struct {
-	mu    sync.Mutex
-	live  map[string]*sessionState
-	ended map[string]time.Time
-	onEnd func(string)
-	now   func() time.Time
+	mu        sync.Mutex
+	live      map[string]*sessionState
+	ended     map[string]time.Time
+	onEnd     func(string)
+	now       func() time.Time
+	lastSweep time.Time
 }
 
 type sessionState struct {
 	keyID    string
+	created  time.Time
 	lastSeen time.Time
 }
 
@@ -42,7 +50,8 @@ func (m *sessionManager) Generate() string {
 	id := sessionPrefix + rand.Text()
 	m.mu.Lock()
 	m.sweepLocked()
-	m.live[id] = &sessionState{lastSeen: m.now()}
+	now := m.now()
+	m.live[id] = &sessionState{created: now, lastSeen: now}
 	m.mu.Unlock()
 	return id
 }
@@ -84,12 +93,29 @@ func (m *sessionManager) endLocked(id string) {
 	}
 }
 
-// bind records the key that opened a session; only the first binding counts.
+// bind records the key that opened a session; only the first binding
+// counts. A key over its share of sessions loses its least recently used.
 func (m *sessionManager) bind(id, keyID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s, ok := m.live[id]; ok && s.keyID == "" {
-		s.keyID = keyID
+	s, ok := m.live[id]
+	if !ok || s.keyID != "" {
+		return
+	}
+	s.keyID = keyID
+	var oldest string
+	n := 0
+	for sid, st := range m.live {
+		if st.keyID != keyID {
+			continue
+		}
+		n++
+		if oldest == "" || st.lastSeen.Before(m.live[oldest].lastSeen) {
+			oldest = sid
+		}
+	}
+	if n > maxSessionsPerKey {
+		m.endLocked(oldest)
 	}
 }
 
@@ -102,24 +128,32 @@ func (m *sessionManager) ownedBy(id, keyID string) bool {
 	return !ok || s.keyID == "" || s.keyID == keyID
 }
 
-// sweepLocked ends idle sessions and forgets old tombstones, keeping memory
-// bounded however many clients come and go.
+// liveOwnedBy reports whether id is a live session opened by keyID: what a
+// GET stream or a DELETE needs.
+func (m *sessionManager) liveOwnedBy(id, keyID string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.live[id]
+	return ok && s.keyID == keyID
+}
+
+// sweepLocked ends idle sessions, sessions whose initialize never finished,
+// and forgets old tombstones, keeping memory bounded however many clients
+// come and go. It runs at most once a minute.
 func (m *sessionManager) sweepLocked() {
 	now := m.now()
+	if now.Sub(m.lastSweep) < sweepEvery {
+		return
+	}
+	m.lastSweep = now
 	for id, s := range m.live {
-		if now.Sub(s.lastSeen) > sessionIdleTTL {
+		if now.Sub(s.lastSeen) > sessionIdleTTL || (s.keyID == "" && now.Sub(s.created) > unboundTTL) {
 			m.endLocked(id)
 		}
 	}
 	for id, t := range m.ended {
-		if now.Sub(t) > sessionIdleTTL || len(m.ended) > maxSessions {
+		if now.Sub(t) > sessionIdleTTL {
 			delete(m.ended, id)
 		}
-	}
-	for id := range m.live {
-		if len(m.live) < maxSessions {
-			break
-		}
-		m.endLocked(id)
 	}
 }
