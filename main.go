@@ -192,13 +192,16 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 
 	if cfg.Transport == "stdio" && !cfg.Token.Secret.IsZero() {
 		// Say at once when keygate's own credential is about to lapse or
-		// already has; the tools repeat it to the client.
-		switch p, err := store.Verify(ctx, cfg.Token.Secret.Reveal()); {
-		case err != nil:
-			logger.Warn("KEYGATE_TOKEN is not valid (revoked, expired or mistyped); tools that need a scope are hidden until it is replaced", "source", cfg.Token.Source)
-		case time.Until(p.ExpiresAt) < cfg.ExpiryWarning:
-			logger.Warn("KEYGATE_TOKEN expires soon; rotate it with credentials_rotate", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC())
-		}
+		// already has; the tools repeat it to the client. Off the start-up
+		// path: the client's initialize need not wait for it.
+		go func(tok auth.Credential) {
+			switch p, err := verifier.Verify(ctx, tok.Secret.Reveal()); {
+			case err != nil:
+				logger.Warn("KEYGATE_TOKEN is not valid (revoked, expired or mistyped); tools that need a scope are hidden until it is replaced", "source", tok.Source)
+			case time.Until(p.ExpiresAt) < cfg.ExpiryWarning:
+				logger.Warn("KEYGATE_TOKEN expires soon; rotate it with credentials_rotate", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC())
+			}
+		}(cfg.Token)
 	}
 	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, cfg.EnvFile, redactor, logger, &remotes)}
 	if cfg.Transport == "stdio" {

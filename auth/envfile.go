@@ -23,7 +23,7 @@ var (
 	ErrEnvSymlink = errors.New("env file is a symlink")
 )
 
-var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+var envNamePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`) })
 
 // ReadEnvFile parses an env file with godotenv. A missing file, or an empty
 // path, is an empty set of variables: the env file is optional.
@@ -91,7 +91,7 @@ var envWriteMu sync.Mutex
 // result is parsed back before it is written, so a file keygate could not
 // read again is never produced.
 func SetEnvVar(path, name, value string, opts EnvWriteOptions) error {
-	if !envNamePattern.MatchString(name) {
+	if !envNamePattern().MatchString(name) {
 		return fmt.Errorf("%q is not a valid variable name", name)
 	}
 	if value == "" || strings.ContainsAny(value, "\r\n\x00") {

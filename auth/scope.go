@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -27,7 +28,7 @@ var AllActions = []Action{ContentRead, ContentWrite, ContentDelete, CredentialsR
 
 // TypeNamePattern is the shape of a content type name, shared by scopes and
 // the store so a narrowed scope can always name a real type.
-var TypeNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+var TypeNamePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`) })
 
 // Scope is one granted permission. An empty Type means every type.
 type Scope struct {
@@ -59,8 +60,8 @@ func ParseScope(s string) (Scope, error) {
 		if !a.narrowable() {
 			return Scope{}, fmt.Errorf("scope %q cannot be narrowed to a type; use %q", s, a)
 		}
-		if !TypeNamePattern.MatchString(rest) {
-			return Scope{}, fmt.Errorf("scope %q: type %q must match %s", s, rest, TypeNamePattern)
+		if !TypeNamePattern().MatchString(rest) {
+			return Scope{}, fmt.Errorf("scope %q: type %q must match %s", s, rest, TypeNamePattern())
 		}
 		return Scope{Action: a, Type: rest}, nil
 	}

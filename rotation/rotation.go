@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/auth"
@@ -126,7 +127,7 @@ type Result struct {
 	OldStopsAt time.Time
 }
 
-var varPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+var varPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`) })
 
 // prepare checks the configuration and creates Dir.
 func (e *Engine) prepare() error {
@@ -137,7 +138,7 @@ func (e *Engine) prepare() error {
 		return errors.New("rotation engine: no directory for the journal")
 	case !filepath.IsAbs(e.EnvFile):
 		return errors.New("rotation engine: the env file path must be absolute")
-	case !varPattern.MatchString(e.Var):
+	case !varPattern().MatchString(e.Var):
 		return errors.New("rotation engine: invalid variable name")
 	}
 	return e.checkDir()

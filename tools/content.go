@@ -19,7 +19,7 @@ const (
 
 func typeArg() mcp.ToolOption {
 	return mcp.WithString("type", mcp.Required(),
-		mcp.Description("Content type name, e.g. \"posts\" (see content_types)."), mcp.Pattern(auth.TypeNamePattern.String()))
+		mcp.Description("Content type name, e.g. \"posts\" (see content_types)."), mcp.Pattern(auth.TypeNamePattern().String()))
 }
 
 func idArg(required bool, desc string) mcp.ToolOption {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/tidwall/gjson"
 
@@ -217,12 +218,12 @@ func decodeCursor(s, fp string) (cursor, *Problem) {
 // defaultListFields is the compact summary content_list returns without fields.
 var defaultListFields = []string{"id", "slug", "title", "status", "modified_at"}
 
-var projectionPathPattern = regexp.MustCompile(`^[A-Za-z0-9_#*?\-]+(\.[A-Za-z0-9_#*?\-]+){0,15}$`)
+var projectionPathPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_#*?\-]+(\.[A-Za-z0-9_#*?\-]+){0,15}$`) })
 
 // checkPaths validates gjson paths for the fields argument.
 func checkPaths(paths []string) *Problem {
 	for i, p := range paths {
-		if len(p) > 200 || !projectionPathPattern.MatchString(p) {
+		if len(p) > 200 || !projectionPathPattern().MatchString(p) {
 			return &Problem{Field: fmt.Sprintf("fields[%d]", i), Problem: fmt.Sprintf("%q is not a field path", p),
 				Fix: "use dotted paths such as title, fields.author or fields.tags.# (letters, digits, _, -, #, * and ?)"}
 		}

@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -232,7 +233,7 @@ type errorBody struct {
 	RetryAfterMS *float64        `json:"retry_after_ms"`
 }
 
-var codeShape = regexp.MustCompile(`^[a-z][a-z0-9_]{2,63}$`)
+var codeShape = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_]{2,63}$`) })
 
 // statusError maps a non-2xx answer. 404 and 400 keep Kind nil: their
 // meaning depends on the endpoint, and the callers refine them.
@@ -253,7 +254,7 @@ func (c *Client) statusError(resp *upstream.Response) *provider.UpstreamError {
 				ue.Code = nested.Code
 			}
 		}
-		if ue.Code == "" && codeShape.MatchString(text) {
+		if ue.Code == "" && codeShape().MatchString(text) {
 			// Endpoint-level errors often put the code in "error".
 			ue.Code, text = text, ""
 		}

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/keygate/keygate/auth"
 )
@@ -64,7 +65,7 @@ var (
 	kindGeneric   = auth.Kind{ID: "cencori_key", Label: "Cencori key", Provider: "cencori", Prefix: "cencori_"}
 )
 
-var scopeKeyPattern = regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`)
+var scopeKeyPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`) })
 
 // Config is the Cencori provider's configuration.
 type Config struct {
@@ -134,13 +135,13 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (Config, 
 		*u.dst = norm
 	}
 	if v, _, ok := get(EnvMemoryUserID); ok && v != "" {
-		if !scopeKeyPattern.MatchString(v) {
+		if !scopeKeyPattern().MatchString(v) {
 			return Config{}, true, fmt.Errorf("%s must be 1 to 128 letters, digits or . _ : @ -", EnvMemoryUserID)
 		}
 		cfg.MemoryUserID = v
 	}
 	if v, _, ok := get(EnvMemoryNamespace); ok && v != "" {
-		if !scopeKeyPattern.MatchString(v) {
+		if !scopeKeyPattern().MatchString(v) {
 			return Config{}, true, fmt.Errorf("%s must be 1 to 128 letters, digits or . _ : @ -", EnvMemoryNamespace)
 		}
 		cfg.MemoryNamespace = v

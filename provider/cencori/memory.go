@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -29,7 +30,7 @@ var writableFields = []string{"content", "namespace", "importance", "expiresAt",
 
 // memoryIDPattern keeps ids to what Cencori issues (UUIDs) and out of path
 // tricks: an id outside it cannot exist.
-var memoryIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+var memoryIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`) })
 
 // titleRunes is how much of a memory's content its title shows.
 const titleRunes = 80
@@ -236,7 +237,7 @@ func (c *Client) Get(ctx context.Context, typ string, ref provider.Ref) (provide
 	if id == "" {
 		id = ref.Slug
 	}
-	if !memoryIDPattern.MatchString(id) {
+	if !memoryIDPattern().MatchString(id) {
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
 	}
 	resp, err := c.send(ctx, http.MethodGet, "/v1/memory/"+url.PathEscape(id), nil, nil, authHeader, true)

@@ -62,8 +62,8 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (cfg Conf
 		if m == "" {
 			continue
 		}
-		if !auth.TypeNamePattern.MatchString(m) {
-			return Config{}, true, fmt.Errorf("%s: model %q cannot be a keygate content type: names must match %s", EnvModels, m, auth.TypeNamePattern)
+		if !auth.TypeNamePattern().MatchString(m) {
+			return Config{}, true, fmt.Errorf("%s: model %q cannot be a keygate content type: names must match %s", EnvModels, m, auth.TypeNamePattern())
 		}
 		if !slices.Contains(cfg.Models, m) {
 			cfg.Models = append(cfg.Models, m)

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/keygate/keygate/auth"
 )
@@ -46,7 +47,7 @@ type Config struct {
 
 // bucketSlugPattern is deliberately loose (the real rule is not documented)
 // but keeps anything that could break out of a URL path segment.
-var bucketSlugPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+var bucketSlugPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`) })
 
 // LoadConfig reads the COSMIC_* variables through get, which returns a
 // value and its source ("env" or "env_file"). configured is false when no
@@ -86,7 +87,7 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (cfg Conf
 	switch {
 	case cfg.BucketSlug == "" && (!cfg.ReadKey.Secret.IsZero() || !cfg.WriteKey.Secret.IsZero()):
 		return Config{}, true, fmt.Errorf("%s is not set: the bucket keys (%s, %s) need the slug of their bucket", EnvBucketSlug, EnvReadKey, EnvWriteKey)
-	case cfg.BucketSlug != "" && !bucketSlugPattern.MatchString(cfg.BucketSlug):
+	case cfg.BucketSlug != "" && !bucketSlugPattern().MatchString(cfg.BucketSlug):
 		return Config{}, true, fmt.Errorf("%s is not a bucket slug: use letters, digits, '-', '_' or '.' (at most 128)", EnvBucketSlug)
 	}
 

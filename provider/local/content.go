@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -20,7 +21,7 @@ import (
 
 // fieldNamePattern is the shape of a field name, the same as one segment of a
 // "fields.a.b" path in a filter or sort.
-var fieldNamePattern = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+var fieldNamePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`) })
 
 const objectColumns = "id, type, slug, title, status, version, fields, created_at, modified_at"
 
@@ -34,12 +35,12 @@ func (s *Store) CreateType(ctx context.Context, t provider.ContentType) error {
 }
 
 func checkType(t provider.ContentType) error {
-	if !auth.TypeNamePattern.MatchString(t.Name) {
+	if !auth.TypeNamePattern().MatchString(t.Name) {
 		return &provider.FieldError{Field: "type", Problem: "a type name must be a lower-case letter followed by up to 63 lower-case letters, digits, _ or -",
 			Fix: `choose a name such as "posts" or "case-studies"`}
 	}
 	for i, f := range t.Fields {
-		if !fieldNamePattern.MatchString(f) || slices.Contains(t.Fields[:i], f) {
+		if !fieldNamePattern().MatchString(f) || slices.Contains(t.Fields[:i], f) {
 			return &provider.FieldError{Field: "fields", Problem: fmt.Sprintf("field %d must be a unique name of 1 to 64 letters, digits or _", i+1),
 				Fix: `list field names such as "body" or "author"`}
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -32,7 +33,7 @@ const keyColumns = "id, name, masked, scopes, created_at, expires_at, last_used_
 
 // rotationIDPattern is the shape of a rotation tag: short, and safe in any
 // log line or error.
-var rotationIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var rotationIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`) })
 
 // CreateKey mints a key. With an actor (a key making a key) the new key must
 // fit inside the actor's grant; without one (the admin CLI, first run) it
@@ -307,7 +308,7 @@ func (s *Store) RotateKey(ctx context.Context, actor *auth.Principal, id string,
 // succeed (the compare-and-swap of security.md section 3). A successor that
 // was revoked, as a rolled-back rotation leaves it, does not count.
 func (s *Store) RotateKeyTagged(ctx context.Context, actor *auth.Principal, id, rotationID string) (provider.IssuedKey, provider.Key, error) {
-	if !rotationIDPattern.MatchString(rotationID) {
+	if !rotationIDPattern().MatchString(rotationID) {
 		return provider.IssuedKey{}, provider.Key{}, &provider.FieldError{Field: "rotation_id", Problem: "must be 1 to 64 letters, digits, _ or -",
 			Fix: "pass the id of the rotation's journal"}
 	}

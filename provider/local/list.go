@@ -167,7 +167,7 @@ func jsonPath(path string) (string, bool) {
 	var b strings.Builder
 	b.WriteString("$")
 	for seg := range strings.SplitSeq(rest, ".") {
-		if !fieldNamePattern.MatchString(seg) {
+		if !fieldNamePattern().MatchString(seg) {
 			return "", false
 		}
 		b.WriteString(`."` + seg + `"`)

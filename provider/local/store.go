@@ -83,10 +83,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.rw.Close()
 		return nil, err
 	}
-	if err := s.ro.PingContext(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("opening store: %w", err)
-	}
+	// The read pool connects on first use: the writer has already opened
+	// and migrated the file, and a cold start should not pay twice.
 	// A file that existed but held no schema (a first run that died before
 	// migrating) is still a new store and still needs its first-run setup.
 	s.created = newFile || empty
