@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider/upstream"
 )
 
 // The variables the provider reads.
@@ -184,21 +185,5 @@ func expandPath(p, agentID, id string) string {
 	return strings.ReplaceAll(p, ":id", url.PathEscape(id))
 }
 
-// checkURL accepts an absolute http(s) URL without credentials, query or
-// fragment, and returns it without a trailing slash.
-func checkURL(name, v string) (string, error) {
-	u, err := url.Parse(v)
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("%s is not a valid URL", name)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return "", fmt.Errorf("%s must start with http:// or https://", name)
-	case u.Host == "":
-		return "", fmt.Errorf("%s has no host", name)
-	case u.User != nil:
-		return "", fmt.Errorf("%s must not contain a user name or password", name)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return "", fmt.Errorf("%s must not have a query string or fragment", name)
-	}
-	return strings.TrimRight(v, "/"), nil
-}
+// checkURL validates a base URL; see upstream.CheckBaseURL.
+func checkURL(name, v string) (string, error) { return upstream.CheckBaseURL(name, v) }

@@ -2,12 +2,12 @@ package cencori
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider/upstream"
 )
 
 // The variables the provider reads.
@@ -174,21 +174,5 @@ func classifyKey(key string) (auth.Kind, error) {
 	return auth.Kind{}, fmt.Errorf("%s is not a Cencori key: expected csk_ (secret), cpk_ (publishable), csk_test_/cpk_test_ or cake_ (agent) followed by 48 lower-case hex characters", EnvAPIKey)
 }
 
-// checkURL accepts an absolute http(s) URL without credentials, query or
-// fragment, and returns it without a trailing slash.
-func checkURL(name, v string) (string, error) {
-	u, err := url.Parse(v)
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("%s is not a valid URL", name)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return "", fmt.Errorf("%s must start with http:// or https://", name)
-	case u.Host == "":
-		return "", fmt.Errorf("%s has no host", name)
-	case u.User != nil:
-		return "", fmt.Errorf("%s must not contain a user name or password; the key goes in %s", name, EnvAPIKey)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return "", fmt.Errorf("%s must not have a query string or fragment", name)
-	}
-	return strings.TrimRight(v, "/"), nil
-}
+// checkURL validates a base URL; see upstream.CheckBaseURL.
+func checkURL(name, v string) (string, error) { return upstream.CheckBaseURL(name, v) }

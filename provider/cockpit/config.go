@@ -2,13 +2,12 @@ package cockpit
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider/upstream"
 )
 
 // Environment variables the Cockpit provider reads.
@@ -104,36 +103,6 @@ func checkKey(v string) error {
 	return nil
 }
 
-// CheckBaseURL validates a base URL held in variable name and returns it
-// without a trailing slash. Plain http is accepted only for loopback hosts:
-// the key travels in a header.
-func CheckBaseURL(name, v string) (string, error) {
-	u, err := url.Parse(v)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return "", fmt.Errorf("%s is not an absolute URL such as https://cms.example.com", name)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return "", fmt.Errorf("%s must use https (plain http is allowed only for loopback hosts)", name)
-		}
-	default:
-		return "", fmt.Errorf("%s must be an http(s) URL", name)
-	}
-	if u.User != nil {
-		return "", fmt.Errorf("%s must not contain a user name or password", name)
-	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return "", fmt.Errorf("%s must not have a query string or fragment", name)
-	}
-	return strings.TrimRight(u.String(), "/"), nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// CheckBaseURL validates a base URL held in variable name; see
+// upstream.CheckBaseURL.
+func CheckBaseURL(name, v string) (string, error) { return upstream.CheckBaseURL(name, v) }

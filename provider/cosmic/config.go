@@ -2,13 +2,12 @@ package cosmic
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider/upstream"
 )
 
 // Environment variables the Cosmic provider reads.
@@ -148,38 +147,9 @@ func baseURL(get func(string) (string, string, bool), name, def string) (string,
 	return CheckBaseURL(name, strings.TrimSpace(v))
 }
 
-// CheckBaseURL validates a base URL held in variable name and returns it
-// without a trailing slash.
-func CheckBaseURL(name, v string) (string, error) {
-	u, err := url.Parse(v)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return "", fmt.Errorf("%s is not an absolute URL such as %s", name, DefaultAPIURL)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return "", fmt.Errorf("%s must use https (plain http is allowed only for loopback hosts)", name)
-		}
-	default:
-		return "", fmt.Errorf("%s must be an http(s) URL", name)
-	}
-	if u.User != nil {
-		return "", fmt.Errorf("%s must not contain a user name or password", name)
-	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return "", fmt.Errorf("%s must not have a query string or fragment", name)
-	}
-	return strings.TrimRight(u.String(), "/"), nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// CheckBaseURL validates a base URL held in variable name; see
+// upstream.CheckBaseURL.
+func CheckBaseURL(name, v string) (string, error) { return upstream.CheckBaseURL(name, v) }
 
 // secrets lists the configured secret values.
 func (c Config) secrets() []string {
