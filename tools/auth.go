@@ -128,9 +128,8 @@ func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, err
 		w.Credential = &v
 	}
 	if call.Caller == nil {
-		_, cred, err := d.Identity.Resolve(ctx)
-		p := credentialProblem(err).StructuredContent.(map[string]any)["error"].(Problem)
-		if why := d.diagnose(ctx, cred); why != nil {
+		p := credentialProblem(call.credErr).StructuredContent.(map[string]any)["error"].(Problem)
+		if why := d.diagnose(ctx, call.Cred); why != nil {
 			p = *why
 		}
 		w.Problem, w.Fix = p.Problem, p.Fix
@@ -241,7 +240,7 @@ func (d *Deps) VisibleTools(p *auth.Principal) []string {
 
 func (d *Deps) toolAccess(p *auth.Principal) (avail []string, hidden []HiddenTool) {
 	avail = []string{}
-	for _, t := range Select(All(d), d.served()) {
+	for _, t := range d.selected {
 		if t.Needs == "" || (p != nil && p.Scopes.AllowsSome(t.Needs)) {
 			avail = append(avail, t.Tool.Name)
 		} else {
@@ -327,8 +326,7 @@ func (d *Deps) checkScopes(ctx context.Context, call *Call) (*mcp.CallToolResult
 	var checks []ScopeCheck
 	var noCred string
 	if call.Caller == nil {
-		_, _, err := d.Identity.Resolve(ctx)
-		noCred = credentialProblem(err).StructuredContent.(map[string]any)["error"].(Problem).Problem
+		noCred = credentialProblem(call.credErr).StructuredContent.(map[string]any)["error"].(Problem).Problem
 	}
 	for i, op := range ops {
 		sc, err := auth.ParseScope(op)
@@ -337,8 +335,7 @@ func (d *Deps) checkScopes(ctx context.Context, call *Call) (*mcp.CallToolResult
 		}
 		checks = append(checks, checkScope(call.Caller, sc, noCred))
 	}
-	all := All(d)
-	served := Select(all, d.served())
+	all, served := d.all, d.selected
 	var names []string
 	switch {
 	case toolName != "":

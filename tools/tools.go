@@ -76,11 +76,11 @@ type Deps struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 
-	selection Options  // set by NewServer
-	warned    sync.Map // expiry warnings already given: "session:key" -> true
+	// all and selected are the tool set, built once by NewServer; the auth
+	// tools consult them on every call.
+	all, selected []ServerTool
+	warned        sync.Map // expiry warnings already given: "session:key" -> true
 }
-
-func (d *Deps) served() Options { return d.selection }
 
 func (d *Deps) now() time.Time {
 	if d.Now != nil {
@@ -155,8 +155,9 @@ Destructive tools (credentials_rotate, credentials_revoke, content_delete) ask t
 // NewServer builds the MCP server with the selected tools, the scope filter
 // and the middleware.
 func NewServer(d *Deps, opts Options) (*server.MCPServer, []ServerTool, error) {
-	d.selection = opts
-	selected := Select(All(d), opts)
+	d.all = All(d)
+	d.selected = Select(d.all, opts)
+	selected := d.selected
 	validator, err := newArgValidator(selected)
 	if err != nil {
 		return nil, nil, err
@@ -204,7 +205,10 @@ type Call struct {
 	Req    mcp.CallToolRequest
 	Caller *auth.Principal // nil only for tools that need no scope
 	Cred   auth.Credential
-	reveal *revealed
+	// credErr is why Caller is nil: errNoCredential, auth.ErrInvalidToken
+	// or a store fault, for the tools that explain it.
+	credErr error
+	reveal  *revealed
 }
 
 // Reveal lets one secret through the redaction pass of this call's result:
@@ -249,8 +253,9 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		}()
 
 		p, cred, verr := d.Identity.Resolve(ctx)
+		call.Cred, call.credErr = cred, verr
 		if verr == nil {
-			call.Caller, call.Cred, keyID = &p, cred, p.KeyID
+			call.Caller, keyID = &p, p.KeyID
 			d.warnExpiry(ctx, &p)
 		}
 		if errors.Is(verr, auth.ErrInvalidToken) {
