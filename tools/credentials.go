@@ -231,12 +231,9 @@ func (d *Deps) credentialsCreate(ctx context.Context, call *Call) (*mcp.CallTool
 	if days < 1 || days > maxExpiryDays {
 		return errorResult("expires_in_days", fmt.Sprintf("%d is out of range", days), "use 1 to 365"), nil
 	}
-	dl, p := d.deliveryArg(call.Req.GetString("deliver", ""))
-	if p == nil {
-		p = d.preflight(dl, false)
-	}
-	if p != nil {
-		return errorResult(p.Field, p.Problem, p.Fix), nil
+	dl, errRes := d.destination(call)
+	if errRes != nil {
+		return errRes, nil
 	}
 	nk := provider.NewKey{Name: strings.TrimSpace(call.Req.GetString("name", "")), Scopes: scopes,
 		ExpiresAt: d.now().Add(time.Duration(days) * 24 * time.Hour)}
@@ -244,23 +241,57 @@ func (d *Deps) credentialsCreate(ctx context.Context, call *Call) (*mcp.CallTool
 	if err != nil {
 		return providerError(err, "")
 	}
+	dl, errRes, err = d.deliverNew(ctx, call, dl, issued, func(ctx context.Context) error {
+		_, _, err := km.RevokeKey(ctx, call.Caller, issued.Key.ID)
+		return err
+	})
+	if errRes != nil || err != nil {
+		return errRes, err
+	}
+	out := map[string]any{"provider": pr.Name, "created": true, "key": issued.Key}
+	text := fmt.Sprintf("created key %s %q %s [%s], expires %s", issued.Key.ID, issued.Key.Name, issued.Key.Masked,
+		strings.Join(issued.Key.Scopes, ", "), issued.Key.ExpiresAt.Format(time.DateOnly))
+	return okResult(out, d.deliveredText(out, text, dl, issued.Secret)), nil
+}
+
+// destination reads and preflights the deliver argument of a tool that
+// issues a key, before anything is created.
+func (d *Deps) destination(call *Call) (delivery, *mcp.CallToolResult) {
+	dl, p := d.deliveryArg(call.Req.GetString("deliver", ""))
+	if p == nil {
+		p = d.preflight(dl, false)
+	}
+	if p != nil {
+		return delivery{}, errorResult(p.Field, p.Problem, p.Fix)
+	}
+	return dl, nil
+}
+
+// deliverNew hands a newly issued key's secret to its destination. A key
+// that cannot be delivered is revoked again at once, so nothing is left
+// that nobody holds.
+func (d *Deps) deliverNew(ctx context.Context, call *Call, dl delivery, issued provider.IssuedKey, revoke func(context.Context) error) (delivery, *mcp.CallToolResult, error) {
 	d.Redactor.Add(issued.Secret.Reveal())
-	dl, err = d.deliver(call, dl, issued.Secret, false, issued.Key.ID)
-	if err != nil {
-		// Nothing half-done: a key nobody can hold is revoked at once.
-		if _, _, rerr := km.RevokeKey(ctx, call.Caller, issued.Key.ID); rerr != nil {
-			return nil, fmt.Errorf("delivering new key failed (%v) and revoking it failed too: %w", err, rerr)
-		}
-		return errorResult("deliver", "the key could not be delivered, so it was revoked again: "+err.Error(), "fix the destination or choose another"), nil
+	dl, err := d.deliver(call, dl, issued.Secret, false, issued.Key.ID)
+	if err == nil {
+		return dl, nil, nil
 	}
-	out := map[string]any{"provider": pr.Name, "created": true, "key": issued.Key, "delivered_to": dl.String(), "delivery": d.deliveredNote(dl)}
-	text := fmt.Sprintf("created key %s %q %s [%s], expires %s; secret %s", issued.Key.ID, issued.Key.Name, issued.Key.Masked,
-		strings.Join(issued.Key.Scopes, ", "), issued.Key.ExpiresAt.Format(time.DateOnly), d.deliveredNote(dl))
+	if rerr := revoke(ctx); rerr != nil {
+		return dl, nil, fmt.Errorf("delivering the new key failed (%v) and revoking it failed too: %w", err, rerr)
+	}
+	return dl, errorResult("deliver", "the key could not be delivered, so it was revoked again: "+err.Error(), "fix the destination or choose another"), nil
+}
+
+// deliveredText records where a new secret went in out and text, and shows
+// the secret itself only for a reveal delivery.
+func (d *Deps) deliveredText(out map[string]any, text string, dl delivery, secret auth.Secret) string {
+	out["delivered_to"], out["delivery"] = dl.String(), d.deliveredNote(dl)
+	text += "; secret " + d.deliveredNote(dl)
 	if dl.kind == "reveal" {
-		out["token"] = issued.Secret.Reveal()
-		text += "\ntoken: " + issued.Secret.Reveal()
+		out["token"] = secret.Reveal()
+		text += "\ntoken: " + secret.Reveal()
 	}
-	return okResult(out, text), nil
+	return text
 }
 
 // resolveKeyID turns "current" into the acting key's id.
@@ -405,12 +436,7 @@ func (d *Deps) credentialsRotate(ctx context.Context, call *Call) (*mcp.CallTool
 		"new": issued.Key, "keygate_switched": switched}
 	text := fmt.Sprintf("rotated %s -> %s %q %s; old key stops working %s", old.ID, issued.Key.ID, issued.Key.Name, issued.Key.Masked, stops.UTC().Format(time.RFC3339))
 	if deliverArg != "" {
-		out["delivered_to"], out["delivery"] = dl.String(), d.deliveredNote(dl)
-		text += "; new secret " + d.deliveredNote(dl)
-	}
-	if dl.kind == "reveal" {
-		out["token"] = issued.Secret.Reveal()
-		text += "\ntoken: " + issued.Secret.Reveal()
+		text = d.deliveredText(out, text, dl, issued.Secret)
 	}
 	if switched {
 		text += "; keygate now uses the new key"

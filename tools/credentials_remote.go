@@ -38,32 +38,24 @@ func (d *Deps) remoteCreate(ctx context.Context, call *Call, pr Provider) (*mcp.
 	if err := auth.CheckGrant(*call.Caller, scopes, time.Time{}); err != nil {
 		return providerError(err, "")
 	}
-	dl, p := d.deliveryArg(call.Req.GetString("deliver", ""))
-	if p == nil {
-		p = d.preflight(dl, false)
-	}
-	if p != nil {
-		return errorResult(p.Field, p.Problem, p.Fix), nil
+	dl, errRes := d.destination(call)
+	if errRes != nil {
+		return errRes, nil
 	}
 	issued, err := pr.RemoteKeys.CreateKey(ctx, strings.TrimSpace(call.Req.GetString("name", "")))
 	if err != nil {
 		return providerError(err, "")
 	}
-	d.Redactor.Add(issued.Secret.Reveal())
-	dl, err = d.deliver(call, dl, issued.Secret, false, issued.Key.ID)
-	if err != nil {
-		if _, _, rerr := pr.RemoteKeys.RevokeKey(ctx, issued.Key.ID); rerr != nil {
-			return nil, fmt.Errorf("delivering the new %s key failed (%v) and revoking it failed too: %w", pr.Name, err, rerr)
-		}
-		return errorResult("deliver", "the key could not be delivered, so it was revoked again: "+err.Error(), "fix the destination or choose another"), nil
+	dl, errRes, err = d.deliverNew(ctx, call, dl, issued, func(ctx context.Context) error {
+		_, _, err := pr.RemoteKeys.RevokeKey(ctx, issued.Key.ID)
+		return err
+	})
+	if errRes != nil || err != nil {
+		return errRes, err
 	}
-	out := map[string]any{"provider": pr.Name, "created": true, "key": issued.Key, "delivered_to": dl.String(), "delivery": d.deliveredNote(dl)}
-	text := fmt.Sprintf("created %s key %s %q %s; secret %s", pr.Name, issued.Key.ID, issued.Key.Name, issued.Key.Masked, d.deliveredNote(dl))
-	if dl.kind == "reveal" {
-		out["token"] = issued.Secret.Reveal()
-		text += "\ntoken: " + issued.Secret.Reveal()
-	}
-	return okResult(out, text), nil
+	out := map[string]any{"provider": pr.Name, "created": true, "key": issued.Key}
+	text := fmt.Sprintf("created %s key %s %q %s", pr.Name, issued.Key.ID, issued.Key.Name, issued.Key.Masked)
+	return okResult(out, d.deliveredText(out, text, dl, issued.Secret)), nil
 }
 
 // remoteRotate replaces a remote key. The platform revokes the old key the
@@ -77,12 +69,9 @@ func (d *Deps) remoteRotate(ctx context.Context, call *Call, pr Provider) (*mcp.
 	if errRes != nil {
 		return errRes, nil
 	}
-	dl, p := d.deliveryArg(call.Req.GetString("deliver", ""))
-	if p == nil {
-		p = d.preflight(dl, false)
-	}
-	if p != nil {
-		return errorResult(p.Field, p.Problem, p.Fix), nil
+	dl, errRes := d.destination(call)
+	if errRes != nil {
+		return errRes, nil
 	}
 	what := fmt.Sprintf("Rotate %s key %s? %s revokes the old key at once; the new one replaces it.", pr.Name, id, pr.Name)
 	if call.Req.GetBool("dry_run", false) {
@@ -112,13 +101,7 @@ func (d *Deps) remoteRotate(ctx context.Context, call *Call, pr Provider) (*mcp.
 		out["warning"] = "the new key could not be written to " + dl.String() + ": " + err.Error() + "; it is shown once here because the old key no longer works"
 		return okResult(out, text+"\nWARNING: "+out["warning"].(string)+"\ntoken: "+issued.Secret.Reveal()), nil
 	}
-	out["delivered_to"], out["delivery"] = dl.String(), d.deliveredNote(dl)
-	text += "; new secret " + d.deliveredNote(dl)
-	if dl.kind == "reveal" {
-		out["token"] = issued.Secret.Reveal()
-		text += "\ntoken: " + issued.Secret.Reveal()
-	}
-	return okResult(out, text), nil
+	return okResult(out, d.deliveredText(out, text, dl, issued.Secret)), nil
 }
 
 func (d *Deps) remoteRevoke(ctx context.Context, call *Call, pr Provider) (*mcp.CallToolResult, error) {
