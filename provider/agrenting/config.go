@@ -136,7 +136,7 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (Config, 
 		return Config{}, true, fmt.Errorf("%s is set but %s is not: a user token acts as one of the user's agents, sent as X-Agent-ID", EnvToken, EnvAgentID)
 	}
 	if v, _ := val(EnvAPIURL); v != "" {
-		u, err := checkURL(EnvAPIURL, v)
+		u, err := upstream.CheckBaseURL(EnvAPIURL, v)
 		if err != nil {
 			return Config{}, true, err
 		}
@@ -184,6 +184,3 @@ func expandPath(p, agentID, id string) string {
 	p = strings.ReplaceAll(p, ":agent_id", url.PathEscape(agentID))
 	return strings.ReplaceAll(p, ":id", url.PathEscape(id))
 }
-
-// checkURL validates a base URL; see upstream.CheckBaseURL.
-func checkURL(name, v string) (string, error) { return upstream.CheckBaseURL(name, v) }

@@ -128,7 +128,7 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (Config, 
 		if !ok || v == "" {
 			continue
 		}
-		norm, err := checkURL(u.name, v)
+		norm, err := upstream.CheckBaseURL(u.name, v)
 		if err != nil {
 			return Config{}, true, err
 		}
@@ -173,6 +173,3 @@ func classifyKey(key string) (auth.Kind, error) {
 	}
 	return auth.Kind{}, fmt.Errorf("%s is not a Cencori key: expected csk_ (secret), cpk_ (publishable), csk_test_/cpk_test_ or cake_ (agent) followed by 48 lower-case hex characters", EnvAPIKey)
 }
-
-// checkURL validates a base URL; see upstream.CheckBaseURL.
-func checkURL(name, v string) (string, error) { return upstream.CheckBaseURL(name, v) }

@@ -49,7 +49,7 @@ type Client struct {
 
 // New returns a client for cfg, as LoadConfig returned it.
 func New(cfg Config, opts Options) (*Client, error) {
-	u, err := CheckBaseURL(EnvURL, cfg.URL)
+	u, err := upstream.CheckBaseURL(EnvURL, cfg.URL)
 	if err != nil {
 		return nil, err
 	}

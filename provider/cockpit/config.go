@@ -50,7 +50,7 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (cfg Conf
 	if strings.TrimSpace(u) == "" {
 		return Config{}, true, fmt.Errorf("%s is not set: give the Cockpit site URL (the API is at <url>/api)", EnvURL)
 	}
-	if cfg.URL, err = CheckBaseURL(EnvURL, strings.TrimSpace(u)); err != nil {
+	if cfg.URL, err = upstream.CheckBaseURL(EnvURL, strings.TrimSpace(u)); err != nil {
 		return Config{}, true, err
 	}
 	cfg.URL = strings.TrimSuffix(cfg.URL, "/api")
@@ -102,7 +102,3 @@ func checkKey(v string) error {
 	}
 	return nil
 }
-
-// CheckBaseURL validates a base URL held in variable name; see
-// upstream.CheckBaseURL.
-func CheckBaseURL(name, v string) (string, error) { return upstream.CheckBaseURL(name, v) }

@@ -59,10 +59,10 @@ func New(cfg Config, opts Options) (*Client, error) {
 		cfg.DAPIURL = DefaultDAPIURL
 	}
 	var err error
-	if cfg.APIURL, err = CheckBaseURL(EnvAPIURL, cfg.APIURL); err != nil {
+	if cfg.APIURL, err = upstream.CheckBaseURL(EnvAPIURL, cfg.APIURL); err != nil {
 		return nil, err
 	}
-	if cfg.DAPIURL, err = CheckBaseURL(EnvDAPIURL, cfg.DAPIURL); err != nil {
+	if cfg.DAPIURL, err = upstream.CheckBaseURL(EnvDAPIURL, cfg.DAPIURL); err != nil {
 		return nil, err
 	}
 	hc := opts.HTTP

@@ -144,12 +144,8 @@ func baseURL(get func(string) (string, string, bool), name, def string) (string,
 	if !ok || strings.TrimSpace(v) == "" {
 		return def, nil
 	}
-	return CheckBaseURL(name, strings.TrimSpace(v))
+	return upstream.CheckBaseURL(name, strings.TrimSpace(v))
 }
-
-// CheckBaseURL validates a base URL held in variable name; see
-// upstream.CheckBaseURL.
-func CheckBaseURL(name, v string) (string, error) { return upstream.CheckBaseURL(name, v) }
 
 // secrets lists the configured secret values.
 func (c Config) secrets() []string {
