@@ -124,6 +124,9 @@ func providerList(local tools.Provider, remotes []remote) []tools.Provider {
 		if km, ok := r.(tools.RemoteKeyManager); ok {
 			p.RemoteKeys = km
 		}
+		if h, ok := r.(interface{ RotateHint() string }); ok {
+			p.RotateHint = h.RotateHint()
+		}
 		out = append(out, p)
 	}
 	return out

@@ -88,16 +88,15 @@ func credentialTools(d *Deps) []ServerTool {
 
 // keysOf returns the provider's key manager or an honest refusal: for a
 // remote provider without a key API, where a person rotates its keys and
-// how keygate picks the new value up.
-func keysOf(ctx context.Context, pr Provider) (KeyManager, *mcp.CallToolResult) {
+// how keygate picks the new value up (from the adapter, without a call to
+// the provider).
+func keysOf(pr Provider) (KeyManager, *mcp.CallToolResult) {
 	if pr.Keys != nil {
 		return pr.Keys, nil
 	}
-	fix := "manage this provider's keys in its dashboard, then update the variable in keygate's env file: keygate picks the new value up without a restart"
-	if pr.Inspect != nil {
-		if desc, err := pr.Inspect.Describe(ctx); err == nil && desc.RotateHint != "" {
-			fix = desc.RotateHint
-		}
+	fix := pr.RotateHint
+	if fix == "" {
+		fix = "manage this provider's keys in its dashboard, then update the variable in keygate's env file: keygate picks the new value up without a restart"
 	}
 	return nil, errorResult("provider", fmt.Sprintf("%s has no key-management API that keygate can use, so keygate cannot create, rotate or revoke its keys", pr.Name), fix)
 }
@@ -219,7 +218,7 @@ func (d *Deps) credentialsCreate(ctx context.Context, call *Call) (*mcp.CallTool
 	if pr.RemoteKeys != nil {
 		return d.remoteCreate(ctx, call, pr)
 	}
-	km, errRes := keysOf(ctx, pr)
+	km, errRes := keysOf(pr)
 	if errRes != nil {
 		return errRes, nil
 	}
@@ -333,7 +332,7 @@ func (d *Deps) credentialsRotate(ctx context.Context, call *Call) (*mcp.CallTool
 	if pr.RemoteKeys != nil {
 		return d.remoteRotate(ctx, call, pr)
 	}
-	km, errRes := keysOf(ctx, pr)
+	km, errRes := keysOf(pr)
 	if errRes != nil {
 		return errRes, nil
 	}
@@ -452,7 +451,7 @@ func (d *Deps) credentialsRevoke(ctx context.Context, call *Call) (*mcp.CallTool
 	if pr.RemoteKeys != nil {
 		return d.remoteRevoke(ctx, call, pr)
 	}
-	km, errRes := keysOf(ctx, pr)
+	km, errRes := keysOf(pr)
 	if errRes != nil {
 		return errRes, nil
 	}

@@ -71,6 +71,9 @@ type Provider struct {
 	Inspect Inspector
 	// RemoteKeys is set for remote providers with a key-management API.
 	RemoteKeys RemoteKeyManager
+	// RotateHint tells a person how to rotate this provider's keys by
+	// hand, for providers without a key-management API.
+	RotateHint string
 }
 
 // Providers holds the configured back ends; the first is the default. A

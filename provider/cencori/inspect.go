@@ -17,6 +17,10 @@ const RotateHint = "Cencori has no public API for keys. Create a new secret key 
 	"put it in CENCORI_API_KEY (the environment or keygate's env file) and restart keygate, which reads the key at start-up; " +
 	"then revoke the old key in the dashboard."
 
+// RotateHint says, without asking the API, how to rotate this provider's
+// credentials by hand.
+func (c *Client) RotateHint() string { return RotateHint }
+
 const publishableProblem = "a publishable key (cpk_) only works from a browser on one of the key's allowed domains; Cencori refuses it " +
 	"for server-side use such as keygate's (403 domain_not_allowed)"
 

@@ -19,6 +19,10 @@ const RotateHint = "Cockpit's API has no key management, so keygate cannot rotat
 	"Then put it in COCKPIT_API_KEY in the env file keygate reads: keygate picks it up at once, without a restart " +
 	"(a value set in keygate's own environment, e.g. a client config, needs a restart instead); delete the old key in the admin once keygate works with the new one."
 
+// RotateHint says, without asking the API, how to rotate this provider's
+// credentials by hand.
+func (c *Client) RotateHint() string { return RotateHint }
+
 // probeID is an item id that cannot exist: a no-op update or delete of it
 // changes nothing (Cockpit answers 200 and writes nothing, providers.md 6).
 const probeID = "000000000000000000000000"

@@ -20,6 +20,10 @@ const RotateHint = "Cosmic has no key-management API, so keygate cannot rotate t
 	"Then put the new value in COSMIC_READ_KEY, COSMIC_WRITE_KEY, COSMIC_PAT or COSMIC_AGENT_KEY in the env file keygate reads: keygate picks it up at once, " +
 	"without a restart (a value set in keygate's own environment, e.g. a client config, needs a restart instead); revoke the old key in the dashboard once keygate works with the new one."
 
+// RotateHint says, without asking the API, how to rotate this provider's
+// credentials by hand.
+func (c *Client) RotateHint() string { return RotateHint }
+
 // probeID is an object id that cannot exist (Cosmic ids are 24-hex
 // ObjectIds, and an all-zero one is never issued). Unknown: providers.md
 // does not say whether Cosmic checks the write key before looking the
