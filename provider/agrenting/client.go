@@ -48,19 +48,8 @@ const (
 	maxPendingSleep = 2 * time.Second
 )
 
-// Options are the Client's collaborators; zero values are sensible.
-type Options struct {
-	// HTTP sends the requests; nil: upstream.NewHTTPClient(0), which never
-	// follows a redirect to another host.
-	HTTP *http.Client
-	// Now is the clock; nil: time.Now.
-	Now func() time.Time
-	// Logger gets one debug line per request; nil: discard.
-	Logger *slog.Logger
-	// Sleep waits d or until ctx is done; nil: a timer. Tests replace it
-	// together with Now to move a fake clock instead of waiting.
-	Sleep func(ctx context.Context, d time.Duration) error
-}
+// Options are the Client's collaborators; see upstream.Options.
+type Options = upstream.Options
 
 // Client talks to Agrenting as one agent. It is safe for concurrent use.
 type Client struct {
@@ -101,22 +90,8 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if cfg.RevokePath == "" {
 		cfg.RevokePath = DefaultRevokePath
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	sleep := opts.Sleep
-	if sleep == nil {
-		sleep = timerSleep
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	hc := opts.HTTP
-	if hc == nil {
-		hc = upstream.NewHTTPClient(0)
-	}
+	opts = opts.WithDefaults()
+	now, sleep, log, hc := opts.Now, opts.Sleep, opts.Logger, opts.HTTP
 	counted := *hc
 	base := counted.Transport
 	if base == nil {
@@ -131,17 +106,6 @@ func New(cfg Config, opts Options) (*Client, error) {
 		log: log, now: now, sleep: sleep, redact: red,
 		apiKey: cfg.APIKey, agentID: cfg.AgentID, artifacts: map[string]string{},
 	}, nil
-}
-
-func timerSleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Name returns "agrenting".

@@ -40,19 +40,8 @@ import (
 // Name is the provider's name in keygate.
 const Name = "cencori"
 
-// Options are the Client's collaborators; zero values are sensible.
-type Options struct {
-	// HTTP sends the requests; nil: upstream.NewHTTPClient(0), which never
-	// follows a redirect to another host.
-	HTTP *http.Client
-	// Now is the clock; nil: time.Now.
-	Now func() time.Time
-	// Logger gets one debug line per request; nil: discard.
-	Logger *slog.Logger
-	// Sleep waits d or until ctx is done; nil: a timer. Tests replace it
-	// together with Now to move a fake clock instead of waiting.
-	Sleep func(ctx context.Context, d time.Duration) error
-}
+// Options are the Client's collaborators; see upstream.Options.
+type Options = upstream.Options
 
 // Client talks to one Cencori project with one key. It is safe for
 // concurrent use.
@@ -86,22 +75,8 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if cfg.MemoryUserID == "" {
 		cfg.MemoryUserID = DefaultMemoryUserID
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	sleep := opts.Sleep
-	if sleep == nil {
-		sleep = timerSleep
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	hc := opts.HTTP
-	if hc == nil {
-		hc = upstream.NewHTTPClient(0)
-	}
+	opts = opts.WithDefaults()
+	now, sleep, log, hc := opts.Now, opts.Sleep, opts.Logger, opts.HTTP
 	// A slot always frees within one window, so the limiter waits up to
 	// that long (less when the call's deadline is nearer).
 	lim := &limiter{limit: rateLimit, window: rateWindow, maxWait: rateWindow, now: now, sleep: sleep}
@@ -121,17 +96,6 @@ func New(cfg Config, opts Options) (*Client, error) {
 		now:    now,
 		redact: red,
 	}, nil
-}
-
-func timerSleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Name returns "cencori".

@@ -30,12 +30,8 @@ const Name = "cockpit"
 
 const maxMessage = 200
 
-// Options are the collaborators of a Client.
-type Options struct {
-	HTTP   *http.Client // nil: upstream.NewHTTPClient(0)
-	Now    func() time.Time
-	Logger *slog.Logger
-}
+// Options are the Client's collaborators; see upstream.Options.
+type Options = upstream.Options
 
 // Client talks to one Cockpit site with one key. It is safe for concurrent
 // use.
@@ -54,18 +50,10 @@ func New(cfg Config, opts Options) (*Client, error) {
 		return nil, err
 	}
 	cfg.URL = strings.TrimSuffix(u, "/api")
+	opts = opts.WithDefaults()
 	hc := opts.HTTP
-	if hc == nil {
-		hc = upstream.NewHTTPClient(0)
-	}
 	c := &Client{cfg: cfg, now: opts.Now, log: opts.Logger, red: auth.NewRedactor()}
-	if c.now == nil {
-		c.now = time.Now
-	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
-	c.caller = &upstream.Caller{HTTP: hc, Now: c.now}
+	c.caller = &upstream.Caller{HTTP: hc, Now: c.now, Sleep: opts.Sleep}
 	for _, s := range c.Secrets() {
 		c.red.Add(s)
 	}

@@ -31,12 +31,8 @@ const Name = "cosmic"
 // maxMessage is the longest API message passed on in an error.
 const maxMessage = 200
 
-// Options are the collaborators of a Client.
-type Options struct {
-	HTTP   *http.Client // nil: upstream.NewHTTPClient(0)
-	Now    func() time.Time
-	Logger *slog.Logger
-}
+// Options are the Client's collaborators; see upstream.Options.
+type Options = upstream.Options
 
 // Client talks to one Cosmic bucket and account. It is safe for concurrent
 // use.
@@ -65,20 +61,12 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if cfg.DAPIURL, err = upstream.CheckBaseURL(EnvDAPIURL, cfg.DAPIURL); err != nil {
 		return nil, err
 	}
+	opts = opts.WithDefaults()
 	hc := opts.HTTP
-	if hc == nil {
-		hc = upstream.NewHTTPClient(0)
-	}
 	c := &Client{cfg: cfg, now: opts.Now, log: opts.Logger, red: auth.NewRedactor()}
-	if c.now == nil {
-		c.now = time.Now
-	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
 	// Cosmic documents a 6 MB response cap (providers.md 1.6); keygate's
 	// pages are far smaller, so the shared 4 MiB default is kept.
-	c.caller = &upstream.Caller{HTTP: hc, Now: c.now}
+	c.caller = &upstream.Caller{HTTP: hc, Now: c.now, Sleep: opts.Sleep}
 	for _, s := range cfg.secrets() {
 		c.red.Add(s)
 	}
