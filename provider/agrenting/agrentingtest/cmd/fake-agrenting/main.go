@@ -5,32 +5,18 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
-	"net"
-	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/loopback"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "loopback address to listen on")
 	flag.Parse()
-	host, _, err := net.SplitHostPort(*addr)
-	if err != nil {
-		log.Fatalf("fake-agrenting: --addr: %v", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		log.Fatalf("fake-agrenting: --addr must be a loopback address (127.0.0.1, ::1 or localhost)")
-	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := loopback.Listen(*addr)
 	if err != nil {
 		log.Fatalf("fake-agrenting: %v", err)
 	}
@@ -41,17 +27,7 @@ func main() {
 	fmt.Printf("# or as the demo user, who owns two agents:\n# AGRENTING_TOKEN=%s\n# AGRENTING_AGENT_ID=%s\n",
 		agrentingtest.DemoUserToken, agrentingtest.DemoAgentID)
 
-	srv := &http.Server{Handler: agrentingtest.New(), ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintf(os.Stderr, "fake-agrenting: %v\n", err)
-		os.Exit(1)
+	if err := loopback.Serve(ln, agrentingtest.New()); err != nil {
+		log.Fatalf("fake-agrenting: %v", err)
 	}
 }

@@ -5,37 +5,23 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
-	"net"
-	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
+	"github.com/keygate/keygate/provider/internal/loopback"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "loopback address to listen on")
 	memoryOff := flag.Bool("memory-disabled", false, "answer 404 on memory paths, as production cencori.com did before memory launched")
 	flag.Parse()
-	host, _, err := net.SplitHostPort(*addr)
-	if err != nil {
-		log.Fatalf("fake-cencori: --addr: %v", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		log.Fatalf("fake-cencori: --addr must be a loopback address (127.0.0.1, ::1 or localhost)")
-	}
 	var opts []cencoritest.Option
 	if *memoryOff {
 		opts = append(opts, cencoritest.WithMemoryDisabled())
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := loopback.Listen(*addr)
 	if err != nil {
 		log.Fatalf("fake-cencori: %v", err)
 	}
@@ -46,17 +32,7 @@ func main() {
 	fmt.Printf("# other demo keys: test secret %s\n#   publishable (allowed domain %s) %s\n#   agent %s\n#   unbound agent %s\n",
 		cencoritest.DemoTestSecretKey, cencoritest.DemoAllowedDomain, cencoritest.DemoPublishableKey, cencoritest.DemoAgentKey, cencoritest.DemoUnboundAgentKey)
 
-	srv := &http.Server{Handler: cencoritest.New(opts...), ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintf(os.Stderr, "fake-cencori: %v\n", err)
-		os.Exit(1)
+	if err := loopback.Serve(ln, cencoritest.New(opts...)); err != nil {
+		log.Fatalf("fake-cencori: %v", err)
 	}
 }

@@ -6,19 +6,12 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
-	"net"
-	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/keygate/keygate/provider/cosmic/cosmictest"
+	"github.com/keygate/keygate/provider/internal/loopback"
 )
 
 func main() {
@@ -31,14 +24,7 @@ func main() {
 }
 
 func run(addr string, publicReads bool) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("--addr: %w", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("--addr must be a loopback address (127.0.0.1, [::1] or localhost), not %q", host)
-	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := loopback.Listen(addr)
 	if err != nil {
 		return err
 	}
@@ -64,20 +50,5 @@ func run(addr string, publicReads bool) error {
 	fmt.Printf("COSMIC_DAPI_URL=%s\n", fake.DAPIURL())
 	fmt.Printf("# the agent verify code is %s\n", cosmictest.DemoOTP)
 
-	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shut); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return loopback.Serve(ln, fake)
 }
