@@ -38,7 +38,8 @@ func TestSelfRotationSurvivesSIGKILL(t *testing.T) {
 		runs = 2
 	}
 	killed, settled := 0, 0
-	for _, step := range rotation.Steps() {
+	steps := rotation.Steps(rotation.LocalBackend{})
+	for _, step := range steps {
 		for run := range runs {
 			t.Run(fmt.Sprintf("%s/%d", step, run), func(t *testing.T) {
 				in := newInstance(t)
@@ -96,7 +97,7 @@ func TestSelfRotationSurvivesSIGKILL(t *testing.T) {
 			})
 		}
 	}
-	t.Logf("%d kill points x %d runs: %d calls cut off by the kill, %d restarts settled an unfinished rotation", len(rotation.Steps()), runs, killed, settled)
+	t.Logf("%d kill points x %d runs: %d calls cut off by the kill, %d restarts settled an unfinished rotation", len(steps), runs, killed, settled)
 }
 
 // connect starts keygate over stdio and returns an initialized client.

@@ -24,7 +24,9 @@ type Backend interface {
 	// tagged with req.RotationID so Tagged finds it. A backend with
 	// Traits().CreateReplays must return the same key and secret when
 	// called again with the same RotationID, even after the old key died
-	// (an idempotency key whose response the provider replays).
+	// (an idempotency key whose response the provider replays). A replay
+	// that the provider refuses to authenticate gives an error wrapping
+	// auth.ErrInvalidToken: the engine then knows it can never succeed.
 	Create(ctx context.Context, req CreateRequest) (provider.IssuedKey, error)
 	// Retire makes key keyID stop working at now+grace at the latest (at
 	// once for zero) without any further call, and says when it stops.
@@ -32,12 +34,38 @@ type Backend interface {
 	Retire(ctx context.Context, keyID string, grace time.Duration) (stopsAt time.Time, err error)
 	// Revoke ends key keyID at once. Revoking a revoked key succeeds.
 	Revoke(ctx context.Context, keyID string) error
-	// Tagged lists the keys created with rotationID, so keys whose secret a
-	// crash lost can be found. A backend that cannot tag keys returns
-	// nil, nil: recovery then revokes only the keys it knows of.
-	Tagged(ctx context.Context, rotationID string) ([]provider.Key, error)
+	// Tagged lists the keys created by rotation q.RotationID, so keys
+	// whose secret a crash lost can be found. A backend that cannot tag
+	// keys may find them another way (the key that replaced q.OldKeyID);
+	// one that cannot at all returns nil, nil, and recovery then revokes
+	// only the keys it knows of.
+	Tagged(ctx context.Context, q TagQuery) ([]provider.Key, error)
 	// Traits says how the provider behaves.
 	Traits() Traits
+}
+
+// Replayer is a Backend whose create can only be replayed with a credential
+// that outlives the old key, because the provider revokes the old key as it
+// creates the new one (Agrenting: a session token). The engine opens one
+// before the create and keeps it in the 0600 pending file until the
+// rotation is settled, so recovery after a crash can still replay the
+// create and collect the new key.
+type Replayer interface {
+	// OpenReplay returns a credential, obtained with old, that keeps
+	// working after the old key is revoked.
+	OpenReplay(ctx context.Context, old auth.Secret) (auth.Secret, error)
+	// CloseReplay ends it once the rotation is settled.
+	CloseReplay(ctx context.Context, replay auth.Secret) error
+}
+
+// TagQuery asks a Backend for the keys one rotation made.
+type TagQuery struct {
+	RotationID string
+	OldKeyID   string
+	// Replay is the rotation's replay credential, if it has one: with a
+	// Replayer whose old key is dead, it may be the only credential that
+	// still works.
+	Replay auth.Secret
 }
 
 // Holder is what Verify learns about a credential.
@@ -68,6 +96,8 @@ type CreateRequest struct {
 	Old        auth.Secret
 	OldKeyID   string
 	RotationID string
+	// Replay is the credential from Replayer.OpenReplay, for a Replayer.
+	Replay auth.Secret
 	// Actor authorises the rotation where the backend checks grants (the
 	// local store); nil means the old key itself.
 	Actor *auth.Principal
@@ -127,8 +157,8 @@ func (b LocalBackend) Revoke(ctx context.Context, keyID string) error {
 }
 
 // Tagged lists the keys of one rotation.
-func (b LocalBackend) Tagged(ctx context.Context, rotationID string) ([]provider.Key, error) {
-	return b.Store.KeysByRotation(ctx, rotationID)
+func (b LocalBackend) Tagged(ctx context.Context, q TagQuery) ([]provider.Key, error) {
+	return b.Store.KeysByRotation(ctx, q.RotationID)
 }
 
 // Traits: the store keeps the old key working until it is retired, and

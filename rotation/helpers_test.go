@@ -161,7 +161,7 @@ func (f *fixture) backend() rotation.Backend {
 	if f.kind == "local" {
 		return rotation.LocalBackend{Store: f.openStore()}
 	}
-	return rotationtest.Open(f.platformPath, f.platformOptions())
+	return rotationtest.Open(f.platformPath, f.platformOptions()).Backend()
 }
 
 func (f *fixture) engine() *rotation.Engine {

@@ -1,6 +1,7 @@
 package rotation
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -39,12 +40,18 @@ type journal struct {
 }
 
 // pending holds the new secret from the moment the backend returns it until
-// the env file has it: the one place a crash cannot lose it from.
+// the env file has it: the one place a crash cannot lose it from. With a
+// Replayer it holds the replay credential from before the create, so a
+// create whose answer a crash lost can be replayed.
 type pending struct {
 	RotationID string `json:"rotation_id"`
-	KeyID      string `json:"key_id"`
-	Secret     string `json:"secret"`
+	KeyID      string `json:"key_id,omitempty"`
+	Secret     string `json:"secret,omitempty"`
+	Replay     string `json:"replay,omitempty"`
 }
+
+// hasKey reports whether the new key reached the pending file.
+func (p *pending) hasKey() bool { return p != nil && p.Secret != "" }
 
 var rotationIDPattern = regexp.MustCompile(`^rot-[0-9a-f]{24}$`)
 
@@ -93,22 +100,35 @@ func (e *Engine) loadPending(rid string) (*pending, error) {
 	if rid != "" && p.RotationID != rid {
 		return nil, nil
 	}
-	if p.Secret == "" || p.KeyID == "" {
+	if (p.Secret == "") != (p.KeyID == "") || (p.Secret == "" && p.Replay == "") {
 		return nil, fmt.Errorf("pending file %s is incomplete", e.pendingPath())
 	}
 	return &p, nil
 }
 
-func (e *Engine) savePending(rid string, keyID string, secret auth.Secret) error {
-	if err := e.writeFile(e.pendingPath(), pending{RotationID: rid, KeyID: keyID, Secret: secret.Reveal()}); err != nil {
+// savePending stores the new key, keeping the replay credential beside it.
+func (e *Engine) savePending(rid string, keyID string, secret, replay auth.Secret) error {
+	if err := e.writeFile(e.pendingPath(), pending{RotationID: rid, KeyID: keyID, Secret: secret.Reveal(), Replay: replay.Reveal()}); err != nil {
 		return fmt.Errorf("storing new key %s in the pending file: %w", keyID, err)
+	}
+	return nil
+}
+
+// saveReplay stores the replay credential before the create.
+func (e *Engine) saveReplay(rid string, replay auth.Secret) error {
+	if err := e.writeFile(e.pendingPath(), pending{RotationID: rid, Replay: replay.Reveal()}); err != nil {
+		return fmt.Errorf("storing the replay credential in the pending file: %w", err)
 	}
 	return nil
 }
 
 // clear ends a rotation: the pending file goes first, so a pending secret
 // never outlives the journal that explains it.
-func (e *Engine) clear() error {
+func (e *Engine) clear(ctx context.Context, replay auth.Secret) error {
+	// Every caller has settled the rotation, so nothing can need a replay
+	// any more; ending it while the pending file still names it means a
+	// crash cannot leave it open.
+	e.closeReplay(ctx, replay)
 	if err := removeDurably(e.pendingPath()); err != nil {
 		return fmt.Errorf("removing pending file: %w", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -169,8 +168,14 @@ type state struct {
 	envValue string
 	env      Holder
 	envWorks bool
-	pending  *pending
+	pending  *pending // set only when the new key reached the pending file
+	replay   auth.Secret
 	tagged   []provider.Key
+	// taggedErr: the backend refused every credential recovery had when
+	// asked for the rotation's keys (the old key is dead, and so is the
+	// replay credential). tagged is then unknown, and is asked for again
+	// once a working key is in place.
+	taggedErr error
 }
 
 func (e *Engine) observe(ctx context.Context, j *journal) (state, error) {
@@ -189,13 +194,41 @@ func (e *Engine) observe(ctx context.Context, j *journal) (state, error) {
 			return st, fmt.Errorf("checking %s: %w", e.Var, err)
 		}
 	}
-	if st.pending, err = e.loadPending(j.RotationID); err != nil {
+	p, err := e.loadPending(j.RotationID)
+	if err != nil {
 		return st, err
 	}
-	if st.tagged, err = e.Backend.Tagged(ctx, j.RotationID); err != nil {
+	if p != nil {
+		st.replay = auth.NewSecret(p.Replay)
+	}
+	if p.hasKey() {
+		st.pending = p
+	}
+	switch st.tagged, err = e.Backend.Tagged(ctx, TagQuery{RotationID: j.RotationID, OldKeyID: j.OldKeyID, Replay: st.replay}); {
+	case errors.Is(err, auth.ErrInvalidToken):
+		st.taggedErr = err
+	case err != nil:
 		return st, fmt.Errorf("listing keys of rotation %s: %w", j.RotationID, err)
 	}
 	return st, nil
+}
+
+// lookUpTagged asks for the rotation's keys again when the first attempt had
+// no working credential: it is the only way to find a key whose secret was
+// lost, and recovery does not end while one may be left unrevoked.
+func (e *Engine) lookUpTagged(ctx context.Context, j *journal, st *state) error {
+	if st.taggedErr == nil {
+		return nil
+	}
+	tagged, err := e.Backend.Tagged(ctx, TagQuery{RotationID: j.RotationID, OldKeyID: j.OldKeyID, Replay: st.replay})
+	if err != nil {
+		return fmt.Errorf("settling rotation %s: listing its keys: %w; recovery retries at the next start", j.RotationID, err)
+	}
+	for _, k := range tagged {
+		st.tagged = appendKey(st.tagged, k)
+	}
+	st.taggedErr = nil
+	return nil
 }
 
 // holdsNew reports whether the env file's working key is one this rotation
@@ -263,8 +296,11 @@ func (e *Engine) resolve(ctx context.Context, j *journal, old auth.Secret, mem *
 		}
 		return r, e.rollback(ctx, j, st, &r)
 	default:
-		if st.pending == nil {
+		if st.pending == nil && mem != nil {
 			st.pending = mem
+			if st.replay.IsZero() {
+				st.replay = auth.NewSecret(mem.Replay)
+			}
 		}
 		return r, e.adopt(ctx, j, st, &r, old)
 	}
@@ -301,21 +337,27 @@ func (e *Engine) resume(ctx context.Context, j *journal, st state, r *Report, ol
 // create when the provider can.
 func (e *Engine) adopt(ctx context.Context, j *journal, st state, r *Report, old auth.Secret) error {
 	var next auth.Secret
+	_, needsReplay := e.Backend.(Replayer)
 	switch traits := e.Backend.Traits(); {
 	case st.pending != nil:
 		next, j.NewKeyID = auth.NewSecret(st.pending.Secret), st.pending.KeyID
-		if !fileExists(e.pendingPath()) {
+		if onDisk, _ := e.loadPending(j.RotationID); !onDisk.hasKey() {
 			// Only in memory (Rotate settling its own failure): try once
 			// more to make it survive a crash.
-			_ = e.savePending(j.RotationID, j.NewKeyID, next)
+			_ = e.savePending(j.RotationID, j.NewKeyID, next, st.replay)
 		}
-	case traits.CreateReplays && (len(st.tagged) > 0 || traits.RevokesOldOnCreate):
-		issued, err := e.Backend.Create(ctx, CreateRequest{OldKeyID: j.OldKeyID, RotationID: j.RotationID})
+	case traits.CreateReplays && (len(st.tagged) > 0 || traits.RevokesOldOnCreate) && (!needsReplay || !st.replay.IsZero()):
+		issued, err := e.Backend.Create(ctx, CreateRequest{OldKeyID: j.OldKeyID, RotationID: j.RotationID, Replay: st.replay})
+		if errors.Is(err, auth.ErrInvalidToken) {
+			// The provider will never answer the replay: the key it made
+			// is out of reach.
+			return e.lost(ctx, j, st, r, fmt.Sprintf("%s does not work and replaying the rotation was refused (%v)", e.Var, err))
+		}
 		if err != nil {
 			return fmt.Errorf("settling rotation %s: replaying the create: %w; nothing was changed", j.RotationID, err)
 		}
 		next = issued.Secret
-		if err := e.persist(j, issued); err != nil {
+		if err := e.persist(j, issued, st.replay); err != nil {
 			e.log().Warn("could not persist the replayed key; writing it to the env file directly", "rotation_id", j.RotationID, "error", err.Error())
 			j.NewKeyID = issued.Key.ID
 		}
@@ -348,11 +390,6 @@ func (e *Engine) adopt(ctx context.Context, j *journal, st state, r *Report, old
 	return e.finish(ctx, j, st, r, next)
 }
 
-func fileExists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
-}
-
 func appendKey(keys []provider.Key, k provider.Key) []provider.Key {
 	if slices.ContainsFunc(keys, func(x provider.Key) bool { return x.ID == k.ID }) {
 		return keys
@@ -371,51 +408,68 @@ func definitive(err error) bool {
 // old key, revoke any other key the rotation made, clear the journal.
 func (e *Engine) finish(ctx context.Context, j *journal, st state, r *Report, current auth.Secret) error {
 	r.Action, r.Current = ActionCompleted, current
-	for _, k := range st.tagged {
-		if k.ID == st.env.KeyID {
-			r.NewKey = k
-		}
-	}
 	stops, err := e.retireOld(ctx, j)
 	if err != nil {
 		r.Problem = err.Error()
 		return fmt.Errorf("settling rotation %s: %w; recovery retries at the next start", j.RotationID, err)
 	}
 	r.OldStopsAt = stops
+	if err := e.lookUpTagged(ctx, j, &st); err != nil {
+		r.Problem = err.Error()
+		return err
+	}
+	for _, k := range st.tagged {
+		if k.ID == st.env.KeyID {
+			r.NewKey = k
+		}
+	}
 	if err := e.revokeAll(ctx, st.made(j), st.env.KeyID, r); err != nil {
 		return err
 	}
 	r.Keys = append(r.Keys, KeyFate{KeyID: st.env.KeyID, Fate: FateAdopted})
-	return e.clear()
+	return e.clear(ctx, st.replay)
 }
 
 // rollback revokes every key the rotation made except the env file's, and
 // clears the journal. The env file's key works, so this never leaves
 // keygate without a credential.
 func (e *Engine) rollback(ctx context.Context, j *journal, st state, r *Report) error {
+	r.Current = auth.NewSecret(st.envValue)
+	if err := e.lookUpTagged(ctx, j, &st); err != nil {
+		r.Problem = err.Error()
+		return err
+	}
 	ids := st.made(j)
-	r.Action, r.Current = ActionRolledBack, auth.NewSecret(st.envValue)
+	r.Action = ActionRolledBack
 	if len(ids) == 0 {
 		r.Action = ActionCleared
 	}
 	if err := e.revokeAll(ctx, ids, st.env.KeyID, r); err != nil {
 		return err
 	}
-	return e.clear()
+	return e.clear(ctx, st.replay)
 }
 
 // lost revokes the keys no one can use any more, clears the journal and
-// says loudly that a person must issue a new credential.
+// says loudly that a person must issue a new credential. When the backend
+// could not even list the rotation's keys, a key it made may still be live
+// and unseen: the journal is kept, so that the next start, with the new
+// credential a person puts in the env file, finds and revokes it.
 func (e *Engine) lost(ctx context.Context, j *journal, st state, r *Report, why string) error {
 	r.Action, r.Problem = ActionLost, why
 	if err := e.revokeAll(ctx, st.made(j), "", r); err != nil {
 		return err
 	}
-	if err := e.clear(); err != nil {
+	fix := fmt.Sprintf("create a new key with the provider and put it in %s as %s", e.EnvFile, e.Var)
+	if st.taggedErr != nil {
+		r.Problem += "; the keys the rotation made could not be listed with any credential keygate has"
+		return fmt.Errorf("settling rotation %s: %w: %s; %s, and restart keygate: it then revokes the key the rotation made, which no one can use",
+			j.RotationID, ErrCredentialLost, why, fix)
+	}
+	if err := e.clear(ctx, st.replay); err != nil {
 		return err
 	}
-	return fmt.Errorf("settling rotation %s: %w: %s; create a new key with the provider and put it in %s as %s",
-		j.RotationID, ErrCredentialLost, why, e.EnvFile, e.Var)
+	return fmt.Errorf("settling rotation %s: %w: %s; %s", j.RotationID, ErrCredentialLost, why, fix)
 }
 
 // revokeAll revokes ids except keep and records each. It stops at the first

@@ -36,6 +36,7 @@ type Step string
 const (
 	StepLocked         Step = "locked"          // the lock is held
 	StepPreflighted    Step = "preflighted"     // every check passed, nothing changed yet
+	StepReplayKept     Step = "replay_kept"     // a Replayer's replay credential is in the pending file
 	StepCreating       Step = "creating"        // journal: intent recorded; a key may exist from here on
 	StepCreated        Step = "created"         // the backend returned the key; its secret is only in memory
 	StepPendingWritten Step = "pending_written" // the secret is in the pending file
@@ -48,10 +49,15 @@ const (
 	StepDone           Step = "done"            // the journal is gone
 )
 
-// Steps lists every step of a full rotation, in order.
-func Steps() []Step {
-	return []Step{StepLocked, StepPreflighted, StepCreating, StepCreated, StepPendingWritten, StepPersisted,
+// Steps lists every step of a full rotation with backend b, in order: only
+// a Replayer passes StepReplayKept.
+func Steps(b Backend) []Step {
+	steps := []Step{StepLocked, StepPreflighted, StepReplayKept, StepCreating, StepCreated, StepPendingWritten, StepPersisted,
 		StepVerified, StepEnvWritten, StepSwapped, StepOldRetired, StepPendingRemoved, StepDone}
+	if _, ok := b.(Replayer); !ok {
+		steps = slices.DeleteFunc(steps, func(s Step) bool { return s == StepReplayKept })
+	}
+	return steps
 }
 
 // Errors after the point of no return. Each says what state was kept.
@@ -181,15 +187,28 @@ func (e *Engine) Rotate(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// The replay credential is stored before the intent, so that from the
+	// moment it exists a crash leaves it where recovery finds and ends it.
+	replay, err := e.openReplay(ctx, req.Old)
+	if err != nil {
+		return Result{}, err
+	}
+	if !replay.IsZero() {
+		if err := e.saveReplay(rid, replay); err != nil {
+			return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, replay))
+		}
+		e.step(StepReplayKept)
+	}
 	j := &journal{Version: journalVersion, RotationID: rid, Var: e.Var, EnvFile: e.EnvFile, OldKeyID: old.KeyID,
 		OldScopes: old.Scopes, Step: StepCreating, Grace: req.Grace, StartedAt: e.now().UTC()}
 	if err := e.saveJournal(j); err != nil {
-		return Result{}, fmt.Errorf("rotation refused before any change: %w", err)
+		// No key exists yet: nothing to settle but the replay credential.
+		return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, replay))
 	}
 	e.step(StepCreating)
 	e.log().Info("rotation started", "rotation_id", rid, "var", e.Var, "old_key_id", old.KeyID)
 
-	res, mem, err := e.forward(ctx, j, req)
+	res, mem, err := e.forward(ctx, j, req, replay)
 	if err == nil {
 		return res, nil
 	}
@@ -243,22 +262,22 @@ const settleTimeout = 30 * time.Second
 // retire, clear. It stops at the first error and leaves settling to the
 // caller, with the new secret if it has one: with a provider that killed the
 // old key, it may be nowhere else.
-func (e *Engine) forward(ctx context.Context, j *journal, req Request) (Result, *pending, error) {
+func (e *Engine) forward(ctx context.Context, j *journal, req Request, replay auth.Secret) (Result, *pending, error) {
 	res := Result{RotationID: j.RotationID, OldKeyID: j.OldKeyID}
-	issued, err := e.Backend.Create(ctx, CreateRequest{Old: req.Old, OldKeyID: j.OldKeyID, RotationID: j.RotationID, Actor: req.Actor})
+	issued, err := e.Backend.Create(ctx, CreateRequest{Old: req.Old, OldKeyID: j.OldKeyID, RotationID: j.RotationID, Replay: replay, Actor: req.Actor})
 	if err != nil {
 		return res, nil, fmt.Errorf("creating the new key: %w", err)
 	}
 	e.step(StepCreated)
-	mem := &pending{RotationID: j.RotationID, KeyID: issued.Key.ID, Secret: issued.Secret.Reveal()}
-	res, err = e.afterCreate(ctx, j, req, issued, res)
+	mem := &pending{RotationID: j.RotationID, KeyID: issued.Key.ID, Secret: issued.Secret.Reveal(), Replay: replay.Reveal()}
+	res, err = e.afterCreate(ctx, j, req, issued, replay, res)
 	return res, mem, err
 }
 
 // afterCreate persists, verifies and swaps in the new key, then retires the
 // old one and clears the journal.
-func (e *Engine) afterCreate(ctx context.Context, j *journal, req Request, issued provider.IssuedKey, res Result) (Result, error) {
-	if err := e.persist(j, issued); err != nil {
+func (e *Engine) afterCreate(ctx context.Context, j *journal, req Request, issued provider.IssuedKey, replay auth.Secret, res Result) (Result, error) {
+	if err := e.persist(j, issued, replay); err != nil {
 		if !e.Backend.Traits().RevokesOldOnCreate {
 			return res, err
 		}
@@ -287,7 +306,7 @@ func (e *Engine) afterCreate(ctx context.Context, j *journal, req Request, issue
 			return res, err
 		}
 	}
-	if err := e.clear(); err != nil {
+	if err := e.clear(ctx, replay); err != nil {
 		return res, err
 	}
 	e.log().Info("rotation done", "rotation_id", j.RotationID, "old_key_id", j.OldKeyID, "new_key_id", issued.Key.ID,
@@ -297,8 +316,8 @@ func (e *Engine) afterCreate(ctx context.Context, j *journal, req Request, issue
 
 // persist stores the new secret before anything else happens to it, then
 // records the new key's id.
-func (e *Engine) persist(j *journal, issued provider.IssuedKey) error {
-	if err := e.savePending(j.RotationID, issued.Key.ID, issued.Secret); err != nil {
+func (e *Engine) persist(j *journal, issued provider.IssuedKey, replay auth.Secret) error {
+	if err := e.savePending(j.RotationID, issued.Key.ID, issued.Secret, replay); err != nil {
 		return err
 	}
 	e.step(StepPendingWritten)
@@ -418,6 +437,35 @@ func (e *Engine) checkRefused(ctx context.Context, old auth.Secret, keyID string
 		return fmt.Errorf("checking that old key %s is revoked: %w", keyID, err)
 	}
 	return fmt.Errorf("old key %s still works after it was revoked", keyID)
+}
+
+// openReplay gets a Replayer's replay credential before anything changes;
+// other backends need none.
+func (e *Engine) openReplay(ctx context.Context, old auth.Secret) (auth.Secret, error) {
+	r, ok := e.Backend.(Replayer)
+	if !ok {
+		return auth.Secret{}, nil
+	}
+	replay, err := r.OpenReplay(ctx, old)
+	if err != nil {
+		return auth.Secret{}, fmt.Errorf("rotation refused before any change: getting a credential that outlives the old key, to replay the rotation after a crash: %w", err)
+	}
+	if replay.IsZero() {
+		return auth.Secret{}, errors.New("rotation refused before any change: the provider returned an empty replay credential")
+	}
+	return replay, nil
+}
+
+// closeReplay ends a replay credential; a failure only costs its lifetime,
+// so it is logged, not returned.
+func (e *Engine) closeReplay(ctx context.Context, replay auth.Secret) {
+	r, ok := e.Backend.(Replayer)
+	if !ok || replay.IsZero() {
+		return
+	}
+	if err := r.CloseReplay(context.WithoutCancel(ctx), replay); err != nil {
+		e.log().Warn("could not end the rotation's replay credential; it expires by itself", "var", e.Var, "error", err.Error())
+	}
 }
 
 func (e *Engine) step(s Step) {

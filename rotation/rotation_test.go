@@ -34,6 +34,7 @@ func TestRotate(t *testing.T) {
 		{"local, at once", "local", rotationtest.Options{}, 0},
 		{"local, with grace", "local", rotationtest.Options{}, time.Hour},
 		{"platform that revokes on create", "platform", rotationtest.Options{RevokesOldOnCreate: true, CreateReplays: true}, 0},
+		{"platform that revokes on create, replays with a session", "platform", rotationtest.Options{RevokesOldOnCreate: true, CreateReplays: true, Sessions: true}, 0},
 		{"platform that revokes on create, grace asked", "platform", rotationtest.Options{RevokesOldOnCreate: true}, time.Hour},
 		{"platform with overlap, with grace", "platform", rotationtest.Options{}, 30 * time.Minute},
 	}
@@ -55,8 +56,8 @@ func TestRotate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(steps, rotation.Steps()) {
-				t.Errorf("steps = %v, want %v", steps, rotation.Steps())
+			if want := rotation.Steps(eng.Backend); !slices.Equal(steps, want) {
+				t.Errorf("steps = %v, want %v", steps, want)
 			}
 			if id, ok := f.works(res.NewSecret.Reveal()); !ok || id != res.New.ID || res.New.ID == f.oldID || res.OldKeyID != f.oldID {
 				t.Errorf("result %+v: new secret works=%v as %s", res, ok, id)
@@ -412,6 +413,9 @@ func TestCreateResponseLost(t *testing.T) {
 		{"overlap: orphan revoked", rotationtest.Options{}, nil, "rolled back: new key", false},
 		{"old dies, replay: adopted", rotationtest.Options{RevokesOldOnCreate: true, CreateReplays: true}, nil, "", true},
 		{"old dies, no replay: reported lost", rotationtest.Options{RevokesOldOnCreate: true}, rotation.ErrCredentialLost, "create a new key", false},
+		{"old dies, replay with a session: adopted", rotationtest.Options{RevokesOldOnCreate: true, CreateReplays: true, Sessions: true}, nil, "", true},
+		{"old dies, session died with it: reported lost", rotationtest.Options{RevokesOldOnCreate: true, CreateReplays: true, Sessions: true, SessionsDieWithKey: true},
+			rotation.ErrCredentialLost, "replaying the rotation was refused", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -427,6 +431,9 @@ func TestCreateResponseLost(t *testing.T) {
 					t.Errorf("live keys = %v, want only %s", f.live(), res.New.ID)
 				}
 				f.checkClean()
+				if n, err := rotationtest.Open(f.platformPath, tc.popts).LiveSessions(); err != nil || n != 0 {
+					t.Errorf("%d replay sessions left open (%v), want all closed", n, err)
+				}
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), "timeout") || !strings.Contains(err.Error(), tc.contains) {

@@ -40,6 +40,14 @@ type Options struct {
 	// LoseCreateResponse makes a Create that issues a key fail anyway, like
 	// a timeout after the platform acted. A replay is answered.
 	LoseCreateResponse bool
+	// Sessions makes the platform a rotation.Replayer, like Agrenting: a
+	// replayed create must authenticate, and only a session token opened
+	// with the old key (which outlives the key) can once the old key is
+	// dead. Use Platform.Backend to get the Replayer.
+	Sessions bool
+	// SessionsDieWithKey ends a key's sessions when the key is revoked, so
+	// no replay can succeed once the old key is dead.
+	SessionsDieWithKey bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -64,8 +72,15 @@ type fakeKey struct {
 	RevokedAt  time.Time `json:"revoked_at,omitzero"`
 }
 
+type fakeSession struct {
+	Token string `json:"token"`
+	KeyID string `json:"key_id"`
+	Ended bool   `json:"ended,omitempty"`
+}
+
 type platformState struct {
-	Keys []fakeKey `json:"keys"`
+	Keys     []fakeKey     `json:"keys"`
+	Sessions []fakeSession `json:"sessions,omitempty"`
 }
 
 // Open returns the platform whose state is in path (created on first write).
@@ -127,6 +142,9 @@ func (p *Platform) Create(_ context.Context, req rotation.CreateRequest) (provid
 			if !p.opts.CreateReplays {
 				return fmt.Errorf("rotation %s has already made key %s", req.RotationID, k.ID)
 			}
+			if p.opts.Sessions && st.liveSession(req.Replay.Reveal()) == nil {
+				return fmt.Errorf("replaying rotation %s: %w", req.RotationID, auth.ErrInvalidToken)
+			}
 			out = provider.IssuedKey{Key: k.view(), Secret: auth.NewSecret(k.Secret)}
 			return nil
 		}
@@ -142,6 +160,13 @@ func (p *Platform) Create(_ context.Context, req rotation.CreateRequest) (provid
 		k.ExpiresAt = caller.ExpiresAt
 		if p.opts.RevokesOldOnCreate {
 			caller.RevokedAt = p.now()
+			if p.opts.SessionsDieWithKey {
+				for i := range st.Sessions {
+					if st.Sessions[i].KeyID == caller.ID {
+						st.Sessions[i].Ended = true
+					}
+				}
+			}
 		}
 		st.Keys = append(st.Keys, k)
 		out, made = provider.IssuedKey{Key: k.view(), Secret: auth.NewSecret(k.Secret)}, true
@@ -185,17 +210,74 @@ func (p *Platform) Revoke(ctx context.Context, keyID string) error {
 }
 
 // Tagged lists the keys one rotation made.
-func (p *Platform) Tagged(_ context.Context, rotationID string) ([]provider.Key, error) {
+func (p *Platform) Tagged(_ context.Context, q rotation.TagQuery) ([]provider.Key, error) {
 	var out []provider.Key
 	err := p.read(func(st *platformState) error {
 		for _, k := range st.Keys {
-			if k.RotationID == rotationID {
+			if k.RotationID == q.RotationID {
 				out = append(out, k.view())
 			}
 		}
 		return nil
 	})
 	return out, err
+}
+
+// Backend returns the platform as the engine should see it: with Sessions,
+// a rotation.Replayer.
+func (p *Platform) Backend() rotation.Backend {
+	if p.opts.Sessions {
+		return sessionPlatform{p}
+	}
+	return p
+}
+
+// sessionPlatform is a Platform whose replays need a session token.
+type sessionPlatform struct{ *Platform }
+
+var _ rotation.Replayer = sessionPlatform{}
+
+// OpenReplay opens a session with a live key; it outlives the key.
+func (p sessionPlatform) OpenReplay(_ context.Context, old auth.Secret) (auth.Secret, error) {
+	var tok string
+	err := p.update(func(st *platformState) error {
+		k := st.bySecret(old.Reveal())
+		if k == nil || !k.live(p.now()) {
+			return fmt.Errorf("opening a session: %w", auth.ErrInvalidToken)
+		}
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		tok = "fs_" + hex.EncodeToString(b)
+		st.Sessions = append(st.Sessions, fakeSession{Token: tok, KeyID: k.ID})
+		return nil
+	})
+	return auth.NewSecret(tok), err
+}
+
+// CloseReplay ends a session.
+func (p sessionPlatform) CloseReplay(_ context.Context, replay auth.Secret) error {
+	return p.update(func(st *platformState) error {
+		if ss := st.liveSession(replay.Reveal()); ss != nil {
+			ss.Ended = true
+		}
+		return nil
+	})
+}
+
+// LiveSessions counts the sessions not yet closed.
+func (p *Platform) LiveSessions() (int, error) {
+	n := 0
+	err := p.read(func(st *platformState) error {
+		for _, ss := range st.Sessions {
+			if !ss.Ended {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Traits reports the options the platform was opened with.
@@ -286,4 +368,13 @@ func (st *platformState) byRotation(rid string) *fakeKey {
 		return nil
 	}
 	return st.find(func(k *fakeKey) bool { return k.RotationID == rid })
+}
+
+func (st *platformState) liveSession(tok string) *fakeSession {
+	for i := range st.Sessions {
+		if tok != "" && st.Sessions[i].Token == tok && !st.Sessions[i].Ended {
+			return &st.Sessions[i]
+		}
+	}
+	return nil
 }

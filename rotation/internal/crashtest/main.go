@@ -31,6 +31,7 @@ func main() {
 type options struct {
 	backend, store, platform string
 	revokesOld, replays      bool
+	sessions                 bool
 	env, name, dir           string
 	grace                    time.Duration
 	killAt, killIn, holdAt   string
@@ -44,6 +45,7 @@ func run() int {
 	flag.StringVar(&o.platform, "platform", "", "fake platform state file")
 	flag.BoolVar(&o.revokesOld, "revokes-old", false, "fake platform revokes the old key on create")
 	flag.BoolVar(&o.replays, "replays", false, "fake platform replays creates by rotation id")
+	flag.BoolVar(&o.sessions, "sessions", false, "fake platform replays only with a session opened before the create")
 	flag.StringVar(&o.env, "env", "", "env file (absolute)")
 	flag.StringVar(&o.name, "var", "KEYGATE_TOKEN", "variable holding the credential")
 	flag.StringVar(&o.dir, "dir", "", "rotation directory")
@@ -112,8 +114,8 @@ func openBackend(ctx context.Context, o options) (rotation.Backend, func(), erro
 		}
 		return rotation.LocalBackend{Store: s}, func() { s.Close() }, nil
 	case "platform":
-		p := rotationtest.Open(o.platform, rotationtest.Options{RevokesOldOnCreate: o.revokesOld, CreateReplays: o.replays})
-		return p, func() {}, nil
+		p := rotationtest.Open(o.platform, rotationtest.Options{RevokesOldOnCreate: o.revokesOld, CreateReplays: o.replays, Sessions: o.sessions})
+		return p.Backend(), func() {}, nil
 	}
 	return nil, nil, errors.New("unknown backend " + o.backend)
 }
