@@ -148,7 +148,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	defer journal.Close()
 
-	remotes, err := loadRemotes(env.file, cfg.EnvFile, redactor, logger)
+	remotes, err := loadRemotes(env.file, cfg.EnvFile, rotationDir(cfg), redactor, logger)
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 			}
 		}(cfg.Token)
 	}
-	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, cfg.EnvFile, redactor, logger, &remotes)}
+	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, cfg.EnvFile, rotationDir(cfg), redactor, logger, &remotes)}
 	if cfg.Transport == "stdio" {
 		reloads = append(reloads, tokenReload(deps, mcpServer, redactor, logger))
 	}
@@ -256,7 +256,7 @@ func recoverRotation(ctx context.Context, store *local.Store, cfg *config, logge
 	if cfg.EnvFile == "" {
 		return nil
 	}
-	rot := &rotation.Engine{Dir: filepath.Join(filepath.Dir(cfg.Store), "rotation"), EnvFile: cfg.EnvFile,
+	rot := &rotation.Engine{Dir: rotationDir(*cfg), EnvFile: cfg.EnvFile,
 		Var: tools.EnvTokenVar, Backend: rotation.LocalBackend{Store: store}, Logger: logger}
 	rep, err := rot.Recover(ctx)
 	switch {
@@ -275,6 +275,10 @@ func recoverRotation(ctx context.Context, store *local.Store, cfg *config, logge
 	}
 	return rot
 }
+
+// rotationDir holds the rotation engines' journals, pending and lock files,
+// beside the store (not beside the env file, which may be shared).
+func rotationDir(cfg config) string { return filepath.Join(filepath.Dir(cfg.Store), "rotation") }
 
 // firstRun seeds a new store and mints its admin token. The token goes to
 // the env file (never overwriting a value already there) or, failing that,

@@ -5,14 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
+	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting"
 	"github.com/keygate/keygate/provider/cencori"
 	"github.com/keygate/keygate/provider/cockpit"
 	"github.com/keygate/keygate/provider/cosmic"
+	"github.com/keygate/keygate/rotation"
 	"github.com/keygate/keygate/tools"
 )
 
@@ -32,6 +34,9 @@ type loadEnv struct {
 	logger   *slog.Logger
 	envFile  string
 	redactor *auth.Redactor
+	// rotationDir holds the rotation engine's journal, pending and lock
+	// files, beside the store.
+	rotationDir string
 }
 
 // remoteLoader builds one provider from the environment. configured is
@@ -74,31 +79,68 @@ var remoteLoaders = []remoteLoader{
 		if err != nil {
 			return nil, true, err
 		}
-		// Agrenting revokes the old key the moment it issues the new one:
-		// the new key is written to the env file before RotateKey returns.
-		c.OnRotate(func(next auth.Secret) error {
-			env.redactor.Add(next.Reveal())
-			if env.envFile == "" {
-				return fmt.Errorf("no env file is configured to store the new %s", agrenting.EnvAPIKey)
-			}
-			if err := auth.SetEnvVar(env.envFile, agrenting.EnvAPIKey, next.Reveal(), auth.EnvWriteOptions{Overwrite: true}); err != nil {
-				return err
-			}
-			if v, set := os.LookupEnv(agrenting.EnvAPIKey); set && v != "" {
-				env.logger.Warn("the rotated Agrenting key is in the env file, but AGRENTING_API_KEY is also set in keygate's environment, which wins at the next start: update it there", "env_file", env.envFile)
-			}
-			return nil
-		})
+		rotateAgrentingKey(c, cfg, env)
 		return c, true, nil
 	},
 }
 
+// rotateAgrentingKey lets keygate rotate its own Agrenting key through the
+// rotation engine, which first settles a rotation a crash left unfinished.
+// Agrenting revokes the old key as it issues the new one, so only a key
+// kept in the env file, which the engine rewrites, can be rotated: without
+// one, the client refuses and says how to fix it.
+func rotateAgrentingKey(c *agrenting.Client, cfg agrenting.Config, env loadEnv) {
+	if cfg.APIKey.IsZero() || cfg.APIKeySource != string(auth.SourceEnvFile) || env.envFile == "" || env.rotationDir == "" {
+		return
+	}
+	eng := &rotation.Engine{Dir: env.rotationDir, EnvFile: env.envFile, Var: agrenting.EnvAPIKey, Backend: c.RotationBackend(),
+		Logger: env.logger, Swap: func(_, next auth.Secret) {
+			env.redactor.Add(next.Reveal())
+			c.UseKey(next)
+		}}
+	if crashHook != nil {
+		crashHook(eng)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
+	defer cancel()
+	switch rep, err := eng.Recover(ctx); {
+	case errors.Is(err, rotation.ErrInProgress):
+		// This process (or another) is rotating the key right now.
+	case err != nil:
+		env.logger.Error("rotation recovery incomplete", "outcome", rep, "err", err)
+		if !rep.Current.IsZero() {
+			c.UseKey(rep.Current)
+		}
+	case rep.Action != rotation.ActionNone:
+		env.logger.Warn("settled an unfinished rotation: "+rep.Summary(), "outcome", rep)
+		if !rep.Current.IsZero() {
+			c.UseKey(rep.Current)
+		}
+	}
+	c.RotateOwnWith(func(ctx context.Context, current auth.Secret) (provider.IssuedKey, error) {
+		res, err := eng.Rotate(ctx, rotation.Request{Old: current})
+		switch {
+		case err == nil:
+			return provider.IssuedKey{Key: res.New, Secret: res.NewSecret}, nil
+		case !res.NewSecret.IsZero():
+			// The env file holds the new key and keygate uses it; what
+			// failed came later, and recovery finishes it at the next start.
+			env.logger.Warn("rotated the Agrenting key, but a later step failed", "rotation_id", res.RotationID, "err", err)
+			return provider.IssuedKey{Key: res.New, Secret: res.NewSecret}, nil
+		}
+		return provider.IssuedKey{}, fmt.Errorf("rotating %s: %w", agrenting.EnvAPIKey, err)
+	})
+}
+
+// recoverTimeout bounds the settling of an unfinished rotation at start.
+const recoverTimeout = 30 * time.Second
+
 // loadRemotes builds every configured remote provider from the real
 // environment and the env file's variables (the real environment wins). An
 // error names the variable, never the value.
-func loadRemotes(file map[string]string, envFile string, redactor *auth.Redactor, logger *slog.Logger) ([]remote, error) {
+func loadRemotes(file map[string]string, envFile, rotationDir string, redactor *auth.Redactor, logger *slog.Logger) ([]remote, error) {
 	lookup := envLookup{file: file}
-	env := loadEnv{logger: logger, envFile: envFile, redactor: redactor, get: func(name string) (string, string, bool) {
+	env := loadEnv{logger: logger, envFile: envFile, rotationDir: rotationDir, redactor: redactor, get: func(name string) (string, string, bool) {
 		v, src, ok := lookup.get(name)
 		return v, string(src), ok
 	}}
@@ -135,9 +177,9 @@ func providerList(local tools.Provider, remotes []remote) []tools.Provider {
 // remotesReload rebuilds the remote providers from a changed env file and
 // swaps them in when every one of them loads; otherwise the running ones
 // stay. It reports errNothingChanged when no provider's secrets changed.
-func remotesReload(deps *tools.Deps, local tools.Provider, envFile string, redactor *auth.Redactor, logger *slog.Logger, current *[]remote) func(context.Context, map[string]string) error {
+func remotesReload(deps *tools.Deps, local tools.Provider, envFile, rotationDir string, redactor *auth.Redactor, logger *slog.Logger, current *[]remote) func(context.Context, map[string]string) error {
 	return func(_ context.Context, vars map[string]string) error {
-		next, err := loadRemotes(vars, envFile, redactor, logger)
+		next, err := loadRemotes(vars, envFile, rotationDir, redactor, logger)
 		if err != nil {
 			return fmt.Errorf("provider configuration: %w", err)
 		}

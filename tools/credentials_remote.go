@@ -2,7 +2,6 @@ package tools
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -62,8 +61,9 @@ func (d *Deps) remoteCreate(ctx context.Context, call *Call, pr Provider) (*mcp.
 // moment it issues the new one, so the new secret is the only working one:
 // it goes where deliver says (a new 0600 file by default), and if that
 // fails it is shown once rather than lost. When the key is the one keygate
-// itself uses, the adapter switches to it and keygate writes it to its env
-// file before the adapter returns.
+// itself uses, the adapter rotates it through keygate's rotation engine,
+// which has written it to the env file and switched to it before the
+// adapter returns.
 func (d *Deps) remoteRotate(ctx context.Context, call *Call, pr Provider) (*mcp.CallToolResult, error) {
 	id, errRes := remoteKeyID(call)
 	if errRes != nil {
@@ -82,19 +82,12 @@ func (d *Deps) remoteRotate(ctx context.Context, call *Call, pr Provider) (*mcp.
 		return r, nil
 	}
 	issued, err := pr.RemoteKeys.RotateKey(ctx, id)
-	var persist interface{ Unwrap() error }
-	if err != nil && issued.Secret.IsZero() {
+	if err != nil {
 		return providerError(err, "")
 	}
 	d.Redactor.Add(issued.Secret.Reveal())
 	out := map[string]any{"provider": pr.Name, "rotated": true, "old_revoked": true, "new": issued.Key}
 	text := fmt.Sprintf("rotated %s key %s -> %s %s; %s revoked the old key", pr.Name, id, issued.Key.ID, issued.Key.Masked, pr.Name)
-	if err != nil && errors.As(err, &persist) {
-		// keygate's own key: in use in memory, but not stored. Show it once.
-		call.Reveal(issued.Secret)
-		out["token"], out["warning"] = issued.Secret.Reveal(), err.Error()
-		return okResult(out, text+"\nWARNING: "+err.Error()+"\ntoken: "+issued.Secret.Reveal()), nil
-	}
 	if dl, err = d.deliver(call, dl, issued.Secret, false, issued.Key.ID); err != nil {
 		call.Reveal(issued.Secret)
 		out["token"] = issued.Secret.Reveal()

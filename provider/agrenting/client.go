@@ -69,7 +69,7 @@ type Client struct {
 	sessionExp time.Time
 	agentID    string
 	agentName  string
-	onRotate   func(newSecret auth.Secret) error
+	rotateOwn  func(ctx context.Context, current auth.Secret) (provider.IssuedKey, error)
 	artifacts  map[string]string // artifact id -> task id, for Get
 }
 
@@ -177,6 +177,11 @@ type call struct {
 	// useKey sends the agent key even when a session exists
 	// (Authenticate).
 	useKey bool
+	// asKey or asSession, when set, authenticate this call instead of the
+	// client's own credential (the rotation engine checks and uses
+	// credentials other than the one in use); such a call never
+	// re-authenticates.
+	asKey, asSession auth.Secret
 }
 
 // envelope is Agrenting's {data, meta, errors}.
@@ -294,6 +299,10 @@ func (c *Client) send(ctx context.Context, cl call, payload []byte) (bool, *upst
 	c.mu.Lock()
 	usedSession := false
 	switch {
+	case !cl.asKey.IsZero():
+		req.Header.Set("X-API-Key", cl.asKey.Reveal())
+	case !cl.asSession.IsZero():
+		req.Header.Set("Authorization", "Bearer "+cl.asSession.Reveal())
 	case !c.session.IsZero() && !cl.useKey:
 		req.Header.Set("Authorization", "Bearer "+c.session.Reveal())
 		usedSession = true
@@ -514,6 +523,15 @@ func (c *Client) Authenticate(ctx context.Context) error {
 	c.session, c.sessionExp = auth.NewSecret(a.Token), exp
 	c.agentID, c.agentName = a.Agent.ID, a.Agent.Name
 	return nil
+}
+
+// learnAgent records the agent id when the client does not know it yet.
+func (c *Client) learnAgent(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.agentID == "" {
+		c.agentID = id
+	}
 }
 
 // agent returns the agent id, authenticating once when it is not known.

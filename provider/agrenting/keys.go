@@ -64,32 +64,29 @@ func (cj credentialJSON) matches(s string) bool {
 		s[:len(cj.KeyPrefix)] == cj.KeyPrefix && s[len(s)-len(cj.LastFour):] == cj.LastFour
 }
 
-// OnRotate registers fn, called synchronously by RotateKey when it rotates
-// the key this client itself uses, before RotateKey returns: keygate
-// writes the new key to its env file there. The platform revokes the old
-// key at once, so this is the only moment the new key can be kept; fn
-// should write it durably (fsync) and return an error when it could not.
-func (c *Client) OnRotate(fn func(newSecret auth.Secret) error) {
+// RotateOwnWith registers fn, which RotateKey calls to rotate the key this
+// client itself uses, with that key. Agrenting revokes the old key the
+// moment it issues the new one, so keygate does this through its rotation
+// engine (package rotation, with RotationBackend), which keeps every step
+// durable so that no crash can lose the only working key. Without fn,
+// RotateKey refuses to rotate the client's own key.
+func (c *Client) RotateOwnWith(fn func(ctx context.Context, current auth.Secret) (provider.IssuedKey, error)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.onRotate = fn
+	c.rotateOwn = fn
 }
 
-// RotatePersistError is RotateKey's error when Agrenting rotated the key
-// keygate uses (the old key is already dead, and the client already uses
-// the new one) but OnRotate could not store the new key. It carries the
-// issued key so the caller can show it once, for the user to save by hand.
-type RotatePersistError struct {
-	Issued provider.IssuedKey
-	Err    error
+// UseKey switches the client to agent key next, as the rotation engine
+// does once next is safely stored. The old key stays redacted.
+func (c *Client) UseKey(next auth.Secret) {
+	c.redact.Add(next.Reveal())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.apiKey.Reveal() != next.Reveal() {
+		c.retired = append(c.retired, c.apiKey.Reveal())
+		c.apiKey = next
+	}
 }
-
-func (e *RotatePersistError) Error() string {
-	return fmt.Sprintf("agrenting: the key was rotated to %s (%s): the old key no longer works and keygate now uses the new one, but storing the new key failed: %v; it is shown only this once, so save it now (in %s)",
-		e.Issued.Key.ID, e.Issued.Key.Masked, e.Err, EnvAPIKey)
-}
-
-func (e *RotatePersistError) Unwrap() error { return e.Err }
 
 func (c *Client) credentialsPath(ctx context.Context) (string, string, error) {
 	agent, err := c.agent(ctx)
@@ -100,11 +97,16 @@ func (c *Client) credentialsPath(ctx context.Context) (string, string, error) {
 }
 
 func (c *Client) listCredentials(ctx context.Context) ([]credentialJSON, error) {
-	_, path, err := c.credentialsPath(ctx)
+	agent, err := c.agent(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.do(ctx, call{method: http.MethodGet, path: path})
+	return c.listCredentialsAs(ctx, call{method: http.MethodGet, path: expandPath(CredentialsPath, agent, "")})
+}
+
+// listCredentialsAs lists with cl's method, path and credential.
+func (c *Client) listCredentialsAs(ctx context.Context, cl call) ([]credentialJSON, error) {
+	res, err := c.do(ctx, cl)
 	if err != nil {
 		return nil, err
 	}
@@ -171,12 +173,9 @@ func (c *Client) findCredential(ctx context.Context, id string) (credentialJSON,
 
 // RotateKey replaces credential id: the platform revokes the old key at
 // once and returns the new one, which this method returns (the caller must
-// store it before anything else). When id is the key this client uses, the
-// client switches to the new key under its lock, so later calls work, and
-// calls OnRotate's function before returning; if that fails, RotateKey
-// returns the IssuedKey together with a *RotatePersistError that carries
-// it too. The rotate path is not documented: AGRENTING_ROTATE_PATH
-// overrides it.
+// store it before anything else). The key this client itself uses is
+// rotated by the function given to RotateOwnWith, and refused without one.
+// The rotate path is not documented: AGRENTING_ROTATE_PATH overrides it.
 func (c *Client) RotateKey(ctx context.Context, id string) (provider.IssuedKey, error) {
 	agent, err := c.agent(ctx)
 	if err != nil {
@@ -192,51 +191,32 @@ func (c *Client) RotateKey(ctx context.Context, id string) (provider.IssuedKey, 
 		return provider.IssuedKey{}, &provider.FieldError{Field: "id", Problem: fmt.Sprintf("key %s is revoked", id), Fix: "rotate an active key (credentials_list)"}
 	}
 	c.mu.Lock()
-	own := old.matches(c.apiKey.Reveal())
-	usedSession := !c.session.IsZero()
+	current := c.apiKey
+	own := old.matches(current.Reveal())
+	rotateOwn := c.rotateOwn
 	c.mu.Unlock()
+	if own {
+		if rotateOwn == nil {
+			return provider.IssuedKey{}, &provider.FieldError{Field: "id",
+				Problem: fmt.Sprintf("key %s is the one keygate itself uses for Agrenting, and it does not come from keygate's env file, so keygate could not keep the new key: Agrenting revokes the old one at once", id),
+				Fix:     fmt.Sprintf("put %s in keygate's env file (and remove it from keygate's environment), then rotate again; or rotate it in the Agrenting dashboard", EnvAPIKey)}
+		}
+		return rotateOwn(ctx, current)
+	}
 	res, err := c.do(ctx, call{method: http.MethodPost, path: expandPath(c.cfg.RotatePath, agent, id), body: map[string]any{}, idemKey: newIdempotencyKey()})
 	if err != nil {
-		return provider.IssuedKey{}, c.rotateError(err, res, own, usedSession, id)
+		return provider.IssuedKey{}, c.rotateError(err, res, id)
 	}
-	issued, err := c.issued(res)
-	if err != nil {
-		return provider.IssuedKey{}, err
-	}
-	if !own {
-		return issued, nil
-	}
-	c.mu.Lock()
-	c.retired = append(c.retired, c.apiKey.Reveal())
-	c.apiKey = issued.Secret
-	fn := c.onRotate
-	c.mu.Unlock()
-	if fn != nil {
-		if perr := fn(issued.Secret); perr != nil {
-			return issued, &RotatePersistError{Issued: issued, Err: perr}
-		}
-	}
-	return issued, nil
+	return c.issued(res)
 }
 
-// rotateError explains a failed rotation. A 401 on a retry of our own key's
-// rotation means the first attempt went through and its answer was lost:
-// the old key is dead and the new one never arrived.
-func (c *Client) rotateError(err error, res result, own, usedSession bool, id string) error {
+// rotateError explains a failed rotation.
+func (c *Client) rotateError(err error, res result, id string) error {
 	ue, ok := asUpstream(err)
 	if !ok {
 		return err
 	}
 	switch {
-	case ue.Status == http.StatusUnauthorized && own && !usedSession:
-		// The key worked a moment ago (it listed the credentials). Either
-		// the rotation went through and its answer was lost (the retry,
-		// by the Caller or by Go's transport, which resends requests that
-		// carry an idempotency key, then presents the dead key), or the
-		// key was revoked meanwhile. Either way the new key is out of
-		// reach.
-		return fmt.Errorf("agrenting: %w: rotating key %s: the platform now refuses the old key, so the rotation probably went through and its answer was lost (sends: %d); the new key cannot be recovered: create a key in the Agrenting dashboard and put it in %s",
-			provider.ErrOutcomeUnknown, id, max(res.sends, 1), EnvAPIKey)
 	case ue.Status == http.StatusNotFound && ue.Code == "ROUTE_NOT_FOUND":
 		ue.Kind = provider.ErrUnsupported
 		ue.Message += fmt.Sprintf(" (the rotate path is not documented; set %s to the right one)", EnvRotatePath)
@@ -269,6 +249,12 @@ func (c *Client) RevokeKey(ctx context.Context, id string) (provider.Key, bool, 
 		return provider.Key{}, false, &provider.FieldError{Field: "id", Problem: fmt.Sprintf("key %s is the one keygate itself uses for Agrenting; revoking it would cut keygate off", id),
 			Fix: "rotate it instead, or configure another key in " + EnvAPIKey + " first"}
 	}
+	k, err := c.revoke(ctx, agent, id)
+	return k, false, err
+}
+
+// revoke sends the DELETE for credential id and returns it revoked.
+func (c *Client) revoke(ctx context.Context, agent, id string) (provider.Key, error) {
 	res, err := c.do(ctx, call{method: http.MethodDelete, path: expandPath(c.cfg.RevokePath, agent, id)})
 	if err != nil {
 		ue, ok := asUpstream(err)
@@ -276,30 +262,30 @@ func (c *Client) RevokeKey(ctx context.Context, id string) (provider.Key, bool, 
 		case ok && ue.Status == http.StatusNotFound && ue.Code == "ROUTE_NOT_FOUND":
 			ue.Kind = provider.ErrUnsupported
 			ue.Message += fmt.Sprintf(" (the revoke path is not documented; set %s to the right one)", EnvRevokePath)
-			return provider.Key{}, false, ue
+			return provider.Key{}, ue
 		case ok && ue.Status == http.StatusNotFound:
-			return provider.Key{}, false, &provider.NotFoundError{What: "key", Name: id}
+			return provider.Key{}, &provider.NotFoundError{What: "key", Name: id}
 		case errors.Is(err, provider.ErrUnavailable) && !ok && ctx.Err() == nil:
 			// No answer: look again.
 			again, ferr := c.findCredential(ctx, id)
 			if ferr == nil && again.RevokedAt != nil {
-				return again.key(), false, nil
+				return again.key(), nil
 			}
-			return provider.Key{}, false, fmt.Errorf("agrenting: %w: revoking key %s got no answer (%w) and it does not show as revoked", provider.ErrOutcomeUnknown, id, err)
+			return provider.Key{}, fmt.Errorf("agrenting: %w: revoking key %s got no answer (%w) and it does not show as revoked", provider.ErrOutcomeUnknown, id, err)
 		}
-		return provider.Key{}, false, err
+		return provider.Key{}, err
 	}
 	var out credentialJSON
 	if err := json.Unmarshal(res.env.Data, &out); err != nil || out.ID == "" {
 		// The answer does not show it: read it back.
 		again, ferr := c.findCredential(ctx, id)
 		if ferr != nil {
-			return provider.Key{}, false, ferr
+			return provider.Key{}, ferr
 		}
 		out = again
 	}
 	if out.RevokedAt == nil {
-		return provider.Key{}, false, fmt.Errorf("agrenting: revoking key %s answered %d but the key is not revoked", id, res.status)
+		return provider.Key{}, fmt.Errorf("agrenting: revoking key %s answered %d but the key is not revoked", id, res.status)
 	}
-	return out.key(), false, nil
+	return out.key(), nil
 }

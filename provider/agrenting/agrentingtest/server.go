@@ -129,6 +129,7 @@ type Artifact struct {
 
 type session struct {
 	agentID string
+	credID  string // the key that opened it
 	expires time.Time
 }
 
@@ -168,10 +169,12 @@ type Server struct {
 	window      map[string][]time.Time // agent -> request times
 	authTries   map[string][]time.Time // ip -> authenticate times
 	lockedUntil map[string]time.Time   // ip -> lockout end
-	requests    map[string]int
-	inject      []injected
-	seq         int
-	lastStamp   time.Time
+	// sessionsEndWithKey: revoking a key ends the sessions it opened.
+	sessionsEndWithKey bool
+	requests           map[string]int
+	inject             []injected
+	seq                int
+	lastStamp          time.Time
 }
 
 // Option configures a Server.
@@ -188,6 +191,24 @@ func WithRateLimit(n int) Option { return func(s *Server) { s.limit = n } }
 // :agent_id and :id placeholders), as a different API version might.
 func WithCredentialPaths(rotate, revoke string) Option {
 	return func(s *Server) { s.rotatePath, s.revokePath = rotate, revoke }
+}
+
+// WithSessionsEndingWithKey makes revoking or rotating a key end the
+// session tokens it opened. unknown: which Agrenting does; by default the
+// fake keeps them until their TTL or logout, as a session of the agent.
+func WithSessionsEndingWithKey() Option { return func(s *Server) { s.sessionsEndWithKey = true } }
+
+// endSessionsOf ends credID's sessions when the option says so. Callers
+// hold mu.
+func (s *Server) endSessionsOf(credID string) {
+	if !s.sessionsEndWithKey {
+		return
+	}
+	for tok, ss := range s.sessions {
+		if ss.credID == credID {
+			delete(s.sessions, tok)
+		}
+	}
 }
 
 // New returns a fake seeded with two agents owned by the demo user, the
@@ -670,7 +691,7 @@ func (s *Server) authenticate(r *http.Request, reqID string) reply {
 	for _, c := range s.creds {
 		if key != "" && c.Secret == key && c.RevokedAt.IsZero() {
 			tok := "sess_" + hex.EncodeToString(randomBytes(24))
-			s.sessions[tok] = &session{agentID: c.AgentID, expires: now.Add(SessionTTL)}
+			s.sessions[tok] = &session{agentID: c.AgentID, credID: c.ID, expires: now.Add(SessionTTL)}
 			a := s.agents[c.AgentID]
 			return s.ok(reqID, 200, map[string]any{"token": tok, "expires_at": ts(now.Add(SessionTTL)),
 				"agent": map[string]any{"id": a.ID, "name": a.Name}}, nil)
@@ -1082,6 +1103,7 @@ func (s *Server) rotate(p *principal, agentID, credID, reqID string) reply {
 	c := &Credential{ID: s.newID("cred"), AgentID: agentID, Name: old.Name, Secret: s.newSecret(), CreatedAt: now}
 	s.creds[c.ID] = c
 	old.RevokedAt, old.RotatedTo = now, c.ID
+	s.endSessionsOf(old.ID)
 	return s.ok(reqID, 200, map[string]any{"credential": credentialJSON(c), "api_key": c.Secret, "revoked_credential_id": old.ID}, nil)
 }
 
@@ -1099,6 +1121,7 @@ func (s *Server) revoke(p *principal, agentID, credID, reqID string) reply {
 	}
 	if c.RevokedAt.IsZero() {
 		c.RevokedAt = s.stamp()
+		s.endSessionsOf(c.ID)
 	}
 	return s.ok(reqID, 200, credentialJSON(c), nil)
 }
