@@ -15,6 +15,8 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider/agrenting"
+	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
 )
@@ -29,31 +31,13 @@ func TestSelfRotationSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills keygate at every rotation step")
 	}
-	crashBinary := filepath.Join(t.TempDir(), "keygate-crashtest")
-	if out, err := exec.Command("go", "build", "-tags", "crashtest", "-o", crashBinary, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building with -tags crashtest: %v\n%s", err, out)
-	}
-	runs := 2
-	if n, err := fmt.Sscan(os.Getenv("ROTATION_CRASH_RUNS"), &runs); n == 0 || err != nil {
-		runs = 2
-	}
+	crashBinary, runs := buildCrashBinary(t), crashRunsPerStep()
 	killed, settled := 0, 0
 	steps := rotation.Steps(rotation.LocalBackend{})
 	for _, step := range steps {
 		for run := range runs {
 			t.Run(fmt.Sprintf("%s/%d", step, run), func(t *testing.T) {
-				in := newInstance(t)
-				// A first run creates the store and writes KEYGATE_TOKEN; the
-				// comment and CRLF line must come through unchanged.
-				prepare := exec.Command(binary, append(in.args(), "--log-level", "error")...)
-				prepare.Env, prepare.Stdin = cleanEnv(), strings.NewReader("")
-				if out, err := prepare.CombinedOutput(); err != nil {
-					t.Fatalf("first run: %v\n%s", err, out)
-				}
-				raw, _ := os.ReadFile(in.envFile)
-				if err := os.WriteFile(in.envFile, append([]byte("# mine\r\nOTHER=1\r\n"), raw...), 0o600); err != nil {
-					t.Fatal(err)
-				}
+				in := prepareCrashInstance(t)
 				before := in.token(t)
 
 				c, stderr := connect(t, crashBinary, in, "KEYGATE_CRASH_AT="+string(step))
@@ -80,24 +64,144 @@ func TestSelfRotationSurvivesSIGKILL(t *testing.T) {
 				if strings.Contains(stderr2.String(), "settled an unfinished rotation") {
 					settled++
 				}
-				fi, err := os.Stat(in.envFile)
-				if err != nil || fi.Mode().Perm() != 0o600 {
-					t.Fatalf("env file: %v %v", fi, err)
-				}
-				vars, err := auth.ReadEnvFile(in.envFile)
-				if err != nil || vars["OTHER"] != "1" {
-					t.Fatalf("env file no longer parses or lost a variable: %v", err)
-				}
-				b, _ := os.ReadFile(in.envFile)
-				if !strings.HasPrefix(string(b), "# mine\r\nOTHER=1\r\n") {
-					t.Errorf("the lines around KEYGATE_TOKEN changed: %q", b)
-				}
+				vars := checkEnvFileIntact(t, in)
 				c2.Close()
 				checkKeys(t, in, before, vars["KEYGATE_TOKEN"])
 			})
 		}
 	}
 	t.Logf("%d kill points x %d runs: %d calls cut off by the kill, %d restarts settled an unfinished rotation", len(steps), runs, killed, settled)
+}
+
+// TestAgrentingRotationSurvivesSIGKILL is the same for keygate's own
+// Agrenting key, against the fake, which outlives the killed process as
+// the real platform would. Agrenting revokes the old key at the create, so
+// after a kill between its answer and the env file, only the replay of the
+// rotation (same idempotency key, a session opened beforehand) gets the
+// new key back. After every restart keygate must reach Agrenting with the
+// env file's key, which is the agent's only active key.
+func TestAgrentingRotationSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills keygate at every rotation step")
+	}
+	crashBinary, runs := buildCrashBinary(t), crashRunsPerStep()
+	killed, settled := 0, 0
+	steps := rotation.Steps(agrenting.RotationBackend{})
+	for _, step := range steps {
+		for run := range runs {
+			t.Run(fmt.Sprintf("%s/%d", step, run), func(t *testing.T) {
+				fake := agrentingtest.New()
+				srv := fake.Start()
+				defer srv.Close()
+				in := prepareCrashInstance(t)
+				for _, kv := range [][2]string{{"AGRENTING_API_KEY", agrentingtest.DemoAgentKey}, {"AGRENTING_API_URL", srv.URL + "/api/v1"}} {
+					if err := auth.SetEnvVar(in.envFile, kv[0], kv[1], auth.EnvWriteOptions{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ownID := ""
+				for _, c := range fake.Credentials(agrentingtest.DemoAgentID) {
+					ownID = c.ID
+				}
+
+				c, stderr := connect(t, crashBinary, in, "KEYGATE_CRASH_AT="+string(step))
+				var req mcp.CallToolRequest
+				req.Params.Name = "credentials_rotate"
+				req.Params.Arguments = map[string]any{"provider": "agrenting", "credential": ownID, "confirm": true}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				_, callErr := c.CallTool(ctx, req)
+				cancel()
+				c.Close()
+				if callErr != nil {
+					killed++
+				}
+
+				c2, stderr2 := connect(t, binary, in)
+				defer c2.Close()
+				if r := callTool(t, c2, "content_list", map[string]any{"provider": "agrenting", "type": "tasks"}); r.IsError {
+					t.Fatalf("after a kill at %s keygate cannot reach Agrenting: %v\nfirst run:\n%s\nrestart:\n%s", step, r.Content, stderr.String(), stderr2.String())
+				}
+				if strings.Contains(stderr2.String(), "settled an unfinished rotation") {
+					settled++
+				}
+				vars := checkEnvFileIntact(t, in)
+				key := vars["AGRENTING_API_KEY"]
+				active := 0
+				for _, c := range fake.Credentials(agrentingtest.DemoAgentID) {
+					if c.RevokedAt.IsZero() {
+						active++
+						if c.Secret != key {
+							t.Errorf("key %s is active beside the env file's: an orphan", c.ID)
+						}
+					}
+				}
+				if active != 1 {
+					t.Errorf("%d active Agrenting keys, want exactly the env file's", active)
+				}
+				for _, out := range []string{stderr.String(), stderr2.String()} {
+					if strings.Contains(out, agrentingtest.DemoAgentKey) || strings.Contains(out, key) {
+						t.Error("an Agrenting key reached stderr")
+					}
+				}
+			})
+		}
+	}
+	t.Logf("%d kill points x %d runs: %d calls cut off by the kill, %d restarts settled an unfinished rotation", len(steps), runs, killed, settled)
+}
+
+// buildCrashBinary builds keygate with -tags crashtest, whose
+// KEYGATE_CRASH_AT=STEP kills it at a rotation step.
+func buildCrashBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "keygate-crashtest")
+	if out, err := exec.Command("go", "build", "-tags", "crashtest", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building with -tags crashtest: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// crashRunsPerStep is ROTATION_CRASH_RUNS, 2 by default.
+func crashRunsPerStep() int {
+	runs := 2
+	if n, err := fmt.Sscan(os.Getenv("ROTATION_CRASH_RUNS"), &runs); n == 0 || err != nil || runs < 1 {
+		runs = 2
+	}
+	return runs
+}
+
+// prepareCrashInstance makes a store and env file by a first run, and puts
+// a comment and a CRLF line in front, which every rotation must keep.
+func prepareCrashInstance(t *testing.T) instance {
+	t.Helper()
+	in := newInstance(t)
+	prepare := exec.Command(binary, append(in.args(), "--log-level", "error")...)
+	prepare.Env, prepare.Stdin = cleanEnv(), strings.NewReader("")
+	if out, err := prepare.CombinedOutput(); err != nil {
+		t.Fatalf("first run: %v\n%s", err, out)
+	}
+	raw, _ := os.ReadFile(in.envFile)
+	if err := os.WriteFile(in.envFile, append([]byte("# mine\r\nOTHER=1\r\n"), raw...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// checkEnvFileIntact: the env file is 0600, parses, and kept its other lines.
+func checkEnvFileIntact(t *testing.T, in instance) map[string]string {
+	t.Helper()
+	fi, err := os.Stat(in.envFile)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("env file: %v %v", fi, err)
+	}
+	vars, err := auth.ReadEnvFile(in.envFile)
+	if err != nil || vars["OTHER"] != "1" {
+		t.Fatalf("env file no longer parses or lost a variable: %v", err)
+	}
+	b, _ := os.ReadFile(in.envFile)
+	if !strings.HasPrefix(string(b), "# mine\r\nOTHER=1\r\n") {
+		t.Errorf("the lines around the rotated variable changed: %q", b)
+	}
+	return vars
 }
 
 // connect starts keygate over stdio and returns an initialized client.
