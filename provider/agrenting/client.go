@@ -113,8 +113,8 @@ func (c *Client) Name() string { return Name }
 
 // Secrets returns every secret the client holds now: the configured key or
 // token, the session token once Authenticate ran, and keys issued to it by
-// rotation (register them again after Authenticate and RotateKey; OnRotate
-// hands over the new key too).
+// rotation (register them again after Authenticate and RotateKey; the
+// rotation engine's Swap hands over the new key too).
 func (c *Client) Secrets() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
