@@ -23,7 +23,21 @@ var (
 	ErrEnvSymlink = errors.New("env file is a symlink")
 )
 
-var envNamePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`) })
+// IsEnvName reports whether name can be a variable in an env file: a
+// letter or _, then letters, digits and _, at most 128 in all.
+func IsEnvName(name string) bool {
+	if name == "" || len(name) > 128 || ('0' <= name[0] && name[0] <= '9') {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ReadEnvFile parses an env file with godotenv. A missing file, or an empty
 // path, is an empty set of variables: the env file is optional.
@@ -91,7 +105,7 @@ var envWriteMu sync.Mutex
 // result is parsed back before it is written, so a file keygate could not
 // read again is never produced.
 func SetEnvVar(path, name, value string, opts EnvWriteOptions) error {
-	if !envNamePattern().MatchString(name) {
+	if !IsEnvName(name) {
 		return fmt.Errorf("%q is not a valid variable name", name)
 	}
 	if value == "" || strings.ContainsAny(value, "\r\n\x00") {

@@ -172,3 +172,27 @@ func FuzzSetEnvVar(f *testing.F) {
 		}
 	})
 }
+
+func TestIsEnvName(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"KEYGATE_TOKEN", true},
+		{"_x", true},
+		{"a1", true},
+		{strings.Repeat("A", 128), true},
+		{strings.Repeat("A", 129), false},
+		{"", false},
+		{"1A", false},
+		{"A-B", false},
+		{"A.B", false},
+		{"A B", false},
+		{"É", false},
+	}
+	for _, tc := range tests {
+		if got := IsEnvName(tc.name); got != tc.want {
+			t.Errorf("IsEnvName(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

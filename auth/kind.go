@@ -14,27 +14,38 @@ type Kind struct {
 	Prefix   string `json:"prefix"`   // the visible prefix kept when masking
 }
 
-type kindPattern struct {
-	kind    Kind
-	pattern *regexp.Regexp
+// knownKinds is ordered: longer prefixes first, so csk_test_ wins over
+// csk_. Each kind's full shape is in kindShapes, at the same index.
+var knownKinds = []Kind{
+	{"keygate_pat", "keygate personal access token", "local", "kg_pat_"},
+	{"cosmic_pat", "Cosmic personal access token", "cosmic", "cos_"},
+	{"cosmic_agent_key", "Cosmic agent key", "cosmic", "agk_"},
+	{"cockpit_api_key", "Cockpit custom API key", "cockpit", "API-"},
+	{"cockpit_user_key", "Cockpit user API key", "cockpit", "USR-"},
+	{"cencori_secret_test", "Cencori secret key (test)", "cencori", "csk_test_"},
+	{"cencori_secret", "Cencori secret key", "cencori", "csk_"},
+	{"cencori_publishable_test", "Cencori publishable key (test)", "cencori", "cpk_test_"},
+	{"cencori_publishable", "Cencori publishable key", "cencori", "cpk_"},
+	{"cencori_agent_key", "Cencori agent key", "cencori", "cake_"},
+	{"agrenting_user_token", "Agrenting user token", "agrenting", "ap_"},
 }
 
-// kinds is ordered: longer prefixes first, so csk_test_ wins over csk_.
-// It is compiled on first use: a dozen patterns with counted repeats cost
-// a noticeable share of a cold start that may never classify anything.
-var kinds = sync.OnceValue(func() []kindPattern {
-	return []kindPattern{
-		{Kind{"keygate_pat", "keygate personal access token", "local", "kg_pat_"}, TokenPattern},
-		{Kind{"cosmic_pat", "Cosmic personal access token", "cosmic", "cos_"}, regexp.MustCompile(`^cos_[A-Za-z0-9_-]{8,}$`)},
-		{Kind{"cosmic_agent_key", "Cosmic agent key", "cosmic", "agk_"}, regexp.MustCompile(`^agk_[A-Za-z0-9_-]{8,}$`)},
-		{Kind{"cockpit_api_key", "Cockpit custom API key", "cockpit", "API-"}, regexp.MustCompile(`^API-[0-9a-f]{40}$`)},
-		{Kind{"cockpit_user_key", "Cockpit user API key", "cockpit", "USR-"}, regexp.MustCompile(`^USR-[0-9a-f]{40}$`)},
-		{Kind{"cencori_secret_test", "Cencori secret key (test)", "cencori", "csk_test_"}, regexp.MustCompile(`^csk_test_[a-f0-9]{48}$`)},
-		{Kind{"cencori_secret", "Cencori secret key", "cencori", "csk_"}, regexp.MustCompile(`^csk_[a-f0-9]{48}$`)},
-		{Kind{"cencori_publishable_test", "Cencori publishable key (test)", "cencori", "cpk_test_"}, regexp.MustCompile(`^cpk_test_[a-f0-9]{48}$`)},
-		{Kind{"cencori_publishable", "Cencori publishable key", "cencori", "cpk_"}, regexp.MustCompile(`^cpk_[a-f0-9]{48}$`)},
-		{Kind{"cencori_agent_key", "Cencori agent key", "cencori", "cake_"}, regexp.MustCompile(`^cake_[a-f0-9]{48}$`)},
-		{Kind{"agrenting_user_token", "Agrenting user token", "agrenting", "ap_"}, regexp.MustCompile(`^ap_[A-Za-z0-9_-]{16,}$`)},
+// kindShapes are compiled on first use: a dozen patterns with counted
+// repeats cost a noticeable share of a cold start, and Mask, which every
+// start calls, needs only the prefixes.
+var kindShapes = sync.OnceValue(func() []*regexp.Regexp {
+	return []*regexp.Regexp{
+		TokenPattern(),
+		regexp.MustCompile(`^cos_[A-Za-z0-9_-]{8,}$`),
+		regexp.MustCompile(`^agk_[A-Za-z0-9_-]{8,}$`),
+		regexp.MustCompile(`^API-[0-9a-f]{40}$`),
+		regexp.MustCompile(`^USR-[0-9a-f]{40}$`),
+		regexp.MustCompile(`^csk_test_[a-f0-9]{48}$`),
+		regexp.MustCompile(`^csk_[a-f0-9]{48}$`),
+		regexp.MustCompile(`^cpk_test_[a-f0-9]{48}$`),
+		regexp.MustCompile(`^cpk_[a-f0-9]{48}$`),
+		regexp.MustCompile(`^cake_[a-f0-9]{48}$`),
+		regexp.MustCompile(`^ap_[A-Za-z0-9_-]{16,}$`),
 	}
 })
 
@@ -44,9 +55,9 @@ var UnknownKind = Kind{ID: "unknown", Label: "unrecognised credential"}
 // Classify names a credential from its prefix and shape. It never checks the
 // credential with anyone.
 func Classify(s string) Kind {
-	for _, k := range kinds() {
-		if k.pattern.MatchString(s) {
-			return k.kind
+	for i, re := range kindShapes() {
+		if re.MatchString(s) {
+			return knownKinds[i]
 		}
 	}
 	return UnknownKind
@@ -60,9 +71,9 @@ func Mask(s string) string {
 		return "****"
 	}
 	prefix := ""
-	for _, k := range kinds() {
-		if strings.HasPrefix(s, k.kind.Prefix) {
-			prefix = k.kind.Prefix
+	for _, k := range knownKinds {
+		if strings.HasPrefix(s, k.Prefix) {
+			prefix = k.Prefix
 			break
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"regexp"
+	"sync"
 )
 
 // Token layout (security.md 1.1): prefix, 12-char public id, "_", 32-char
@@ -24,8 +25,11 @@ const (
 )
 
 // TokenPattern is the published shape of a keygate token. A string matching it
-// may still fail the checksum.
-var TokenPattern = regexp.MustCompile(`^kg_pat_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}$`)
+// may still fail the checksum. It is compiled on first use, to keep it off
+// the start-up path.
+var TokenPattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^kg_pat_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}$`)
+})
 
 // ErrInvalidToken is the only error a caller ever sees for a bad token,
 // whatever the reason, so that failures cannot be told apart from outside.
@@ -61,7 +65,7 @@ func NewToken() (string, ParsedToken, error) {
 // store. Every failure is ErrInvalidToken; reason says why, for internal logs
 // only (it never contains the token).
 func ParseToken(tok string) (p ParsedToken, reason string, err error) {
-	if len(tok) != TokenLen || !TokenPattern.MatchString(tok) {
+	if len(tok) != TokenLen || !TokenPattern().MatchString(tok) {
 		return ParsedToken{}, "bad_shape", ErrInvalidToken
 	}
 	body, sum := tok[:TokenLen-checksumLen], tok[TokenLen-checksumLen:]
@@ -75,7 +79,7 @@ func ParseToken(tok string) (p ParsedToken, reason string, err error) {
 
 // LooksLikeToken reports whether s has the shape of a keygate token; it does
 // not check the checksum.
-func LooksLikeToken(s string) bool { return TokenPattern.MatchString(s) }
+func LooksLikeToken(s string) bool { return TokenPattern().MatchString(s) }
 
 func checksum(body string) string {
 	return encodeBase62Fixed(crc32.ChecksumIEEE([]byte(body)), checksumLen)

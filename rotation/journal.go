@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -53,7 +54,7 @@ type pending struct {
 // hasKey reports whether the new key reached the pending file.
 func (p *pending) hasKey() bool { return p != nil && p.Secret != "" }
 
-var rotationIDPattern = regexp.MustCompile(`^rot-[0-9a-f]{24}$`)
+var rotationIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^rot-[0-9a-f]{24}$`) })
 
 func newRotationID() (string, error) {
 	b := make([]byte, 12)
@@ -76,7 +77,7 @@ func (e *Engine) loadJournal() (*journal, error) {
 	switch {
 	case j.Version != journalVersion:
 		return nil, fmt.Errorf("rotation journal %s has version %d; this keygate reads only %d", e.journalPath(), j.Version, journalVersion)
-	case !rotationIDPattern.MatchString(j.RotationID) || j.Var != e.Var:
+	case !rotationIDPattern().MatchString(j.RotationID) || j.Var != e.Var:
 		return nil, fmt.Errorf("rotation journal %s is not a journal for %s; move it away and restart", e.journalPath(), e.Var)
 	}
 	return &j, nil

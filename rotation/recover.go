@@ -156,7 +156,7 @@ func (e *Engine) strayPending() (*journal, error) {
 	if err != nil || p == nil {
 		return nil, err
 	}
-	if !rotationIDPattern.MatchString(p.RotationID) {
+	if !rotationIDPattern().MatchString(p.RotationID) {
 		return nil, fmt.Errorf("pending file %s has no valid rotation id; move it away and restart", e.pendingPath())
 	}
 	return &journal{Version: journalVersion, RotationID: p.RotationID, Var: e.Var, EnvFile: e.EnvFile, NewKeyID: p.KeyID}, nil

@@ -19,10 +19,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keygate/keygate/auth"
@@ -133,8 +131,6 @@ type Result struct {
 	OldStopsAt time.Time
 }
 
-var varPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`) })
-
 // prepare checks the configuration and creates Dir.
 func (e *Engine) prepare() error {
 	switch {
@@ -144,7 +140,7 @@ func (e *Engine) prepare() error {
 		return errors.New("rotation engine: no directory for the journal")
 	case !filepath.IsAbs(e.EnvFile):
 		return errors.New("rotation engine: the env file path must be absolute")
-	case !varPattern().MatchString(e.Var):
+	case !auth.IsEnvName(e.Var):
 		return errors.New("rotation engine: invalid variable name")
 	}
 	return e.checkDir()

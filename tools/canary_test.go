@@ -608,7 +608,7 @@ func (g *generator) deliver() string {
 		// name): the name itself must be redacted wherever it is shown.
 		var fit []string
 		for _, c := range g.shapes {
-			if envVarPattern().MatchString(c) {
+			if auth.IsEnvName(c) {
 				fit = append(fit, c)
 			}
 		}

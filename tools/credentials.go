@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -18,7 +19,7 @@ const (
 	maxGrace      = 7 * 24 * time.Hour
 )
 
-var keyIDPattern = regexp.MustCompile(`^[0-9A-Za-z]{12}$`)
+var keyIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9A-Za-z]{12}$`) })
 
 func credentialArg() mcp.ToolOption {
 	return mcp.WithString("credential", mcp.Required(),
@@ -298,7 +299,7 @@ func resolveKeyID(call *Call, arg string) (string, *mcp.CallToolResult) {
 	if arg == "current" {
 		return call.Caller.KeyID, nil
 	}
-	if !keyIDPattern.MatchString(arg) {
+	if !keyIDPattern().MatchString(arg) {
 		return "", errorResult("credential", fmt.Sprintf("%q is not a key id", arg), "pass the 12-character id from credentials_list, or \"current\"")
 	}
 	return arg, nil

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/keygate/keygate/auth"
 )
@@ -42,8 +40,6 @@ func (d *Deps) defaultDelivery() (delivery, *Problem) {
 	return delivery{kind: "keysdir", target: d.KeysDir}, nil
 }
 
-var envVarPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`) })
-
 const deliverFix = `use "env:VAR" (written to the env file), "file:PATH" (a new file, mode 0600) or "reveal" (shown once in the result)`
 
 // deliverToKeysDir stands for the default delivery inside the rotate
@@ -65,7 +61,7 @@ func parseDeliver(s string) (delivery, *Problem) {
 		return delivery{kind: "reveal"}, nil
 	case strings.HasPrefix(s, "env:"):
 		name := strings.TrimPrefix(s, "env:")
-		if !envVarPattern().MatchString(name) {
+		if !auth.IsEnvName(name) {
 			return delivery{}, &Problem{Field: "deliver", Problem: fmt.Sprintf("%q is not a variable name", name), Fix: "use letters, digits and _, not starting with a digit"}
 		}
 		return delivery{kind: "env", target: name}, nil

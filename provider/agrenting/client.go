@@ -368,7 +368,7 @@ func requestID(resp *upstream.Response, env *envelope) string {
 	return resp.Header.Get("X-Request-Id")
 }
 
-var retryAfterText = regexp.MustCompile(`(?i)retry after (\d{1,6}) seconds?`)
+var retryAfterText = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)retry after (\d{1,6}) seconds?`) })
 
 // statusError maps an error answer. Kind is left nil where the meaning
 // depends on the endpoint (404, 422, 409, 423); callers refine those.
@@ -399,7 +399,7 @@ func (c *Client) statusError(resp *upstream.Response, env envelope) *provider.Up
 		ue.Kind = provider.ErrRateLimited
 		if d, ok := upstream.RetryAfter(resp.Header, c.now()); ok {
 			ue.RetryAfter = d
-		} else if m := retryAfterText.FindStringSubmatch(ue.Message); m != nil {
+		} else if m := retryAfterText().FindStringSubmatch(ue.Message); m != nil {
 			n, _ := strconv.Atoi(m[1])
 			ue.RetryAfter = time.Duration(n) * time.Second
 		}

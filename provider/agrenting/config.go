@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider/upstream"
@@ -47,9 +48,9 @@ const (
 )
 
 var (
-	idPattern       = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	pathPattern     = regexp.MustCompile(`^(/[A-Za-z0-9_.:-]+)+$`)
-	placeholderInfo = regexp.MustCompile(`:[A-Za-z_]+`)
+	idPattern       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`) })
+	pathPattern     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(/[A-Za-z0-9_.:-]+)+$`) })
+	placeholderInfo = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`:[A-Za-z_]+`) })
 	// kindAgentKey names an agent API key: its format is unknown, so
 	// auth.Classify cannot tell one.
 	kindAgentKey = auth.Kind{ID: "agrenting_agent_key", Label: "Agrenting agent API key", Provider: "agrenting"}
@@ -128,7 +129,7 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (Config, 
 		cfg.Token, cfg.TokenSource = auth.NewSecret(tok), tokSrc
 	}
 	if v, _ := val(EnvAgentID); v != "" {
-		if !idPattern.MatchString(v) {
+		if !idPattern().MatchString(v) {
 			return Config{}, true, fmt.Errorf("%s must be 1 to 64 letters, digits, _ or - (the agent's id)", EnvAgentID)
 		}
 		cfg.AgentID = v
@@ -168,10 +169,10 @@ func checkSecret(name, v string) error {
 // checkPath accepts an absolute path of plain segments whose placeholders
 // are :agent_id and :id.
 func checkPath(name, v string) error {
-	if !pathPattern.MatchString(v) || strings.Contains(v, "..") {
+	if !pathPattern().MatchString(v) || strings.Contains(v, "..") {
 		return fmt.Errorf("%s must be a path such as %s: segments of letters, digits, _ . - and the placeholders :agent_id and :id", name, DefaultRotatePath)
 	}
-	for _, ph := range placeholderInfo.FindAllString(v, -1) {
+	for _, ph := range placeholderInfo().FindAllString(v, -1) {
 		if ph != ":agent_id" && ph != ":id" {
 			return fmt.Errorf("%s has the unknown placeholder %s; use :agent_id and :id", name, ph)
 		}

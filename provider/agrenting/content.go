@@ -92,7 +92,7 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if q.Type == TypeArtifacts && taskID == "" {
 		return provider.Page{}, &provider.FieldError{Field: "filter", Problem: "artifacts belong to a task, and Agrenting lists them per task", Fix: artifactsFilterHelp}
 	}
-	if q.Type == TypeArtifacts && !idPattern.MatchString(taskID) {
+	if q.Type == TypeArtifacts && !idPattern().MatchString(taskID) {
 		return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q", taskID), Fix: "take a task id from content_list type tasks"}
 	}
 	for _, k := range q.Sort {
@@ -160,7 +160,7 @@ func (c *Client) Get(ctx context.Context, typ string, ref provider.Ref) (provide
 	if id == "" {
 		id = ref.Slug
 	}
-	if !idPattern.MatchString(id) {
+	if !idPattern().MatchString(id) {
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
 	}
 	if typ == TypeArtifacts {
@@ -344,7 +344,7 @@ func (c *Client) createArtifacts(ctx context.Context, n provider.NewObject, fiel
 	if taskID == "" {
 		return provider.Object{}, &provider.FieldError{Field: "fields.task_id", Problem: "is required: artifacts belong to a task", Fix: "pass the task's id from content_list type tasks"}
 	}
-	if !idPattern.MatchString(taskID) {
+	if !idPattern().MatchString(taskID) {
 		return provider.Object{}, &provider.FieldError{Field: "fields.task_id", Problem: "is not a task id", Fix: "pass the task's id from content_list type tasks"}
 	}
 	var list []artifactIn

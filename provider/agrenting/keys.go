@@ -156,7 +156,7 @@ func (c *Client) issued(res result) (provider.IssuedKey, error) {
 }
 
 func (c *Client) findCredential(ctx context.Context, id string) (credentialJSON, error) {
-	if !idPattern.MatchString(id) {
+	if !idPattern().MatchString(id) {
 		return credentialJSON{}, &provider.NotFoundError{What: "key", Name: id}
 	}
 	list, err := c.listCredentials(ctx)

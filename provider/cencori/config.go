@@ -59,8 +59,8 @@ const (
 // Older key formats Cencori's validateApiKey still accepts, which
 // auth.Classify does not know: they carry no type or environment.
 var (
-	legacyBase58  = regexp.MustCompile(`^cen_[1-9A-HJ-NP-Za-km-z]{32}$`)
-	legacyGeneric = regexp.MustCompile(`^cencori_[A-Za-z0-9._-]{16,}$`)
+	legacyBase58  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^cen_[1-9A-HJ-NP-Za-km-z]{32}$`) })
+	legacyGeneric = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^cencori_[A-Za-z0-9._-]{16,}$`) })
 	kindLegacy    = auth.Kind{ID: "cencori_legacy_key", Label: "Cencori legacy key", Provider: "cencori", Prefix: "cen_"}
 	kindGeneric   = auth.Kind{ID: "cencori_key", Label: "Cencori key", Provider: "cencori", Prefix: "cencori_"}
 )
@@ -159,9 +159,9 @@ func classifyKey(key string) (auth.Kind, error) {
 	switch {
 	case kind.Provider == "cencori":
 		return kind, nil
-	case legacyBase58.MatchString(key):
+	case legacyBase58().MatchString(key):
 		return kindLegacy, nil
-	case legacyGeneric.MatchString(key):
+	case legacyGeneric().MatchString(key):
 		return kindGeneric, nil
 	case kind != auth.UnknownKind:
 		return auth.Kind{}, fmt.Errorf("%s holds a %s, not a Cencori key; put it in that provider's variable and use a Cencori key (csk_...) here", EnvAPIKey, kind.Label)

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider/upstream"
@@ -31,7 +32,7 @@ type Config struct {
 
 // jwtShape is a token Cockpit treats as an anonymous JWT (providers.md
 // 2.2): it would be denied everything.
-var jwtShape = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$`)
+var jwtShape = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$`) })
 
 // LoadConfig reads the COCKPIT_* variables through get. configured is
 // false when COCKPIT_API_KEY is not set. Errors name the variable and the
@@ -88,7 +89,7 @@ func checkKey(v string) error {
 	if kind.Provider != "" && kind.Provider != "cockpit" {
 		return fmt.Errorf("%s holds a %s, not a Cockpit API key (API-... or USR-...)", EnvAPIKey, kind.Label)
 	}
-	if jwtShape.MatchString(v) {
+	if jwtShape().MatchString(v) {
 		return fmt.Errorf("%s looks like a JWT: Cockpit treats those as anonymous; use a custom key (API-...) or a user key (USR-...)", EnvAPIKey)
 	}
 	if !strings.HasPrefix(v, "API-") && !strings.HasPrefix(v, "USR-") {
