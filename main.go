@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -190,34 +191,33 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return fmt.Errorf("building MCP server: %w", err)
 	}
 
-	if cfg.Transport == "stdio" && !cfg.Token.Secret.IsZero() {
-		// Say at once when keygate's own credential is about to lapse or
-		// already has; the tools repeat it to the client. Off the start-up
-		// path: the client's initialize need not wait for it.
-		go func(tok auth.Credential) {
-			switch p, err := verifier.Verify(ctx, tok.Secret.Reveal()); {
-			case err != nil:
-				logger.Warn("KEYGATE_TOKEN is not valid (revoked, expired or mistyped); tools that need a scope are hidden until it is replaced", "source", tok.Source)
-			case time.Until(p.ExpiresAt) < cfg.ExpiryWarning:
-				logger.Warn("KEYGATE_TOKEN expires soon; rotate it with credentials_rotate", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC())
-			}
-		}(cfg.Token)
-	}
 	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, cfg.EnvFile, rotationDir(cfg), redactor, logger, &remotes)}
 	if cfg.Transport == "stdio" {
 		reloads = append(reloads, tokenReload(deps, mcpServer, redactor, logger))
 	}
-	go (&reloader{envFile: cfg.EnvFile, logger: logger, apply: combineReloads(reloads...)}).run(ctx)
+	// Background work: watching the env file, and saying at once when
+	// keygate's own credential is about to lapse or already has (the tools
+	// repeat it to the client).
+	background := func() {
+		go (&reloader{envFile: cfg.EnvFile, logger: logger, apply: combineReloads(reloads...)}).run(ctx)
+		if cfg.Transport == "stdio" && !cfg.Token.Secret.IsZero() {
+			go checkOwnToken(ctx, verifier, cfg.Token, cfg.ExpiryWarning, logger)
+		}
+	}
 
 	if cfg.Transport == "stdio" {
 		logger.Info("serving MCP over stdio", "store", cfg.Store, "tools", len(served), "providers", deps.Providers.Names())
-		err := transport.ServeStdio(ctx, mcpServer, stdin, stdout, logger)
+		// It starts once the first answer (to initialize) is written, so it
+		// does not compete with the start-up a client waits on.
+		out := &afterFirstWrite{Writer: stdout, fn: background}
+		err := transport.ServeStdio(ctx, mcpServer, stdin, out, logger)
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("stdio: %w", err)
 		}
 		return nil
 	}
 
+	background()
 	if !transport.IsLoopback(cfg.Addr) {
 		logger.Warn("listening beyond loopback: every request still needs a keygate bearer token", "addr", cfg.Addr)
 	}
@@ -242,6 +242,30 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		logger.Info("serving MCP over streamable HTTP", "url", transport.MCPURL(addr), "store", cfg.Store,
 			"auth", "Authorization: Bearer <KEYGATE_TOKEN from "+cfg.EnvFile+">")
 	})
+}
+
+// checkOwnToken logs when keygate's own token is invalid or expires within
+// warn.
+func checkOwnToken(ctx context.Context, v *tools.CachingVerifier, tok auth.Credential, warn time.Duration, logger *slog.Logger) {
+	switch p, err := v.Verify(ctx, tok.Secret.Reveal()); {
+	case err != nil:
+		logger.Warn("KEYGATE_TOKEN is not valid (revoked, expired or mistyped); tools that need a scope are hidden until it is replaced", "source", tok.Source)
+	case time.Until(p.ExpiresAt) < warn:
+		logger.Warn("KEYGATE_TOKEN expires soon; rotate it with credentials_rotate", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC())
+	}
+}
+
+// afterFirstWrite calls fn once, right after the first write to Writer.
+type afterFirstWrite struct {
+	io.Writer
+	once sync.Once
+	fn   func()
+}
+
+func (w *afterFirstWrite) Write(p []byte) (int, error) {
+	n, err := w.Writer.Write(p)
+	w.once.Do(w.fn)
+	return n, err
 }
 
 // crashHook is set only in binaries built with -tags crashtest.
