@@ -256,3 +256,41 @@ func checkKeys(t *testing.T, in instance, before, now string) {
 		t.Error("the rotation finished but the old key still works")
 	}
 }
+
+// TestSIGTERMDuringRotation is security.md row 43 for the env file swap:
+// SIGTERM at each step of a rotation of keygate's own token. keygate stops
+// taking work, lets the rotation finish or roll back, and exits 0; the
+// next start finds nothing to settle, the env file is intact and holds the
+// one working key.
+func TestSIGTERMDuringRotation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops keygate at every rotation step")
+	}
+	crashBinary := buildCrashBinary(t)
+	for _, step := range rotation.Steps(rotation.LocalBackend{}) {
+		t.Run(string(step), func(t *testing.T) {
+			in := prepareCrashInstance(t)
+			before := in.token(t)
+			c, stderr := connect(t, crashBinary, in, "KEYGATE_CRASH_AT="+string(step), "KEYGATE_CRASH_SIGNAL=TERM")
+			var req mcp.CallToolRequest
+			req.Params.Name, req.Params.Arguments = "credentials_rotate", map[string]any{"credential": "current", "confirm": true}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			_, _ = c.CallTool(ctx, req)
+			cancel()
+			if err := c.Close(); err != nil {
+				t.Fatalf("keygate did not exit cleanly after SIGTERM at %s: %v\n%s", step, err, stderr.String())
+			}
+			c2, stderr2 := connect(t, binary, in)
+			defer c2.Close()
+			if who := structured(t, callTool(t, c2, "auth_whoami", nil)); who["authenticated"] != true {
+				t.Fatalf("after SIGTERM at %s keygate has no working credential: %v\n%s", step, who, stderr2.String())
+			}
+			if strings.Contains(stderr2.String(), "settled an unfinished rotation") {
+				t.Errorf("SIGTERM at %s left the rotation for the next start to settle:\n%s", step, stderr.String())
+			}
+			vars := checkEnvFileIntact(t, in)
+			c2.Close()
+			checkKeys(t, in, before, vars["KEYGATE_TOKEN"])
+		})
+	}
+}

@@ -10,18 +10,22 @@ import (
 )
 
 // In a binary built with -tags crashtest, KEYGATE_CRASH_AT=STEP makes
-// keygate SIGKILL itself when a rotation of its own token reaches STEP: the
-// crash tests kill the real binary at every step. Release builds have no
-// such hook.
+// keygate signal itself when a rotation reaches STEP: SIGKILL, or SIGTERM
+// with KEYGATE_CRASH_SIGNAL=TERM. The crash tests stop the real binary at
+// every step. Release builds have no such hook.
 func init() {
 	step := os.Getenv("KEYGATE_CRASH_AT")
 	if step == "" {
 		return
 	}
+	sig := syscall.SIGKILL
+	if os.Getenv("KEYGATE_CRASH_SIGNAL") == "TERM" {
+		sig = syscall.SIGTERM
+	}
 	crashHook = func(e *rotation.Engine) {
 		e.OnStep = func(s rotation.Step) {
 			if string(s) == step {
-				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				_ = syscall.Kill(os.Getpid(), sig)
 			}
 		}
 	}

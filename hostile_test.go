@@ -1414,3 +1414,86 @@ func TestHostile_Row46_LockedStoreFailsClosed(t *testing.T) {
 	}
 	s.ok(t, "", sid, "content_create", map[string]any{"type": "posts", "title": "after the lock", "fields": map[string]any{}})
 }
+
+// TestHostile_Row43_SIGTERMDuringContentWrites: SIGTERM while a burst of
+// large writes is in flight over stdio. keygate stops taking work, lets
+// the calls it started finish (or roll back), and exits 0. Afterwards the
+// store passes SQLite's integrity check, every write that was answered as
+// done is there in full, no object is there in part, and every line of the
+// audit journal parses. TestSIGTERMDuringRotation covers the env file swap.
+func TestHostile_Row43_SIGTERMDuringContentWrites(t *testing.T) {
+	in := hPrepared(t)
+	p := startStdio(t, in, nil)
+	p.initialize(t)
+	const n, size = 24, 256 << 10
+	body := strings.Repeat("b", size)
+	for i := range n {
+		b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call", "params": map[string]any{"name": "content_create",
+			"arguments": map[string]any{"type": "posts", "title": fmt.Sprintf("burst %d", i), "slug": fmt.Sprintf("burst-%d", i), "fields": map[string]any{"body": body}}}})
+		p.send(t, string(b))
+	}
+	// Signal once the first answer is out, with the rest still running.
+	first, _ := p.until(t, "100")
+	if first["error"] != nil {
+		t.Fatalf("first write: %v", first["error"])
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := map[string]bool{"burst-0": true}
+	for l := range p.lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["jsonrpc"] != "2.0" {
+			t.Fatalf("stdout line is not a JSON-RPC frame: %.200q", l)
+		}
+		id, _ := m["id"].(float64)
+		if isErr, _ := hGet(m, "result", "isError").(bool); id >= 100 && m["result"] != nil && !isErr {
+			done[fmt.Sprintf("burst-%d", int(id)-100)] = true
+		}
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("keygate did not exit 0 after SIGTERM: %v\n%s", err, p.stderr.String())
+	}
+
+	db, err := sql.Open("sqlite", "file:"+in.store+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var check string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Fatalf("integrity_check = %q, %v", check, err)
+	}
+	rows, err := db.Query(`SELECT slug, length(json_extract(fields, '$.body')) FROM objects WHERE slug LIKE 'burst-%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]bool{}
+	for rows.Next() {
+		var slug string
+		var length int
+		if err := rows.Scan(&slug, &length); err != nil {
+			t.Fatal(err)
+		}
+		if length != size {
+			t.Errorf("%s holds %d bytes of %d: a partial write", slug, length, size)
+		}
+		stored[slug] = true
+	}
+	for slug := range done {
+		if !stored[slug] {
+			t.Errorf("%s was answered as created but is not stored", slug)
+		}
+	}
+	t.Logf("%d of %d writes answered before the exit, %d stored", len(done), n, len(stored))
+
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(in.store), "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("audit journal line %d is not JSON: %.200q", i+1, line)
+		}
+	}
+}

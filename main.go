@@ -50,8 +50,22 @@ func keygateVersion() string {
 // bootstrapLifetime is how long the admin token minted on first run lives.
 const bootstrapLifetime = 365 * 24 * time.Hour
 
+// shutdownGrace is how long work in flight may take to finish or roll back
+// after SIGTERM or Ctrl-C (security.md row 43). HTTP's own drain is 10 s.
+const shutdownGrace = 15 * time.Second
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The signal gives the calls in flight a deadline. Later signals
+		// are absorbed until then: a client that closes stdin and then
+		// sends SIGTERM must not cut a rotation short.
+		<-ctx.Done()
+		time.AfterFunc(shutdownGrace, func() {
+			fmt.Fprintf(os.Stderr, "keygate: work still in flight %s after the signal; exiting\n", shutdownGrace)
+			os.Exit(1)
+		})
+	}()
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
