@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/keygate/keygate/auth"
@@ -279,50 +278,50 @@ func credID(t *testing.T, r *rotRig, key string) string {
 	return ""
 }
 
-// An env file that cannot be rewritten is caught before Agrenting is asked
-// for anything, so the old key is never revoked.
-func TestRotateOwnKeyEnvFileUnwritable(t *testing.T) {
+// A rotation that could not be kept on disk is refused before Agrenting is
+// asked for anything, so the old key is never revoked. (The engine's own
+// tests inject ENOSPC and EROFS; a file size limit cannot be used here, as
+// it would fail the test binary's own writes too.)
+func TestRotateOwnKeyRefusedWhenItCannotBeKept(t *testing.T) {
 	tests := []struct {
-		name   string
-		target error
-		spoil  func(t *testing.T, r *rotRig)
+		name  string
+		spoil func(t *testing.T, r *rotRig)
+		want  string
 	}{
-		{"read-only directory", rotation.ErrNotWritable, func(t *testing.T, r *rotRig) {
+		{"read-only env file directory", func(t *testing.T, r *rotRig) {
 			if os.Geteuid() == 0 {
-				t.Skip("root writes to read-only directories; the next case covers it")
+				t.Skip("root writes to read-only directories")
 			}
 			if err := os.Chmod(r.dir, 0o500); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = os.Chmod(r.dir, 0o700) })
-		}},
-		// A file size limit fails writes as a full disk does, even for
-		// root (Go ignores SIGXFSZ, so the write returns EFBIG).
-		{"full disk", syscall.EFBIG, func(t *testing.T, r *rotRig) {
-			var old syscall.Rlimit
-			if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-				t.Skip(err)
+		}, "cannot write a new env file"},
+		{"no rotation directory", func(t *testing.T, r *rotRig) {
+			// Its parent is a file: even root cannot create it.
+			blocker := filepath.Join(r.dir, "blocker")
+			if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+				t.Fatal(err)
 			}
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 512, Max: old.Max}); err != nil {
-				t.Skip(err)
-			}
-			t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old) })
-		}},
+			r.eng.Dir = filepath.Join(blocker, "rotation")
+		}, "creating rotation directory"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRotRig(t)
 			tc.spoil(t, r)
 			_, err := r.f.c.RotateKey(t.Context(), "cred_demo")
-			var pe *rotation.PreflightError
-			if !errors.As(err, &pe) || !errors.Is(err, tc.target) {
-				t.Fatalf("error = %v, want a preflight refusal", err)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want a refusal saying %q", err, tc.want)
 			}
 			if err := r.works(agrentingtest.DemoAgentKey); err != nil {
 				t.Errorf("the old key no longer works: %v", err)
 			}
 			if n := r.f.fake.Requests("/api/v1/auth/authenticate"); n != 0 {
 				t.Errorf("%d sessions opened for a refused rotation", n)
+			}
+			if len(r.f.fake.Credentials(agrentingtest.DemoAgentID)) != 1 {
+				t.Error("a key was made for a refused rotation")
 			}
 		})
 	}
