@@ -405,3 +405,50 @@ func TestConcurrentWrites(t *testing.T) {
 		t.Errorf("%d objects, want %d", page.Total, 1+workers*rounds)
 	}
 }
+
+// Get reads through a prepared statement on the read pool; it must still
+// see every write at once, by id and by slug, and tell a missing type from
+// a missing object.
+func TestGetFollowsWrites(t *testing.T) {
+	s, _ := newPostsStore(t)
+	ctx := t.Context()
+	obj := mustCreate(t, s, provider.NewObject{Title: "First", Slug: "first"})
+	steps := []struct {
+		name   string
+		change func() error
+		title  string // "" when the object must be gone
+	}{
+		{"created", func() error { return nil }, "First"},
+		{"updated", func() error {
+			_, err := s.Update(ctx, provider.Patch{Type: "posts", ID: obj.ID, Title: ptr("Second")})
+			return err
+		}, "Second"},
+		{"updated again", func() error {
+			_, err := s.Update(ctx, provider.Patch{Type: "posts", ID: obj.ID, Title: ptr("Third")})
+			return err
+		}, "Third"},
+		{"deleted", func() error { _, err := s.Delete(ctx, "posts", obj.ID); return err }, ""},
+	}
+	for _, st := range steps {
+		if err := st.change(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		for _, ref := range []provider.Ref{{ID: obj.ID}, {Slug: "first"}} {
+			got, err := s.Get(ctx, "posts", ref)
+			if st.title == "" {
+				wantNotFound(t, err, "object", ref.ID+ref.Slug)
+				continue
+			}
+			if err != nil || got.Title != st.title || got.ID != obj.ID {
+				t.Errorf("%s: Get(%+v) = %q, %v; want %q", st.name, ref, got.Title, err, st.title)
+			}
+		}
+	}
+	_, err := s.Get(ctx, "nope", provider.Ref{Slug: "first"})
+	wantNotFound(t, err, "content type", "nope")
+	if err := s.CreateType(ctx, contentType("empty")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Get(ctx, "empty", provider.Ref{ID: obj.ID})
+	wantNotFound(t, err, "object", obj.ID)
+}

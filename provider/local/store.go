@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -37,6 +39,10 @@ type Store struct {
 	ro      *sql.DB
 	now     func() time.Time
 	created bool
+
+	// Get's statements on the read pool, prepared once rather than parsed
+	// on every call.
+	getByID, getBySlug lazyStmt
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
@@ -64,7 +70,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 
-	s := &Store{now: opts.Now}
+	s := &Store{now: opts.Now,
+		getByID: lazyStmt{query: getObjectSQL("o.id = ?")}, getBySlug: lazyStmt{query: getObjectSQL("o.slug = ?")}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -132,12 +139,46 @@ func (s *Store) Created() bool { return s.created }
 // Close closes the store.
 func (s *Store) Close() error {
 	var errs []error
+	errs = append(errs, s.getByID.close(), s.getBySlug.close())
 	if s.ro != nil {
 		errs = append(errs, s.ro.Close())
 	}
 	errs = append(errs, s.rw.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("closing store: %w", err)
+	}
+	return nil
+}
+
+// lazyStmt is a statement prepared on first use: preparing at Open would
+// connect the read pool, which a cold start should not pay for. A failed
+// prepare is not kept, so the next call tries again.
+type lazyStmt struct {
+	query string
+	mu    sync.Mutex
+	stmt  atomic.Pointer[sql.Stmt]
+}
+
+func (l *lazyStmt) get(ctx context.Context, db *sql.DB) (*sql.Stmt, error) {
+	if st := l.stmt.Load(); st != nil {
+		return st, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.stmt.Load(); st != nil {
+		return st, nil
+	}
+	st, err := db.PrepareContext(ctx, l.query)
+	if err != nil {
+		return nil, err
+	}
+	l.stmt.Store(st)
+	return st, nil
+}
+
+func (l *lazyStmt) close() error {
+	if st := l.stmt.Swap(nil); st != nil {
+		return st.Close()
 	}
 	return nil
 }
