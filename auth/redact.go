@@ -33,16 +33,30 @@ var keyShapes = sync.OnceValue(func() *regexp.Regexp {
 
 // keyPrefixes are the literal starts of every alternative in keyShapes. A
 // text that contains none of them cannot match, and the regexp, which has
-// no literal prefix to skip ahead to, need not scan it.
+// no literal prefix to skip ahead to, need not scan it. Each ends in '_' or
+// '-', which mayHoldKey relies on.
 var keyPrefixes = []string{"kg_", "cos_", "agk_", "API-", "USR-", "csk_", "cpk_", "cake_", "cencori_", "cen_", "ap_"}
 
+// mayHoldKey reports whether s contains one of keyPrefixes. Rather than
+// search for each prefix in turn, it visits the '_' and '-' in s, which
+// ordinary text has few of, and checks which prefix, if any, ends there.
 func mayHoldKey(s string) bool {
-	for _, p := range keyPrefixes {
-		if strings.Contains(s, p) {
-			return true
+	return prefixEndsAt(s, '_') || prefixEndsAt(s, '-')
+}
+
+func prefixEndsAt(s string, sep byte) bool {
+	for i := 0; ; {
+		j := strings.IndexByte(s[i:], sep)
+		if j < 0 {
+			return false
+		}
+		i += j + 1
+		for _, p := range keyPrefixes {
+			if p[len(p)-1] == sep && strings.HasSuffix(s[:i], p) {
+				return true
+			}
 		}
 	}
-	return false
 }
 
 // sensitiveAttr names log attributes whose value is dropped whole, whatever
@@ -62,6 +76,7 @@ type Redactor struct {
 	mu       sync.RWMutex
 	exact    map[string]string // encoded or plain value -> replacement
 	replacer *strings.Replacer // rebuilt when exact changes
+	filter   *exactFilter      // rebuilt when exact changes
 }
 
 // NewRedactor returns a Redactor that knows only the credential shapes.
@@ -101,6 +116,7 @@ func (r *Redactor) Add(secret string) {
 	}
 	if changed {
 		r.replacer = r.buildReplacer()
+		r.filter = newExactFilter(r.exact)
 	}
 }
 
@@ -129,6 +145,72 @@ func (r *Redactor) buildReplacer() *strings.Replacer {
 	return strings.NewReplacer(pairs...)
 }
 
+// exactFilter tells, in one pass over a text, whether any of the exact
+// values can occur in it, so that the replacer, which costs far more per
+// byte, runs only on texts that hold one (almost none do). It indexes the
+// first filterWindow bytes of every value: a text in which no such window
+// occurs holds no value.
+type exactFilter struct {
+	bits   [filterBits / 64]uint64 // a hash of each window, for a quick no
+	starts map[uint64][]string     // window -> the values that start with it
+}
+
+// filterWindow is the length of the indexed start of each value; no value
+// is shorter (minSecretLen, and encodings only lengthen).
+const filterWindow = 8
+
+// The hash table has 1<<filterLog bits, 2 KB: few false hits even for
+// hundreds of values, and it stays in the L1 cache.
+const (
+	filterLog  = 14
+	filterBits = 1 << filterLog
+)
+
+func newExactFilter(values map[string]string) *exactFilter {
+	f := &exactFilter{starts: map[uint64][]string{}}
+	for v := range values {
+		if len(v) < filterWindow {
+			return nil // cannot happen (Add refuses short values); a nil filter passes everything
+		}
+		w := window(v[:filterWindow])
+		f.starts[w] = append(f.starts[w], v)
+		h := windowHash(w)
+		f.bits[h/64] |= 1 << (h % 64)
+	}
+	return f
+}
+
+// mayHold reports whether one of the values occurs in s. A nil filter
+// always says yes.
+func (f *exactFilter) mayHold(s string) bool {
+	if f == nil {
+		return true
+	}
+	for i := 0; i+filterWindow <= len(s); i++ {
+		w := window(s[i : i+filterWindow])
+		if h := windowHash(w); f.bits[h/64]&(1<<(h%64)) == 0 {
+			continue
+		}
+		for _, v := range f.starts[w] {
+			if strings.HasPrefix(s[i:], v) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// window reads the filterWindow bytes of s as one number.
+func window(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func windowHash(w uint64) uint64 {
+	return (w * 0x9E3779B97F4A7C15) >> (64 - filterLog) // Fibonacci hashing: the top bits mix all eight bytes
+}
+
 // placeholder is what a secret becomes: its kind's prefix and last four
 // characters, the same masking keygate uses everywhere it shows a key.
 func placeholder(secret string) string {
@@ -140,9 +222,9 @@ func placeholder(secret string) string {
 // s, so redacting JSON text keeps it valid JSON.
 func (r *Redactor) Redact(s string) string {
 	r.mu.RLock()
-	rep := r.replacer
+	rep, filter := r.replacer, r.filter
 	r.mu.RUnlock()
-	if rep != nil {
+	if rep != nil && filter.mayHold(s) {
 		s = rep.Replace(s)
 	}
 	if !mayHoldKey(s) {

@@ -146,3 +146,102 @@ func TestKeyPrefixesCoverKeyShapes(t *testing.T) {
 		}
 	}
 }
+
+// mayHoldKey answers as searching for every prefix would.
+func TestMayHoldKey(t *testing.T) {
+	contains := func(s string) bool {
+		for _, p := range keyPrefixes {
+			if strings.Contains(s, p) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range []string{"", "_", "-", "kg", "kg_", "xkg_", "a kg_ b", "sitemap_", "API-", "API_", "api-", "USR-x", "cencori_", "cen-",
+		"created_at 2026-11-22 modified_at", "csk_test", "cpk-", "ap_", "map-ap_", "cake_", "cak_e_", strings.Repeat("-_", 100) + "agk_"} {
+		if got, want := mayHoldKey(s), contains(s); got != want {
+			t.Errorf("mayHoldKey(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func FuzzMayHoldKey(f *testing.F) {
+	for _, s := range []string{"kg_", "x_y-z", "cencori_", "API-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := false
+		for _, p := range keyPrefixes {
+			want = want || strings.Contains(s, p)
+		}
+		if got := mayHoldKey(s); got != want {
+			t.Fatalf("mayHoldKey(%q) = %v, want %v", s, got, want)
+		}
+	})
+}
+
+// The exact-value filter never says no to a text that holds a value.
+func TestExactFilter(t *testing.T) {
+	values := map[string]string{"secretvalue1": "", "secretvalue2xyz": "", "zzzzzzzz": "", "YWJjZGVmZ2hp": ""}
+	f := newExactFilter(values)
+	tests := []struct {
+		text string
+		want bool
+	}{
+		{"", false},
+		{"short", false},
+		{"secretvalue1", true},
+		{"at the end: secretvalue1", true},
+		{"secretvalue1 at the start", true},
+		{"secretvalue2xy", false}, // a prefix of a value is not the value
+		{"secretvalue2xyz!", true},
+		{"zzzzzzz", false},
+		{"zzzzzzzzz", true},
+		{"YWJjZGVmZ2h", false},
+		{"xYWJjZGVmZ2hpx", true},
+		{"an ordinary text with no secret in it at all, only words", false},
+	}
+	for _, tc := range tests {
+		if got := f.mayHold(tc.text); got != tc.want {
+			t.Errorf("mayHold(%q) = %v, want %v", tc.text, got, tc.want)
+		}
+	}
+	var none *exactFilter
+	if !none.mayHold("anything") {
+		t.Error("a nil filter must pass everything")
+	}
+}
+
+// Redact gives the same text with the filter as without it.
+func TestRedactFilterChangesNothing(t *testing.T) {
+	r := NewRedactor()
+	var secrets []string
+	for range 5 {
+		tok, _, err := NewToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Add(tok)
+		secrets = append(secrets, tok)
+	}
+	r.Add(`we"ird\secret<value>`)
+	secrets = append(secrets, `we"ird\secret<value>`)
+	unfiltered := NewRedactor()
+	for _, s := range secrets {
+		unfiltered.Add(s)
+	}
+	unfiltered.filter = nil
+	var texts []string
+	for _, s := range secrets {
+		for _, form := range []string{s, base64.StdEncoding.EncodeToString([]byte(s)), hex.EncodeToString([]byte(s)),
+			strings.ToUpper(hex.EncodeToString([]byte(s))), url.QueryEscape(s), strings.Trim(mustMarshal(s), `"`)} {
+			texts = append(texts, form, "x "+form+" y", form[:len(form)-1], form[1:], "a"+form[:9]+"b")
+		}
+	}
+	texts = append(texts, "", "plain text", mustMarshal(map[string]any{"a": secrets[0], "b": []string{secrets[5]}}))
+	for _, s := range texts {
+		if got, want := r.Redact(s), unfiltered.Redact(s); got != want {
+			t.Errorf("Redact(%q) = %q, without the filter %q", s, got, want)
+		}
+	}
+}
