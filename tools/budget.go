@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -72,12 +73,31 @@ func (c Cut) String() string {
 }
 
 func encodedLen(v any) int {
-	b, err := json.Marshal(v)
+	// Only the length is wanted: encode into a reused buffer. content_list
+	// measures every object it returns, and fit many candidate cuts.
+	bp := lenBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledBuf {
+			lenBufs.Put(bp)
+		}
+	}()
+	b, ok := appendValue((*bp)[:0], v)
+	*bp = b[:0]
+	if ok {
+		return len(b)
+	}
+	enc, err := json.Marshal(v)
 	if err != nil {
 		return 0
 	}
-	return len(b)
+	return len(enc)
 }
+
+// lenBufs holds encodedLen's buffers; one larger than maxPooledBuf is let go
+// rather than kept for a rare large object.
+var lenBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledBuf = 64 << 10
 
 // fit shrinks a decoded JSON value until it encodes within budget bytes. It
 // caps every string at c bytes (cut on a UTF-8 boundary) and every array at

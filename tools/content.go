@@ -206,7 +206,7 @@ func writeResult(pr Provider, verb string, obj provider.Object) (*mcp.CallToolRe
 	if len(res.Cuts) > 0 {
 		out["truncated"] = res.Cuts
 	}
-	return okResult(out, verb+" "+renderGet(res)), nil
+	return okResult(out, verb+" "+renderGet(res, nil)), nil
 }
 
 // objectFields reads the fields argument as a JSON object.

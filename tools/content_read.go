@@ -151,8 +151,10 @@ func oneLine(v any) string {
 		b, _ := json.Marshal(v)
 		return string(b)
 	}
-	return strings.NewReplacer("\r\n", " ⏎ ", "\n", " ⏎ ", "\r", " ⏎ ").Replace(s)
+	return lineBreaks.Replace(s)
 }
+
+var lineBreaks = strings.NewReplacer("\r\n", " ⏎ ", "\n", " ⏎ ", "\r", " ⏎ ")
 
 func renderList(r ListResult, paths []string) string {
 	var b strings.Builder
@@ -247,19 +249,38 @@ func (d *Deps) contentGet(ctx context.Context, call *Call) (*mcp.CallToolResult,
 		return nil, err
 	}
 	res := GetResult{Provider: pr.Name, Object: m, Content: untrustedNotice}
-	if encodedLen(m) > budget-envelopeBytes {
-		var ok bool
-		if res, ok = fitGet(res, budget, func(c Cut) string {
-			if len(paths) > 0 {
-				return "" // a projection is not the stored shape: re-read with fields
-			}
-			return encodeMore(more{ID: obj.ID, Type: typ, Path: c.Path, Offset: c.Shown, Kind: c.Kind, Version: obj.Version})
-		}); !ok {
-			return errorResult("max_bytes", fmt.Sprintf("object %s does not fit in %d bytes even with every value shortened (it has too many fields)", obj.ID, budget),
-				"raise max_bytes, or pick parts with fields, e.g. [\"title\", \"fields.body\"]"), nil
-		}
+	objJSON, err := marshalValue(m)
+	if err != nil {
+		return nil, fmt.Errorf("encoding object %s: %w", obj.ID, err)
 	}
-	return shapedResult(call, res, func() string { return renderGet(res) }), nil
+	if len(objJSON) <= budget-envelopeBytes {
+		// The common case: the object fits as it is. Its JSON, needed to
+		// measure it, becomes the structured content as it stands, so the
+		// object is encoded once rather than three times.
+		return shapedResult(call, res.encode(objJSON), func() string { return renderGet(res, objJSON) }), nil
+	}
+	res, ok := fitGet(res, budget, func(c Cut) string {
+		if len(paths) > 0 {
+			return "" // a projection is not the stored shape: re-read with fields
+		}
+		return encodeMore(more{ID: obj.ID, Type: typ, Path: c.Path, Offset: c.Shown, Kind: c.Kind, Version: obj.Version})
+	})
+	if !ok {
+		return errorResult("max_bytes", fmt.Sprintf("object %s does not fit in %d bytes even with every value shortened (it has too many fields)", obj.ID, budget),
+			"raise max_bytes, or pick parts with fields, e.g. [\"title\", \"fields.body\"]"), nil
+	}
+	return shapedResult(call, res, func() string { return renderGet(res, nil) }), nil
+}
+
+// encode is json.Marshal(r) for a result without cuts whose object is
+// already encoded as obj.
+func (r GetResult) encode(obj []byte) json.RawMessage {
+	provider, _ := json.Marshal(r.Provider)
+	trust, _ := json.Marshal(r.Content)
+	b := make([]byte, 0, len(obj)+len(provider)+len(trust)+40)
+	b = append(append(append(b, `{"provider":`...), provider...), `,"object":`...)
+	b = append(append(append(b, obj...), `,"content_trust":`...), trust...)
+	return append(b, '}')
 }
 
 // fitGet shrinks res.Object until the whole result, truncation notes
@@ -277,7 +298,7 @@ func fitGet(res GetResult, budget int, cursorFor func(Cut) string) (GetResult, b
 			cuts[i].Cursor = cursorFor(cuts[i])
 		}
 		res.Object, res.Cuts = fitted.(map[string]any), cuts
-		size := max(encodedLen(res), len(renderGet(res)))
+		size := max(encodedLen(res), len(renderGet(res, nil)))
 		if size <= budget {
 			return res, true
 		}
@@ -289,8 +310,12 @@ func fitGet(res GetResult, budget int, cursorFor func(Cut) string) (GetResult, b
 	return res, false
 }
 
-func renderGet(r GetResult) string {
+// renderGet is content_get's text content. objJSON, when given, is
+// r.Object already encoded; the part of it after the header line is read
+// from it rather than encoded again.
+func renderGet(r GetResult, objJSON []byte) string {
 	var b strings.Builder
+	b.Grow(len(objJSON) + 256)
 	o := r.Object
 	fmt.Fprintf(&b, "%v %v %s [%v]", o["type"], o["id"], oneLine(o["title"]), o["status"])
 	if v, ok := o["version"]; ok {
@@ -299,22 +324,58 @@ func renderGet(r GetResult) string {
 	if m, ok := o["modified_at"]; ok {
 		fmt.Fprintf(&b, ", modified %v", m)
 	}
-	fmt.Fprintf(&b, "\n--- data from %s (%s) ---", r.Provider, untrustedNotice)
-	rest := make(map[string]any, len(o))
-	for k, v := range o {
-		switch k {
-		case "type", "id", "title", "status", "version", "modified_at":
-		default:
-			rest[k] = v
+	fmt.Fprintf(&b, "\n--- data from %s (%s) ---\n", r.Provider, untrustedNotice)
+	// The rest of the object as JSON, which escapes <, > and line breaks:
+	// nothing can forge the marker.
+	if objJSON != nil {
+		writeWithoutHeaderKeys(&b, objJSON)
+	} else {
+		rest := make(map[string]any, len(o))
+		for k, v := range o {
+			if !inGetHeader(k) {
+				rest[k] = v
+			}
 		}
+		enc, _ := json.Marshal(rest)
+		b.Write(enc)
 	}
-	enc, _ := json.Marshal(rest) // escapes <, > and line breaks: nothing can forge the marker
-	b.WriteString("\n" + string(enc))
 	b.WriteString("\n--- end of data ---")
 	for _, c := range r.Cuts {
 		b.WriteString("\n" + c.String())
 	}
 	return b.String()
+}
+
+// inGetHeader reports whether renderGet shows key k on its header line.
+func inGetHeader(k string) bool {
+	switch k {
+	case "type", "id", "title", "status", "version", "modified_at":
+		return true
+	}
+	return false
+}
+
+// writeWithoutHeaderKeys writes a JSON object, as json.Marshal encodes a
+// map, without the keys renderGet's header line shows. The members kept are
+// copied as they are, so what it writes is what json.Marshal gives for the
+// map without those keys.
+func writeWithoutHeaderKeys(b *strings.Builder, obj []byte) {
+	b.WriteByte('{')
+	first := true
+	gjson.ParseBytes(obj).ForEach(func(k, v gjson.Result) bool {
+		if inGetHeader(k.Str) {
+			return true
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		b.WriteString(k.Raw)
+		b.WriteByte(':')
+		b.WriteString(v.Raw)
+		return true
+	})
+	b.WriteByte('}')
 }
 
 // more is the cursor that continues one value content_get had to cut: the

@@ -1,7 +1,6 @@
 package tools
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -10,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -250,17 +250,34 @@ func project(obj provider.Object, paths []string) (map[string]any, error) {
 }
 
 // wholeObject decodes an object into a JSON value with every string
-// sanitised: what content_get returns when no fields are asked for.
+// sanitised: what content_get returns when no fields are asked for. It is
+// the value json.Marshal(obj) would decode to (numbers as json.Number),
+// built directly: only Fields is JSON to decode.
 func wholeObject(obj provider.Object) (map[string]any, error) {
-	b, err := json.Marshal(obj)
+	created, err := obj.CreatedAt.MarshalText()
 	if err != nil {
 		return nil, fmt.Errorf("encoding object %s: %w", obj.ID, err)
 	}
-	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("decoding object %s: %w", obj.ID, err)
+	modified, err := obj.ModifiedAt.MarshalText()
+	if err != nil {
+		return nil, fmt.Errorf("encoding object %s: %w", obj.ID, err)
 	}
-	return sanitizeValue(m).(map[string]any), nil
+	var fields any
+	if len(obj.Fields) > 0 {
+		var ok bool
+		if fields, ok = decodeSanitized(obj.Fields); !ok {
+			return nil, fmt.Errorf("decoding object %s: its fields are not JSON", obj.ID)
+		}
+	}
+	return map[string]any{
+		"id":          sanitizeString(obj.ID),
+		"type":        sanitizeString(obj.Type),
+		"slug":        sanitizeString(obj.Slug),
+		"title":       sanitizeString(obj.Title),
+		"status":      sanitizeString(obj.Status),
+		"version":     json.Number(strconv.FormatInt(obj.Version, 10)),
+		"fields":      fields,
+		"created_at":  string(created),
+		"modified_at": string(modified),
+	}, nil
 }

@@ -157,18 +157,28 @@ func redactResult(r *auth.Redactor, res *mcp.CallToolResult, allow []string) {
 		}
 	}
 	if res.StructuredContent != nil {
-		b, err := json.Marshal(res.StructuredContent)
-		if err != nil {
-			res.StructuredContent = nil
-			return
+		// A handler that already encoded its result (content_get) hands
+		// over the JSON, which need not be encoded again.
+		b, ok := res.StructuredContent.(json.RawMessage)
+		if !ok {
+			var err error
+			if b, err = json.Marshal(res.StructuredContent); err != nil {
+				res.StructuredContent = nil
+				return
+			}
 		}
-		out := pass(string(b))
-		if !json.Valid([]byte(out)) {
+		in := string(b)
+		out := pass(in)
+		switch {
+		case out == in:
+			// Nothing to mask, the usual case: keep the JSON as it is.
+			res.StructuredContent = json.RawMessage(b)
+		case !json.Valid([]byte(out)):
 			// A secret straddled JSON escaping; drop the structured copy
 			// rather than send something broken. The text stays.
 			res.StructuredContent = nil
-			return
+		default:
+			res.StructuredContent = json.RawMessage(out)
 		}
-		res.StructuredContent = json.RawMessage(out)
 	}
 }
