@@ -189,10 +189,18 @@ func scopeFilter(d *Deps, selected []ServerTool) server.ToolFilterFunc {
 	}
 	return func(ctx context.Context, in []mcp.Tool) []mcp.Tool {
 		p, _, err := d.Identity.Resolve(ctx)
+		allowed := func(t mcp.Tool) bool {
+			need := needs[t.Name]
+			return need == "" || (err == nil && p.Scopes.AllowsSome(need))
+		}
+		if !slices.ContainsFunc(in, func(t mcp.Tool) bool { return !allowed(t) }) {
+			// Everything passes, as for any tools/call that will run: no
+			// copy of the (large) tool values is needed.
+			return in
+		}
 		out := in[:0:0]
 		for _, t := range in {
-			need := needs[t.Name]
-			if need == "" || (err == nil && p.Scopes.AllowsSome(need)) {
+			if allowed(t) {
 				out = append(out, t)
 			}
 		}
@@ -248,8 +256,17 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 			if audited && (res == nil || !res.NeedsInput()) {
 				d.audit(ctx, t, call, keyID, auditOutcome(res, err))
 			}
-			d.Logger.Info("tool call", "tool", t.Tool.Name, "key_id", keyID, "outcome", outcome,
-				"duration_ms", float64(d.now().Sub(start).Microseconds())/1000)
+			// A read that succeeded is logged at debug: it changes nothing and
+			// is most of the traffic. Writes (which the audit journal also
+			// records) and failures stay at info.
+			level := slog.LevelInfo
+			if outcome == "ok" && t.ReadOnly() {
+				level = slog.LevelDebug
+			}
+			if d.Logger.Enabled(ctx, level) {
+				d.Logger.LogAttrs(ctx, level, "tool call", slog.String("tool", t.Tool.Name), slog.String("key_id", keyID),
+					slog.String("outcome", outcome), slog.Float64("duration_ms", float64(d.now().Sub(start).Microseconds())/1000))
+			}
 		}()
 
 		p, cred, verr := d.Identity.Resolve(ctx)

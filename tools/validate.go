@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,13 +96,17 @@ func (v *argValidator) check(tool string, req mcp.CallToolRequest) *mcp.CallTool
 	if args == nil {
 		args = map[string]any{}
 	}
-	raw, err := json.Marshal(args)
-	if err != nil {
-		return errorResult("", "the arguments are not valid JSON", "send a JSON object of arguments")
-	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		return errorResult("", "the arguments are not valid JSON", "send a JSON object of arguments")
+	var inst any = args
+	if !decodedJSON(args) {
+		// Values a JSON decoder never makes (a Go caller's []string, say)
+		// go through JSON first, so the validator sees JSON types only.
+		raw, err := json.Marshal(args)
+		if err != nil {
+			return errorResult("", "the arguments are not valid JSON", "send a JSON object of arguments")
+		}
+		if inst, err = jsonschema.UnmarshalJSON(bytes.NewReader(raw)); err != nil {
+			return errorResult("", "the arguments are not valid JSON", "send a JSON object of arguments")
+		}
 	}
 	err = s.Validate(inst)
 	var verr *jsonschema.ValidationError
@@ -127,6 +132,32 @@ func (v *argValidator) check(tool string, req mcp.CallToolRequest) *mcp.CallTool
 		first.Problem += "; also " + strings.Join(rest, "; ")
 	}
 	return errorResult(first.Field, first.Problem, first.Fix)
+}
+
+// decodedJSON reports whether v holds only what encoding/json decodes JSON
+// into, as mcp-go's arguments do, which the validator takes as it is.
+func decodedJSON(v any) bool {
+	switch t := v.(type) {
+	case nil, bool, string, json.Number:
+		return true
+	case float64:
+		return !math.IsNaN(t) && !math.IsInf(t, 0) // JSON has neither
+	case []any:
+		for _, e := range t {
+			if !decodedJSON(e) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		for _, e := range t {
+			if !decodedJSON(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func collectLeaves(e *jsonschema.ValidationError, out *[]*jsonschema.ValidationError) {
