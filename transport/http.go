@@ -227,7 +227,7 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 			writeJSONRPCError(w, http.StatusRequestEntityTooLarge, nil, -32600, fmt.Sprintf("request body over %d bytes", h.cfg.MaxBodyBytes))
 			return
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+		body, err := readBody(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), r.ContentLength)
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -257,6 +257,31 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// readBody reads all of body. A declared length, already checked against
+// the cap, sizes the buffer, so a request is read in one allocation rather
+// than grown from 512 bytes; a body that does not match it is still read
+// whole. Only up to preallocMax is allocated ahead of the bytes arriving,
+// so a length that is declared but never sent cannot pin much memory.
+func readBody(body io.Reader, declared int64) ([]byte, error) {
+	if declared <= 0 || declared > preallocMax {
+		return io.ReadAll(body)
+	}
+	buf := make([]byte, declared+1) // one byte more, to see the end
+	n, err := io.ReadFull(body, buf)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return buf[:n], nil
+	case err != nil:
+		return nil, err
+	}
+	rest, err := io.ReadAll(body)
+	return append(buf, rest...), err
+}
+
+// preallocMax bounds what readBody allocates before the body arrives; MCP
+// requests are far smaller.
+const preallocMax = 64 << 10
 
 // bindSession ties a session id to the key that opened it: presenting
 // someone else's session id gets the same 404 as an unknown one.

@@ -2,12 +2,14 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -191,4 +193,33 @@ func TestLineLimiter(t *testing.T) {
 	if _, err := io.ReadAll(l); err != nil {
 		t.Errorf("many short lines: %v", err)
 	}
+}
+
+func TestReadBody(t *testing.T) {
+	tests := []struct {
+		name     string
+		body     string
+		declared int64
+	}{
+		{"no length", `{"a":1}`, -1},
+		{"exact length", `{"a":1}`, 7},
+		{"shorter than declared", `{"a":1}`, 50},
+		{"longer than declared", `{"a":1,"b":2}`, 3},
+		{"empty", ``, 0},
+		{"declared over the preallocation", `{"a":1}`, preallocMax + 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readBody(strings.NewReader(tc.body), tc.declared)
+			if err != nil || string(got) != tc.body {
+				t.Errorf("readBody = %q, %v; want %q", got, err, tc.body)
+			}
+		})
+	}
+	t.Run("error", func(t *testing.T) {
+		boom := errors.New("boom")
+		if _, err := readBody(io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(boom)), 10); !errors.Is(err, boom) {
+			t.Errorf("err = %v, want %v", err, boom)
+		}
+	})
 }
