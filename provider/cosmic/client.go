@@ -168,8 +168,10 @@ func (c *Client) send(ctx context.Context, r request) (*upstream.Response, error
 			slog.String("path", logPath), slog.Duration("duration", c.now().Sub(start)), slog.String("error", c.scrub(err).Error()))
 		return nil, c.transportError(err)
 	}
-	c.log.LogAttrs(ctx, slog.LevelDebug, "cosmic request", slog.String("method", r.method), slog.String("path", logPath),
-		slog.Int("status", resp.Status), slog.Duration("duration", c.now().Sub(start)), slog.String("request_id", c.requestID(resp.Header)))
+	if c.log.Enabled(ctx, slog.LevelDebug) { // the request id costs header lookups and a redaction pass
+		c.log.LogAttrs(ctx, slog.LevelDebug, "cosmic request", slog.String("method", r.method), slog.String("path", logPath),
+			slog.Int("status", resp.Status), slog.Duration("duration", c.now().Sub(start)), slog.String("request_id", c.requestID(resp.Header)))
+	}
 	return resp, nil
 }
 
@@ -262,16 +264,30 @@ func routeNotFound(body []byte) bool {
 	return json.Unmarshal(body, &m) == nil && m.Message == "Route not found"
 }
 
+// isRouteNotFound is routeNotFound for an answer already split into its
+// members. The key is matched without regard to case, as encoding/json
+// matches routeNotFound's struct field.
+func isRouteNotFound(env map[string]json.RawMessage) bool {
+	for k, raw := range env {
+		var msg string
+		if strings.EqualFold(k, "message") && json.Unmarshal(raw, &msg) == nil && msg == "Route not found" {
+			return true
+		}
+	}
+	return false
+}
+
 // decode reads a 2xx answer's envelope into v. A 200 "Route not found" or
 // a body without the expected envelope key is an error, not an empty
-// result.
+// result. The body is parsed once: every read goes through here.
 func (c *Client) decode(resp *upstream.Response, key string, v any, baseVar string) error {
-	if routeNotFound(resp.Body) {
+	var env map[string]json.RawMessage
+	err := json.Unmarshal(resp.Body, &env)
+	if err == nil && isRouteNotFound(env) {
 		return &provider.UpstreamError{Provider: Name, Status: resp.Status, RequestID: c.requestID(resp.Header),
 			Message: "Route not found: check " + baseVar, Kind: provider.ErrUnavailable}
 	}
-	var env map[string]json.RawMessage
-	if err := json.Unmarshal(resp.Body, &env); err != nil {
+	if err != nil {
 		return &provider.UpstreamError{Provider: Name, Status: resp.Status, RequestID: c.requestID(resp.Header),
 			Message: "answer is not a JSON object", Kind: provider.ErrUnavailable}
 	}

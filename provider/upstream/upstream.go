@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -35,7 +36,8 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 		timeout = DefaultTimeout
 	}
 	return &http.Client{
-		Timeout: timeout,
+		Timeout:   timeout,
+		Transport: sharedTransport(),
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 3 {
 				return errors.New("too many redirects")
@@ -47,6 +49,26 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 		},
 	}
 }
+
+// maxIdlePerHost is how many kept-alive connections to one upstream host
+// stay open. http.DefaultTransport keeps 2, so with more calls in flight
+// (several HTTP sessions using one provider) every answer beyond the second
+// closes its connection and the next call dials again.
+const maxIdlePerHost = 32
+
+// sharedTransport is http.DefaultTransport with room for maxIdlePerHost
+// idle connections per host, shared by every client as DefaultTransport
+// would be. Should DefaultTransport have been replaced by something else,
+// that is used as it is.
+var sharedTransport = sync.OnceValue(func() http.RoundTripper {
+	dt, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return http.DefaultTransport
+	}
+	t := dt.Clone()
+	t.MaxIdleConnsPerHost = maxIdlePerHost
+	return t
+})
 
 // Response is an upstream answer with its body read.
 type Response struct {

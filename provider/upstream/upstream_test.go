@@ -151,3 +151,23 @@ func TestRedirectsStayOnHost(t *testing.T) {
 		t.Error("the other host received the request")
 	}
 }
+
+// Clients keep more than http.DefaultTransport's two idle connections per
+// host, so concurrent calls to one provider reuse their connections, and
+// they share one pool.
+func TestNewHTTPClientKeepsConnections(t *testing.T) {
+	a, b := NewHTTPClient(0), NewHTTPClient(time.Second)
+	tr, ok := a.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("transport is %T", a.Transport)
+	}
+	if tr.MaxIdleConnsPerHost < maxIdlePerHost {
+		t.Errorf("MaxIdleConnsPerHost = %d, want %d", tr.MaxIdleConnsPerHost, maxIdlePerHost)
+	}
+	if b.Transport != a.Transport {
+		t.Error("clients do not share one transport")
+	}
+	if tr.Proxy == nil || tr.DialContext == nil {
+		t.Error("the defaults of http.DefaultTransport (proxy, dialer) were lost")
+	}
+}
