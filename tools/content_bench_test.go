@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/cosmic"
+	"github.com/keygate/keygate/provider/cosmic/cosmictest"
 	"github.com/keygate/keygate/provider/local"
 )
 
@@ -69,10 +73,13 @@ func newBenchEnv(b *testing.B, n int) *benchEnv {
 	redactor.Add(issued.Secret.Reveal())
 	deps := &Deps{
 		Providers: NewProviders(Provider{Name: "local", Content: store, Keys: store}),
-		Identity:  NewIdentity(store, auth.Credential{Secret: issued.Secret, Source: auth.SourceEnvFile, Var: EnvTokenVar}),
-		Redactor:  redactor,
-		EnvFile:   filepath.Join(dir, ".env"),
-		KeysDir:   filepath.Join(dir, "keys"),
+		// The verification cache, as main.go sets it up: a call verifies
+		// its token against the store at most once a second.
+		Identity: NewIdentity(NewCachingVerifier(store, DefaultVerifyCacheTTL, nil),
+			auth.Credential{Secret: issued.Secret, Source: auth.SourceEnvFile, Var: EnvTokenVar}),
+		Redactor: redactor,
+		EnvFile:  filepath.Join(dir, ".env"),
+		KeysDir:  filepath.Join(dir, "keys"),
 		// The text handler and redacting ReplaceAttr, as in main.go, into
 		// a discarding writer.
 		Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{ReplaceAttr: redactor.SlogReplaceAttr})),
@@ -178,11 +185,19 @@ func BenchmarkCallSteps(b *testing.B) {
 		b.Fatal(err)
 	}
 	res := GetResult{Provider: "local", Object: whole, Content: untrustedNotice}
-	text := renderGet(res)
+	text := renderGet(res, nil)
 
-	b.Run("verify credential (Identity.Resolve)", func(b *testing.B) {
+	b.Run("verify credential (Identity.Resolve, cached)", func(b *testing.B) {
 		for b.Loop() {
 			if _, _, err := e.deps.Identity.Resolve(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	tok := e.deps.Identity.Process().Secret.Reveal()
+	b.Run("verify credential (store)", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := e.store.Verify(ctx, tok); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -201,21 +216,32 @@ func BenchmarkCallSteps(b *testing.B) {
 			}
 		}
 	})
-	b.Run("wholeObject (encode, decode, sanitise)", func(b *testing.B) {
+	b.Run("wholeObject (decode, sanitise)", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := wholeObject(obj); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+	objJSON, err := json.Marshal(whole)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode object", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := json.Marshal(whole); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("renderGet (text content)", func(b *testing.B) {
 		for b.Loop() {
-			renderGet(res)
+			renderGet(res, objJSON)
 		}
 	})
 	b.Run("redactResult", func(b *testing.B) {
 		for b.Loop() {
-			r := mcp.NewToolResultStructured(res, text)
+			r := mcp.NewToolResultStructured(res.encode(objJSON), text)
 			redactResult(e.deps.Redactor, r, nil)
 		}
 	})
@@ -271,6 +297,56 @@ func BenchmarkFit(b *testing.B) {
 	b.Run("within budget", func(b *testing.B) {
 		for b.Loop() {
 			fit(small, budget)
+		}
+	})
+}
+
+// BenchmarkUpstreamGet is content_get from the Cosmic provider against the
+// fake over loopback HTTP, in-process: a plain GET of the URL the client
+// asks for (what bench/upstream calls direct), the provider's Get, and the
+// whole tool call. The differences are what the client and the tool add.
+func BenchmarkUpstreamGet(b *testing.B) {
+	e := newBenchEnv(b, 0)
+	fake := cosmictest.New()
+	ts := fake.Start()
+	b.Cleanup(ts.Close)
+	vars := map[string]string{cosmic.EnvBucketSlug: fake.Bucket(), cosmic.EnvReadKey: fake.ReadKey(), cosmic.EnvAPIURL: fake.APIURL(), cosmic.EnvDAPIURL: fake.DAPIURL()}
+	cfg, _, err := cosmic.LoadConfig(func(name string) (string, string, bool) { v, ok := vars[name]; return v, "env", ok })
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := cosmic.New(cfg, cosmic.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.deps.Providers = NewProviders(Provider{Name: "local", Content: e.store, Keys: e.store}, Provider{Name: cosmic.Name, Content: client})
+	const id = "65a000000000000000000001"
+	ctx := context.Background()
+	direct := ts.URL + fake.BucketPath("/objects/"+id) + "?" + url.Values{"read_key": {fake.ReadKey()},
+		"props": {"id,slug,title,type,status,created_at,modified_at,metadata"}, "status": {"any"}, "depth": {"0"}}.Encode()
+	b.Run("direct GET", func(b *testing.B) {
+		for b.Loop() {
+			resp, err := http.Get(direct)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+				b.Fatal(resp.StatusCode, err)
+			}
+			resp.Body.Close()
+		}
+	})
+	b.Run("provider Get", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := client.Get(ctx, "posts", provider.Ref{ID: id}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	msg := e.message(b, "content_get", map[string]any{"provider": cosmic.Name, "type": "posts", "id": id})
+	b.Run("content_get", func(b *testing.B) {
+		for b.Loop() {
+			e.handle(b, msg)
 		}
 	})
 }

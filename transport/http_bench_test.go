@@ -1,0 +1,128 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/local"
+	"github.com/keygate/keygate/tools"
+)
+
+// BenchmarkHTTPToolCall is one tools/call through the whole streamable HTTP
+// handler in-process (no network): keygate's middleware (origin, bearer,
+// shed, body limit and scope, session binding), mcp-go's transport and
+// keygate's tool, wired as main.go wires them, against the same call on a
+// bare mcp-go server with an echo tool, the baseline of bench/httpload.
+func BenchmarkHTTPToolCall(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	store, err := local.Open(ctx, filepath.Join(dir, "keygate.db"), local.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	if err := store.Seed(ctx); err != nil {
+		b.Fatal(err)
+	}
+	issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}}, ExpiresAt: time.Now().Add(30 * 24 * time.Hour)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := issued.Secret.Reveal()
+	page, err := store.List(ctx, provider.ListQuery{Type: "posts", Limit: 1})
+	if err != nil || len(page.Objects) == 0 {
+		b.Fatalf("no posts: %v", err)
+	}
+	redactor := auth.NewRedactor()
+	redactor.Add(tok)
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{ReplaceAttr: redactor.SlogReplaceAttr}))
+	verifier := tools.NewCachingVerifier(store, tools.DefaultVerifyCacheTTL, nil)
+	deps := &tools.Deps{
+		Providers: tools.NewProviders(tools.Provider{Name: "local", Content: store, Keys: store}),
+		Identity:  tools.NewHTTPIdentity(verifier),
+		Redactor:  redactor,
+		EnvFile:   filepath.Join(dir, ".env"),
+		KeysDir:   filepath.Join(dir, "keys"),
+		HTTP:      true,
+		Logger:    logger,
+	}
+	mcpServer, served, err := tools.NewServer(deps, tools.Options{Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keygate := NewHTTPHandler(mcpServer, HTTPConfig{
+		Verifier: verifier,
+		ScopeCheck: func(_ *http.Request, p auth.Principal, tool string) (auth.Action, bool, bool) {
+			need, ok := tools.Needs(served, tool)
+			return need, need == "" || p.Scopes.AllowsSome(need), ok
+		},
+		Logger:       logger,
+		Version:      "bench",
+		OnSessionEnd: deps.Identity.ForgetSession,
+	}, []string{"http://127.0.0.1:9"})
+
+	bare := server.NewMCPServer("bare", "1")
+	bare.AddTool(mcp.NewTool("echo", mcp.WithString("message", mcp.Required())), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText(req.GetString("message", "")), nil
+	})
+	baseline := server.NewStreamableHTTPServer(bare)
+
+	for _, c := range []struct {
+		name, token, tool string
+		h                 http.Handler
+		args              map[string]any
+	}{
+		{"echo (bare mcp-go)", "", "echo", baseline, map[string]any{"message": "hello"}},
+		{"keygate content_get", tok, "content_get", keygate, map[string]any{"type": "posts", "id": page.Objects[0].ID}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			post := func(sid, body string) *httptest.ResponseRecorder {
+				req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:9/mcp", strings.NewReader(body))
+				req.RemoteAddr = "127.0.0.1:5555"
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Accept", "application/json, text/event-stream")
+				if c.token != "" {
+					req.Header.Set("Authorization", "Bearer "+c.token)
+				}
+				if sid != "" {
+					req.Header.Set("Mcp-Session-Id", sid)
+					req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+				}
+				rec := httptest.NewRecorder()
+				c.h.ServeHTTP(rec, req)
+				return rec
+			}
+			rec := post("", initialize)
+			sid := rec.Header().Get("Mcp-Session-Id")
+			if rec.Code != http.StatusOK || sid == "" {
+				b.Fatalf("initialize: %d %s", rec.Code, rec.Body)
+			}
+			post(sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+			params, err := json.Marshal(map[string]any{"name": c.tool, "arguments": c.args})
+			if err != nil {
+				b.Fatal(err)
+			}
+			call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":` + string(params) + `}`
+			for b.Loop() {
+				rec := post(sid, call)
+				if body := rec.Body.Bytes(); rec.Code != http.StatusOK || !bytes.Contains(body, []byte(`"result"`)) || bytes.Contains(body, []byte(`"isError":true`)) {
+					b.Fatalf("tools/call: %d %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
