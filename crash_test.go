@@ -28,49 +28,21 @@ import (
 // are never both revoked, and no key the rotation made is left active
 // beside the one in use. ROTATION_CRASH_RUNS raises the runs per step.
 func TestSelfRotationSurvivesSIGKILL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kills keygate at every rotation step")
-	}
-	crashBinary, runs := buildCrashBinary(t), crashRunsPerStep()
-	killed, settled := 0, 0
-	steps := rotation.Steps(rotation.LocalBackend{})
-	for _, step := range steps {
-		for run := range runs {
-			t.Run(fmt.Sprintf("%s/%d", step, run), func(t *testing.T) {
-				in := prepareCrashInstance(t)
-				before := in.token(t)
-
-				c, stderr := connect(t, crashBinary, in, "KEYGATE_CRASH_AT="+string(step))
-				var req mcp.CallToolRequest
-				req.Params.Name, req.Params.Arguments = "credentials_rotate", map[string]any{"credential": "current", "confirm": true}
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				_, callErr := c.CallTool(ctx, req)
-				cancel()
-				c.Close()
-				if callErr != nil {
-					killed++
-				}
-
-				// Restart: keygate must settle the rotation and work.
-				c2, stderr2 := connect(t, binary, in)
-				defer c2.Close()
-				who := structured(t, callTool(t, c2, "auth_whoami", nil))
-				if who["authenticated"] != true {
-					t.Fatalf("after a kill at %s keygate has no working credential: %v\nfirst run:\n%s\nrestart:\n%s", step, who, stderr.String(), stderr2.String())
-				}
-				if r := callTool(t, c2, "content_list", map[string]any{"type": "posts"}); r.IsError {
-					t.Fatalf("content_list after restart: %v", r.Content)
-				}
-				if strings.Contains(stderr2.String(), "settled an unfinished rotation") {
-					settled++
-				}
-				vars := checkEnvFileIntact(t, in)
-				c2.Close()
-				checkKeys(t, in, before, vars["KEYGATE_TOKEN"])
-			})
+	crashEachStep(t, rotation.Steps(rotation.LocalBackend{}), func(t *testing.T, crashBinary string, step rotation.Step) (bool, bool) {
+		in := prepareCrashInstance(t)
+		before := in.token(t)
+		r := rotateThenRestart(t, crashBinary, in, step, map[string]any{"credential": "current", "confirm": true})
+		if who := structured(t, callTool(t, r.c, "auth_whoami", nil)); who["authenticated"] != true {
+			t.Fatalf("after a kill at %s keygate has no working credential: %v\n%s", step, who, r)
 		}
-	}
-	t.Logf("%d kill points x %d runs: %d calls cut off by the kill, %d restarts settled an unfinished rotation", len(steps), runs, killed, settled)
+		if res := callTool(t, r.c, "content_list", map[string]any{"type": "posts"}); res.IsError {
+			t.Fatalf("content_list after restart: %v", res.Content)
+		}
+		vars := checkEnvFileIntact(t, in)
+		r.c.Close()
+		checkKeys(t, in, before, vars["KEYGATE_TOKEN"])
+		return r.killed, r.settled()
+	})
 }
 
 // TestAgrentingRotationSurvivesSIGKILL is the same for keygate's own
@@ -81,72 +53,101 @@ func TestSelfRotationSurvivesSIGKILL(t *testing.T) {
 // new key back. After every restart keygate must reach Agrenting with the
 // env file's key, which is the agent's only active key.
 func TestAgrentingRotationSurvivesSIGKILL(t *testing.T) {
+	crashEachStep(t, rotation.Steps(agrenting.RotationBackend{}), func(t *testing.T, crashBinary string, step rotation.Step) (bool, bool) {
+		fake := agrentingtest.New()
+		srv := fake.Start()
+		defer srv.Close()
+		in := prepareCrashInstance(t)
+		for _, kv := range [][2]string{{"AGRENTING_API_KEY", agrentingtest.DemoAgentKey}, {"AGRENTING_API_URL", srv.URL + "/api/v1"}} {
+			if err := auth.SetEnvVar(in.envFile, kv[0], kv[1], auth.EnvWriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ownID := ""
+		for _, c := range fake.Credentials(agrentingtest.DemoAgentID) {
+			ownID = c.ID
+		}
+		r := rotateThenRestart(t, crashBinary, in, step, map[string]any{"provider": "agrenting", "credential": ownID, "confirm": true})
+		if res := callTool(t, r.c, "content_list", map[string]any{"provider": "agrenting", "type": "tasks"}); res.IsError {
+			t.Fatalf("after a kill at %s keygate cannot reach Agrenting: %v\n%s", step, res.Content, r)
+		}
+		key := checkEnvFileIntact(t, in)["AGRENTING_API_KEY"]
+		active := 0
+		for _, c := range fake.Credentials(agrentingtest.DemoAgentID) {
+			if c.RevokedAt.IsZero() {
+				active++
+				if c.Secret != key {
+					t.Errorf("key %s is active beside the env file's: an orphan", c.ID)
+				}
+			}
+		}
+		if active != 1 {
+			t.Errorf("%d active Agrenting keys, want exactly the env file's", active)
+		}
+		if out := r.String(); strings.Contains(out, agrentingtest.DemoAgentKey) || strings.Contains(out, key) {
+			t.Error("an Agrenting key reached stderr")
+		}
+		return r.killed, r.settled()
+	})
+}
+
+// crashEachStep runs body ROTATION_CRASH_RUNS times (2 by default) for
+// every step, with a keygate built with -tags crashtest, and logs how many
+// calls the kill cut off and how many restarts settled a rotation.
+func crashEachStep(t *testing.T, steps []rotation.Step, body func(t *testing.T, crashBinary string, step rotation.Step) (killed, settled bool)) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("kills keygate at every rotation step")
 	}
 	crashBinary, runs := buildCrashBinary(t), crashRunsPerStep()
 	killed, settled := 0, 0
-	steps := rotation.Steps(agrenting.RotationBackend{})
 	for _, step := range steps {
 		for run := range runs {
 			t.Run(fmt.Sprintf("%s/%d", step, run), func(t *testing.T) {
-				fake := agrentingtest.New()
-				srv := fake.Start()
-				defer srv.Close()
-				in := prepareCrashInstance(t)
-				for _, kv := range [][2]string{{"AGRENTING_API_KEY", agrentingtest.DemoAgentKey}, {"AGRENTING_API_URL", srv.URL + "/api/v1"}} {
-					if err := auth.SetEnvVar(in.envFile, kv[0], kv[1], auth.EnvWriteOptions{}); err != nil {
-						t.Fatal(err)
-					}
-				}
-				ownID := ""
-				for _, c := range fake.Credentials(agrentingtest.DemoAgentID) {
-					ownID = c.ID
-				}
-
-				c, stderr := connect(t, crashBinary, in, "KEYGATE_CRASH_AT="+string(step))
-				var req mcp.CallToolRequest
-				req.Params.Name = "credentials_rotate"
-				req.Params.Arguments = map[string]any{"provider": "agrenting", "credential": ownID, "confirm": true}
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				_, callErr := c.CallTool(ctx, req)
-				cancel()
-				c.Close()
-				if callErr != nil {
+				k, s := body(t, crashBinary, step)
+				if k {
 					killed++
 				}
-
-				c2, stderr2 := connect(t, binary, in)
-				defer c2.Close()
-				if r := callTool(t, c2, "content_list", map[string]any{"provider": "agrenting", "type": "tasks"}); r.IsError {
-					t.Fatalf("after a kill at %s keygate cannot reach Agrenting: %v\nfirst run:\n%s\nrestart:\n%s", step, r.Content, stderr.String(), stderr2.String())
-				}
-				if strings.Contains(stderr2.String(), "settled an unfinished rotation") {
+				if s {
 					settled++
-				}
-				vars := checkEnvFileIntact(t, in)
-				key := vars["AGRENTING_API_KEY"]
-				active := 0
-				for _, c := range fake.Credentials(agrentingtest.DemoAgentID) {
-					if c.RevokedAt.IsZero() {
-						active++
-						if c.Secret != key {
-							t.Errorf("key %s is active beside the env file's: an orphan", c.ID)
-						}
-					}
-				}
-				if active != 1 {
-					t.Errorf("%d active Agrenting keys, want exactly the env file's", active)
-				}
-				for _, out := range []string{stderr.String(), stderr2.String()} {
-					if strings.Contains(out, agrentingtest.DemoAgentKey) || strings.Contains(out, key) {
-						t.Error("an Agrenting key reached stderr")
-					}
 				}
 			})
 		}
 	}
 	t.Logf("%d kill points x %d runs: %d calls cut off by the kill, %d restarts settled an unfinished rotation", len(steps), runs, killed, settled)
+}
+
+// restarted is keygate after a rotation that was killed at a step: the
+// client of the restarted process and both processes' stderr.
+type restarted struct {
+	c              *client.Client
+	killed         bool
+	first, restart *lockedBuffer
+}
+
+func (r restarted) settled() bool {
+	return strings.Contains(r.restart.String(), "settled an unfinished rotation")
+}
+
+func (r restarted) String() string {
+	return "first run:\n" + r.first.String() + "\nrestart:\n" + r.restart.String()
+}
+
+// rotateThenRestart calls credentials_rotate with args on crashBinary,
+// which kills itself at step, then starts the real binary on the same
+// files, as a client's next launch would.
+func rotateThenRestart(t *testing.T, crashBinary string, in instance, step rotation.Step, args map[string]any) restarted {
+	t.Helper()
+	c, first := connect(t, crashBinary, in, "KEYGATE_CRASH_AT="+string(step))
+	var req mcp.CallToolRequest
+	req.Params.Name, req.Params.Arguments = "credentials_rotate", args
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	_, callErr := c.CallTool(ctx, req)
+	cancel()
+	c.Close()
+	c2, restart := connect(t, binary, in)
+	t.Cleanup(func() { c2.Close() })
+	return restarted{c: c2, killed: callErr != nil, first: first, restart: restart}
 }
 
 // buildCrashBinary builds keygate with -tags crashtest, whose
