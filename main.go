@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -235,6 +236,16 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	// keygate's own credential is about to lapse or already has (the tools
 	// repeat it to the client).
 	background := func() {
+		if cfg.Transport == "stdio" && os.Getenv("GOMAXPROCS") == "" {
+			// One client, whose request crosses several goroutines (stdin
+			// reader, tool worker, the HTTP client's read and write loops):
+			// on one P those hand-offs stay on one thread instead of waking
+			// another CPU each time. That cuts the latency keygate adds to
+			// an upstream call by a third (bench/README.md, section 6); the
+			// work per call is small enough for one CPU. Start-up, which
+			// is over by now, keeps every CPU.
+			runtime.GOMAXPROCS(1)
+		}
 		go (&reloader{envFile: cfg.EnvFile, logger: logger, apply: combineReloads(reloads...)}).run(ctx)
 		if cfg.Transport == "stdio" && !cfg.Token.Secret.IsZero() {
 			go checkOwnToken(ctx, verifier, cfg.Token, cfg.ExpiryWarning, logger)
@@ -246,6 +257,11 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		// It starts once the first answer (to initialize) is written, so it
 		// does not compete with the start-up a client waits on.
 		out := &afterFirstWrite{Writer: stdout, fn: background}
+		if f, ok := stdin.(*os.File); ok {
+			pollable, restore := transport.PollableStdin(f)
+			defer restore()
+			stdin = pollable
+		}
 		err := transport.ServeStdio(ctx, mcpServer, stdin, out, logger)
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("stdio: %w", err)
