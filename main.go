@@ -232,9 +232,10 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if cfg.Transport == "stdio" {
 		reloads = append(reloads, tokenReload(deps, mcpServer, redactor, logger))
 	}
-	// Background work: watching the env file, and saying at once when
-	// keygate's own credential is about to lapse or already has (the tools
-	// repeat it to the client).
+	// What waits until the handshake is answered: over stdio, dropping to
+	// one P; watching the env file; and saying at once when keygate's own
+	// credential is about to lapse or already has (the tools repeat it to
+	// the client).
 	background := func() {
 		if cfg.Transport == "stdio" && os.Getenv("GOMAXPROCS") == "" {
 			// One client, whose request crosses several goroutines (stdin
