@@ -311,9 +311,11 @@ func fitGet(res GetResult, budget int, cursorFor func(Cut) string) (GetResult, b
 }
 
 // renderGet is content_get's text content. objJSON, when given, is
-// r.Object already encoded; the part of it after the header line is read
-// from it rather than encoded again.
+// r.Object already encoded, which spares encoding it again.
 func renderGet(r GetResult, objJSON []byte) string {
+	if objJSON == nil {
+		objJSON, _ = marshalValue(r.Object)
+	}
 	var b strings.Builder
 	b.Grow(len(objJSON) + 256)
 	o := r.Object
@@ -329,15 +331,6 @@ func renderGet(r GetResult, objJSON []byte) string {
 	// nothing can forge the marker.
 	if objJSON != nil {
 		writeWithoutHeaderKeys(&b, objJSON)
-	} else {
-		rest := make(map[string]any, len(o))
-		for k, v := range o {
-			if !inGetHeader(k) {
-				rest[k] = v
-			}
-		}
-		enc, _ := json.Marshal(rest)
-		b.Write(enc)
 	}
 	b.WriteString("\n--- end of data ---")
 	for _, c := range r.Cuts {
