@@ -258,15 +258,13 @@ func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 // {"message":"Route not found",...} (providers.md 1.5). It means a base
 // URL points at the wrong host (e.g. COSMIC_API_URL set to the dapi host).
 func routeNotFound(body []byte) bool {
-	var m struct {
-		Message string `json:"message"`
-	}
-	return json.Unmarshal(body, &m) == nil && m.Message == "Route not found"
+	var env map[string]json.RawMessage
+	return json.Unmarshal(body, &env) == nil && isRouteNotFound(env)
 }
 
 // isRouteNotFound is routeNotFound for an answer already split into its
 // members. The key is matched without regard to case, as encoding/json
-// matches routeNotFound's struct field.
+// matches a struct field.
 func isRouteNotFound(env map[string]json.RawMessage) bool {
 	for k, raw := range env {
 		var msg string
