@@ -101,12 +101,14 @@ func (c *Client) listCredentials(ctx context.Context) ([]credentialJSON, error) 
 	if err != nil {
 		return nil, err
 	}
-	return c.listCredentialsAs(ctx, call{method: http.MethodGet, path: expandPath(CredentialsPath, agent, "")})
+	return c.listCredentialsAs(ctx, agent, call{})
 }
 
-// listCredentialsAs lists with cl's method, path and credential.
-func (c *Client) listCredentialsAs(ctx context.Context, cl call) ([]credentialJSON, error) {
-	res, err := c.do(ctx, cl)
+// listCredentialsAs lists agent's credentials, authenticated by cred's
+// asKey or asSession (the client's own credential when both are zero).
+func (c *Client) listCredentialsAs(ctx context.Context, agent string, cred call) ([]credentialJSON, error) {
+	cred.method, cred.path = http.MethodGet, expandPath(CredentialsPath, agent, "")
+	res, err := c.do(ctx, cred)
 	if err != nil {
 		return nil, err
 	}

@@ -78,7 +78,7 @@ func (b RotationBackend) Verify(ctx context.Context, secret auth.Secret) (rotati
 	if err != nil {
 		return rotation.Holder{}, refused(err)
 	}
-	list, err := b.c.listCredentialsAs(ctx, call{method: http.MethodGet, path: expandPath(CredentialsPath, agent, ""), asKey: secret})
+	list, err := b.c.listCredentialsAs(ctx, agent, call{asKey: secret})
 	if err != nil {
 		return rotation.Holder{}, refused(err)
 	}
@@ -194,7 +194,7 @@ func (b RotationBackend) Tagged(ctx context.Context, q rotation.TagQuery) ([]pro
 		if derr != nil {
 			return nil, derr
 		}
-		list, err = b.c.listCredentialsAs(ctx, call{method: http.MethodGet, path: expandPath(CredentialsPath, rc.AgentID, ""), asSession: auth.NewSecret(rc.Session)})
+		list, err = b.c.listCredentialsAs(ctx, rc.AgentID, call{asSession: auth.NewSecret(rc.Session)})
 	}
 	if errors.Is(err, provider.ErrUnauthorized) {
 		// No session, or it ended: the client's own key may work.
