@@ -21,6 +21,10 @@ import (
 	"github.com/keygate/keygate/rotation"
 )
 
+// localBackend stands for the store's rotation backend when only its
+// steps are needed.
+var localBackend = (&local.Store{}).RotationBackend()
+
 // TestSelfRotationSurvivesSIGKILL kills the real keygate binary (built with
 // -tags crashtest) at every step of a rotation of its own token, restarts
 // it, and checks what security.md section 3 promises: keygate starts with a
@@ -28,7 +32,7 @@ import (
 // are never both revoked, and no key the rotation made is left active
 // beside the one in use. ROTATION_CRASH_RUNS raises the runs per step.
 func TestSelfRotationSurvivesSIGKILL(t *testing.T) {
-	crashEachStep(t, rotation.Steps(rotation.LocalBackend{}), func(t *testing.T, crashBinary string, step rotation.Step) (bool, bool) {
+	crashEachStep(t, rotation.Steps(localBackend), func(t *testing.T, crashBinary string, step rotation.Step) (bool, bool) {
 		in := prepareCrashInstance(t)
 		before := in.token(t)
 		r := rotateThenRestart(t, crashBinary, in, step, map[string]any{"credential": "current", "confirm": true})
@@ -268,7 +272,7 @@ func TestSIGTERMDuringRotation(t *testing.T) {
 		t.Skip("stops keygate at every rotation step")
 	}
 	crashBinary := buildCrashBinary(t)
-	for _, step := range rotation.Steps(rotation.LocalBackend{}) {
+	for _, step := range rotation.Steps(localBackend) {
 		t.Run(string(step), func(t *testing.T) {
 			in := prepareCrashInstance(t)
 			before := in.token(t)

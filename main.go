@@ -27,6 +27,9 @@ import (
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/delivery"
+	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
@@ -162,8 +165,12 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 			return err
 		}
 	}
-	rot := recoverRotation(ctx, store, &cfg, logger)
+	places := delivery.Places{EnvFile: cfg.EnvFile, KeysDir: filepath.Join(filepath.Dir(cfg.Store), "keys")}
+	localEngine := recoverRotation(ctx, store, places, &cfg, logger)
 	if !cfg.Token.Secret.IsZero() {
+		// The operator configured it: it is redacted whether it works or
+		// not. (Secrets a caller sends join the redactor only once
+		// verified.)
 		redactor.Add(cfg.Token.Secret.Reveal())
 		if !auth.LooksLikeToken(cfg.Token.Secret.Reveal()) {
 			logger.Warn("KEYGATE_TOKEN is not shaped like a keygate token (kg_pat_...); tools will refuse it", "source", cfg.Token.Source)
@@ -172,13 +179,13 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 
 	// One short-lived cache of verifications serves the HTTP bearer check,
 	// the tool filter and the call wrapper, so a call verifies its token
-	// against the store once; keygate's own key changes clear it.
-	verifier := tools.NewCachingVerifier(store, tools.DefaultVerifyCacheTTL, nil)
+	// against the store once; key changes made through keygate clear it.
+	verifier := identity.NewCachingVerifier(store, identity.DefaultVerifyCacheTTL, nil)
 	// Over HTTP each caller brings its own bearer token; keygate's own
 	// token must never stand in for a caller.
-	identity := tools.NewIdentity(verifier, cfg.Token)
+	ident := identity.NewIdentity(verifier, cfg.Token)
 	if cfg.Transport == "http" {
-		identity = tools.NewHTTPIdentity(verifier)
+		ident = identity.NewHTTPIdentity(verifier)
 	}
 	journal, err := audit.Open(cfg.AuditFile, redactor.Redact)
 	if err != nil {
@@ -186,7 +193,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	defer journal.Close()
 
-	remotes, err := loadRemotes(env.file, cfg.EnvFile, rotationDir(cfg), redactor, logger)
+	remotes, err := loadRemotes(env.file, cfg.EnvFile, rotationDir(cfg), places, redactor, logger)
 	if err != nil {
 		return err
 	}
@@ -195,40 +202,34 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 			redactor.Add(s)
 		}
 	}
-	localProvider := tools.Provider{Name: "local", Content: store, Keys: store}
-
-	if rot != nil {
-		rot.Swap = func(old, next auth.Secret) {
-			redactor.Add(next.Reveal())
-			if old.IsZero() {
-				old = identity.Process().Secret
-			}
-			identity.Replace(old, auth.Credential{Secret: next, Source: auth.SourceEnvFile})
-			verifier.Invalidate()
+	localProvider := tools.Provider{Name: "local", Content: store, Ring: credentials.LocalRing(store, localEngine, cfg.EnvFile, ident)}
+	if cfg.Transport == "stdio" {
+		// A rotation of keygate's own token settled later (an earlier
+		// one's journal) switches the process to the new token too.
+		localEngine.Follow = func(next auth.Secret) {
+			ident.SetProcess(auth.Credential{Secret: next, Source: auth.SourceEnvFile, Var: auth.TokenVar})
 		}
 	}
 
 	deps := &tools.Deps{
 		Providers: tools.NewProviders(providerList(localProvider, remotes)...),
-		Identity:  identity,
+		Identity:  ident,
 		Redactor:  redactor,
-		EnvFile:   cfg.EnvFile,
-		KeysDir:   filepath.Join(filepath.Dir(cfg.Store), "keys"),
-		Audit:     journal,
+		Credentials: &credentials.Service{Store: store, Places: places, Learn: redactor.Add,
+			Changed: ident.Invalidate},
+		EnvFile: cfg.EnvFile,
+		Audit:   journal,
 
 		ExpiryWarning: cfg.ExpiryWarning,
 		HTTP:          cfg.Transport == "http",
 		Logger:        logger,
-	}
-	if rot != nil {
-		deps.Rotation = rot
 	}
 	mcpServer, served, err := tools.NewServer(deps, tools.Options{Toolsets: cfg.Toolsets, ReadOnly: cfg.ReadOnly, Version: keygateVersion()})
 	if err != nil {
 		return fmt.Errorf("building MCP server: %w", err)
 	}
 
-	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, cfg.EnvFile, rotationDir(cfg), redactor, logger, &remotes)}
+	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, cfg.EnvFile, rotationDir(cfg), places, redactor, logger, &remotes)}
 	if cfg.Transport == "stdio" {
 		reloads = append(reloads, tokenReload(deps, mcpServer, redactor, logger))
 	}
@@ -285,7 +286,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		},
 		Logger:       logger,
 		Version:      keygateVersion(),
-		OnSessionEnd: deps.Identity.ForgetSession,
+		OnSessionEnd: ident.ForgetSession,
 		OnAuthFailure: func(r *http.Request, reason string) {
 			if err := journal.Write(audit.Record{Tool: "http", Outcome: audit.OutcomeDenied, Detail: reason, Remote: r.RemoteAddr}); err != nil {
 				logger.Error("cannot write the audit journal", "err", err)
@@ -299,7 +300,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 
 // checkOwnToken logs when keygate's own token is invalid or expires within
 // warn.
-func checkOwnToken(ctx context.Context, v *tools.CachingVerifier, tok auth.Credential, warn time.Duration, logger *slog.Logger) {
+func checkOwnToken(ctx context.Context, v *identity.CachingVerifier, tok auth.Credential, warn time.Duration, logger *slog.Logger) {
 	switch p, err := v.Verify(ctx, tok.Secret.Reveal()); {
 	case err != nil:
 		logger.Warn("KEYGATE_TOKEN is not valid (revoked, expired or mistyped); tools that need a scope are hidden until it is replaced", "source", tok.Source)
@@ -324,33 +325,33 @@ func (w *afterFirstWrite) Write(p []byte) (int, error) {
 // crashHook is set only in binaries built with -tags crashtest.
 var crashHook func(*rotation.Engine)
 
-// recoverRotation settles a rotation of keygate's own token that an earlier
-// process left unfinished (it was killed, or the env file could not be
-// written), before anything uses the token, so keygate always starts with
-// a working credential. It returns the engine for the tools, or nil when
-// there is no env file to rotate into.
-func recoverRotation(ctx context.Context, store *local.Store, cfg *config, logger *slog.Logger) *rotation.Engine {
-	if cfg.EnvFile == "" {
-		return nil
-	}
-	rot := &rotation.Engine{Dir: rotationDir(*cfg), EnvFile: cfg.EnvFile,
-		Var: tools.EnvTokenVar, Backend: rotation.LocalBackend{Store: store}, Logger: logger}
-	rep, err := rot.Recover(ctx)
-	switch {
-	case errors.Is(err, rotation.ErrInProgress):
-		logger.Warn("another keygate process is rotating KEYGATE_TOKEN; recovery skipped")
-	case err != nil:
-		logger.Error("rotation recovery incomplete", "outcome", rep, "err", err)
-	case rep.Action != rotation.ActionNone:
-		logger.Warn("settled an unfinished rotation: "+rep.Summary(), "outcome", rep)
-	}
-	if !rep.Current.IsZero() && (cfg.Token.Secret.IsZero() || cfg.Token.Source == auth.SourceEnvFile) {
-		cfg.Token = auth.Credential{Secret: rep.Current, Source: auth.SourceEnvFile, Var: tools.EnvTokenVar}
-	}
+// recoverRotation settles every rotation of the store's keys that an
+// earlier process left unfinished (it was killed, or a destination could
+// not be written), before anything uses keygate's own token, so keygate
+// always starts with a working credential. It returns the store's rotation
+// engine, which every later rotation of a store key goes through.
+func recoverRotation(ctx context.Context, store *local.Store, places delivery.Places, cfg *config, logger *slog.Logger) *rotation.Engine {
+	eng := &rotation.Engine{Name: "local", Dir: rotationDir(*cfg), EnvFile: cfg.EnvFile, Legacy: auth.TokenVar,
+		Backend: store.RotationBackend(), Places: places, Logger: logger}
 	if crashHook != nil {
-		crashHook(rot)
+		crashHook(eng)
 	}
-	return rot
+	reports, err := eng.Recover(ctx)
+	for _, rep := range reports {
+		switch {
+		case errors.Is(err, rotation.ErrInProgress) && rep.Action == rotation.ActionNone:
+			logger.Warn("another keygate process is rotating a key; its recovery was skipped", "slot", rep.Slot)
+		case rep.Action != rotation.ActionNone:
+			logger.Warn("settled an unfinished rotation: "+rep.Summary(), "outcome", rep)
+		}
+		if rep.Slot == auth.TokenVar && !rep.Current.IsZero() && (cfg.Token.Secret.IsZero() || cfg.Token.Source == auth.SourceEnvFile) {
+			cfg.Token = auth.Credential{Secret: rep.Current, Source: auth.SourceEnvFile, Var: auth.TokenVar}
+		}
+	}
+	if err != nil && !errors.Is(err, rotation.ErrInProgress) {
+		logger.Error("rotation recovery incomplete", "err", err)
+	}
+	return eng
 }
 
 // rotationDir holds the rotation engines' journals, pending and lock files,
@@ -364,7 +365,7 @@ func firstRun(ctx context.Context, store *local.Store, cfg *config, logger *slog
 	if err := store.Seed(ctx); err != nil {
 		return fmt.Errorf("seeding new store: %w", err)
 	}
-	issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: "admin (first run)", Scopes: auth.Scopes{{Action: auth.Admin}},
+	issued, err := store.CreateKey(ctx, provider.NewKey{Name: "admin (first run)", Scopes: auth.Scopes{{Action: auth.Admin}},
 		ExpiresAt: time.Now().Add(bootstrapLifetime)})
 	if err != nil {
 		return fmt.Errorf("minting admin token: %w", err)

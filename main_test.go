@@ -509,7 +509,7 @@ func expiredToken(t *testing.T, storePath string) string {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	issued, err := s.CreateKey(context.Background(), nil, provider.NewKey{Name: "expired", Scopes: auth.Scopes{{Action: auth.ContentRead}},
+	issued, err := s.CreateKey(context.Background(), provider.NewKey{Name: "expired", Scopes: auth.Scopes{{Action: auth.ContentRead}},
 		ExpiresAt: past.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)

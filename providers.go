@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
-	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider/agrenting"
 	"github.com/keygate/keygate/provider/cencori"
 	"github.com/keygate/keygate/provider/cockpit"
@@ -27,6 +28,12 @@ type remote interface {
 	Secrets() []string
 }
 
+// ringed is a remote provider with a key API keygate manages through the
+// credentials service.
+type ringed interface {
+	Ring() credentials.Ring
+}
+
 // loadEnv is what a provider loader needs: the variables, where keygate
 // writes credentials back (the env file), and where logs and secrets go.
 type loadEnv struct {
@@ -37,6 +44,7 @@ type loadEnv struct {
 	// rotationDir holds the rotation engine's journal, pending and lock
 	// files, beside the store.
 	rotationDir string
+	places      delivery.Places
 }
 
 // remoteLoader builds one provider from the environment. configured is
@@ -79,57 +87,66 @@ var remoteLoaders = []remoteLoader{
 		if err != nil {
 			return nil, true, err
 		}
-		rotateAgrentingKey(c, cfg, env)
-		return c, true, nil
+		return agrentingRemote{Client: c, ring: agrentingRing(c, cfg, env)}, true, nil
 	},
 }
 
-// rotateAgrentingKey lets keygate rotate its own Agrenting key through the
-// rotation engine, which first settles a rotation a crash left unfinished.
-// Agrenting revokes the old key as it issues the new one, so only a key
-// kept in the env file, which the engine rewrites, can be rotated: without
-// one, the client refuses and says how to fix it.
-func rotateAgrentingKey(c *agrenting.Client, cfg agrenting.Config, env loadEnv) {
-	if cfg.APIKey.IsZero() || cfg.APIKeySource != string(auth.SourceEnvFile) || env.envFile == "" || env.rotationDir == "" {
-		return
+// agrentingRemote is the Agrenting client with its keys' ring.
+type agrentingRemote struct {
+	*agrenting.Client
+	ring credentials.Ring
+}
+
+func (a agrentingRemote) Ring() credentials.Ring { return a.ring }
+
+// agrentingRing lets keygate manage the agent's keys, and rotate its own
+// Agrenting key through the rotation engine, which first settles a rotation
+// a crash left unfinished. Agrenting revokes the old key as it issues the
+// new one, so only a key kept in the env file, which the engine rewrites,
+// can be rotated: without one there is no engine, and the service refuses
+// and says how to fix it.
+func agrentingRing(c *agrenting.Client, cfg agrenting.Config, env loadEnv) credentials.Ring {
+	follow := func(next auth.Secret) {
+		env.redactor.Add(next.Reveal())
+		c.UseKey(next)
 	}
-	eng := &rotation.Engine{Dir: env.rotationDir, EnvFile: env.envFile, Var: agrenting.EnvAPIKey, Backend: c.RotationBackend(),
-		Logger: env.logger, Swap: func(_, next auth.Secret) {
-			env.redactor.Add(next.Reveal())
-			c.UseKey(next)
-		}}
+	ring := credentials.Ring{Provider: agrenting.Name, Remote: c,
+		RotateHint: "rotate the agent's key in the Agrenting dashboard, then update " + agrenting.EnvAPIKey + " in keygate's env file"}
+	if cfg.APIKey.IsZero() {
+		return ring
+	}
+	inEnvFile := cfg.APIKeySource == string(auth.SourceEnvFile) && env.envFile != ""
+	ring.Own = func(ctx context.Context) (credentials.Own, bool, error) {
+		id, err := c.OwnKeyID(ctx)
+		if err != nil {
+			return credentials.Own{}, false, err
+		}
+		return credentials.Own{KeyID: id, Var: agrenting.EnvAPIKey, Secret: c.CurrentKey(), InEnvFile: inEnvFile, Follow: follow}, true, nil
+	}
+	if !inEnvFile || env.rotationDir == "" {
+		return ring
+	}
+	eng := &rotation.Engine{Name: agrenting.Name, Dir: env.rotationDir, EnvFile: env.envFile, Legacy: agrenting.EnvAPIKey,
+		Backend: c.RotationBackend(), Places: env.places, Logger: env.logger, Follow: follow}
 	if crashHook != nil {
 		crashHook(eng)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
 	defer cancel()
-	switch rep, err := eng.Recover(ctx); {
-	case errors.Is(err, rotation.ErrInProgress):
-		// This process (or another) is rotating the key right now.
-	case err != nil:
-		env.logger.Error("rotation recovery incomplete", "outcome", rep, "err", err)
-		if !rep.Current.IsZero() {
-			c.UseKey(rep.Current)
+	reports, err := eng.Recover(ctx)
+	for _, rep := range reports {
+		if rep.Action != rotation.ActionNone {
+			env.logger.Warn("settled an unfinished rotation: "+rep.Summary(), "outcome", rep)
 		}
-	case rep.Action != rotation.ActionNone:
-		env.logger.Warn("settled an unfinished rotation: "+rep.Summary(), "outcome", rep)
 		if !rep.Current.IsZero() {
 			c.UseKey(rep.Current)
 		}
 	}
-	c.RotateOwnWith(func(ctx context.Context, current auth.Secret) (provider.IssuedKey, error) {
-		res, err := eng.Rotate(ctx, rotation.Request{Old: current})
-		switch {
-		case err == nil:
-			return provider.IssuedKey{Key: res.New, Secret: res.NewSecret}, nil
-		case !res.NewSecret.IsZero():
-			// The env file holds the new key and keygate uses it; what
-			// failed came later, and recovery finishes it at the next start.
-			env.logger.Warn("rotated the Agrenting key, but a later step failed", "rotation_id", res.RotationID, "err", err)
-			return provider.IssuedKey{Key: res.New, Secret: res.NewSecret}, nil
-		}
-		return provider.IssuedKey{}, fmt.Errorf("rotating %s: %w", agrenting.EnvAPIKey, err)
-	})
+	if err != nil && !errors.Is(err, rotation.ErrInProgress) {
+		env.logger.Error("rotation recovery incomplete", "err", err)
+	}
+	ring.Engine = eng
+	return ring
 }
 
 // recoverTimeout bounds the settling of an unfinished rotation at start.
@@ -138,9 +155,9 @@ const recoverTimeout = 30 * time.Second
 // loadRemotes builds every configured remote provider from the real
 // environment and the env file's variables (the real environment wins). An
 // error names the variable, never the value.
-func loadRemotes(file map[string]string, envFile, rotationDir string, redactor *auth.Redactor, logger *slog.Logger) ([]remote, error) {
+func loadRemotes(file map[string]string, envFile, rotationDir string, places delivery.Places, redactor *auth.Redactor, logger *slog.Logger) ([]remote, error) {
 	lookup := envLookup{file: file}
-	env := loadEnv{logger: logger, envFile: envFile, rotationDir: rotationDir, redactor: redactor, get: func(name string) (string, string, bool) {
+	env := loadEnv{logger: logger, envFile: envFile, rotationDir: rotationDir, places: places, redactor: redactor, get: func(name string) (string, string, bool) {
 		v, src, ok := lookup.get(name)
 		return v, string(src), ok
 	}}
@@ -162,12 +179,12 @@ func loadRemotes(file map[string]string, envFile, rotationDir string, redactor *
 func providerList(local tools.Provider, remotes []remote) []tools.Provider {
 	out := []tools.Provider{local}
 	for _, r := range remotes {
-		p := tools.Provider{Name: r.Name(), Content: r, Inspect: r}
-		if km, ok := r.(tools.RemoteKeyManager); ok {
-			p.RemoteKeys = km
+		p := tools.Provider{Name: r.Name(), Content: r, Inspect: r, Ring: credentials.Ring{Provider: r.Name()}}
+		if rr, ok := r.(ringed); ok {
+			p.Ring = rr.Ring()
 		}
 		if h, ok := r.(interface{ RotateHint() string }); ok {
-			p.RotateHint = h.RotateHint()
+			p.Ring.RotateHint = h.RotateHint()
 		}
 		out = append(out, p)
 	}
@@ -177,9 +194,9 @@ func providerList(local tools.Provider, remotes []remote) []tools.Provider {
 // remotesReload rebuilds the remote providers from a changed env file and
 // swaps them in when every one of them loads; otherwise the running ones
 // stay. It reports errNothingChanged when no provider's secrets changed.
-func remotesReload(deps *tools.Deps, local tools.Provider, envFile, rotationDir string, redactor *auth.Redactor, logger *slog.Logger, current *[]remote) func(context.Context, map[string]string) error {
+func remotesReload(deps *tools.Deps, local tools.Provider, envFile, rotationDir string, places delivery.Places, redactor *auth.Redactor, logger *slog.Logger, current *[]remote) func(context.Context, map[string]string) error {
 	return func(_ context.Context, vars map[string]string) error {
-		next, err := loadRemotes(vars, envFile, rotationDir, redactor, logger)
+		next, err := loadRemotes(vars, envFile, rotationDir, places, redactor, logger)
 		if err != nil {
 			return fmt.Errorf("provider configuration: %w", err)
 		}

@@ -95,8 +95,9 @@ func TestAgrentingThroughKeygate(t *testing.T) {
 	rc.fail("content_list", a("type", "artifacts"), "task_id")
 	rc.fail("content_delete", a("type", "tasks", "id", taskID, "confirm", true), "")
 
-	// Credentials are fully live: list, create (admin only, since
-	// Agrenting keys cannot be narrowed), revoke, rotate.
+	// Credentials are live: list, create (admin only, since Agrenting
+	// keys cannot be narrowed) and revoke; Agrenting rotates a key only
+	// with that key itself, so keygate rotates only its own.
 	text, _ = rc.ok("credentials_list", a())
 	if !strings.Contains(text, "agrenting key") {
 		t.Fatalf("credentials_list: %s", text)
@@ -104,10 +105,9 @@ func TestAgrentingThroughKeygate(t *testing.T) {
 	rc.fail("credentials_create", a("name", "ci", "scopes", []any{"content:read"}, "expires_in_days", 1), "cannot be narrowed")
 	_, made := rc.ok("credentials_create", a("name", "ci", "scopes", []any{"admin"}, "expires_in_days", 1))
 	ciID := made["key"].(map[string]any)["id"].(string)
-	_, rotated := rc.ok("credentials_rotate", a("credential", ciID, "confirm", true))
-	newID := rotated["new"].(map[string]any)["id"].(string)
-	rc.ok("credentials_revoke", a("credential", newID, "confirm", true))
-	_, again := rc.ok("credentials_revoke", a("credential", newID, "confirm", true))
+	rc.fail("credentials_rotate", a("credential", ciID, "confirm", true), "only with that key itself")
+	rc.ok("credentials_revoke", a("credential", ciID, "confirm", true))
+	_, again := rc.ok("credentials_revoke", a("credential", ciID, "confirm", true))
 	if again["already_revoked"] != true {
 		t.Errorf("second revoke: %v", again)
 	}

@@ -5,13 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
-	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider/local"
 )
 
@@ -47,9 +49,14 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	store, err := local.Open(ctx, cfg.Store, local.Options{})
 	if err != nil {
-		return fmt.Errorf("opening store: %w", err)
+		return err
 	}
 	defer store.Close()
+	// The CLI is the operator: the policy lets it do anything, and it goes
+	// through the same service, delivery rules and lineage as the tools.
+	svc := &credentials.Service{Store: store,
+		Places: delivery.Places{EnvFile: cfg.EnvFile, KeysDir: filepath.Join(filepath.Dir(cfg.Store), "keys")}}
+	ring := credentials.Ring{Provider: "local", Local: true}
 	// Credential changes made here are journaled like those made through
 	// the tools, and refused when the journal cannot be written.
 	var journal *audit.Log
@@ -75,18 +82,23 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if days < 1 || days > 365 {
 			return fmt.Errorf("token create: --expires-in-days must be 1 to 365")
 		}
+		deliver := "reveal"
 		if envVar != "" {
-			// Fail before minting if the variable is taken.
-			if vars, err := auth.ReadEnvFile(cfg.EnvFile); err != nil {
-				return err
-			} else if _, taken := vars[envVar]; taken {
-				return fmt.Errorf("token create: %s is already set in %s; choose another --env-var", envVar, cfg.EnvFile)
-			}
+			deliver = "env:" + envVar
+		}
+		// Refuse a bad or taken variable before anything is made.
+		dest, err := svc.Places.Parse(deliver)
+		if err == nil {
+			err = svc.Places.Preflight(dest)
+		}
+		if err != nil {
+			return fmt.Errorf("token create: --env-var: %w", err)
 		}
 		if err := record(name, audit.OutcomeAttempt); err != nil {
 			return fmt.Errorf("token create: refused, the audit journal cannot be written: %w", err)
 		}
-		issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: name, Scopes: sc, ExpiresAt: time.Now().Add(time.Duration(days) * 24 * time.Hour)})
+		issued, err := svc.Create(ctx, credentials.OperatorCaller, ring, credentials.CreateRequest{Name: name, Scopes: sc,
+			ExpiresAt: time.Now().Add(time.Duration(days) * 24 * time.Hour), Deliver: deliver})
 		if err != nil {
 			return fmt.Errorf("token create: %w", err)
 		}
@@ -94,10 +106,6 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			fmt.Fprintf(stderr, "warning: token %s was created but the audit journal could not record it: %v\n", issued.Key.ID, err)
 		}
 		if envVar != "" {
-			if err := auth.SetEnvVar(cfg.EnvFile, envVar, issued.Secret.Reveal(), auth.EnvWriteOptions{}); err != nil {
-				_, _, _ = store.RevokeKey(ctx, nil, issued.Key.ID)
-				return fmt.Errorf("token create: writing %s (the new token was revoked): %w", cfg.EnvFile, err)
-			}
 			fmt.Fprintf(stderr, "created token %s (%s) and wrote it to %s as %s\n", issued.Key.ID, issued.Key.Masked, cfg.EnvFile, envVar)
 			return nil
 		}
@@ -106,7 +114,7 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stdout, issued.Secret.Reveal())
 		return nil
 	case "list":
-		keys, err := store.ListKeys(ctx)
+		keys, err := svc.List(ctx, credentials.OperatorCaller, ring)
 		if err != nil {
 			return err
 		}
@@ -131,16 +139,26 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err := record(fs.Arg(0), audit.OutcomeAttempt); err != nil {
 			return fmt.Errorf("token revoke: refused, the audit journal cannot be written: %w", err)
 		}
-		k, already, err := store.RevokeKey(ctx, nil, fs.Arg(0))
+		plan, err := svc.PlanRevoke(ctx, credentials.OperatorCaller, ring, fs.Arg(0))
 		if err != nil {
 			return fmt.Errorf("token revoke: %w", err)
 		}
+		res, err := svc.Revoke(ctx, plan)
+		if err != nil {
+			return fmt.Errorf("token revoke: %w", err)
+		}
+		k := res.Key
 		if err := record(k.ID, audit.OutcomeOK); err != nil {
 			fmt.Fprintf(stderr, "warning: token %s was revoked but the audit journal could not record it: %v\n", k.ID, err)
 		}
-		if already {
+		switch {
+		case res.Already && len(res.AlsoRevoked) == 0:
 			fmt.Fprintf(stdout, "token %s was already revoked\n", k.ID)
-		} else {
+		case res.Already:
+			fmt.Fprintf(stdout, "token %s was already revoked; revoked its lineage: %s\n", k.ID, strings.Join(res.AlsoRevoked, ", "))
+		case len(res.AlsoRevoked) > 0:
+			fmt.Fprintf(stdout, "revoked token %s (%s) and its lineage: %s\n", k.ID, k.Name, strings.Join(res.AlsoRevoked, ", "))
+		default:
 			fmt.Fprintf(stdout, "revoked token %s (%s)\n", k.ID, k.Name)
 		}
 		return nil

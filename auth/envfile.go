@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,10 +11,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/google/renameio/v2"
 	"github.com/joho/godotenv"
+
+	"github.com/keygate/keygate/internal/filelock"
 )
 
 // Env-file errors. They name the file, the variable and the line, never a
@@ -94,9 +97,25 @@ type EnvWriteOptions struct {
 	AllowSymlink bool
 }
 
-// envWriteMu serialises read-modify-write cycles on env files within this
-// process, so two deliveries at once cannot lose one another's variable.
-var envWriteMu sync.Mutex
+// envLockWait bounds how long SetEnvVar waits for another writer of the
+// same env file.
+const envLockWait = 10 * time.Second
+
+// lockEnvFile serialises read-modify-write cycles on the env file at target,
+// between the calls of this process and between processes (a keygate
+// serving stdio, one serving HTTP and the token CLI may share one env file),
+// so that two writers at once cannot lose one another's variable. The lock
+// is an flock on ".<name>.lock" beside the file.
+func lockEnvFile(target string) (*filelock.Lock, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), envLockWait)
+	defer cancel()
+	path := filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".lock")
+	l, err := filelock.Wait(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("locking env file %s against other writers: %w", target, err)
+	}
+	return l, nil
+}
 
 // SetEnvVar sets name=value in the env file at path, creating the file if
 // needed. The file is replaced atomically (same-directory temp file, fsync,
@@ -111,13 +130,15 @@ func SetEnvVar(path, name, value string, opts EnvWriteOptions) error {
 	if value == "" || strings.ContainsAny(value, "\r\n\x00") {
 		return fmt.Errorf("value for %s is empty or contains a line break or NUL", name)
 	}
-	envWriteMu.Lock()
-	defer envWriteMu.Unlock()
-
 	target, err := resolveEnvPath(path, opts.AllowSymlink)
 	if err != nil {
 		return err
 	}
+	lk, err := lockEnvFile(target)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
 	old, err := os.ReadFile(target)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("reading env file: %w", err)

@@ -24,6 +24,9 @@ const (
 	base62Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
 
+// TokenVar is the variable that holds keygate's own credential.
+const TokenVar = "KEYGATE_TOKEN"
+
 // TokenPattern is the published shape of a keygate token. A string matching it
 // may still fail the checksum. It is compiled on first use, to keep it off
 // the start-up path.

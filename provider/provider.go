@@ -134,11 +134,23 @@ type Key struct {
 	RotatedTo  string    `json:"rotated_to,omitempty"`
 }
 
-// NewKey asks for a key. ExpiresAt is mandatory.
+// NewKey asks for a key. ExpiresAt is mandatory. CreatedBy is the key
+// that asked for it ("" for the operator), which owns it from then on.
 type NewKey struct {
 	Name      string
 	Scopes    auth.Scopes
 	ExpiresAt time.Time
+	CreatedBy string
+}
+
+// Lineage is a key with the keys it descends from and the keys it was
+// rotated into: what the policy needs to decide who owns it.
+type Lineage struct {
+	Key Key
+	// Ancestors are the keys that created it, nearest first.
+	Ancestors []string
+	// Successors are the keys it was rotated into, nearest first.
+	Successors []string
 }
 
 // IssuedKey is a key together with its secret, returned once at creation.

@@ -2,18 +2,17 @@ package rotation
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider"
-	"github.com/keygate/keygate/provider/local"
 )
 
 // Backend is the provider side of a rotation: whoever issues the credential
-// keygate keeps in its env file. The engine never depends on a provider
-// package directly, so a remote provider plugs in with an adapter.
+// being rotated. The engine never imports a provider package; each provider
+// that can rotate keys implements this beside its client
+// (local.Store.RotationBackend, agrenting.Client.RotationBackend).
 type Backend interface {
 	// Verify makes a harmless authenticated read with secret and says whose
 	// key it is. A refused secret (unknown, revoked, expired) gives an error
@@ -27,21 +26,33 @@ type Backend interface {
 	// (an idempotency key whose response the provider replays). A replay
 	// that the provider refuses to authenticate gives an error wrapping
 	// auth.ErrInvalidToken: the engine then knows it can never succeed.
+	// A backend whose answer might not parse calls req.Keep with the raw
+	// answer first (see Reparser).
 	Create(ctx context.Context, req CreateRequest) (provider.IssuedKey, error)
 	// Retire makes key keyID stop working at now+grace at the latest (at
 	// once for zero) without any further call, and says when it stops.
 	// Calling it again must never extend the key's life.
 	Retire(ctx context.Context, keyID string, grace time.Duration) (stopsAt time.Time, err error)
-	// Revoke ends key keyID at once. Revoking a revoked key succeeds.
-	Revoke(ctx context.Context, keyID string) error
+	// Discard ends key keyID, a key a rotation made and now abandons, at
+	// once, leaving the key it was to replace as it was. Discarding a
+	// revoked key succeeds.
+	Discard(ctx context.Context, keyID string) error
 	// Tagged lists the keys created by rotation q.RotationID, so keys
 	// whose secret a crash lost can be found. A backend that cannot tag
 	// keys may find them another way (the key that replaced q.OldKeyID);
-	// one that cannot at all returns nil, nil, and recovery then revokes
+	// one that cannot at all returns nil, nil, and recovery then discards
 	// only the keys it knows of.
 	Tagged(ctx context.Context, q TagQuery) ([]provider.Key, error)
 	// Traits says how the provider behaves.
 	Traits() Traits
+}
+
+// StateReader is a Backend that can describe a key from its id alone. The
+// engine needs it to rotate a key whose secret keygate does not hold
+// (anyone else's key): preflight learns the key's scopes from it, and
+// recovery asks it whether the old key still works.
+type StateReader interface {
+	KeyState(ctx context.Context, keyID string) (h Holder, active bool, err error)
 }
 
 // Replayer is a Backend whose create can only be replayed with a credential
@@ -56,6 +67,15 @@ type Replayer interface {
 	OpenReplay(ctx context.Context, old auth.Secret) (auth.Secret, error)
 	// CloseReplay ends it once the rotation is settled.
 	CloseReplay(ctx context.Context, replay auth.Secret) error
+}
+
+// Reparser is a Backend that hands the engine its raw create answer (via
+// CreateRequest.Keep) before parsing it, because the answer's shape is not
+// documented: the engine keeps it in the 0600 pending file, and recovery
+// finds the new key in it again even when the first parse failed.
+type Reparser interface {
+	// Reparse finds the new key in a kept raw answer.
+	Reparse(raw []byte) (provider.IssuedKey, error)
 }
 
 // TagQuery asks a Backend for the keys one rotation made.
@@ -80,8 +100,8 @@ type Holder struct {
 type Traits struct {
 	// RevokesOldOnCreate: the provider kills the old key the moment it
 	// issues the new one (Agrenting), so there is no overlap and a crash
-	// before the env file is written must be resolved by adopting the new
-	// key, never by rolling back.
+	// before the destination is written must be resolved by adopting the
+	// new key, never by rolling back.
 	RevokesOldOnCreate bool
 	// CreateReplays: Create with a known RotationID returns the original
 	// key and secret again. With RevokesOldOnCreate, this is the only way
@@ -91,76 +111,25 @@ type Traits struct {
 
 // CreateRequest asks a Backend for a successor key.
 type CreateRequest struct {
-	// Old is the credential being replaced. It is zero when recovery
-	// replays a create after a restart: the engine never stores it.
+	// Old is the credential being replaced, when keygate holds it. It is
+	// zero when recovery replays a create after a restart (the engine
+	// never stores it) and when keygate rotates someone else's key.
 	Old        auth.Secret
 	OldKeyID   string
 	RotationID string
 	// Replay is the credential from Replayer.OpenReplay, for a Replayer.
 	Replay auth.Secret
-	// Actor authorises the rotation where the backend checks grants (the
-	// local store); nil means the old key itself.
-	Actor *auth.Principal
+	// Keep stores a raw answer durably before the backend parses it. If
+	// Keep fails, a backend that can still parse the answer returns the
+	// key anyway (the engine persists it next); one that cannot returns
+	// both errors. Nil during recovery, which keeps what it gets itself.
+	Keep func(raw []byte) error
 }
 
-// LocalBackend is a Backend over keygate's embedded store.
-type LocalBackend struct {
-	Store *local.Store
+// Destinations puts a rotation's new secret where its request says.
+// delivery.Places is the real one.
+type Destinations interface {
+	Preflight(s delivery.Spec) error
+	Put(s delivery.Spec, keyID string, secret auth.Secret) (delivery.Spec, error)
+	Holds(s delivery.Spec, keyID string) (string, error)
 }
-
-var _ Backend = LocalBackend{}
-
-// Verify checks secret against the store. It may create keys when it holds
-// credentials:write (or admin).
-func (b LocalBackend) Verify(ctx context.Context, secret auth.Secret) (Holder, error) {
-	p, err := b.Store.Verify(ctx, secret.Reveal())
-	if err != nil {
-		return Holder{}, err
-	}
-	return Holder{KeyID: p.KeyID, Scopes: p.Scopes.Strings(), CanCreate: p.Scopes.AllowsSome(auth.CredentialsWrite)}, nil
-}
-
-// Create rotates the old key in one store transaction, tagged with the
-// rotation id; the old key keeps working until Retire.
-func (b LocalBackend) Create(ctx context.Context, req CreateRequest) (provider.IssuedKey, error) {
-	actor := req.Actor
-	if actor == nil {
-		if req.Old.IsZero() {
-			return provider.IssuedKey{}, errors.New("creating key: no credential to authorise it")
-		}
-		p, err := b.Store.Verify(ctx, req.Old.Reveal())
-		if err != nil {
-			return provider.IssuedKey{}, fmt.Errorf("creating key: checking the old key: %w", err)
-		}
-		actor = &p
-	}
-	issued, _, err := b.Store.RotateKeyTagged(ctx, actor, req.OldKeyID, req.RotationID)
-	return issued, err
-}
-
-// Retire sets the old key's end; see local.Store.RetireKey.
-func (b LocalBackend) Retire(ctx context.Context, keyID string, grace time.Duration) (time.Time, error) {
-	k, err := b.Store.RetireKey(ctx, keyID, grace)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if !k.RevokedAt.IsZero() {
-		return k.RevokedAt, nil
-	}
-	return k.ExpiresAt, nil
-}
-
-// Revoke revokes a key at once.
-func (b LocalBackend) Revoke(ctx context.Context, keyID string) error {
-	_, _, err := b.Store.RevokeKey(ctx, nil, keyID)
-	return err
-}
-
-// Tagged lists the keys of one rotation.
-func (b LocalBackend) Tagged(ctx context.Context, q TagQuery) ([]provider.Key, error) {
-	return b.Store.KeysByRotation(ctx, q.RotationID)
-}
-
-// Traits: the store keeps the old key working until it is retired, and
-// refuses a second key for a rotation id instead of replaying the first.
-func (LocalBackend) Traits() Traits { return Traits{} }

@@ -291,11 +291,11 @@ func TestCrashLosesKeyWithoutReplay(t *testing.T) {
 	if killed, _ := runHelper(t, f.helperArgs(sc, "-kill-at", string(rotation.StepCreated))); !killed {
 		t.Fatal("the helper was not killed")
 	}
-	rep, err := f.engine().Recover(t.Context())
+	rep, err := f.engine().RecoverSlot(t.Context(), tokenVar)
 	if !errors.Is(err, rotation.ErrCredentialLost) || rep.Action != rotation.ActionLost {
 		t.Fatalf("Recover = %+v, %v; want ErrCredentialLost", rep, err)
 	}
-	if !strings.Contains(err.Error(), "create a new key") || len(rep.Keys) != 1 || rep.Keys[0].Fate != rotation.FateRevoked {
+	if !strings.Contains(err.Error(), "create a new key") || len(rep.Keys) != 1 || rep.Keys[0].Fate != rotation.FateDiscarded {
 		t.Errorf("error %q, keys %+v: want advice and the orphan reported as revoked", err, rep.Keys)
 	}
 	f.checkClean()
@@ -319,11 +319,11 @@ func TestRotationInAnotherProcess(t *testing.T) {
 	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "holding\n" {
 		t.Fatalf("helper said %q", line)
 	}
-	_, err = f.engine().Rotate(t.Context(), rotation.Request{Old: f.old})
+	_, err = f.engine().Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil))
 	if !errors.Is(err, rotation.ErrInProgress) || !strings.Contains(err.Error(), "rotation in progress") {
 		t.Fatalf("Rotate while another process rotates: %v", err)
 	}
-	if _, err := f.engine().Recover(t.Context()); !errors.Is(err, rotation.ErrInProgress) {
+	if _, err := f.engine().RecoverSlot(t.Context(), tokenVar); !errors.Is(err, rotation.ErrInProgress) {
 		t.Fatalf("Recover while another process rotates: %v", err)
 	}
 	f.closeStore()
@@ -353,7 +353,7 @@ func restartAndCheck(t *testing.T, f *fixture, sc crashScenario, again bool) rot
 		must(t, json.Unmarshal([]byte(journal), &j))
 	}
 
-	rep, err := f.engine().Recover(ctx)
+	rep, err := f.engine().RecoverSlot(ctx, tokenVar)
 	if err != nil {
 		t.Fatalf("Recover: %v (report %+v)", err, rep)
 	}
@@ -363,13 +363,13 @@ func restartAndCheck(t *testing.T, f *fixture, sc crashScenario, again bool) rot
 		return rep.Action
 	}
 	env := auth.NewSecret(f.envValue())
-	res, err := f.engine().Rotate(ctx, rotation.Request{Old: env})
+	res, err := f.engine().Rotate(ctx, rotation.Own(tokenVar, env, 0, nil))
 	for try := 0; errors.Is(err, rotation.ErrInProgress) && try < 50; try++ {
 		// A parallel subtest's fork can briefly hold a copy of the lock's
 		// file descriptor (until its exec closes it), and with it the flock
 		// Recover just released. keygate does not fork, so only tests see it.
 		time.Sleep(10 * time.Millisecond)
-		res, err = f.engine().Rotate(ctx, rotation.Request{Old: env})
+		res, err = f.engine().Rotate(ctx, rotation.Own(tokenVar, env, 0, nil))
 	}
 	if err != nil {
 		t.Fatalf("rotating after recovery: %v", err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
@@ -104,7 +105,7 @@ func newFixtureClock(t *testing.T, kind string, popts rotationtest.Options, c *c
 		if err != nil {
 			t.Fatal(err)
 		}
-		issued, err := s.CreateKey(t.Context(), nil, provider.NewKey{Name: "keygate", Scopes: sc, ExpiresAt: f.clock.Now().Add(90 * 24 * time.Hour)})
+		issued, err := s.CreateKey(t.Context(), provider.NewKey{Name: "keygate", Scopes: sc, ExpiresAt: f.clock.Now().Add(90 * 24 * time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,13 +160,14 @@ func (f *fixture) closeStore() {
 
 func (f *fixture) backend() rotation.Backend {
 	if f.kind == "local" {
-		return rotation.LocalBackend{Store: f.openStore()}
+		return f.openStore().RotationBackend()
 	}
 	return rotationtest.Open(f.platformPath, f.platformOptions()).Backend()
 }
 
 func (f *fixture) engine() *rotation.Engine {
-	return &rotation.Engine{Dir: f.stateDir, EnvFile: f.envFile, Var: tokenVar, Backend: f.backend(), Now: f.clock.Now}
+	return &rotation.Engine{Name: f.kind, Dir: f.stateDir, EnvFile: f.envFile, Legacy: tokenVar, Backend: f.backend(),
+		Places: delivery.Places{EnvFile: f.envFile, KeysDir: filepath.Join(f.dir, "keys")}, Now: f.clock.Now}
 }
 
 func (f *fixture) keys() []provider.Key {
@@ -254,7 +256,8 @@ func redact(b []byte, f *fixture) string {
 }
 
 // checkClean asserts a rotation left nothing behind: no journal, no
-// pending file. Only the lock file stays, and temp files that recovery
+// pending file. Only the lock files stay (the rotation's, and the env
+// file's, which serialises writers of the env file), and temp files that recovery
 // leaves alone because they are too fresh to be sure no other process is
 // writing them: a kill inside the env-file write leaves a renameio temp
 // file, and a kill in preflight a probe. Those must be private.
@@ -268,7 +271,7 @@ func (f *fixture) checkClean() {
 		for _, e := range entries {
 			n := e.Name()
 			switch {
-			case n == tokenVar+".lock" || n == ".env":
+			case n == tokenVar+".lock" || n == ".env" || n == "..env.lock":
 			case strings.HasPrefix(n, ".keygate-rotation-probe-"),
 				dir != f.stateDir && strings.HasPrefix(n, "..env") && strings.Trim(n[len("..env"):], "0123456789") == "":
 				if fi, err := e.Info(); err != nil || fi.Mode().Perm() != 0o600 {
@@ -294,4 +297,14 @@ func noSecrets(t *testing.T, what, text string, secrets ...auth.Secret) {
 			t.Errorf("%s contains a token-shaped string", what)
 		}
 	}
+}
+
+// failingPut is a destination whose writes all fail with err.
+type failingPut struct {
+	rotation.Destinations
+	err error
+}
+
+func (p failingPut) Put(s delivery.Spec, _ string, _ auth.Secret) (delivery.Spec, error) {
+	return s, p.err
 }

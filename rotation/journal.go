@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,43 +19,63 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/delivery"
 )
 
 // journalVersion is bumped if the journal's meaning changes, so an older
-// keygate refuses a journal it would misread.
-const journalVersion = 1
+// keygate refuses a journal it would misread. Version 1 journals (keygate's
+// own credential only, named by Var) are still read.
+const journalVersion = 2
 
 // journal is the durable record of one rotation. It names keys by id and
 // never holds a secret: the new secret goes to the pending file, and the old
 // one is never written anywhere by the engine.
 type journal struct {
-	Version    int           `json:"version"`
-	RotationID string        `json:"rotation_id"`
-	Var        string        `json:"var"`
-	EnvFile    string        `json:"env_file"`
-	OldKeyID   string        `json:"old_key_id"`
-	OldScopes  []string      `json:"old_scopes"`
-	NewKeyID   string        `json:"new_key_id,omitempty"`
-	Step       Step          `json:"step"`
-	Grace      time.Duration `json:"grace_ns"`
-	StartedAt  time.Time     `json:"started_at"`
+	Version    int    `json:"version"`
+	RotationID string `json:"rotation_id"`
+	// Slot names the rotation's lock, journal and pending files: one
+	// rotation per slot at a time.
+	Slot string `json:"slot"`
+	// Backend is the name of the engine (provider) that runs it.
+	Backend string `json:"backend"`
+	// Dest is where the new secret goes.
+	Dest delivery.Spec `json:"dest"`
+	// EnvFile is the env file an Env destination was in.
+	EnvFile string `json:"env_file,omitempty"`
+	// HeldOld: Dest held the old secret, which keygate ran on (its own
+	// credential), so the destination's value tells whether the old key
+	// still works. Otherwise the backend is asked by key id.
+	HeldOld   bool          `json:"held_old"`
+	OldKeyID  string        `json:"old_key_id"`
+	OldScopes []string      `json:"old_scopes"`
+	NewKeyID  string        `json:"new_key_id,omitempty"`
+	Step      Step          `json:"step"`
+	Grace     time.Duration `json:"grace_ns"`
+	StartedAt time.Time     `json:"started_at"`
+	// Var is version 1's name for Slot and Dest's variable.
+	Var string `json:"var,omitempty"`
 }
 
 // pending holds the new secret from the moment the backend returns it until
-// the env file has it: the one place a crash cannot lose it from. With a
+// the destination has it: the one place a crash cannot lose it from. With a
 // Replayer it holds the replay credential from before the create, so a
-// create whose answer a crash lost can be replayed.
+// create whose answer a crash lost can be replayed; with a Reparser, the
+// raw answer, kept before it is parsed.
 type pending struct {
 	RotationID string `json:"rotation_id"`
 	KeyID      string `json:"key_id,omitempty"`
 	Secret     string `json:"secret,omitempty"`
 	Replay     string `json:"replay,omitempty"`
+	Raw        []byte `json:"raw,omitempty"`
 }
 
 // hasKey reports whether the new key reached the pending file.
 func (p *pending) hasKey() bool { return p != nil && p.Secret != "" }
 
-var rotationIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^rot-[0-9a-f]{24}$`) })
+var (
+	rotationIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^rot-[0-9a-f]{24}$`) })
+	slotPattern       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`) })
+)
 
 func newRotationID() (string, error) {
 	b := make([]byte, 12)
@@ -64,77 +85,119 @@ func newRotationID() (string, error) {
 	return "rot-" + hex.EncodeToString(b), nil
 }
 
-func (e *Engine) journalPath() string { return filepath.Join(e.Dir, e.Var+".journal") }
-func (e *Engine) pendingPath() string { return filepath.Join(e.Dir, e.Var+".pending") }
+func (e *Engine) journalPath(slot string) string { return filepath.Join(e.Dir, slot+".journal") }
+func (e *Engine) pendingPath(slot string) string { return filepath.Join(e.Dir, slot+".pending") }
 
-// loadJournal returns the unfinished rotation, or nil when there is none.
-func (e *Engine) loadJournal() (*journal, error) {
+// loadJournal returns the unfinished rotation of slot, or nil when there is
+// none.
+func (e *Engine) loadJournal(slot string) (*journal, error) {
 	var j journal
-	found, err := readJSON(e.journalPath(), &j)
+	found, err := readJSON(e.journalPath(slot), &j)
 	if err != nil || !found {
 		return nil, err
 	}
+	if j.Version == 1 {
+		j.upgrade(e)
+	}
 	switch {
 	case j.Version != journalVersion:
-		return nil, fmt.Errorf("rotation journal %s has version %d; this keygate reads only %d", e.journalPath(), j.Version, journalVersion)
-	case !rotationIDPattern().MatchString(j.RotationID) || j.Var != e.Var:
-		return nil, fmt.Errorf("rotation journal %s is not a journal for %s; move it away and restart", e.journalPath(), e.Var)
+		return nil, fmt.Errorf("rotation journal %s has version %d; this keygate reads only %d", e.journalPath(slot), j.Version, journalVersion)
+	case !rotationIDPattern().MatchString(j.RotationID) || j.Slot != slot:
+		return nil, fmt.Errorf("rotation journal %s is not a journal of %s; move it away and restart", e.journalPath(slot), slot)
 	}
 	return &j, nil
 }
 
+// upgrade reads a version 1 journal: keygate's own credential in variable
+// Var of the env file, kept in slot Var.
+func (j *journal) upgrade(e *Engine) {
+	j.Version, j.Slot, j.Backend, j.HeldOld = journalVersion, j.Var, e.Name, true
+	j.Dest = delivery.EnvVar(j.Var)
+}
+
 func (e *Engine) saveJournal(j *journal) error {
-	if err := e.writeFile(e.journalPath(), j); err != nil {
+	if err := e.writeFile(e.journalPath(j.Slot), j); err != nil {
 		return fmt.Errorf("writing rotation journal: %w", err)
 	}
 	return nil
 }
 
+// slots lists the slots of this engine that have a journal or a pending
+// file: the rotations Recover must settle. A version 1 journal belongs to
+// the engine whose Legacy names its variable.
+func (e *Engine) slots() ([]string, error) {
+	entries, err := os.ReadDir(e.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading rotation directory: %w", err)
+	}
+	var out []string
+	for _, ent := range entries {
+		name := ent.Name()
+		slot, ok := strings.CutSuffix(name, ".journal")
+		if !ok {
+			slot, ok = strings.CutSuffix(name, ".pending")
+		}
+		if !ok || !ent.Type().IsRegular() || !slotPattern().MatchString(slot) || slices.Contains(out, slot) {
+			continue
+		}
+		if e.owns(slot) {
+			out = append(out, slot)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// owns reports whether slot is this engine's: its own prefix, or the
+// variable of its version 1 journals.
+func (e *Engine) owns(slot string) bool {
+	return strings.HasPrefix(slot, e.Name+"-") || (e.Legacy != "" && slot == e.Legacy)
+}
+
 // loadPending returns the pending secret of rotation rid, if one was stored.
 // A pending file of another rotation is ignored: it cannot be this one's.
-func (e *Engine) loadPending(rid string) (*pending, error) {
+func (e *Engine) loadPending(slot, rid string) (*pending, error) {
 	var p pending
-	found, err := readJSON(e.pendingPath(), &p)
+	found, err := readJSON(e.pendingPath(slot), &p)
 	if err != nil || !found {
 		return nil, err
 	}
 	if rid != "" && p.RotationID != rid {
 		return nil, nil
 	}
-	if (p.Secret == "") != (p.KeyID == "") || (p.Secret == "" && p.Replay == "") {
-		return nil, fmt.Errorf("pending file %s is incomplete", e.pendingPath())
+	if (p.Secret == "") != (p.KeyID == "") || (p.Secret == "" && p.Replay == "" && len(p.Raw) == 0) {
+		return nil, fmt.Errorf("pending file %s is incomplete", e.pendingPath(slot))
 	}
 	return &p, nil
 }
 
-// savePending stores the new key, keeping the replay credential beside it.
-func (e *Engine) savePending(rid string, keyID string, secret, replay auth.Secret) error {
-	if err := e.writeFile(e.pendingPath(), pending{RotationID: rid, KeyID: keyID, Secret: secret.Reveal(), Replay: replay.Reveal()}); err != nil {
-		return fmt.Errorf("storing new key %s in the pending file: %w", keyID, err)
-	}
-	return nil
-}
-
-// saveReplay stores the replay credential before the create.
-func (e *Engine) saveReplay(rid string, replay auth.Secret) error {
-	if err := e.writeFile(e.pendingPath(), pending{RotationID: rid, Replay: replay.Reveal()}); err != nil {
-		return fmt.Errorf("storing the replay credential in the pending file: %w", err)
+// savePending stores the new key, keeping the replay credential and the raw
+// answer beside it.
+func (e *Engine) savePending(slot string, p pending) error {
+	if err := e.writeFile(e.pendingPath(slot), p); err != nil {
+		if p.KeyID != "" {
+			return fmt.Errorf("storing new key %s in the pending file: %w", p.KeyID, err)
+		}
+		return fmt.Errorf("storing the rotation's state in the pending file: %w", err)
 	}
 	return nil
 }
 
 // clear ends a rotation: the pending file goes first, so a pending secret
 // never outlives the journal that explains it.
-func (e *Engine) clear(ctx context.Context, replay auth.Secret) error {
+func (e *Engine) clear(ctx context.Context, slot string, replay auth.Secret) error {
 	// Every caller has settled the rotation, so nothing can need a replay
 	// any more; ending it while the pending file still names it means a
 	// crash cannot leave it open.
 	e.closeReplay(ctx, replay)
-	if err := removeDurably(e.pendingPath()); err != nil {
+	if err := removeDurably(e.pendingPath(slot)); err != nil {
 		return fmt.Errorf("removing pending file: %w", err)
 	}
 	e.step(StepPendingRemoved)
-	if err := removeDurably(e.journalPath()); err != nil {
+	if err := removeDurably(e.journalPath(slot)); err != nil {
 		return fmt.Errorf("removing rotation journal: %w", err)
 	}
 	e.step(StepDone)
@@ -207,10 +270,10 @@ const staleTemp = time.Minute
 // secrets: the journal's and pending file's in Dir, which only the lock
 // holder writes, at once; the env file's renameio temp files, and probes
 // (which other engines sharing a directory may be making), once stale.
-func (e *Engine) removeStaleTemps(envFile string) int {
+func (e *Engine) removeStaleTemps(slot, envFile string) int {
 	now := e.now()
 	n := removeMatching(e.Dir, func(name string, age time.Duration) bool {
-		return renameioTemp(name, e.Var+".journal") || renameioTemp(name, e.Var+".pending") ||
+		return renameioTemp(name, slot+".journal") || renameioTemp(name, slot+".pending") ||
 			strings.HasPrefix(name, probePrefix) && age >= staleTemp
 	}, now)
 	if envFile != "" {

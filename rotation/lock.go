@@ -3,35 +3,26 @@ package rotation
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+
+	"github.com/keygate/keygate/internal/filelock"
 )
 
-// ErrInProgress is returned when another rotation of the same credential,
-// in this process or another, holds the lock.
+// ErrInProgress is returned when another rotation of the same key, in this
+// process or another, holds the lock.
 var ErrInProgress = errors.New("rotation in progress")
 
-// lock is an exclusive, non-blocking lock on one credential. It is an flock
-// on a file in Dir, so the kernel drops it when the holder dies, even by
-// SIGKILL: a crash never leaves a stale lock behind. The file itself is
-// never removed, which would let two holders lock two different files.
-type lock struct{ f *os.File }
-
-func (e *Engine) lock() (*lock, error) {
-	path := filepath.Join(e.Dir, e.Var+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// lock takes the slot's exclusive, non-blocking lock: an flock on a file in
+// Dir, which the kernel drops when the holder dies, so a crash never leaves
+// a stale lock behind.
+func (e *Engine) lock(slot string) (*filelock.Lock, error) {
+	path := filepath.Join(e.Dir, slot+".lock")
+	lk, err := filelock.TryLock(path)
+	if errors.Is(err, filelock.ErrHeld) {
+		return nil, fmt.Errorf("rotating %s: %w (another call or keygate process is rotating it right now); try again when it has finished", slot, ErrInProgress)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("opening rotation lock: %w", err)
+		return nil, fmt.Errorf("taking rotation lock: %w", err)
 	}
-	if err := tryLock(f); err != nil {
-		f.Close()
-		if errors.Is(err, errWouldBlock) {
-			return nil, fmt.Errorf("rotating %s: %w (lock %s is held by another call or keygate process); try again when it has finished", e.Var, ErrInProgress, path)
-		}
-		return nil, fmt.Errorf("taking rotation lock %s: %w", path, err)
-	}
-	return &lock{f: f}, nil
+	return lk, nil
 }
-
-// release unlocks by closing: the flock belongs to this open file.
-func (l *lock) release() { _ = l.f.Close() }

@@ -50,9 +50,17 @@ const probePrefix = ".keygate-rotation-probe-"
 const probeSlack = 4096
 
 // preflight checks everything the rotation will need, local state first,
-// before the backend is asked to create anything.
-func (e *Engine) preflight(ctx context.Context, req Request) (Holder, error) {
-	size, err := e.checkEnvFile(req.Old)
+// before the backend is asked to create anything, and returns what it
+// learned of the old key.
+func (e *Engine) preflight(ctx context.Context, rn run) (Holder, error) {
+	if err := e.probe(e.Dir, probeSlack); err != nil {
+		return Holder{}, &PreflightError{Problem: fmt.Sprintf("cannot write the rotation journal in %s", e.Dir),
+			Fix: "make the directory writable and free some space, then rotate again", Err: fmt.Errorf("%w: %w", ErrNotWritable, err)}
+	}
+	if rn.req.Old.IsZero() {
+		return e.preflightByID(ctx, rn)
+	}
+	size, err := e.checkEnvFile(rn.req.Dest.Target, rn.req.Old)
 	if err != nil {
 		return Holder{}, err
 	}
@@ -61,32 +69,48 @@ func (e *Engine) preflight(ctx context.Context, req Request) (Holder, error) {
 		return Holder{}, &PreflightError{Problem: fmt.Sprintf("cannot write a new env file in %s", envDir),
 			Fix: "make the directory writable and free some space, then rotate again", Err: fmt.Errorf("%w: %w", ErrNotWritable, err)}
 	}
-	if err := e.probe(e.Dir, probeSlack); err != nil {
-		return Holder{}, &PreflightError{Problem: fmt.Sprintf("cannot write the rotation journal in %s", e.Dir),
-			Fix: "make the directory writable and free some space, then rotate again", Err: fmt.Errorf("%w: %w", ErrNotWritable, err)}
-	}
-	old, err := e.Backend.Verify(ctx, req.Old)
+	old, err := e.Backend.Verify(ctx, rn.req.Old)
 	switch {
 	case errors.Is(err, auth.ErrInvalidToken):
-		return Holder{}, &PreflightError{Problem: fmt.Sprintf("%s is not accepted by the provider (revoked or expired)", e.Var),
+		return Holder{}, &PreflightError{Problem: fmt.Sprintf("%s is not accepted by the provider (revoked or expired)", rn.req.Dest.Target),
 			Fix: "a dead key cannot be rotated; create a new one", Err: ErrRejected}
 	case err != nil:
 		return Holder{}, fmt.Errorf("rotation refused before any change: checking the current credential: %w", err)
-	case req.Actor == nil && !old.CanCreate:
-		return Holder{}, &PreflightError{Problem: fmt.Sprintf("key %s in %s may not create keys", old.KeyID, e.Var),
+	case rn.req.KeyID != "" && old.KeyID != rn.req.KeyID:
+		return Holder{}, &PreflightError{Problem: fmt.Sprintf("%s holds key %s, not key %s", rn.req.Dest.Target, old.KeyID, rn.req.KeyID),
+			Fix: "restart keygate to load the env file's credential", Err: ErrNotHeld}
+	case !old.CanCreate:
+		return Holder{}, &PreflightError{Problem: fmt.Sprintf("key %s in %s may not create keys", old.KeyID, rn.req.Dest.Target),
 			Fix: "give it credentials:write, or rotate it with a credential that has", Err: ErrCannotRotate}
 	}
 	return old, nil
 }
 
+// preflightByID checks the rotation of a key keygate does not hold: the
+// destination can take the new secret, and the key works.
+func (e *Engine) preflightByID(ctx context.Context, rn run) (Holder, error) {
+	if err := e.Places.Preflight(rn.req.Dest); err != nil {
+		return Holder{}, err
+	}
+	h, active, err := e.Backend.(StateReader).KeyState(ctx, rn.req.KeyID)
+	switch {
+	case err != nil:
+		return Holder{}, err
+	case !active:
+		return Holder{}, &PreflightError{Problem: fmt.Sprintf("key %s is revoked or expired", rn.req.KeyID),
+			Fix: "a dead key cannot be rotated; create a new one", Err: ErrRejected}
+	}
+	return h, nil
+}
+
 // checkEnvFile refuses an env file the engine must not or cannot rewrite,
 // and one whose variable is not the old credential: the compare half of a
 // compare-and-swap, checked under the lock. It returns the file's size.
-func (e *Engine) checkEnvFile(old auth.Secret) (int, error) {
+func (e *Engine) checkEnvFile(name string, old auth.Secret) (int, error) {
 	fi, err := os.Lstat(e.EnvFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, &PreflightError{Problem: fmt.Sprintf("env file %s does not exist", e.EnvFile),
-			Fix: fmt.Sprintf("keygate rotates only a credential kept in its env file; put %s there first", e.Var)}
+			Fix: fmt.Sprintf("keygate rotates only a credential kept in its env file; put %s there first", name)}
 	}
 	if err != nil {
 		return 0, &PreflightError{Problem: fmt.Sprintf("cannot inspect env file %s", e.EnvFile), Err: err}
@@ -111,8 +135,8 @@ func (e *Engine) checkEnvFile(old auth.Secret) (int, error) {
 	if err != nil {
 		return 0, &PreflightError{Problem: fmt.Sprintf("env file %s cannot be parsed", e.EnvFile), Fix: "fix it by hand", Err: err}
 	}
-	if vars[e.Var] != old.Reveal() {
-		return 0, &PreflightError{Problem: fmt.Sprintf("%s in %s", e.Var, e.EnvFile),
+	if vars[name] != old.Reveal() {
+		return 0, &PreflightError{Problem: fmt.Sprintf("%s in %s", name, e.EnvFile),
 			Fix: "it was changed since keygate read it, or the credential comes from elsewhere; restart keygate to load it", Err: ErrNotHeld}
 	}
 	return int(fi.Size()), nil

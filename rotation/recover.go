@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider"
 )
 
@@ -19,17 +20,17 @@ type Action string
 const (
 	ActionNone       Action = "none"        // there was no unfinished rotation
 	ActionCleared    Action = "cleared"     // no key had been made; the journal was removed
-	ActionRolledBack Action = "rolled_back" // the new key(s) were revoked; the env file's key is kept
-	ActionCompleted  Action = "completed"   // the env file holds the new key; the old key is retired
-	ActionPending    Action = "pending"     // the env file could not be written: the new key waits in the pending file
-	ActionLost       Action = "lost"        // no working credential could be put in the env file
+	ActionRolledBack Action = "rolled_back" // the new key(s) were discarded; the old key is kept
+	ActionCompleted  Action = "completed"   // the destination holds the new key; the old key is retired
+	ActionPending    Action = "pending"     // the destination could not be written: the new key waits in the pending file
+	ActionLost       Action = "lost"        // no working credential could be put in place
 )
 
 // Fates of a key the rotation made.
 const (
-	FateAdopted = "adopted" // it is the env file's credential now
-	FateRevoked = "revoked" // it was revoked (a rollback or an orphan)
-	FateKept    = "kept"    // it works and waits in the pending file
+	FateAdopted   = "adopted"   // it is the destination's credential now
+	FateDiscarded = "discarded" // it was revoked (a rollback or an orphan)
+	FateKept      = "kept"      // it works and waits in the pending file
 )
 
 // KeyFate says what recovery did with one key made by the rotation.
@@ -42,7 +43,10 @@ type KeyFate struct {
 // secret except Current, which prints as [REDACTED].
 type Report struct {
 	RotationID string
-	Var        string
+	Slot       string
+	Dest       delivery.Spec
+	// Delivered is where the new secret went, when it went somewhere.
+	Delivered  delivery.Spec
 	Step       Step // the last step the journal recorded
 	Action     Action
 	OldKeyID   string
@@ -54,8 +58,9 @@ type Report struct {
 	Keys []KeyFate
 	// Problem says what needs a human, if anything.
 	Problem string
-	// Current is the env file's credential after recovery when it works:
-	// keygate should act with it.
+	// Current is, for keygate's own credential (a destination that held
+	// the old key), the destination's credential after recovery when it
+	// works: keygate should act with it.
 	Current          auth.Secret
 	TempFilesRemoved int
 }
@@ -63,23 +68,24 @@ type Report struct {
 // Summary says in one sentence what happened, without secrets.
 func (r Report) Summary() string {
 	var s string
+	where := r.Dest.String()
 	switch r.Action {
 	case ActionNone, "":
 		s = "no unfinished rotation"
 	case ActionCleared:
 		s = fmt.Sprintf("rotation %s had created no key, so nothing was changed; the old key still works", r.RotationID)
 	case ActionRolledBack:
-		s = fmt.Sprintf("rotation %s was rolled back: new key %s revoked; %s still holds the key it had", r.RotationID, r.revoked(), r.Var)
+		s = fmt.Sprintf("rotation %s was rolled back: new key %s discarded; old key %s still works", r.RotationID, r.discarded(), r.OldKeyID)
 	case ActionCompleted:
-		s = fmt.Sprintf("rotation %s was completed: %s holds key %s", r.RotationID, r.Var, r.NewKeyID)
+		s = fmt.Sprintf("rotation %s was completed: new key %s is in %s", r.RotationID, r.NewKeyID, where)
 		if r.OldKeyID != "" {
 			s += fmt.Sprintf("; old key %s stops working %s", r.OldKeyID, r.OldStopsAt.UTC().Format(time.RFC3339))
 		}
 	case ActionPending:
-		s = fmt.Sprintf("rotation %s is unfinished: new key %s waits in the pending file because the env file could not be written; fix the env file and restart keygate",
-			r.RotationID, r.NewKeyID)
+		s = fmt.Sprintf("rotation %s is unfinished: new key %s waits in the pending file because %s could not be written; fix it and restart keygate",
+			r.RotationID, r.NewKeyID, where)
 	case ActionLost:
-		s = fmt.Sprintf("rotation %s could not restore a working credential for %s", r.RotationID, r.Var)
+		s = fmt.Sprintf("rotation %s could not put a working key in %s", r.RotationID, where)
 	}
 	if r.Problem != "" {
 		s += " (" + r.Problem + ")"
@@ -87,10 +93,10 @@ func (r Report) Summary() string {
 	return s
 }
 
-func (r Report) revoked() string {
+func (r Report) discarded() string {
 	var ids []string
 	for _, k := range r.Keys {
-		if k.Fate == FateRevoked {
+		if k.Fate == FateDiscarded {
 			ids = append(ids, k.KeyID)
 		}
 	}
@@ -106,39 +112,65 @@ func (r Report) LogValue() slog.Value {
 	for i, k := range r.Keys {
 		keys[i] = k.KeyID + ":" + k.Fate
 	}
-	return slog.GroupValue(slog.String("rotation_id", r.RotationID), slog.String("var", r.Var), slog.String("step", string(r.Step)),
-		slog.String("action", string(r.Action)), slog.String("old_key_id", r.OldKeyID), slog.String("new_key_id", r.NewKeyID),
-		slog.Time("old_stops_at", r.OldStopsAt), slog.String("keys", strings.Join(keys, ",")), slog.String("problem", r.Problem))
+	return slog.GroupValue(slog.String("rotation_id", r.RotationID), slog.String("slot", r.Slot), slog.String("dest", r.Dest.String()),
+		slog.String("step", string(r.Step)), slog.String("action", string(r.Action)), slog.String("old_key_id", r.OldKeyID),
+		slog.String("new_key_id", r.NewKeyID), slog.Time("old_stops_at", r.OldStopsAt), slog.String("keys", strings.Join(keys, ",")),
+		slog.String("problem", r.Problem))
 }
 
-// Recover settles an unfinished rotation of Var, as the failure table of
-// security.md section 3 says, so keygate starts with a working credential.
-// Run it at startup before the credential is loaded, and use Report.Current
-// when set. It finishes a rotation whose new key is safe (in the env file or
-// the pending file, and verified), undoes one whose new key cannot be used,
-// and revokes every other key the rotation made. It returns ErrInProgress
-// if another process is rotating right now. On an error, whatever could not
-// be settled is kept, journal included, for the next run.
-func (e *Engine) Recover(ctx context.Context) (Report, error) {
-	r := Report{Var: e.Var, Action: ActionNone}
+// Recover settles every unfinished rotation of this engine's keys, as the
+// failure table of security.md section 3 says, so keygate starts with
+// working credentials. Run it at startup before keygate's own credential is
+// loaded, and use the Current of a report whose destination is that
+// credential's variable. It finishes a rotation whose new key is safe (at
+// its destination or in the pending file, and verified), undoes one whose
+// new key cannot be used, and discards every other key the rotation made.
+// A slot another process is rotating right now is skipped with
+// ErrInProgress. On an error, whatever could not be settled is kept,
+// journal included, for the next run.
+func (e *Engine) Recover(ctx context.Context) ([]Report, error) {
+	if err := e.prepare(); err != nil {
+		return nil, err
+	}
+	slots, err := e.slots()
+	if err != nil {
+		return nil, err
+	}
+	var reports []Report
+	var errs []error
+	for _, slot := range slots {
+		r, err := e.RecoverSlot(ctx, slot)
+		if r.Action != ActionNone || err != nil {
+			reports = append(reports, r)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return reports, errors.Join(errs...)
+}
+
+// RecoverSlot settles the unfinished rotation of one slot, if there is one.
+func (e *Engine) RecoverSlot(ctx context.Context, slot string) (Report, error) {
+	r := Report{Slot: slot, Action: ActionNone}
 	if err := e.prepare(); err != nil {
 		return r, err
 	}
-	lk, err := e.lock()
+	lk, err := e.lock(slot)
 	if err != nil {
 		return r, err
 	}
-	defer lk.release()
-	removed := e.removeStaleTemps(e.EnvFile)
-	j, err := e.loadJournal()
+	defer lk.Release()
+	removed := e.removeStaleTemps(slot, e.EnvFile)
+	j, err := e.loadJournal(slot)
 	if err == nil && j == nil {
-		j, err = e.strayPending()
+		j, err = e.strayPending(slot)
 	}
 	if err != nil || j == nil {
 		r.TempFilesRemoved = removed
 		return r, err
 	}
-	r, err = e.resolve(ctx, j, auth.Secret{}, nil)
+	r, err = e.resolve(ctx, j, run{slot: slot}, nil)
 	r.TempFilesRemoved = removed
 	if err != nil {
 		e.log().Error("rotation recovery incomplete", "outcome", r, "error", err.Error())
@@ -150,26 +182,36 @@ func (e *Engine) Recover(ctx context.Context) (Report, error) {
 
 // strayPending turns a pending file without a journal (which the engine
 // never leaves, but a person might) into a journal that knows only the new
-// key, so the key is adopted if the env file holds it and revoked if not.
-func (e *Engine) strayPending() (*journal, error) {
-	p, err := e.loadPending("")
+// key: for keygate's own credential (a legacy slot), the key is adopted if
+// the env file holds it and discarded if not; for any other key, discarded.
+func (e *Engine) strayPending(slot string) (*journal, error) {
+	p, err := e.loadPending(slot, "")
 	if err != nil || p == nil {
 		return nil, err
 	}
 	if !rotationIDPattern().MatchString(p.RotationID) {
-		return nil, fmt.Errorf("pending file %s has no valid rotation id; move it away and restart", e.pendingPath())
+		return nil, fmt.Errorf("pending file %s has no valid rotation id; move it away and restart", e.pendingPath(slot))
 	}
-	return &journal{Version: journalVersion, RotationID: p.RotationID, Var: e.Var, EnvFile: e.EnvFile, NewKeyID: p.KeyID}, nil
+	j := &journal{Version: journalVersion, RotationID: p.RotationID, Slot: slot, Backend: e.Name, NewKeyID: p.KeyID, Dest: delivery.Spec{Kind: delivery.Reveal}}
+	if slot == e.Legacy {
+		j.Dest, j.HeldOld, j.EnvFile = delivery.EnvVar(slot), true, e.EnvFile
+	}
+	return j, nil
 }
 
 // state is what recovery observes, rather than what the journal claims: a
 // crash can fall between any action and its journal entry.
 type state struct {
-	envValue string
-	env      Holder
-	envWorks bool
+	// destValue is what the destination holds now; dest is whose key it
+	// is, when it works.
+	destValue string
+	dest      Holder
+	destWorks bool
+	// oldAlive: the rotation's old key still works.
+	oldAlive bool
 	pending  *pending // set only when the new key reached the pending file
 	replay   auth.Secret
+	raw      []byte // a Reparser's kept answer, when the key is not parsed yet
 	tagged   []provider.Key
 	// taggedErr: the backend refused every credential recovery had when
 	// asked for the rotation's keys (the old key is dead, and so is the
@@ -180,29 +222,48 @@ type state struct {
 
 func (e *Engine) observe(ctx context.Context, j *journal) (state, error) {
 	var st state
-	vars, err := auth.ReadEnvFile(j.EnvFile)
-	if err != nil {
-		return st, fmt.Errorf("env file %s: %w", j.EnvFile, err)
-	}
-	st.envValue = vars[e.Var]
-	if st.envValue != "" {
-		st.env, err = e.Backend.Verify(ctx, auth.NewSecret(st.envValue))
-		switch {
-		case err == nil:
-			st.envWorks = true
-		case !errors.Is(err, auth.ErrInvalidToken):
-			return st, fmt.Errorf("checking %s: %w", e.Var, err)
-		}
-	}
-	p, err := e.loadPending(j.RotationID)
+	p, err := e.loadPending(j.Slot, j.RotationID)
 	if err != nil {
 		return st, err
 	}
 	if p != nil {
-		st.replay = auth.NewSecret(p.Replay)
+		st.replay, st.raw = auth.NewSecret(p.Replay), p.Raw
 	}
 	if p.hasKey() {
 		st.pending = p
+	}
+	newID := j.NewKeyID
+	if newID == "" && st.pending != nil {
+		newID = st.pending.KeyID
+	}
+	if j.Dest.Durable() {
+		if st.destValue, err = e.Places.Holds(j.Dest, newID); err != nil {
+			return st, err
+		}
+	}
+	if st.destValue != "" {
+		st.dest, err = e.Backend.Verify(ctx, auth.NewSecret(st.destValue))
+		switch {
+		case err == nil:
+			st.destWorks = true
+		case !errors.Is(err, auth.ErrInvalidToken):
+			return st, fmt.Errorf("checking %s: %w", j.Dest, err)
+		}
+	}
+	switch {
+	case j.HeldOld:
+		st.oldAlive = st.destWorks && j.OldKeyID != "" && st.dest.KeyID == j.OldKeyID
+	case j.OldKeyID != "":
+		sr, ok := e.Backend.(StateReader)
+		if !ok {
+			return st, fmt.Errorf("%s cannot tell whether key %s works", e.Name, j.OldKeyID)
+		}
+		if _, st.oldAlive, err = sr.KeyState(ctx, j.OldKeyID); err != nil {
+			var nf *provider.NotFoundError
+			if !errors.As(err, &nf) {
+				return st, fmt.Errorf("checking old key %s: %w", j.OldKeyID, err)
+			}
+		}
 	}
 	switch st.tagged, err = e.Backend.Tagged(ctx, TagQuery{RotationID: j.RotationID, OldKeyID: j.OldKeyID, Replay: st.replay}); {
 	case errors.Is(err, auth.ErrInvalidToken):
@@ -215,7 +276,7 @@ func (e *Engine) observe(ctx context.Context, j *journal) (state, error) {
 
 // lookUpTagged asks for the rotation's keys again when the first attempt had
 // no working credential: it is the only way to find a key whose secret was
-// lost, and recovery does not end while one may be left unrevoked.
+// lost, and recovery does not end while one may be left undiscarded.
 func (e *Engine) lookUpTagged(ctx context.Context, j *journal, st *state) error {
 	if st.taggedErr == nil {
 		return nil
@@ -231,18 +292,18 @@ func (e *Engine) lookUpTagged(ctx context.Context, j *journal, st *state) error 
 	return nil
 }
 
-// holdsNew reports whether the env file's working key is one this rotation
-// made: the swap happened.
+// holdsNew reports whether the destination's working key is one this
+// rotation made: the delivery happened.
 func (st state) holdsNew(j *journal) bool {
 	switch {
-	case !st.envWorks:
+	case !st.destWorks:
 		return false
-	case j.NewKeyID != "" && st.env.KeyID == j.NewKeyID:
+	case j.NewKeyID != "" && st.dest.KeyID == j.NewKeyID:
 		return true
-	case st.pending != nil && st.envValue == st.pending.Secret:
+	case st.pending != nil && st.destValue == st.pending.Secret:
 		return true
 	}
-	return slices.ContainsFunc(st.tagged, func(k provider.Key) bool { return k.ID == st.env.KeyID })
+	return slices.ContainsFunc(st.tagged, func(k provider.Key) bool { return k.ID == st.dest.KeyID })
 }
 
 // made lists the ids of every key this rotation made that recovery knows.
@@ -264,36 +325,61 @@ func (st state) made(j *journal) []string {
 }
 
 // resolve settles rotation j. When a running Rotate settles its own failure,
-// old is the old secret and mem the new key as the backend returned it; at
-// startup both are unknown. mem is used only when the old key is dead: with
-// the old key alive, a key that never reached the pending file is an
-// orphan, as after a crash, and is revoked.
-func (e *Engine) resolve(ctx context.Context, j *journal, old auth.Secret, mem *pending) (Report, error) {
-	r := Report{RotationID: j.RotationID, Var: e.Var, Step: j.Step, OldKeyID: j.OldKeyID, NewKeyID: j.NewKeyID}
-	if j.EnvFile != e.EnvFile {
+// rn carries the request (its old secret and follow) and mem the new key as
+// the backend returned it; at startup both are unknown. mem is used only
+// when the old key is dead: with the old key alive, a key that never
+// reached the pending file is an orphan, as after a crash, and is
+// discarded.
+func (e *Engine) resolve(ctx context.Context, j *journal, rn run, mem *pending) (Report, error) {
+	r := Report{RotationID: j.RotationID, Slot: j.Slot, Dest: j.Dest, Step: j.Step, OldKeyID: j.OldKeyID, NewKeyID: j.NewKeyID}
+	if j.Dest.Kind == delivery.Env && j.EnvFile != e.EnvFile {
 		return r, fmt.Errorf("rotation %s was of env file %s, but keygate now uses %s; start keygate with the old env file once to settle it",
 			j.RotationID, j.EnvFile, e.EnvFile)
+	}
+	if rn.req.Follow == nil && j.HeldOld {
+		rn.req.Follow = e.Follow
 	}
 	st, err := e.observe(ctx, j)
 	if err != nil {
 		return r, fmt.Errorf("settling rotation %s: %w; nothing was changed", j.RotationID, err)
 	}
+	if st.pending == nil && len(st.raw) > 0 {
+		// The answer was kept but not parsed (a shape the backend did not
+		// expect, or a crash in between): look for the key in it again.
+		st.pending = e.reparse(j, st)
+	}
 	switch {
 	case st.holdsNew(j):
-		// The swap happened: finish it.
-		r.NewKeyID = st.env.KeyID
-		return r, e.finish(ctx, j, st, &r, auth.NewSecret(st.envValue))
-	case st.envWorks && st.pending != nil && j.OldKeyID != "" && st.env.KeyID == j.OldKeyID:
+		// The delivery happened: finish it.
+		r.NewKeyID = st.dest.KeyID
+		return r, e.finish(ctx, j, st, &r, rn, auth.NewSecret(st.destValue), j.Dest)
+	case !j.Dest.Durable() && stepReached(j.Step, StepSwapped):
+		// A secret shown in a result, or kept in a session, was handed
+		// over before the crash: there is nothing to put anywhere again.
+		r.NewKeyID = j.NewKeyID
+		return r, e.finish(ctx, j, st, &r, rn, auth.Secret{}, j.Dest)
+	case st.oldAlive && st.pending != nil && j.Dest.Durable():
 		// The new key is safe but not yet in place: verify it again and
 		// resume, or undo it if it is not what it should be.
-		return r, e.resume(ctx, j, st, &r, old)
-	case st.envWorks:
-		// The new key's secret is lost, or there is no new key: the env
-		// file's key works, so every key the rotation made is an orphan.
-		if j.OldKeyID != "" && st.env.KeyID != j.OldKeyID {
+		return r, e.resume(ctx, j, st, &r, rn)
+	case st.oldAlive:
+		// The new key's secret is lost, was never handed over, or there is
+		// no new key: the old key works, so every key the rotation made is
+		// an orphan.
+		return r, e.rollback(ctx, j, st, &r)
+	case j.HeldOld && st.destWorks:
+		// keygate's own credential works, but it is not the old key: a
+		// person replaced it meanwhile. Every key the rotation made is an
+		// orphan.
+		if j.OldKeyID != "" {
 			r.Problem = fmt.Sprintf("%s now holds key %s, which is neither the rotation's old key nor its new one; old key %s was left alone",
-				e.Var, st.env.KeyID, j.OldKeyID)
+				j.Dest.Target, st.dest.KeyID, j.OldKeyID)
 		}
+		return r, e.rollback(ctx, j, st, &r)
+	case !j.HeldOld:
+		// Someone else's key that stopped working meanwhile (revoked with
+		// its lineage, or expired): its successor must not outlive it.
+		r.Problem = fmt.Sprintf("old key %s no longer works (revoked or expired during the rotation)", j.OldKeyID)
 		return r, e.rollback(ctx, j, st, &r)
 	default:
 		if st.pending == nil && mem != nil {
@@ -302,13 +388,34 @@ func (e *Engine) resolve(ctx context.Context, j *journal, old auth.Secret, mem *
 				st.replay = auth.NewSecret(mem.Replay)
 			}
 		}
-		return r, e.adopt(ctx, j, st, &r, old)
+		return r, e.adopt(ctx, j, st, &r, rn)
 	}
 }
 
-// resume verifies the pending key and swaps it in; a key that fails the
-// check is revoked and the old one kept.
-func (e *Engine) resume(ctx context.Context, j *journal, st state, r *Report, old auth.Secret) error {
+// stepReached reports whether the journal got to step s.
+func stepReached(at, s Step) bool {
+	order := Steps(nil)
+	return slices.Index(order, at) >= slices.Index(order, s)
+}
+
+// reparse asks a Reparser for the new key in a kept raw answer, and makes
+// it the pending key; nil when there is none to find.
+func (e *Engine) reparse(j *journal, st state) *pending {
+	rp, ok := e.Backend.(Reparser)
+	if !ok {
+		return nil
+	}
+	issued, err := rp.Reparse(st.raw)
+	if err != nil {
+		e.log().Warn("the kept create answer holds no key keygate can find", "rotation_id", j.RotationID, "error", err.Error())
+		return nil
+	}
+	return &pending{RotationID: j.RotationID, KeyID: issued.Key.ID, Secret: issued.Secret.Reveal(), Replay: st.replay.Reveal()}
+}
+
+// resume verifies the pending key and delivers it; a key that fails the
+// check is discarded and the old one kept.
+func (e *Engine) resume(ctx context.Context, j *journal, st state, r *Report, rn run) error {
 	next := auth.NewSecret(st.pending.Secret)
 	j.NewKeyID, r.NewKeyID = st.pending.KeyID, st.pending.KeyID
 	if _, err := e.verifyNew(ctx, j, next); err != nil {
@@ -318,54 +425,60 @@ func (e *Engine) resume(ctx context.Context, j *journal, st state, r *Report, ol
 		r.Problem = err.Error()
 		return e.rollback(ctx, j, st, r)
 	}
-	if err := e.swapTo(j, next, old); err != nil {
+	to, err := e.deliver(j, rn.req.Follow, j.NewKeyID, next)
+	if err != nil {
 		r.Action, r.Problem = ActionPending, err.Error()+"; old key "+j.OldKeyID+" still works"
 		for _, id := range st.made(j) {
 			r.Keys = append(r.Keys, KeyFate{KeyID: id, Fate: FateKept})
 		}
-		r.Current = auth.NewSecret(st.envValue)
-		return fmt.Errorf("rotation %s: %w; new key %s waits in the pending file and old key %s still works: fix the env file and restart keygate to finish",
-			j.RotationID, err, r.NewKeyID, j.OldKeyID)
+		if j.HeldOld {
+			r.Current = auth.NewSecret(st.destValue)
+		}
+		return fmt.Errorf("rotation %s: %w; new key %s waits in the pending file and old key %s still works: fix %s and restart keygate to finish",
+			j.RotationID, err, r.NewKeyID, j.OldKeyID, j.Dest)
 	}
-	st.envValue, st.env.KeyID = st.pending.Secret, st.pending.KeyID
-	return e.finish(ctx, j, st, r, next)
+	st.destValue, st.dest.KeyID = st.pending.Secret, st.pending.KeyID
+	return e.finish(ctx, j, st, r, rn, next, to)
 }
 
-// adopt handles an env file whose credential no longer works, which happens
-// when the provider revoked the old key as it created the new one. The new
-// key must then be put in place: from the pending file, or by replaying the
-// create when the provider can.
-func (e *Engine) adopt(ctx context.Context, j *journal, st state, r *Report, old auth.Secret) error {
+// adopt handles keygate's own credential when it no longer works, which
+// happens when the provider revoked the old key as it created the new one.
+// The new key must then be put in place: from the pending file, or by
+// replaying the create when the provider can.
+func (e *Engine) adopt(ctx context.Context, j *journal, st state, r *Report, rn run) error {
 	var next auth.Secret
 	_, needsReplay := e.Backend.(Replayer)
 	switch traits := e.Backend.Traits(); {
 	case st.pending != nil:
 		next, j.NewKeyID = auth.NewSecret(st.pending.Secret), st.pending.KeyID
-		if onDisk, _ := e.loadPending(j.RotationID); !onDisk.hasKey() {
-			// Only in memory (Rotate settling its own failure): try once
-			// more to make it survive a crash.
-			_ = e.savePending(j.RotationID, j.NewKeyID, next, st.replay)
+		if onDisk, _ := e.loadPending(j.Slot, j.RotationID); !onDisk.hasKey() {
+			// Only in memory (Rotate settling its own failure) or only in a
+			// kept answer: try once more to make it survive a crash.
+			_ = e.savePending(j.Slot, *st.pending)
 		}
 	case traits.CreateReplays && (len(st.tagged) > 0 || traits.RevokesOldOnCreate) && (!needsReplay || !st.replay.IsZero()):
-		issued, err := e.Backend.Create(ctx, CreateRequest{OldKeyID: j.OldKeyID, RotationID: j.RotationID, Replay: st.replay})
+		issued, err := e.Backend.Create(ctx, CreateRequest{OldKeyID: j.OldKeyID, RotationID: j.RotationID, Replay: st.replay,
+			Keep: func(raw []byte) error {
+				return e.savePending(j.Slot, pending{RotationID: j.RotationID, Replay: st.replay.Reveal(), Raw: raw})
+			}})
 		if errors.Is(err, auth.ErrInvalidToken) {
 			// The provider will never answer the replay: the key it made
 			// is out of reach.
-			return e.lost(ctx, j, st, r, fmt.Sprintf("%s does not work and replaying the rotation was refused (%v)", e.Var, err))
+			return e.lost(ctx, j, st, r, fmt.Sprintf("%s does not work and replaying the rotation was refused (%v)", j.Dest, err))
 		}
 		if err != nil {
 			return fmt.Errorf("settling rotation %s: replaying the create: %w; nothing was changed", j.RotationID, err)
 		}
 		next = issued.Secret
 		if err := e.persist(j, issued, st.replay); err != nil {
-			e.log().Warn("could not persist the replayed key; writing it to the env file directly", "rotation_id", j.RotationID, "error", err.Error())
+			e.log().Warn("could not persist the replayed key; delivering it directly", "rotation_id", j.RotationID, "error", err.Error())
 			j.NewKeyID = issued.Key.ID
 		}
 		st.tagged = appendKey(st.tagged, issued.Key)
 	}
 	r.NewKeyID = j.NewKeyID
 	if next.IsZero() {
-		return e.lost(ctx, j, st, r, fmt.Sprintf("%s does not work and the rotation's new key cannot be recovered", e.Var))
+		return e.lost(ctx, j, st, r, fmt.Sprintf("%s does not work and the rotation's new key cannot be recovered", j.Dest))
 	}
 	if _, err := e.verifyNew(ctx, j, next); err != nil {
 		var se *ScopeError
@@ -378,16 +491,17 @@ func (e *Engine) adopt(ctx context.Context, j *journal, st state, r *Report, old
 		// A key with the wrong scopes still beats no key at all.
 		r.Problem = err.Error() + "; adopted anyway because the old key no longer works"
 	}
-	if err := e.swapTo(j, next, old); err != nil {
+	to, err := e.deliver(j, rn.req.Follow, j.NewKeyID, next)
+	if err != nil {
 		r.Action, r.Problem, r.Current = ActionPending, err.Error(), next
 		for _, id := range st.made(j) {
 			r.Keys = append(r.Keys, KeyFate{KeyID: id, Fate: FateKept})
 		}
 		return fmt.Errorf("settling rotation %s: %w: the old key no longer works, so keygate can only use the new one from the pending file %s",
-			j.RotationID, err, e.pendingPath())
+			j.RotationID, err, e.pendingPath(j.Slot))
 	}
-	st.envValue, st.env.KeyID, st.envWorks = next.Reveal(), j.NewKeyID, true
-	return e.finish(ctx, j, st, r, next)
+	st.destValue, st.dest.KeyID, st.destWorks = next.Reveal(), j.NewKeyID, true
+	return e.finish(ctx, j, st, r, rn, next, to)
 }
 
 func appendKey(keys []provider.Key, k provider.Key) []provider.Key {
@@ -404,10 +518,19 @@ func definitive(err error) bool {
 	return errors.Is(err, auth.ErrInvalidToken) || errors.As(err, &se) || errors.Is(err, errWrongKey)
 }
 
-// finish completes a rotation whose new key is in the env file: retire the
-// old key, revoke any other key the rotation made, clear the journal.
-func (e *Engine) finish(ctx context.Context, j *journal, st state, r *Report, current auth.Secret) error {
-	r.Action, r.Current = ActionCompleted, current
+// finish completes a rotation whose new key is delivered: retire the old
+// key, discard any other key the rotation made, clear the journal. current
+// is the delivered secret (zero for a result or session that held it).
+func (e *Engine) finish(ctx context.Context, j *journal, st state, r *Report, rn run, current auth.Secret, to delivery.Spec) error {
+	r.Action, r.Delivered = ActionCompleted, to
+	if j.HeldOld {
+		r.Current = current
+		if rn.req.Follow != nil && !current.IsZero() {
+			// Retiring the old key may need the new one (a provider whose
+			// old key is already dead).
+			rn.req.Follow(current)
+		}
+	}
 	stops, err := e.retireOld(ctx, j)
 	if err != nil {
 		r.Problem = err.Error()
@@ -418,23 +541,28 @@ func (e *Engine) finish(ctx context.Context, j *journal, st state, r *Report, cu
 		r.Problem = err.Error()
 		return err
 	}
+	keep := r.NewKeyID
+	if st.destWorks {
+		keep = st.dest.KeyID
+	}
 	for _, k := range st.tagged {
-		if k.ID == st.env.KeyID {
+		if k.ID == keep {
 			r.NewKey = k
 		}
 	}
-	if err := e.revokeAll(ctx, st.made(j), st.env.KeyID, r); err != nil {
+	if err := e.discardAll(ctx, st.made(j), keep, r); err != nil {
 		return err
 	}
-	r.Keys = append(r.Keys, KeyFate{KeyID: st.env.KeyID, Fate: FateAdopted})
-	return e.clear(ctx, st.replay)
+	r.Keys = append(r.Keys, KeyFate{KeyID: keep, Fate: FateAdopted})
+	return e.clear(ctx, j.Slot, st.replay)
 }
 
-// rollback revokes every key the rotation made except the env file's, and
-// clears the journal. The env file's key works, so this never leaves
-// keygate without a credential.
+// rollback discards every key the rotation made and clears the journal.
+// The old key works, so this never leaves anyone without a credential.
 func (e *Engine) rollback(ctx context.Context, j *journal, st state, r *Report) error {
-	r.Current = auth.NewSecret(st.envValue)
+	if j.HeldOld {
+		r.Current = auth.NewSecret(st.destValue)
+	}
 	if err := e.lookUpTagged(ctx, j, &st); err != nil {
 		r.Problem = err.Error()
 		return err
@@ -444,48 +572,55 @@ func (e *Engine) rollback(ctx context.Context, j *journal, st state, r *Report) 
 	if len(ids) == 0 {
 		r.Action = ActionCleared
 	}
-	if err := e.revokeAll(ctx, ids, st.env.KeyID, r); err != nil {
+	keep := ""
+	if j.HeldOld && st.destWorks {
+		keep = st.dest.KeyID
+	}
+	if err := e.discardAll(ctx, ids, keep, r); err != nil {
 		return err
 	}
-	return e.clear(ctx, st.replay)
+	return e.clear(ctx, j.Slot, st.replay)
 }
 
-// lost revokes the keys no one can use any more, clears the journal and
+// lost discards the keys no one can use any more, clears the journal and
 // says loudly that a person must issue a new credential. When the backend
 // could not even list the rotation's keys, a key it made may still be live
 // and unseen: the journal is kept, so that the next start, with the new
-// credential a person puts in the env file, finds and revokes it.
+// credential a person puts in place, finds and discards it.
 func (e *Engine) lost(ctx context.Context, j *journal, st state, r *Report, why string) error {
 	r.Action, r.Problem = ActionLost, why
-	if err := e.revokeAll(ctx, st.made(j), "", r); err != nil {
+	if err := e.discardAll(ctx, st.made(j), "", r); err != nil {
 		return err
 	}
-	fix := fmt.Sprintf("create a new key with the provider and put it in %s as %s", e.EnvFile, e.Var)
+	fix := fmt.Sprintf("create a new key with the provider and put it in %s", j.Dest)
+	if j.Dest.Kind == delivery.Env {
+		fix = fmt.Sprintf("create a new key with the provider and put it in %s as %s", e.EnvFile, j.Dest.Target)
+	}
 	if st.taggedErr != nil {
 		r.Problem += "; the keys the rotation made could not be listed with any credential keygate has"
 		return fmt.Errorf("settling rotation %s: %w: %s; %s, and restart keygate: it then revokes the key the rotation made, which no one can use",
 			j.RotationID, ErrCredentialLost, why, fix)
 	}
-	if err := e.clear(ctx, st.replay); err != nil {
+	if err := e.clear(ctx, j.Slot, st.replay); err != nil {
 		return err
 	}
 	return fmt.Errorf("settling rotation %s: %w: %s; %s", j.RotationID, ErrCredentialLost, why, fix)
 }
 
-// revokeAll revokes ids except keep and records each. It stops at the first
-// failure, leaving the journal for the next attempt: an orphan is never
-// forgotten.
-func (e *Engine) revokeAll(ctx context.Context, ids []string, keep string, r *Report) error {
+// discardAll discards ids except keep and records each. It stops at the
+// first failure, leaving the journal for the next attempt: an orphan is
+// never forgotten.
+func (e *Engine) discardAll(ctx context.Context, ids []string, keep string, r *Report) error {
 	for _, id := range ids {
 		if id == keep {
 			continue
 		}
-		if err := e.Backend.Revoke(ctx, id); err != nil {
-			r.Problem = fmt.Sprintf("revoking key %s failed: %v", id, err)
-			return fmt.Errorf("settling rotation %s: revoking key %s: %w; recovery retries at the next start", r.RotationID, id, err)
+		if err := e.Backend.Discard(ctx, id); err != nil {
+			r.Problem = fmt.Sprintf("discarding key %s failed: %v", id, err)
+			return fmt.Errorf("settling rotation %s: discarding key %s: %w; recovery retries at the next start", r.RotationID, id, err)
 		}
-		e.log().Info("revoked a key made by an unfinished rotation", "rotation_id", r.RotationID, "key_id", id)
-		r.Keys = append(r.Keys, KeyFate{KeyID: id, Fate: FateRevoked})
+		e.log().Info("discarded a key made by an unfinished rotation", "rotation_id", r.RotationID, "key_id", id)
+		r.Keys = append(r.Keys, KeyFate{KeyID: id, Fate: FateDiscarded})
 	}
 	return nil
 }

@@ -1,16 +1,19 @@
-// Package rotation replaces the credential keygate keeps in its env file
-// without ever leaving keygate without a working one, even if keygate is
-// killed at any moment (security.md section 3).
+// Package rotation replaces a key without ever leaving its holder without a
+// working one, even if keygate is killed at any moment (security.md section
+// 3). Every rotation keygate makes goes through it: its own credential in
+// its env file, its own Agrenting key, and anyone else's key, whose new
+// secret goes to the destination the caller chose (package delivery).
 //
 // A rotation is a journaled state machine: lock, preflight, journal the
 // intent, create the new key (tagged with the rotation id), persist its
-// secret in a 0600 pending file, verify it, swap it into the env file
-// atomically and then into memory, retire the old key, clear the journal.
-// Every step is durable before the next begins, so Recover, run at startup,
-// can look at the journal, the env file, the pending file and the keys the
-// backend has under the rotation's tag, and either finish the rotation or
-// undo it. The journal never holds a secret; the old secret is never written
-// by the engine at all.
+// secret in a 0600 pending file, verify it, deliver it (write it to its
+// destination, durably, then let keygate's own credential follow it in
+// memory), retire the old key, clear the journal. Every step is durable
+// before the next begins, so Recover, run at startup, can look at the
+// journal, the destination, the pending file and the keys the backend has
+// under the rotation's tag, and either finish the rotation or undo it. The
+// journal never holds a secret; the old secret is never written by the
+// engine at all.
 package rotation
 
 import (
@@ -24,6 +27,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider"
 )
 
@@ -36,63 +40,72 @@ const (
 	StepPreflighted    Step = "preflighted"     // every check passed, nothing changed yet
 	StepReplayKept     Step = "replay_kept"     // a Replayer's replay credential is in the pending file
 	StepCreating       Step = "creating"        // journal: intent recorded; a key may exist from here on
+	StepAnswerKept     Step = "answer_kept"     // a Reparser's raw answer is in the pending file
 	StepCreated        Step = "created"         // the backend returned the key; its secret is only in memory
 	StepPendingWritten Step = "pending_written" // the secret is in the pending file
 	StepPersisted      Step = "persisted"       // journal: the new key's id is recorded
 	StepVerified       Step = "verified"        // journal: the new key works with the old key's scopes
-	StepEnvWritten     Step = "env_written"     // the env file holds the new key
-	StepSwapped        Step = "swapped"         // journal: keygate uses the new key
+	StepEnvWritten     Step = "env_written"     // the destination holds the new key (for a durable one, on disk)
+	StepSwapped        Step = "swapped"         // journal: the new key is delivered; keygate's own credential follows it
 	StepOldRetired     Step = "old_retired"     // the old key is revoked, or ends after the grace period
 	StepPendingRemoved Step = "pending_removed" // the pending file is gone
 	StepDone           Step = "done"            // the journal is gone
 )
 
 // Steps lists every step of a full rotation with backend b, in order: only
-// a Replayer passes StepReplayKept.
+// a Replayer passes StepReplayKept, and only a Reparser StepAnswerKept.
 func Steps(b Backend) []Step {
-	steps := []Step{StepLocked, StepPreflighted, StepReplayKept, StepCreating, StepCreated, StepPendingWritten, StepPersisted,
+	steps := []Step{StepLocked, StepPreflighted, StepReplayKept, StepCreating, StepAnswerKept, StepCreated, StepPendingWritten, StepPersisted,
 		StepVerified, StepEnvWritten, StepSwapped, StepOldRetired, StepPendingRemoved, StepDone}
 	if _, ok := b.(Replayer); !ok {
 		steps = slices.DeleteFunc(steps, func(s Step) bool { return s == StepReplayKept })
+	}
+	if _, ok := b.(Reparser); !ok {
+		steps = slices.DeleteFunc(steps, func(s Step) bool { return s == StepAnswerKept })
 	}
 	return steps
 }
 
 // Errors after the point of no return. Each says what state was kept.
 var (
-	// ErrUnfinished: an earlier rotation of the credential left a journal;
+	// ErrUnfinished: an earlier rotation of the key left a journal;
 	// Recover must settle it first.
 	ErrUnfinished = errors.New("an earlier rotation is unfinished")
-	// ErrSwapFailed: the new key works but the env file could not be
-	// rewritten. Both keys were kept; the new one waits in the pending file
-	// and Recover retries the swap.
-	ErrSwapFailed = errors.New("the new key could not be written to the env file")
-	// ErrCredentialLost: no credential that works could be put in the env
-	// file. Only a provider that revokes the old key on create, and cannot
+	// ErrSwapFailed: the new key works but could not be written to its
+	// destination. Both keys were kept; the new one waits in the pending
+	// file and Recover retries the write.
+	ErrSwapFailed = errors.New("the new key could not be written to its destination")
+	// ErrCredentialLost: no credential that works could be put in place.
+	// Only a provider that revokes the old key on create, and cannot
 	// replay the create, can end here.
 	ErrCredentialLost = errors.New("no working credential could be restored")
 )
 
-// Engine rotates one credential: variable Var in EnvFile. Its zero value is
-// not usable; set Dir, EnvFile, Var and Backend. It is safe for concurrent
-// use, and two engines (or processes) on the same Dir and Var exclude each
-// other.
+// Engine rotates the keys of one backend. Its zero value is not usable; set
+// Name, Dir, Backend and Places. It is safe for concurrent use, and two
+// engines (or processes) on the same Dir exclude each other per key.
 type Engine struct {
+	// Name is the backend's provider name ("local", "agrenting"). It
+	// prefixes the engine's slots and is recorded in its journals.
+	Name string
 	// Dir holds the journal, pending and lock files (mode 0700, created
 	// if missing). Put it beside the store, not beside the env file.
 	Dir string
-	// EnvFile is the absolute path of keygate's env file.
+	// EnvFile is the absolute path of keygate's env file, the one Places
+	// writes env destinations into; "" when there is none.
 	EnvFile string
-	// Var is the variable holding the credential, e.g. KEYGATE_TOKEN.
-	Var string
 	// AllowSymlink lets EnvFile be a symlink, whose target is rewritten.
 	AllowSymlink bool
 	Backend      Backend
-	// Swap installs next as keygate's in-memory credential. It is called
-	// once the env file durably holds next (or, with a backend that
-	// revoked the old key on create, when next is all there is). old is
-	// zero when Recover does the swap: the engine never stores it.
-	Swap func(old, next auth.Secret)
+	// Places delivers new secrets; delivery.Places in keygate.
+	Places Destinations
+	// Legacy is the variable whose version 1 journals (kept under that
+	// name) this engine settles: KEYGATE_TOKEN, AGRENTING_API_KEY.
+	Legacy string
+	// Follow switches keygate to a successor of its own credential that
+	// recovery put in place, when no running rotation's request is there
+	// to say how (at startup, or settling an earlier rotation's journal).
+	Follow func(next auth.Secret)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger gets the start and end of each rotation and every recovery
@@ -103,32 +116,61 @@ type Engine struct {
 	OnStep func(Step)
 
 	// Test seams: nil means the real thing.
-	writeEnvFunc  func(path, name, value string, opts auth.EnvWriteOptions) error
 	writeFileFunc func(path string, v any) error
 	probeFunc     func(dir string, size int) error
 }
 
 // Request asks for one rotation.
 type Request struct {
-	// Old is the credential in the env file, as keygate holds it.
+	// KeyID is the key to rotate. With Old set it may be empty: it is then
+	// the key Old verifies as.
+	KeyID string
+	// Old is the old secret when keygate holds it: its own credential,
+	// which Dest (an env variable with Overwrite) holds now and which the
+	// new secret replaces there. Zero for anyone else's key.
 	Old auth.Secret
-	// Grace is how long the old key keeps working after the swap; zero
-	// revokes it at once and checks that it is refused.
+	// Dest is where the new secret goes.
+	Dest delivery.Spec
+	// Slot names the rotation's lock and journal; default "<Name>-<KeyID>".
+	// Two rotations of one key must use the same slot.
+	Slot string
+	// Grace is how long the old key keeps working after the new one is
+	// delivered; zero revokes it at once and checks that it is refused.
 	Grace time.Duration
-	// Actor authorises the rotation where the backend checks grants; nil
-	// means the old key itself, which must then be allowed to create keys.
-	Actor *auth.Principal
+	// Follow, if set, is called once the destination durably holds the new
+	// secret (or, with a backend that revoked the old key on create, when
+	// the new key is all there is): keygate's own credential switches to
+	// it in memory. It is never called for anyone else's key.
+	Follow func(next auth.Secret)
 }
 
-// Result describes a rotation. Once the swap has happened, New and
-// NewSecret are set even if Rotate also returns an error about a later step.
+// Own is the request to rotate keygate's own credential old, which the env
+// file's variable holds and keygate runs on: the new key replaces it there,
+// its lock and journal are named after the variable, and follow switches
+// keygate to it.
+func Own(variable string, old auth.Secret, grace time.Duration, follow func(auth.Secret)) Request {
+	return Request{Old: old, Dest: delivery.EnvVar(variable), Slot: variable, Grace: grace, Follow: follow}
+}
+
+// Result describes a rotation. Once the new key is delivered, New, NewSecret
+// and Delivered are set even if Rotate also returns an error about a later
+// step.
 type Result struct {
 	RotationID string
 	OldKeyID   string
 	New        provider.Key
 	NewSecret  auth.Secret
+	// Delivered is where the new secret went (a keys-directory
+	// destination becomes the file written).
+	Delivered delivery.Spec
 	// OldStopsAt is when the old key stops working; zero if not retired.
 	OldStopsAt time.Time
+}
+
+// run is one rotation in progress: the request as the engine resolved it.
+type run struct {
+	req  Request
+	slot string
 }
 
 // prepare checks the configuration and creates Dir.
@@ -136,45 +178,93 @@ func (e *Engine) prepare() error {
 	switch {
 	case e.Backend == nil:
 		return errors.New("rotation engine: no backend")
+	case e.Places == nil:
+		return errors.New("rotation engine: nowhere to deliver new secrets")
 	case e.Dir == "":
 		return errors.New("rotation engine: no directory for the journal")
-	case !filepath.IsAbs(e.EnvFile):
+	case !slotPattern().MatchString(e.Name):
+		return errors.New("rotation engine: the name must be letters, digits, _ or -")
+	case e.EnvFile != "" && !filepath.IsAbs(e.EnvFile):
 		return errors.New("rotation engine: the env file path must be absolute")
-	case !auth.IsEnvName(e.Var):
-		return errors.New("rotation engine: invalid variable name")
 	}
 	return e.checkDir()
 }
 
-// Rotate replaces the credential req.Old, which must be what EnvFile holds
-// in Var, with a new key. Any failure after the backend was asked for a key
-// is settled at once by the same rules Recover follows, and the error says
-// what was kept. The engine never retires the old key before the env file
-// durably holds a verified new one (a provider that revokes it on create
-// does so itself). An unfinished earlier rotation gives ErrUnfinished: run
-// Recover, then rotate again.
+// RotatesOthers reports whether the engine can rotate a key whose secret
+// keygate does not hold: the backend must describe keys by id.
+func (e *Engine) RotatesOthers() bool {
+	_, ok := e.Backend.(StateReader)
+	return ok
+}
+
+// Slot names the lock and journal req uses.
+func (e *Engine) Slot(req Request) string {
+	if req.Slot != "" {
+		return req.Slot
+	}
+	return e.Name + "-" + req.KeyID
+}
+
+// resolveRequest checks a request and fills in its slot.
+func (e *Engine) resolveRequest(ctx context.Context, req Request) (run, error) {
+	if req.Grace < 0 {
+		return run{}, errors.New("rotation: the grace period is negative")
+	}
+	if req.Dest.Kind == "" {
+		return run{}, errors.New("rotation: no destination for the new secret")
+	}
+	held := !req.Old.IsZero()
+	if held && !(req.Dest.Kind == delivery.Env && req.Dest.Overwrite) {
+		return run{}, errors.New("rotation: keygate's own credential must go back to the variable that holds it")
+	}
+	if held && e.EnvFile == "" {
+		return run{}, &PreflightError{Problem: "keygate has no env file", Fix: "keygate rotates only a credential kept in its env file; start it with --env-file"}
+	}
+	if !held && req.KeyID == "" {
+		return run{}, errors.New("rotation: no key to rotate")
+	}
+	if !held {
+		if _, ok := e.Backend.(StateReader); !ok {
+			return run{}, fmt.Errorf("rotation: %s keys can be rotated only by the key itself", e.Name)
+		}
+	}
+	slot := e.Slot(req)
+	if !slotPattern().MatchString(slot) {
+		return run{}, errors.New("rotation: the slot must be letters, digits, _ or -")
+	}
+	return run{req: req, slot: slot}, nil
+}
+
+// Rotate replaces key req.KeyID (or keygate's own credential req.Old) with
+// a new key delivered to req.Dest. Any failure after the backend was asked
+// for a key is settled at once by the same rules Recover follows, and the
+// error says what was kept. The engine never retires the old key before the
+// new one is verified and delivered (a provider that revokes it on create
+// does so itself). An unfinished earlier rotation of the same slot gives
+// ErrUnfinished: run Recover, then rotate again.
 func (e *Engine) Rotate(ctx context.Context, req Request) (Result, error) {
 	if err := e.prepare(); err != nil {
 		return Result{}, err
 	}
-	if req.Old.IsZero() || req.Grace < 0 {
-		return Result{}, errors.New("rotation: the old credential is empty or the grace period negative")
-	}
-	lk, err := e.lock()
+	rn, err := e.resolveRequest(ctx, req)
 	if err != nil {
 		return Result{}, err
 	}
-	defer lk.release()
+	lk, err := e.lock(rn.slot)
+	if err != nil {
+		return Result{}, err
+	}
+	defer lk.Release()
 	e.step(StepLocked)
-	if j, err := e.loadJournal(); err != nil || j != nil {
+	if j, err := e.loadJournal(rn.slot); err != nil || j != nil {
 		if err != nil {
 			return Result{}, err
 		}
 		return Result{}, fmt.Errorf("rotating %s: %w (rotation %s stopped at step %q); restart keygate or run recovery to settle it",
-			e.Var, ErrUnfinished, j.RotationID, j.Step)
+			rn.slot, ErrUnfinished, j.RotationID, j.Step)
 	}
 
-	old, err := e.preflight(ctx, req)
+	old, err := e.preflight(ctx, rn)
 	if err != nil {
 		return Result{}, err
 	}
@@ -190,21 +280,24 @@ func (e *Engine) Rotate(ctx context.Context, req Request) (Result, error) {
 		return Result{}, err
 	}
 	if !replay.IsZero() {
-		if err := e.saveReplay(rid, replay); err != nil {
-			return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, replay))
+		if err := e.savePending(rn.slot, pending{RotationID: rid, Replay: replay.Reveal()}); err != nil {
+			return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, rn.slot, replay))
 		}
 		e.step(StepReplayKept)
 	}
-	j := &journal{Version: journalVersion, RotationID: rid, Var: e.Var, EnvFile: e.EnvFile, OldKeyID: old.KeyID,
-		OldScopes: old.Scopes, Step: StepCreating, Grace: req.Grace, StartedAt: e.now().UTC()}
+	j := &journal{Version: journalVersion, RotationID: rid, Slot: rn.slot, Backend: e.Name, Dest: req.Dest, HeldOld: !req.Old.IsZero(),
+		OldKeyID: old.KeyID, OldScopes: old.Scopes, Step: StepCreating, Grace: req.Grace, StartedAt: e.now().UTC()}
+	if req.Dest.Kind == delivery.Env {
+		j.EnvFile = e.EnvFile
+	}
 	if err := e.saveJournal(j); err != nil {
 		// No key exists yet: nothing to settle but the replay credential.
-		return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, replay))
+		return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, rn.slot, replay))
 	}
 	e.step(StepCreating)
-	e.log().Info("rotation started", "rotation_id", rid, "var", e.Var, "old_key_id", old.KeyID)
+	e.log().Info("rotation started", "rotation_id", rid, "slot", rn.slot, "old_key_id", old.KeyID, "dest", req.Dest.String())
 
-	res, mem, err := e.forward(ctx, j, req, replay)
+	res, mem, err := e.forward(ctx, j, rn, replay)
 	if err == nil {
 		return res, nil
 	}
@@ -212,12 +305,12 @@ func (e *Engine) Rotate(ctx context.Context, req Request) (Result, error) {
 	// A cancelled call must not leave a rotation half done.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
-	swapped := !res.NewSecret.IsZero()
-	rep, serr := e.resolve(sctx, j, req.Old, mem)
+	delivered := !res.NewSecret.IsZero()
+	rep, serr := e.resolve(sctx, j, rn, mem)
 	e.log().Warn("rotation failed; settled", "rotation_id", rid, "error", err.Error(), "outcome", rep)
 	if rep.Action == ActionCompleted {
-		res.New, res.NewSecret, res.OldStopsAt = rep.NewKey, rep.Current, rep.OldStopsAt
-		if serr == nil && rep.Problem == "" && !swapped {
+		res.New, res.NewSecret, res.OldStopsAt, res.Delivered = rep.NewKey, rep.Current, rep.OldStopsAt, rep.Delivered
+		if serr == nil && rep.Problem == "" && !delivered {
 			// Settling finished the rotation as asked (say, a create whose
 			// response was lost was replayed): the caller got what it wanted.
 			return res, nil
@@ -254,32 +347,41 @@ func (e *settled) Unwrap() error { return e.cause }
 // settleTimeout bounds the settling of a failed rotation.
 const settleTimeout = 30 * time.Second
 
-// forward runs the steps after the journal: create, persist, verify, swap,
-// retire, clear. It stops at the first error and leaves settling to the
-// caller, with the new secret if it has one: with a provider that killed the
-// old key, it may be nowhere else.
-func (e *Engine) forward(ctx context.Context, j *journal, req Request, replay auth.Secret) (Result, *pending, error) {
+// forward runs the steps after the journal: create, persist, verify,
+// deliver, retire, clear. It stops at the first error and leaves settling to
+// the caller, with the new secret if it has one: with a provider that killed
+// the old key, it may be nowhere else.
+func (e *Engine) forward(ctx context.Context, j *journal, rn run, replay auth.Secret) (Result, *pending, error) {
 	res := Result{RotationID: j.RotationID, OldKeyID: j.OldKeyID}
-	issued, err := e.Backend.Create(ctx, CreateRequest{Old: req.Old, OldKeyID: j.OldKeyID, RotationID: j.RotationID, Replay: replay, Actor: req.Actor})
+	keep := func(raw []byte) error {
+		// The answer is kept before anyone parses it: whatever its shape,
+		// recovery can look for the new key in it again.
+		if err := e.savePending(j.Slot, pending{RotationID: j.RotationID, Replay: replay.Reveal(), Raw: raw}); err != nil {
+			return err
+		}
+		e.step(StepAnswerKept)
+		return nil
+	}
+	issued, err := e.Backend.Create(ctx, CreateRequest{Old: rn.req.Old, OldKeyID: j.OldKeyID, RotationID: j.RotationID, Replay: replay, Keep: keep})
 	if err != nil {
 		return res, nil, fmt.Errorf("creating the new key: %w", err)
 	}
 	e.step(StepCreated)
 	mem := &pending{RotationID: j.RotationID, KeyID: issued.Key.ID, Secret: issued.Secret.Reveal(), Replay: replay.Reveal()}
-	res, err = e.afterCreate(ctx, j, req, issued, replay, res)
+	res, err = e.afterCreate(ctx, j, rn, issued, replay, res)
 	return res, mem, err
 }
 
-// afterCreate persists, verifies and swaps in the new key, then retires the
+// afterCreate persists, verifies and delivers the new key, then retires the
 // old one and clears the journal.
-func (e *Engine) afterCreate(ctx context.Context, j *journal, req Request, issued provider.IssuedKey, replay auth.Secret, res Result) (Result, error) {
+func (e *Engine) afterCreate(ctx context.Context, j *journal, rn run, issued provider.IssuedKey, replay auth.Secret, res Result) (Result, error) {
 	if err := e.persist(j, issued, replay); err != nil {
 		if !e.Backend.Traits().RevokesOldOnCreate {
 			return res, err
 		}
 		// The old key is already dead and the secret is only in memory:
-		// the env file is the one place left to put it.
-		e.log().Warn("could not persist the new key; writing it to the env file directly", "rotation_id", j.RotationID, "error", err.Error())
+		// the destination is the one place left to put it.
+		e.log().Warn("could not persist the new key; delivering it directly", "rotation_id", j.RotationID, "error", err.Error())
 		j.NewKeyID = issued.Key.ID
 	}
 	if _, err := e.verifyNew(ctx, j, issued.Secret); err != nil {
@@ -288,32 +390,33 @@ func (e *Engine) afterCreate(ctx context.Context, j *journal, req Request, issue
 	if err := e.record(j, StepVerified); err != nil {
 		return res, err
 	}
-	if err := e.swapTo(j, issued.Secret, req.Old); err != nil {
+	to, err := e.deliver(j, rn.req.Follow, issued.Key.ID, issued.Secret)
+	if err != nil {
 		return res, err
 	}
-	res.New, res.NewSecret = issued.Key, issued.Secret
+	res.New, res.NewSecret, res.Delivered = issued.Key, issued.Secret, to
 	stops, err := e.retireOld(ctx, j)
 	if err != nil {
 		return res, err
 	}
 	res.OldStopsAt = stops
-	if j.Grace == 0 || e.Backend.Traits().RevokesOldOnCreate {
-		if err := e.checkRefused(ctx, req.Old, j.OldKeyID); err != nil {
+	if j.HeldOld && (j.Grace == 0 || e.Backend.Traits().RevokesOldOnCreate) {
+		if err := e.checkRefused(ctx, rn.req.Old, j.OldKeyID); err != nil {
 			return res, err
 		}
 	}
-	if err := e.clear(ctx, replay); err != nil {
+	if err := e.clear(ctx, j.Slot, replay); err != nil {
 		return res, err
 	}
 	e.log().Info("rotation done", "rotation_id", j.RotationID, "old_key_id", j.OldKeyID, "new_key_id", issued.Key.ID,
-		"old_stops_at", res.OldStopsAt)
+		"old_stops_at", res.OldStopsAt, "delivered_to", to.String())
 	return res, nil
 }
 
 // persist stores the new secret before anything else happens to it, then
 // records the new key's id.
 func (e *Engine) persist(j *journal, issued provider.IssuedKey, replay auth.Secret) error {
-	if err := e.savePending(j.RotationID, issued.Key.ID, issued.Secret, replay); err != nil {
+	if err := e.savePending(j.Slot, pending{RotationID: j.RotationID, KeyID: issued.Key.ID, Secret: issued.Secret.Reveal(), Replay: replay.Reveal()}); err != nil {
 		return err
 	}
 	e.step(StepPendingWritten)
@@ -385,23 +488,24 @@ func diff(a, b []string) []string {
 	return out
 }
 
-// swapTo writes next into the env file (atomic, durable, other lines kept)
-// and then into memory. old is what memory holds, or zero if unknown.
-func (e *Engine) swapTo(j *journal, next, old auth.Secret) error {
-	err := e.writeEnv(j.EnvFile, e.Var, next.Reveal(), auth.EnvWriteOptions{Overwrite: true, AllowSymlink: e.AllowSymlink})
+// deliver puts next where the journal says (durably, for an env variable
+// or a file), lets keygate's own credential follow it, and records the
+// step. It returns where the secret went.
+func (e *Engine) deliver(j *journal, follow func(auth.Secret), keyID string, next auth.Secret) (delivery.Spec, error) {
+	to, err := e.Places.Put(j.Dest, keyID, next)
 	if err != nil {
-		if e.Backend.Traits().RevokesOldOnCreate && e.Swap != nil {
+		if e.Backend.Traits().RevokesOldOnCreate && follow != nil {
 			// The old key is dead: the new one is the only credential
-			// keygate can work with until the env file is fixed.
-			e.Swap(old, next)
+			// keygate can work with until the destination is fixed.
+			follow(next)
 		}
-		return fmt.Errorf("%w: %w", ErrSwapFailed, err)
+		return to, fmt.Errorf("%w: %w", ErrSwapFailed, err)
 	}
 	e.step(StepEnvWritten)
-	if e.Swap != nil {
-		e.Swap(old, next)
+	if follow != nil {
+		follow(next)
 	}
-	return e.record(j, StepSwapped)
+	return to, e.record(j, StepSwapped)
 }
 
 // retireOld ends the old key: at once with no grace (or when the provider
@@ -442,6 +546,9 @@ func (e *Engine) openReplay(ctx context.Context, old auth.Secret) (auth.Secret, 
 	if !ok {
 		return auth.Secret{}, nil
 	}
+	if old.IsZero() {
+		return auth.Secret{}, errors.New("rotation refused before any change: this provider's keys can be rotated only by the key itself")
+	}
 	replay, err := r.OpenReplay(ctx, old)
 	if err != nil {
 		return auth.Secret{}, fmt.Errorf("rotation refused before any change: getting a credential that outlives the old key, to replay the rotation after a crash: %w", err)
@@ -460,7 +567,7 @@ func (e *Engine) closeReplay(ctx context.Context, replay auth.Secret) {
 		return
 	}
 	if err := r.CloseReplay(context.WithoutCancel(ctx), replay); err != nil {
-		e.log().Warn("could not end the rotation's replay credential; it expires by itself", "var", e.Var, "error", err.Error())
+		e.log().Warn("could not end the rotation's replay credential; it expires by itself", "backend", e.Name, "error", err.Error())
 	}
 }
 
@@ -482,13 +589,6 @@ func (e *Engine) log() *slog.Logger {
 		return e.Logger
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-func (e *Engine) writeEnv(path, name, value string, opts auth.EnvWriteOptions) error {
-	if e.writeEnvFunc != nil {
-		return e.writeEnvFunc(path, name, value, opts)
-	}
-	return auth.SetEnvVar(path, name, value, opts)
 }
 
 func (e *Engine) writeFile(path string, v any) error {

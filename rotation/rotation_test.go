@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/rotation"
 	"github.com/keygate/keygate/rotation/rotationtest"
@@ -44,15 +45,15 @@ func TestRotate(t *testing.T) {
 			var logs bytes.Buffer
 			eng := f.engine()
 			eng.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
-			var swaps [][2]auth.Secret
-			eng.Swap = func(old, next auth.Secret) { swaps = append(swaps, [2]auth.Secret{old, next}) }
+			var swaps []auth.Secret
+			follow := func(next auth.Secret) { swaps = append(swaps, next) }
 			var steps []rotation.Step
 			eng.OnStep = func(s rotation.Step) {
 				steps = append(steps, s)
 				checkFilesPrivate(t, f, s)
 			}
 
-			res, err := eng.Rotate(t.Context(), rotation.Request{Old: f.old, Grace: tc.grace})
+			res, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, tc.grace, follow))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,8 +64,8 @@ func TestRotate(t *testing.T) {
 				t.Errorf("result %+v: new secret works=%v as %s", res, ok, id)
 			}
 			f.checkEnvFile(res.NewSecret.Reveal())
-			if len(swaps) != 1 || swaps[0][0] != f.old || swaps[0][1] != res.NewSecret {
-				t.Errorf("Swap calls = %d, want one from the old to the new secret", len(swaps))
+			if len(swaps) != 1 || swaps[0] != res.NewSecret {
+				t.Errorf("follow calls = %d, want one to the new secret", len(swaps))
 			}
 			f.checkClean()
 			noSecrets(t, "log", logs.String(), f.old, res.NewSecret)
@@ -128,7 +129,8 @@ func TestRotateThroughAllowedSymlink(t *testing.T) {
 	}
 	eng := f.engine()
 	eng.AllowSymlink = true
-	res, err := eng.Rotate(t.Context(), rotation.Request{Old: f.old})
+	eng.Places = delivery.Places{EnvFile: f.envFile, KeysDir: filepath.Join(f.dir, "keys"), AllowSymlink: true}
+	res, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +220,7 @@ func TestPreflightRefuses(t *testing.T) {
 		{
 			name: "old key revoked",
 			setup: func(t *testing.T, f *fixture, _ *rotation.Engine) {
-				_, _, err := f.openStore().RevokeKey(t.Context(), nil, f.oldID)
+				_, _, _, err := f.openStore().RevokeKey(t.Context(), f.oldID)
 				must(t, err)
 			},
 			target: rotation.ErrRejected, contains: []string{"revoked or expired"},
@@ -241,7 +243,7 @@ func TestPreflightRefuses(t *testing.T) {
 			before := f.keys()
 			envBefore, _ := os.ReadFile(f.envFile)
 
-			_, err := eng.Rotate(t.Context(), rotation.Request{Old: f.old})
+			_, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil))
 			if err == nil {
 				t.Fatal("Rotate succeeded")
 			}
@@ -295,13 +297,11 @@ func TestEnvWriteFailsAfterVerify(t *testing.T) {
 		t.Run(errno.Error(), func(t *testing.T) {
 			f := newFixture(t, "local", rotationtest.Options{})
 			eng := f.engine()
-			rotation.SetWriteEnv(eng, func(path, _, _ string, _ auth.EnvWriteOptions) error {
-				return &fs.PathError{Op: "write", Path: path, Err: errno}
-			})
+			eng.Places = failingPut{eng.Places, &fs.PathError{Op: "write", Path: f.envFile, Err: errno}}
 			swapped := false
-			eng.Swap = func(_, _ auth.Secret) { swapped = true }
+			follow := func(auth.Secret) { swapped = true }
 
-			_, err := eng.Rotate(t.Context(), rotation.Request{Old: f.old})
+			_, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, follow))
 			if !errors.Is(err, rotation.ErrSwapFailed) || !errors.Is(err, errno) {
 				t.Fatalf("error = %v, want ErrSwapFailed and %v", err, errno)
 			}
@@ -316,12 +316,12 @@ func TestEnvWriteFailsAfterVerify(t *testing.T) {
 			if live := f.live(); len(live) != 2 {
 				t.Errorf("live keys = %v, want the old and the new (kept in the pending file)", live)
 			}
-			if _, err := eng.Rotate(t.Context(), rotation.Request{Old: f.old}); !errors.Is(err, rotation.ErrUnfinished) {
+			if _, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil)); !errors.Is(err, rotation.ErrUnfinished) {
 				t.Errorf("second Rotate: %v, want ErrUnfinished", err)
 			}
 
 			// The disk is fixed; keygate restarts.
-			rep, err := f.engine().Recover(t.Context())
+			rep, err := f.engine().RecoverSlot(t.Context(), tokenVar)
 			if err != nil || rep.Action != rotation.ActionCompleted {
 				t.Fatalf("Recover = %+v, %v; want completed", rep, err)
 			}
@@ -343,19 +343,17 @@ func TestEnvWriteFailsAfterVerify(t *testing.T) {
 func TestEnvWriteFailsOldAlreadyDead(t *testing.T) {
 	f := newFixture(t, "platform", rotationtest.Options{RevokesOldOnCreate: true})
 	eng := f.engine()
-	rotation.SetWriteEnv(eng, func(path, _, _ string, _ auth.EnvWriteOptions) error {
-		return &fs.PathError{Op: "rename", Path: path, Err: syscall.EROFS}
-	})
+	eng.Places = failingPut{eng.Places, &fs.PathError{Op: "rename", Path: f.envFile, Err: syscall.EROFS}}
 	var current auth.Secret
-	eng.Swap = func(_, next auth.Secret) { current = next }
-	_, err := eng.Rotate(t.Context(), rotation.Request{Old: f.old})
+	follow := func(next auth.Secret) { current = next }
+	_, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, follow))
 	if !errors.Is(err, rotation.ErrSwapFailed) {
 		t.Fatalf("error = %v, want ErrSwapFailed", err)
 	}
 	if _, ok := f.works(current.Reveal()); !ok {
 		t.Fatal("keygate was not switched to the only working key")
 	}
-	rep, err := f.engine().Recover(t.Context())
+	rep, err := f.engine().RecoverSlot(t.Context(), tokenVar)
 	if err != nil || rep.Action != rotation.ActionCompleted || rep.Current != current {
 		t.Fatalf("Recover = %+v, %v", rep, err)
 	}
@@ -367,12 +365,12 @@ func TestEnvWriteFailsOldAlreadyDead(t *testing.T) {
 // scopes is revoked and the old one kept, and the error names the scope.
 func TestVerifyFailure(t *testing.T) {
 	f := newFixture(t, "platform", rotationtest.Options{DropScope: "content:read"})
-	_, err := f.engine().Rotate(t.Context(), rotation.Request{Old: f.old})
+	_, err := f.engine().Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil))
 	var se *rotation.ScopeError
 	if !errors.As(err, &se) || !slices.Equal(se.Missing, []string{"content:read"}) {
 		t.Fatalf("error = %v, want a ScopeError missing content:read", err)
 	}
-	for _, s := range []string{"lacks content:read", "rolled back", "revoked"} {
+	for _, s := range []string{"lacks content:read", "rolled back", "discarded"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not say %q", err, s)
 		}
@@ -389,7 +387,7 @@ func TestVerifyFailure(t *testing.T) {
 // the error says why.
 func TestVerifyFailureOldAlreadyDead(t *testing.T) {
 	f := newFixture(t, "platform", rotationtest.Options{DropScope: "content:read", RevokesOldOnCreate: true})
-	res, err := f.engine().Rotate(t.Context(), rotation.Request{Old: f.old})
+	res, err := f.engine().Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil))
 	if err == nil || !strings.Contains(err.Error(), "lacks content:read") || !strings.Contains(err.Error(), "adopted anyway") {
 		t.Fatalf("error = %v", err)
 	}
@@ -421,7 +419,7 @@ func TestCreateResponseLost(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.popts.LoseCreateResponse = true
 			f := newFixture(t, "platform", tc.popts)
-			res, err := f.engine().Rotate(t.Context(), rotation.Request{Old: f.old})
+			res, err := f.engine().Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil))
 			if tc.adopted {
 				if err != nil {
 					t.Fatal(err)
@@ -482,7 +480,7 @@ func TestJournalWriteFailures(t *testing.T) {
 				}
 				return rotation.WriteJSONFile(path, v)
 			})
-			res, err := eng.Rotate(t.Context(), rotation.Request{Old: f.old})
+			res, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil))
 			if tc.completes {
 				if err != nil {
 					t.Fatalf("Rotate: %v; want the failure settled by completing", err)
@@ -517,7 +515,7 @@ func TestConcurrentRotations(t *testing.T) {
 			errs := make([]error, n)
 			for i := range n {
 				wg.Go(func() {
-					_, errs[i] = f.engine().Rotate(context.Background(), rotation.Request{Old: f.old})
+					_, errs[i] = f.engine().Rotate(context.Background(), rotation.Own(tokenVar, f.old, 0, nil))
 				})
 			}
 			wg.Wait()
@@ -566,14 +564,14 @@ func TestSecondRotationWhileOneIsInFlight(t *testing.T) {
 	first.Backend = gate
 	done := make(chan error)
 	go func() {
-		_, err := first.Rotate(context.Background(), rotation.Request{Old: f.old})
+		_, err := first.Rotate(context.Background(), rotation.Own(tokenVar, f.old, 0, nil))
 		done <- err
 	}()
 	<-gate.entered
-	if _, err := f.engine().Rotate(t.Context(), rotation.Request{Old: f.old}); !errors.Is(err, rotation.ErrInProgress) {
+	if _, err := f.engine().Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil)); !errors.Is(err, rotation.ErrInProgress) {
 		t.Errorf("second Rotate: %v, want ErrInProgress", err)
 	}
-	if _, err := f.engine().Recover(t.Context()); !errors.Is(err, rotation.ErrInProgress) {
+	if _, err := f.engine().RecoverSlot(t.Context(), tokenVar); !errors.Is(err, rotation.ErrInProgress) {
 		t.Errorf("Recover during a rotation: %v, want ErrInProgress", err)
 	}
 	close(gate.release)
@@ -587,7 +585,7 @@ func TestSecondRotationWhileOneIsInFlight(t *testing.T) {
 
 func TestRecoverWithNothingToDo(t *testing.T) {
 	f := newFixture(t, "local", rotationtest.Options{})
-	rep, err := f.engine().Recover(t.Context())
+	rep, err := f.engine().RecoverSlot(t.Context(), tokenVar)
 	if err != nil || rep.Action != rotation.ActionNone || rep.Summary() != "no unfinished rotation" || !rep.Current.IsZero() {
 		t.Fatalf("Recover = %+v, %v", rep, err)
 	}
@@ -600,15 +598,15 @@ func TestRecoverWithNothingToDo(t *testing.T) {
 func TestRecoverStrayPending(t *testing.T) {
 	f := newFixture(t, "local", rotationtest.Options{})
 	const rid = "rot-0123456789abcdef01234567"
-	issued, _, err := f.openStore().RotateKeyTagged(t.Context(), nil, f.oldID, rid)
+	issued, err := f.openStore().RotateKey(t.Context(), f.oldID, rid)
 	must(t, err)
 	must(t, os.MkdirAll(f.stateDir, 0o700))
 	b, _ := json.Marshal(map[string]string{"rotation_id": rid, "key_id": issued.Key.ID, "secret": issued.Secret.Reveal()})
 	must(t, os.WriteFile(filepath.Join(f.stateDir, tokenVar+".pending"), b, 0o600))
 
-	rep, err := f.engine().Recover(t.Context())
+	rep, err := f.engine().RecoverSlot(t.Context(), tokenVar)
 	if err != nil || rep.Action != rotation.ActionRolledBack ||
-		!slices.Equal(rep.Keys, []rotation.KeyFate{{KeyID: issued.Key.ID, Fate: rotation.FateRevoked}}) {
+		!slices.Equal(rep.Keys, []rotation.KeyFate{{KeyID: issued.Key.ID, Fate: rotation.FateDiscarded}}) {
 		t.Fatalf("Recover = %+v, %v", rep, err)
 	}
 	if !slices.Equal(f.live(), []string{f.oldID}) {
@@ -631,7 +629,7 @@ func TestRecoverRemovesStaleTempFiles(t *testing.T) {
 	for _, p := range append(stale, keep) {
 		must(t, os.Chtimes(p, old, old))
 	}
-	rep, err := f.engine().Recover(t.Context())
+	rep, err := f.engine().RecoverSlot(t.Context(), tokenVar)
 	if err != nil || rep.TempFilesRemoved != 2 {
 		t.Fatalf("Recover = %+v, %v; want 2 temp files removed", rep, err)
 	}
@@ -655,12 +653,16 @@ func TestEngineValidates(t *testing.T) {
 		req    rotation.Request
 		want   string
 	}{
-		{"no backend", func(e *rotation.Engine) { e.Backend = nil }, rotation.Request{Old: f.old}, "no backend"},
-		{"relative env file", func(e *rotation.Engine) { e.EnvFile = ".env" }, rotation.Request{Old: f.old}, "absolute"},
-		{"bad variable", func(e *rotation.Engine) { e.Var = "A-B" }, rotation.Request{Old: f.old}, "invalid variable"},
-		{"no directory", func(e *rotation.Engine) { e.Dir = "" }, rotation.Request{Old: f.old}, "no directory"},
-		{"no old secret", func(*rotation.Engine) {}, rotation.Request{}, "old credential is empty"},
-		{"negative grace", func(*rotation.Engine) {}, rotation.Request{Old: f.old, Grace: -1}, "negative"},
+		{"no backend", func(e *rotation.Engine) { e.Backend = nil }, rotation.Own(tokenVar, f.old, 0, nil), "no backend"},
+		{"nowhere to deliver", func(e *rotation.Engine) { e.Places = nil }, rotation.Own(tokenVar, f.old, 0, nil), "nowhere to deliver"},
+		{"relative env file", func(e *rotation.Engine) { e.EnvFile = ".env" }, rotation.Own(tokenVar, f.old, 0, nil), "absolute"},
+		{"bad name", func(e *rotation.Engine) { e.Name = "a/b" }, rotation.Own(tokenVar, f.old, 0, nil), "name must be"},
+		{"bad slot", func(*rotation.Engine) {}, rotation.Own("A.B", f.old, 0, nil), "slot must be"},
+		{"no directory", func(e *rotation.Engine) { e.Dir = "" }, rotation.Own(tokenVar, f.old, 0, nil), "no directory"},
+		{"no destination", func(*rotation.Engine) {}, rotation.Request{KeyID: f.oldID}, "no destination"},
+		{"no key", func(*rotation.Engine) {}, rotation.Request{Dest: delivery.Spec{Kind: delivery.Reveal}}, "no key to rotate"},
+		{"own credential sent elsewhere", func(*rotation.Engine) {}, rotation.Request{Old: f.old, Dest: delivery.Spec{Kind: delivery.Reveal}}, "must go back"},
+		{"negative grace", func(*rotation.Engine) {}, rotation.Own(tokenVar, f.old, -1, nil), "negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

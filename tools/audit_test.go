@@ -26,7 +26,7 @@ func TestAuditJournalRecordsWritesCredentialsAndFailures(t *testing.T) {
 	issued := mustOK(t, e.call("credentials_create", map[string]any{"name": "ci", "scopes": []any{"content:read"}, "expires_in_days": 1, "deliver": "reveal"}))
 	tok := issued.Structured["token"].(string)
 	mustOK(t, e.call("content_delete", map[string]any{"type": "posts", "id": id, "dry_run": true}))
-	e.actAs(tok[:len(tok)-1] + "x")
+	e.actAs(spoil(tok))
 	mustOK(t, e.call("auth_whoami", nil)) // answers "not authenticated", and is journaled as a failure
 
 	got := journal(t, e)
@@ -95,4 +95,13 @@ func TestCredentialOperationsFailClosedWithoutJournal(t *testing.T) {
 	// Reads and dry runs still work.
 	mustOK(t, e.call("credentials_list", nil))
 	mustOK(t, e.call("credentials_revoke", map[string]any{"credential": key.ID, "dry_run": true}))
+}
+
+// spoil changes a token's last character, so its checksum fails.
+func spoil(tok string) string {
+	last := "x"
+	if strings.HasSuffix(tok, "x") {
+		last = "y"
+	}
+	return tok[:len(tok)-1] + last
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // EnvTokenVar is the variable that holds keygate's own credential.
-const EnvTokenVar = "KEYGATE_TOKEN"
+const EnvTokenVar = auth.TokenVar
 
 func authTools(d *Deps) []ServerTool {
 	return []ServerTool{
@@ -205,22 +205,19 @@ func describeAll(ctx context.Context, ps []Provider) []provider.Description {
 // the store, so there is nothing to hide; over HTTP every refusal stays the
 // same generic "invalid token".
 func (d *Deps) diagnose(ctx context.Context, cred auth.Credential) *Problem {
-	if d.Identity.perRequest || cred.Source == auth.SourceBearer || cred.Secret.IsZero() {
+	if d.Identity.PerRequest() || cred.Source == auth.SourceBearer || cred.Secret.IsZero() || d.Credentials == nil {
 		return nil
 	}
 	parsed, _, err := auth.ParseToken(cred.Secret.Reveal())
 	if err != nil {
 		return nil
 	}
-	local, _ := d.Providers.Pick("")
-	if local.Keys == nil {
-		return nil
-	}
-	k, err := local.Keys.GetKey(ctx, parsed.PublicID)
+	l, err := d.Credentials.Store.Lineage(ctx, parsed.PublicID)
 	if err != nil {
 		return nil
 	}
-	fix := fmt.Sprintf("create a new token (keygate token create --name %q --scopes %s --env-var NEW_VAR, then point %s at it) or call auth_authenticate with a valid one",
+	k := l.Key
+	fix := fmt.Sprintf("create a new token (keygate token create --name %q --scopes %s) and put it in %s, or call auth_authenticate with a valid one",
 		k.Name, strings.Join(k.Scopes, ","), firstNonEmpty(cred.Var, EnvTokenVar))
 	switch {
 	case !k.RevokedAt.IsZero():
@@ -489,25 +486,36 @@ func (d *Deps) authenticate(ctx context.Context, call *Call) (*mcp.CallToolResul
 		return errRes, nil
 	}
 	tok := strings.TrimSpace(call.Req.GetString("token", ""))
-	d.Redactor.Add(tok)
+	save := call.Req.GetBool("save", false)
+	if save && d.Identity.PerRequest() {
+		// Over HTTP the env file is the operator's, holding the token the
+		// server and any stdio keygate sharing it run on: no caller may
+		// replace it.
+		return errorResult("save", "over HTTP keygate never writes a caller's token into the operator's env file",
+			"leave save out: the token then acts for this session only; or send it as the Authorization: Bearer header"), nil
+	}
 	if _, _, err := auth.ParseToken(tok); err != nil {
 		return errorResult("token", "not a valid keygate token (expected kg_pat_ followed by 51 letters and digits, with a valid checksum)",
 			"copy the whole token again; it is shown once when created"), nil
 	}
-	p, err := d.Identity.verifier.Verify(ctx, tok)
+	p, err := d.Identity.Verify(ctx, tok)
 	if errors.Is(err, auth.ErrInvalidToken) {
 		return errorResult("token", "invalid token", "check that the token is not revoked or expired (credentials_list), or create a new one"), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("verifying token: %w", err)
 	}
+	// Only a verified secret joins the redactor: anything else a caller
+	// sends could mask keygate's own output for everyone, and each value
+	// makes every later redaction pass slower.
+	d.Redactor.Add(tok)
 	cred := auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceSession}
 	if !d.Identity.SetSession(ctx, cred) {
 		return errorResult("token", "this connection has no lasting session to keep the token in (each request stands alone)",
 			"send the token as the Authorization: Bearer header, or set KEYGATE_TOKEN"), nil
 	}
 	saved := ""
-	if call.Req.GetBool("save", false) {
+	if save {
 		if err := auth.SetEnvVar(d.EnvFile, EnvTokenVar, tok, auth.EnvWriteOptions{Overwrite: true}); err != nil {
 			return errorResult("save", "the token is in use for this session but could not be saved: "+err.Error(), "check that the env file's directory is writable"), nil
 		}

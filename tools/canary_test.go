@@ -1034,15 +1034,15 @@ func TestHostile_Row37_FileDeliveryIsConfined(t *testing.T) {
 	if err := os.MkdirAll(outside, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(e.deps.KeysDir, 0o700); err != nil {
+	if err := os.MkdirAll(e.deps.Credentials.Places.KeysDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	rel, err := filepath.Rel(e.deps.KeysDir, filepath.Join(outside, "x.token"))
+	rel, err := filepath.Rel(e.deps.Credentials.Places.KeysDir, filepath.Join(outside, "x.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := e.call("credentials_create", map[string]any{"name": "x", "scopes": []any{"content:read"}, "expires_in_days": 1,
-		"deliver": "file:" + e.deps.KeysDir + string(filepath.Separator) + rel})
+		"deliver": "file:" + e.deps.Credentials.Places.KeysDir + string(filepath.Separator) + rel})
 	if !r.IsError {
 		t.Error("deliver \"file:<keys dir>/../..\" wrote a new secret file outside the keys directory")
 	}
@@ -1074,7 +1074,7 @@ func (p panicky) Get(_ context.Context, _ string, ref provider.Ref) (provider.Ob
 func TestHostile_Row47_PanicInHandler(t *testing.T) {
 	e := newEnv(t)
 	secretArg, _ := e.mint("victim", "content:read")
-	e.deps.Providers = NewProviders(Provider{Name: "local", Content: panicky{e.store}, Keys: e.store})
+	e.deps.Providers = NewProviders(e.localProvider(panicky{e.store}))
 	s, _, err := NewServer(e.deps, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,8 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cosmic"
 	"github.com/keygate/keygate/provider/cosmic/cosmictest"
@@ -64,7 +66,7 @@ func newBenchEnv(b *testing.B, n int) *benchEnv {
 			b.Fatal(err)
 		}
 	}
-	issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}},
+	issued, err := store.CreateKey(ctx, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}},
 		ExpiresAt: time.Now().Add(24 * time.Hour)})
 	if err != nil {
 		b.Fatal(err)
@@ -72,14 +74,13 @@ func newBenchEnv(b *testing.B, n int) *benchEnv {
 	redactor := auth.NewRedactor()
 	redactor.Add(issued.Secret.Reveal())
 	deps := &Deps{
-		Providers: NewProviders(Provider{Name: "local", Content: store, Keys: store}),
+		Providers: NewProviders(Provider{Name: "local", Content: store, Ring: credentials.Ring{Provider: "local", Local: true}}),
 		// The verification cache, as main.go sets it up: a call verifies
 		// its token against the store at most once a second.
-		Identity: NewIdentity(NewCachingVerifier(store, DefaultVerifyCacheTTL, nil),
+		Identity: identity.NewIdentity(identity.NewCachingVerifier(store, identity.DefaultVerifyCacheTTL, nil),
 			auth.Credential{Secret: issued.Secret, Source: auth.SourceEnvFile, Var: EnvTokenVar}),
 		Redactor: redactor,
 		EnvFile:  filepath.Join(dir, ".env"),
-		KeysDir:  filepath.Join(dir, "keys"),
 		// The text handler and redacting ReplaceAttr, as in main.go, into
 		// a discarding writer.
 		Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{ReplaceAttr: redactor.SlogReplaceAttr})),
@@ -319,7 +320,7 @@ func BenchmarkUpstreamGet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.deps.Providers = NewProviders(Provider{Name: "local", Content: e.store, Keys: e.store}, Provider{Name: cosmic.Name, Content: client})
+	e.deps.Providers = NewProviders(Provider{Name: "local", Content: e.store, Ring: credentials.Ring{Provider: "local", Local: true}}, Provider{Name: cosmic.Name, Content: client})
 	const id = "65a000000000000000000001"
 	ctx := context.Background()
 	direct := ts.URL + fake.BucketPath("/objects/"+id) + "?" + url.Values{"read_key": {fake.ReadKey()},

@@ -66,7 +66,7 @@ func TestAuthenticateForSession(t *testing.T) {
 	e := newEnv(t)
 	e.actAs("")
 	reader, key := e.mint("reader", "content:read")
-	mustFail(t, e.call("auth_authenticate", map[string]any{"token": reader[:len(reader)-1] + "x"}), "token", "not a valid keygate token")
+	mustFail(t, e.call("auth_authenticate", map[string]any{"token": spoil(reader)}), "token", "not a valid keygate token")
 	r := mustOK(t, e.call("auth_authenticate", map[string]any{"token": reader}))
 	if strings.Contains(r.Text, reader) || r.Structured["key_id"] != key.ID {
 		t.Errorf("authenticate = %s", r.Text)
@@ -75,7 +75,7 @@ func TestAuthenticateForSession(t *testing.T) {
 	if strings.Contains(readFile(t, e.envFile), reader) {
 		t.Error("token written without save")
 	}
-	if _, _, err := e.store.RevokeKey(context.Background(), nil, key.ID); err != nil {
+	if _, _, _, err := e.store.RevokeKey(context.Background(), key.ID); err != nil {
 		t.Fatal(err)
 	}
 	mustFail(t, e.call("auth_authenticate", map[string]any{"token": reader}), "token", "invalid token")
@@ -113,7 +113,7 @@ func TestCredentialsCreateDeliveries(t *testing.T) {
 	mustFail(t, e.call("credentials_create", with("deliver", "env:CI_TOKEN")), "deliver", "never overwrites")
 
 	// file: deliveries stay beside the env file or in the keys directory.
-	mustFail(t, e.call("credentials_create", with("deliver", "file:"+filepath.Join(dir, "ci.token"))), "deliver", "outside the directories")
+	mustFail(t, e.call("credentials_create", with("deliver", "file:"+filepath.Join(dir, "ci.token"))), "deliver", "not in keygate's keys directory")
 	path := filepath.Join(filepath.Dir(e.envFile), "ci.token")
 	mustOK(t, e.call("credentials_create", with("deliver", "file:"+path)))
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
@@ -177,7 +177,7 @@ func TestRotateOtherKeyWithGrace(t *testing.T) {
 	// Without deliver, another key's new secret goes to a new file in the keys directory.
 	r := mustOK(t, e.call("credentials_rotate", map[string]any{"credential": key.ID, "confirm": true, "grace_seconds": 3600}))
 	path := strings.TrimPrefix(r.Structured["delivered_to"].(string), "file:")
-	if filepath.Dir(path) != e.deps.KeysDir || strings.Contains(mustJSON(r.raw), readFile(t, path)) {
+	if filepath.Dir(path) != e.deps.Credentials.Places.KeysDir || strings.Contains(mustJSON(r.raw), readFile(t, path)) {
 		t.Fatalf("default delivery went to %s", path)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {

@@ -55,7 +55,7 @@ func (d *Deps) warnExpiry(ctx context.Context, p *auth.Principal) {
 	if _, logged := d.warned.LoadOrStore("log:"+p.KeyID, true); !logged {
 		d.Logger.Warn("credential expires soon", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC(), "days_left", d.daysLeft(p.ExpiresAt))
 	}
-	sid := d.Identity.sessionID(ctx)
+	sid := d.Identity.SessionID(ctx)
 	if sid == "" {
 		sid = "request"
 	}

@@ -18,7 +18,7 @@ import (
 func TestExpiryWarnings(t *testing.T) {
 	e := newEnv(t)
 	sc, _ := auth.ParseScopes([]string{"content:read", "credentials:read"})
-	issued, err := e.store.CreateKey(t.Context(), nil, provider.NewKey{Name: "short-lived", Scopes: sc, ExpiresAt: e.clock.t.Add(3 * 24 * time.Hour)})
+	issued, err := e.store.CreateKey(t.Context(), provider.NewKey{Name: "short-lived", Scopes: sc, ExpiresAt: e.clock.t.Add(3 * 24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestExpiryWarnings(t *testing.T) {
 func TestWhoamiSaysWhyOwnCredentialFailed(t *testing.T) {
 	e := newEnv(t)
 	sc, _ := auth.ParseScopes([]string{"content:read"})
-	issued, err := e.store.CreateKey(t.Context(), nil, provider.NewKey{Name: "brief", Scopes: sc, ExpiresAt: e.clock.t.Add(time.Hour)})
+	issued, err := e.store.CreateKey(t.Context(), provider.NewKey{Name: "brief", Scopes: sc, ExpiresAt: e.clock.t.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestWhoamiSaysWhyOwnCredentialFailed(t *testing.T) {
 	if who.Structured["authenticated"] != false || !strings.Contains(who.Text, "expired on") || !strings.Contains(who.Text, "keygate token create") {
 		t.Errorf("expired credential: %s", who.Text)
 	}
-	if _, _, err := e.store.RevokeKey(t.Context(), nil, issued.Key.ID); err != nil {
+	if _, _, _, err := e.store.RevokeKey(t.Context(), issued.Key.ID); err != nil {
 		t.Fatal(err)
 	}
 	who = mustOK(t, e.call("auth_whoami", nil))

@@ -16,8 +16,12 @@ import (
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/delivery"
+	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
+	"github.com/keygate/keygate/rotation"
 )
 
 // clock is a settable time source shared by the store and the tools.
@@ -41,6 +45,7 @@ type env struct {
 	client    *client.Client
 	redactor  *auth.Redactor
 	auditPath string
+	engine    *rotation.Engine
 }
 
 type envOption func(*env)
@@ -65,7 +70,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err := store.Seed(ctx); err != nil {
 		t.Fatal(err)
 	}
-	issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}},
+	issued, err := store.CreateKey(ctx, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}},
 		ExpiresAt: e.clock.t.Add(365 * 24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -82,19 +87,35 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { journal.Close() })
+	places := delivery.Places{EnvFile: e.envFile, KeysDir: filepath.Join(dir, "keys")}
+	e.engine = &rotation.Engine{Name: "local", Dir: filepath.Join(dir, "rotation"), EnvFile: e.envFile, Legacy: EnvTokenVar,
+		Backend: store.RotationBackend(), Places: places, Now: e.clock.Now}
 	e.deps = &Deps{
-		Providers: NewProviders(Provider{Name: "local", Content: store, Keys: store}),
-		Identity:  NewIdentity(store, auth.Credential{Secret: auth.NewSecret(e.admin), Source: auth.SourceEnvFile, Var: EnvTokenVar}),
-		Redactor:  e.redactor,
-		EnvFile:   e.envFile,
-		KeysDir:   filepath.Join(dir, "keys"),
-		Audit:     journal,
+		Identity: identity.NewIdentity(store, auth.Credential{Secret: auth.NewSecret(e.admin), Source: auth.SourceEnvFile, Var: EnvTokenVar}),
+		Redactor: e.redactor,
+		EnvFile:  e.envFile,
+		Audit:    journal,
 		Logger:    slog.New(slog.NewTextHandler(writerFunc(func(p []byte) { e.logs.Write(p) }), &slog.HandlerOptions{ReplaceAttr: e.redactor.SlogReplaceAttr})),
 		Now:       e.clock.Now,
 	}
+	e.deps.Credentials = &credentials.Service{Store: store, Places: places, Learn: e.redactor.Add,
+		Changed: func() { e.deps.Identity.Invalidate() }, Now: e.clock.Now}
+	e.deps.Providers = NewProviders(e.localProvider(store))
 	e.connect()
 	return e
 }
+
+// localProvider is the embedded store as keygate wires it, with content
+// served by content (the store, or a wrapper of it).
+func (e *env) localProvider(content ContentStore) Provider {
+	return Provider{Name: "local", Content: content, Ring: credentials.LocalRing(e.store, e.engine, e.envFile, identityOf{e})}
+}
+
+// identityOf follows e.deps.Identity, which tests replace.
+type identityOf struct{ e *env }
+
+func (i identityOf) Process() auth.Credential      { return i.e.deps.Identity.Process() }
+func (i identityOf) SetProcess(c auth.Credential) { i.e.deps.Identity.SetProcess(c) }
 
 type writerFunc func([]byte)
 
@@ -128,7 +149,7 @@ func (e *env) connect() {
 
 // actAs makes keygate's process credential tok.
 func (e *env) actAs(tok string) {
-	e.deps.Identity = NewIdentity(e.store, auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceEnv, Var: EnvTokenVar})
+	e.deps.Identity = identity.NewIdentity(e.store, auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceEnv, Var: EnvTokenVar})
 	e.connect()
 }
 
@@ -139,7 +160,7 @@ func (e *env) mint(name string, scopes ...string) (string, provider.Key) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	issued, err := e.store.CreateKey(context.Background(), nil, provider.NewKey{Name: name, Scopes: sc, ExpiresAt: e.clock.t.Add(30 * 24 * time.Hour)})
+	issued, err := e.store.CreateKey(context.Background(), provider.NewKey{Name: name, Scopes: sc, ExpiresAt: e.clock.t.Add(30 * 24 * time.Hour)})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/provider"
 )
 
@@ -21,20 +21,6 @@ type ContentStore interface {
 	Create(ctx context.Context, n provider.NewObject) (provider.Object, error)
 	Update(ctx context.Context, p provider.Patch) (provider.Object, error)
 	Delete(ctx context.Context, typ, id string) (provider.Object, error)
-}
-
-// KeyManager is what the credential tools need from a provider that issues
-// and revokes keys itself.
-type KeyManager interface {
-	CreateKey(ctx context.Context, actor *auth.Principal, nk provider.NewKey) (provider.IssuedKey, error)
-	ListKeys(ctx context.Context) ([]provider.Key, error)
-	GetKey(ctx context.Context, id string) (provider.Key, error)
-	// RotateKey issues the successor of key id. A negative grace leaves the
-	// old key untouched, so the caller can store the new one first and
-	// retire the old one after (RetireKey).
-	RotateKey(ctx context.Context, actor *auth.Principal, id string, grace time.Duration) (provider.IssuedKey, provider.Key, error)
-	RetireKey(ctx context.Context, id string, grace time.Duration) (provider.Key, error)
-	RevokeKey(ctx context.Context, actor *auth.Principal, id string) (provider.Key, bool, error)
 }
 
 // Inspector is what the auth tools need from a remote provider, whose
@@ -49,31 +35,15 @@ type Inspector interface {
 	CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error)
 }
 
-// RemoteKeyManager is what the credential tools need from a remote API
-// that issues and revokes its own keys.
-type RemoteKeyManager interface {
-	ListKeys(ctx context.Context) ([]provider.Key, error)
-	CreateKey(ctx context.Context, name string) (provider.IssuedKey, error)
-	// RotateKey replaces key id. The platform revokes the old key at once,
-	// so the caller must store the returned secret before anything else.
-	RotateKey(ctx context.Context, id string) (provider.IssuedKey, error)
-	// RevokeKey revokes key id; already reports that it was revoked
-	// before, and nothing changed.
-	RevokeKey(ctx context.Context, id string) (k provider.Key, already bool, err error)
-}
-
 // Provider is one configured back end.
 type Provider struct {
 	Name    string
 	Content ContentStore
-	Keys    KeyManager // keygate's own keys (local); nil elsewhere
 	// Inspect is set for remote providers.
 	Inspect Inspector
-	// RemoteKeys is set for remote providers with a key-management API.
-	RemoteKeys RemoteKeyManager
-	// RotateHint tells a person how to rotate this provider's keys by
-	// hand, for providers without a key-management API.
-	RotateHint string
+	// Ring is the provider's keys, as the credentials service manages
+	// them.
+	Ring credentials.Ring
 }
 
 // Providers holds the configured back ends; the first is the default. A

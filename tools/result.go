@@ -10,6 +10,8 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/provider"
 )
 
@@ -48,9 +50,12 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 	var nf *provider.NotFoundError
 	var vc *provider.VersionConflictError
 	var ge *auth.GrantError
+	var denied *policy.Denied
 	switch {
 	case errors.As(err, &fe):
 		return errorResult(fe.Field, fe.Problem, fe.Fix), nil
+	case errors.As(err, &denied):
+		return errorResult(denied.Field, denied.Reason, denied.Fix), nil
 	case errors.As(err, &ge):
 		return errorResult(ge.Field, ge.Problem, ge.Fix), nil
 	case errors.As(err, &vc):
@@ -109,7 +114,7 @@ func upstreamDetail(err error) string {
 // user can.
 func credentialProblem(err error) *mcp.CallToolResult {
 	switch {
-	case errors.Is(err, errNoCredential):
+	case errors.Is(err, identity.ErrNoCredential):
 		return errorResult("", "no keygate credential is configured",
 			"set KEYGATE_TOKEN in the environment or the .env file (keygate writes one on first run), or call auth_authenticate")
 	case errors.Is(err, auth.ErrInvalidToken):

@@ -19,7 +19,8 @@ import (
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
-	"github.com/keygate/keygate/rotation"
+	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/identity"
 )
 
 // Toolset names, as accepted by --toolsets.
@@ -55,21 +56,19 @@ func (t ServerTool) ReadOnly() bool {
 // Deps is everything the tools need, passed explicitly.
 type Deps struct {
 	Providers *Providers
-	Identity  *Identity
+	Identity  *identity.Identity
 	Redactor  *auth.Redactor
-	// EnvFile is where env:VAR deliveries and keygate's own rotated token go.
+	// Credentials carries out every key operation under the one policy.
+	Credentials *credentials.Service
+	// EnvFile is keygate's env file, where auth_authenticate saves a token
+	// over stdio.
 	EnvFile string
-	// KeysDir receives new secrets when a tool call names no destination.
-	KeysDir string
 	// Audit records writes, credential operations and failed
 	// authentication; nil turns the journal off (tests only).
 	Audit Auditor
 	// ExpiryWarning is how long before expiry credentials are flagged;
 	// zero means DefaultExpiryWarning.
 	ExpiryWarning time.Duration
-	// Rotation rotates keygate's own env-file token crash-safely; nil
-	// falls back to the plain create-store-switch-retire sequence.
-	Rotation Rotator
 	// HTTP is true when serving streamable HTTP, where the bearer token
 	// decides who is calling.
 	HTTP   bool
@@ -87,12 +86,6 @@ func (d *Deps) now() time.Time {
 		return d.Now()
 	}
 	return time.Now()
-}
-
-// Rotator is the journaled rotation engine (package rotation).
-type Rotator interface {
-	Rotate(ctx context.Context, req rotation.Request) (rotation.Result, error)
-	Recover(ctx context.Context) (rotation.Report, error)
 }
 
 // Auditor appends to the audit journal.
@@ -291,7 +284,7 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		}
 		if t.Toolset == ToolsetCredentials && !t.ReadOnly() {
 			// A key may change: nobody may act on a cached verification of it.
-			defer d.invalidateVerifications()
+			defer d.Identity.Invalidate()
 		}
 		if !t.ReadOnly() {
 			// A credential operation that cannot be journaled does not
@@ -349,13 +342,6 @@ func (d *Deps) audit(_ context.Context, t ServerTool, call *Call, keyID, outcome
 	}
 	if err := d.Audit.Write(d.auditRecord(t, call, keyID, outcome)); err != nil {
 		d.Logger.Error("cannot write the audit journal", "tool", t.Tool.Name, "err", err)
-	}
-}
-
-// invalidateVerifications clears a caching verifier, if keygate uses one.
-func (d *Deps) invalidateVerifications() {
-	if c, ok := d.Identity.verifier.(interface{ Invalidate() }); ok {
-		c.Invalidate()
 	}
 }
 

@@ -6,73 +6,14 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/identity"
 )
-
-// countingVerifier counts store lookups and answers from a table.
-type countingVerifier struct {
-	calls int
-	known map[string]auth.Principal
-}
-
-func (v *countingVerifier) Verify(_ context.Context, tok string) (auth.Principal, error) {
-	v.calls++
-	if p, ok := v.known[tok]; ok {
-		return p, nil
-	}
-	return auth.Principal{}, auth.ErrInvalidToken
-}
-
-func TestCachingVerifier(t *testing.T) {
-	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	store := &countingVerifier{known: map[string]auth.Principal{
-		"good":  {KeyID: "a"},
-		"brief": {KeyID: "b", ExpiresAt: now.Add(500 * time.Millisecond)},
-	}}
-	c := NewCachingVerifier(store, time.Second, clock)
-	ctx := context.Background()
-
-	for range 3 {
-		if _, err := c.Verify(ctx, "good"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if store.calls != 1 {
-		t.Errorf("three verifications within the TTL asked the store %d times", store.calls)
-	}
-	now = now.Add(1100 * time.Millisecond)
-	c.Verify(ctx, "good")
-	if store.calls != 2 {
-		t.Errorf("a stale entry was trusted (%d store calls)", store.calls)
-	}
-	c.Invalidate()
-	c.Verify(ctx, "good")
-	if store.calls != 3 {
-		t.Errorf("Invalidate kept the entry (%d store calls)", store.calls)
-	}
-
-	// Failures are never cached, and a key that expires is asked again.
-	for range 2 {
-		if _, err := c.Verify(ctx, "bad"); err == nil {
-			t.Fatal("a bad token verified")
-		}
-	}
-	if store.calls != 5 {
-		t.Errorf("a failure was cached (%d store calls)", store.calls)
-	}
-	c.Verify(ctx, "brief")
-	delete(store.known, "brief") // the store now refuses it
-	now = now.Add(600 * time.Millisecond)
-	if _, err := c.Verify(ctx, "brief"); err == nil {
-		t.Error("a key past its expiry was served from the cache")
-	}
-}
 
 func TestRevokeThroughToolsTakesEffectAtOnce(t *testing.T) {
 	e := newEnv(t)
-	cache := NewCachingVerifier(e.store, time.Hour, e.clock.Now)
+	cache := identity.NewCachingVerifier(e.store, time.Hour, e.clock.Now)
 	tok, key := e.mint("victim", "content:read")
-	e.deps.Identity = NewIdentity(cache, auth.Credential{Secret: auth.NewSecret(e.admin), Source: auth.SourceEnv})
+	e.deps.Identity = identity.NewIdentity(cache, auth.Credential{Secret: auth.NewSecret(e.admin), Source: auth.SourceEnv})
 	e.connect()
 	if _, err := cache.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)

@@ -32,6 +32,9 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/delivery"
+	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/tools"
@@ -113,7 +116,7 @@ func newStack(t testing.TB) *stack {
 	if err := store.Seed(ctx); err != nil {
 		t.Fatal(err)
 	}
-	issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}}, ExpiresAt: clock.Now().Add(30 * 24 * time.Hour)})
+	issued, err := store.CreateKey(ctx, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}}, ExpiresAt: clock.Now().Add(30 * 24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +125,14 @@ func newStack(t testing.TB) *stack {
 	s.redactor.Add(s.admin)
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: s.redactor.SlogReplaceAttr}))
 	deps := &tools.Deps{
-		Providers: tools.NewProviders(tools.Provider{Name: "local", Content: store, Keys: store}),
-		Identity:  tools.NewHTTPIdentity(store),
-		Redactor:  s.redactor,
-		EnvFile:   filepath.Join(dir, ".env"),
-		KeysDir:   filepath.Join(dir, "keys"),
-		HTTP:      true,
-		Logger:    logger,
-		Now:       clock.Now,
+		Providers:   tools.NewProviders(tools.Provider{Name: "local", Content: store, Ring: credentials.Ring{Provider: "local", Local: true}}),
+		Identity:    identity.NewHTTPIdentity(store),
+		Redactor:    s.redactor,
+		EnvFile:     filepath.Join(dir, ".env"),
+		Credentials: &credentials.Service{Store: store, Places: delivery.Places{EnvFile: filepath.Join(dir, ".env"), KeysDir: filepath.Join(dir, "keys")}},
+		HTTP:        true,
+		Logger:      logger,
+		Now:         clock.Now,
 	}
 	mcpServer, served, err := tools.NewServer(deps, tools.Options{Version: "test"})
 	if err != nil {
@@ -157,7 +160,7 @@ func (s *stack) mint(t testing.TB, name string, expires time.Time, scopes ...str
 	if err != nil {
 		t.Fatal(err)
 	}
-	issued, err := s.store.CreateKey(context.Background(), nil, provider.NewKey{Name: name, Scopes: sc, ExpiresAt: expires})
+	issued, err := s.store.CreateKey(context.Background(), provider.NewKey{Name: name, Scopes: sc, ExpiresAt: expires})
 	if err != nil {
 		t.Fatal(err)
 	}

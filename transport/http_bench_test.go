@@ -17,6 +17,9 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/delivery"
+	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/tools"
@@ -38,7 +41,7 @@ func BenchmarkHTTPToolCall(b *testing.B) {
 	if err := store.Seed(ctx); err != nil {
 		b.Fatal(err)
 	}
-	issued, err := store.CreateKey(ctx, nil, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}}, ExpiresAt: time.Now().Add(30 * 24 * time.Hour)})
+	issued, err := store.CreateKey(ctx, provider.NewKey{Name: "admin", Scopes: auth.Scopes{{Action: auth.Admin}}, ExpiresAt: time.Now().Add(30 * 24 * time.Hour)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -50,15 +53,15 @@ func BenchmarkHTTPToolCall(b *testing.B) {
 	redactor := auth.NewRedactor()
 	redactor.Add(tok)
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{ReplaceAttr: redactor.SlogReplaceAttr}))
-	verifier := tools.NewCachingVerifier(store, tools.DefaultVerifyCacheTTL, nil)
+	verifier := identity.NewCachingVerifier(store, identity.DefaultVerifyCacheTTL, nil)
 	deps := &tools.Deps{
-		Providers: tools.NewProviders(tools.Provider{Name: "local", Content: store, Keys: store}),
-		Identity:  tools.NewHTTPIdentity(verifier),
-		Redactor:  redactor,
-		EnvFile:   filepath.Join(dir, ".env"),
-		KeysDir:   filepath.Join(dir, "keys"),
-		HTTP:      true,
-		Logger:    logger,
+		Providers:   tools.NewProviders(tools.Provider{Name: "local", Content: store, Ring: credentials.Ring{Provider: "local", Local: true}}),
+		Identity:    identity.NewHTTPIdentity(verifier),
+		Redactor:    redactor,
+		EnvFile:     filepath.Join(dir, ".env"),
+		Credentials: &credentials.Service{Store: store, Places: delivery.Places{EnvFile: filepath.Join(dir, ".env"), KeysDir: filepath.Join(dir, "keys")}},
+		HTTP:        true,
+		Logger:      logger,
 	}
 	mcpServer, served, err := tools.NewServer(deps, tools.Options{Version: "bench"})
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/bench/internal/benchkit"
+	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/tools"
 )
@@ -51,11 +53,10 @@ func probe(store string, schemasOnly bool) error {
 	defer s.Close()
 	t.OpenStore = time.Since(start)
 	deps := &tools.Deps{
-		Providers: tools.NewProviders(tools.Provider{Name: "local", Content: s, Keys: s}),
-		Identity:  tools.NewIdentity(s, auth.Credential{}),
+		Providers: tools.NewProviders(tools.Provider{Name: "local", Content: s, Ring: credentials.Ring{Provider: "local", Local: true}}),
+		Identity:  identity.NewIdentity(s, auth.Credential{}),
 		Redactor:  redactor,
 		EnvFile:   filepath.Join(filepath.Dir(store), ".env"),
-		KeysDir:   filepath.Join(filepath.Dir(store), "keys"),
 		Logger:    logger,
 	}
 	if schemasOnly {

@@ -69,7 +69,6 @@ type Client struct {
 	sessionExp time.Time
 	agentID    string
 	agentName  string
-	rotateOwn  func(ctx context.Context, current auth.Secret) (provider.IssuedKey, error)
 	artifacts  map[string]string // artifact id -> task id, for Get
 }
 

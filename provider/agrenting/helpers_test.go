@@ -16,9 +16,8 @@ import (
 )
 
 var (
-	_ tools.ContentStore     = (*Client)(nil)
-	_ tools.Inspector        = (*Client)(nil)
-	_ tools.RemoteKeyManager = (*Client)(nil)
+	_ tools.ContentStore = (*Client)(nil)
+	_ tools.Inspector    = (*Client)(nil)
 )
 
 type testClock struct {

@@ -64,16 +64,30 @@ func (cj credentialJSON) matches(s string) bool {
 		s[:len(cj.KeyPrefix)] == cj.KeyPrefix && s[len(s)-len(cj.LastFour):] == cj.LastFour
 }
 
-// RotateOwnWith registers fn, which RotateKey calls to rotate the key this
-// client itself uses, with that key. Agrenting revokes the old key the
-// moment it issues the new one, so keygate does this through its rotation
-// engine (package rotation, with RotationBackend), which keeps every step
-// durable so that no crash can lose the only working key. Without fn,
-// RotateKey refuses to rotate the client's own key.
-func (c *Client) RotateOwnWith(fn func(ctx context.Context, current auth.Secret) (provider.IssuedKey, error)) {
+// CurrentKey is the agent key the client uses now ("" with a user token).
+func (c *Client) CurrentKey() auth.Secret {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.rotateOwn = fn
+	return c.apiKey
+}
+
+// OwnKeyID finds the id of the agent key the client uses among the agent's
+// credentials; "" when none matches.
+func (c *Client) OwnKeyID(ctx context.Context) (string, error) {
+	current := c.CurrentKey()
+	if current.IsZero() {
+		return "", nil
+	}
+	list, err := c.listCredentials(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, cj := range list {
+		if cj.RevokedAt == nil && cj.matches(current.Reveal()) {
+			return cj.ID, nil
+		}
+	}
+	return "", nil
 }
 
 // UseKey switches the client to agent key next, as the rotation engine
@@ -171,45 +185,6 @@ func (c *Client) findCredential(ctx context.Context, id string) (credentialJSON,
 		}
 	}
 	return credentialJSON{}, &provider.NotFoundError{What: "key", Name: id}
-}
-
-// RotateKey replaces credential id: the platform revokes the old key at
-// once and returns the new one, which this method returns (the caller must
-// store it before anything else). The key this client itself uses is
-// rotated by the function given to RotateOwnWith, and refused without one.
-// The rotate path is not documented: AGRENTING_ROTATE_PATH overrides it.
-func (c *Client) RotateKey(ctx context.Context, id string) (provider.IssuedKey, error) {
-	agent, err := c.agent(ctx)
-	if err != nil {
-		return provider.IssuedKey{}, err
-	}
-	// Is it our own key? Settled before rotating: afterwards the old key
-	// may no longer list, and guessing wrong would cut keygate off.
-	old, err := c.findCredential(ctx, id)
-	if err != nil {
-		return provider.IssuedKey{}, err
-	}
-	if old.RevokedAt != nil {
-		return provider.IssuedKey{}, &provider.FieldError{Field: "id", Problem: fmt.Sprintf("key %s is revoked", id), Fix: "rotate an active key (credentials_list)"}
-	}
-	c.mu.Lock()
-	current := c.apiKey
-	own := old.matches(current.Reveal())
-	rotateOwn := c.rotateOwn
-	c.mu.Unlock()
-	if own {
-		if rotateOwn == nil {
-			return provider.IssuedKey{}, &provider.FieldError{Field: "id",
-				Problem: fmt.Sprintf("key %s is the one keygate itself uses for Agrenting, and it does not come from keygate's env file, so keygate could not keep the new key: Agrenting revokes the old one at once", id),
-				Fix:     fmt.Sprintf("put %s in keygate's env file (and remove it from keygate's environment), then rotate again; or rotate it in the Agrenting dashboard", EnvAPIKey)}
-		}
-		return rotateOwn(ctx, current)
-	}
-	res, err := c.do(ctx, call{method: http.MethodPost, path: expandPath(c.cfg.RotatePath, agent, id), body: map[string]any{}, idemKey: newIdempotencyKey()})
-	if err != nil {
-		return provider.IssuedKey{}, c.rotateError(err, res, id)
-	}
-	return c.issued(res)
 }
 
 // rotateError explains a failed rotation.

@@ -1,12 +1,10 @@
 package agrenting
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
 )
@@ -46,29 +44,6 @@ func TestListCreateRevoke(t *testing.T) {
 	wantFieldError(t, err, "id")
 }
 
-// Rotating another key: the engine is not involved and the client keeps
-// its key.
-func TestRotateOtherKey(t *testing.T) {
-	f := newFixture(t, keyEnv())
-	id := f.fake.AddCredential(agrentingtest.DemoAgentID, "spare", "agr_spare_key_0000000000000000")
-	called := false
-	f.c.RotateOwnWith(func(context.Context, auth.Secret) (provider.IssuedKey, error) {
-		called = true
-		return provider.IssuedKey{}, errors.New("not reached")
-	})
-	issued, err := f.c.RotateKey(t.Context(), id)
-	if err != nil || called || issued.Secret.IsZero() {
-		t.Fatalf("%v called=%v", err, called)
-	}
-	if _, err := f.c.List(t.Context(), tasksQ); err != nil {
-		t.Errorf("%v", err)
-	}
-	_, err = f.c.RotateKey(t.Context(), id)
-	wantFieldError(t, err, "id") // revoked by the rotation
-	_, err = f.c.RotateKey(t.Context(), "cred_nope")
-	wantNotFound(t, err, "key")
-}
-
 // The undocumented paths come from configuration.
 func TestCredentialPathOverrides(t *testing.T) {
 	rot, rev := "/agents/:agent_id/keys/:id/roll", "/agents/:agent_id/keys/:id"
@@ -76,24 +51,16 @@ func TestCredentialPathOverrides(t *testing.T) {
 	fake := agrentingtest.New(agrentingtest.WithClock(clk.Now), agrentingtest.WithCredentialPaths(rot, rev))
 	hs := fake.Start()
 	defer hs.Close()
-	spare := fake.AddCredential(agrentingtest.DemoAgentID, "spare", "agr_spare_key_0000000000000000")
 	other := fake.AddCredential(agrentingtest.DemoAgentID, "other", "agr_other_key_0000000000000000")
 	// Defaults against a platform on other paths: a clear error.
 	f := newFixtureAt(t, keyEnv(), hs.URL+"/api/v1", fake, clk)
-	_, err := f.c.RotateKey(t.Context(), spare)
-	if !errors.Is(err, provider.ErrUnsupported) || !strings.Contains(err.Error(), EnvRotatePath) {
-		t.Fatalf("%v", err)
-	}
-	_, _, err = f.c.RevokeKey(t.Context(), other)
+	_, _, err := f.c.RevokeKey(t.Context(), other)
 	if !errors.Is(err, provider.ErrUnsupported) || !strings.Contains(err.Error(), EnvRevokePath) {
 		t.Fatalf("%v", err)
 	}
 	e := keyEnv()
 	e[EnvRotatePath], e[EnvRevokePath] = rot, rev
 	g := newFixtureAt(t, e, hs.URL+"/api/v1", fake, clk)
-	if _, err := g.c.RotateKey(t.Context(), spare); err != nil {
-		t.Fatal(err)
-	}
 	if _, already, err := g.c.RevokeKey(t.Context(), other); err != nil || already {
 		t.Fatal(err)
 	}

@@ -170,8 +170,8 @@ func (b RotationBackend) Retire(ctx context.Context, keyID string, _ time.Durati
 	return k.RevokedAt, err
 }
 
-// Revoke ends keyID; a key that is gone counts as revoked.
-func (b RotationBackend) Revoke(ctx context.Context, keyID string) error {
+// Discard ends keyID; a key that is gone counts as ended.
+func (b RotationBackend) Discard(ctx context.Context, keyID string) error {
 	_, err := b.Retire(ctx, keyID, 0)
 	var nf *provider.NotFoundError
 	if errors.As(err, &nf) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
 	"github.com/keygate/keygate/rotation"
@@ -46,16 +47,23 @@ func newRotRig(t *testing.T, opts ...agrentingtest.Option) *rotRig {
 
 // engine wires c to an engine the way keygate's providers.go does.
 func (r *rotRig) engine(c *Client) *rotation.Engine {
-	eng := &rotation.Engine{Dir: filepath.Join(r.dir, "rotation"), EnvFile: r.envFile, Var: EnvAPIKey, Backend: c.RotationBackend(),
-		Swap: func(_, next auth.Secret) { c.UseKey(next) }}
-	c.RotateOwnWith(func(ctx context.Context, current auth.Secret) (provider.IssuedKey, error) {
-		res, err := eng.Rotate(ctx, rotation.Request{Old: current})
-		if err != nil && res.NewSecret.IsZero() {
-			return provider.IssuedKey{}, err
-		}
-		return provider.IssuedKey{Key: res.New, Secret: res.NewSecret}, nil
-	})
-	return eng
+	return &rotation.Engine{Name: Name, Dir: filepath.Join(r.dir, "rotation"), EnvFile: r.envFile, Legacy: EnvAPIKey, Backend: c.RotationBackend(),
+		Places: delivery.Places{EnvFile: r.envFile, KeysDir: filepath.Join(r.dir, "keys")}, Follow: c.UseKey}
+}
+
+// rotate rotates the key client c uses through an engine, as keygate's
+// credentials service does: the new key replaces it in the env file and the
+// client switches to it. The rig's own client uses the rig's engine.
+func (r *rotRig) rotate(ctx context.Context, c *Client) (provider.IssuedKey, error) {
+	eng := r.eng
+	if c != r.f.c {
+		eng = r.engine(c)
+	}
+	res, err := eng.Rotate(ctx, rotation.Own(EnvAPIKey, c.CurrentKey(), 0, c.UseKey))
+	if err != nil && res.NewSecret.IsZero() {
+		return provider.IssuedKey{}, err
+	}
+	return provider.IssuedKey{Key: res.New, Secret: res.NewSecret}, nil
 }
 
 // envKey reads the key from the env file, checking the file is intact.
@@ -103,7 +111,7 @@ func (r *rotRig) works(key string) error {
 func TestRotateOwnKeyThroughEngine(t *testing.T) {
 	r := newRotRig(t)
 	ctx := t.Context()
-	issued, err := r.f.c.RotateKey(ctx, "cred_demo")
+	issued, err := r.rotate(ctx, r.f.c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,20 +147,6 @@ func TestRotateOwnKeyThroughEngine(t *testing.T) {
 	}
 }
 
-// Without the engine (the key is not in keygate's env file), rotating the
-// client's own key is refused before anything happens.
-func TestRotateOwnKeyRefusedWithoutEngine(t *testing.T) {
-	f := newFixture(t, keyEnv())
-	_, err := f.c.RotateKey(t.Context(), "cred_demo")
-	wantFieldError(t, err, "id")
-	if !strings.Contains(err.Error(), "env file") {
-		t.Errorf("%v", err)
-	}
-	if f.fake.Requests("/api/v1/agents/"+agrentingtest.DemoAgentID+"/credentials/cred_demo/rotate") != 0 {
-		t.Error("the platform was asked to rotate")
-	}
-}
-
 // The rotate answer is lost: the retry carries the same idempotency key
 // and the session, which outlives the old key, so Agrenting replays the
 // same new key; exactly one new credential exists.
@@ -160,7 +154,7 @@ func TestRotateOwnKeyLostAnswer(t *testing.T) {
 	r := newRotRig(t)
 	rotate := "/api/v1/agents/" + agrentingtest.DemoAgentID + "/credentials/cred_demo/rotate"
 	r.f.fake.DropNextResponseOn("POST", rotate)
-	issued, err := r.f.c.RotateKey(t.Context(), "cred_demo")
+	issued, err := r.rotate(t.Context(), r.f.c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,14 +194,14 @@ func TestRotateOwnKeyCrashAtEveryStep(t *testing.T) {
 					done := make(chan struct{})
 					go func() {
 						defer close(done)
-						_, _ = r.f.c.RotateKey(context.Background(), "cred_demo")
+						_, _ = r.rotate(context.Background(), r.f.c)
 					}()
 					<-done
 
 					// Restart: a new client from the env file, recovery first.
 					key := r.envKey()
 					g := newFixtureAt(t, env{EnvAPIKey: key, EnvAgentID: agrentingtest.DemoAgentID}, r.f.base, r.f.fake, r.f.clk)
-					rep, err := r.engine(g.c).Recover(t.Context())
+					rep, err := r.engine(g.c).RecoverSlot(t.Context(), EnvAPIKey)
 					lost := endSessions && step == rotation.StepCreated
 					switch {
 					case lost:
@@ -228,8 +222,8 @@ func TestRotateOwnKeyCrashAtEveryStep(t *testing.T) {
 							t.Fatal(err)
 						}
 						h := newFixtureAt(t, env{EnvAPIKey: fresh, EnvAgentID: agrentingtest.DemoAgentID}, r.f.base, r.f.fake, r.f.clk)
-						rep, err = r.engine(h.c).Recover(t.Context())
-						if err != nil || rep.Action != rotation.ActionRolledBack || len(rep.Keys) != 1 || rep.Keys[0].Fate != rotation.FateRevoked {
+						rep, err = r.engine(h.c).RecoverSlot(t.Context(), EnvAPIKey)
+						if err != nil || rep.Action != rotation.ActionRolledBack || len(rep.Keys) != 1 || rep.Keys[0].Fate != rotation.FateDiscarded {
 							t.Fatalf("Recover with the new key = %v, %s %+v; want the orphan revoked", err, rep.Summary(), rep.Keys)
 						}
 						r.checkOneActive(fresh)
@@ -257,7 +251,7 @@ func TestRotateOwnKeyCrashAtEveryStep(t *testing.T) {
 						t.Errorf("%d sessions left open after recovery", n)
 					}
 					// Nothing is stuck: the next rotation works.
-					if _, err := g.c.RotateKey(t.Context(), credID(t, r, key)); err != nil {
+					if _, err := r.rotate(t.Context(), g.c); err != nil {
 						t.Errorf("rotating after recovery: %v", err)
 					}
 				})
@@ -310,7 +304,7 @@ func TestRotateOwnKeyRefusedWhenItCannotBeKept(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRotRig(t)
 			tc.spoil(t, r)
-			_, err := r.f.c.RotateKey(t.Context(), "cred_demo")
+			_, err := r.rotate(t.Context(), r.f.c)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v, want a refusal saying %q", err, tc.want)
 			}
@@ -340,7 +334,7 @@ func TestRotateOwnKeyConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = c.RotateKey(t.Context(), "cred_demo")
+			_, errs[i] = r.rotate(t.Context(), c)
 		}()
 	}
 	wg.Wait()

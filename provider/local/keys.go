@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,10 +36,10 @@ const keyColumns = "id, name, masked, scopes, created_at, expires_at, last_used_
 // log line or error.
 var rotationIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`) })
 
-// CreateKey mints a key. With an actor (a key making a key) the new key must
-// fit inside the actor's grant; without one (the admin CLI, first run) it
-// may have any scopes.
-func (s *Store) CreateKey(ctx context.Context, actor *auth.Principal, nk provider.NewKey) (provider.IssuedKey, error) {
+// CreateKey mints a key. Whether the caller may have it is the policy's
+// decision (package policy), made before this is called; the store checks
+// only that the request is well formed.
+func (s *Store) CreateKey(ctx context.Context, nk provider.NewKey) (provider.IssuedKey, error) {
 	now, nowN := s.nowNanos()
 	name := strings.TrimSpace(nk.Name)
 	if name == "" || utf8.RuneCountInString(name) > maxKeyNameLen {
@@ -51,19 +52,12 @@ func (s *Store) CreateKey(ctx context.Context, actor *auth.Principal, nk provide
 	if !nk.ExpiresAt.After(now) {
 		return provider.IssuedKey{}, &provider.FieldError{Field: "expires_in_days", Problem: "the key would already be expired", Fix: "choose an expiry in the future"}
 	}
-	createdBy := ""
-	if actor != nil {
-		if err := auth.CheckGrant(*actor, scopes, nk.ExpiresAt); err != nil {
-			return provider.IssuedKey{}, err
-		}
-		createdBy = actor.KeyID
-	}
 	tok, parsed, err := auth.NewToken()
 	if err != nil {
 		return provider.IssuedKey{}, fmt.Errorf("minting key: %w", err)
 	}
 	k := provider.Key{ID: parsed.PublicID, Name: name, Masked: auth.Mask(tok), Scopes: scopes.Strings(),
-		CreatedAt: now, ExpiresAt: fromNanos(toNanos(nk.ExpiresAt)), CreatedBy: createdBy}
+		CreatedAt: now, ExpiresAt: fromNanos(toNanos(nk.ExpiresAt)), CreatedBy: nk.CreatedBy}
 	if err := s.inWriteTx(ctx, func(tx *sql.Tx) error { return insertKey(ctx, tx, k, parsed, nowN, "") }); err != nil {
 		return provider.IssuedKey{}, err
 	}
@@ -223,130 +217,252 @@ func (s *Store) touch(ctx context.Context, id string, now time.Time) {
 		toNanos(now), id, toNanos(now.Add(-touchEvery)))
 }
 
-// RevokeKey revokes key id at once, and every key it created, directly or
-// through keys it created. It reports already=true, and changes nothing,
-// when the key was revoked before. A key still in a rotation grace
-// period is not revoked yet, so this ends it. With an actor, the actor's
-// scopes must cover the key's: a narrow key cannot revoke a broader one.
-func (s *Store) RevokeKey(ctx context.Context, actor *auth.Principal, id string) (provider.Key, bool, error) {
+// lineageCTE names, as "lineage", every key that falls with key ?1: the key,
+// the keys of its rotation chain (the successors it was rotated into and the
+// predecessors still in their grace period: one credential, several
+// secrets), and every key any of them created, with their own chains and
+// children, transitively.
+const lineageCTE = `
+	WITH RECURSIVE lineage(id) AS (
+		SELECT ?1
+		UNION SELECT k.rotated_to FROM keys k JOIN lineage l ON k.id = l.id WHERE k.rotated_to IS NOT NULL
+		UNION SELECT k.id FROM keys k JOIN lineage l ON k.rotated_to = l.id
+		UNION SELECT k.id FROM keys k JOIN lineage l ON k.created_by = l.id
+	)`
+
+// RevokeKey revokes key id at once, with its whole lineage: its rotation
+// chain and every key any of those created, transitively, so no one keeps a
+// key alive past a revocation by rotating it or by minting from it
+// (security.md 2: parent revocation cascades). A key still in a rotation
+// grace period is ended too. It runs the cascade even when id was revoked
+// before, and reports already=true when id itself was; revoked lists every
+// key this call ended, id first when it was one of them. Whether the caller
+// may do this is the policy's decision, made before.
+func (s *Store) RevokeKey(ctx context.Context, id string) (k provider.Key, revoked []string, already bool, err error) {
 	now, nowN := s.nowNanos()
-	var k provider.Key
-	already := false
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if k, err = getKey(ctx, tx, id); err != nil {
 			return err
 		}
-		if actor != nil {
-			if err := checkCovers(*actor, k, "revoke"); err != nil {
-				return err
+		already = isRevoked(k, now)
+		rows, err := tx.QueryContext(ctx, lineageCTE+`
+			UPDATE keys SET revoked_at = ?2
+			WHERE id IN (SELECT id FROM lineage) AND (revoked_at IS NULL OR revoked_at > ?2)
+			RETURNING id`, id, nowN)
+		if err != nil {
+			return fmt.Errorf("revoking key %s and its lineage: %w", id, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var rid string
+			if err := rows.Scan(&rid); err != nil {
+				return fmt.Errorf("revoking key %s and its lineage: %w", id, err)
 			}
+			revoked = append(revoked, rid)
 		}
-		if isRevoked(k, now) {
-			already = true
-			return nil
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("revoking key %s and its lineage: %w", id, err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = ? WHERE id = ?`, nowN, id); err != nil {
-			return fmt.Errorf("revoking key %s: %w", id, err)
+		slices.SortFunc(revoked, func(a, b string) int {
+			switch {
+			case a == id:
+				return -1
+			case b == id:
+				return 1
+			}
+			return strings.Compare(a, b)
+		})
+		if !already {
+			k.RevokedAt = now
 		}
-		// Keys minted by this key, and by those, go with it: a holder must
-		// not escape a revocation through keys it made (security.md 2).
-		if _, err := tx.ExecContext(ctx, `
-			WITH RECURSIVE descendants(id) AS (
-				SELECT id FROM keys WHERE created_by = ?
-				UNION SELECT k.id FROM keys k JOIN descendants d ON k.created_by = d.id
-			)
-			UPDATE keys SET revoked_at = ? WHERE id IN (SELECT id FROM descendants) AND revoked_at IS NULL`, id, nowN); err != nil {
-			return fmt.Errorf("revoking the keys %s created: %w", id, err)
-		}
-		k.RevokedAt = now
 		return nil
 	})
 	if err != nil {
-		return provider.Key{}, false, err
+		return provider.Key{}, nil, false, err
 	}
-	return k, already, nil
+	return k, revoked, already, nil
 }
 
-// checkCovers refuses an actor whose scopes do not cover all of k's.
-func checkCovers(actor auth.Principal, k provider.Key, verb string) error {
-	scopes, err := auth.ParseScopes(k.Scopes)
+// LiveLineage lists the keys that revoking key id would end now: id itself
+// when it still works, then the rest of its lineage that does (see
+// RevokeKey), each once.
+func (s *Store) LiveLineage(ctx context.Context, id string) ([]string, error) {
+	_, nowN := s.nowNanos()
+	rows, err := s.ro.QueryContext(ctx, lineageCTE+`
+		SELECT id FROM keys WHERE id IN (SELECT id FROM lineage) AND (revoked_at IS NULL OR revoked_at > ?2) AND expires_at > ?2
+		ORDER BY id = ?1 DESC, id`, id, nowN)
 	if err != nil {
-		return fmt.Errorf("reading scopes of key %s: %w", k.ID, err)
+		return nil, fmt.Errorf("reading the lineage of key %s: %w", id, err)
 	}
-	if missing := actor.Scopes.Missing(scopes); len(missing) > 0 {
-		return &auth.GrantError{Field: "credential", Problem: fmt.Sprintf(
-			"your credential cannot %s a key with broader scopes: key %s holds %s, which yours (%s) does not cover",
-			verb, k.ID, strings.Join(missing.Strings(), ", "), strings.Join(actor.Scopes.Strings(), ", ")),
-			Fix: "use a credential whose scopes cover the key's, such as an admin key"}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var lid string
+		if err := rows.Scan(&lid); err != nil {
+			return nil, fmt.Errorf("reading the lineage of key %s: %w", id, err)
+		}
+		out = append(out, lid)
 	}
-	return nil
+	return out, rows.Err()
 }
 
-// RotateKey issues the successor of key id: same name, same scopes and the
-// same expires_at. Rotation replaces the secret, not the lifetime, so it can
-// never be used to extend a key. The old key points to its successor
-// (rotated_to). A negative grace leaves the old key otherwise as it was, for
-// the caller to retire with RetireKey once the new secret is stored; grace
-// >= 0 retires it here, as RetireKey does. It returns the new key with its
-// secret and the old key as it now is.
-//
-// With an actor, the actor must cover the old key's scopes and must not
-// expire before it: otherwise rotating would hand the actor a fresh secret
-// to a key it could not have created.
-func (s *Store) RotateKey(ctx context.Context, actor *auth.Principal, id string, grace time.Duration) (provider.IssuedKey, provider.Key, error) {
-	return s.rotate(ctx, actor, id, grace, "")
+// DiscardSuccessor undoes a rotation that made key id and was rolled back:
+// id is revoked on its own (its predecessor, which still works, is not),
+// the predecessor no longer points to it, and the keys the rotation had
+// moved to id return to the predecessor. Revoking id with RevokeKey instead
+// would take the predecessor and its children down with it. A key that no
+// rotation made is simply revoked alone.
+func (s *Store) DiscardSuccessor(ctx context.Context, id string) error {
+	_, nowN := s.nowNanos()
+	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := getKey(ctx, tx, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = ?1 WHERE id = ?2 AND (revoked_at IS NULL OR revoked_at > ?1)`, nowN, id); err != nil {
+			return fmt.Errorf("revoking key %s: %w", id, err)
+		}
+		var prev string
+		switch err := tx.QueryRowContext(ctx, `SELECT id FROM keys WHERE rotated_to = ?`, id).Scan(&prev); {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return fmt.Errorf("finding the key %s replaced: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET rotated_to = NULL WHERE id = ?`, prev); err != nil {
+			return fmt.Errorf("unlinking key %s from its discarded successor: %w", prev, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET created_by = ? WHERE created_by = ?`, prev, id); err != nil {
+			return fmt.Errorf("returning the keys %s made to key %s: %w", id, prev, err)
+		}
+		return nil
+	})
 }
 
-// RotateKeyTagged is RotateKey for a journaled rotation (package rotation):
-// the new key is tagged with rotationID, so KeysByRotation finds it even if
-// the caller dies before it stores the secret, and the old key is left as it
-// was, for RetireKey once the new secret is in place.
+// Lineage returns key id with the keys that created it (created_by, nearest
+// first) and the keys it was rotated into (rotated_to, nearest first), for
+// the policy's ownership rule.
+func (s *Store) Lineage(ctx context.Context, id string) (provider.Lineage, error) {
+	var l provider.Lineage
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if l.Key, err = getKey(ctx, tx, id); err != nil {
+			return err
+		}
+		if l.Ancestors, err = walk(ctx, tx, id, "created_by", "created_by != ''"); err != nil {
+			return fmt.Errorf("reading the keys that created key %s: %w", id, err)
+		}
+		if l.Successors, err = walk(ctx, tx, id, "rotated_to", "rotated_to IS NOT NULL"); err != nil {
+			return fmt.Errorf("reading the successors of key %s: %w", id, err)
+		}
+		return nil
+	})
+	return l, err
+}
+
+// maxLineage bounds a walk up created_by or along rotated_to: far beyond
+// any real chain, it stops a corrupt store from looping.
+const maxLineage = 1000
+
+// walk follows column (created_by or rotated_to) from key id and returns the
+// ids it reaches, nearest first, without id itself.
+func walk(ctx context.Context, tx *sql.Tx, id, column, present string) ([]string, error) {
+	// column and present are constants of this file, never input.
+	rows, err := tx.QueryContext(ctx, `
+		WITH RECURSIVE chain(id, depth) AS (
+			SELECT `+column+`, 1 FROM keys WHERE id = ?1 AND `+present+`
+			UNION SELECT k.`+column+`, c.depth + 1 FROM keys k JOIN chain c ON k.id = c.id
+			WHERE k.`+present+` AND c.depth < ?2
+		)
+		SELECT id FROM chain ORDER BY depth`, id, maxLineage)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var next string
+		if err := rows.Scan(&next); err != nil {
+			return nil, err
+		}
+		if next == id || slices.Contains(out, next) {
+			break
+		}
+		out = append(out, next)
+	}
+	return out, rows.Err()
+}
+
+// LiveChildren counts the live keys that key id created.
+func (s *Store) LiveChildren(ctx context.Context, id string) (int, error) {
+	_, nowN := s.nowNanos()
+	var n int
+	err := s.ro.QueryRowContext(ctx, `SELECT count(*) FROM keys WHERE created_by = ? AND (revoked_at IS NULL OR revoked_at > ?) AND expires_at > ?`,
+		id, nowN, nowN).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting the keys %s created: %w", id, err)
+	}
+	return n, nil
+}
+
+// LiveSuccessor returns the id of key id's successor when that successor
+// still works, or "" when it has none that does.
+func (s *Store) LiveSuccessor(ctx context.Context, id string) (string, error) {
+	now := s.now()
+	k, err := getKey(ctx, s.ro, id)
+	if err != nil || k.RotatedTo == "" {
+		return "", err
+	}
+	next, err := getKey(ctx, s.ro, k.RotatedTo)
+	if err != nil {
+		return "", fmt.Errorf("reading successor of key %s: %w", id, err)
+	}
+	if isRevoked(next, now) || isExpired(next, now) {
+		return "", nil
+	}
+	return next.ID, nil
+}
+
+// RotateKey issues the successor of key id for a journaled rotation
+// (package rotation): same name, same scopes and the same expires_at.
+// Rotation replaces the secret, not the lifetime, so it can never be used to
+// extend a key. The old key points to its successor (rotated_to) and stays
+// as it was, for RetireKey once the new secret is in place. The new key is
+// tagged with rotationID, so KeysByRotation finds it even if the caller dies
+// before it stores the secret.
 //
 // It refuses a second key for the same rotationID, and an old key that
 // already has a live successor, so two rotations of one key cannot both
 // succeed (the compare-and-swap of security.md section 3). A successor that
-// was revoked, as a rolled-back rotation leaves it, does not count.
-func (s *Store) RotateKeyTagged(ctx context.Context, actor *auth.Principal, id, rotationID string) (provider.IssuedKey, provider.Key, error) {
+// was revoked, as a rolled-back rotation leaves it, does not count. Whether
+// the caller may rotate the key is the policy's decision, made before.
+func (s *Store) RotateKey(ctx context.Context, id, rotationID string) (provider.IssuedKey, error) {
 	if !rotationIDPattern().MatchString(rotationID) {
-		return provider.IssuedKey{}, provider.Key{}, &provider.FieldError{Field: "rotation_id", Problem: "must be 1 to 64 letters, digits, _ or -",
+		return provider.IssuedKey{}, &provider.FieldError{Field: "rotation_id", Problem: "must be 1 to 64 letters, digits, _ or -",
 			Fix: "pass the id of the rotation's journal"}
 	}
-	return s.rotate(ctx, actor, id, -1, rotationID)
-}
-
-func (s *Store) rotate(ctx context.Context, actor *auth.Principal, id string, grace time.Duration, rotationID string) (provider.IssuedKey, provider.Key, error) {
 	now, nowN := s.nowNanos()
 	tok, parsed, err := auth.NewToken()
 	if err != nil {
-		return provider.IssuedKey{}, provider.Key{}, fmt.Errorf("minting key: %w", err)
+		return provider.IssuedKey{}, fmt.Errorf("minting key: %w", err)
 	}
 	var issued provider.IssuedKey
-	var old provider.Key
 	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if old, err = getKey(ctx, tx, id); err != nil {
+		old, err := getKey(ctx, tx, id)
+		if err != nil {
 			return err
 		}
 		if err := checkRotatable(old, now); err != nil {
 			return err
 		}
-		if rotationID != "" {
-			if err := checkNoLiveSuccessor(ctx, tx, old, now); err != nil {
-				return err
-			}
+		if err := checkNoLiveSuccessor(ctx, tx, old, now); err != nil {
+			return err
 		}
 		// The successor is the same credential with a new secret: it keeps
 		// the old key's parent, and the keys the old key created become
 		// its children, so retiring the old key revokes none of them.
-		createdBy := old.CreatedBy
-		if actor != nil {
-			if err := checkRotateGrant(*actor, old); err != nil {
-				return err
-			}
-		}
 		next := provider.Key{ID: parsed.PublicID, Name: old.Name, Masked: auth.Mask(tok), Scopes: old.Scopes,
-			CreatedAt: now, ExpiresAt: old.ExpiresAt, CreatedBy: createdBy}
+			CreatedAt: now, ExpiresAt: old.ExpiresAt, CreatedBy: old.CreatedBy}
 		if err := insertKey(ctx, tx, next, parsed, nowN, rotationID); err != nil {
 			return err
 		}
@@ -356,19 +472,13 @@ func (s *Store) rotate(ctx context.Context, actor *auth.Principal, id string, gr
 		if _, err := tx.ExecContext(ctx, `UPDATE keys SET created_by = ? WHERE created_by = ? AND id != ?`, next.ID, id, next.ID); err != nil {
 			return fmt.Errorf("moving the keys %s created to its successor: %w", id, err)
 		}
-		old.RotatedTo = next.ID
-		if grace >= 0 {
-			if old, err = retire(ctx, tx, old, grace, now); err != nil {
-				return err
-			}
-		}
 		issued = provider.IssuedKey{Key: next, Secret: auth.NewSecret(tok)}
 		return nil
 	})
 	if err != nil {
-		return provider.IssuedKey{}, provider.Key{}, err
+		return provider.IssuedKey{}, err
 	}
-	return issued, old, nil
+	return issued, nil
 }
 
 func checkRotatable(k provider.Key, now time.Time) error {
@@ -399,19 +509,6 @@ func checkNoLiveSuccessor(ctx context.Context, q querier, old provider.Key, now 
 	}
 	return &provider.FieldError{Field: "credential", Problem: fmt.Sprintf("key %s has already been rotated to key %s, which is active", old.ID, next.ID),
 		Fix: fmt.Sprintf("rotate key %s instead, or revoke it first", next.ID)}
-}
-
-func checkRotateGrant(actor auth.Principal, old provider.Key) error {
-	if err := checkCovers(actor, old, "rotate"); err != nil {
-		return err
-	}
-	if !actor.ExpiresAt.IsZero() && old.ExpiresAt.After(actor.ExpiresAt) {
-		return &auth.GrantError{Field: "credential", Problem: fmt.Sprintf(
-			"key %s expires %s, after your credential (%s), so your credential cannot rotate it",
-			old.ID, old.ExpiresAt.Format(time.RFC3339), actor.ExpiresAt.UTC().Format(time.RFC3339)),
-			Fix: "use a credential that lives at least as long as the key"}
-	}
-	return nil
 }
 
 // RetireKey ends key id: at once when grace is zero (or negative), else at

@@ -25,10 +25,10 @@ func scopes(t *testing.T, s ...string) auth.Scopes {
 	return sc
 }
 
-// mint creates a key with no actor, expiring in 30 days.
+// mint creates a key made by the operator, expiring in 30 days.
 func mint(t *testing.T, s *Store, clock *testClock, name string, sc ...string) (string, provider.Key) {
 	t.Helper()
-	issued, err := s.CreateKey(t.Context(), nil, provider.NewKey{Name: name, Scopes: scopes(t, sc...), ExpiresAt: clock.Now().Add(30 * day)})
+	issued, err := s.CreateKey(t.Context(), provider.NewKey{Name: name, Scopes: scopes(t, sc...), ExpiresAt: clock.Now().Add(30 * day)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,14 +64,11 @@ func wantInvalid(t *testing.T, err error) {
 func TestCreateKeyAndVerify(t *testing.T) {
 	s, clock := newTestStore(t)
 	ctx := t.Context()
-	admin, adminKey := mint(t, s, clock, "admin", "admin")
-	actor, err := s.Verify(ctx, admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, adminKey := mint(t, s, clock, "admin", "admin")
 	clock.Add(time.Second)
 	expires := clock.Now().Add(7 * day)
-	issued, err := s.CreateKey(ctx, &actor, provider.NewKey{Name: "  ci publisher ", Scopes: scopes(t, "content:read", "content:write:posts", "content:read"), ExpiresAt: expires})
+	issued, err := s.CreateKey(ctx, provider.NewKey{Name: "  ci publisher ", Scopes: scopes(t, "content:read", "content:write:posts", "content:read"),
+		ExpiresAt: expires, CreatedBy: adminKey.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,47 +115,32 @@ func TestCreateKeyAndVerify(t *testing.T) {
 func TestCreateKeyRejects(t *testing.T) {
 	s, clock := newTestStore(t)
 	ctx := t.Context()
-	limitedTok, _ := mint(t, s, clock, "limited", "content:read", "credentials:write")
-	limited, err := s.Verify(ctx, limitedTok)
-	if err != nil {
-		t.Fatal(err)
-	}
 	good := provider.NewKey{Name: "k", Scopes: scopes(t, "content:read"), ExpiresAt: clock.Now().Add(day)}
 	with := func(f func(*provider.NewKey)) provider.NewKey { n := good; f(&n); return n }
 	tests := []struct {
 		name     string
-		actor    *auth.Principal
 		in       provider.NewKey
 		field    string
 		contains string
 	}{
-		{"blank name", nil, with(func(n *provider.NewKey) { n.Name = " \t" }), "name", "1 to 100"},
-		{"long name", nil, with(func(n *provider.NewKey) { n.Name = strings.Repeat("é", 101) }), "name", "1 to 100"},
-		{"no scopes", nil, with(func(n *provider.NewKey) { n.Scopes = nil }), "scopes", "at least one"},
-		{"bad scope", nil, with(func(n *provider.NewKey) { n.Scopes = auth.Scopes{{Action: "content:fly"}} }), "scopes", "unknown scope"},
-		{"expires now", nil, with(func(n *provider.NewKey) { n.ExpiresAt = clock.Now() }), "expires_in_days", "already be expired"},
-		{"expired", nil, with(func(n *provider.NewKey) { n.ExpiresAt = clock.Now().Add(-time.Hour) }), "expires_in_days", "already be expired"},
-		{"broader than actor", &limited, with(func(n *provider.NewKey) { n.Scopes = scopes(t, "content:write") }), "scopes", "cannot grant content:write"},
-		{"outlives actor", &limited, with(func(n *provider.NewKey) { n.ExpiresAt = clock.Now().Add(31 * day) }), "expires_in_days", "outlive"},
+		{"blank name", with(func(n *provider.NewKey) { n.Name = " \t" }), "name", "1 to 100"},
+		{"long name", with(func(n *provider.NewKey) { n.Name = strings.Repeat("é", 101) }), "name", "1 to 100"},
+		{"no scopes", with(func(n *provider.NewKey) { n.Scopes = nil }), "scopes", "at least one"},
+		{"bad scope", with(func(n *provider.NewKey) { n.Scopes = auth.Scopes{{Action: "content:fly"}} }), "scopes", "unknown scope"},
+		{"expires now", with(func(n *provider.NewKey) { n.ExpiresAt = clock.Now() }), "expires_in_days", "already be expired"},
+		{"expired", with(func(n *provider.NewKey) { n.ExpiresAt = clock.Now().Add(-time.Hour) }), "expires_in_days", "already be expired"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.CreateKey(ctx, tc.actor, tc.in)
-			var ge *auth.GrantError
-			if tc.actor != nil {
-				if !errors.As(err, &ge) || ge.Field != tc.field || !strings.Contains(ge.Problem, tc.contains) {
-					t.Fatalf("error = %v, want a GrantError on %s containing %q", err, tc.field, tc.contains)
-				}
-				return
-			}
+			_, err := s.CreateKey(ctx, tc.in)
 			wantFieldError(t, err, tc.field, tc.contains)
 		})
 	}
-	if _, err := s.CreateKey(ctx, &limited, good); err != nil {
-		t.Errorf("a subset of the actor's scopes was refused: %v", err)
+	if _, err := s.CreateKey(ctx, good); err != nil {
+		t.Errorf("a good key was refused: %v", err)
 	}
-	if keys, _ := s.ListKeys(ctx); len(keys) != 2 {
-		t.Errorf("%d keys after rejected creates, want 2", len(keys))
+	if keys, _ := s.ListKeys(ctx); len(keys) != 1 {
+		t.Errorf("%d keys after rejected creates, want 1", len(keys))
 	}
 }
 
@@ -167,7 +149,7 @@ func TestVerifyRejects(t *testing.T) {
 	ctx := t.Context()
 	tok, key := mint(t, s, clock, "victim", "content:read")
 	revokedTok, revoked := mint(t, s, clock, "revoked", "content:read")
-	if _, _, err := s.RevokeKey(ctx, nil, revoked.ID); err != nil {
+	if _, _, _, err := s.RevokeKey(ctx, revoked.ID); err != nil {
 		t.Fatal(err)
 	}
 	unstored, _, err := auth.NewToken()
@@ -207,7 +189,7 @@ func TestVerifyExpiry(t *testing.T) {
 	s, clock := newTestStore(t)
 	ctx := t.Context()
 	expires := clock.Now().Add(time.Hour)
-	issued, err := s.CreateKey(ctx, nil, provider.NewKey{Name: "short", Scopes: scopes(t, "content:read"), ExpiresAt: expires})
+	issued, err := s.CreateKey(ctx, provider.NewKey{Name: "short", Scopes: scopes(t, "content:read"), ExpiresAt: expires})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,48 +262,37 @@ func TestRevokeKey(t *testing.T) {
 	s, clock := newTestStore(t)
 	ctx := t.Context()
 	tok, key := mint(t, s, clock, "victim", "content:read", "content:write")
-	narrowTok, _ := mint(t, s, clock, "narrow", "content:read", "credentials:write")
-	narrow, err := s.Verify(ctx, narrowTok)
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	_, _, err = s.RevokeKey(ctx, &narrow, key.ID)
-	var ge *auth.GrantError
-	if !errors.As(err, &ge) || ge.Field != "credential" || !strings.Contains(ge.Problem, "cannot revoke a key with broader scopes") || !strings.Contains(ge.Problem, "content:write") {
-		t.Fatalf("narrow actor revoking a broader key: %v", err)
-	}
-	if _, err := s.Verify(ctx, tok); err != nil {
-		t.Fatal("a refused revoke revoked the key")
-	}
-
-	_, _, err = s.RevokeKey(ctx, nil, "zzzzzzzzzzzz")
+	_, _, _, err := s.RevokeKey(ctx, "zzzzzzzzzzzz")
 	wantNotFound(t, err, "key", "zzzzzzzzzzzz")
 
 	clock.Add(time.Minute)
-	k, already, err := s.RevokeKey(ctx, nil, key.ID)
-	if err != nil || already || !k.RevokedAt.Equal(clock.Now()) {
-		t.Fatalf("revoke = %+v, %v, %v", k, already, err)
+	k, revoked, already, err := s.RevokeKey(ctx, key.ID)
+	if err != nil || already || !k.RevokedAt.Equal(clock.Now()) || strings.Join(revoked, ",") != key.ID {
+		t.Fatalf("revoke = %+v, %v, %v, %v", k, revoked, already, err)
 	}
 	_, err = s.Verify(ctx, tok)
 	wantInvalid(t, err)
 
 	clock.Add(time.Minute)
-	k2, already, err := s.RevokeKey(ctx, nil, key.ID)
-	if err != nil || !already || !k2.RevokedAt.Equal(k.RevokedAt) {
-		t.Errorf("second revoke = %+v, %v, %v; want already revoked at %v", k2, already, err, k.RevokedAt)
+	k2, revoked, already, err := s.RevokeKey(ctx, key.ID)
+	if err != nil || !already || !k2.RevokedAt.Equal(k.RevokedAt) || len(revoked) != 0 {
+		t.Errorf("second revoke = %+v, %v, %v, %v; want already revoked at %v, nothing more", k2, revoked, already, err, k.RevokedAt)
 	}
+}
 
-	// An admin may revoke anything, and a narrow key may revoke what it covers.
-	adminTok, _ := mint(t, s, clock, "admin", "admin")
-	admin, _ := s.Verify(ctx, adminTok)
-	_, other := mint(t, s, clock, "other", "credentials:write", "content:read:posts")
-	if _, _, err := s.RevokeKey(ctx, &narrow, other.ID); err != nil {
-		t.Errorf("narrow actor revoking a covered key: %v", err)
+// rotate rotates key id under a fresh rotation tag and retires the old key
+// after grace, as the rotation engine does.
+func rotate(t *testing.T, s *Store, id string, grace time.Duration) provider.IssuedKey {
+	t.Helper()
+	issued, err := s.RotateKey(t.Context(), id, "rot-"+id)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, _, err := s.RevokeKey(ctx, &admin, narrow.KeyID); err != nil {
-		t.Errorf("admin revoking: %v", err)
+	if _, err := s.RetireKey(t.Context(), id, grace); err != nil {
+		t.Fatal(err)
 	}
+	return issued
 }
 
 func TestRotateThenRetire(t *testing.T) {
@@ -342,7 +313,7 @@ func TestRotateThenRetire(t *testing.T) {
 			oldTok, old := mint(t, s, clock, "worker", "content:read", "content:write:posts")
 			clock.Add(time.Hour)
 
-			issued, oldAfter, err := s.RotateKey(ctx, nil, old.ID, -1)
+			issued, err := s.RotateKey(ctx, old.ID, "rot-1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,11 +322,8 @@ func TestRotateThenRetire(t *testing.T) {
 				!next.ExpiresAt.Equal(old.ExpiresAt) || !next.CreatedAt.Equal(clock.Now()) || next.Masked != auth.Mask(issued.Secret.Reveal()) {
 				t.Errorf("successor %+v of %+v", next, old)
 			}
-			if oldAfter.RotatedTo != next.ID || !oldAfter.RevokedAt.IsZero() || !oldAfter.ExpiresAt.Equal(old.ExpiresAt) {
-				t.Errorf("old key after rotate with grace -1: %+v", oldAfter)
-			}
-			if stored, _ := s.GetKey(ctx, old.ID); stored.RotatedTo != next.ID {
-				t.Errorf("stored rotated_to = %q", stored.RotatedTo)
+			if stored, _ := s.GetKey(ctx, old.ID); stored.RotatedTo != next.ID || !stored.RevokedAt.IsZero() || !stored.ExpiresAt.Equal(old.ExpiresAt) {
+				t.Errorf("old key after rotate: %+v", stored)
 			}
 			for _, tok := range []string{oldTok, issued.Secret.Reveal()} {
 				if _, err := s.Verify(ctx, tok); err != nil {
@@ -377,12 +345,6 @@ func TestRotateThenRetire(t *testing.T) {
 				t.Errorf("expires_at = %v, want %v", retired.ExpiresAt, want)
 			}
 			checkWorks(t, s, oldTok, tc.oldWorks)
-			if tc.grace > 0 {
-				// Still in grace, the key is not revoked: revoking it ends it.
-				if _, already, err := s.RevokeKey(ctx, nil, next.ID); err != nil || already {
-					t.Errorf("revoking the successor: %v, already=%v", err, already)
-				}
-			}
 			clock.Add(tc.grace + time.Second)
 			checkWorks(t, s, oldTok, tc.afterGrace)
 		})
@@ -407,93 +369,37 @@ func checkWorks(t *testing.T, s *Store, tok string, want bool) {
 	}
 }
 
-func TestRotateRetiresInOneStep(t *testing.T) {
-	s, clock := newTestStore(t)
-	ctx := t.Context()
-	tok, old := mint(t, s, clock, "k", "content:read")
-	issued, oldAfter, err := s.RotateKey(ctx, nil, old.ID, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if oldAfter.RevokedAt.IsZero() || oldAfter.RotatedTo != issued.Key.ID {
-		t.Errorf("old key after rotate with grace 0: %+v", oldAfter)
-	}
-	checkWorks(t, s, tok, false)
-	checkWorks(t, s, issued.Secret.Reveal(), true)
-
-	_, oldAfter, err = s.RotateKey(ctx, nil, issued.Key.ID, 5*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !oldAfter.ExpiresAt.Equal(clock.Now().Add(5*time.Minute)) || !oldAfter.RevokedAt.IsZero() {
-		t.Errorf("old key after rotate with grace 5m: %+v", oldAfter)
-	}
-}
-
 func TestRotateRejects(t *testing.T) {
 	s, clock := newTestStore(t)
 	ctx := t.Context()
 	_, revoked := mint(t, s, clock, "revoked", "content:read")
-	if _, _, err := s.RevokeKey(ctx, nil, revoked.ID); err != nil {
+	if _, _, _, err := s.RevokeKey(ctx, revoked.ID); err != nil {
 		t.Fatal(err)
 	}
-	short, err := s.CreateKey(ctx, nil, provider.NewKey{Name: "short", Scopes: scopes(t, "content:read"), ExpiresAt: clock.Now().Add(time.Minute)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, broad := mint(t, s, clock, "broad", "content:write")
-	longLived, err := s.CreateKey(ctx, nil, provider.NewKey{Name: "long", Scopes: scopes(t, "content:read"), ExpiresAt: clock.Now().Add(300 * day)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	narrowTok, _ := mint(t, s, clock, "narrow", "content:read", "credentials:write")
-	narrow, err := s.Verify(ctx, narrowTok)
+	short, err := s.CreateKey(ctx, provider.NewKey{Name: "short", Scopes: scopes(t, "content:read"), ExpiresAt: clock.Now().Add(time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock.Add(2 * time.Minute)
-
-	tests := []struct {
-		name     string
-		actor    *auth.Principal
-		id       string
-		field    string
-		contains string
-		grant    bool
+	for _, tc := range []struct {
+		name, id, contains string
 	}{
-		{"revoked", nil, revoked.ID, "credential", "is revoked and cannot be rotated", false},
-		{"expired", nil, short.Key.ID, "credential", "is expired and cannot be rotated", false},
-		{"broader than actor", &narrow, broad.ID, "credential", "cannot rotate a key with broader scopes", true},
-		{"outlives actor", &narrow, longLived.Key.ID, "credential", "after your credential", true},
-	}
-	for _, tc := range tests {
+		{"revoked", revoked.ID, "is revoked and cannot be rotated"},
+		{"expired", short.Key.ID, "is expired and cannot be rotated"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := s.RotateKey(ctx, tc.actor, tc.id, 0)
-			if tc.grant {
-				var ge *auth.GrantError
-				if !errors.As(err, &ge) || ge.Field != tc.field || !strings.Contains(ge.Problem, tc.contains) {
-					t.Fatalf("error = %v, want a GrantError containing %q", err, tc.contains)
-				}
-				return
-			}
-			wantFieldError(t, err, tc.field, tc.contains)
+			_, err := s.RotateKey(ctx, tc.id, "rot-x")
+			wantFieldError(t, err, "credential", tc.contains)
 		})
 	}
 	t.Run("unknown", func(t *testing.T) {
-		_, _, err := s.RotateKey(ctx, nil, "zzzzzzzzzzzz", 0)
+		_, err := s.RotateKey(ctx, "zzzzzzzzzzzz", "rot-x")
 		wantNotFound(t, err, "key", "zzzzzzzzzzzz")
 		_, err = s.RetireKey(ctx, "zzzzzzzzzzzz", 0)
 		wantNotFound(t, err, "key", "zzzzzzzzzzzz")
 	})
-	if keys, _ := s.ListKeys(ctx); len(keys) != 5 {
-		t.Errorf("%d keys after refused rotations, want 5", len(keys))
-	}
-	// The actor's own key is always rotatable by itself; the successor
-	// keeps the old key's parent (here the CLI, ""): it is the same
-	// credential with a new secret, and must not become its own child.
-	issued, _, err := s.RotateKey(ctx, &narrow, narrow.KeyID, -1)
-	if err != nil || issued.Key.CreatedBy != "" {
-		t.Errorf("rotating one's own key: %+v, %v", issued.Key, err)
+	if keys, _ := s.ListKeys(ctx); len(keys) != 2 {
+		t.Errorf("%d keys after refused rotations, want 2", len(keys))
 	}
 }
 
@@ -512,10 +418,7 @@ func TestSecretNeverStored(t *testing.T) {
 		if _, err := s.Verify(t.Context(), tok); err != nil {
 			t.Fatal(err)
 		}
-		issued, _, err := s.RotateKey(t.Context(), nil, key.ID, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		issued := rotate(t, s, key.ID, 0)
 		for _, tk := range []string{tok, issued.Secret.Reveal()} {
 			secrets = append(secrets, tk, secretPart(tk))
 		}
@@ -554,46 +457,85 @@ func TestMissingKeyDigestIsADigest(t *testing.T) {
 	}
 }
 
-func TestRevokeCascadesButRotationDoesNot(t *testing.T) {
+// TestRevokeTakesTheWholeLineage is issue 12's "revocation is final": a
+// key that rotated itself and minted children, once revoked, leaves no
+// successor, child or grace-period predecessor working, even when the key
+// named was revoked already.
+func TestRevokeTakesTheWholeLineage(t *testing.T) {
 	s, clock := newTestStore(t)
 	ctx := t.Context()
-	mint := func(actor *auth.Principal, name string) (provider.IssuedKey, auth.Principal) {
+	create := func(parent, name string) provider.IssuedKey {
 		t.Helper()
-		issued, err := s.CreateKey(ctx, actor, provider.NewKey{Name: name, Scopes: auth.Scopes{{Action: auth.Admin}}, ExpiresAt: clock.Now().Add(24 * time.Hour)})
+		issued, err := s.CreateKey(ctx, provider.NewKey{Name: name, Scopes: scopes(t, "content:read", "credentials:write"),
+			ExpiresAt: clock.Now().Add(24 * time.Hour), CreatedBy: parent})
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := s.Verify(ctx, issued.Secret.Reveal())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return issued, p
+		return issued
 	}
-	root, rootP := mint(nil, "root")
-	child, childP := mint(&rootP, "child")
-	grand, _ := mint(&childP, "grandchild")
-	other, _ := mint(nil, "unrelated")
+	root := create("", "root")
+	child := create(root.Key.ID, "child")
+	grand := create(child.Key.ID, "grandchild")
+	other := create("", "unrelated")
 
-	// Rotating the root (as itself) keeps every key it made alive.
-	next, _, err := s.RotateKey(ctx, &rootP, root.Key.ID, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []provider.IssuedKey{next, child, grand} {
+	// Rotating the root with a grace period keeps every key it made alive,
+	// and moves them to the successor.
+	next := rotate(t, s, root.Key.ID, time.Hour)
+	childOfNext := create(next.Key.ID, "child of the successor")
+	grandNext := rotate(t, s, grand.Key.ID, 0)
+	for _, k := range []provider.IssuedKey{root, next, child, grandNext, childOfNext} {
 		if _, err := s.Verify(ctx, k.Secret.Reveal()); err != nil {
 			t.Errorf("%s stopped working when its ancestor was rotated", k.Key.Name)
 		}
 	}
-	// Revoking the rotated root takes its descendants with it.
-	if _, _, err := s.RevokeKey(ctx, nil, next.Key.ID); err != nil {
-		t.Fatal(err)
+	l, err := s.Lineage(ctx, grandNext.Key.ID)
+	if err != nil || strings.Join(l.Ancestors, ",") != child.Key.ID+","+next.Key.ID {
+		t.Errorf("lineage of the rotated grandchild = %+v, %v", l, err)
 	}
-	for _, k := range []provider.IssuedKey{child, grand} {
+	if l, _ := s.Lineage(ctx, root.Key.ID); strings.Join(l.Successors, ",") != next.Key.ID {
+		t.Errorf("successors of the root = %v", l.Successors)
+	}
+	if n, _ := s.LiveChildren(ctx, next.Key.ID); n != 2 {
+		t.Errorf("live children of the successor = %d, want 2", n)
+	}
+	if sid, _ := s.LiveSuccessor(ctx, root.Key.ID); sid != next.Key.ID {
+		t.Errorf("live successor of the root = %q", sid)
+	}
+
+	// The root is revoked by an admin; its successor, its predecessor in
+	// grace, their children and grandchildren all go, even though the
+	// key named is the old one.
+	_, revoked, already, err := s.RevokeKey(ctx, root.Key.ID)
+	if err != nil || already {
+		t.Fatal(err, already)
+	}
+	if len(revoked) != 5 || revoked[0] != root.Key.ID {
+		t.Errorf("revoked %v, want the root first and 5 keys", revoked)
+	}
+	for _, k := range []provider.IssuedKey{root, next, child, grandNext, childOfNext} {
 		if _, err := s.Verify(ctx, k.Secret.Reveal()); err == nil {
-			t.Errorf("%s outlived the revocation of its ancestor", k.Key.Name)
+			t.Errorf("%s outlived the revocation of its lineage", k.Key.Name)
 		}
 	}
 	if _, err := s.Verify(ctx, other.Secret.Reveal()); err != nil {
 		t.Error("an unrelated key was revoked")
+	}
+
+	// A key revoked before, whose successor was made afterwards by
+	// another path, still takes it down: revoking is never "nothing
+	// changed" while part of the lineage works.
+	a := create("", "a")
+	b := create(a.Key.ID, "b")
+	// Simulate a store where a's revocation did not reach b (an older
+	// keygate revoked only the key named).
+	if _, err := s.rw.ExecContext(ctx, `UPDATE keys SET revoked_at = NULL WHERE id = ?`, b.Key.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.rw.ExecContext(ctx, `UPDATE keys SET revoked_at = ? WHERE id = ?`, toNanos(clock.Now()), a.Key.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, revoked, already, err = s.RevokeKey(ctx, a.Key.ID)
+	if err != nil || !already || strings.Join(revoked, ",") != b.Key.ID {
+		t.Errorf("revoking an already revoked key with a live child = %v, %v, %v", revoked, already, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -323,17 +324,37 @@ func errOrBadValue(err error, path string) error {
 }
 
 // bindTime accepts an RFC 3339 time or a YYYY-MM-DD date, which stands for
-// midnight UTC at the start of that day.
+// midnight UTC at the start of that day. Times are stored as Unix
+// nanoseconds, which reach only the years 1678 to 2262: a time beyond that
+// range compares as the furthest representable instant, so
+// {"$gt": "9999-12-31T23:59:59Z"} matches nothing instead of wrapping round
+// and matching everything.
 func bindTime(path string, v any) (any, error) {
 	if s, ok := v.(string); ok {
 		for _, layout := range []string{time.RFC3339, time.DateOnly} {
 			if t, err := time.Parse(layout, s); err == nil {
-				return toNanos(t), nil
+				return clampedNanos(t), nil
 			}
 		}
 	}
 	return nil, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("%q needs an RFC 3339 time or a YYYY-MM-DD date", path),
 		Fix: `write e.g. "2026-01-31" or "2026-01-31T09:30:00Z"`}
+}
+
+// Bounds of what a Unix nanosecond count can hold.
+var (
+	minNanosTime = time.Unix(0, math.MinInt64).UTC()
+	maxNanosTime = time.Unix(0, math.MaxInt64).UTC()
+)
+
+func clampedNanos(t time.Time) int64 {
+	switch {
+	case t.Before(minNanosTime):
+		return math.MinInt64
+	case t.After(maxNanosTime):
+		return math.MaxInt64
+	}
+	return toNanos(t)
 }
 
 // orderBy renders the sort keys, newest modified first by default. id is

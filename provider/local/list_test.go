@@ -91,6 +91,11 @@ func TestListFilters(t *testing.T) {
 		{"created_at $gt RFC 3339 with offset", "", cond("created_at", provider.OpGt, "2026-01-03T11:00:00+01:00"), "Carrie,Beloved"},
 		{"created_at $lt date", "", cond("created_at", provider.OpLt, "2026-01-03"), "Emma,Dune"},
 		{"modified_at $eq exact", "", cond("modified_at", provider.OpEq, "2026-01-02T10:00:00Z"), "Emma"},
+		// Issue 12: times beyond what Unix nanoseconds hold used to wrap
+		// round and match everything.
+		{"created_at $gt the year 9999 matches nothing", "", cond("created_at", provider.OpGt, "9999-12-31T23:59:59Z"), ""},
+		{"created_at $lt the year 9999 matches everything", "", cond("created_at", provider.OpLt, "9999-12-31T23:59:59Z"), "Carrie,Beloved,Solaris,Emma,Dune"},
+		{"created_at $lt the year 1 matches nothing", "", cond("created_at", provider.OpLt, "0001-01-01"), ""},
 		{"created_at $in", "", cond("created_at", provider.OpIn, []any{"2026-01-01T10:00:00Z", "2026-01-05T10:00:00Z"}), "Carrie,Dune"},
 		{"status and filters", "published", []provider.Condition{
 			{Path: "fields.meta.lang", Op: provider.OpEq, Value: "en"},

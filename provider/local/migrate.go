@@ -60,6 +60,13 @@ CREATE TABLE keys (
 ALTER TABLE keys ADD COLUMN rotation_id TEXT CHECK (rotation_id IS NULL OR length(rotation_id) BETWEEN 1 AND 64);
 CREATE UNIQUE INDEX keys_rotation_id ON keys (rotation_id) WHERE rotation_id IS NOT NULL;
 `,
+	// 3: lineage. Revoking a key revokes the keys it created and its
+	// rotation chain, and the policy asks who created a key: both walk
+	// created_by and rotated_to.
+	`
+CREATE INDEX keys_created_by ON keys (created_by) WHERE created_by != '';
+CREATE INDEX keys_rotated_to ON keys (rotated_to) WHERE rotated_to IS NOT NULL;
+`,
 }
 
 // migrate brings the schema up to date in one transaction and reports

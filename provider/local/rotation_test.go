@@ -6,20 +6,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/provider"
 )
 
-func TestRotateKeyTagged(t *testing.T) {
+func TestRotateKeyIsTagged(t *testing.T) {
 	s, clock := newTestStore(t)
 	ctx := t.Context()
 	oldTok, old := mint(t, s, clock, "worker", "content:read", "credentials:write")
 	clock.Add(time.Minute)
 
-	issued, oldAfter, err := s.RotateKeyTagged(ctx, nil, old.ID, "rot-1")
+	issued, err := s.RotateKey(ctx, old.ID, "rot-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The old key is untouched apart from its link: the caller retires it
 	// once the new secret is stored.
+	oldAfter, _ := s.GetKey(ctx, old.ID)
 	if oldAfter.RotatedTo != issued.Key.ID || !oldAfter.RevokedAt.IsZero() || !oldAfter.ExpiresAt.Equal(old.ExpiresAt) {
 		t.Errorf("old key after tagged rotate: %+v", oldAfter)
 	}
@@ -36,21 +39,18 @@ func TestRotateKeyTagged(t *testing.T) {
 	if none, err := s.KeysByRotation(ctx, "rot-2"); err != nil || len(none) != 0 {
 		t.Errorf("KeysByRotation(rot-2) = %+v, %v; want none", none, err)
 	}
-	// An untagged rotation leaves no tag behind.
-	if _, _, err := s.RotateKey(ctx, nil, issued.Key.ID, 0); err != nil {
-		t.Fatal(err)
-	}
+	// Keys made without a rotation carry no tag.
 	if tagged, _ := s.KeysByRotation(ctx, ""); len(tagged) != 0 {
 		t.Errorf("untagged keys listed under the empty tag: %+v", tagged)
 	}
 }
 
-func TestRotateKeyTaggedRejects(t *testing.T) {
+func TestRotateKeyTagRejects(t *testing.T) {
 	s, clock := newTestStore(t)
 	ctx := t.Context()
 	_, old := mint(t, s, clock, "worker", "content:read")
 	_, other := mint(t, s, clock, "other", "content:read")
-	first, _, err := s.RotateKeyTagged(ctx, nil, old.ID, "rot-1")
+	first, err := s.RotateKey(ctx, old.ID, "rot-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestRotateKeyTaggedRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := s.RotateKeyTagged(ctx, nil, tc.id, tc.tag)
+			_, err := s.RotateKey(ctx, tc.id, tc.tag)
 			wantFieldError(t, err, tc.field, tc.contains)
 		})
 	}
@@ -78,16 +78,47 @@ func TestRotateKeyTaggedRejects(t *testing.T) {
 		t.Errorf("%d keys after refused rotations, want 3", len(keys))
 	}
 
-	// A rolled-back rotation (its key revoked) does not block the next one.
-	if _, _, err := s.RevokeKey(ctx, nil, first.Key.ID); err != nil {
+	// A rolled-back rotation (its key discarded) does not block the next
+	// one, and leaves the old key working.
+	if err := s.DiscardSuccessor(ctx, first.Key.ID); err != nil {
 		t.Fatal(err)
 	}
-	second, _, err := s.RotateKeyTagged(ctx, nil, old.ID, "rot-2")
+	if k, _ := s.GetKey(ctx, old.ID); !k.RevokedAt.IsZero() || k.RotatedTo != "" {
+		t.Errorf("old key after its successor was discarded: %+v", k)
+	}
+	second, err := s.RotateKey(ctx, old.ID, "rot-2")
 	if err != nil {
 		t.Fatalf("rotating again after the first successor was revoked: %v", err)
 	}
 	if tagged, _ := s.KeysByRotation(ctx, "rot-2"); len(tagged) != 1 || tagged[0].ID != second.Key.ID {
 		t.Errorf("KeysByRotation(rot-2) = %+v", tagged)
+	}
+}
+
+// TestDiscardSuccessorReturnsChildren: a rolled-back rotation must not take
+// the old key's children down with the discarded successor.
+func TestDiscardSuccessorReturnsChildren(t *testing.T) {
+	s, clock := newTestStore(t)
+	ctx := t.Context()
+	_, parent := mint(t, s, clock, "parent", "content:read", "credentials:write")
+	child, err := s.CreateKey(ctx, provider.NewKey{Name: "child", Scopes: scopes(t, "content:read"), ExpiresAt: clock.Now().Add(day), CreatedBy: parent.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.RotateKey(ctx, parent.ID, "rot-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := s.GetKey(ctx, child.Key.ID); k.CreatedBy != next.Key.ID {
+		t.Fatalf("child moved to %q, want the successor", k.CreatedBy)
+	}
+	if err := s.DiscardSuccessor(ctx, next.Key.ID); err != nil {
+		t.Fatal(err)
+	}
+	checkWorks(t, s, child.Secret.Reveal(), true)
+	checkWorks(t, s, next.Secret.Reveal(), false)
+	if k, _ := s.GetKey(ctx, child.Key.ID); k.CreatedBy != parent.ID {
+		t.Errorf("child belongs to %q after the rollback, want %s", k.CreatedBy, parent.ID)
 	}
 }
 
@@ -120,7 +151,7 @@ func TestMigrateAddsRotationTag(t *testing.T) {
 	if _, err := s.GetKey(ctx, "AAAAAAAAAAAA"); err != nil {
 		t.Fatalf("key written before the migration: %v", err)
 	}
-	issued, _, err := s.RotateKeyTagged(ctx, nil, "AAAAAAAAAAAA", "rot-1")
+	issued, err := s.RotateKey(ctx, "AAAAAAAAAAAA", "rot-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func BenchmarkVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	issued, err := s.CreateKey(b.Context(), nil, provider.NewKey{Name: "bench", Scopes: auth.Scopes{{Action: auth.Admin}},
+	issued, err := s.CreateKey(b.Context(), provider.NewKey{Name: "bench", Scopes: auth.Scopes{{Action: auth.Admin}},
 		ExpiresAt: clock.Now().Add(30 * 24 * time.Hour)})
 	if err != nil {
 		b.Fatal(err)

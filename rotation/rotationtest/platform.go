@@ -203,8 +203,8 @@ func (p *Platform) Retire(_ context.Context, keyID string, grace time.Duration) 
 	return stops, err
 }
 
-// Revoke ends a key at once.
-func (p *Platform) Revoke(ctx context.Context, keyID string) error {
+// Discard ends a key at once.
+func (p *Platform) Discard(ctx context.Context, keyID string) error {
 	_, err := p.Retire(ctx, keyID, 0)
 	return err
 }

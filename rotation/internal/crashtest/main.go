@@ -15,10 +15,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
 	"github.com/keygate/keygate/rotation/rotationtest"
@@ -66,7 +68,8 @@ func run() int {
 	defer closeBackend()
 
 	phase := "recover"
-	eng := &rotation.Engine{Dir: o.dir, EnvFile: o.env, Var: o.name, Backend: backend,
+	eng := &rotation.Engine{Name: o.backend, Dir: o.dir, EnvFile: o.env, Legacy: o.name, Backend: backend,
+		Places: delivery.Places{EnvFile: o.env, KeysDir: filepath.Join(o.dir, "keys")},
 		OnStep: func(s rotation.Step) {
 			switch {
 			case phase == o.killIn && string(s) == o.killAt:
@@ -93,7 +96,7 @@ func run() int {
 			fmt.Fprintln(os.Stderr, "crashtest:", err)
 			return 2
 		}
-		res, err := eng.Rotate(ctx, rotation.Request{Old: auth.NewSecret(vars[o.name]), Grace: o.grace})
+		res, err := eng.Rotate(ctx, rotation.Own(o.name, auth.NewSecret(vars[o.name]), o.grace, nil))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "crashtest: rotate:", err)
 			return 1
@@ -112,7 +115,7 @@ func openBackend(ctx context.Context, o options) (rotation.Backend, func(), erro
 		if err != nil {
 			return nil, nil, err
 		}
-		return rotation.LocalBackend{Store: s}, func() { s.Close() }, nil
+		return s.RotationBackend(), func() { s.Close() }, nil
 	case "platform":
 		p := rotationtest.Open(o.platform, rotationtest.Options{RevokesOldOnCreate: o.revokesOld, CreateReplays: o.replays, Sessions: o.sessions})
 		return p.Backend(), func() {}, nil

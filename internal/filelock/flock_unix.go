@@ -1,6 +1,6 @@
 //go:build unix
 
-package rotation
+package filelock
 
 import (
 	"errors"
@@ -10,9 +10,6 @@ import (
 
 var errWouldBlock = syscall.EWOULDBLOCK
 
-// tryLock takes an exclusive flock without waiting. flock locks belong to
-// the open file, so two goroutines that each open the file exclude each
-// other just as two processes do.
 func tryLock(f *os.File) error {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)

@@ -1,4 +1,8 @@
-package tools
+// Package identity says who is calling: it verifies the credential a call
+// acts with (an HTTP bearer token, a token given to auth_authenticate for
+// one session, or keygate's own process credential) on every call, through
+// a short-lived cache of verifications.
+package identity
 
 import (
 	"context"
@@ -15,8 +19,8 @@ type Verifier interface {
 	Verify(ctx context.Context, token string) (auth.Principal, error)
 }
 
-// errNoCredential means the caller presented no credential at all.
-var errNoCredential = errors.New("no credential")
+// ErrNoCredential means the caller presented no credential at all.
+var ErrNoCredential = errors.New("no credential")
 
 // Identity decides, on every call, which keygate credential is acting:
 // a token given to auth_authenticate for this session wins, then the HTTP
@@ -53,7 +57,7 @@ func NewHTTPIdentity(v Verifier) *Identity {
 func (id *Identity) Credential(ctx context.Context) (auth.Credential, bool) {
 	id.mu.RLock()
 	defer id.mu.RUnlock()
-	if sid := id.sessionID(ctx); sid != "" {
+	if sid := id.SessionID(ctx); sid != "" {
 		if c, ok := id.sessions[sid]; ok {
 			return c, true
 		}
@@ -68,12 +72,12 @@ func (id *Identity) Credential(ctx context.Context) (auth.Credential, bool) {
 }
 
 // Resolve verifies the credential acting for ctx. The error is
-// errNoCredential, auth.ErrInvalidToken, or a store fault; callers fail
+// ErrNoCredential, auth.ErrInvalidToken, or a store fault; callers fail
 // closed on all of them.
 func (id *Identity) Resolve(ctx context.Context) (auth.Principal, auth.Credential, error) {
 	cred, ok := id.Credential(ctx)
 	if !ok {
-		return auth.Principal{}, auth.Credential{}, errNoCredential
+		return auth.Principal{}, auth.Credential{}, ErrNoCredential
 	}
 	p, err := id.verifier.Verify(ctx, cred.Secret.Reveal())
 	if err != nil {
@@ -86,7 +90,7 @@ func (id *Identity) Resolve(ctx context.Context) (auth.Principal, auth.Credentia
 // SetSession makes cred act for the current session only. It reports false
 // when the call has no lasting session to attach it to.
 func (id *Identity) SetSession(ctx context.Context, cred auth.Credential) bool {
-	sid := id.sessionID(ctx)
+	sid := id.SessionID(ctx)
 	if sid == "" {
 		return false
 	}
@@ -103,27 +107,12 @@ func (id *Identity) ForgetSession(sid string) {
 	delete(id.sessions, sid)
 }
 
-// Replace swaps every held copy of the credential whose value is old for
-// next, so the process (and any session using it) carries on with the new
-// key after a rotation. In-flight calls finish with the value they read.
-func (id *Identity) Replace(old auth.Secret, next auth.Credential) (replacedProcess bool) {
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	if !id.process.Secret.IsZero() && id.process.Secret.Reveal() == old.Reveal() {
-		next.Var = id.process.Var
-		id.process = next
-		replacedProcess = true
-	}
-	for sid, c := range id.sessions {
-		if c.Secret.Reveal() == old.Reveal() {
-			id.sessions[sid] = auth.Credential{Secret: next.Secret, Source: auth.SourceSession}
-		}
-	}
-	return replacedProcess
-}
-
-// SetProcess replaces the process credential, e.g. after the env file
-// changed. Calls already running finish with the credential they read.
+// SetProcess replaces the process credential: after the env file changed,
+// or when a rotation of keygate's own credential delivered its successor.
+// It is the only credential that ever follows a rotation; a session that
+// authenticated with a key keeps that key, and must authenticate again once
+// it stops working. Calls already running finish with the credential they
+// read.
 func (id *Identity) SetProcess(c auth.Credential) {
 	id.mu.Lock()
 	defer id.mu.Unlock()
@@ -135,6 +124,18 @@ func (id *Identity) Verify(ctx context.Context, tok string) (auth.Principal, err
 	return id.verifier.Verify(ctx, tok)
 }
 
+// Invalidate forgets cached verifications, when the verifier caches them:
+// keygate calls it after any change to keys.
+func (id *Identity) Invalidate() {
+	if c, ok := id.verifier.(interface{ Invalidate() }); ok {
+		c.Invalidate()
+	}
+}
+
+// PerRequest reports whether each request brings its own credential
+// (streamable HTTP), rather than the process serving one client (stdio).
+func (id *Identity) PerRequest() bool { return id.perRequest }
+
 // Process returns the process credential.
 func (id *Identity) Process() auth.Credential {
 	id.mu.RLock()
@@ -145,11 +146,11 @@ func (id *Identity) Process() auth.Credential {
 // stdioSession is the key of the one session a stdio server has.
 const stdioSession = "stdio"
 
-// sessionID returns the id of a session that outlives this request: the
+// SessionID returns the id of a session that outlives this request: the
 // process over stdio, or a legacy streamable-HTTP session. Modern
 // (2026-07-28) HTTP requests are each their own throw-away session, so they
 // have none.
-func (id *Identity) sessionID(ctx context.Context) string {
+func (id *Identity) SessionID(ctx context.Context) string {
 	if !id.perRequest {
 		return stdioSession
 	}

@@ -1,0 +1,114 @@
+package credentials
+
+import (
+	"context"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/provider"
+)
+
+// RevokePlan is a revocation the policy allowed, before anything changed.
+type RevokePlan struct {
+	ring Ring
+	// Key is the key to revoke (on a remote provider only its id is known).
+	Key provider.Key
+	// InUse: keygate itself runs on this key, or on a key that falls with
+	// it.
+	InUse bool
+	// Falls lists the other keys of its lineage that still work and would
+	// be revoked with it.
+	Falls []string
+	// Noop: the key is revoked and nothing of its lineage still works, so
+	// revoking it again changes nothing.
+	Noop bool
+}
+
+// PlanRevoke decides whether the caller may revoke key arg ("current" or
+// an id) and changes nothing.
+func (s *Service) PlanRevoke(ctx context.Context, c Caller, r Ring, arg string) (RevokePlan, error) {
+	if !r.Local && r.Remote == nil {
+		return RevokePlan{}, errUnsupported(r, "revoke")
+	}
+	a, err := s.Actor(ctx, c)
+	if err != nil {
+		return RevokePlan{}, err
+	}
+	id, _, err := s.ResolveKey(ctx, c, r, arg)
+	if err != nil {
+		return RevokePlan{}, err
+	}
+	t, key, err := s.target(ctx, r, id)
+	if err != nil {
+		return RevokePlan{}, err
+	}
+	if err := policy.Decide(a, policy.Revoke, t).Err(); err != nil {
+		return RevokePlan{}, err
+	}
+	p := RevokePlan{ring: r, Key: key}
+	if r.Local {
+		live, err := s.Store.LiveLineage(ctx, id)
+		if err != nil {
+			return RevokePlan{}, err
+		}
+		p.Noop = len(live) == 0
+		for _, l := range live {
+			if l != id {
+				p.Falls = append(p.Falls, l)
+			}
+		}
+	}
+	if r.Own != nil {
+		own, ok, err := r.Own(ctx)
+		if err != nil {
+			return RevokePlan{}, err
+		}
+		p.InUse = ok && own.KeyID != "" && (own.KeyID == id || (r.Local && s.fallsWith(ctx, own.KeyID, id)))
+	}
+	return p, nil
+}
+
+// fallsWith reports whether revoking key id takes key held down with it.
+func (s *Service) fallsWith(ctx context.Context, held, id string) bool {
+	l, err := s.Store.Lineage(ctx, held)
+	if err != nil {
+		return false
+	}
+	t := policy.Target{ID: held, Ancestors: l.Ancestors, Successors: l.Successors}
+	return policy.Actor{Principal: auth.Principal{KeyID: id}}.Owns(t)
+}
+
+// Revoked is a finished revocation.
+type Revoked struct {
+	Key provider.Key
+	// Already: the key was revoked before (its lineage is revoked anyway).
+	Already bool
+	// AlsoRevoked are the other keys that fell with it: its successors,
+	// predecessors in their grace period, and every key any of them
+	// created.
+	AlsoRevoked []string
+}
+
+// Revoke carries out a plan. On keygate's store it takes the key's whole
+// lineage with it, even when the key itself was revoked before.
+func (s *Service) Revoke(ctx context.Context, p RevokePlan) (Revoked, error) {
+	if !p.ring.Local {
+		k, already, err := p.ring.Remote.RevokeKey(ctx, p.Key.ID)
+		if err != nil {
+			return Revoked{}, err
+		}
+		return Revoked{Key: k, Already: already}, nil
+	}
+	k, revoked, already, err := s.Store.RevokeKey(ctx, p.Key.ID)
+	if err != nil {
+		return Revoked{}, err
+	}
+	s.changed()
+	out := Revoked{Key: k, Already: already}
+	for _, id := range revoked {
+		if id != k.ID {
+			out.AlsoRevoked = append(out.AlsoRevoked, id)
+		}
+	}
+	return out, nil
+}
