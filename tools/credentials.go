@@ -16,7 +16,6 @@ import (
 
 const maxExpiryDays = 365
 
-
 func credentialArg() mcp.ToolOption {
 	return mcp.WithString("credential", mcp.Required(),
 		mcp.Description(`The key id from credentials_list, or "current" for the keygate credential acting now.`),

@@ -95,8 +95,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Redactor: e.redactor,
 		EnvFile:  e.envFile,
 		Audit:    journal,
-		Logger:    slog.New(slog.NewTextHandler(writerFunc(func(p []byte) { e.logs.Write(p) }), &slog.HandlerOptions{ReplaceAttr: e.redactor.SlogReplaceAttr})),
-		Now:       e.clock.Now,
+		Logger:   slog.New(slog.NewTextHandler(writerFunc(func(p []byte) { e.logs.Write(p) }), &slog.HandlerOptions{ReplaceAttr: e.redactor.SlogReplaceAttr})),
+		Now:      e.clock.Now,
 	}
 	e.deps.Credentials = &credentials.Service{Store: store, Places: places, Learn: e.redactor.Add,
 		Changed: func() { e.deps.Identity.Invalidate() }, Now: e.clock.Now}
@@ -114,7 +114,7 @@ func (e *env) localProvider(content ContentStore) Provider {
 // identityOf follows e.deps.Identity, which tests replace.
 type identityOf struct{ e *env }
 
-func (i identityOf) Process() auth.Credential      { return i.e.deps.Identity.Process() }
+func (i identityOf) Process() auth.Credential     { return i.e.deps.Identity.Process() }
 func (i identityOf) SetProcess(c auth.Credential) { i.e.deps.Identity.SetProcess(c) }
 
 type writerFunc func([]byte)
