@@ -132,9 +132,9 @@ func errDetail(err error) string {
 	return "the request failed"
 }
 
-// user is the part of dapi's user record keygate shows. Unknown: the user
-// JSON inside {"user":…} is not documented (docs/providers/cosmic.md,
-// Unknown); these are the usual names.
+// user is the part of dapi's user record keygate shows: members of the
+// official CLI's CosmicUser (docs/providers/cosmic.md, Dashboard API).
+// Unknown: username, which the CLI does not declare; it is a last resort.
 type user struct {
 	ID        string `json:"id"`
 	Email     string `json:"email"`

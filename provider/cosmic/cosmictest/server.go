@@ -313,6 +313,9 @@ func (s *Server) PutObject(o Object) Object {
 	if o.Status == "" {
 		o.Status = "published"
 	}
+	if o.Status == "published" && o.PublishedAt == "" {
+		o.PublishedAt = ts
+	}
 	if o.Metadata == nil {
 		o.Metadata = map[string]any{}
 	}
@@ -417,7 +420,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// apiError writes Cosmic's error body {"status":N,"message":"..."}.
+// apiError writes Cosmic's error body {"status":N,"message":"..."}
+// (docs/providers/cosmic.md, Errors). Unknown: the message texts. The
+// docs show one ("Metafield validation: …", whose prefix the fake's
+// required-metafield message keeps); every other text is the fake's own,
+// and keygate matches none of them except "bucket … not found".
 func apiError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"status": status, "message": msg})
 }
@@ -609,18 +616,18 @@ func sortObjects(objs []*Object, sortParam string) error {
 	var less func(a, b *Object) int
 	switch key {
 	case "", "order":
-		// Unknown: the default order; the fake lists newest first.
+		// The default is "order", the dashboard's manual order, which the
+		// fake does not have: it lists newest first.
 		less = func(a, b *Object) int { return strings.Compare(b.CreatedAt, a.CreatedAt) }
 	case "created_at":
 		less = func(a, b *Object) int { return strings.Compare(a.CreatedAt, b.CreatedAt) }
 	case "modified_at":
 		less = func(a, b *Object) int { return strings.Compare(a.ModifiedAt, b.ModifiedAt) }
-	case "title":
-		less = func(a, b *Object) int { return strings.Compare(a.Title, b.Title) }
 	case "random":
 		rand.Shuffle(len(objs), func(i, j int) { objs[i], objs[j] = objs[j], objs[i] })
 		return nil
 	default:
+		// Unknown: Cosmic's answer to a sort it does not document.
 		return fmt.Errorf("sort %q is not supported", sortParam)
 	}
 	slices.SortStableFunc(objs, func(a, b *Object) int {
@@ -878,8 +885,8 @@ func (s *Server) dapi(w http.ResponseWriter, r *http.Request, p, body string) {
 			unauthorized()
 			return
 		}
-		// Unknown: the user JSON beyond the {"user":…} envelope; the
-		// usual fields.
+		// Members of the official CLI's CosmicUser
+		// (docs/providers/cosmic.md, Dashboard API).
 		writeJSON(w, http.StatusOK, map[string]any{"user": map[string]any{
 			"id": "5f0000000000000000000001", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"}})
 	case p == "/agents/status" && r.Method == http.MethodGet:
@@ -982,8 +989,8 @@ func match(doc map[string]any, q map[string]any) bool {
 				return false
 			}
 		default:
-			val, exists := lookup(doc, strings.Split(k, "."))
-			if !fieldMatches(val, exists, v) {
+			val, _ := lookup(doc, strings.Split(k, "."))
+			if !fieldMatches(val, v) {
 				return false
 			}
 		}
@@ -1004,7 +1011,7 @@ func isOps(v any) (map[string]any, bool) {
 	return m, true
 }
 
-func fieldMatches(val any, exists bool, cond any) bool {
+func fieldMatches(val, cond any) bool {
 	ops, ok := isOps(cond)
 	if !ok {
 		return equalish(val, cond)
@@ -1037,9 +1044,6 @@ func fieldMatches(val any, exists bool, cond any) bool {
 					ok = false
 				}
 			}
-		case "$exists":
-			want, _ := arg.(bool)
-			ok = exists == want
 		case "$regex":
 			pat, _ := arg.(string)
 			if o, _ := ops["$options"].(string); strings.Contains(o, "i") {
@@ -1051,7 +1055,7 @@ func fieldMatches(val any, exists bool, cond any) bool {
 		case "$options":
 			ok = true
 		case "$not":
-			ok = !fieldMatches(val, exists, arg)
+			ok = !fieldMatches(val, arg)
 		default:
 			ok = false
 		}
