@@ -207,7 +207,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 			if read.verified == provider.VerifiedOK {
 				d.Problems = append(d.Problems, EnvReadKey+" is not set; this bucket answers reads without a read key")
 			} else {
-				d.Problems = append(d.Problems, EnvReadKey+" is not set and the bucket refused a read without one: content reads will fail")
+				d.Problems = append(d.Problems, EnvReadKey+" is not set and the bucket refused a read without one: content reads, updates and deletes will fail (content_create needs only the write key)")
 			}
 		}
 		d.Details["read_works"] = read.verified == provider.VerifiedOK
