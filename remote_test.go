@@ -125,7 +125,11 @@ func TestCosmicThroughKeygate(t *testing.T) {
 	if _, ok := fake.Object(id); !ok {
 		t.Fatal("the fake holds no created object")
 	}
-	rc.ok("content_update", with("type", "posts", "id", id, "fields", map[string]any{"author": nil, "views": 1}))
+	rc.ok("content_update", with("type", "posts", "id", id, "fields", map[string]any{"author": "", "views": 1}))
+	if stored, _ := fake.Object(id); stored.Metadata["body"] != "hi" || stored.Metadata["author"] != "" {
+		t.Errorf("content_update did not merge: %v", stored.Metadata)
+	}
+	rc.fail("content_update", with("type", "posts", "id", id, "fields", map[string]any{"author": nil}), "cannot remove")
 	rc.fail("content_update", with("type", "posts", "id", id, "title", "x", "expected_version", 1), "expected_version")
 	rc.ok("content_delete", with("type", "posts", "id", id, "confirm", true))
 	if _, ok := fake.Object(id); ok {
@@ -233,6 +237,30 @@ func TestCockpitThroughKeygate(t *testing.T) {
 	if strings.Contains(rc.stderr.String(), cockpittest.DemoRWKey) {
 		t.Error("the Cockpit key reached stderr")
 	}
+}
+
+// TestCosmicWriteKeyOnly: a setup with a write key and no read key can
+// create (POST needs only the write key); update, which must check the
+// object's type with a read first, says to set the read key.
+func TestCosmicWriteKeyOnly(t *testing.T) {
+	fake := cosmictest.New()
+	srv := fake.Start()
+	defer srv.Close()
+	rc := startRemote(t, "COSMIC_BUCKET_SLUG="+fake.Bucket(), "COSMIC_WRITE_KEY="+fake.WriteKey(),
+		"COSMIC_API_URL="+fake.APIURL(), "COSMIC_DAPI_URL="+fake.DAPIURL())
+	with := func(kv ...any) map[string]any {
+		m := map[string]any{"provider": "cosmic"}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	_, created := rc.ok("content_create", with("type", "posts", "title", "Write only", "fields", map[string]any{"body": "hi"}))
+	id := created["object"].(map[string]any)["id"].(string)
+	if _, ok := fake.Object(id); !ok {
+		t.Fatal("the fake holds no created object")
+	}
+	rc.fail("content_update", with("type", "posts", "id", id, "title", "x"), "COSMIC_READ_KEY")
 }
 
 // TestCosmicKeyRotatedByHand rotates the bucket keys "in the dashboard"

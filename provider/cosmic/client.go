@@ -2,9 +2,10 @@
 // (cosmicjs.com): bucket content through the v3 data plane, and the
 // account and agent credentials through the dashboard API (dapi).
 //
-// Wire facts come from shared/reference/providers.md section 1. Where that
-// document says "unknown", the choice made here is marked "Unknown:" in a
-// comment next to the code that depends on it.
+// Every wire fact the code relies on is written down, with its source, in
+// docs/providers/cosmic.md. Where that document lists a fact as unknown,
+// the choice made here is marked "Unknown:" in a comment next to the code
+// that depends on it.
 package cosmic
 
 import (
@@ -64,8 +65,9 @@ func New(cfg Config, opts Options) (*Client, error) {
 	opts = opts.WithDefaults()
 	hc := opts.HTTP
 	c := &Client{cfg: cfg, now: opts.Now, log: opts.Logger, red: auth.NewRedactor()}
-	// Cosmic documents a 6 MB response cap (providers.md 1.6); keygate's
-	// pages are far smaller, so the shared 4 MiB default is kept.
+	// Cosmic documents a 6 MB response cap (docs/providers/cosmic.md,
+	// Limits); keygate's pages are far smaller, so the shared 4 MiB default
+	// is kept.
 	c.caller = &upstream.Caller{HTTP: hc, Now: c.now, Sleep: opts.Sleep}
 	for _, s := range cfg.secrets() {
 		c.red.Add(s)
@@ -83,10 +85,11 @@ func (c *Client) Secrets() []string { return c.cfg.secrets() }
 type credential int
 
 const (
-	credRead  credential = iota // read_key query parameter (when configured)
-	credWrite                   // Authorization: Bearer write key
-	credPAT                     // Authorization: Bearer cos_ PAT (dapi)
-	credAgent                   // Authorization: Bearer agk_ agent key (dapi)
+	credRead   credential = iota // read_key query parameter (when configured)
+	credWrite                    // Authorization: Bearer write key
+	credPAT                      // Authorization: Bearer cos_ PAT (dapi)
+	credAgent                    // Authorization: Bearer agk_ agent key (dapi)
+	credBearer                   // Authorization: Bearer request.token (not a configured secret)
 	credNone
 )
 
@@ -97,7 +100,8 @@ type request struct {
 	path   string // below the base URL, already escaped
 	query  url.Values
 	cred   credential
-	body   any // JSON-encoded when non-nil
+	token  string // the Bearer value for credBearer
+	body   any    // JSON-encoded when non-nil
 }
 
 // bucketPath returns the escaped data-plane path for the configured bucket.
@@ -121,9 +125,9 @@ func (c *Client) send(ctx context.Context, r request) (*upstream.Response, error
 	var header = http.Header{}
 	switch r.cred {
 	case credRead:
-		// providers.md 1.2: the read key travels as a query parameter; a
-		// bucket without a read key takes reads without one. The URL is
-		// never logged nor put in an error (upstream strips it too).
+		// The read key travels as the read_key query parameter; a bucket
+		// without a read key takes reads without one. The URL is never
+		// logged nor put in an error (upstream strips it too).
 		if !c.cfg.ReadKey.Secret.IsZero() {
 			q.Set("read_key", c.cfg.ReadKey.Secret.Reveal())
 		}
@@ -133,6 +137,8 @@ func (c *Client) send(ctx context.Context, r request) (*upstream.Response, error
 		header.Set("Authorization", "Bearer "+c.cfg.PAT.Secret.Reveal())
 	case credAgent:
 		header.Set("Authorization", "Bearer "+c.cfg.AgentKey.Secret.Reveal())
+	case credBearer:
+		header.Set("Authorization", "Bearer "+r.token)
 	}
 	u := base + r.path
 	if len(q) > 0 {
@@ -197,7 +203,7 @@ func (c *Client) requestID(h http.Header) string {
 }
 
 // apiError is Cosmic's error body: {"status": 404, "message": "..."} on
-// the data plane; dapi adds "code" (providers.md 1.5, 1.7).
+// the data plane; dapi adds "code" (docs/providers/cosmic.md, Errors).
 type apiError struct {
 	Status  json.Number `json:"status"`
 	Message string      `json:"message"`
@@ -255,8 +261,9 @@ func truncate(s string) string {
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // routeNotFound reports Cosmic's answer to an unrouted path: HTTP 200 with
-// {"message":"Route not found",...} (providers.md 1.5). It means a base
-// URL points at the wrong host (e.g. COSMIC_API_URL set to the dapi host).
+// {"message":"Route not found",...} (docs/providers/cosmic.md, Errors). It
+// means a base URL points at the wrong host (e.g. COSMIC_API_URL set to the
+// dapi host).
 func routeNotFound(body []byte) bool {
 	var env map[string]json.RawMessage
 	return json.Unmarshal(body, &env) == nil && isRouteNotFound(env)

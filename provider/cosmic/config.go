@@ -21,8 +21,8 @@ const (
 	EnvDAPIURL    = "COSMIC_DAPI_URL"
 )
 
-// Production base URLs (providers.md 1.1). Staging and the fake are reached
-// through COSMIC_API_URL and COSMIC_DAPI_URL.
+// Production base URLs (docs/providers/cosmic.md, Hosts). Staging and the
+// fake are reached through COSMIC_API_URL and COSMIC_DAPI_URL.
 const (
 	DefaultAPIURL  = "https://api.cosmicjs.com/v3"
 	DefaultDAPIURL = "https://dapi.cosmicjs.com/v3"
@@ -33,7 +33,8 @@ const (
 type Config struct {
 	BucketSlug string
 	// ReadKey and WriteKey are the bucket's API keys. Their format is not
-	// documented (providers.md 1.9), so only their hygiene is checked.
+	// documented (docs/providers/cosmic.md, Unknown), so only their hygiene
+	// is checked.
 	ReadKey  auth.Credential
 	WriteKey auth.Credential
 	// PAT is a personal access token (cos_...) for the dashboard API.

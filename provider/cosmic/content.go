@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,7 +29,8 @@ const (
 // provider.Object, by the tools.
 const objectProps = "id,slug,title,type,status,created_at,modified_at,metadata"
 
-// object is a Cosmic object as the v3 API returns it (providers.md 1.4).
+// object is a Cosmic object as the v3 API returns it
+// (docs/providers/cosmic.md, Object JSON).
 type object struct {
 	ID         string          `json:"id"`
 	Slug       string          `json:"slug"`
@@ -106,7 +108,7 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 	var types []objectType
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
-		// providers.md 1.5: an empty list is a 404.
+		// An empty list is a 404 (docs/providers/cosmic.md, Errors).
 		return []provider.ContentType{}, nil
 	case !ok2xx(resp):
 		return nil, c.upstreamError(resp)
@@ -159,7 +161,7 @@ func (c *Client) count(ctx context.Context, typ string) (int, error) {
 }
 
 // bucketMissing tells Cosmic's "bucket with slug: 'x' not found" 404 from
-// the 404 it sends for an empty list (providers.md 1.5).
+// the 404 it sends for an empty list (docs/providers/cosmic.md, Errors).
 func bucketMissing(resp *upstream.Response) bool {
 	var ae apiError
 	_ = json.Unmarshal(resp.Body, &ae)
@@ -312,7 +314,7 @@ func cosmicPath(p, arg string) (string, error) {
 }
 
 // buildQuery translates keygate's filter into Cosmic's Mongo-like query
-// (providers.md 1.3) and the status parameter. Status is not a documented
+// (docs/providers/cosmic.md, Queries) and the status parameter. Status is not a documented
 // query field, so status conditions are folded into the status parameter
 // ("any", "published" or "draft"); none is true when they exclude each other.
 func buildQuery(q provider.ListQuery) (query map[string]any, status string, none bool, err error) {
@@ -448,11 +450,14 @@ func (c *Client) Get(ctx context.Context, typ string, ref provider.Ref) (provide
 	return provider.Object{}, &provider.FieldError{Field: "id", Problem: "give exactly one of id and slug", Fix: "pass the id from content_list, or the slug"}
 }
 
-// getByID reads GET /objects/{id}. Unknown: providers.md 1.3 documents this
-// endpoint for v2 only; the issue asks for it and the fake serves it.
+// getByID reads one object with a query on its id, as the official SDK's
+// findOne({id}) and the official MCP's cosmic_objects_get do
+// (docs/providers/cosmic.md, Objects): GET /objects/{id} is documented for
+// v2 only.
 func (c *Client) getByID(ctx context.Context, typ, id string) (provider.Object, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects/" + url.PathEscape(id)), cred: credRead,
-		query: url.Values{"props": {objectProps}, "status": {"any"}, "depth": {"0"}}})
+	qs, _ := json.Marshal(map[string]any{"id": id})
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects"), cred: credRead, query: url.Values{
+		"query": {string(qs)}, "props": {objectProps}, "limit": {"1"}, "status": {"any"}, "depth": {"0"}}})
 	if err != nil {
 		return provider.Object{}, err
 	}
@@ -462,15 +467,34 @@ func (c *Client) getByID(ctx context.Context, typ, id string) (provider.Object, 
 	case !ok2xx(resp):
 		return provider.Object{}, c.upstreamError(resp)
 	}
-	var o object
-	if err := c.decode(resp, "object", &o, EnvAPIURL); err != nil {
+	var objs []object
+	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
 		return provider.Object{}, err
 	}
-	if o.Type != typ {
-		// The id exists but belongs to another type: not an object of typ.
-		return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
+	for _, o := range objs {
+		if o.ID != id {
+			continue
+		}
+		if o.Type != typ {
+			// The id exists but belongs to another type: not an object of typ.
+			return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
+		}
+		return o.toProvider(), nil
 	}
-	return o.toProvider(), nil
+	return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
+}
+
+// readFirst explains a refused read that a write depends on: Cosmic's
+// write key cannot read (docs/providers/cosmic.md, Authentication), so
+// without a read key a bucket that refuses keyless reads answers 401, and
+// the fix is the read key, not the write key.
+func (c *Client) readFirst(err error, why string) error {
+	var ue *provider.UpstreamError
+	if !c.cfg.ReadKey.Secret.IsZero() || !errors.As(err, &ue) || (ue.Status != http.StatusUnauthorized && ue.Status != http.StatusForbidden) {
+		return err
+	}
+	return fmt.Errorf("%w: keygate reads the object before it %s, to check that it is of the type named, and this bucket refuses reads without a read key: set %s",
+		provider.ErrPermission, why, EnvReadKey)
 }
 
 // findBySlug lists with {"type":T,"slug":S} and limit 1. A missing type is
@@ -503,10 +527,11 @@ func (c *Client) findBySlug(ctx context.Context, typ, slug string) (provider.Obj
 	return provider.Object{}, false, nil
 }
 
-// checkSlugFree refuses a slug another object of typ already has: keygate
-// promises a unique slug per type, and Cosmic's own rule is not documented.
-// Unknown: the check and the write are two requests, so a concurrent
-// writer can still take the slug in between.
+// checkSlugFree refuses a slug another object of typ already has, with a
+// clear error: slugs are unique per object type (docs/providers/cosmic.md,
+// Object JSON), but what Cosmic does with a duplicate is unknown. The
+// check and the write are two requests, so a concurrent writer can still
+// take the slug in between.
 func (c *Client) checkSlugFree(ctx context.Context, typ, slug, self string) error {
 	obj, found, err := c.findBySlug(ctx, typ, slug)
 	if err != nil {
@@ -533,7 +558,11 @@ func fieldsObject(raw json.RawMessage) (map[string]any, error) {
 	return m, nil
 }
 
-// Create posts a new object and returns it as Cosmic stored it.
+// Create posts a new object and returns it as Cosmic stored it. POST
+// needs only the write key (docs/providers/cosmic.md, Objects). With a
+// read key, keygate first checks that the type exists and the slug is
+// free, for clear errors; without one it lets Cosmic decide and maps its
+// answer.
 func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Object, error) {
 	if err := c.needWriteKey(); err != nil {
 		return provider.Object{}, err
@@ -545,13 +574,19 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	if n.Status != provider.StatusDraft && n.Status != provider.StatusPublished {
 		return provider.Object{}, &provider.FieldError{Field: "status", Problem: "must be draft or published", Fix: `use "draft" or "published"`}
 	}
-	// Also establishes that the type exists (NotFoundError otherwise).
-	if err := c.checkSlugFree(ctx, n.Type, n.Slug, ""); err != nil {
-		return provider.Object{}, err
+	canRead := !c.cfg.ReadKey.Secret.IsZero()
+	if canRead {
+		// Also establishes that the type exists (NotFoundError otherwise).
+		if err := c.checkSlugFree(ctx, n.Type, n.Slug, ""); err != nil {
+			return provider.Object{}, err
+		}
 	}
 	body := map[string]any{"title": n.Title, "type": n.Type, "slug": n.Slug, "status": n.Status, "metadata": meta}
 	resp, err := c.send(ctx, request{method: http.MethodPost, path: c.bucketPath("/objects"), cred: credWrite, body: body})
 	if err != nil {
+		if !canRead {
+			return provider.Object{}, outcomeUnknown("create", err)
+		}
 		// The POST may or may not have been applied: look for it.
 		obj, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
 		if rerr == nil && found && obj.Title == n.Title {
@@ -563,7 +598,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		return provider.Object{}, outcomeUnknown("create", err)
 	}
 	if !ok2xx(resp) {
-		return provider.Object{}, c.writeError(resp, n.Type, "")
+		return provider.Object{}, c.createError(resp, n.Type)
 	}
 	var o object
 	if err := c.decode(resp, "object", &o, EnvAPIURL); err != nil {
@@ -573,17 +608,41 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Message: "create answered without an object id", Kind: provider.ErrOutcomeUnknown}
 	}
 	if o.Metadata == nil || o.Type == "" {
-		return c.getByID(ctx, n.Type, o.ID) // a partial answer: read the whole object back
+		if canRead {
+			return c.getByID(ctx, n.Type, o.ID) // a partial answer: read the whole object back
+		}
+		// A partial answer and no way to read: the object was created in
+		// n.Type with the metadata sent.
+		if o.Type == "" {
+			o.Type = n.Type
+		}
+		if o.Metadata == nil {
+			o.Metadata, _ = json.Marshal(meta)
+		}
 	}
 	return o.toProvider(), nil
 }
 
-// Update reads the object, merges the patch into its fields (RFC 7396:
-// objects merge, null removes) and PATCHes the merged metadata. Unknown:
-// providers.md does not say whether PATCH merges or replaces metadata;
-// sending the whole merged metadata gives the same result either way for
-// the keys that are set. A key removed by the patch is checked for in the
-// answer, so a server that merges (and so keeps it) is reported, not hidden.
+// createError maps a refused POST. Without the read-key pre-checks an
+// unknown type reaches Cosmic. Unknown: its answer to one; a 404 that is
+// not about the bucket is taken for the type.
+func (c *Client) createError(resp *upstream.Response, typ string) error {
+	if resp.Status == http.StatusNotFound && !bucketMissing(resp) {
+		return &provider.NotFoundError{What: "content type", Name: typ}
+	}
+	return c.writeError(resp, typ, "")
+}
+
+// Update PATCHes only what p changes: the title, slug and status given and,
+// in metadata, only the keys of p.Fields, as the official SDK, MCP server
+// and CLI do; Cosmic merges them into the stored metadata
+// (docs/providers/cosmic.md, Objects). A key's value is replaced whole.
+// Sending only these keys keeps a concurrent editor's change to another
+// key, and never sends back a file or object metafield in the expanded
+// form a read returns. Cosmic keeps one metadata key per metafield of the
+// object type, so a null (remove) is refused: Cosmic cannot remove one.
+// The object is read first, to check its type (keygate's scopes are per
+// type) and whether a new slug is free.
 func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object, error) {
 	if p.ExpectedVersion != nil {
 		return provider.Object{}, &provider.FieldError{Field: "expected_version",
@@ -591,10 +650,6 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 			Fix:     "leave expected_version out to update without the check (compare modified_at from content_get yourself if it matters)"}
 	}
 	if err := c.needWriteKey(); err != nil {
-		return provider.Object{}, err
-	}
-	cur, err := c.getByID(ctx, p.Type, p.ID)
-	if err != nil {
 		return provider.Object{}, err
 	}
 	body := map[string]any{}
@@ -607,6 +662,33 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 		}
 		body["status"] = *p.Status
 	}
+	var changed map[string]any
+	if p.Fields != nil {
+		patch, err := fieldsObject(p.Fields)
+		if err != nil {
+			return provider.Object{}, err
+		}
+		var removed []string
+		for k, v := range patch {
+			if v == nil {
+				removed = append(removed, k)
+			}
+		}
+		if len(removed) > 0 {
+			slices.Sort(removed)
+			return provider.Object{}, &provider.FieldError{Field: "fields." + removed[0],
+				Problem: "Cosmic cannot remove a field: every object keeps one value per metafield of its object type",
+				Fix:     `send an empty value instead of null (e.g. ""), or remove the metafield from the object type in the Cosmic dashboard`}
+		}
+		if len(patch) > 0 {
+			changed = patch
+			body["metadata"] = changed
+		}
+	}
+	cur, err := c.getByID(ctx, p.Type, p.ID)
+	if err != nil {
+		return provider.Object{}, c.readFirst(err, "updates it")
+	}
 	if p.Slug != nil {
 		if *p.Slug != cur.Slug {
 			if err := c.checkSlugFree(ctx, p.Type, *p.Slug, p.ID); err != nil {
@@ -615,29 +697,15 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 		}
 		body["slug"] = *p.Slug
 	}
-	var removed []string
-	var merged map[string]any
-	if p.Fields != nil {
-		patch, err := fieldsObject(p.Fields)
-		if err != nil {
-			return provider.Object{}, err
-		}
-		current, err := fieldsObject(cur.Fields)
-		if err != nil {
-			current = map[string]any{}
-		}
-		for k, v := range patch {
-			if v == nil {
-				removed = append(removed, k)
-			}
-		}
-		merged = mergePatch(current, patch).(map[string]any)
-		body["metadata"] = merged
+	if len(body) == 0 {
+		// Nothing to change (fields was {}): Cosmic refuses a PATCH
+		// without a parameter, and the object is as it was.
+		return cur, nil
 	}
 	resp, err := c.send(ctx, request{method: http.MethodPatch, path: c.bucketPath("/objects/" + url.PathEscape(p.ID)), cred: credWrite, body: body})
 	if err != nil {
 		back, rerr := c.getByID(ctx, p.Type, p.ID)
-		if rerr == nil && applied(back, p, merged) {
+		if rerr == nil && applied(back, p, changed) {
 			return back, nil
 		}
 		return provider.Object{}, outcomeUnknown("update", err)
@@ -652,73 +720,30 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 	if err := c.decode(resp, "object", &o, EnvAPIURL); err != nil {
 		return provider.Object{}, err
 	}
-	obj := o.toProvider()
 	if o.ID == "" || o.Metadata == nil || o.Type == "" {
-		if obj, err = c.getByID(ctx, p.Type, p.ID); err != nil {
-			return provider.Object{}, err
-		}
+		return c.getByID(ctx, p.Type, p.ID) // a partial answer: read the whole object back
 	}
-	if kept := stillPresent(obj.Fields, removed); len(kept) > 0 {
-		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Kind: provider.ErrOutcomeUnknown,
-			Message: "Cosmic applied the update but kept fields that were to be removed: " + strings.Join(kept, ", ")}
-	}
-	return obj, nil
+	return o.toProvider(), nil
 }
 
 // applied reports whether obj shows every change in p (after a write whose
-// answer was lost).
-func applied(obj provider.Object, p provider.Patch, merged map[string]any) bool {
+// answer was lost): the title, slug and status, and each metadata key sent.
+func applied(obj provider.Object, p provider.Patch, changed map[string]any) bool {
 	if p.Title != nil && obj.Title != *p.Title || p.Slug != nil && obj.Slug != *p.Slug || p.Status != nil && obj.Status != *p.Status {
 		return false
 	}
-	if merged == nil {
-		return true
-	}
-	want, _ := json.Marshal(merged)
 	got, err := fieldsObject(obj.Fields)
 	if err != nil {
 		return false
 	}
-	have, _ := json.Marshal(got)
-	return bytes.Equal(want, have)
-}
-
-// stillPresent returns the keys of fields that are set (not null).
-func stillPresent(fields json.RawMessage, keys []string) []string {
-	m, err := fieldsObject(fields)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, k := range keys {
-		if v, ok := m[k]; ok && v != nil {
-			out = append(out, k)
+	for k, want := range changed {
+		w, _ := json.Marshal(want)
+		g, _ := json.Marshal(got[k])
+		if !bytes.Equal(w, g) {
+			return false
 		}
 	}
-	return out
-}
-
-// mergePatch applies an RFC 7396 merge patch.
-func mergePatch(target, patch any) any {
-	pm, ok := patch.(map[string]any)
-	if !ok {
-		return patch
-	}
-	tm, ok := target.(map[string]any)
-	out := make(map[string]any, len(tm)+len(pm))
-	if ok {
-		for k, v := range tm {
-			out[k] = v
-		}
-	}
-	for k, v := range pm {
-		if v == nil {
-			delete(out, k)
-			continue
-		}
-		out[k] = mergePatch(out[k], v)
-	}
-	return out
+	return true
 }
 
 // Delete removes an object and returns it as it was. It reads the object
@@ -730,7 +755,7 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 	}
 	obj, err := c.getByID(ctx, typ, id)
 	if err != nil {
-		return provider.Object{}, err
+		return provider.Object{}, c.readFirst(err, "deletes it")
 	}
 	resp, err := c.send(ctx, request{method: http.MethodDelete, path: c.bucketPath("/objects/" + url.PathEscape(id)), cred: credWrite})
 	if err != nil {

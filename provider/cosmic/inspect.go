@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/upstream"
 )
 
 // RotateHint is what auth_whoami tells a person about rotating Cosmic
-// credentials: Cosmic has no API to issue or revoke them (providers.md 1.7).
+// credentials: Cosmic has no API to issue or revoke them
+// (docs/providers/cosmic.md, Dashboard API).
 const RotateHint = "Cosmic has no key-management API, so keygate cannot rotate these credentials. " +
 	"Rotate bucket keys by hand in the Cosmic dashboard under Bucket Settings > API Access, and personal access tokens under Account Settings > API Tokens " +
 	"(agent keys come from the agent sign-up and are managed in the claimed project). " +
@@ -24,12 +27,15 @@ const RotateHint = "Cosmic has no key-management API, so keygate cannot rotate t
 // credentials by hand.
 func (c *Client) RotateHint() string { return RotateHint }
 
-// probeID is an object id that cannot exist (Cosmic ids are 24-hex
-// ObjectIds, and an all-zero one is never issued). Unknown: providers.md
-// does not say whether Cosmic checks the write key before looking the
-// object up; the probe assumes it does, as the fake does, and treats any
-// answer other than 401/403/404 as "unknown".
+// probeID is an object id that cannot exist: Cosmic ids are 24-hex
+// MongoDB ObjectIds, which begin with their creation time, so the all-zero
+// id (1970) is never issued (docs/providers/cosmic.md, Object JSON).
 const probeID = "000000000000000000000000"
+
+// probeTitle is the one parameter of the write-key probe's PATCH: the docs
+// require at least one (docs/providers/cosmic.md, Objects), and on an
+// object that does not exist it changes nothing.
+const probeTitle = "keygate write-key check (changes nothing)"
 
 // Probe outcomes.
 type probe struct {
@@ -61,27 +67,61 @@ func (c *Client) probeRead(ctx context.Context) probe {
 }
 
 // probeWrite checks the write key with a PATCH of an id that cannot exist,
-// which changes nothing: 404 means the key was accepted, 401/403 that it
-// was refused.
+// which changes nothing. 401 or 403 means the key was refused. A 404
+// alone proves nothing: the docs do not say whether Cosmic checks the key
+// before it looks the object up. So after a 404 the same PATCH is sent
+// with a made-up key: if Cosmic refuses that one, it checks keys first and
+// the configured key passed; if it answers 404 again, the key cannot be
+// checked without writing, and the answer is "unknown until tried".
 func (c *Client) probeWrite(ctx context.Context) probe {
-	resp, err := c.send(ctx, request{method: http.MethodPatch, path: c.bucketPath("/objects/" + probeID), cred: credWrite, body: map[string]any{}})
+	patch := func(cred credential, token string) (*upstream.Response, error) {
+		return c.send(ctx, request{method: http.MethodPatch, path: c.bucketPath("/objects/" + probeID), cred: cred, token: token,
+			body: map[string]any{"title": probeTitle}})
+	}
+	resp, err := patch(credWrite, "")
 	if err != nil {
 		return probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
 	}
 	switch {
-	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
-		return probe{verified: provider.VerifiedOK, detail: "accepted by a write that changes nothing (an update of an object that does not exist)"}
 	case resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden:
 		ue := c.upstreamError(resp)
 		return probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
 	case routeNotFound(resp.Body):
 		return probe{verified: provider.VerifiedUnreachable, detail: "Cosmic answered \"Route not found\": check " + EnvAPIURL}
+	case resp.Status == http.StatusNotFound && bucketMissing(resp):
+		ue := c.upstreamError(resp)
+		return probe{verified: provider.VerifiedRejected, detail: ue.Error() + " (check " + EnvBucketSlug + ")", err: ue}
+	case resp.Status != http.StatusNotFound:
+		ue := c.upstreamError(resp)
+		if ok2xx(resp) || resp.Status < 500 {
+			return probe{verified: provider.VerifiedNotChecked, detail: fmt.Sprintf("the write check that changes nothing got an unexpected %d, so the key is checked on the first write", resp.Status)}
+		}
+		return probe{verified: provider.VerifiedUnreachable, detail: ue.Error(), err: ue}
 	}
-	if ok2xx(resp) {
-		return probe{verified: provider.VerifiedNotChecked, detail: fmt.Sprintf("the no-op write check got an unexpected %d; the key is checked on the first write", resp.Status)}
+	control, err := patch(credBearer, madeUpKey(len(c.cfg.WriteKey.Secret.Reveal()), c.cfg.WriteKey.Secret.Reveal()))
+	if err != nil {
+		return probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
 	}
-	ue := c.upstreamError(resp)
-	return probe{verified: provider.VerifiedUnreachable, detail: ue.Error(), err: ue}
+	if control.Status == http.StatusUnauthorized || control.Status == http.StatusForbidden {
+		return probe{verified: provider.VerifiedOK, detail: "accepted by a write that changes nothing (an update of an object that cannot exist), which Cosmic refused with a made-up key"}
+	}
+	return probe{verified: provider.VerifiedNotChecked,
+		detail: "Cosmic answers an update of a missing object without checking the key, so the write key can only be checked by a real write"}
+}
+
+// madeUpKey returns n random letters and digits other than key, the shape
+// a bucket key has; no bucket has it as a key.
+func madeUpKey(n int, key string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, max(n, 8))
+	for {
+		for i := range b {
+			b[i] = alphabet[rand.IntN(len(alphabet))]
+		}
+		if string(b) != key {
+			return string(b)
+		}
+	}
 }
 
 func errDetail(err error) string {
@@ -92,8 +132,9 @@ func errDetail(err error) string {
 	return "the request failed"
 }
 
-// user is the part of dapi's user record keygate shows. Unknown: the user
-// JSON is not documented (providers.md 1.9); these are the usual names.
+// user is the part of dapi's user record keygate shows: members of the
+// official CLI's CosmicUser (docs/providers/cosmic.md, Dashboard API).
+// Unknown: username, which the CLI does not declare; it is a last resort.
 type user struct {
 	ID        string `json:"id"`
 	Email     string `json:"email"`
@@ -117,12 +158,14 @@ func (u user) display() string {
 	return u.ID
 }
 
-// agentStatus is GET /v3/agents/status (providers.md 1.7). The bucket's
-// keys it carries are never read into this struct, so they cannot leak.
+// agentStatus is GET /v3/agents/status, as the official CLI declares it
+// (docs/providers/cosmic.md, Dashboard API). The access_token (a user JWT)
+// and any bucket keys it carries are never read into this struct, so they
+// cannot leak.
 type agentStatus struct {
 	AuthType    string         `json:"auth_type"`
 	ClaimStatus string         `json:"claim_status"`
-	Plan        any            `json:"plan"`
+	PlanID      any            `json:"plan_id"`
 	Limits      map[string]any `json:"limits"`
 	Bucket      struct {
 		Slug string `json:"slug"`
@@ -164,7 +207,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 			if read.verified == provider.VerifiedOK {
 				d.Problems = append(d.Problems, EnvReadKey+" is not set; this bucket answers reads without a read key")
 			} else {
-				d.Problems = append(d.Problems, EnvReadKey+" is not set and the bucket refused a read without one: content reads will fail")
+				d.Problems = append(d.Problems, EnvReadKey+" is not set and the bucket refused a read without one: content reads, updates and deletes will fail (content_create needs only the write key)")
 			}
 		}
 		d.Details["read_works"] = read.verified == provider.VerifiedOK
@@ -200,8 +243,8 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		reached(p)
 		if p.verified == provider.VerifiedOK {
 			agent := map[string]any{"auth_type": st.AuthType, "claim_status": st.ClaimStatus}
-			if st.Plan != nil {
-				agent["plan"] = st.Plan
+			if st.PlanID != nil {
+				agent["plan_id"] = st.PlanID
 			}
 			if st.Limits != nil {
 				agent["limits"] = st.Limits
@@ -368,7 +411,7 @@ func (c *Client) fromProbe(a *provider.Access, op auth.Scope, p probe) {
 				a.Reason += " with " + EnvReadKey
 			}
 		} else {
-			a.Reason = EnvWriteKey + " was accepted by a write that changes nothing; Cosmic write keys cover every type in the bucket"
+			a.Reason = EnvWriteKey + " was accepted by a write that changes nothing (Cosmic refused a made-up key on the same request); Cosmic write keys cover every type in the bucket"
 		}
 	case provider.VerifiedRejected:
 		a.Known, a.Reason = true, "Cosmic rejected "+keyVar+": "+p.detail

@@ -1,19 +1,19 @@
 // Package cosmictest is a fake Cosmic API for tests, examples and
-// benchmarks. It reproduces the wire behaviour in
-// shared/reference/providers.md section 1 and the checklist in section 5:
-// the read key as the read_key query parameter, the write key as a Bearer
-// token, {status,message} error bodies, 404 for empty lists, HTTP 200
-// "Route not found" for unrouted paths, the {objects,total}, {object},
-// {object_types} and {object_type} envelopes, Mongo-like queries, and the
-// dashboard API's users and agents endpoints.
+// benchmarks. It reproduces the wire behaviour written down, each fact with
+// its source, in docs/providers/cosmic.md: the read key as the read_key
+// query parameter, the write key as a Bearer token, {status,message} error
+// bodies, 404 for empty lists, HTTP 200 "Route not found" for unrouted
+// paths, the {objects,total}, {object}, {object_types} and {object_type}
+// envelopes, Mongo-like queries, PATCH that merges the metafields it is
+// given, and the dashboard API's users and agents endpoints.
 //
 // One server plays the three Cosmic hosts under three path prefixes:
 // APIPrefix (api.cosmicjs.com/v3), DAPIPrefix (dapi.cosmicjs.com/v3) and
 // WorkersPrefix (workers.cosmicjs.com/v3). A path of one host asked of
 // another gets "Route not found", as it does upstream.
 //
-// Where providers.md says "unknown", the choice is a constant or a comment
-// marked "Unknown:" here.
+// Where docs/providers/cosmic.md lists a fact as unknown, the choice made
+// here is a constant, an option or a comment marked "Unknown:".
 package cosmictest
 
 import (
@@ -53,19 +53,26 @@ const (
 	DemoAgentKey = "agk" + "_DemoAgentKeyForTheFakeCosmicServer"
 	// DemoOTP is the code /v3/agents/verify accepts.
 	DemoOTP = "123456"
+	// AgentAccessToken is the user JWT the agent endpoints hand out beside
+	// their answer; keygate must never pass it on.
+	AgentAccessToken = "eyJ" + "hbGciOiJub25lIn0.eyJzdWIiOiJrZXlnYXRlLWRlbW8ifQ.DemoAgentAccessTokenSignature"
 )
 
-// PatchReplacesMetadata is the fake's answer to an unknown: providers.md
-// does not say whether PATCH /objects/{id} merges or replaces "metadata".
-// The fake replaces it whole, the stricter of the two for a client.
-const PatchReplacesMetadata = true
-
-// DefaultCreateStatus is the status of an object created without one.
-// Unknown: not documented; the official MCP server sends "draft"
-// explicitly, which suggests the API's own default is "published".
+// DefaultCreateStatus is the status of an object created without one:
+// "defaults to published" (docs/providers/cosmic.md, Objects).
 const DefaultCreateStatus = "published"
 
-// Object is a stored Cosmic object.
+// patchParams are the body members an object PATCH documents; a PATCH
+// with none of them is refused, as the docs say "At least one of the
+// Parameters is required" (docs/providers/cosmic.md, Objects).
+var patchParams = []string{"title", "slug", "content", "status", "metadata", "metafields", "publish_at", "unpublish_at",
+	"options", "locale", "thumbnail", "trigger_webhook", "pretty"}
+
+// Object is a stored Cosmic object, with the properties of the v3 Object
+// model (docs/providers/cosmic.md, Object JSON). Properties the fake never
+// sets are null, as the documented examples show them: the fake has no
+// users (Unknown: what created_by and modified_by hold after a write with
+// a bucket key) and no scheduling or locales.
 type Object struct {
 	ID          string         `json:"id"`
 	Slug        string         `json:"slug"`
@@ -73,10 +80,14 @@ type Object struct {
 	Type        string         `json:"type"`
 	Status      string         `json:"status"`
 	Bucket      string         `json:"bucket"`
-	Locale      string         `json:"locale,omitempty"`
+	Locale      *string        `json:"locale"`
 	CreatedAt   string         `json:"created_at"`
+	CreatedBy   *string        `json:"created_by"`
 	ModifiedAt  string         `json:"modified_at"`
+	ModifiedBy  *string        `json:"modified_by"`
 	PublishedAt string         `json:"published_at,omitempty"`
+	PublishAt   *int64         `json:"publish_at"`
+	UnpublishAt *int64         `json:"unpublish_at"`
 	Metadata    map[string]any `json:"metadata"`
 }
 
@@ -123,6 +134,7 @@ type Server struct {
 	pat          string
 	agentKey     string
 	agentClaimed bool
+	lookupFirst  bool
 	now          func() time.Time
 	types        []ObjectType
 	objects      []*Object
@@ -140,7 +152,7 @@ type Option func(*Server)
 func WithBucket(slug string) Option { return func(s *Server) { s.bucket = slug } }
 
 // WithReadKey sets the read key; "" makes a bucket that takes reads
-// without a key (providers.md 1.2).
+// without a key (docs/providers/cosmic.md, Authentication).
 func WithReadKey(k string) Option { return func(s *Server) { s.readKey = k } }
 
 // WithWriteKey sets the write key; "" refuses every write.
@@ -157,6 +169,13 @@ func WithAgentClaimed() Option { return func(s *Server) { s.agentClaimed = true 
 
 // WithClock sets the clock for timestamps.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// WithObjectLookupBeforeWriteKey makes a PATCH or DELETE of an object that
+// does not exist answer 404 before the write key is looked at. Unknown:
+// which check Cosmic makes first is not documented; by default the fake
+// checks the key first. keygate's write-key probe must stay honest under
+// both orders (docs/providers/cosmic.md, Unknown).
+func WithObjectLookupBeforeWriteKey() Option { return func(s *Server) { s.lookupFirst = true } }
 
 // WithoutSeed starts with no object types and no objects.
 func WithoutSeed() Option { return func(s *Server) { s.types, s.objects = nil, nil } }
@@ -294,6 +313,9 @@ func (s *Server) PutObject(o Object) Object {
 	if o.Status == "" {
 		o.Status = "published"
 	}
+	if o.Status == "published" && o.PublishedAt == "" {
+		o.PublishedAt = ts
+	}
 	if o.Metadata == nil {
 		o.Metadata = map[string]any{}
 	}
@@ -346,7 +368,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	body := ""
 	if r.Body != nil {
-		// Cosmic caps requests at 6 MB (providers.md 1.6).
+		// Cosmic caps requests at 6 MB (docs/providers/cosmic.md, Limits).
 		b, _ := io.ReadAll(io.LimitReader(r.Body, 6<<20))
 		body = string(b)
 	}
@@ -398,13 +420,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// apiError writes Cosmic's error body {"status":N,"message":"..."}.
+// apiError writes Cosmic's error body {"status":N,"message":"..."}
+// (docs/providers/cosmic.md, Errors). Unknown: the message texts. The
+// docs show one ("Metafield validation: …", whose prefix the fake's
+// required-metafield message keeps); every other text is the fake's own,
+// and keygate matches none of them except "bucket … not found".
 func apiError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"status": status, "message": msg})
 }
 
 // routeNotFound is Cosmic's answer to an unrouted path: HTTP 200
-// (providers.md 1.5, observed on GET /v3/buckets).
+// (docs/providers/cosmic.md, Errors; observed on GET /v3/buckets).
 func routeNotFound(w http.ResponseWriter) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"message":       "Route not found",
@@ -444,12 +470,20 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, p, body string) {
 	}
 	switch {
 	case r.Method == http.MethodGet:
-		// Unknown: the 401 text for a wrong read key (providers.md 1.9).
+		// The read key is the read_key query parameter; a bucket without
+		// one takes reads without it. Unknown: the 401 text for a wrong
+		// read key.
 		if s.readKey != "" && r.URL.Query().Get("read_key") != s.readKey {
 			apiError(w, http.StatusUnauthorized, "Unauthorized: invalid read_key")
 			return
 		}
 	case route == "objects" && r.Method == http.MethodPost, route == "object" && (r.Method == http.MethodPatch || r.Method == http.MethodDelete):
+		if s.lookupFirst && route == "object" && s.find(m[2]) == nil {
+			apiError(w, http.StatusNotFound, "Object not found")
+			return
+		}
+		// The write key is a Bearer token on every write; the read key
+		// cannot write. Unknown: the 401 text for a wrong write key.
 		if s.writeKey == "" || r.Header.Get("Authorization") != "Bearer "+s.writeKey {
 			apiError(w, http.StatusUnauthorized, "Unauthorized: invalid write_key")
 			return
@@ -557,7 +591,8 @@ func (s *Server) listObjects(w http.ResponseWriter, q url.Values) {
 		page = page[:min(limit, len(page))]
 	}
 	if len(page) == 0 {
-		// providers.md 1.5: a list that matches nothing is a 404.
+		// A list that matches nothing is a 404, not an empty page.
+		// Unknown: the message text.
 		apiError(w, http.StatusNotFound, "No objects found")
 		return
 	}
@@ -566,8 +601,13 @@ func (s *Server) listObjects(w http.ResponseWriter, q url.Values) {
 	for _, o := range page {
 		out = append(out, project(o, props))
 	}
-	// Unknown: whether "limit" is echoed; the fake leaves it out.
-	writeJSON(w, http.StatusOK, map[string]any{"objects": out, "total": total})
+	answer := map[string]any{"objects": out, "total": total}
+	if q.Get("limit") != "" {
+		// The docs' example answer to a request with limit=1 echoes
+		// "limit": 1 beside "total".
+		answer["limit"] = limit
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func sortObjects(objs []*Object, sortParam string) error {
@@ -576,18 +616,18 @@ func sortObjects(objs []*Object, sortParam string) error {
 	var less func(a, b *Object) int
 	switch key {
 	case "", "order":
-		// Unknown: the default order; the fake lists newest first.
+		// The default is "order", the dashboard's manual order, which the
+		// fake does not have: it lists newest first.
 		less = func(a, b *Object) int { return strings.Compare(b.CreatedAt, a.CreatedAt) }
 	case "created_at":
 		less = func(a, b *Object) int { return strings.Compare(a.CreatedAt, b.CreatedAt) }
 	case "modified_at":
 		less = func(a, b *Object) int { return strings.Compare(a.ModifiedAt, b.ModifiedAt) }
-	case "title":
-		less = func(a, b *Object) int { return strings.Compare(a.Title, b.Title) }
 	case "random":
 		rand.Shuffle(len(objs), func(i, j int) { objs[i], objs[j] = objs[j], objs[i] })
 		return nil
 	default:
+		// Unknown: Cosmic's answer to a sort it does not document.
 		return fmt.Errorf("sort %q is not supported", sortParam)
 	}
 	slices.SortStableFunc(objs, func(a, b *Object) int {
@@ -657,6 +697,9 @@ func lookup(doc any, parts []string) (any, bool) {
 	return cur, true
 }
 
+// getObject serves GET /objects/{id}, documented for v2 only: the v3
+// official clients read one object with a query on id instead
+// (docs/providers/cosmic.md, Unknown). keygate does not use it.
 func (s *Server) getObject(w http.ResponseWriter, id string, q url.Values) {
 	o := s.find(id)
 	if o == nil {
@@ -699,6 +742,7 @@ func (s *Server) createObject(w http.ResponseWriter, body string) {
 	}
 	t := s.typeNamed(typ)
 	if t == nil {
+		// Unknown: the status and message for an unknown type.
 		apiError(w, http.StatusBadRequest, fmt.Sprintf("Object type '%s' does not exist", typ))
 		return
 	}
@@ -708,7 +752,8 @@ func (s *Server) createObject(w http.ResponseWriter, body string) {
 	}
 	for _, o := range s.objects {
 		if o.Type == typ && o.Slug == slug {
-			// Unknown: Cosmic's rule for duplicate slugs; the fake refuses.
+			// Slugs are unique per object type. Unknown: whether Cosmic
+			// refuses a duplicate or changes the slug, and the message.
 			apiError(w, http.StatusBadRequest, fmt.Sprintf("An object with slug '%s' already exists in this object type", slug))
 			return
 		}
@@ -741,19 +786,29 @@ func (s *Server) createObject(w http.ResponseWriter, body string) {
 		o.PublishedAt = ts
 	}
 	s.objects = append(s.objects, o)
-	// Unknown: 200 or 201; the fake answers 201 Created.
-	writeJSON(w, http.StatusCreated, map[string]any{"object": docOf(o)})
+	// The documented success status is 200 (no 201 is listed). Unknown:
+	// the status a create answers with.
+	writeJSON(w, http.StatusOK, map[string]any{"object": docOf(o)})
 }
 
+// patchObject serves PATCH /objects/{id}, after the write key was checked.
+// The body is validated before the object is looked up. Unknown: the order
+// in which Cosmic makes these checks.
 func (s *Server) patchObject(w http.ResponseWriter, id, body string) {
-	o := s.find(id)
-	if o == nil {
-		apiError(w, http.StatusNotFound, "Object not found")
-		return
-	}
 	in, err := decodeBody(body)
 	if err != nil {
 		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !slices.ContainsFunc(patchParams, func(k string) bool { _, ok := in[k]; return ok }) {
+		// Unknown: the status and message; the docs only say a parameter
+		// is required.
+		apiError(w, http.StatusBadRequest, "At least one of the Parameters is required to process the request.")
+		return
+	}
+	o := s.find(id)
+	if o == nil {
+		apiError(w, http.StatusNotFound, "Object not found")
 		return
 	}
 	next := clone(*o)
@@ -792,12 +847,13 @@ func (s *Server) patchObject(w http.ResponseWriter, id, body string) {
 			apiError(w, http.StatusBadRequest, "metadata must be an object")
 			return
 		}
-		if PatchReplacesMetadata {
-			next.Metadata = meta
-		} else {
-			for k, val := range meta {
-				next.Metadata[k] = val
-			}
+		// Only the metafields sent change: the official clients send only
+		// those ("Only provided fields will be updated"). A value replaces
+		// the stored one whole. Unknown: how Cosmic treats a null value
+		// and a key the object type has no metafield for; the fake
+		// stores both as sent.
+		for k, val := range meta {
+			next.Metadata[k] = val
 		}
 	}
 	next.ModifiedAt = s.stamp()
@@ -809,8 +865,8 @@ func (s *Server) deleteObject(w http.ResponseWriter, id string) {
 	for i, o := range s.objects {
 		if o.ID == id {
 			s.objects = slices.Delete(s.objects, i, i+1)
-			// Unknown: the body DELETE returns (providers.md 1.9).
-			writeJSON(w, http.StatusOK, map[string]any{"message": "Object deleted"})
+			// The documented answer (v2 docs; unconfirmed for v3).
+			writeJSON(w, http.StatusOK, map[string]any{"message": fmt.Sprintf("Object with id '%s' deleted successfully from bucket.", id)})
 			return
 		}
 	}
@@ -829,7 +885,8 @@ func (s *Server) dapi(w http.ResponseWriter, r *http.Request, p, body string) {
 			unauthorized()
 			return
 		}
-		// Unknown: the user JSON (providers.md 1.9); the usual fields.
+		// Members of the official CLI's CosmicUser
+		// (docs/providers/cosmic.md, Dashboard API).
 		writeJSON(w, http.StatusOK, map[string]any{"user": map[string]any{
 			"id": "5f0000000000000000000001", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"}})
 	case p == "/agents/status" && r.Method == http.MethodGet:
@@ -849,22 +906,33 @@ func (s *Server) dapi(w http.ResponseWriter, r *http.Request, p, body string) {
 			return
 		}
 		s.agentClaimed = true
-		writeJSON(w, http.StatusOK, map[string]any{"success": true, "claim_status": "claimed"})
+		// The members of AgentVerifyResponse in the official CLI.
+		// Unknown: the claim_status values and the message text.
+		writeJSON(w, http.StatusOK, map[string]any{"message": "Agent project verified", "auth_type": "verified",
+			"claim_status": "claimed", "access_token": AgentAccessToken, "limits": nil})
 	default:
 		routeNotFound(w)
 	}
 }
 
+// agentStatus is GET /v3/agents/status with the members of
+// AgentStatusResponse in the official CLI (docs/providers/cosmic.md,
+// Dashboard API): the plan is plan_id, the bucket carries only its slug,
+// and a fresh access_token (a user JWT, a secret) comes with it. Unknown:
+// the plan ids and the claim_status values.
 func (s *Server) agentStatus() map[string]any {
 	st := map[string]any{
-		"auth_type": "unclaimed", "claim_status": "unclaimed", "plan": "agent-trial",
-		"limits":  map[string]any{"ai_credits_remaining": 0, "media_mb_total": 5, "objects_max": 50},
-		"bucket":  map[string]any{"slug": s.bucket, "read_key": s.readKey, "write_key": s.writeKey},
-		"project": map[string]any{"id": "6a0000000000000000000042"}, "auto_delete_after_days": 14,
+		"auth_type": "unclaimed", "claim_status": "unclaimed", "plan_id": "agent-trial",
+		"limits":       map[string]any{"ai_credits_remaining": 0, "media_mb_total": 5, "objects_max": 50},
+		"access_token": AgentAccessToken,
+		"bucket":       map[string]any{"slug": s.bucket},
+		"project":      map[string]any{"id": "6a0000000000000000000042", "name": "Keygate demo"},
+		"agent_id":     "keygate-demo", "client": nil, "human_email": "human@example.com",
+		"auto_delete_after_days": 14,
 	}
 	if s.agentClaimed {
-		st["auth_type"], st["claim_status"], st["plan"] = "verified", "claimed", "free"
-		st["limits"] = map[string]any{"ai_credits_remaining": 300000, "media_mb_total": 1024, "objects_max": 1000}
+		st["auth_type"], st["claim_status"], st["plan_id"] = "verified", "claimed", "free"
+		st["limits"] = nil
 		st["auto_delete_after_days"] = nil
 	}
 	return st
@@ -904,7 +972,8 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request, p, body string)
 	writeJSON(w, http.StatusOK, map[string]any{"text": "(fake) " + prompt, "usage": map[string]any{"input_tokens": len(prompt) / 4, "output_tokens": 3}})
 }
 
-// match evaluates a Mongo-like query (providers.md 1.3) against doc.
+// match evaluates a Mongo-like query (docs/providers/cosmic.md, Queries)
+// against doc.
 func match(doc map[string]any, q map[string]any) bool {
 	for k, v := range q {
 		switch k {
@@ -920,8 +989,8 @@ func match(doc map[string]any, q map[string]any) bool {
 				return false
 			}
 		default:
-			val, exists := lookup(doc, strings.Split(k, "."))
-			if !fieldMatches(val, exists, v) {
+			val, _ := lookup(doc, strings.Split(k, "."))
+			if !fieldMatches(val, v) {
 				return false
 			}
 		}
@@ -942,7 +1011,7 @@ func isOps(v any) (map[string]any, bool) {
 	return m, true
 }
 
-func fieldMatches(val any, exists bool, cond any) bool {
+func fieldMatches(val, cond any) bool {
 	ops, ok := isOps(cond)
 	if !ok {
 		return equalish(val, cond)
@@ -975,9 +1044,6 @@ func fieldMatches(val any, exists bool, cond any) bool {
 					ok = false
 				}
 			}
-		case "$exists":
-			want, _ := arg.(bool)
-			ok = exists == want
 		case "$regex":
 			pat, _ := arg.(string)
 			if o, _ := ops["$options"].(string); strings.Contains(o, "i") {
@@ -989,7 +1055,7 @@ func fieldMatches(val any, exists bool, cond any) bool {
 		case "$options":
 			ok = true
 		case "$not":
-			ok = !fieldMatches(val, exists, arg)
+			ok = !fieldMatches(val, arg)
 		default:
 			ok = false
 		}

@@ -60,7 +60,7 @@ func TestAuth(t *testing.T) {
 		{"no read key", "GET", list(url.Values{"query": {`{"type":"posts"}`}}), "", "", 401, "Unauthorized: invalid read_key", ""},
 		{"read key as Bearer is not accepted", "GET", list(url.Values{"query": {`{"type":"posts"}`}}), "Bearer " + DemoReadKey, "", 401, "", ""},
 		{"write key as read_key is not accepted", "GET", list(url.Values{"read_key": {DemoWriteKey}}), "", "", 401, "", ""},
-		{"write with Bearer write key", "POST", list(nil), "Bearer " + DemoWriteKey, `{"title":"T","type":"posts"}`, 201, "", "object"},
+		{"write with Bearer write key", "POST", list(nil), "Bearer " + DemoWriteKey, `{"title":"T","type":"posts"}`, 200, "", "object"},
 		{"write with read key", "POST", list(nil), "Bearer " + DemoReadKey, `{"title":"T2","type":"posts"}`, 401, "Unauthorized: invalid write_key", ""},
 		{"write key in the query is not accepted", "POST", list(url.Values{"write_key": {DemoWriteKey}}), "", `{"title":"T3","type":"posts"}`, 401, "", ""},
 		{"unknown bucket", "GET", s.APIURL() + "/buckets/nope/objects?read_key=" + DemoReadKey, "", "", 404, "bucket with slug: 'nope' not found", ""},
@@ -218,8 +218,8 @@ func TestQueries(t *testing.T) {
 		if a.body["total"] != 5.0 || len(objs) != 1 || objs[0].(map[string]any)["slug"] != "weekly-digest" {
 			t.Fatalf("%s", a.raw)
 		}
-		if _, ok := a.body["limit"]; ok {
-			t.Error("limit echoed")
+		if a.body["limit"] != 2.0 {
+			t.Errorf("limit not echoed: %s", a.raw)
 		}
 	})
 }
@@ -232,7 +232,7 @@ func TestWrites(t *testing.T) {
 	base := s.APIURL() + "/buckets/" + DemoBucket + "/objects"
 	a := call(t, "POST", base, auth, `{"title":"New post","type":"posts","metadata":{"author":"ada"}}`)
 	obj, _ := a.body["object"].(map[string]any)
-	if a.status != 201 || obj["slug"] != "new-post" || obj["status"] != DefaultCreateStatus || len(obj["id"].(string)) != 24 {
+	if a.status != 200 || obj["slug"] != "new-post" || obj["status"] != DefaultCreateStatus || len(obj["id"].(string)) != 24 {
 		t.Fatalf("%d %s", a.status, a.raw)
 	}
 	id := obj["id"].(string)
@@ -248,14 +248,14 @@ func TestWrites(t *testing.T) {
 	if a.status != 200 || meta["body"] != "b" {
 		t.Fatalf("%d %s", a.status, a.raw)
 	}
-	if _, kept := meta["author"]; kept == PatchReplacesMetadata {
-		t.Errorf("metadata semantics: %v", meta)
+	if meta["author"] != "ada" {
+		t.Errorf("PATCH dropped a metafield it was not given: %v", meta)
 	}
-	if a := call(t, "PATCH", base+"/000000000000000000000000", auth, `{}`); a.status != 404 || a.body["status"] != 404.0 {
+	if a := call(t, "PATCH", base+"/000000000000000000000000", auth, `{"title":"x"}`); a.status != 404 || a.body["status"] != 404.0 {
 		t.Errorf("patch missing: %d %s", a.status, a.raw)
 	}
-	if a := call(t, "DELETE", base+"/"+id, auth, ""); a.status != 200 {
-		t.Errorf("delete: %d", a.status)
+	if a := call(t, "DELETE", base+"/"+id, auth, ""); a.status != 200 || a.body["message"] != "Object with id '"+id+"' deleted successfully from bucket." {
+		t.Errorf("delete: %d %s", a.status, a.raw)
 	}
 	if a := call(t, "DELETE", base+"/"+id, auth, ""); a.status != 404 {
 		t.Errorf("delete again: %d", a.status)
@@ -281,7 +281,7 @@ func TestAgentFlow(t *testing.T) {
 		t.Fatalf("verify: %d", a.status)
 	}
 	st := call(t, "GET", s.DAPIURL()+"/agents/status", "Bearer "+DemoAgentKey, "")
-	if st.body["auth_type"] != "verified" {
+	if st.body["auth_type"] != "verified" || st.body["plan_id"] != "free" {
 		t.Errorf("status %s", st.raw)
 	}
 	if a := call(t, "POST", ai, "Bearer "+DemoWriteKey, `{"prompt":"hi"}`); a.status != 200 || a.body["text"] == nil {
@@ -317,5 +317,83 @@ func TestInjection(t *testing.T) {
 	}
 	if _, ok := s.Object("65a000000000000000000001"); ok {
 		t.Error("a dropped DELETE did not take effect")
+	}
+}
+
+// TestPatchMerges: PATCH changes only the metafields it is given, as the
+// official clients rely on, and refuses a body without any documented
+// parameter.
+func TestPatchMerges(t *testing.T) {
+	s := New()
+	ts := s.Start()
+	defer ts.Close()
+	auth := "Bearer " + DemoWriteKey
+	u := s.APIURL() + "/buckets/" + DemoBucket + "/objects/65a000000000000000000001"
+	before, _ := s.Object("65a000000000000000000001")
+	a := call(t, "PATCH", u, auth, `{"metadata":{"author":"grace","tags":["x"]}}`)
+	if a.status != 200 {
+		t.Fatalf("%d %s", a.status, a.raw)
+	}
+	after, _ := s.Object("65a000000000000000000001")
+	if after.Metadata["author"] != "grace" || after.Metadata["body"] != before.Metadata["body"] || after.Metadata["views"] != before.Metadata["views"] {
+		t.Errorf("metadata after PATCH: %v", after.Metadata)
+	}
+	if after.Title != before.Title || after.Slug != before.Slug {
+		t.Errorf("PATCH changed what it was not given: %+v", after)
+	}
+	for _, body := range []string{`{}`, `{"unknown":1}`} {
+		if a := call(t, "PATCH", u, auth, body); a.status != 400 || a.body["status"] != 400.0 {
+			t.Errorf("PATCH %s: %d %s", body, a.status, a.raw)
+		}
+	}
+	if got, _ := s.Object("65a000000000000000000001"); got.ModifiedAt != after.ModifiedAt {
+		t.Error("a refused PATCH changed the object")
+	}
+}
+
+// TestWriteKeyCheckOrder: by default the key is checked before the object
+// is looked up; WithObjectLookupBeforeWriteKey reverses the order.
+func TestWriteKeyCheckOrder(t *testing.T) {
+	missing := "/objects/000000000000000000000000"
+	for _, tc := range []struct {
+		name   string
+		opts   []Option
+		status int
+	}{
+		{"key first", nil, 401},
+		{"lookup first", []Option{WithObjectLookupBeforeWriteKey()}, 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(tc.opts...)
+			ts := s.Start()
+			defer ts.Close()
+			u := s.APIURL() + "/buckets/" + DemoBucket
+			if a := call(t, "PATCH", u+missing, "Bearer not-the-write-key", `{"title":"x"}`); a.status != tc.status {
+				t.Errorf("wrong key, missing object: %d %s", a.status, a.raw)
+			}
+			if a := call(t, "PATCH", u+"/objects/65a000000000000000000001", "Bearer not-the-write-key", `{"title":"x"}`); a.status != 401 {
+				t.Errorf("wrong key, existing object: %d %s", a.status, a.raw)
+			}
+		})
+	}
+}
+
+// TestAgentStatusShape: the members of the official CLI's
+// AgentStatusResponse, with no bucket keys.
+func TestAgentStatusShape(t *testing.T) {
+	s := New()
+	ts := s.Start()
+	defer ts.Close()
+	a := call(t, "GET", s.DAPIURL()+"/agents/status", "Bearer "+DemoAgentKey, "")
+	for _, k := range []string{"auth_type", "claim_status", "plan_id", "limits", "auto_delete_after_days", "access_token", "project", "bucket", "agent_id", "client", "human_email"} {
+		if _, ok := a.body[k]; !ok {
+			t.Errorf("no %q in %s", k, a.raw)
+		}
+	}
+	if _, ok := a.body["plan"]; ok {
+		t.Error(`"plan" instead of "plan_id"`)
+	}
+	if strings.Contains(a.raw, DemoReadKey) || strings.Contains(a.raw, DemoWriteKey) {
+		t.Errorf("the status carries bucket keys: %s", a.raw)
 	}
 }

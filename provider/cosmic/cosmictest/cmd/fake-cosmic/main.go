@@ -1,6 +1,7 @@
 // Command fake-cosmic serves the fake Cosmic API (package cosmictest) on a
 // loopback address, seeded with demo data, and prints the environment
 // lines that point keygate at it. The keys it prints are fake demo keys.
+// What it reproduces, and from which source, is in docs/providers/cosmic.md.
 //
 //	go run ./provider/cosmic/cosmictest/cmd/fake-cosmic --addr 127.0.0.1:8787
 package main
@@ -17,13 +18,14 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "loopback address to listen on (host:port)")
 	noRead := flag.Bool("public-reads", false, "make the bucket take reads without a read key")
+	lookupFirst := flag.Bool("object-lookup-first", false, "answer a write to a missing object 404 before checking the write key (an unknown of the real API)")
 	flag.Parse()
-	if err := run(*addr, *noRead); err != nil {
+	if err := run(*addr, *noRead, *lookupFirst); err != nil {
 		log.Fatalf("fake-cosmic: %v", err)
 	}
 }
 
-func run(addr string, publicReads bool) error {
+func run(addr string, publicReads, lookupFirst bool) error {
 	ln, err := loopback.Listen(addr)
 	if err != nil {
 		return err
@@ -31,6 +33,9 @@ func run(addr string, publicReads bool) error {
 	var opts []cosmictest.Option
 	if publicReads {
 		opts = append(opts, cosmictest.WithReadKey(""))
+	}
+	if lookupFirst {
+		opts = append(opts, cosmictest.WithObjectLookupBeforeWriteKey())
 	}
 	fake := cosmictest.New(opts...)
 	base := "http://" + ln.Addr().String()
