@@ -64,12 +64,12 @@ func TestErrorMapping(t *testing.T) {
 func TestGetRetriedAfter5xx(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	f.fake.FailNext(503, nil, `{"error":"Service unavailable"}`)
-	o, err := f.c.Get(t.Context(), "memories", provider.Ref{ID: "mem_seed_1"})
-	if err != nil || o.ID != "mem_seed_1" {
+	o, err := f.c.Get(t.Context(), "memories", provider.Ref{ID: cencoritest.SeedMemory1})
+	if err != nil || o.ID != cencoritest.SeedMemory1 {
 		t.Fatal(err)
 	}
-	if f.fake.Requests("/v1/memory/mem_seed_1") != 2 || len(f.clk.Slept()) != 1 {
-		t.Errorf("requests %d, sleeps %v", f.fake.Requests("/v1/memory/mem_seed_1"), f.clk.Slept())
+	if f.fake.Requests("/v1/memory/"+cencoritest.SeedMemory1) != 2 || len(f.clk.Slept()) != 1 {
+		t.Errorf("requests %d, sleeps %v", f.fake.Requests("/v1/memory/"+cencoritest.SeedMemory1), f.clk.Slept())
 	}
 }
 
@@ -115,7 +115,7 @@ func TestRetryAfterBeyondDeadline(t *testing.T) {
 	if ue.RetryAfter != 5*time.Second || len(f.clk.Slept()) != 0 {
 		t.Fatalf("RetryAfter %s, slept %v", ue.RetryAfter, f.clk.Slept())
 	}
-	_, err = f.c.Get(ctx, "memories", provider.Ref{ID: "mem_seed_1"})
+	_, err = f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory1})
 	ue = wantKind(t, err, provider.ErrRateLimited)
 	if ue.RetryAfter <= 0 || ue.RetryAfter > 5*time.Second || !strings.Contains(ue.Message, "nothing was sent") {
 		t.Errorf("held back: %#v", ue)
@@ -124,7 +124,7 @@ func TestRetryAfterBeyondDeadline(t *testing.T) {
 		t.Errorf("%d requests, want only the first", n)
 	}
 	// Without a deadline the next call waits out the rest, then goes.
-	if _, err := f.c.Get(t.Context(), "memories", provider.Ref{ID: "mem_seed_1"}); err != nil {
+	if _, err := f.c.Get(t.Context(), "memories", provider.Ref{ID: cencoritest.SeedMemory1}); err != nil {
 		t.Fatal(err)
 	}
 	if slept := f.clk.Slept(); len(slept) != 1 || slept[0] != 5*time.Second {
@@ -139,13 +139,13 @@ func TestClientSideLimit(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	ctx := t.Context()
 	for i := range 60 {
-		if _, err := f.c.Get(ctx, "memories", provider.Ref{ID: "mem_seed_1"}); err != nil {
+		if _, err := f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory1}); err != nil {
 			t.Fatalf("request %d: %v", i+1, err)
 		}
 	}
 	short, cancel := context.WithDeadline(ctx, f.clk.Now().Add(time.Second))
 	defer cancel()
-	_, err := f.c.Get(short, "memories", provider.Ref{ID: "mem_seed_1"})
+	_, err := f.c.Get(short, "memories", provider.Ref{ID: cencoritest.SeedMemory1})
 	ue := wantKind(t, err, provider.ErrRateLimited)
 	if ue.RetryAfter != time.Minute {
 		t.Errorf("RetryAfter %s", ue.RetryAfter)
@@ -153,7 +153,7 @@ func TestClientSideLimit(t *testing.T) {
 	if f.fake.TotalRequests() != 60 {
 		t.Fatalf("%d requests", f.fake.TotalRequests())
 	}
-	if _, err := f.c.Get(ctx, "memories", provider.Ref{ID: "mem_seed_1"}); err != nil {
+	if _, err := f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory1}); err != nil {
 		t.Fatalf("61st: %v", err)
 	}
 	if slept := f.clk.Slept(); len(slept) != 1 || slept[0] != time.Minute {

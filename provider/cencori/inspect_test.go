@@ -175,7 +175,7 @@ func TestCheckAccessErrors(t *testing.T) {
 	_, err = f.c.CheckAccess(t.Context(), scopes(t, "content:write"))
 	wantKind(t, err, provider.ErrRateLimited)
 
-	f = newFixture(t, cencoritest.DemoSecretKey, cencoritest.WithMemoryDisabled())
+	f = newGatedFixture(t, cencoritest.DemoSecretKey)
 	acc, err = f.c.CheckAccess(t.Context(), scopes(t, "content:read", "content:delete"))
 	if err != nil || acc[0].Allowed || !acc[0].Known || !strings.Contains(acc[0].Reason, "not enabled") || !slices.ContainsFunc(acc, func(a provider.Access) bool { return strings.Contains(a.Fix, "memory") }) {
 		t.Errorf("%+v %v", acc, err)

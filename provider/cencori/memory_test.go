@@ -152,8 +152,8 @@ func TestListRefusals(t *testing.T) {
 func TestGet(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	ctx := t.Context()
-	o, err := f.c.Get(ctx, "memories", provider.Ref{ID: "mem_seed_2"})
-	if err != nil || o.ID != "mem_seed_2" || !strings.HasPrefix(o.Title, "keygate is an MCP server") {
+	o, err := f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory2})
+	if err != nil || o.ID != cencoritest.SeedMemory2 || !strings.HasPrefix(o.Title, "keygate is an MCP server") {
 		t.Fatalf("%+v %v", o, err)
 	}
 	fl := fieldsOf(t, o)
@@ -163,7 +163,7 @@ func TestGet(t *testing.T) {
 	if _, has := fl["id"]; has {
 		t.Error("id kept in fields")
 	}
-	bySlug, err := f.c.Get(ctx, "memories", provider.Ref{Slug: "mem_seed_2"})
+	bySlug, err := f.c.Get(ctx, "memories", provider.Ref{Slug: cencoritest.SeedMemory2})
 	if err != nil || bySlug.ID != o.ID {
 		t.Fatalf("by slug: %v", err)
 	}
@@ -177,7 +177,7 @@ func TestGet(t *testing.T) {
 	if f.fake.TotalRequests() != before {
 		t.Error("a malformed id was sent")
 	}
-	_, err = f.c.Get(ctx, "posts", provider.Ref{ID: "mem_seed_2"})
+	_, err = f.c.Get(ctx, "posts", provider.Ref{ID: cencoritest.SeedMemory2})
 	wantNotFound(t, err, "content type")
 }
 
@@ -305,7 +305,7 @@ func TestCreateFailuresAreNotRetried(t *testing.T) {
 func TestUpdateIsUnsupported(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	title := "new"
-	_, err := f.c.Update(t.Context(), provider.Patch{Type: "memories", ID: "mem_seed_1", Title: &title})
+	_, err := f.c.Update(t.Context(), provider.Patch{Type: "memories", ID: cencoritest.SeedMemory1, Title: &title})
 	if !errors.Is(err, provider.ErrUnsupported) || !strings.Contains(err.Error(), "immutable") || !strings.Contains(err.Error(), "delete") || !strings.Contains(err.Error(), "create") {
 		t.Fatalf("%v", err)
 	}
@@ -317,29 +317,29 @@ func TestUpdateIsUnsupported(t *testing.T) {
 func TestDelete(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	ctx := t.Context()
-	o, err := f.c.Delete(ctx, "memories", "mem_seed_1")
-	if err != nil || o.ID != "mem_seed_1" || o.Title == "" {
+	o, err := f.c.Delete(ctx, "memories", cencoritest.SeedMemory1)
+	if err != nil || o.ID != cencoritest.SeedMemory1 || o.Title == "" {
 		t.Fatalf("%+v %v", o, err)
 	}
-	if _, ok := f.fake.Memory("mem_seed_1"); ok {
+	if _, ok := f.fake.Memory(cencoritest.SeedMemory1); ok {
 		t.Error("still stored")
 	}
-	_, err = f.c.Delete(ctx, "memories", "mem_seed_1")
+	_, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory1)
 	wantNotFound(t, err, "object")
 	// A lost answer is settled by reading again: gone means deleted.
-	f.fake.DropNextResponseOn("DELETE", "/v1/memory/mem_seed_2")
-	o, err = f.c.Delete(ctx, "memories", "mem_seed_2")
-	if err != nil || o.ID != "mem_seed_2" {
+	f.fake.DropNextResponseOn("DELETE", "/v1/memory/"+cencoritest.SeedMemory2)
+	o, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory2)
+	if err != nil || o.ID != cencoritest.SeedMemory2 {
 		t.Fatalf("lost answer: %+v %v", o, err)
 	}
-	if f.fake.Requests("/v1/memory/mem_seed_2") != 3 {
-		t.Errorf("requests %d, want get, delete, get", f.fake.Requests("/v1/memory/mem_seed_2"))
+	if f.fake.Requests("/v1/memory/"+cencoritest.SeedMemory2) != 3 {
+		t.Errorf("requests %d, want get, delete, get", f.fake.Requests("/v1/memory/"+cencoritest.SeedMemory2))
 	}
 	// A 500 that did not delete: the read-back finds it, so the delete failed.
-	f.fake.FailNextOn("DELETE", "/v1/memory/mem_seed_3", 500, nil, `{"error":"internal_error"}`)
-	_, err = f.c.Delete(ctx, "memories", "mem_seed_3")
+	f.fake.FailNextOn("DELETE", "/v1/memory/"+cencoritest.SeedMemory3, 500, nil, `{"error":"internal_error"}`)
+	_, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory3)
 	wantKind(t, err, provider.ErrUnavailable)
-	if _, ok := f.fake.Memory("mem_seed_3"); !ok {
+	if _, ok := f.fake.Memory(cencoritest.SeedMemory3); !ok {
 		t.Error("deleted after all")
 	}
 }
