@@ -3,8 +3,9 @@
 // text kept per user or session, listed newest first or found by semantic
 // search.
 //
-// Wire facts are in shared/reference/providers.md section 3; the fake in
-// cencoritest reproduces them. The key goes in the CENCORI_API_KEY header
+// Every wire fact keygate relies on is in docs/providers/cencori.md, with
+// the Cencori source it comes from; the fake in cencoritest reproduces
+// them. The key goes in the CENCORI_API_KEY header
 // on memory (and AI) endpoints and as Authorization: Bearer on the REST
 // endpoints (/v1/metrics), as Cencori's docs say; the server accepts
 // either, but /v1/metrics' own error text asks for Bearer.

@@ -35,8 +35,6 @@ func TestErrorMapping(t *testing.T) {
 		{"spend cap", 402, nil, `{"error":"Spend cap reached","code":"spend_cap_reached","spend":12}`, provider.ErrPermission, "spend_cap_reached", "Spend cap reached", 1},
 		{"rate limited beyond MaxWait", 429, map[string]string{"Retry-After": "100"}, `{"error":"Rate limit exceeded","code":"rate_limit_exceeded","message":"60 requests per minute allowed. Try again shortly.","retry_after_ms":99500}`, provider.ErrRateLimited, "rate_limit_exceeded", "60 requests per minute allowed", 1},
 		{"internal", 500, nil, `{"error":"internal_error"}`, provider.ErrUnavailable, "internal_error", "", 1},
-		{"memory disabled code", 400, nil, `{"error":"memory_disabled"}`, provider.ErrUnsupported, "memory_disabled", "", 1},
-		{"memory gated off", 404, nil, `{"error":"Not found"}`, provider.ErrUnsupported, "", "not enabled", 1},
 		{"redis down", 503, nil, `{"error":"Rate limiting unavailable","code":"rate_limit_unavailable"}`, provider.ErrUnavailable, "rate_limit_unavailable", "", 3},
 		{"html gateway page", 502, map[string]string{"Content-Type": "text/html"}, `<html>bad gateway</html>`, provider.ErrUnavailable, "", "Bad Gateway", 3},
 	}

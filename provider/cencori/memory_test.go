@@ -31,8 +31,15 @@ func TestTypes(t *testing.T) {
 	if err != nil || len(types) != 1 || types[0].Name != "memories" || types[0].Count != -1 || !strings.Contains(types[0].Description, "query") {
 		t.Fatalf("%+v %v", types, err)
 	}
-	if f.fake.TotalRequests() != 0 {
-		t.Error("Types made a request")
+	if f.fake.Requests("/v1/memory/list") != 1 {
+		t.Errorf("Types checked memory with %d requests, want 1", f.fake.Requests("/v1/memory/list"))
+	}
+	// Any failure but the gating is left to the calls that follow.
+	for range 3 {
+		f.fake.FailNextOn("GET", "/v1/memory/list", 503, nil, `{"error":"x"}`)
+	}
+	if types, err := f.c.Types(t.Context()); err != nil || len(types) != 1 {
+		t.Fatalf("with the check failing: %+v %v", types, err)
 	}
 }
 
@@ -157,7 +164,7 @@ func TestGet(t *testing.T) {
 		t.Fatalf("%+v %v", o, err)
 	}
 	fl := fieldsOf(t, o)
-	if fl["scope"] != "user" || fl["scopeKey"] != "keygate" || fl["namespace"] != "default" || fl["metadata"].(map[string]any)["source"] != "seed" {
+	if fl["scope"] != "user" || fl["scopeKey"] != "keygate" || fl["namespace"] != nil || fl["metadata"].(map[string]any)["source"] != "seed" {
 		t.Errorf("fields %v", fl)
 	}
 	if _, has := fl["id"]; has {
@@ -204,13 +211,14 @@ func TestCreate(t *testing.T) {
 	if f.fake.Requests("/v1/memory/write") != 1 || f.fake.Requests("/v1/memory/"+o.ID) != 1 {
 		t.Errorf("write %d read-back %d", f.fake.Requests("/v1/memory/write"), f.fake.Requests("/v1/memory/"+o.ID))
 	}
-	// Title only: the title is the content, and no metadata is invented.
-	o, err = f.c.Create(ctx, provider.NewObject{Type: "memories", Title: "Prefers tea", Fields: json.RawMessage(`{"sessionId":"s-1"}`)})
+	// Title only: the title is the content, and no metadata is invented
+	// (what is stored is only what Cencori's write adds).
+	o, err = f.c.Create(ctx, provider.NewObject{Type: "memories", Title: "Prefers tea", Fields: json.RawMessage(`{"userId":"u-1"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, _ := f.fake.Memory(o.ID)
-	if m.Content != "Prefers tea" || m.Metadata != nil || m.Scope != "session" || m.ScopeKey != "s-1" || o.Title != "Prefers tea" {
+	if m.Content != "Prefers tea" || m.Metadata["title"] != nil || len(m.Metadata) != 4 || m.Scope != "user" || m.ScopeKey != "u-1" || o.Title != "Prefers tea" {
 		t.Errorf("stored %+v, title %q", m, o.Title)
 	}
 }
