@@ -19,9 +19,9 @@
 //   - errors are flat {"error","message"?,"code"?} bodies; /v1/metrics' 401s
 //     carry no code;
 //   - gateway responses carry X-Request-Id; AI and memory requests count in
-//     a sliding 60 s window per project (60 requests), report it in
-//     X-RateLimit-Limit/-Remaining/-Reset (a millisecond Unix time), and a
-//     429 adds Retry-After (seconds) and retry_after_ms;
+//     a sliding 60 s window per project (60 requests); the 429 past it
+//     carries X-RateLimit-Limit/-Remaining/-Reset (a millisecond Unix
+//     time), Retry-After (seconds) and retry_after_ms;
 //   - memories follow the routes in app/api/v1/memory: scope defaults to
 //     user, search topK is clamped to 1-20, writes answer mem_<uuid> ids and
 //     store metadata with extractedFrom "manual", and session-scope memories
@@ -614,7 +614,7 @@ func (s *Server) gateway(w http.ResponseWriter, r *http.Request, h func(http.Res
 		setRaw(w, "X-RateLimit-Limit", strconv.Itoa(s.limit))
 		setRaw(w, "X-RateLimit-Remaining", "0")
 		setRaw(w, "X-RateLimit-Reset", strconv.FormatInt(reset.UnixMilli(), 10))
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+		w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64(math.Round(wait.Seconds()))), 10))
 		writeJSON(w, http.StatusTooManyRequests, map[string]any{
 			"error": "Rate limit exceeded", "code": "rate_limit_exceeded",
 			"message":        fmt.Sprintf("%d requests per minute allowed. Try again shortly.", s.limit),
@@ -624,11 +624,9 @@ func (s *Server) gateway(w http.ResponseWriter, r *http.Request, h func(http.Res
 	}
 	win = append(win, now)
 	s.window[k.ProjectID] = win
-	reset := win[0].Add(RateWindow)
 	s.mu.Unlock()
-	setRaw(w, "X-RateLimit-Limit", strconv.Itoa(s.limit))
-	setRaw(w, "X-RateLimit-Remaining", strconv.Itoa(s.limit-len(win)))
-	setRaw(w, "X-RateLimit-Reset", strconv.FormatInt(reset.UnixMilli(), 10))
+	// The routes add only X-Request-Id: the X-RateLimit-* headers come
+	// with the middleware's own refusals.
 	sw := &statusWriter{ResponseWriter: w}
 	cost := h(sw, r, k)
 	s.mu.Lock()
