@@ -236,6 +236,11 @@ func (c *Client) statusError(resp *upstream.Response) *provider.UpstreamError {
 		ue.Kind = provider.ErrUnauthorized
 	case resp.Status == http.StatusForbidden || resp.Status == http.StatusPaymentRequired:
 		ue.Kind = provider.ErrPermission
+	case ue.Code == "memory_quota_exceeded":
+		// A 429 that waiting a minute does not cure: the project's memory
+		// allowance is used up until it is raised (docs/providers/cencori.md,
+		// "Write"). It holds nothing back.
+		ue.Kind = provider.ErrPermission
 	case resp.Status == http.StatusTooManyRequests:
 		ue.Kind = provider.ErrRateLimited
 		ue.RetryAfter = c.retryAfter(resp, eb.RetryAfterMS)

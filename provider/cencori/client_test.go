@@ -59,6 +59,23 @@ func TestErrorMapping(t *testing.T) {
 	}
 }
 
+// A write past the project's memory allowance answers 429 with a nested
+// error (lib/memory/quota.ts): a refusal, not a rate limit, and nothing is
+// held back.
+func TestMemoryQuotaIsNotARateLimit(t *testing.T) {
+	f := newFixture(t, cencoritest.DemoSecretKey)
+	f.fake.FailNextOn("POST", "/v1/memory/write", 429, nil,
+		`{"error":{"code":"memory_quota_exceeded","message":"Project has reached its memory tier limit.","upgradeUrl":"https://cencori.com/pricing","tier":"free","used":1000,"limit":1000}}`)
+	_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "x", Fields: []byte(`{}`)})
+	ue := wantKind(t, err, provider.ErrPermission)
+	if errors.Is(err, provider.ErrRateLimited) || ue.Code != "memory_quota_exceeded" || !strings.Contains(ue.Message, "memory tier limit") || ue.RetryAfter != 0 {
+		t.Fatalf("%#v", ue)
+	}
+	if _, err := f.c.List(t.Context(), listQ); err != nil || len(f.clk.Slept()) != 0 {
+		t.Errorf("a read after the quota: %v, slept %v", err, f.clk.Slept())
+	}
+}
+
 func TestGetRetriedAfter5xx(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	f.fake.FailNext(503, nil, `{"error":"Service unavailable"}`)

@@ -566,8 +566,10 @@ func (s *Server) lookup(r *http.Request, value string) (*Key, *authError) {
 	return k, nil
 }
 
-// domainAllowed checks the Origin, else the Referer, host against the
-// key's allowed domains. No header at all (a server-side caller) fails.
+// domainAllowed is validateDomain: the Origin, else the Referer, host must
+// equal an allowed domain, or match a "*.example.com" pattern (which also
+// admits example.com itself). No header at all (a server-side caller)
+// fails.
 func domainAllowed(r *http.Request, allowed []string) bool {
 	src := r.Header.Get("Origin")
 	if src == "" {
@@ -577,10 +579,12 @@ func domainAllowed(r *http.Request, allowed []string) bool {
 	if src == "" || err != nil || u.Hostname() == "" {
 		return false
 	}
-	host := strings.ToLower(u.Hostname())
+	host := strings.ToLower(u.Hostname()) // the URL parser lower-cases it
 	for _, d := range allowed {
-		d = strings.ToLower(d)
-		if host == d || strings.HasSuffix(host, "."+d) {
+		if host == d {
+			return true
+		}
+		if base, ok := strings.CutPrefix(d, "*."); ok && (host == base || strings.HasSuffix(host, "."+base)) {
 			return true
 		}
 	}

@@ -75,6 +75,8 @@ func TestAuthentication(t *testing.T) {
 	s.AddKey(Key{Value: demoKey("csk_", "revoked", 48), Type: KeySecret, Environment: EnvProduction, Revoked: true})
 	// The server checks no key format: an odd-shaped key that is on file works.
 	s.AddKey(Key{Value: "cake_" + strings.Repeat("ab", 24), Type: KeySecret, Environment: EnvProduction, AgentID: DemoAgentID})
+	wildcard := demoKey("cpk_", "wildcard", 48)
+	s.AddKey(Key{Value: wildcard, Type: KeyPublishable, Environment: EnvProduction, AllowedDomains: []string{"*.example.org"}})
 	list := "/v1/memory/list?userId=keygate"
 	cases := []struct {
 		name    string
@@ -96,6 +98,9 @@ func TestAuthentication(t *testing.T) {
 		{"publishable from another origin", map[string]string{"CENCORI_API_KEY": DemoPublishableKey, "Origin": "https://evil.example.net"}, 403, "domain_not_allowed", ""},
 		{"publishable from allowed origin", map[string]string{"CENCORI_API_KEY": DemoPublishableKey, "Origin": "https://" + DemoAllowedDomain}, 200, "", ""},
 		{"publishable from allowed referer", map[string]string{"CENCORI_API_KEY": DemoPublishableKey, "Referer": "https://" + DemoAllowedDomain + "/page"}, 200, "", ""},
+		{"publishable from a subdomain of an exact domain", map[string]string{"CENCORI_API_KEY": DemoPublishableKey, "Origin": "https://x." + DemoAllowedDomain}, 403, "domain_not_allowed", ""},
+		{"publishable under a wildcard", map[string]string{"CENCORI_API_KEY": wildcard, "Origin": "https://a.b.example.org"}, 200, "", ""},
+		{"publishable at a wildcard's base", map[string]string{"CENCORI_API_KEY": wildcard, "Origin": "https://example.org"}, 200, "", ""},
 		{"agent key of 32 hex", key(DemoAgentKey), 200, "", ""},
 		{"agent key of 48 hex", key("cake_" + strings.Repeat("ab", 24)), 200, "", ""},
 		// Memory routes do not look at the agent (only the AI chat route does).
