@@ -239,7 +239,7 @@ func (c *Client) statusError(resp *upstream.Response) *provider.UpstreamError {
 	case ue.Code == "memory_quota_exceeded":
 		// A 429 that waiting a minute does not cure: the project's memory
 		// allowance is used up until it is raised (docs/providers/cencori.md,
-		// "Write"). It holds nothing back.
+		// "Errors"). It holds nothing back.
 		ue.Kind = provider.ErrPermission
 	case resp.Status == http.StatusTooManyRequests:
 		ue.Kind = provider.ErrRateLimited

@@ -504,8 +504,9 @@ func (s *Server) memSearch(w http.ResponseWriter, r *http.Request, k *Key) {
 	}
 	var hits []hit
 	for _, m := range s.memories {
-		// The match RPCs skip expired memories.
-		if m.ProjectID != k.ProjectID || m.Scope != d.scope || m.ScopeKey != d.scopeKey || (d.namespace != "" && m.Namespace != d.namespace) ||
+		// match_gateway_memories_ranked: a namespace also admits memories
+		// without one; expired memories are skipped.
+		if m.ProjectID != k.ProjectID || m.Scope != d.scope || m.ScopeKey != d.scopeKey || (d.namespace != "" && m.Namespace != d.namespace && m.Namespace != "") ||
 			(!m.ExpiresAt.IsZero() && !m.ExpiresAt.After(now)) {
 			continue
 		}
@@ -517,7 +518,7 @@ func (s *Server) memSearch(w http.ResponseWriter, r *http.Request, k *Key) {
 			}
 		}
 		score := float64(n) / float64(max(1, len(qw)))
-		if n > 0 && score >= threshold {
+		if n > 0 && score > threshold { // similarity > p_threshold
 			hits = append(hits, hit{m, score})
 		}
 	}

@@ -485,7 +485,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	case p == "/v1/models":
 		s.models(w, r)
 	case p == "/v1/health":
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "service": "cencori-api", "version": "v1", "timestamp": jsTime(s.now())})
 	case strings.HasPrefix(p, "/v1/memory/") || p == "/v1/memory":
 		s.gateway(w, r, s.memory)
 	case p == "/api/ai/chat" || p == "/v1/chat/completions":
@@ -712,7 +712,8 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// models is GET /v1/models. unknown: the shape; this is OpenAI's list.
+// models is GET /v1/models: {"object":"list","data":[...]} as the route
+// documents; the models listed are made up.
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	_, aerr := s.lookup(r, extractKey(r))

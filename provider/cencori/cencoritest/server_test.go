@@ -523,6 +523,15 @@ func TestMemoryListCursorAndSearch(t *testing.T) {
 	if a := call(t, hs.URL, "POST", "/v1/memory/search", k, `{"query":" ","userId":"u2"}`); a.status != 400 || a.body["message"] != "query is required" {
 		t.Errorf("empty query: %d %v", a.status, a.body)
 	}
+	// A namespace narrows a list to it, but a search also admits memories
+	// that have no namespace.
+	call(t, hs.URL, "POST", "/v1/memory/write", k, `{"content":"cats in the garden","userId":"u2","namespace":"garden"}`)
+	if a := call(t, hs.URL, "GET", "/v1/memory/list?userId=u2&namespace=garden", k, ""); a.body["count"].(float64) != 1 {
+		t.Errorf("namespaced list: %v", a.body)
+	}
+	if a := call(t, hs.URL, "POST", "/v1/memory/search", k, `{"query":"cats","userId":"u2","namespace":"garden","topK":20}`); a.body["count"].(float64) != 5 {
+		t.Errorf("namespaced search: %v", a.body)
+	}
 }
 
 // Finding: search clamps topK to 1-20, so results past 20 are never sent.
