@@ -26,12 +26,12 @@ const TypeMemories = "memories"
 // them. Fields written on create: content, namespace, importance,
 // expiresAt, metadata, and userId / sessionId / scope to choose whose
 // memory it is.
-var memoryFields = []string{"content", "namespace", "scope", "scopeKey", "metadata", "importance", "accessCount", "expiresAt", "score"}
+var memoryFields = []string{"content", "namespace", "scope", "scopeKey", "metadata", "importance", "accessCount", "lastAccessedAt", "expiresAt", "updatedAt", "score", "source", "keygate_note"}
 
 var writableFields = []string{"content", "namespace", "importance", "expiresAt", "metadata", "userId", "sessionId", "scope"}
 
-// memoryIDPattern keeps ids to what Cencori issues (UUIDs) and out of path
-// tricks: an id outside it cannot exist.
+// memoryIDPattern keeps ids to what Cencori issues (mem_ and a UUID, or
+// the bare UUID) and out of path tricks: an id outside it cannot exist.
 var memoryIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`) })
 
 // titleRunes is how much of a memory's content its title shows.
@@ -223,8 +223,8 @@ type searchAnswer struct {
 
 // List returns a page of memories, newest first (GET /v1/memory/list, the
 // cursor is Cencori's createdAt position), or the results of a semantic
-// search (POST /v1/memory/search, one page of up to Limit results, best
-// first, each with its score in fields.score). Memories have no status:
+// search (POST /v1/memory/search, one page of up to Limit results, at most
+// 20, best first, each with its score in fields.score). Memories have no status:
 // they are all "published", and status "draft" lists nothing.
 func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page, error) {
 	if err := checkType(q.Type); err != nil {
