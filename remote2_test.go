@@ -18,7 +18,7 @@ func args(providerName string, kv ...any) map[string]any {
 }
 
 func TestCencoriThroughKeygate(t *testing.T) {
-	fake := cencoritest.New()
+	fake := cencoritest.New(cencoritest.WithMemoryEnabled())
 	srv := fake.Start()
 	defer srv.Close()
 	rc := startRemote(t, "CENCORI_API_KEY="+cencoritest.DemoSecretKey, "CENCORI_API_URL="+srv.URL, "CENCORI_GATEWAY_URL="+srv.URL)

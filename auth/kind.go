@@ -44,7 +44,9 @@ var kindShapes = sync.OnceValue(func() []*regexp.Regexp {
 		regexp.MustCompile(`^csk_[a-f0-9]{48}$`),
 		regexp.MustCompile(`^cpk_test_[a-f0-9]{48}$`),
 		regexp.MustCompile(`^cpk_[a-f0-9]{48}$`),
-		regexp.MustCompile(`^cake_[a-f0-9]{48}$`),
+		// 32 hex from the dashboard's agent setup, 48 in validateApiKey
+		// (docs/providers/cencori.md, "Keys").
+		regexp.MustCompile(`^cake_(?:[a-f0-9]{32}|[a-f0-9]{48})$`),
 		regexp.MustCompile(`^ap_[A-Za-z0-9_-]{16,}$`),
 	}
 })

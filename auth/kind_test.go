@@ -18,12 +18,16 @@ func TestClassify(t *testing.T) {
 		{"csk_" + strings.Repeat("ab", 24), "cencori_secret"},
 		{"cpk_" + strings.Repeat("ab", 24), "cencori_publishable"},
 		{"cake_" + strings.Repeat("ab", 24), "cencori_agent_key"},
+		// The dashboard's agent setup makes cake_ + a UUID without dashes.
+		{"cake_" + strings.Repeat("ab", 16), "cencori_agent_key"},
+		{"cake_" + strings.Repeat("ab", 20), "unknown"},
+		{"cake_" + strings.Repeat("AB", 16), "unknown"},
 		{"ap_abcdefghijklmnop", "agrenting_user_token"},
 		{"ghp_abcdefghijklmnop", "unknown"},
 		{"API-short", "unknown"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.want, func(t *testing.T) {
+		t.Run(tc.want+"/"+fmt.Sprint(len(tc.in)), func(t *testing.T) {
 			if got := Classify(tc.in).ID; got != tc.want {
 				t.Errorf("Classify = %s, want %s", got, tc.want)
 			}

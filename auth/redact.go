@@ -24,7 +24,7 @@ var keyShapes = sync.OnceValue(func() *regexp.Regexp {
 		`|agk_[A-Za-z0-9_-]{8,}` + // Cosmic agent key
 		`|(?:API|USR)-[0-9a-fA-F]{40}` + // Cockpit keys
 		`|(?:csk|cpk)(?:_test)?_[0-9a-fA-F]{16,}` + // Cencori secret / publishable
-		`|cake_[0-9a-fA-F]{16,}` + // Cencori agent key
+		`|cake_[0-9a-fA-F]{16,}` + // Cencori agent key (32 or 48 hex when well formed)
 		`|cencori_[A-Za-z0-9._-]{16,}` + // Cencori generic
 		`|cen_[1-9A-HJ-NP-Za-km-z]{32}` + // Cencori legacy (base58)
 		`|ap_[A-Za-z0-9_-]{16,}` + // Agrenting user token

@@ -61,6 +61,7 @@ func TestRedactKeyShapes(t *testing.T) {
 		{"cencori secret", "csk_" + strings.Repeat("ab", 24), true},
 		{"cencori publishable test", "cpk_test_" + strings.Repeat("ab", 24), true},
 		{"cencori agent", "cake_" + strings.Repeat("cd", 24), true},
+		{"cencori agent from agent setup", "cake_" + strings.Repeat("cd", 16), true},
 		{"cencori generic", "cencori_abcdefghijklmnop", true},
 		{"agrenting token", "ap_abcdefghijklmnopqrst", true},
 		{"inside a word", "sitemap_generator_enabled_value", false},

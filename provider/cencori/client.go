@@ -3,8 +3,9 @@
 // text kept per user or session, listed newest first or found by semantic
 // search.
 //
-// Wire facts are in shared/reference/providers.md section 3; the fake in
-// cencoritest reproduces them. The key goes in the CENCORI_API_KEY header
+// Every wire fact keygate relies on is in docs/providers/cencori.md, with
+// the Cencori source it comes from; the fake in cencoritest reproduces
+// them. The key goes in the CENCORI_API_KEY header
 // on memory (and AI) endpoints and as Authorization: Bearer on the REST
 // endpoints (/v1/metrics), as Cencori's docs say; the server accepts
 // either, but /v1/metrics' own error text asks for Bearer.
@@ -234,6 +235,11 @@ func (c *Client) statusError(resp *upstream.Response) *provider.UpstreamError {
 	case resp.Status == http.StatusUnauthorized:
 		ue.Kind = provider.ErrUnauthorized
 	case resp.Status == http.StatusForbidden || resp.Status == http.StatusPaymentRequired:
+		ue.Kind = provider.ErrPermission
+	case ue.Code == "memory_quota_exceeded":
+		// A 429 that waiting a minute does not cure: the project's memory
+		// allowance is used up until it is raised (docs/providers/cencori.md,
+		// "Errors"). It holds nothing back.
 		ue.Kind = provider.ErrPermission
 	case resp.Status == http.StatusTooManyRequests:
 		ue.Kind = provider.ErrRateLimited

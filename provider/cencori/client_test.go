@@ -35,8 +35,6 @@ func TestErrorMapping(t *testing.T) {
 		{"spend cap", 402, nil, `{"error":"Spend cap reached","code":"spend_cap_reached","spend":12}`, provider.ErrPermission, "spend_cap_reached", "Spend cap reached", 1},
 		{"rate limited beyond MaxWait", 429, map[string]string{"Retry-After": "100"}, `{"error":"Rate limit exceeded","code":"rate_limit_exceeded","message":"60 requests per minute allowed. Try again shortly.","retry_after_ms":99500}`, provider.ErrRateLimited, "rate_limit_exceeded", "60 requests per minute allowed", 1},
 		{"internal", 500, nil, `{"error":"internal_error"}`, provider.ErrUnavailable, "internal_error", "", 1},
-		{"memory disabled code", 400, nil, `{"error":"memory_disabled"}`, provider.ErrUnsupported, "memory_disabled", "", 1},
-		{"memory gated off", 404, nil, `{"error":"Not found"}`, provider.ErrUnsupported, "", "not enabled", 1},
 		{"redis down", 503, nil, `{"error":"Rate limiting unavailable","code":"rate_limit_unavailable"}`, provider.ErrUnavailable, "rate_limit_unavailable", "", 3},
 		{"html gateway page", 502, map[string]string{"Content-Type": "text/html"}, `<html>bad gateway</html>`, provider.ErrUnavailable, "", "Bad Gateway", 3},
 	}
@@ -61,15 +59,32 @@ func TestErrorMapping(t *testing.T) {
 	}
 }
 
+// A write past the project's memory allowance answers 429 with a nested
+// error (lib/memory/quota.ts): a refusal, not a rate limit, and nothing is
+// held back.
+func TestMemoryQuotaIsNotARateLimit(t *testing.T) {
+	f := newFixture(t, cencoritest.DemoSecretKey)
+	f.fake.FailNextOn("POST", "/v1/memory/write", 429, nil,
+		`{"error":{"code":"memory_quota_exceeded","message":"Project has reached its memory tier limit.","upgradeUrl":"https://cencori.com/pricing","tier":"free","used":1000,"limit":1000}}`)
+	_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "x", Fields: []byte(`{}`)})
+	ue := wantKind(t, err, provider.ErrPermission)
+	if errors.Is(err, provider.ErrRateLimited) || ue.Code != "memory_quota_exceeded" || !strings.Contains(ue.Message, "memory tier limit") || ue.RetryAfter != 0 {
+		t.Fatalf("%#v", ue)
+	}
+	if _, err := f.c.List(t.Context(), listQ); err != nil || len(f.clk.Slept()) != 0 {
+		t.Errorf("a read after the quota: %v, slept %v", err, f.clk.Slept())
+	}
+}
+
 func TestGetRetriedAfter5xx(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	f.fake.FailNext(503, nil, `{"error":"Service unavailable"}`)
-	o, err := f.c.Get(t.Context(), "memories", provider.Ref{ID: "mem_seed_1"})
-	if err != nil || o.ID != "mem_seed_1" {
+	o, err := f.c.Get(t.Context(), "memories", provider.Ref{ID: cencoritest.SeedMemory1})
+	if err != nil || o.ID != cencoritest.SeedMemory1 {
 		t.Fatal(err)
 	}
-	if f.fake.Requests("/v1/memory/mem_seed_1") != 2 || len(f.clk.Slept()) != 1 {
-		t.Errorf("requests %d, sleeps %v", f.fake.Requests("/v1/memory/mem_seed_1"), f.clk.Slept())
+	if f.fake.Requests("/v1/memory/"+cencoritest.SeedMemory1) != 2 || len(f.clk.Slept()) != 1 {
+		t.Errorf("requests %d, sleeps %v", f.fake.Requests("/v1/memory/"+cencoritest.SeedMemory1), f.clk.Slept())
 	}
 }
 
@@ -115,7 +130,7 @@ func TestRetryAfterBeyondDeadline(t *testing.T) {
 	if ue.RetryAfter != 5*time.Second || len(f.clk.Slept()) != 0 {
 		t.Fatalf("RetryAfter %s, slept %v", ue.RetryAfter, f.clk.Slept())
 	}
-	_, err = f.c.Get(ctx, "memories", provider.Ref{ID: "mem_seed_1"})
+	_, err = f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory1})
 	ue = wantKind(t, err, provider.ErrRateLimited)
 	if ue.RetryAfter <= 0 || ue.RetryAfter > 5*time.Second || !strings.Contains(ue.Message, "nothing was sent") {
 		t.Errorf("held back: %#v", ue)
@@ -124,7 +139,7 @@ func TestRetryAfterBeyondDeadline(t *testing.T) {
 		t.Errorf("%d requests, want only the first", n)
 	}
 	// Without a deadline the next call waits out the rest, then goes.
-	if _, err := f.c.Get(t.Context(), "memories", provider.Ref{ID: "mem_seed_1"}); err != nil {
+	if _, err := f.c.Get(t.Context(), "memories", provider.Ref{ID: cencoritest.SeedMemory1}); err != nil {
 		t.Fatal(err)
 	}
 	if slept := f.clk.Slept(); len(slept) != 1 || slept[0] != 5*time.Second {
@@ -139,13 +154,13 @@ func TestClientSideLimit(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	ctx := t.Context()
 	for i := range 60 {
-		if _, err := f.c.Get(ctx, "memories", provider.Ref{ID: "mem_seed_1"}); err != nil {
+		if _, err := f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory1}); err != nil {
 			t.Fatalf("request %d: %v", i+1, err)
 		}
 	}
 	short, cancel := context.WithDeadline(ctx, f.clk.Now().Add(time.Second))
 	defer cancel()
-	_, err := f.c.Get(short, "memories", provider.Ref{ID: "mem_seed_1"})
+	_, err := f.c.Get(short, "memories", provider.Ref{ID: cencoritest.SeedMemory1})
 	ue := wantKind(t, err, provider.ErrRateLimited)
 	if ue.RetryAfter != time.Minute {
 		t.Errorf("RetryAfter %s", ue.RetryAfter)
@@ -153,7 +168,7 @@ func TestClientSideLimit(t *testing.T) {
 	if f.fake.TotalRequests() != 60 {
 		t.Fatalf("%d requests", f.fake.TotalRequests())
 	}
-	if _, err := f.c.Get(ctx, "memories", provider.Ref{ID: "mem_seed_1"}); err != nil {
+	if _, err := f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory1}); err != nil {
 		t.Fatalf("61st: %v", err)
 	}
 	if slept := f.clk.Slept(); len(slept) != 1 || slept[0] != time.Minute {

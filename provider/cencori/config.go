@@ -149,8 +149,9 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (Config, 
 	return cfg, true, nil
 }
 
-// classifyKey accepts exactly the formats Cencori's validateApiKey accepts,
-// so a malformed key fails at start-up instead of as a 401 later.
+// classifyKey accepts the formats Cencori issues (docs/providers/cencori.md,
+// "Keys"): validateApiKey's, plus the 32-hex cake_ keys of the dashboard's
+// agent setup. A malformed key fails at start-up instead of as a 401 later.
 func classifyKey(key string) (auth.Kind, error) {
 	if strings.ContainsAny(key, " \t\r\n\x00") {
 		return auth.Kind{}, fmt.Errorf("%s contains a space, tab, line break or NUL; copy the key again without them", EnvAPIKey)
@@ -166,10 +167,13 @@ func classifyKey(key string) (auth.Kind, error) {
 	case kind != auth.UnknownKind:
 		return auth.Kind{}, fmt.Errorf("%s holds a %s, not a Cencori key; put it in that provider's variable and use a Cencori key (csk_...) here", EnvAPIKey, kind.Label)
 	}
-	for _, p := range []string{"csk_test_", "cpk_test_", "csk_", "cpk_", "cake_"} {
+	if strings.HasPrefix(key, "cake_") {
+		return auth.Kind{}, fmt.Errorf("%s starts with cake_ but is malformed: Cencori agent keys are cake_ followed by 32 or 48 lower-case hex characters (the dashboard's agent setup issues 32)", EnvAPIKey)
+	}
+	for _, p := range []string{"csk_test_", "cpk_test_", "csk_", "cpk_"} {
 		if strings.HasPrefix(key, p) {
 			return auth.Kind{}, fmt.Errorf("%s starts with %s but is malformed: Cencori keys are the prefix followed by exactly 48 lower-case hex characters", EnvAPIKey, p)
 		}
 	}
-	return auth.Kind{}, fmt.Errorf("%s is not a Cencori key: expected csk_ (secret), cpk_ (publishable), csk_test_/cpk_test_ or cake_ (agent) followed by 48 lower-case hex characters", EnvAPIKey)
+	return auth.Kind{}, fmt.Errorf("%s is not a Cencori key: expected csk_ (secret), cpk_ (publishable) or csk_test_/cpk_test_ followed by 48 lower-case hex characters, or cake_ (agent) followed by 32 or 48", EnvAPIKey)
 }

@@ -28,6 +28,9 @@ func TestLoadConfig(t *testing.T) {
 		{name: "publishable", env: env{EnvAPIKey: "cpk_" + hex48}, ok: true, kind: "cencori_publishable", keyType: KeyTypePublishable, envName: EnvironmentLive},
 		{name: "publishable test", env: env{EnvAPIKey: "cpk_test_" + hex48}, ok: true, kind: "cencori_publishable_test", keyType: KeyTypePublishable, envName: EnvironmentTest},
 		{name: "agent", env: env{EnvAPIKey: "cake_" + hex48}, ok: true, kind: "cencori_agent_key", keyType: KeyTypeAgent, envName: EnvironmentLive},
+		// What the dashboard's agent setup issues: cake_ + a UUID's 32 hex.
+		{name: "agent from agent setup", env: env{EnvAPIKey: "cake_" + hex48[:32]}, ok: true, kind: "cencori_agent_key", keyType: KeyTypeAgent, envName: EnvironmentLive},
+		{name: "agent of 40 hex", env: env{EnvAPIKey: "cake_" + hex48[:40]}, errVar: EnvAPIKey, errAlso: "32 or 48", mustHide: hex48[:40]},
 		{name: "legacy base58", env: env{EnvAPIKey: "cen_" + strings.Repeat("aB3x", 8)}, ok: true, kind: "cencori_legacy_key", keyType: KeyTypeLegacy, envName: EnvironmentUnknown},
 		{name: "generic", env: env{EnvAPIKey: "cencori_abcDEF123.456_-x"}, ok: true, kind: "cencori_key", keyType: KeyTypeLegacy, envName: EnvironmentUnknown},
 		{name: "space inside", env: env{EnvAPIKey: "csk_" + hex48[:20] + " " + hex48[21:]}, errVar: EnvAPIKey, mustHide: hex48[:20]},

@@ -76,7 +76,14 @@ type fixture struct {
 	logs *bytes.Buffer
 }
 
+// newFixture serves the memory API, as a deployment where Cencori has it
+// enabled does; newGatedFixture is production's default.
 func newFixture(t *testing.T, key string, opts ...cencoritest.Option) *fixture {
+	t.Helper()
+	return newGatedFixture(t, key, append([]cencoritest.Option{cencoritest.WithMemoryEnabled()}, opts...)...)
+}
+
+func newGatedFixture(t *testing.T, key string, opts ...cencoritest.Option) *fixture {
 	t.Helper()
 	clk := newClock()
 	fake := cencoritest.New(append([]cencoritest.Option{cencoritest.WithClock(clk.Now)}, opts...)...)

@@ -26,7 +26,8 @@ const publishableProblem = "a publishable key (cpk_) only works from a browser o
 
 const publishableFix = "create a secret key (csk_) in the Cencori dashboard and put it in CENCORI_API_KEY"
 
-const agentNote = "an agent-scoped key (cake_) acts as the one agent it is bound to, and stops working when that agent is disabled or deleted"
+const agentNote = "an agent-scoped key (cake_) acts as the one agent it is bound to; Cencori's AI chat refuses it once that agent is disabled or deleted, " +
+	"but the memory and metrics endpoints keygate uses do not check the agent"
 
 // memoryGrants are the keygate scopes a working server-side key exercises:
 // Cencori keys carry no per-action permissions.
@@ -97,6 +98,9 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		if v, ok := m.Tokens["total"]; ok {
 			d.Details["tokens_24h"] = v
 		}
+		if !c.describeMemory(ctx, &d) {
+			cred.Grants = []string{}
+		}
 	case isUpstream && ue.Status != 0:
 		d.Reachable = true
 		switch {
@@ -118,6 +122,26 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 	}
 	d.Credentials = []provider.Credential{cred}
 	return d, nil
+}
+
+// describeMemory reports in d whether this deployment serves the memory
+// API keygate's content tools need, and returns false when it does not.
+// Production Cencori gates it before checking the key; whoami says so
+// rather than leave it to the first content call.
+func (c *Client) describeMemory(ctx context.Context, d *provider.Description) bool {
+	err := c.probeMemory(ctx)
+	var mu *memoryUnavailable
+	switch {
+	case err == nil:
+		d.Details["memory"] = "available"
+	case errors.As(err, &mu):
+		d.Details["memory"] = "not available: " + mu.reason
+		d.Problems = append(d.Problems, err.Error())
+		return false
+	default:
+		d.Details["memory"] = "not checked: " + err.Error()
+	}
+	return true
 }
 
 // CheckAccess answers for each keygate scope. Offline: a publishable key is
@@ -153,28 +177,22 @@ func (c *Client) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.
 	if len(live) == 0 {
 		return out, nil
 	}
-	v := url.Values{}
-	c.defaultScope().values(v)
-	v.Set("limit", "1")
-	_, err := c.send(ctx, http.MethodGet, "/v1/memory/list", v, nil, authHeader, true)
+	err := c.probeMemory(ctx)
 	var reason, fix string
 	allowed := false
-	switch ue, isUpstream := asUpstream(c.memoryError(err, "")); {
+	var mu *memoryUnavailable
+	switch ue, isUpstream := asUpstream(err); {
 	case err == nil:
 		allowed = true
 		reason = "the key lists the project's memories; Cencori keys carry no per-action permissions, so it may also write and delete them"
 		if kt == KeyTypeAgent {
 			reason += "; " + agentNote
 		}
-	case isUpstream && (errors.Is(ue, provider.ErrPermission) || errors.Is(ue, provider.ErrUnsupported)):
+	case errors.As(err, &mu):
+		reason, fix = "memory is not available on this Cencori deployment: "+mu.reason, mu.fix
+	case isUpstream && errors.Is(ue, provider.ErrPermission):
 		reason = "Cencori refused: " + ue.Error()
 		fix = "check the key's project, network policy and billing in the Cencori dashboard"
-		if kt == KeyTypeAgent {
-			fix = "enable the key's agent in the Cencori dashboard, or use a secret key (csk_)"
-		}
-		if errors.Is(ue, provider.ErrUnsupported) {
-			fix = "memory must be enabled on the Cencori deployment"
-		}
 	default:
 		return nil, fmt.Errorf("cencori: checking access: %w", err)
 	}

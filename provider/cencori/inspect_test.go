@@ -12,7 +12,7 @@ import (
 
 func TestDescribe(t *testing.T) {
 	revoked := "csk_" + strings.Repeat("e", 48)
-	disabled := "cake_" + strings.Repeat("f", 48)
+	disabled := "cake_" + strings.Repeat("f", 32)
 	cases := []struct {
 		name      string
 		key       string
@@ -30,9 +30,11 @@ func TestDescribe(t *testing.T) {
 		{"publishable", cencoritest.DemoPublishableKey, provider.VerifiedNotChecked, "cencori_publishable", "live", 0, "publishable key", "browser", 0, false},
 		{"publishable test", cencoritest.DemoTestPublishableKey, provider.VerifiedNotChecked, "cencori_publishable_test", "test", 0, "server-side", "", 0, false},
 		{"agent", cencoritest.DemoAgentKey, provider.VerifiedOK, "cencori_agent_key", "live", 3, "", "agent", 1, true},
-		{"unbound agent", cencoritest.DemoUnboundAgentKey, provider.VerifiedRejected, "cencori_agent_key", "live", 0, "was refused", "401", 1, true},
+		// Cencori checks an agent key's agent on AI chat only: metrics and
+		// memory take the key as it is.
+		{"unbound agent", cencoritest.DemoUnboundAgentKey, provider.VerifiedOK, "cencori_agent_key", "live", 3, "", "AI chat refuses it", 1, true},
 		{"revoked", revoked, provider.VerifiedRejected, "cencori_secret", "live", 0, "Invalid API key", "", 1, true},
-		{"disabled agent", disabled, provider.VerifiedRejected, "cencori_agent_key", "live", 0, "Agent is disabled", "403", 1, true},
+		{"disabled agent", disabled, provider.VerifiedOK, "cencori_agent_key", "live", 3, "", "do not check the agent", 1, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,6 +73,9 @@ func TestDescribe(t *testing.T) {
 				req, _ := d.Details["requests_24h"].(map[string]any)
 				if req["total"] != 3.0 || d.Details["cost_usd_24h"] != 0.0034 {
 					t.Errorf("figures %v %v", d.Details["requests_24h"], d.Details["cost_usd_24h"])
+				}
+				if d.Details["memory"] != "available" {
+					t.Errorf("memory %v", d.Details["memory"])
 				}
 			}
 			noSecret(t, strings.Join(d.Problems, " ")+c.Detail+c.Masked, tc.key)
@@ -113,7 +118,7 @@ func scopes(t *testing.T, ss ...string) []auth.Scope {
 
 func TestCheckAccess(t *testing.T) {
 	ops := []string{"content:read", "content:write:memories", "content:delete:memories", "content:read:posts", "credentials:read", "credentials:write", "admin"}
-	disabled := "cake_" + strings.Repeat("f", 48)
+	disabled := "cake_" + strings.Repeat("f", 32)
 	cases := []struct {
 		name     string
 		key      string
@@ -124,7 +129,7 @@ func TestCheckAccess(t *testing.T) {
 		{"secret", cencoritest.DemoSecretKey, []bool{true, true, true, false, false, false, false}, 1, "no per-action"},
 		{"agent", cencoritest.DemoAgentKey, []bool{true, true, true, false, false, false, false}, 1, "agent"},
 		{"publishable", cencoritest.DemoPublishableKey, []bool{false, false, false, false, false, false, false}, 0, "publishable"},
-		{"disabled agent", disabled, []bool{false, false, false, false, false, false, false}, 1, "Agent is disabled"},
+		{"disabled agent", disabled, []bool{true, true, true, false, false, false, false}, 1, "do not check the agent"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,9 +180,10 @@ func TestCheckAccessErrors(t *testing.T) {
 	_, err = f.c.CheckAccess(t.Context(), scopes(t, "content:write"))
 	wantKind(t, err, provider.ErrRateLimited)
 
-	f = newFixture(t, cencoritest.DemoSecretKey, cencoritest.WithMemoryDisabled())
+	f = newGatedFixture(t, cencoritest.DemoSecretKey)
 	acc, err = f.c.CheckAccess(t.Context(), scopes(t, "content:read", "content:delete"))
-	if err != nil || acc[0].Allowed || !acc[0].Known || !strings.Contains(acc[0].Reason, "not enabled") || !slices.ContainsFunc(acc, func(a provider.Access) bool { return strings.Contains(a.Fix, "memory") }) {
+	if err != nil || acc[0].Allowed || !acc[0].Known || !strings.Contains(acc[0].Reason, "not available on this Cencori deployment") ||
+		!slices.ContainsFunc(acc, func(a provider.Access) bool { return strings.Contains(a.Fix, "CENCORI_API_URL") }) {
 		t.Errorf("%+v %v", acc, err)
 	}
 }

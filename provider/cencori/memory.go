@@ -12,9 +12,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/upstream"
 )
 
 // TypeMemories is the one content type: the project's memories.
@@ -24,27 +26,60 @@ const TypeMemories = "memories"
 // them. Fields written on create: content, namespace, importance,
 // expiresAt, metadata, and userId / sessionId / scope to choose whose
 // memory it is.
-var memoryFields = []string{"content", "namespace", "scope", "scopeKey", "metadata", "importance", "accessCount", "expiresAt", "score"}
+var memoryFields = []string{"content", "namespace", "scope", "scopeKey", "metadata", "importance", "accessCount", "lastAccessedAt", "expiresAt", "updatedAt", "score", "source", "keygate_note"}
 
 var writableFields = []string{"content", "namespace", "importance", "expiresAt", "metadata", "userId", "sessionId", "scope"}
 
-// memoryIDPattern keeps ids to what Cencori issues (UUIDs) and out of path
-// tricks: an id outside it cannot exist.
+// memoryIDPattern keeps ids to what Cencori issues (mem_ and a UUID, or
+// the bare UUID) and out of path tricks: an id outside it cannot exist.
 var memoryIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`) })
 
 // titleRunes is how much of a memory's content its title shows.
 const titleRunes = 80
 
+// searchMax is the most results a search returns: Cencori clamps topK to
+// 1-20 (docs/providers/cencori.md, "Search").
+const searchMax = 20
+
+// sessionPlaceholderID is the id Cencori gives every session-scope memory:
+// they live in a per-session list and have no id of their own.
+const sessionPlaceholderID = "mem_session"
+
+// sessionNote is attached to a session memory in place of an id.
+const sessionNote = "Cencori keeps session memories in a short list per session (its newest 20, until the session's time to live runs out, a day by default) " +
+	"and gives them no id of their own: it answers the placeholder mem_session, so this memory cannot be read or deleted by id. " +
+	`List the session's memories with the filter {"sessionId": "..."}.`
+
 // Types lists the one content type. Its Count is -1: Cencori has no count
-// of a project's memories.
+// of a project's memories. It asks for one memory first, because the type
+// is useless where Cencori does not serve memory (production, today): that
+// is an error that says so. Any other failure of the check is left to the
+// calls that follow.
 func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
+	var mu *memoryUnavailable
+	if err := c.probeMemory(ctx); errors.As(err, &mu) {
+		return nil, err
+	}
 	return []provider.ContentType{{
 		Name: TypeMemories,
-		Description: "Cencori memories: immutable text kept per user or session (default userId " + c.cfg.MemoryUserID +
-			"), newest first. Filter {\"query\": \"...\"} runs a semantic search; namespace, userId, sessionId and scope narrow the list. No update: delete and create instead.",
+		Description: "Cencori memories: immutable text kept per user (default userId " + c.cfg.MemoryUserID +
+			") or per session, newest first. Filter {\"query\": \"...\"} runs a semantic search (at most 20 results); namespace, userId, sessionId and scope narrow the list. No update: delete and create instead.",
 		Fields: memoryFields,
 		Count:  -1,
 	}}, nil
+}
+
+// probeMemory asks for one memory of the default user: the cheapest memory
+// request, which production's gating answers like any other.
+func (c *Client) probeMemory(ctx context.Context) error {
+	v := url.Values{}
+	c.defaultScope().values(v)
+	v.Set("limit", "1")
+	_, err := c.sendMemory(ctx, http.MethodGet, "/v1/memory/list", v, nil, true)
+	if err != nil {
+		return c.memoryError(err, "")
+	}
+	return nil
 }
 
 func checkType(typ string) error {
@@ -63,32 +98,66 @@ func (c *Client) defaultScope() memScope {
 	return memScope{userID: c.cfg.MemoryUserID, namespace: c.cfg.MemoryNamespace}
 }
 
-func (s memScope) values(v url.Values) {
-	if s.sessionID != "" {
-		v.Set("sessionId", s.sessionID)
-	} else {
-		v.Set("userId", s.userID)
+// resolved is the scope to send. Cencori defaults a missing scope to
+// "user" whatever ids come with it (docs/providers/cencori.md, "Scope"), so
+// keygate always names it: "session" when only a sessionId is given.
+func (s memScope) resolved() string {
+	switch {
+	case s.scope != "":
+		return s.scope
+	case s.sessionID != "":
+		return "session"
 	}
-	if s.scope != "" {
-		v.Set("scope", s.scope)
+	return "user"
+}
+
+// params are the scope's request parameters: scope, the one id that scope
+// is keyed by, and the namespace (session memories have none).
+func (s memScope) params() [][2]string {
+	scope := s.resolved()
+	if scope == "session" {
+		return [][2]string{{"scope", scope}, {"sessionId", s.sessionID}}
 	}
+	out := [][2]string{{"scope", scope}, {"userId", s.userID}}
 	if s.namespace != "" {
-		v.Set("namespace", s.namespace)
+		out = append(out, [2]string{"namespace", s.namespace})
+	}
+	return out
+}
+
+func (s memScope) values(v url.Values) {
+	for _, p := range s.params() {
+		v.Set(p[0], p[1])
 	}
 }
 
 func (s memScope) body(m map[string]any) {
-	if s.sessionID != "" {
-		m["sessionId"] = s.sessionID
-	} else {
-		m["userId"] = s.userID
+	for _, p := range s.params() {
+		m[p[0]] = p[1]
 	}
-	if s.scope != "" {
-		m["scope"] = s.scope
+}
+
+// check refuses the combinations Cencori would refuse or misread. field
+// names the argument the ids came from ("filter" or "fields.").
+func (s memScope) check(field, fix string, userGiven bool) error {
+	at := func(name string) string {
+		if field == "filter" {
+			return field
+		}
+		return field + name
 	}
-	if s.namespace != "" {
-		m["namespace"] = s.namespace
+	switch {
+	case userGiven && s.sessionID != "":
+		return &provider.FieldError{Field: at("sessionId"), Problem: "give userId or sessionId, not both", Fix: fix}
+	case s.scope != "" && s.scope != "user" && s.scope != "session":
+		return &provider.FieldError{Field: at("scope"), Problem: `scope is "user" or "session"`, Fix: fix}
+	case s.scope == "session" && s.sessionID == "":
+		return &provider.FieldError{Field: at("sessionId"), Problem: `scope "session" needs a sessionId`, Fix: `add {"sessionId": "..."}`}
+	case s.scope == "user" && s.sessionID != "":
+		return &provider.FieldError{Field: at("scope"), Problem: `scope "user" is keyed by a userId, not a sessionId`,
+			Fix: `use {"scope": "session"} with the sessionId, or a userId with scope "user"`}
 	}
+	return nil
 }
 
 const filterFix = `filter memories with {"query": "text"} for a semantic search, and/or {"namespace": "..."}, {"userId": "..."} or {"sessionId": "..."}, {"scope": "user"|"session"}`
@@ -105,7 +174,7 @@ type listPlan struct {
 // search; the other accepted conditions narrow whose memories are listed.
 func (c *Client) plan(q provider.ListQuery) (listPlan, error) {
 	p := listPlan{scope: c.defaultScope()}
-	var user, session bool
+	user := false
 	for _, cond := range q.Filter {
 		name := strings.TrimPrefix(cond.Path, "fields.")
 		s, isString := cond.Value.(string)
@@ -123,19 +192,13 @@ func (c *Client) plan(q provider.ListQuery) (listPlan, error) {
 		case "userId":
 			p.scope.userID, user = s, true
 		case "sessionId":
-			p.scope.sessionID, session = s, true
+			p.scope.sessionID = s
 		case "scope":
-			if s != "user" && s != "session" {
-				return p, &provider.FieldError{Field: "filter", Problem: `scope is "user" or "session"`, Fix: filterFix}
-			}
 			p.scope.scope = s
 		}
 	}
-	if user && session {
-		return p, &provider.FieldError{Field: "filter", Problem: "give userId or sessionId, not both", Fix: filterFix}
-	}
-	if p.scope.scope == "session" && p.scope.sessionID == "" {
-		return p, &provider.FieldError{Field: "filter", Problem: `scope "session" needs a sessionId`, Fix: `add {"sessionId": "..."}`}
+	if err := p.scope.check("filter", filterFix, user); err != nil {
+		return p, err
 	}
 	for _, k := range q.Sort {
 		newestFirst := (k.Path == "created_at" || k.Path == "modified_at") && k.Desc
@@ -160,8 +223,8 @@ type searchAnswer struct {
 
 // List returns a page of memories, newest first (GET /v1/memory/list, the
 // cursor is Cencori's createdAt position), or the results of a semantic
-// search (POST /v1/memory/search, one page of up to Limit results, best
-// first, each with its score in fields.score). Memories have no status:
+// search (POST /v1/memory/search, one page of up to Limit results, at most
+// 20, best first, each with its score in fields.score). Memories have no status:
 // they are all "published", and status "draft" lists nothing.
 func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page, error) {
 	if err := checkType(q.Type); err != nil {
@@ -182,10 +245,20 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		if q.Cursor != "" {
 			return provider.Page{}, &provider.FieldError{Field: "cursor", Problem: "a semantic search returns a single page", Fix: "leave cursor out, or raise limit"}
 		}
+		if q.Limit < 1 {
+			limit = searchMax
+		}
+		if limit > searchMax {
+			// Cencori clamps topK to 1-20 and drops the rest without a word;
+			// keygate says so instead of returning 20 as if they were all.
+			return provider.Page{}, &provider.FieldError{Field: "limit",
+				Problem: fmt.Sprintf("a Cencori semantic search returns at most %d results (the server clamps topK to 1-%d), so %d cannot be honoured", searchMax, searchMax, limit),
+				Fix:     fmt.Sprintf("use limit %d or less, narrow the query, or list without a query to page through every memory", searchMax)}
+		}
 		body := map[string]any{"query": p.query, "topK": limit}
 		p.scope.body(body)
 		// A search changes nothing, so it may be retried like a GET.
-		resp, err := c.send(ctx, http.MethodPost, "/v1/memory/search", nil, body, authHeader, true)
+		resp, err := c.sendMemory(ctx, http.MethodPost, "/v1/memory/search", nil, body, true)
 		if err != nil {
 			return provider.Page{}, c.memoryError(err, "")
 		}
@@ -205,7 +278,7 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if q.Cursor != "" {
 		v.Set("cursor", q.Cursor)
 	}
-	resp, err := c.send(ctx, http.MethodGet, "/v1/memory/list", v, nil, authHeader, true)
+	resp, err := c.sendMemory(ctx, http.MethodGet, "/v1/memory/list", v, nil, true)
 	if err != nil {
 		return provider.Page{}, c.memoryError(err, "")
 	}
@@ -237,145 +310,197 @@ func (c *Client) Get(ctx context.Context, typ string, ref provider.Ref) (provide
 	if id == "" {
 		id = ref.Slug
 	}
-	if !memoryIDPattern().MatchString(id) {
-		return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
+	if err := checkID(id); err != nil {
+		return provider.Object{}, err
 	}
-	resp, err := c.send(ctx, http.MethodGet, "/v1/memory/"+url.PathEscape(id), nil, nil, authHeader, true)
+	resp, err := c.sendMemory(ctx, http.MethodGet, "/v1/memory/"+url.PathEscape(id), nil, nil, true)
 	if err != nil {
 		return provider.Object{}, c.memoryError(err, id)
 	}
 	return toObject(resp.Body)
 }
 
+// checkID refuses, without a request, ids no memory can have.
+func checkID(id string) error {
+	switch {
+	case id == sessionPlaceholderID:
+		return &provider.FieldError{Field: "id", Problem: "mem_session is the placeholder id Cencori gives every session memory; session memories cannot be read or deleted one by one",
+			Fix: `list them with the filter {"sessionId": "..."}`}
+	case !memoryIDPattern().MatchString(id):
+		return &provider.NotFoundError{What: "object", Name: id}
+	}
+	return nil
+}
+
+// serverMetadata are the metadata keys Cencori's write sets itself,
+// overwriting the caller's (docs/providers/cencori.md, "Write").
+var serverMetadata = []string{"extractedFrom", "piiRedactions", "embeddingProvider", "embeddingModel", "supersedes", "reconciled"}
+
+// written is a write request and what keygate needs to settle it.
+type written struct {
+	body  map[string]any
+	scope memScope
+	// titleDropped is set when a session memory's title could not be
+	// kept: session memories keep their text and importance only.
+	titleDropped bool
+}
+
 // writeBody builds the /v1/memory/write request. content defaults to the
 // title; when both are given and differ, the title is kept in
 // metadata.title (what Object.Title shows).
-func (c *Client) writeBody(n provider.NewObject) (map[string]any, memScope, error) {
-	sc := c.defaultScope()
+func (c *Client) writeBody(n provider.NewObject) (written, error) {
+	w := written{body: map[string]any{}, scope: c.defaultScope()}
 	fields := map[string]json.RawMessage{}
 	if len(n.Fields) > 0 {
 		if err := json.Unmarshal(n.Fields, &fields); err != nil {
-			return nil, sc, &provider.FieldError{Field: "fields", Problem: "must be a JSON object", Fix: `write {"content": "..."}`}
+			return w, &provider.FieldError{Field: "fields", Problem: "must be a JSON object", Fix: `write {"content": "..."}`}
 		}
 	}
 	for k := range fields {
 		if !slices.Contains(writableFields, k) {
-			return nil, sc, &provider.FieldError{Field: "fields." + k, Problem: "is not a field of a Cencori memory",
+			return w, &provider.FieldError{Field: "fields." + k, Problem: "is not a field of a Cencori memory",
 				Fix: "use " + strings.Join(writableFields, ", ") + "; anything else goes inside metadata"}
 		}
 	}
+	given := func(k string) bool { raw, ok := fields[k]; return ok && string(raw) != "null" }
 	str := func(k string) (string, error) {
-		raw, ok := fields[k]
-		if !ok || string(raw) == "null" {
+		if !given(k) {
 			return "", nil
 		}
 		var s string
-		if json.Unmarshal(raw, &s) != nil {
+		if json.Unmarshal(fields[k], &s) != nil {
 			return "", &provider.FieldError{Field: "fields." + k, Problem: "must be a string", Fix: fmt.Sprintf(`write {"%s": "..."}`, k)}
 		}
 		return s, nil
 	}
-	body := map[string]any{}
-	content, err := str("content")
-	if err != nil {
-		return nil, sc, err
-	}
-	title := strings.TrimSpace(n.Title)
-	if strings.TrimSpace(content) == "" {
-		content = title
-	}
-	if strings.TrimSpace(content) == "" {
-		return nil, sc, &provider.FieldError{Field: "fields.content", Problem: "a memory needs some text", Fix: "pass fields.content, or a title"}
-	}
-	body["content"] = content
-	var meta map[string]any
-	if raw, ok := fields["metadata"]; ok && string(raw) != "null" {
-		if json.Unmarshal(raw, &meta) != nil || meta == nil {
-			return nil, sc, &provider.FieldError{Field: "fields.metadata", Problem: "must be a JSON object", Fix: `write {"metadata": {"key": "value"}}`}
-		}
-	}
-	if title != "" && title != content && title != summarize(content) {
-		if meta == nil {
-			meta = map[string]any{}
-		}
-		if _, set := meta["title"]; !set {
-			meta["title"] = title
-		}
-	}
-	if meta != nil {
-		body["metadata"] = meta
-	}
+	sc := &w.scope
 	for _, k := range []struct {
 		name string
 		dst  *string
 	}{{"namespace", &sc.namespace}, {"userId", &sc.userID}, {"sessionId", &sc.sessionID}, {"scope", &sc.scope}} {
 		s, err := str(k.name)
 		if err != nil {
-			return nil, sc, err
+			return w, err
 		}
 		if s != "" {
 			*k.dst = s
 		}
 	}
-	if _, u := fields["userId"]; u && sc.sessionID != "" {
-		return nil, sc, &provider.FieldError{Field: "fields.sessionId", Problem: "give userId or sessionId, not both", Fix: "drop one of them"}
+	if err := sc.check("fields.", `drop scope to follow userId/sessionId`, given("userId")); err != nil {
+		return w, err
 	}
-	if sc.scope != "" && sc.scope != "user" && sc.scope != "session" {
-		return nil, sc, &provider.FieldError{Field: "fields.scope", Problem: `must be "user" or "session"`, Fix: `drop it to follow userId/sessionId`}
-	}
-	if sc.scope == "session" && sc.sessionID == "" {
-		return nil, sc, &provider.FieldError{Field: "fields.sessionId", Problem: `scope "session" needs a sessionId`, Fix: `add {"sessionId": "..."}`}
-	}
-	if raw, ok := fields["importance"]; ok && string(raw) != "null" {
-		var f float64
-		if json.Unmarshal(raw, &f) != nil || f < 0 || f > 1 {
-			return nil, sc, &provider.FieldError{Field: "fields.importance", Problem: "must be a number from 0 to 1", Fix: "use e.g. 0.8"}
+	session := sc.resolved() == "session"
+	if session {
+		for _, k := range []string{"metadata", "namespace", "expiresAt"} {
+			if given(k) {
+				return w, &provider.FieldError{Field: "fields." + k, Problem: "a session memory keeps only its text and importance; Cencori drops " + k + " on a session-scope write",
+					Fix: "leave " + k + " out, or write a user-scope memory (a userId and no sessionId)"}
+			}
 		}
-		body["importance"] = f
+	}
+	content, err := str("content")
+	if err != nil {
+		return w, err
+	}
+	title := strings.TrimSpace(n.Title)
+	if strings.TrimSpace(content) == "" {
+		content = title
+	}
+	if strings.TrimSpace(content) == "" {
+		return w, &provider.FieldError{Field: "fields.content", Problem: "a memory needs some text", Fix: "pass fields.content, or a title"}
+	}
+	if utf16Len(strings.TrimSpace(content)) > contentMaxChars {
+		return w, &provider.FieldError{Field: "fields.content", Problem: fmt.Sprintf("Cencori keeps at most %d characters per memory", contentMaxChars), Fix: "shorten it, or split it into several memories"}
+	}
+	w.body["content"] = content
+	var meta map[string]any
+	if given("metadata") {
+		if json.Unmarshal(fields["metadata"], &meta) != nil || meta == nil {
+			return w, &provider.FieldError{Field: "fields.metadata", Problem: "must be a JSON object", Fix: `write {"metadata": {"key": "value"}}`}
+		}
+		for _, k := range serverMetadata {
+			if _, set := meta[k]; set {
+				return w, &provider.FieldError{Field: "fields.metadata." + k, Problem: "Cencori sets metadata." + k + " itself and overwrites what is sent",
+					Fix: "use another key"}
+			}
+		}
+	}
+	if title != "" && title != strings.TrimSpace(content) && title != summarize(content) {
+		if session {
+			w.titleDropped = true
+		} else {
+			if meta == nil {
+				meta = map[string]any{}
+			}
+			if _, set := meta["title"]; !set {
+				meta["title"] = title
+			}
+		}
+	}
+	if meta != nil {
+		w.body["metadata"] = meta
+	}
+	if given("importance") {
+		var f float64
+		if json.Unmarshal(fields["importance"], &f) != nil || f < 0 || f > 1 {
+			return w, &provider.FieldError{Field: "fields.importance", Problem: "must be a number from 0 to 1", Fix: "use e.g. 0.8"}
+		}
+		w.body["importance"] = f
 	}
 	exp, err := str("expiresAt")
 	if err != nil {
-		return nil, sc, err
+		return w, err
 	}
 	if exp != "" {
 		t, perr := time.Parse(time.RFC3339Nano, exp)
 		if perr != nil || !t.After(c.now()) {
-			return nil, sc, &provider.FieldError{Field: "fields.expiresAt", Problem: "must be an ISO 8601 date-time in the future", Fix: "use e.g. 2030-01-02T15:04:05Z"}
+			return w, &provider.FieldError{Field: "fields.expiresAt", Problem: "must be an ISO 8601 date-time in the future", Fix: "use e.g. 2030-01-02T15:04:05Z"}
 		}
-		body["expiresAt"] = t.UTC().Format(time.RFC3339Nano)
+		w.body["expiresAt"] = t.UTC().Format(time.RFC3339Nano)
 	}
-	sc.body(body)
-	return body, sc, nil
+	sc.body(w.body)
+	return w, nil
 }
+
+// contentMaxChars is Cencori's limit on a memory's text, in JavaScript
+// string length (UTF-16 code units).
+const contentMaxChars = 10240
+
+func utf16Len(s string) int { return len(utf16.Encode([]rune(s))) }
 
 type writeAnswer struct {
 	ID string `json:"id"`
 }
 
 // Create writes a memory (POST /v1/memory/write) and reads it back: the
-// write's answer is partial (no metadata, content redacted). Slug and
-// Status are ignored (a memory's slug is its id; every memory is live). A
-// write whose answer is lost is looked for among the newest memories before
-// it is reported as ErrOutcomeUnknown; it is never sent twice.
+// write's answer is partial (no metadata). Slug and Status are ignored (a
+// memory's slug is its id; every memory is live). A session-scope write has
+// no id to read back (Cencori answers the placeholder mem_session): its
+// object has no id and says why. A write whose answer is lost is looked for
+// among the newest memories before it is reported as ErrOutcomeUnknown; it
+// is never sent twice.
 func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Object, error) {
 	if err := checkType(n.Type); err != nil {
 		return provider.Object{}, err
 	}
-	body, sc, err := c.writeBody(n)
+	w, err := c.writeBody(n)
 	if err != nil {
 		return provider.Object{}, err
 	}
 	sent := c.now()
-	resp, err := c.send(ctx, http.MethodPost, "/v1/memory/write", nil, body, authHeader, false)
+	resp, err := c.sendMemory(ctx, http.MethodPost, "/v1/memory/write", nil, w.body, false)
 	if err != nil {
 		if outcomeUnknown(err) {
-			return c.findWritten(ctx, body, sc, sent, err)
+			return c.findWritten(ctx, w, sent, err)
 		}
 		return provider.Object{}, c.memoryError(err, "")
 	}
 	var ans writeAnswer
 	if err := decode(resp, "memory write", &ans); err != nil || ans.ID == "" {
 		return provider.Object{}, fmt.Errorf("cencori: %w: the memory write answered %d without an id; list memories to see whether it was stored", provider.ErrOutcomeUnknown, resp.Status)
+	}
+	if ans.ID == sessionPlaceholderID {
+		return sessionObject(resp.Body, w.titleDropped)
 	}
 	obj, gerr := c.Get(ctx, TypeMemories, provider.Ref{ID: ans.ID})
 	if gerr == nil {
@@ -384,13 +509,16 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	// Stored, but the read-back failed: build the object from the answer
 	// and what was sent, rather than report a failure that did not happen.
 	c.log.DebugContext(ctx, "cencori memory read-back failed", "id", ans.ID, "error", c.redact.Redact(gerr.Error()))
-	return fromWrite(resp.Body, body)
+	return fromWrite(resp.Body, w.body)
 }
 
 // findWritten settles a write whose answer was lost: it lists the newest
 // memories of the same user or session and namespace, and returns the one
-// with the same content and metadata created since the write was sent.
-func (c *Client) findWritten(ctx context.Context, body map[string]any, sc memScope, sent time.Time, cause error) (provider.Object, error) {
+// with the same text, created since the write was sent, whose metadata
+// holds everything keygate sent (Cencori adds keys of its own). A data rule
+// that rewrote the text makes it unrecognisable: the outcome then stays
+// unknown, never guessed.
+func (c *Client) findWritten(ctx context.Context, w written, sent time.Time, cause error) (provider.Object, error) {
 	unknown := func(why string) error {
 		return fmt.Errorf("cencori: %w: the memory write got no usable answer (%s) and %s; list memories before writing it again", provider.ErrOutcomeUnknown, cause, why)
 	}
@@ -398,9 +526,9 @@ func (c *Client) findWritten(ctx context.Context, body map[string]any, sc memSco
 		return provider.Object{}, unknown("the call's time ran out before it could be checked")
 	}
 	v := url.Values{}
-	sc.values(v)
+	w.scope.values(v)
 	v.Set("limit", "20")
-	resp, err := c.send(ctx, http.MethodGet, "/v1/memory/list", v, nil, authHeader, true)
+	resp, err := c.sendMemory(ctx, http.MethodGet, "/v1/memory/list", v, nil, true)
 	if err != nil {
 		return provider.Object{}, unknown("reading back failed: " + err.Error())
 	}
@@ -408,22 +536,27 @@ func (c *Client) findWritten(ctx context.Context, body map[string]any, sc memSco
 	if err := decode(resp, "memory list", &ans); err != nil {
 		return provider.Object{}, unknown("the read-back could not be parsed")
 	}
-	wantMeta, _ := json.Marshal(body["metadata"])
+	content, _ := w.body["content"].(string)
+	content = strings.TrimSpace(content) // Cencori stores the text trimmed
+	sentMeta, _ := w.body["metadata"].(map[string]any)
 	for _, raw := range ans.Memories {
 		var m struct {
-			ID        string          `json:"id"`
-			Content   string          `json:"content"`
-			Metadata  json.RawMessage `json:"metadata"`
-			CreatedAt time.Time       `json:"createdAt"`
+			ID        string         `json:"id"`
+			Content   string         `json:"content"`
+			Metadata  map[string]any `json:"metadata"`
+			CreatedAt time.Time      `json:"createdAt"`
 		}
-		if json.Unmarshal(raw, &m) != nil || m.Content != body["content"] {
+		if json.Unmarshal(raw, &m) != nil || m.Content != content {
 			continue
 		}
 		if m.CreatedAt.Before(sent.Add(-2 * time.Minute)) {
 			continue // an older memory with the same text
 		}
-		if body["metadata"] != nil && !jsonEqual(m.Metadata, wantMeta) {
+		if !holds(m.Metadata, sentMeta) {
 			continue
+		}
+		if m.ID == sessionPlaceholderID {
+			return sessionObject(raw, w.titleDropped)
 		}
 		obj, err := toObject(raw)
 		if err != nil {
@@ -432,6 +565,24 @@ func (c *Client) findWritten(ctx context.Context, body map[string]any, sc memSco
 		return obj, nil
 	}
 	return provider.Object{}, unknown("it is not among the newest memories yet")
+}
+
+// holds reports whether stored has every key of sent with an equal value:
+// Cencori's write adds keys of its own (extractedFrom "manual" and the
+// write's bookkeeping) to the metadata it stores.
+func holds(stored, sent map[string]any) bool {
+	for k, v := range sent {
+		got, ok := stored[k]
+		if !ok {
+			return false
+		}
+		a, _ := json.Marshal(v)
+		b, _ := json.Marshal(got)
+		if !jsonEqual(a, b) {
+			return false
+		}
+	}
+	return true
 }
 
 func jsonEqual(a, b []byte) bool {
@@ -466,7 +617,7 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 		return provider.Object{}, err
 	}
 	path := "/v1/memory/" + url.PathEscape(id)
-	resp, err := c.send(ctx, http.MethodDelete, path, nil, nil, authHeader, false)
+	resp, err := c.sendMemory(ctx, http.MethodDelete, path, nil, nil, false)
 	if err != nil {
 		if outcomeUnknown(err) && ctx.Err() == nil {
 			_, gerr := c.Get(ctx, typ, provider.Ref{ID: id})
@@ -491,25 +642,63 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 	return obj, nil
 }
 
+// memoryUnavailable is the memory API being unusable where keygate is
+// pointed: why, and what to do about it. It is an ErrUnsupported.
+type memoryUnavailable struct {
+	reason, fix string
+}
+
+func (e *memoryUnavailable) Error() string {
+	return "Cencori's memory API is not available on this deployment: " + e.reason + "; to use it, " + e.fix
+}
+
+func (e *memoryUnavailable) Unwrap() error { return provider.ErrUnsupported }
+
+// isGatedAnswer reports whether body is exactly what Cencori's proxy.ts
+// answers, before any authentication, on memory paths off localhost.
+func isGatedAnswer(body []byte) bool {
+	var m map[string]any
+	return json.Unmarshal(body, &m) == nil && len(m) == 1 && m["error"] == "Not found"
+}
+
+// sendMemory is send for the memory endpoints (key in CENCORI_API_KEY),
+// which tells the production gating from every other 404.
+func (c *Client) sendMemory(ctx context.Context, method, path string, query url.Values, body any, idempotent bool) (*upstream.Response, error) {
+	resp, err := c.send(ctx, method, path, query, body, authHeader, idempotent)
+	if err != nil && resp != nil && resp.Status == http.StatusNotFound && isGatedAnswer(resp.Body) {
+		return resp, &memoryUnavailable{
+			reason: fmt.Sprintf("%s answered %s %s with 404 {\"error\":\"Not found\"} before checking the key, which is how Cencori's server answers every memory path on any host but localhost until Memory is launched",
+				c.cfg.APIURL, method, path),
+			fix: "point CENCORI_API_URL at a Cencori deployment that serves memory (a self-hosted Cencori reached as localhost, e.g. http://localhost:3000/api); auth_whoami reports whether memory is available",
+		}
+	}
+	return resp, err
+}
+
 // memoryError refines an error from a memory endpoint: a memory's 404
-// ({"error":"not_found"}) is the object missing; the route-level 404
-// ({"error":"Not found"}) is the memory API being switched off on this
-// deployment; a 400 names the field it is about.
+// ({"error":"not_found"}) is the object missing; 403 memory_disabled is the
+// project's setting; any other 404 means there is no memory API at
+// CENCORI_API_URL; a 400 names the field it is about.
 func (c *Client) memoryError(err error, id string) error {
+	var mu *memoryUnavailable
 	ue, ok := asUpstream(err)
-	if !ok || errors.Is(ue.Kind, provider.ErrUnsupported) {
+	if !ok || errors.As(err, &mu) {
 		return err
 	}
-	switch ue.Status {
-	case http.StatusNotFound:
-		if ue.Code == "not_found" && id != "" {
-			return &provider.NotFoundError{What: "object", Name: id}
+	switch {
+	case ue.Code == "memory_disabled":
+		return &memoryUnavailable{
+			reason: "memory is switched off in this Cencori project's settings (" + ue.Error() + "); reads still work, writes and searches do not",
+			fix:    "switch Memory on in the project's memory settings in the Cencori dashboard",
 		}
-		if ue.Kind == nil {
-			ue.Kind = provider.ErrUnsupported
-			ue.Message = strings.TrimSpace(ue.Message + " (the memory API is not enabled on this Cencori deployment; Cencori kept it local-only before launch)")
+	case ue.Status == http.StatusNotFound && ue.Code == "not_found" && id != "":
+		return &provider.NotFoundError{What: "object", Name: id}
+	case ue.Status == http.StatusNotFound && ue.Kind == nil:
+		return &memoryUnavailable{
+			reason: fmt.Sprintf("%s has no memory API where keygate looked (%s)", c.cfg.APIURL, ue.Error()),
+			fix:    "check CENCORI_API_URL: api.cencori.com serves /v1/memory, a self-hosted Cencori serves /api/v1/memory (set CENCORI_API_URL=https://host/api)",
 		}
-	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+	case ue.Status == http.StatusBadRequest || ue.Status == http.StatusUnprocessableEntity:
 		return &provider.FieldError{Field: fieldOf(ue.Message), Problem: "Cencori refused it: " + ue.Message, Fix: "correct the value and try again"}
 	}
 	return ue
@@ -547,7 +736,8 @@ func toObjects(raws []json.RawMessage) ([]provider.Object, error) {
 
 // toObject maps a memory: id and createdAt become the object's own; every
 // other attribute stays in Fields under Cencori's name. A memory never
-// changes, so ModifiedAt is its CreatedAt.
+// changes, so ModifiedAt is its CreatedAt. A session memory has no id: its
+// object has none either, and a keygate_note field says why.
 func toObject(raw []byte) (provider.Object, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
@@ -559,6 +749,10 @@ func toObject(raw []byte) (provider.Object, error) {
 	_ = json.Unmarshal(m["createdAt"], &created)
 	if id == "" {
 		return provider.Object{}, errors.New("cencori: a memory came without an id")
+	}
+	if id == sessionPlaceholderID {
+		id = ""
+		m["keygate_note"], _ = json.Marshal(sessionNote)
 	}
 	var meta struct {
 		Title string `json:"title"`
@@ -579,15 +773,36 @@ func toObject(raw []byte) (provider.Object, error) {
 		Fields: fields, CreatedAt: t, ModifiedAt: t}, nil
 }
 
+// sessionObject is a session memory as written: the answer is all there is
+// (its content is what Cencori stored), and the note says the title was
+// not kept when it was not.
+func sessionObject(answer []byte, titleDropped bool) (provider.Object, error) {
+	obj, err := toObject(answer)
+	if err != nil || !titleDropped {
+		return obj, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(obj.Fields, &m); err != nil {
+		return provider.Object{}, fmt.Errorf("cencori: encoding a session memory: %w", err)
+	}
+	m["keygate_note"] = sessionNote + " The title was not kept: a session memory keeps only its text and importance."
+	if obj.Fields, err = json.Marshal(m); err != nil {
+		return provider.Object{}, fmt.Errorf("cencori: encoding a session memory: %w", err)
+	}
+	return obj, nil
+}
+
 // fromWrite builds the object from a write's answer and the request, when
-// the read-back failed: the request's content (the answer's is redacted)
-// and metadata.
+// the read-back failed: the answer's content (what Cencori stored) and the
+// metadata sent (Cencori's own keys are missing).
 func fromWrite(answer []byte, body map[string]any) (provider.Object, error) {
 	var m map[string]any
 	if err := json.Unmarshal(answer, &m); err != nil {
 		return provider.Object{}, fmt.Errorf("cencori: the memory write's answer is not JSON: %w", err)
 	}
-	m["content"] = body["content"]
+	if _, ok := m["content"].(string); !ok {
+		m["content"] = body["content"]
+	}
 	if meta, ok := body["metadata"]; ok {
 		m["metadata"] = meta
 	}

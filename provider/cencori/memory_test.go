@@ -31,8 +31,15 @@ func TestTypes(t *testing.T) {
 	if err != nil || len(types) != 1 || types[0].Name != "memories" || types[0].Count != -1 || !strings.Contains(types[0].Description, "query") {
 		t.Fatalf("%+v %v", types, err)
 	}
-	if f.fake.TotalRequests() != 0 {
-		t.Error("Types made a request")
+	if f.fake.Requests("/v1/memory/list") != 1 {
+		t.Errorf("Types checked memory with %d requests, want 1", f.fake.Requests("/v1/memory/list"))
+	}
+	// Any failure but the gating is left to the calls that follow.
+	for range 3 {
+		f.fake.FailNextOn("GET", "/v1/memory/list", 503, nil, `{"error":"x"}`)
+	}
+	if types, err := f.c.Types(t.Context()); err != nil || len(types) != 1 {
+		t.Fatalf("with the check failing: %+v %v", types, err)
 	}
 }
 
@@ -152,18 +159,18 @@ func TestListRefusals(t *testing.T) {
 func TestGet(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	ctx := t.Context()
-	o, err := f.c.Get(ctx, "memories", provider.Ref{ID: "mem_seed_2"})
-	if err != nil || o.ID != "mem_seed_2" || !strings.HasPrefix(o.Title, "keygate is an MCP server") {
+	o, err := f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory2})
+	if err != nil || o.ID != cencoritest.SeedMemory2 || !strings.HasPrefix(o.Title, "keygate is an MCP server") {
 		t.Fatalf("%+v %v", o, err)
 	}
 	fl := fieldsOf(t, o)
-	if fl["scope"] != "user" || fl["scopeKey"] != "keygate" || fl["namespace"] != "default" || fl["metadata"].(map[string]any)["source"] != "seed" {
+	if fl["scope"] != "user" || fl["scopeKey"] != "keygate" || fl["namespace"] != nil || fl["metadata"].(map[string]any)["source"] != "seed" {
 		t.Errorf("fields %v", fl)
 	}
 	if _, has := fl["id"]; has {
 		t.Error("id kept in fields")
 	}
-	bySlug, err := f.c.Get(ctx, "memories", provider.Ref{Slug: "mem_seed_2"})
+	bySlug, err := f.c.Get(ctx, "memories", provider.Ref{Slug: cencoritest.SeedMemory2})
 	if err != nil || bySlug.ID != o.ID {
 		t.Fatalf("by slug: %v", err)
 	}
@@ -177,7 +184,7 @@ func TestGet(t *testing.T) {
 	if f.fake.TotalRequests() != before {
 		t.Error("a malformed id was sent")
 	}
-	_, err = f.c.Get(ctx, "posts", provider.Ref{ID: "mem_seed_2"})
+	_, err = f.c.Get(ctx, "posts", provider.Ref{ID: cencoritest.SeedMemory2})
 	wantNotFound(t, err, "content type")
 }
 
@@ -204,13 +211,14 @@ func TestCreate(t *testing.T) {
 	if f.fake.Requests("/v1/memory/write") != 1 || f.fake.Requests("/v1/memory/"+o.ID) != 1 {
 		t.Errorf("write %d read-back %d", f.fake.Requests("/v1/memory/write"), f.fake.Requests("/v1/memory/"+o.ID))
 	}
-	// Title only: the title is the content, and no metadata is invented.
-	o, err = f.c.Create(ctx, provider.NewObject{Type: "memories", Title: "Prefers tea", Fields: json.RawMessage(`{"sessionId":"s-1"}`)})
+	// Title only: the title is the content, and no metadata is invented
+	// (what is stored is only what Cencori's write adds).
+	o, err = f.c.Create(ctx, provider.NewObject{Type: "memories", Title: "Prefers tea", Fields: json.RawMessage(`{"userId":"u-1"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, _ := f.fake.Memory(o.ID)
-	if m.Content != "Prefers tea" || m.Metadata != nil || m.Scope != "session" || m.ScopeKey != "s-1" || o.Title != "Prefers tea" {
+	if m.Content != "Prefers tea" || m.Metadata["title"] != nil || len(m.Metadata) != 4 || m.Scope != "user" || m.ScopeKey != "u-1" || o.Title != "Prefers tea" {
 		t.Errorf("stored %+v, title %q", m, o.Title)
 	}
 }
@@ -305,7 +313,7 @@ func TestCreateFailuresAreNotRetried(t *testing.T) {
 func TestUpdateIsUnsupported(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	title := "new"
-	_, err := f.c.Update(t.Context(), provider.Patch{Type: "memories", ID: "mem_seed_1", Title: &title})
+	_, err := f.c.Update(t.Context(), provider.Patch{Type: "memories", ID: cencoritest.SeedMemory1, Title: &title})
 	if !errors.Is(err, provider.ErrUnsupported) || !strings.Contains(err.Error(), "immutable") || !strings.Contains(err.Error(), "delete") || !strings.Contains(err.Error(), "create") {
 		t.Fatalf("%v", err)
 	}
@@ -317,29 +325,29 @@ func TestUpdateIsUnsupported(t *testing.T) {
 func TestDelete(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	ctx := t.Context()
-	o, err := f.c.Delete(ctx, "memories", "mem_seed_1")
-	if err != nil || o.ID != "mem_seed_1" || o.Title == "" {
+	o, err := f.c.Delete(ctx, "memories", cencoritest.SeedMemory1)
+	if err != nil || o.ID != cencoritest.SeedMemory1 || o.Title == "" {
 		t.Fatalf("%+v %v", o, err)
 	}
-	if _, ok := f.fake.Memory("mem_seed_1"); ok {
+	if _, ok := f.fake.Memory(cencoritest.SeedMemory1); ok {
 		t.Error("still stored")
 	}
-	_, err = f.c.Delete(ctx, "memories", "mem_seed_1")
+	_, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory1)
 	wantNotFound(t, err, "object")
 	// A lost answer is settled by reading again: gone means deleted.
-	f.fake.DropNextResponseOn("DELETE", "/v1/memory/mem_seed_2")
-	o, err = f.c.Delete(ctx, "memories", "mem_seed_2")
-	if err != nil || o.ID != "mem_seed_2" {
+	f.fake.DropNextResponseOn("DELETE", "/v1/memory/"+cencoritest.SeedMemory2)
+	o, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory2)
+	if err != nil || o.ID != cencoritest.SeedMemory2 {
 		t.Fatalf("lost answer: %+v %v", o, err)
 	}
-	if f.fake.Requests("/v1/memory/mem_seed_2") != 3 {
-		t.Errorf("requests %d, want get, delete, get", f.fake.Requests("/v1/memory/mem_seed_2"))
+	if f.fake.Requests("/v1/memory/"+cencoritest.SeedMemory2) != 3 {
+		t.Errorf("requests %d, want get, delete, get", f.fake.Requests("/v1/memory/"+cencoritest.SeedMemory2))
 	}
 	// A 500 that did not delete: the read-back finds it, so the delete failed.
-	f.fake.FailNextOn("DELETE", "/v1/memory/mem_seed_3", 500, nil, `{"error":"internal_error"}`)
-	_, err = f.c.Delete(ctx, "memories", "mem_seed_3")
+	f.fake.FailNextOn("DELETE", "/v1/memory/"+cencoritest.SeedMemory3, 500, nil, `{"error":"internal_error"}`)
+	_, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory3)
 	wantKind(t, err, provider.ErrUnavailable)
-	if _, ok := f.fake.Memory("mem_seed_3"); !ok {
+	if _, ok := f.fake.Memory(cencoritest.SeedMemory3); !ok {
 		t.Error("deleted after all")
 	}
 }

@@ -1,27 +1,31 @@
 // Package cencoritest is a fake Cencori for tests, examples and benchmarks:
 // the REST host (/v1/metrics, /v1/models, /v1/memory/*) and the native
-// gateway (/api/ai/chat) on one loopback server, reproducing the wire
-// behaviour described in shared/reference/providers.md section 3:
+// gateway (/api/ai/chat) on one loopback server. Every wire detail it
+// reproduces is listed, with the Cencori source it comes from, in
+// docs/providers/cencori.md; what no source settles is listed there under
+// "Unknown" and marked "unknown:" here. In short:
 //
+//   - memory is gated by default, as in production: every /v1/memory path
+//     answers 404 {"error":"Not found"} before any authentication (Cencori's
+//     proxy.ts serves memory only on localhost until the product launches);
+//     WithMemoryEnabled serves it, as a local build does;
 //   - the key is read from the CENCORI_API_KEY header first, then from
 //     Authorization: Bearer (a JWT-shaped bearer is a user session, not a
-//     key); keys are validated against Cencori's regexes and looked up by
-//     value, revoked keys are "Invalid API key";
+//     key), and looked up by value: the server checks no format, so a
+//     revoked or unknown key is "Invalid API key";
 //   - publishable keys (cpk_) need an Origin or Referer whose host is in the
 //     key's allowed domains, else 403 domain_not_allowed; agent keys (cake_)
-//     need an agent, which must be enabled;
-//   - errors are flat {"error","message"?,"code"?} bodies, except /v1/metrics,
-//     whose 401s carry no code and which reads only the Bearer header;
-//   - every response carries X-Request-Id; AI and memory requests count in a
-//     sliding 60 s window per project (60 requests), report it in
-//     X-RateLimit-Limit/-Remaining/-Reset (a millisecond Unix time), and a
-//     429 adds Retry-After (seconds) and retry_after_ms;
-//   - memory is immutable: write, list (cursor = a createdAt value), search,
-//     get and delete; WithMemoryDisabled reproduces the production gating
-//     (404 {"error":"Not found"} on every memory path).
-//
-// Where providers.md says a shape is unknown, the choice made here is
-// marked "unknown:" in a comment.
+//     need an enabled agent, but only on the AI chat route;
+//   - errors are flat {"error","message"?,"code"?} bodies; /v1/metrics' 401s
+//     carry no code;
+//   - gateway responses carry X-Request-Id; AI and memory requests count in
+//     a sliding 60 s window per project (60 requests); the 429 past it
+//     carries X-RateLimit-Limit/-Remaining/-Reset (a millisecond Unix
+//     time), Retry-After (seconds) and retry_after_ms;
+//   - memories follow the routes in app/api/v1/memory: scope defaults to
+//     user, search topK is clamped to 1-20, writes answer mem_<uuid> ids and
+//     store metadata with extractedFrom "manual", and session-scope memories
+//     live in a capped list whose entries all have the id mem_session.
 package cencoritest
 
 import (
@@ -68,27 +72,34 @@ const DemoAgentID = "agent_demo"
 // DemoAllowedDomain is the one domain DemoPublishableKey may be used from.
 const DemoAllowedDomain = "app.example.com"
 
-// demoKey makes a well-formed, deterministic fake key: prefix plus 48 hex
-// characters, as Cencori's 24 random bytes would give.
-func demoKey(prefix, label string) string {
+// demoKey makes a well-formed, deterministic fake key: prefix plus n hex
+// characters (48 for csk_/cpk_, from 24 random bytes; 32 for cake_, a
+// UUID without dashes).
+func demoKey(prefix, label string, n int) string {
 	sum := sha256.Sum256([]byte("cencoritest demo key " + label))
-	return prefix + hex.EncodeToString(sum[:])[:48]
+	return prefix + hex.EncodeToString(sum[:])[:n]
 }
 
 // Demo keys seeded into every new Server. They are fake and safe to print.
 var (
-	DemoSecretKey          = demoKey("csk_", "secret")
-	DemoTestSecretKey      = demoKey("csk_test_", "secret test")
-	DemoPublishableKey     = demoKey("cpk_", "publishable")
-	DemoTestPublishableKey = demoKey("cpk_test_", "publishable test")
-	DemoAgentKey           = demoKey("cake_", "agent")
-	// DemoUnboundAgentKey is an agent key with no agent behind it: Cencori
-	// refuses it with 401 "Invalid Agent Key".
-	DemoUnboundAgentKey = demoKey("cake_", "unbound agent")
+	DemoSecretKey          = demoKey("csk_", "secret", 48)
+	DemoTestSecretKey      = demoKey("csk_test_", "secret test", 48)
+	DemoPublishableKey     = demoKey("cpk_", "publishable", 48)
+	DemoTestPublishableKey = demoKey("cpk_test_", "publishable test", 48)
+	// DemoAgentKey has the shape the dashboard's agent setup issues: cake_
+	// and 32 hex.
+	DemoAgentKey = demoKey("cake_", "agent", 32)
+	// DemoUnboundAgentKey is an agent key with no agent behind it: the AI
+	// chat route refuses it with 401 "Invalid Agent Key".
+	DemoUnboundAgentKey = demoKey("cake_", "unbound agent", 32)
 )
 
-// keyPattern is validateApiKey from Cencori's lib/api-keys.ts.
-var keyPattern = regexp.MustCompile(`^(?:(?:csk|cpk)(?:_test)?_[a-f0-9]{48}|cake_[a-f0-9]{48}|cen_[1-9A-HJ-NP-Za-km-z]{32}|cencori_[A-Za-z0-9._-]{16,})$`)
+// The seeded memories' ids: mem_ and a UUID, as Cencori issues them.
+const (
+	SeedMemory1 = "mem_5f0c3a52-8a1e-4c1b-9d43-0f6a2b7c9e11"
+	SeedMemory2 = "mem_0b7d9c64-2e35-4f8a-a1c6-3d5e7f9a1b22"
+	SeedMemory3 = "mem_c41e8f07-6b29-4d3c-8e5a-9f1b2c3d4e33"
+)
 
 // Key is one API key the fake accepts.
 type Key struct {
@@ -96,7 +107,7 @@ type Key struct {
 	ProjectID      string
 	Type           string // KeySecret or KeyPublishable
 	Environment    string // EnvProduction or EnvTest
-	AgentID        string // set for agent keys (cake_)
+	AgentID        string // set for agent keys (cake_); empty for an unbound one
 	AllowedDomains []string
 	Revoked        bool
 }
@@ -108,19 +119,42 @@ type Agent struct {
 	Enabled bool
 }
 
-// Memory is one stored memory.
+// Memory is one stored user-scope memory (a gateway_memories row).
 type Memory struct {
-	ID          string
-	ProjectID   string
-	Scope       string // "user" or "session"
-	ScopeKey    string // the userId or sessionId
-	Namespace   string
-	Content     string
-	Metadata    map[string]any
-	Importance  float64
-	AccessCount int
-	ExpiresAt   time.Time
-	CreatedAt   time.Time
+	ID             string // mem_ + UUID
+	ProjectID      string
+	Scope          string // "user"
+	ScopeKey       string // the userId
+	Namespace      string // "" is null
+	Content        string
+	Metadata       map[string]any
+	Importance     float64
+	AccessCount    int
+	LastAccessedAt time.Time
+	ExpiresAt      time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// SessionMemory is one entry of a session's memory list (Redis in Cencori):
+// no id, no metadata, no namespace.
+type SessionMemory struct {
+	Content    string
+	Importance float64
+	CreatedAt  time.Time
+}
+
+// sessionList is one session's entries, newest first, and when it expires.
+type sessionList struct {
+	entries []SessionMemory
+	expires time.Time
+}
+
+// dataRule is a project data rule that rewrites what it matches before a
+// memory is stored.
+type dataRule struct {
+	re   *regexp.Regexp
+	with string
 }
 
 // record is one gateway request counted in a project's metrics.
@@ -142,19 +176,23 @@ type injected struct {
 
 // Server is the fake. It is an http.Handler and safe for concurrent use.
 type Server struct {
-	mu             sync.Mutex
-	now            func() time.Time
-	limit          int
-	memoryDisabled bool
-	keys           map[string]*Key
-	agents         map[string]*Agent
-	memories       map[string]*Memory
-	window         map[string][]time.Time // project -> request times in the window
-	history        map[string][]record    // project -> gateway requests, for /v1/metrics
-	requests       map[string]int         // path -> count, every request
-	inject         []injected
-	lastCreated    time.Time
-	reqSeq         int
+	mu            sync.Mutex
+	now           func() time.Time
+	limit         int
+	memoryEnabled bool
+	memoryOff     map[string]bool // project -> memory switched off in its settings
+	rules         []dataRule
+	sessionTTL    time.Duration
+	keys          map[string]*Key
+	agents        map[string]*Agent
+	memories      map[string]*Memory
+	sessions      map[string]*sessionList // project + "/" + sessionId
+	window        map[string][]time.Time  // project -> request times in the window
+	history       map[string][]record     // project -> gateway requests, for /v1/metrics
+	requests      map[string]int          // path -> count, every request
+	inject        []injected
+	lastCreated   time.Time
+	reqSeq        int
 }
 
 // Option configures a Server.
@@ -167,23 +205,33 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 // WithRateLimit sets the requests allowed per 60 s window per project.
 func WithRateLimit(n int) Option { return func(s *Server) { s.limit = n } }
 
-// WithMemoryDisabled makes every memory path answer 404 {"error":"Not
-// found"}, as the cencori.com snapshot does on non-localhost hosts while
-// memory is "local-only until the product is launched".
-func WithMemoryDisabled() Option { return func(s *Server) { s.memoryDisabled = true } }
+// WithMemoryEnabled serves the memory API, as Cencori does on localhost.
+// Without it every memory path answers 404 {"error":"Not found"}, as
+// Cencori's proxy.ts does on every other host.
+func WithMemoryEnabled() Option { return func(s *Server) { s.memoryEnabled = true } }
+
+// WithDataRule adds a project data rule: what re matches in a memory's
+// content is replaced by with before the memory is stored, as Cencori's
+// custom data rules do. A project has none by default.
+func WithDataRule(re *regexp.Regexp, with string) Option {
+	return func(s *Server) { s.rules = append(s.rules, dataRule{re: re, with: with}) }
+}
 
 // New returns a fake seeded with the demo project, its keys, an agent and
-// a few memories for user "keygate".
+// three memories for user "keygate".
 func New(opts ...Option) *Server {
 	s := &Server{
-		now:      time.Now,
-		limit:    DefaultRateLimit,
-		keys:     map[string]*Key{},
-		agents:   map[string]*Agent{DemoAgentID: {ID: DemoAgentID, Name: "Demo agent", Enabled: true}},
-		memories: map[string]*Memory{},
-		window:   map[string][]time.Time{},
-		history:  map[string][]record{},
-		requests: map[string]int{},
+		now:        time.Now,
+		limit:      DefaultRateLimit,
+		memoryOff:  map[string]bool{},
+		sessionTTL: defaultSessionTTL,
+		keys:       map[string]*Key{},
+		agents:     map[string]*Agent{DemoAgentID: {ID: DemoAgentID, Name: "Demo agent", Enabled: true}},
+		memories:   map[string]*Memory{},
+		sessions:   map[string]*sessionList{},
+		window:     map[string][]time.Time{},
+		history:    map[string][]record{},
+		requests:   map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -194,20 +242,20 @@ func New(opts ...Option) *Server {
 		{Value: DemoPublishableKey, Type: KeyPublishable, Environment: EnvProduction, AllowedDomains: []string{DemoAllowedDomain}},
 		{Value: DemoTestPublishableKey, Type: KeyPublishable, Environment: EnvTest, AllowedDomains: []string{"localhost"}},
 		{Value: DemoAgentKey, Type: KeySecret, Environment: EnvProduction, AgentID: DemoAgentID},
-		{Value: DemoUnboundAgentKey, Type: KeySecret, Environment: EnvProduction, AgentID: "agent_deleted"},
+		{Value: DemoUnboundAgentKey, Type: KeySecret, Environment: EnvProduction},
 	} {
 		k.ProjectID = DemoProject
 		s.AddKey(k)
 	}
 	now := s.now()
-	for i, c := range []struct{ ns, content string }{
-		{"default", "The user prefers short answers with code examples."},
-		{"default", "keygate is an MCP server that gives agents scoped access to content APIs."},
-		{"projects", "The launch of the docs site is planned for the first week of March."},
+	for i, c := range []struct{ id, ns, content string }{
+		{SeedMemory1, "", "The user prefers short answers with code examples."},
+		{SeedMemory2, "", "keygate is an MCP server that gives agents scoped access to content APIs."},
+		{SeedMemory3, "projects", "The launch of the docs site is planned for the first week of March."},
 	} {
-		m := &Memory{ID: fmt.Sprintf("mem_seed_%d", i+1), ProjectID: DemoProject, Scope: "user", ScopeKey: "keygate",
-			Namespace: c.ns, Content: c.content, Metadata: map[string]any{"source": "seed"}, Importance: 0.5,
-			CreatedAt: now.Add(time.Duration(i-10) * time.Minute).UTC().Truncate(time.Millisecond)}
+		at := dbTime(now.Add(time.Duration(i-10) * time.Minute))
+		m := &Memory{ID: c.id, ProjectID: DemoProject, Scope: "user", ScopeKey: "keygate", Namespace: c.ns, Content: c.content,
+			Metadata: writtenMetadata(map[string]any{"source": "seed"}, 0), Importance: 0.5, CreatedAt: at, UpdatedAt: at}
 		s.memories[m.ID] = m
 	}
 	s.history[DemoProject] = []record{
@@ -259,11 +307,20 @@ func (s *Server) RevokeKey(value string) {
 	}
 }
 
-// SetMemoryDisabled switches the production memory gating on or off.
-func (s *Server) SetMemoryDisabled(on bool) {
+// SetMemoryEnabled serves the memory API (true, as on localhost) or gates
+// it (false, as on every other host).
+func (s *Server) SetMemoryEnabled(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.memoryDisabled = on
+	s.memoryEnabled = on
+}
+
+// SetProjectMemoryEnabled switches memory on or off in a project's settings:
+// off, writes and searches answer 403 memory_disabled.
+func (s *Server) SetProjectMemoryEnabled(projectID string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.memoryOff[projectID] = !on
 }
 
 // FailNext makes the next request (any path) answer status with headers
@@ -399,7 +456,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.route(w, r)
 }
 
+// isMemoryPath is proxy.ts's isLocalMemoryPath for the paths the fake
+// serves (api.cencori.com's /v1/memory/* is /api/v1/memory/* there).
+func isMemoryPath(p string) bool { return p == "/v1/memory" || strings.HasPrefix(p, "/v1/memory/") }
+
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	gated := !s.memoryEnabled && isMemoryPath(r.URL.Path)
+	s.mu.Unlock()
+	if gated {
+		// proxy.ts answers before the route, its authentication and the
+		// gateway headers: no X-Request-Id, whatever the method or key.
+		w.Header().Del("X-Request-Id")
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "Not found"})
+		return
+	}
 	if r.Method == http.MethodOptions {
 		// CORS preflight: 204, no auth.
 		w.Header().Set("Access-Control-Allow-Origin", "*")
@@ -414,7 +485,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	case p == "/v1/models":
 		s.models(w, r)
 	case p == "/v1/health":
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "service": "cencori-api", "version": "v1", "timestamp": jsTime(s.now())})
 	case strings.HasPrefix(p, "/v1/memory/") || p == "/v1/memory":
 		s.gateway(w, r, s.memory)
 	case p == "/api/ai/chat" || p == "/v1/chat/completions":
@@ -478,33 +549,27 @@ type authError struct {
 	text   string
 }
 
-// lookup validates a key as the gateway middleware does. Callers hold mu.
+// lookup validates a key as validateGatewayRequest does: by value (Cencori
+// hashes it and looks the hash up; it checks no format), not revoked, and
+// for a publishable key an allowed Origin or Referer. Callers hold mu.
 func (s *Server) lookup(r *http.Request, value string) (*Key, *authError) {
 	if value == "" {
 		return nil, &authError{401, "missing_api_key", "Missing API key. Provide CENCORI_API_KEY header or Authorization: Bearer <key>"}
 	}
 	k := s.keys[value]
-	if !keyPattern.MatchString(value) || k == nil || k.Revoked {
+	if k == nil || k.Revoked {
 		return nil, &authError{401, "invalid_api_key", "Invalid API key"}
 	}
-	if strings.HasPrefix(value, "cake_") || k.AgentID != "" {
-		a := s.agents[k.AgentID]
-		if k.AgentID == "" || a == nil {
-			return nil, &authError{401, "invalid_api_key", "Invalid Agent Key: No agent associated with this key"}
-		}
-		if !a.Enabled {
-			// unknown: the wire code; the text is Cencori's.
-			return nil, &authError{403, "agent_disabled", "Agent is disabled"}
-		}
-	}
 	if k.Type == KeyPublishable && !domainAllowed(r, k.AllowedDomains) {
-		return nil, &authError{403, "domain_not_allowed", "Domain not allowed"}
+		return nil, &authError{403, "domain_not_allowed", "Domain not allowed for this API key"}
 	}
 	return k, nil
 }
 
-// domainAllowed checks the Origin, else the Referer, host against the
-// key's allowed domains. No header at all (a server-side caller) fails.
+// domainAllowed is validateDomain: the Origin, else the Referer, host must
+// equal an allowed domain, or match a "*.example.com" pattern (which also
+// admits example.com itself). No header at all (a server-side caller)
+// fails.
 func domainAllowed(r *http.Request, allowed []string) bool {
 	src := r.Header.Get("Origin")
 	if src == "" {
@@ -514,10 +579,12 @@ func domainAllowed(r *http.Request, allowed []string) bool {
 	if src == "" || err != nil || u.Hostname() == "" {
 		return false
 	}
-	host := strings.ToLower(u.Hostname())
+	host := strings.ToLower(u.Hostname()) // the URL parser lower-cases it
 	for _, d := range allowed {
-		d = strings.ToLower(d)
-		if host == d || strings.HasSuffix(host, "."+d) {
+		if host == d {
+			return true
+		}
+		if base, ok := strings.CutPrefix(d, "*."); ok && (host == base || strings.HasSuffix(host, "."+base)) {
 			return true
 		}
 	}
@@ -551,7 +618,7 @@ func (s *Server) gateway(w http.ResponseWriter, r *http.Request, h func(http.Res
 		setRaw(w, "X-RateLimit-Limit", strconv.Itoa(s.limit))
 		setRaw(w, "X-RateLimit-Remaining", "0")
 		setRaw(w, "X-RateLimit-Reset", strconv.FormatInt(reset.UnixMilli(), 10))
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+		w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64(math.Round(wait.Seconds()))), 10))
 		writeJSON(w, http.StatusTooManyRequests, map[string]any{
 			"error": "Rate limit exceeded", "code": "rate_limit_exceeded",
 			"message":        fmt.Sprintf("%d requests per minute allowed. Try again shortly.", s.limit),
@@ -561,11 +628,9 @@ func (s *Server) gateway(w http.ResponseWriter, r *http.Request, h func(http.Res
 	}
 	win = append(win, now)
 	s.window[k.ProjectID] = win
-	reset := win[0].Add(RateWindow)
 	s.mu.Unlock()
-	setRaw(w, "X-RateLimit-Limit", strconv.Itoa(s.limit))
-	setRaw(w, "X-RateLimit-Remaining", strconv.Itoa(s.limit-len(win)))
-	setRaw(w, "X-RateLimit-Reset", strconv.FormatInt(reset.UnixMilli(), 10))
+	// The routes add only X-Request-Id: the X-RateLimit-* headers come
+	// with the middleware's own refusals.
 	sw := &statusWriter{ResponseWriter: w}
 	cost := h(sw, r, k)
 	s.mu.Lock()
@@ -573,27 +638,24 @@ func (s *Server) gateway(w http.ResponseWriter, r *http.Request, h func(http.Res
 	s.mu.Unlock()
 }
 
-// metrics is GET /v1/metrics, which authenticates on its own: Bearer only,
-// and 401 bodies without a code.
+// metrics is GET /v1/metrics, which authenticates on its own: the key from
+// either header, looked up with no domain or agent check, and 401 bodies
+// without a code.
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		flatError(w, http.StatusMethodNotAllowed, "", "Method not allowed", "")
 		return
 	}
-	value := bearer(r)
+	value := extractKey(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if value == "" {
 		flatError(w, http.StatusUnauthorized, "", "Missing API key. Use Authorization: Bearer <api_key>", "")
 		return
 	}
-	k, aerr := s.lookup(r, value)
-	if aerr != nil {
-		if aerr.status == http.StatusUnauthorized {
-			flatError(w, http.StatusUnauthorized, "", "Invalid API key", "")
-		} else {
-			flatError(w, aerr.status, aerr.code, aerr.text, "")
-		}
+	k := s.keys[value]
+	if k == nil || k.Revoked {
+		flatError(w, http.StatusUnauthorized, "", "Invalid API key", "")
 		return
 	}
 	period := r.URL.Query().Get("period")
@@ -614,9 +676,9 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	case "mtd":
 		start = time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	default:
-		// unknown: the exact text of this error.
-		flatError(w, http.StatusBadRequest, "", "Invalid period. Use one of: 1h, 24h, 7d, 30d, mtd", "")
-		return
+		// getPeriodDates falls back to 24 hours; the answer names the
+		// period as asked.
+		start = now.Add(-24 * time.Hour)
 	}
 	var total, success, failed, tokens int
 	var cost float64
@@ -650,7 +712,8 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// models is GET /v1/models. unknown: the shape; this is OpenAI's list.
+// models is GET /v1/models: {"object":"list","data":[...]} as the route
+// documents; the models listed are made up.
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	_, aerr := s.lookup(r, extractKey(r))
@@ -666,11 +729,26 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 }
 
 // chat is a canned chat completion, enough for the rate window and the
-// metrics to count AI traffic.
-func (s *Server) chat(w http.ResponseWriter, r *http.Request, _ *Key) float64 {
+// metrics to count AI traffic. It alone checks an agent key's agent, as
+// Cencori's ai-chat-handler does.
+func (s *Server) chat(w http.ResponseWriter, r *http.Request, k *Key) float64 {
 	if r.Method != http.MethodPost {
 		flatError(w, http.StatusMethodNotAllowed, "", "Method not allowed", "")
 		return 0
+	}
+	if strings.HasPrefix(k.Value, "cake_") || k.AgentID != "" {
+		s.mu.Lock()
+		a := s.agents[k.AgentID]
+		s.mu.Unlock()
+		switch {
+		case k.AgentID == "" || a == nil:
+			// unknown: a key whose agent row is gone; treated as unbound.
+			flatError(w, http.StatusUnauthorized, "", "Invalid Agent Key: No agent associated with this key", "")
+			return 0
+		case !a.Enabled:
+			flatError(w, http.StatusForbidden, "", "Agent is disabled", "This agent has been deactivated.")
+			return 0
+		}
 	}
 	var req struct {
 		Model    string `json:"model"`
@@ -698,338 +776,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// memory routes /v1/memory/*.
-func (s *Server) memory(w http.ResponseWriter, r *http.Request, k *Key) float64 {
-	s.mu.Lock()
-	disabled := s.memoryDisabled
-	s.mu.Unlock()
-	if disabled {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": "Not found"})
-		return 0
-	}
-	rest := strings.TrimPrefix(r.URL.Path, "/v1/memory/")
-	switch {
-	case rest == "write" && r.Method == http.MethodPost:
-		s.memWrite(w, r, k)
-	case rest == "list" && r.Method == http.MethodGet:
-		s.memList(w, r, k)
-	case rest == "search" && r.Method == http.MethodPost:
-		s.memSearch(w, r, k)
-	case rest != "" && !strings.Contains(rest, "/") && !slices.Contains([]string{"write", "list", "search", "remember", "graph", "entities", "forget-suggestions"}, rest):
-		switch r.Method {
-		case http.MethodGet:
-			s.memGet(w, k, rest)
-		case http.MethodDelete:
-			s.memDelete(w, k, rest)
-		default:
-			flatError(w, http.StatusMethodNotAllowed, "", "Method not allowed", "")
-		}
-	default:
-		flatError(w, http.StatusNotFound, "", "Not found", "")
-	}
-	return 0
-}
-
-func badRequest(w http.ResponseWriter, message string) {
-	flatError(w, http.StatusBadRequest, "bad_request", "bad_request", message)
-}
-
-// scopeOf reads userId / sessionId / scope as the memory routes do.
-func scopeOf(userID, sessionID, scope string) (string, string, string) {
-	switch {
-	case scope == "" && userID != "":
-		scope = "user"
-	case scope == "" && sessionID != "":
-		scope = "session"
-	}
-	switch scope {
-	case "user":
-		if userID == "" {
-			return "", "", "userId is required for scope user"
-		}
-		return scope, userID, ""
-	case "session":
-		if sessionID == "" {
-			return "", "", "sessionId is required for scope session"
-		}
-		return scope, sessionID, ""
-	case "":
-		return "", "", "userId or sessionId is required"
-	}
-	return "", "", `scope must be "user" or "session"`
-}
-
-var emailPattern = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`)
-
-func (s *Server) memWrite(w http.ResponseWriter, r *http.Request, k *Key) {
-	var req struct {
-		Content    *string         `json:"content"`
-		UserID     string          `json:"userId"`
-		SessionID  string          `json:"sessionId"`
-		Scope      string          `json:"scope"`
-		Namespace  string          `json:"namespace"`
-		Importance *float64        `json:"importance"`
-		ExpiresAt  string          `json:"expiresAt"`
-		Metadata   json.RawMessage `json:"metadata"`
-	}
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&req); err != nil {
-		badRequest(w, "Invalid JSON body")
-		return
-	}
-	if req.Content == nil || strings.TrimSpace(*req.Content) == "" {
-		badRequest(w, "content is required")
-		return
-	}
-	scope, scopeKey, problem := scopeOf(req.UserID, req.SessionID, req.Scope)
-	if problem != "" {
-		badRequest(w, problem)
-		return
-	}
-	imp := 0.5
-	if req.Importance != nil {
-		if *req.Importance < 0 || *req.Importance > 1 {
-			badRequest(w, "importance must be between 0 and 1")
-			return
-		}
-		imp = *req.Importance
-	}
-	now := s.now().UTC().Truncate(time.Millisecond)
-	var exp time.Time
-	if req.ExpiresAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, req.ExpiresAt)
-		if err != nil || !t.After(now) {
-			badRequest(w, "expiresAt must be an ISO date-time in the future")
-			return
-		}
-		exp = t.UTC()
-	}
-	var meta map[string]any
-	if len(req.Metadata) > 0 && string(req.Metadata) != "null" {
-		if err := json.Unmarshal(req.Metadata, &meta); err != nil {
-			badRequest(w, "metadata must be an object")
-			return
-		}
-	}
-	ns := req.Namespace
-	if ns == "" {
-		ns = "default"
-	}
-	s.mu.Lock()
-	// createdAt is the list cursor, so keep it strictly increasing.
-	if !now.After(s.lastCreated) {
-		now = s.lastCreated.Add(time.Millisecond)
-	}
-	s.lastCreated = now
-	m := &Memory{ID: uuidLike(), ProjectID: k.ProjectID, Scope: scope, ScopeKey: scopeKey, Namespace: ns,
-		Content: *req.Content, Metadata: meta, Importance: imp, ExpiresAt: exp, CreatedAt: now}
-	s.memories[m.ID] = m
-	s.mu.Unlock()
-	// The answer's content is redacted (providers.md: "content (redacted)");
-	// unknown: what is redacted. Here: e-mail addresses.
-	writeJSON(w, http.StatusCreated, map[string]any{
-		"id": m.ID, "scope": m.Scope, "scopeKey": m.ScopeKey, "namespace": m.Namespace,
-		"content": emailPattern.ReplaceAllString(m.Content, "[REDACTED_EMAIL]"), "importance": m.Importance,
-		"expiresAt": timeOrNil(m.ExpiresAt), "createdAt": m.CreatedAt.Format(time.RFC3339Nano),
-	})
-}
-
-func uuidLike() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-func timeOrNil(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.Format(time.RFC3339Nano)
-}
-
-// visible reports whether m belongs to the project and has not expired.
-func (s *Server) visible(m *Memory, k *Key, now time.Time) bool {
-	return m.ProjectID == k.ProjectID && (m.ExpiresAt.IsZero() || m.ExpiresAt.After(now))
-}
-
-func (s *Server) memList(w http.ResponseWriter, r *http.Request, k *Key) {
-	q := r.URL.Query()
-	scope, scopeKey, problem := scopeOf(q.Get("userId"), q.Get("sessionId"), q.Get("scope"))
-	if problem != "" {
-		badRequest(w, problem)
-		return
-	}
-	limit := 50
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			badRequest(w, "limit must be between 1 and 100")
-			return
-		}
-		limit = n
-	}
-	var before time.Time
-	if c := q.Get("cursor"); c != "" {
-		t, err := time.Parse(time.RFC3339Nano, c)
-		if err != nil {
-			badRequest(w, "Invalid cursor")
-			return
-		}
-		before = t
-	}
-	ns := q.Get("namespace")
-	s.mu.Lock()
-	now := s.now()
-	var all []*Memory
-	for _, m := range s.memories {
-		if !s.visible(m, k, now) || m.Scope != scope || m.ScopeKey != scopeKey || (ns != "" && m.Namespace != ns) {
-			continue
-		}
-		if !before.IsZero() && !m.CreatedAt.Before(before) {
-			continue
-		}
-		all = append(all, m)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].CreatedAt.After(all[j].CreatedAt) })
-	var next any
-	if len(all) > limit {
-		all = all[:limit]
-		next = all[limit-1].CreatedAt.Format(time.RFC3339Nano)
-	}
-	out := make([]map[string]any, 0, len(all))
-	for _, m := range all {
-		out = append(out, map[string]any{"id": m.ID, "namespace": m.Namespace, "content": m.Content, "metadata": m.Metadata,
-			"importance": m.Importance, "accessCount": m.AccessCount, "createdAt": m.CreatedAt.Format(time.RFC3339Nano)})
-	}
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"memories": out, "count": len(out), "nextCursor": next})
-}
-
-var wordPattern = regexp.MustCompile(`[\p{L}\p{N}]+`)
-
-func words(s string) map[string]bool {
-	out := map[string]bool{}
-	for _, w := range wordPattern.FindAllString(strings.ToLower(s), -1) {
-		out[w] = true
-	}
-	return out
-}
-
-// memSearch scores by word overlap: the share of the query's words found in
-// the memory. unknown: Cencori's embedding model; any monotone score with
-// the documented threshold and topK semantics will do for a fake.
-func (s *Server) memSearch(w http.ResponseWriter, r *http.Request, k *Key) {
-	var req struct {
-		Query     string   `json:"query"`
-		UserID    string   `json:"userId"`
-		SessionID string   `json:"sessionId"`
-		Scope     string   `json:"scope"`
-		TopK      *int     `json:"topK"`
-		Threshold *float64 `json:"threshold"`
-		Namespace string   `json:"namespace"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		badRequest(w, "Invalid JSON body")
-		return
-	}
-	if strings.TrimSpace(req.Query) == "" {
-		badRequest(w, "query is required")
-		return
-	}
-	scope, scopeKey, problem := scopeOf(req.UserID, req.SessionID, req.Scope)
-	if problem != "" {
-		badRequest(w, problem)
-		return
-	}
-	topK, threshold := 5, 0.7
-	if req.TopK != nil {
-		if *req.TopK < 1 || *req.TopK > 100 {
-			badRequest(w, "topK must be between 1 and 100")
-			return
-		}
-		topK = *req.TopK
-	}
-	if req.Threshold != nil {
-		threshold = *req.Threshold
-	}
-	start := time.Now()
-	qw := words(req.Query)
-	type hit struct {
-		m     *Memory
-		score float64
-	}
-	var hits []hit
-	s.mu.Lock()
-	now := s.now()
-	for _, m := range s.memories {
-		if !s.visible(m, k, now) || m.Scope != scope || m.ScopeKey != scopeKey || (req.Namespace != "" && m.Namespace != req.Namespace) {
-			continue
-		}
-		mw := words(m.Content)
-		n := 0
-		for w := range qw {
-			if mw[w] {
-				n++
-			}
-		}
-		score := float64(n) / float64(max(1, len(qw)))
-		if score >= threshold && n > 0 {
-			hits = append(hits, hit{m, score})
-		}
-	}
-	sort.Slice(hits, func(i, j int) bool {
-		if hits[i].score != hits[j].score {
-			return hits[i].score > hits[j].score
-		}
-		return hits[i].m.CreatedAt.After(hits[j].m.CreatedAt)
-	})
-	if len(hits) > topK {
-		hits = hits[:topK]
-	}
-	out := make([]map[string]any, 0, len(hits))
-	for _, h := range hits {
-		h.m.AccessCount++
-		out = append(out, map[string]any{"id": h.m.ID, "content": h.m.Content, "score": math.Round(h.score*1000) / 1000,
-			"namespace": h.m.Namespace, "importance": h.m.Importance, "createdAt": h.m.CreatedAt.Format(time.RFC3339Nano)})
-	}
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"results": out, "count": len(out), "latencyMs": time.Since(start).Milliseconds()})
-}
-
-func memoryJSON(m *Memory) map[string]any {
-	return map[string]any{"id": m.ID, "scope": m.Scope, "scopeKey": m.ScopeKey, "namespace": m.Namespace,
-		"content": m.Content, "metadata": m.Metadata, "importance": m.Importance, "accessCount": m.AccessCount,
-		"expiresAt": timeOrNil(m.ExpiresAt), "createdAt": m.CreatedAt.Format(time.RFC3339Nano)}
-}
-
-func (s *Server) memGet(w http.ResponseWriter, k *Key, id string) {
-	s.mu.Lock()
-	m, ok := s.memories[id]
-	if !ok || !s.visible(m, k, s.now()) {
-		s.mu.Unlock()
-		flatError(w, http.StatusNotFound, "", "not_found", "Memory not found")
-		return
-	}
-	body := memoryJSON(m)
-	s.mu.Unlock()
-	// unknown: whether the memory is wrapped; the route returns it bare.
-	writeJSON(w, http.StatusOK, body)
-}
-
-func (s *Server) memDelete(w http.ResponseWriter, k *Key, id string) {
-	s.mu.Lock()
-	m, ok := s.memories[id]
-	if !ok || !s.visible(m, k, s.now()) {
-		s.mu.Unlock()
-		flatError(w, http.StatusNotFound, "", "not_found", "Memory not found")
-		return
-	}
-	delete(s.memories, id)
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"deleted": true, "id": id})
 }
