@@ -13,12 +13,16 @@ import (
 
 // The rules below cite docs/providers/cockpit.md by id (A1, R3, ...).
 
+// cors sets the CORS headers Cockpit puts on every /api answer, debug mode
+// off (M1).
 func cors(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Set("Access-Control-Max-Age", "1000")
 	h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Origin, Cache-Control, Pragma, Authorization, Accept, Accept-Encoding, API-KEY")
 	h.Set("Access-Control-Allow-Methods", "PUT, POST, GET, OPTIONS, DELETE")
+	h.Set("Access-Control-Expose-Headers", "false")
 }
 
 func writeRaw(w http.ResponseWriter, status int, body []byte) {
@@ -154,8 +158,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, raw []byte) {
 	}
 	cors(w)
 	if r.Method == http.MethodOptions {
+		// A preflight: 200 with an empty body and no authentication (M2).
+		// Not reproduced: the reason phrase "OK CORS".
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("OK CORS"))
 		return
 	}
 	if path == "/system/healthcheck" && r.Method == http.MethodGet {

@@ -118,6 +118,15 @@ func isListKeys(keys []string) bool {
 // single quotes, trailing commas, hex, Infinity and NaN; docs Q1). Objects
 // come back as *object, numbers as float64.
 func decodeJSON(s string, json5 bool) (any, error) {
+	v, err := parseJSON(s, json5)
+	if err != nil {
+		return nil, err
+	}
+	return phpArray(v), nil
+}
+
+// parseJSON parses s keeping objects as objects (no PHP array rules).
+func parseJSON(s string, json5 bool) (any, error) {
 	d := &decoder{s: s, json5: json5}
 	d.white()
 	v, err := d.value(0)
@@ -128,7 +137,7 @@ func decodeJSON(s string, json5 bool) (any, error) {
 	if d.i < len(d.s) {
 		return nil, d.fail("trailing data")
 	}
-	return phpArray(v), nil
+	return v, nil
 }
 
 type decoder struct {

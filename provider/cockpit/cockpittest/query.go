@@ -748,7 +748,7 @@ func phpLooseEqual(a, b any) bool {
 }
 
 // sortKey is document_key(field, document) as SQLite sees it (docs Q7):
-// a missing or null field, and false, are ” (TEXT); true is '1'; arrays
+// a missing or null field, and false, are the empty text; true is "1"; arrays
 // and objects are their json_encode text; numbers stay numbers (the PDO
 // function result keeps ints and floats, and turns the rest to strings).
 func sortKey(doc *object, field string) any {
