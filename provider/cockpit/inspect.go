@@ -15,7 +15,7 @@ import (
 )
 
 // RotateHint is what auth_whoami tells a person about rotating the Cockpit
-// key: Cockpit's public API has no key management (providers.md 2.2).
+// key: Cockpit's public API has no key management (docs/providers/cockpit.md A8).
 const RotateHint = "Cockpit's API has no key management, so keygate cannot rotate this key. " +
 	"Make a new key by hand in the Cockpit admin: custom keys (API-...) under Settings > API, user keys (USR-...) on the user's page under Settings > Users. " +
 	"Then put it in COCKPIT_API_KEY in the env file keygate reads: keygate picks it up at once, without a restart " +

@@ -845,7 +845,7 @@ func window(docs []*object, limit, skip int) []*object {
 	return docs
 }
 
-// project is MongoLite's Projection::onDocuments (docs R5): with any
+// project is MongoLite's Projection::onDocuments (docs Q9): with any
 // truthy value it keeps the fields set to 1, else it drops those set to
 // 0; _id is kept, first, unless _id is 0.
 func project(doc *object, fields *object) *object {

@@ -14,7 +14,7 @@
 //   - POST creates (the full item) or, with data._id, updates (an echo of
 //     the sent fields); keys the model lacks are dropped (W1-W9);
 //   - singletons answer their one item for any id, [] as a list, and 412
-//     to DELETE (S1-S6);
+//     to DELETE (S1-S5);
 //   - answers are PHP's json_encode: \/ and \uXXXX escapes, {} as [] (J1-J4).
 package cockpittest
 
