@@ -125,27 +125,13 @@ func (p *prober) get(model, perm string) access {
 	return a
 }
 
-// onModel combines a model's answers to several permissions: a known
-// refusal decides; else an unknown keeps it closed.
+// onModel combines a model's answers to several permissions (allOf).
 func (p *prober) onModel(model string, perms []string) access {
-	var denied, unknown, allowed []access
-	for _, perm := range perms {
-		switch a := p.get(model, perm); {
-		case a.known && !a.allowed:
-			denied = append(denied, a)
-		case !a.known:
-			unknown = append(unknown, a)
-		default:
-			allowed = append(allowed, a)
-		}
+	each := make([]access, len(perms))
+	for i, perm := range perms {
+		each[i] = p.get(model, perm)
 	}
-	switch {
-	case len(denied) > 0:
-		return access{known: true, reason: reasons(denied), fix: fixes(denied)}
-	case len(unknown) > 0:
-		return access{reason: reasons(append(allowed, unknown...))}
-	}
-	return access{allowed: true, known: true, reason: reasons(allowed)}
+	return allOf(each)
 }
 
 func reasons(as []access) string {
