@@ -1,10 +1,11 @@
 // Package cockpit is keygate's provider for Cockpit CMS v2 (self-hosted,
 // getcockpit.com): content items through the REST API under {site}/api.
 //
-// Wire facts come from shared/reference/providers.md sections 2 and 6
-// (section 6 was measured on Cockpit 2.13.2 and wins where they differ).
-// Where the document says "unknown", the choice made here is marked
-// "Unknown:" next to the code that depends on it.
+// Every wire fact the adapter relies on is in docs/providers/cockpit.md,
+// with its source (an observation on a running Cockpit 2.13.2, or
+// Cockpit-HQ/Cockpit's code at tag 2.13.2); comments cite its ids (A1,
+// R3, ...). The recorded exchanges in testdata/transcripts are replayed
+// against the adapter.
 package cockpit
 
 import (
@@ -81,7 +82,7 @@ type request struct {
 }
 
 // send performs r with the key in the api-key header (never in the query
-// string, where Cockpit also looks first). Only GETs are retried.
+// string, where Cockpit also looks first: A1, K7). Only GETs are retried.
 func (c *Client) send(ctx context.Context, r request) (*upstream.Response, error) {
 	u := c.cfg.URL + "/api" + r.path
 	if len(r.query) > 0 {
@@ -125,7 +126,7 @@ func (c *Client) send(ctx context.Context, r request) (*upstream.Response, error
 }
 
 // apiError is Cockpit's error body: {"error":"..."}, and for a 500
-// {"error":"500","message":"system error"} (providers.md 2.5).
+// {"error": "500", "message": "system error"} (docs/providers/cockpit.md M6).
 type apiError struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
@@ -147,12 +148,12 @@ func (c *Client) message(resp *upstream.Response) string {
 }
 
 // emptyNotFound is Cockpit's "no such item" (and "no such route"): a 404
-// with an empty body (providers.md 2.5, 6).
+// with an empty body (docs/providers/cockpit.md R4, R7).
 func emptyNotFound(resp *upstream.Response) bool {
 	return resp.Status == http.StatusNotFound && len(bytes.TrimSpace(resp.Body)) == 0
 }
 
-// modelMissing reports 404 {"error":"Model <m> not found"}.
+// modelMissing reports 404 {"error":"Model <m> not found"} (R2).
 func modelMissing(resp *upstream.Response) bool {
 	if resp.Status != http.StatusNotFound {
 		return false
@@ -161,7 +162,7 @@ func modelMissing(resp *upstream.Response) bool {
 	return json.Unmarshal(resp.Body, &ae) == nil && strings.HasPrefix(ae.Error, "Model ") && strings.HasSuffix(ae.Error, " not found")
 }
 
-// authFailed reports Cockpit's answer to a rejected key: 412, not 401.
+// authFailed reports Cockpit's answer to a rejected key: 412, not 401 (A2).
 func authFailed(resp *upstream.Response) bool {
 	if resp.Status != http.StatusPreconditionFailed {
 		return false
@@ -178,7 +179,7 @@ func (c *Client) upstreamError(resp *upstream.Response) *provider.UpstreamError 
 	case authFailed(resp):
 		e.Kind = provider.ErrUnauthorized
 	case resp.Status == http.StatusPreconditionFailed && e.Message == "Not allowed":
-		// api.security.origins refused the request's origin.
+		// api.security.origins refused the request's origin (M6).
 		e.Kind = provider.ErrPermission
 	case resp.Status == http.StatusForbidden:
 		e.Kind = provider.ErrPermission
@@ -188,7 +189,7 @@ func (c *Client) upstreamError(resp *upstream.Response) *provider.UpstreamError 
 			e.Message = "not found (empty answer)"
 		}
 	case resp.Status == http.StatusTooManyRequests:
-		// Cockpit's limiter sends no Retry-After; pass one on if a proxy did.
+		// Cockpit's limiter sends no Retry-After (M6); pass one on if a proxy did.
 		e.Kind = provider.ErrRateLimited
 		if d, ok := upstream.RetryAfter(resp.Header, c.now()); ok {
 			e.RetryAfter = d
@@ -210,7 +211,7 @@ func (c *Client) notFoundOr(resp *upstream.Response, model, item string) error {
 	return c.upstreamError(resp)
 }
 
-// badJSONParam maps 400 {"error":"<filter> is not valid json"}.
+// badRequest maps 400 {"error":"<filter> is not valid json"} (Q1).
 func (c *Client) badRequest(resp *upstream.Response) error {
 	m := c.message(resp)
 	for param, field := range map[string]string{"<filter>": "filter", "<sort>": "sort", "<fields>": "fields"} {

@@ -30,8 +30,8 @@ type Config struct {
 	Models []string
 }
 
-// jwtShape is a token Cockpit treats as an anonymous JWT (providers.md
-// 2.2): it would be denied everything.
+// jwtShape is a token Cockpit treats as an anonymous JWT
+// (docs/providers/cockpit.md A4): it would be denied everything.
 var jwtShape = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$`) })
 
 // LoadConfig reads the COCKPIT_* variables through get. configured is

@@ -9,7 +9,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,17 +42,25 @@ func (it item) num(k string) (float64, bool) {
 	return f, true
 }
 
-// userFields are the model's own fields: no system field (_id, _state,
-// ...), and not title or slug, which keygate carries as attributes of
-// their own.
-func (it item) userFields() []string {
-	var out []string
-	for k := range it {
+// userFields are the model's own fields among keys: no system field
+// (_id, _state, _model, ...), and not title or slug, which keygate carries
+// as attributes of their own.
+func userFields(keys map[string]bool) []string {
+	out := []string{}
+	for k := range keys {
 		if !strings.HasPrefix(k, "_") && k != "title" && k != "slug" {
 			out = append(out, k)
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+func (it item) keys() map[string]bool {
+	out := make(map[string]bool, len(it))
+	for k := range it {
+		out[k] = true
+	}
 	return out
 }
 
@@ -75,7 +82,7 @@ func (it item) toObject(model string) provider.Object {
 		o.ModifiedAt = unixTime(t)
 	}
 	fields := map[string]any{}
-	for _, k := range it.userFields() {
+	for _, k := range userFields(it.keys()) {
 		dec := json.NewDecoder(bytes.NewReader(it[k]))
 		dec.UseNumber()
 		var v any
@@ -106,8 +113,8 @@ func modelPath(kind, model string, rest ...string) string {
 }
 
 // Types lists the models named in COCKPIT_MODELS that the key may read,
-// each with its number of published items and the fields of one item.
-// Cockpit's public API cannot list models.
+// each with its number of items and the fields its newest items show.
+// Cockpit's public API cannot list models (docs/providers/cockpit.md K1).
 func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 	out := []provider.ContentType{}
 	for _, m := range c.cfg.Models {
@@ -119,45 +126,104 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 		case err != nil:
 			return nil, err
 		}
-		ct := provider.ContentType{Name: m, Count: s.total}
-		if s.item != nil {
-			ct.Fields = s.item.userFields()
+		ct := provider.ContentType{Name: m, Count: s.total, Fields: userFields(s.fields)}
+		if s.singleton != nil {
+			ct.Count = 0
+			if s.saved() {
+				ct.Count = 1
+			}
 		}
 		out = append(out, ct)
 	}
 	return out, nil
 }
 
-// sampled is one item of a model and the model's total.
-type sampled struct {
-	item  item // nil when the model has no readable item
+// sampleSize is how many of a model's newest items keygate reads to learn
+// its fields.
+const sampleSize = 5
+
+// modelSample is what a model's newest items tell about it.
+type modelSample struct {
 	total int
+	// fields are the keys of the sampled items together: a model's items
+	// carry every field the model had when they were made, but not the
+	// ones added later (docs W8), so the set may lack new fields.
+	fields map[string]bool
+	// singleton is the model's one item when the model is a singleton.
+	singleton item
 }
 
-// sample reads the first item of a model with limit=1&skip=0, which also
-// gives the total. The keys of an item are the model's fields: Cockpit
-// stores all of them (null when unset).
-func (c *Client) sample(ctx context.Context, model string) (sampled, error) {
+func (s modelSample) saved() bool {
+	id, _ := s.singleton.str("_id")
+	return id != ""
+}
+
+// sample reads a model's newest items (limit and skip give the total, K3).
+// A singleton answers no items but a total of 1 (S1); its item is then
+// read with GET /content/item/{model} (S2).
+func (c *Client) sample(ctx context.Context, model string) (modelSample, error) {
 	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("items", model),
-		query: url.Values{"limit": {"1"}, "skip": {"0"}}})
+		query: url.Values{"limit": {strconv.Itoa(sampleSize)}, "skip": {"0"}, "sort": {`{"_created":-1}`}}})
 	if err != nil {
-		return sampled{}, err
+		return modelSample{}, err
 	}
 	if !ok2xx(resp) {
 		if resp.Status == http.StatusNotFound {
-			return sampled{}, c.notFoundOr(resp, model, "")
+			return modelSample{}, c.notFoundOr(resp, model, "")
 		}
-		return sampled{}, c.upstreamError(resp)
+		return modelSample{}, c.upstreamError(resp)
 	}
 	items, total, err := c.decodeList(resp)
 	if err != nil {
-		return sampled{}, err
+		return modelSample{}, err
 	}
-	s := sampled{total: total}
-	if len(items) > 0 {
-		s.item = items[0]
+	s := modelSample{total: total, fields: map[string]bool{}}
+	for _, it := range items {
+		for k := range it {
+			s.fields[k] = true
+		}
+	}
+	if len(items) == 0 && total > 0 {
+		one, isSingleton, err := c.singletonItem(ctx, model)
+		if err != nil {
+			return modelSample{}, err
+		}
+		if isSingleton {
+			s.singleton = one
+			for k := range one {
+				s.fields[k] = true
+			}
+		}
 	}
 	return s, nil
+}
+
+// singletonItem reads GET /content/item/{model}: for a singleton, its item
+// (or, never saved, the model's defaults) marked with _model (S2).
+func (c *Client) singletonItem(ctx context.Context, model string) (item, bool, error) {
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("item", model)})
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case emptyNotFound(resp):
+		return nil, false, nil // a collection whose items went away meanwhile
+	case !ok2xx(resp):
+		return nil, false, c.notFoundOr(resp, model, "")
+	}
+	it, ok := decodeItem(resp.Body)
+	if !ok {
+		return nil, false, c.badAnswer(resp, "the item is not a JSON object")
+	}
+	return it, it.isSingletonOf(model), nil
+}
+
+// isSingletonOf reports whether it is the item of the singleton model:
+// Cockpit marks a singleton's item with _model (S2); a collection's items
+// carry no _model.
+func (it item) isSingletonOf(model string) bool {
+	m, ok := it.str("_model")
+	return ok && m == model
 }
 
 // decodeList reads {"data":[...],"meta":{"total":N}}, or the bare array
@@ -261,6 +327,17 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err != nil {
 		return provider.Page{}, err
 	}
+	if len(items) == 0 && total > skip {
+		// No items and yet a total: a singleton (S1), or items that went
+		// away meanwhile.
+		one, isSingleton, err := c.singletonItem(ctx, q.Type)
+		if err != nil {
+			return provider.Page{}, err
+		}
+		if isSingleton {
+			return singletonPage(q, one, skip)
+		}
+	}
 	page := provider.Page{Objects: make([]provider.Object, 0, len(items)), Total: total}
 	for _, it := range items {
 		page.Objects = append(page.Objects, it.toObject(q.Type))
@@ -268,6 +345,24 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	next := skip + len(items)
 	if len(items) > 0 && (total >= 0 && next < total || total < 0 && len(items) == limit) {
 		page.NextCursor = strconv.Itoa(next)
+	}
+	return page, nil
+}
+
+// singletonPage is a singleton's one item as a page. Cockpit ignores
+// filters on a singleton (S2), so keygate refuses them rather than show an
+// item that does not match.
+func singletonPage(q provider.ListQuery, one item, skip int) (provider.Page, error) {
+	if slices.ContainsFunc(q.Filter, func(c provider.Condition) bool { return c.Path != "status" }) {
+		return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("the Cockpit model %q is a singleton: it has one item, which Cockpit does not filter", q.Type),
+			Fix: "leave filter out and read the item"}
+	}
+	page := provider.Page{Objects: []provider.Object{}}
+	if id, _ := one.str("_id"); id != "" {
+		page.Total = 1
+		if skip == 0 {
+			page.Objects = append(page.Objects, one.toObject(q.Type))
+		}
 	}
 	return page, nil
 }
@@ -410,393 +505,4 @@ func buildSort(keys []provider.SortKey) (string, error) {
 	}
 	b.WriteString("}")
 	return b.String(), nil
-}
-
-// Get returns one published item by id, or by its slug field.
-func (c *Client) Get(ctx context.Context, model string, ref provider.Ref) (provider.Object, error) {
-	switch {
-	case ref.ID != "" && ref.Slug == "":
-		it, err := c.getItem(ctx, model, ref.ID)
-		if err != nil {
-			return provider.Object{}, err
-		}
-		return it.toObject(model), nil
-	case ref.Slug != "" && ref.ID == "":
-		it, found, err := c.findBySlug(ctx, model, ref.Slug)
-		if err != nil {
-			return provider.Object{}, err
-		}
-		if found {
-			return it.toObject(model), nil
-		}
-		s, err := c.sample(ctx, model)
-		if err != nil {
-			return provider.Object{}, err
-		}
-		if s.item != nil {
-			if _, has := s.item["slug"]; !has {
-				return provider.Object{}, noSlugField(model)
-			}
-		}
-		return provider.Object{}, &provider.NotFoundError{What: "object", Name: ref.Slug}
-	}
-	return provider.Object{}, &provider.FieldError{Field: "id", Problem: "give exactly one of id and slug", Fix: "pass the id from content_list, or the slug"}
-}
-
-func noSlugField(model string) error {
-	return &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("the Cockpit model %q has no slug field", model),
-		Fix: "use the id (content_list shows it), or add a slug field to the model in Cockpit"}
-}
-
-func (c *Client) getItem(ctx context.Context, model, id string) (item, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("item", model, id)})
-	if err != nil {
-		return nil, err
-	}
-	if resp.Status == http.StatusNotFound {
-		return nil, c.notFoundOr(resp, model, id)
-	}
-	if !ok2xx(resp) {
-		return nil, c.upstreamError(resp)
-	}
-	it, ok := decodeItem(resp.Body)
-	if !ok {
-		return nil, c.badAnswer(resp, "the item is not a JSON object")
-	}
-	return it, nil
-}
-
-// findBySlug asks GET /content/item/{model}?filter={"slug":S}, which
-// answers the first published match or an empty 404.
-func (c *Client) findBySlug(ctx context.Context, model, slug string) (item, bool, error) {
-	f, _ := json.Marshal(map[string]any{"slug": slug})
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("item", model), query: url.Values{"filter": {string(f)}}})
-	if err != nil {
-		return nil, false, err
-	}
-	switch {
-	case emptyNotFound(resp):
-		return nil, false, nil
-	case resp.Status == http.StatusNotFound:
-		return nil, false, c.notFoundOr(resp, model, "")
-	case !ok2xx(resp):
-		return nil, false, c.upstreamError(resp)
-	}
-	it, ok := decodeItem(resp.Body)
-	if !ok {
-		return nil, false, c.badAnswer(resp, "the item is not a JSON object")
-	}
-	return it, true, nil
-}
-
-// decodeFields decodes a fields argument that must be a JSON object whose
-// keys are ordinary model fields.
-func decodeFields(raw json.RawMessage) (map[string]any, error) {
-	m := map[string]any{}
-	if raw != nil {
-		if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-			return nil, &provider.FieldError{Field: "fields", Problem: "must be a JSON object", Fix: `write {"name": value}`}
-		}
-	}
-	for k := range m {
-		switch {
-		case strings.HasPrefix(k, "_"):
-			return nil, &provider.FieldError{Field: "fields", Problem: fmt.Sprintf("%q is a Cockpit system field", k), Fix: "leave fields starting with _ out"}
-		case k == "title" || k == "slug":
-			return nil, &provider.FieldError{Field: "fields", Problem: fmt.Sprintf("%q is set with its own argument", k), Fix: "pass " + k + " as the " + k + " argument, not inside fields"}
-		}
-	}
-	return m, nil
-}
-
-// unknownFields returns the keys of m the model does not have (known is
-// the key set of one of its items; Cockpit silently drops unknown keys).
-func unknownFields(m map[string]any, known item) []string {
-	var out []string
-	for k := range m {
-		if _, ok := known[k]; !ok {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-func unknownFieldsError(model string, unknown []string, known item) error {
-	return &provider.FieldError{Field: "fields", Problem: fmt.Sprintf("the Cockpit model %q has no field %s (Cockpit would silently drop it)", model, strings.Join(unknown, ", ")),
-		Fix: "use the model's fields: " + strings.Join(known.userFields(), ", ")}
-}
-
-// Create posts a new, published item and returns it as Cockpit stored it.
-func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Object, error) {
-	if err := statusOnlyPublished("status", n.Status); err != nil {
-		return provider.Object{}, err
-	}
-	fields, err := decodeFields(n.Fields)
-	if err != nil {
-		return provider.Object{}, err
-	}
-	s, err := c.sample(ctx, n.Type) // the model exists, and its fields
-	if err != nil {
-		return provider.Object{}, err
-	}
-	sendSlug := n.Slug != ""
-	if s.item != nil {
-		if u := unknownFields(fields, s.item); len(u) > 0 {
-			return provider.Object{}, unknownFieldsError(n.Type, u, s.item)
-		}
-		if _, ok := s.item["title"]; !ok {
-			return provider.Object{}, &provider.FieldError{Field: "title", Problem: fmt.Sprintf("the Cockpit model %q has no title field, so the title would be lost", n.Type),
-				Fix: "add a title field to the model in Cockpit, or create these items there"}
-		}
-		// A model without a slug field gets no slug; the returned object
-		// then shows none.
-		_, sendSlug = s.item["slug"]
-		sendSlug = sendSlug && n.Slug != ""
-	}
-	if sendSlug {
-		if _, taken, err := c.findBySlug(ctx, n.Type, n.Slug); err != nil {
-			return provider.Object{}, err
-		} else if taken {
-			return provider.Object{}, &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("slug %q is already used by another %s item", n.Slug, n.Type),
-				Fix: "choose another slug, or update the existing item"}
-		}
-	}
-	data := map[string]any{}
-	for k, v := range fields {
-		data[k] = v
-	}
-	data["title"] = n.Title
-	if sendSlug {
-		data["slug"] = n.Slug
-	}
-	// _state is left out: Cockpit publishes API-created items (_state 1).
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: modelPath("item", n.Type), body: map[string]any{"data": data}})
-	if err != nil {
-		if sendSlug {
-			it, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
-			if rerr == nil && found {
-				if t, _ := it.str("title"); t == n.Title {
-					return it.toObject(n.Type), nil
-				}
-			}
-			if rerr == nil && !found {
-				return provider.Object{}, err // nothing was created
-			}
-		}
-		return provider.Object{}, outcomeUnknown("create", err)
-	}
-	if !ok2xx(resp) {
-		return provider.Object{}, c.writeError(resp, n.Type, "")
-	}
-	it, ok := decodeItem(resp.Body)
-	id, _ := it.str("_id")
-	if !ok || id == "" {
-		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Message: "create answered without an item id", Kind: provider.ErrOutcomeUnknown}
-	}
-	var dropped []string
-	for k := range data {
-		if _, kept := it[k]; !kept && (k != "slug" || s.item != nil) {
-			dropped = append(dropped, k)
-		}
-	}
-	if len(dropped) > 0 {
-		slices.Sort(dropped)
-		return provider.Object{}, &provider.FieldError{Field: "fields",
-			Problem: fmt.Sprintf("Cockpit created item %s but dropped %s, which the model %q does not have", id, strings.Join(dropped, ", "), n.Type),
-			Fix:     "update or delete that item; use only the model's fields"}
-	}
-	return it.toObject(n.Type), nil
-}
-
-// Update sends the changed fields (Cockpit $sets them: a top-level merge)
-// with the item's _id, then reads the item back: Cockpit echoes only the
-// sent fields, and answers 200 without writing anything when the id does
-// not exist.
-func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object, error) {
-	if p.ExpectedVersion != nil {
-		// Cockpit's _modified could stand in for a version, but the check
-		// and the write would be two requests (no atomic compare) and
-		// _modified has one-second resolution, so keygate does not offer it.
-		return provider.Object{}, &provider.FieldError{Field: "expected_version",
-			Problem: "Cockpit has no item versions, so keygate cannot check that the item is unchanged since you read it",
-			Fix:     "leave expected_version out to update without the check (compare modified_at from content_get yourself if it matters)"}
-	}
-	if p.Status != nil {
-		if err := statusOnlyPublished("status", *p.Status); err != nil {
-			return provider.Object{}, err
-		}
-	}
-	patch, err := decodeFields(p.Fields)
-	if err != nil {
-		return provider.Object{}, err
-	}
-	cur, err := c.getItem(ctx, p.Type, p.ID)
-	if err != nil {
-		return provider.Object{}, err
-	}
-	if u := unknownFields(patch, cur); len(u) > 0 {
-		return provider.Object{}, unknownFieldsError(p.Type, u, cur)
-	}
-	data := map[string]any{}
-	for k, v := range patch {
-		var old any
-		_ = json.Unmarshal(cur[k], &old)
-		data[k] = mergePatch(old, v) // nil (null) clears the field
-	}
-	if p.Title != nil {
-		if _, ok := cur["title"]; !ok {
-			return provider.Object{}, &provider.FieldError{Field: "title", Problem: fmt.Sprintf("the Cockpit model %q has no title field", p.Type), Fix: "leave title out"}
-		}
-		data["title"] = *p.Title
-	}
-	if p.Slug != nil {
-		if _, ok := cur["slug"]; !ok {
-			return provider.Object{}, noSlugField(p.Type)
-		}
-		if curSlug, _ := cur.str("slug"); curSlug != *p.Slug {
-			other, taken, err := c.findBySlug(ctx, p.Type, *p.Slug)
-			if err != nil {
-				return provider.Object{}, err
-			}
-			if oid, _ := other.str("_id"); taken && oid != p.ID {
-				return provider.Object{}, &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("slug %q is already used by another %s item", *p.Slug, p.Type),
-					Fix: "choose another slug"}
-			}
-		}
-		data["slug"] = *p.Slug
-	}
-	if len(data) == 0 {
-		// Only status "published" was asked for, and the item is published.
-		return cur.toObject(p.Type), nil
-	}
-	body := map[string]any{"_id": p.ID}
-	for k, v := range data {
-		body[k] = v
-	}
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: modelPath("item", p.Type), body: map[string]any{"data": body}})
-	if err != nil {
-		back, rerr := c.getItem(ctx, p.Type, p.ID)
-		if rerr == nil && len(mismatched(back, data)) == 0 {
-			return back.toObject(p.Type), nil
-		}
-		return provider.Object{}, outcomeUnknown("update", err)
-	}
-	if !ok2xx(resp) {
-		return provider.Object{}, c.writeError(resp, p.Type, p.ID)
-	}
-	back, err := c.getItem(ctx, p.Type, p.ID)
-	if err != nil {
-		// A 404 here: Cockpit answered 200 but wrote nothing (the item is
-		// gone), which the NotFoundError reports.
-		return provider.Object{}, err
-	}
-	if bad := mismatched(back, data); len(bad) > 0 {
-		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Kind: provider.ErrOutcomeUnknown,
-			Message: "Cockpit answered success but the item does not show the new " + strings.Join(bad, ", ") + "; read it again with content_get"}
-	}
-	return back.toObject(p.Type), nil
-}
-
-// mismatched returns the keys of want whose stored value differs.
-func mismatched(it item, want map[string]any) []string {
-	var out []string
-	for k, v := range want {
-		var got any
-		if raw, ok := it[k]; ok {
-			_ = json.Unmarshal(raw, &got)
-		}
-		norm, _ := json.Marshal(v)
-		var w any
-		_ = json.Unmarshal(norm, &w)
-		if !reflect.DeepEqual(got, w) {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// mergePatch applies an RFC 7396 merge patch.
-func mergePatch(target, patch any) any {
-	pm, ok := patch.(map[string]any)
-	if !ok {
-		return patch
-	}
-	tm, _ := target.(map[string]any)
-	out := make(map[string]any, len(tm)+len(pm))
-	for k, v := range tm {
-		out[k] = v
-	}
-	for k, v := range pm {
-		if v == nil {
-			delete(out, k)
-			continue
-		}
-		out[k] = mergePatch(out[k], v)
-	}
-	return out
-}
-
-// Delete checks the item exists (Cockpit answers success for any id),
-// deletes it, and checks it is gone.
-func (c *Client) Delete(ctx context.Context, model, id string) (provider.Object, error) {
-	cur, err := c.getItem(ctx, model, id)
-	if err != nil {
-		return provider.Object{}, err
-	}
-	obj := cur.toObject(model)
-	resp, err := c.send(ctx, request{method: http.MethodDelete, path: modelPath("item", model, id)})
-	if err != nil {
-		_, rerr := c.getItem(ctx, model, id)
-		var nf *provider.NotFoundError
-		switch {
-		case errors.As(rerr, &nf):
-			return obj, nil
-		case rerr == nil:
-			return provider.Object{}, err
-		}
-		return provider.Object{}, outcomeUnknown("delete", err)
-	}
-	if !ok2xx(resp) {
-		return provider.Object{}, c.writeError(resp, model, id)
-	}
-	_, err = c.getItem(ctx, model, id)
-	var nf *provider.NotFoundError
-	switch {
-	case errors.As(err, &nf):
-		return obj, nil
-	case err == nil:
-		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Kind: provider.ErrOutcomeUnknown,
-			Message: "Cockpit answered success but the item is still there"}
-	}
-	return provider.Object{}, outcomeUnknown("delete", err)
-}
-
-func outcomeUnknown(what string, cause error) error {
-	msg := "the " + what + " was sent but no answer came back, and reading the item back could not tell whether it was applied"
-	var ue *provider.UpstreamError
-	if errors.As(cause, &ue) && ue.Message != "" {
-		msg += " (" + ue.Message + ")"
-	}
-	return &provider.UpstreamError{Provider: Name, Message: truncate(msg), Kind: provider.ErrOutcomeUnknown}
-}
-
-// writeError maps a failed write.
-func (c *Client) writeError(resp *upstream.Response, model, id string) error {
-	switch {
-	case resp.Status == http.StatusNotFound:
-		return c.notFoundOr(resp, model, id)
-	case resp.Status == http.StatusPreconditionFailed && !authFailed(resp):
-		m := c.message(resp)
-		if m == "Item data is missing" {
-			return &provider.FieldError{Field: "fields", Problem: "Cockpit found no item data", Fix: "pass at least one field"}
-		}
-		if strings.HasPrefix(m, "DELETE method not allowed") {
-			return fmt.Errorf("%w: %s (a singleton cannot be deleted)", provider.ErrUnsupported, m)
-		}
-	case resp.Status == http.StatusBadRequest:
-		return c.badRequest(resp)
-	}
-	return c.upstreamError(resp)
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/keygate/keygate/auth"
@@ -13,7 +15,7 @@ import (
 )
 
 // RotateHint is what auth_whoami tells a person about rotating the Cockpit
-// key: Cockpit's public API has no key management (providers.md 2.2).
+// key: Cockpit's public API has no key management (docs/providers/cockpit.md A8).
 const RotateHint = "Cockpit's API has no key management, so keygate cannot rotate this key. " +
 	"Make a new key by hand in the Cockpit admin: custom keys (API-...) under Settings > API, user keys (USR-...) on the user's page under Settings > Users. " +
 	"Then put it in COCKPIT_API_KEY in the env file keygate reads: keygate picks it up at once, without a restart " +
@@ -24,17 +26,18 @@ const RotateHint = "Cockpit's API has no key management, so keygate cannot rotat
 func (c *Client) RotateHint() string { return RotateHint }
 
 // probeID is an item id that cannot exist: a no-op update or delete of it
-// changes nothing (Cockpit answers 200 and writes nothing, providers.md 6).
+// changes nothing (Cockpit answers 200 and writes nothing,
+// docs/providers/cockpit.md W6 and W9).
 const probeID = "000000000000000000000000"
 
 // access is one model's answer to one permission.
 type access struct {
 	allowed, known bool
-	reason         string
+	reason, fix    string
 }
 
 // probe asks Cockpit about one permission on one model with a request
-// that changes nothing:
+// that changes nothing (K5):
 //   - read: GET /content/items/{model}?limit=1&skip=0&fields={"_id":1}
 //   - update: POST {"data":{"_id":<an id that does not exist>}} (200, nothing written)
 //   - delete: DELETE /content/item/{model}/<an id that does not exist> (200, nothing deleted)
@@ -49,6 +52,8 @@ func (c *Client) probe(ctx context.Context, model, perm string) access {
 		r = request{method: http.MethodPost, path: modelPath("item", model), body: map[string]any{"data": map[string]any{"_id": probeID}}}
 	case "delete":
 		r = request{method: http.MethodDelete, path: modelPath("item", model, probeID)}
+	case "create":
+		return access{reason: fmt.Sprintf("create on %s: unknown until tried (it cannot be checked without creating an item)", model)}
 	}
 	resp, err := c.send(ctx, r)
 	if err != nil {
@@ -58,101 +63,224 @@ func (c *Client) probe(ctx context.Context, model, perm string) access {
 	case ok2xx(resp):
 		return access{allowed: true, known: true, reason: fmt.Sprintf("%s on %s: allowed (checked with a request that changes nothing)", perm, model)}
 	case authFailed(resp):
-		return access{known: true, reason: "Cockpit rejected " + EnvAPIKey + " (412 Authentication failed)"}
+		return access{known: true, reason: "Cockpit rejected " + EnvAPIKey + " (412 Authentication failed)",
+			fix: "replace " + EnvAPIKey + " (see auth_whoami's rotate_hint)"}
 	case resp.Status == http.StatusForbidden:
-		return access{known: true, reason: fmt.Sprintf("%s on %s: permission denied for this key's role", perm, model)}
+		return access{known: true, reason: fmt.Sprintf("%s on %s: permission denied for this key's role", perm, model),
+			fix: fmt.Sprintf("give the key's role the permission content/%s/%s in the Cockpit admin (Settings > Roles)", model, perm)}
 	case modelMissing(resp):
-		return access{known: true, reason: fmt.Sprintf("Cockpit has no model %q", model)}
+		return access{known: true, reason: fmt.Sprintf("Cockpit has no model %q", model), fix: c.modelNameFix()}
 	case resp.Status == http.StatusPreconditionFailed && perm == "delete":
-		return access{known: true, reason: fmt.Sprintf("%s is a singleton: its item cannot be deleted", model)}
+		return access{known: true, reason: fmt.Sprintf("%s is a singleton: its item cannot be deleted", model),
+			fix: "change a singleton's item with content_update instead"}
 	}
 	return access{reason: "unknown until tried: " + c.upstreamError(resp).Error()}
 }
 
-// CheckAccess answers each operation per model (the narrowed type, or
-// every model in COCKPIT_MODELS). content:write needs both create and
-// update: update is checked with a no-op, create cannot be, so a write the
-// key may update is still "unknown until tried" (fail closed).
-func (c *Client) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error) {
-	cache := map[string]access{}
-	get := func(model, perm string) access {
-		k := model + "\x00" + perm
-		if a, ok := cache[k]; ok {
-			return a
-		}
-		a := c.probe(ctx, model, perm)
-		cache[k] = a
+// modelNameFix is the fix for a model Cockpit does not have: a name to
+// check, and the setting that lists the models keygate offers.
+func (c *Client) modelNameFix() string {
+	now := "not set"
+	if len(c.cfg.Models) > 0 {
+		now = strings.Join(c.cfg.Models, ", ")
+	}
+	return fmt.Sprintf("check the model's name in the Cockpit admin (names are case-sensitive), and list the models keygate should offer in %s (now: %s)", EnvModels, now)
+}
+
+// perms are the Cockpit permissions keygate's content operations use. An
+// update or delete reads the item first (W6, W9), and a create reads the
+// model's newest items (K2), so each needs read too.
+var perms = map[auth.Action][]string{
+	auth.ContentRead:   {"read"},
+	auth.ContentWrite:  {"read", "update", "create"},
+	auth.ContentDelete: {"read", "delete"},
+}
+
+// toolPerms are the permissions each content tool needs (K5): a tool
+// check asks about that tool's own action, so content_update does not
+// wait on create, which cannot be checked.
+var toolPerms = map[string][]string{
+	"content_types":  {"read"},
+	"content_list":   {"read"},
+	"content_get":    {"read"},
+	"content_create": {"read", "create"},
+	"content_update": {"read", "update"},
+	"content_delete": {"read", "delete"},
+}
+
+// prober asks each (model, permission) once per call.
+type prober struct {
+	c     *Client
+	ctx   context.Context
+	cache map[string]access
+}
+
+func (p *prober) get(model, perm string) access {
+	k := model + "\x00" + perm
+	if a, ok := p.cache[k]; ok {
 		return a
 	}
+	a := p.c.probe(p.ctx, model, perm)
+	p.cache[k] = a
+	return a
+}
+
+// onModel combines a model's answers to several permissions (allOf).
+func (p *prober) onModel(model string, perms []string) access {
+	each := make([]access, len(perms))
+	for i, perm := range perms {
+		each[i] = p.get(model, perm)
+	}
+	return allOf(each)
+}
+
+func reasons(as []access) string {
+	var out []string
+	for _, a := range as {
+		if !slices.Contains(out, a.reason) {
+			out = append(out, a.reason)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func fixes(as []access) string {
+	var out []string
+	for _, a := range as {
+		if a.fix != "" && !slices.Contains(out, a.fix) {
+			out = append(out, a.fix)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// CheckAccess answers each operation per model (the narrowed type, or
+// every model in COCKPIT_MODELS); every model must allow it.
+// content:write needs create, which cannot be checked, so it stays
+// "unknown until tried" (fail closed); CheckTools answers per tool.
+func (c *Client) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error) {
+	p := &prober{c: c, ctx: ctx, cache: map[string]access{}}
 	out := make([]provider.Access, 0, len(ops))
 	for _, op := range ops {
 		a := provider.Access{Operation: op.String()}
-		var perms []string
-		switch op.Action {
-		case auth.ContentRead:
-			perms = []string{"read"}
-		case auth.ContentWrite:
-			perms = []string{"update", "create"}
-		case auth.ContentDelete:
-			perms = []string{"delete"}
-		case auth.CredentialsRead, auth.CredentialsWrite:
-			a.Known, a.Reason = true, "Cockpit's API has no key management"
-			a.Fix = "manage Cockpit keys in its admin (Settings > API, Settings > Users)"
-			out = append(out, a)
-			continue
-		case auth.Admin:
-			a.Known, a.Reason = true, "keygate does not administer Cockpit through its API"
-			out = append(out, a)
-			continue
-		default:
-			a.Reason = "unknown operation: unknown until tried"
-			out = append(out, a)
-			continue
-		}
-		models := c.cfg.Models
-		if op.Type != "" {
-			models = []string{op.Type}
-		}
-		if len(models) == 0 {
-			a.Reason = "unknown until tried: Cockpit cannot list its models and " + EnvModels + " is not set"
-			a.Fix = "set " + EnvModels + " to the models keygate should offer, or ask about one type (" + op.String() + ":<model>)"
-			out = append(out, a)
-			continue
-		}
-		// Any known refusal decides; else any unknown keeps it closed.
-		var denied, unknown, reasons []string
-		for _, m := range models {
-			for _, perm := range perms {
-				r := access{reason: fmt.Sprintf("create on %s: unknown until tried (it cannot be checked without creating an item)", m)}
-				if perm != "create" {
-					r = get(m, perm)
-				}
-				switch {
-				case r.known && !r.allowed:
-					denied = append(denied, r.reason)
-				case !r.known:
-					unknown = append(unknown, r.reason)
-				default:
-					reasons = append(reasons, r.reason)
-				}
+		if !c.offline(&a, op.Action) {
+			models := c.cfg.Models
+			if op.Type != "" {
+				models = []string{op.Type}
 			}
-		}
-		switch {
-		case len(denied) > 0:
-			a.Known, a.Reason = true, strings.Join(denied, "; ")
-			if strings.Contains(a.Reason, "rejected") {
-				a.Fix = "replace " + EnvAPIKey + " (see auth_whoami's rotate_hint)"
+			if len(models) == 0 {
+				a.Reason = "unknown until tried: Cockpit cannot list its models and " + EnvModels + " is not set"
+				a.Fix = "set " + EnvModels + " to the models keygate should offer, or ask about one type (" + op.String() + ":<model>)"
 			} else {
-				a.Fix = "give the key's role the permission in the Cockpit admin (Settings > Roles)"
+				var each []access
+				for _, m := range models {
+					each = append(each, p.onModel(m, perms[op.Action]))
+				}
+				r := allOf(each)
+				a.Allowed, a.Known, a.Reason, a.Fix = r.allowed, r.known, r.reason, r.fix
 			}
-		case len(unknown) > 0:
-			a.Reason = strings.Join(append(reasons, unknown...), "; ")
-		default:
-			a.Allowed, a.Known, a.Reason = true, true, strings.Join(reasons, "; ")
 		}
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// offline answers the operations Cockpit's API cannot be asked about; it
+// reports false for content operations.
+func (c *Client) offline(a *provider.Access, action auth.Action) bool {
+	switch action {
+	case auth.ContentRead, auth.ContentWrite, auth.ContentDelete:
+		return false
+	case auth.CredentialsRead, auth.CredentialsWrite:
+		a.Known, a.Reason = true, "Cockpit's API has no key management"
+		a.Fix = "manage Cockpit keys in its admin (Settings > API, Settings > Users)"
+	case auth.Admin:
+		a.Known, a.Reason = true, "keygate does not administer Cockpit through its API"
+	default:
+		a.Reason = "unknown operation: unknown until tried"
+	}
+	return true
+}
+
+// allOf: any known refusal decides; else any unknown keeps it closed.
+func allOf(each []access) access {
+	var denied, unknown, allowed []access
+	for _, a := range each {
+		switch {
+		case a.known && !a.allowed:
+			denied = append(denied, a)
+		case !a.known:
+			unknown = append(unknown, a)
+		default:
+			allowed = append(allowed, a)
+		}
+	}
+	switch {
+	case len(denied) > 0:
+		return access{known: true, reason: reasons(denied), fix: fixes(denied)}
+	case len(unknown) > 0:
+		return access{reason: reasons(append(allowed, unknown...))}
+	}
+	return access{allowed: true, known: true, reason: reasons(allowed)}
+}
+
+// CheckTools answers, for each tool, whether this key may do what that
+// tool does upstream, on at least one model of COCKPIT_MODELS (as keygate
+// allows a tool when the caller holds its scope for some types). Tools
+// need not be content tools; an unknown name is "unknown until tried".
+func (c *Client) CheckTools(ctx context.Context, tools []string) ([]provider.Access, error) {
+	p := &prober{c: c, ctx: ctx, cache: map[string]access{}}
+	out := make([]provider.Access, 0, len(tools))
+	for _, tool := range tools {
+		a := provider.Access{Operation: tool}
+		need, isContent := toolPerms[tool]
+		switch {
+		case !isContent && strings.HasPrefix(tool, "credentials_"):
+			c.offline(&a, auth.CredentialsRead)
+		case !isContent && strings.HasPrefix(tool, "auth_"):
+			a.Allowed, a.Known, a.Reason = true, true, "keygate answers it without Cockpit"
+		case !isContent:
+			a.Reason = fmt.Sprintf("unknown tool %q: unknown until tried", tool)
+		case len(c.cfg.Models) == 0:
+			a.Reason = "unknown until tried: Cockpit cannot list its models and " + EnvModels + " is not set"
+			a.Fix = "set " + EnvModels + " to the models keygate should offer"
+		default:
+			r := someOf(p, c.cfg.Models, need)
+			a.Allowed, a.Known, a.Reason, a.Fix = r.allowed, r.known, r.reason, r.fix
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// someOf allows when at least one model allows every permission, and says
+// which models do not.
+func someOf(p *prober, models, need []string) access {
+	var yes, no, unsure []string
+	var refusals, unknowns []access
+	for _, m := range models {
+		switch a := p.onModel(m, need); {
+		case a.allowed:
+			yes = append(yes, m)
+		case a.known:
+			no = append(no, m)
+			refusals = append(refusals, a)
+		default:
+			unsure = append(unsure, m)
+			unknowns = append(unknowns, a)
+		}
+	}
+	switch {
+	case len(yes) > 0:
+		r := access{allowed: true, known: true, reason: fmt.Sprintf("%s on %s: allowed (checked with requests that change nothing)", strings.Join(need, " and "), strings.Join(yes, ", "))}
+		if len(no)+len(unsure) > 0 {
+			r.reason += "; not on " + strings.Join(append(no, unsure...), ", ") + ": " + reasons(append(refusals, unknowns...))
+		}
+		return r
+	case len(unsure) > 0:
+		return access{reason: reasons(append(refusals, unknowns...))}
+	}
+	return access{known: true, reason: reasons(refusals), fix: fixes(refusals)}
 }
 
 // Describe reports the key's kind (from its prefix: Cockpit reveals no
@@ -198,7 +326,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 	if d.Reachable {
 		if len(c.cfg.Models) == 0 {
 			d.Problems = append(d.Problems, EnvModels+" is not set: Cockpit's API cannot list models, so keygate offers none")
-			cr.Verified, cr.Detail = c.verifyKeyOnly(ctx)
+			cr.Verified, cr.Detail = c.verifyKeyOnly(ctx, "the key authenticated; which models it may read is not known without "+EnvModels)
 		} else {
 			models := map[string]string{}
 			rejected := false
@@ -227,8 +355,13 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 				d.Problems = append(d.Problems, EnvAPIKey+" was rejected by Cockpit: replace it (see rotate_hint)")
 			case len(cr.Grants) > 0:
 				cr.Verified, cr.Detail = provider.VerifiedOK, "reads worked on "+strings.Join(grantModels(cr.Grants), ", ")+"; write permissions are checked by auth_check_scopes"
+			case slices.Contains(slices.Collect(maps.Values(models)), "read denied"):
+				// A 403 comes only after the key authenticated (A3).
+				list := strings.Join(c.cfg.Models, ", ")
+				cr.Verified, cr.Detail = provider.VerifiedOK, "Cockpit accepted the key, but its role may read none of "+EnvModels+" ("+list+")"
+				d.Problems = append(d.Problems, "the key's role may read none of "+EnvModels+" ("+list+"): give it content/<model>/read in the Cockpit admin (Settings > Roles), or check "+EnvModels)
 			default:
-				cr.Verified, cr.Detail = c.verifyKeyOnly(ctx)
+				cr.Verified, cr.Detail = c.verifyKeyOnly(ctx, "the key authenticated, but none of "+EnvModels+" ("+strings.Join(c.cfg.Models, ", ")+") could be read")
 			}
 		}
 	}
@@ -245,11 +378,10 @@ func grantModels(grants []string) []string {
 }
 
 // verifyKeyOnly checks the key without naming a model: /content/items
-// with a models parameter leaves out what the key may not read, so a 200
-// means the key authenticated. Unknown: whether a model that does not
-// exist is left out or refused; either way a 412 "Authentication failed"
-// is the only answer read as a rejection.
-func (c *Client) verifyKeyOnly(ctx context.Context) (string, string) {
+// with a models parameter leaves out models that do not exist or that the
+// key may not read (R8), so a 200 means the key authenticated; okDetail
+// says what that proves here.
+func (c *Client) verifyKeyOnly(ctx context.Context, okDetail string) (string, string) {
 	resp, err := c.send(ctx, request{method: http.MethodGet, path: "/content/items",
 		query: url.Values{"models": {`{"keygate_probe":{"model":"keygate_probe","limit":1}}`}}})
 	switch {
@@ -258,7 +390,7 @@ func (c *Client) verifyKeyOnly(ctx context.Context) (string, string) {
 	case authFailed(resp):
 		return provider.VerifiedRejected, "Cockpit answered 412 Authentication failed: the key is wrong, deleted or mistyped"
 	case ok2xx(resp):
-		return provider.VerifiedOK, "the key authenticated; which models it may read is not known without " + EnvModels
+		return provider.VerifiedOK, okDetail
 	case resp.Status == http.StatusForbidden:
 		return provider.VerifiedOK, "the key authenticated but its role may read nothing checked"
 	}

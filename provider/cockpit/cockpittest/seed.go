@@ -25,30 +25,34 @@ func (s *Server) seed() {
 	s.users = []user{{id: "6a00000000000000000000a1", name: "apiuser", role: "editor", apiKey: DemoUserKey}}
 
 	day := func(d int) float64 { return float64(1767258000 + d*86400) } // 2026-01-01T09:00:00Z + d days
-	item := func(id string, state float64, created, modified int, fields Item) Item {
-		it := Item{}
-		for k, v := range fields {
-			it[k] = v
+	// item builds a document in the key order Cockpit writes (docs J3).
+	item := func(id string, state float64, created, modified int, fields ...any) *object {
+		it := pairs(fields...)
+		for i, v := range it.vals {
+			it.vals[i] = fromGo(v)
 		}
-		it["_state"], it["_modified"], it["_mby"], it["_created"], it["_cby"], it["_id"] = state, day(modified), nil, day(created), nil, id
+		for _, kv := range [][2]any{{"_state", state}, {"_modified", day(modified)}, {"_mby", nil}, {"_created", day(created)}, {"_cby", nil}, {"_id", id}} {
+			it.set(kv[0].(string), kv[1])
+		}
 		return it
 	}
-	s.items["posts"] = []Item{
-		item("6b0000000000000000000001", 1, 1, 2, Item{"title": "Hello, world", "slug": "hello-world", "body": "<p>The first post.</p>", "featured": true, "tags": []any{"intro", "news"}, "views": 120.0}),
-		item("6b0000000000000000000002", 1, 3, 7, Item{"title": "Second thoughts", "slug": "second-thoughts", "body": "<p>More words.</p>", "featured": false, "tags": []any{"opinion"}, "views": 45.0}),
-		item("6b0000000000000000000003", 1, 8, 11, Item{"title": "Release notes", "slug": "release-notes", "body": "<p>What changed.</p>", "featured": false, "tags": []any{"news"}, "views": 300.0}),
-		item("6b0000000000000000000004", 1, 10, 13, Item{"title": "Weekly digest", "slug": "weekly-digest", "body": nil, "featured": false, "tags": nil, "views": 7.0}),
+	s.items["posts"] = []*object{
+		item("6b0000000000000000000001", 1, 1, 2, "title", "Hello, world", "slug", "hello-world", "body", "<p>The first post.</p>", "featured", true, "tags", []any{"intro", "news"}, "views", 120.0),
+		item("6b0000000000000000000002", 1, 3, 7, "title", "Second thoughts", "slug", "second-thoughts", "body", "<p>More words.</p>", "featured", false, "tags", []any{"opinion"}, "views", 45.0),
+		item("6b0000000000000000000003", 1, 8, 11, "title", "Release notes", "slug", "release-notes", "body", "<p>What changed.</p>", "featured", false, "tags", []any{"news"}, "views", 300.0),
+		item("6b0000000000000000000004", 1, 10, 13, "title", "Weekly digest", "slug", "weekly-digest", "body", nil, "featured", false, "tags", nil, "views", 7.0),
 		// Unpublished: invisible to every API read.
-		item("6b0000000000000000000005", 0, 12, 12, Item{"title": "Hidden draft", "slug": "hidden-draft", "body": "<p>Not ready.</p>", "featured": false, "tags": nil, "views": 0.0}),
+		item("6b0000000000000000000005", 0, 12, 12, "title", "Hidden draft", "slug", "hidden-draft", "body", "<p>Not ready.</p>", "featured", false, "tags", nil, "views", 0.0),
 	}
-	s.items["authors"] = []Item{
-		item("6b0000000000000000000011", 1, 0, 0, Item{"title": "Ada Lovelace", "slug": "ada", "bio": "Wrote the first program."}),
-		item("6b0000000000000000000012", 1, 0, 4, Item{"title": "Grace Hopper", "slug": "grace", "bio": "Found the first bug."}),
+	s.items["authors"] = []*object{
+		item("6b0000000000000000000011", 1, 0, 0, "title", "Ada Lovelace", "slug", "ada", "bio", "Wrote the first program."),
+		item("6b0000000000000000000012", 1, 0, 4, "title", "Grace Hopper", "slug", "grace", "bio", "Found the first bug."),
 	}
-	s.items["pages"] = []Item{
-		item("6b0000000000000000000021", 1, 0, 0, Item{"title": "About", "content": "<p>About us.</p>"}),
+	s.items["pages"] = []*object{
+		item("6b0000000000000000000021", 1, 0, 0, "title", "About", "content", "<p>About us.</p>"),
 	}
-	s.items["settings"] = []Item{
-		item("6b0000000000000000000031", 1, 0, 0, Item{"site_name": "keygate demo"}),
+	// A singleton's document carries _model after its fields (docs S3).
+	s.items["settings"] = []*object{
+		item("6b0000000000000000000031", 1, 0, 0, "site_name", "keygate demo", "_model", "settings"),
 	}
 }

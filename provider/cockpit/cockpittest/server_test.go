@@ -157,7 +157,7 @@ func TestReads(t *testing.T) {
 	}
 	t.Run("unknown model", func(t *testing.T) {
 		a := call(t, "GET", base+"/items/nosuch", rw(), "")
-		if a.status != 404 || a.obj["error"] != "Model nosuch not found" {
+		if a.status != 404 || a.obj["error"] != "Model <nosuch> not found" {
 			t.Fatalf("%d %s", a.status, a.raw)
 		}
 	})
@@ -170,7 +170,7 @@ func TestReads(t *testing.T) {
 	t.Run("filter, sort and fields", func(t *testing.T) {
 		q := url.Values{"filter": {`{"views":{"$gte":45}}`}, "sort": {`{"views":1}`}, "fields": {`{"title":1}`}}
 		a := call(t, "GET", base+"/items/posts?"+q.Encode(), rw(), "")
-		if a.raw != `[{"title":"Second thoughts","_id":"6b0000000000000000000002"},{"title":"Hello, world","_id":"6b0000000000000000000001"},{"title":"Release notes","_id":"6b0000000000000000000003"}]` {
+		if a.raw != `[{"_id":"6b0000000000000000000002","title":"Second thoughts"},{"_id":"6b0000000000000000000001","title":"Hello, world"},{"_id":"6b0000000000000000000003","title":"Release notes"}]` {
 			t.Fatalf("%s", a.raw)
 		}
 	})
@@ -308,7 +308,7 @@ func TestWrites(t *testing.T) {
 	})
 	t.Run("singleton cannot be deleted", func(t *testing.T) {
 		a := call(t, "DELETE", s.URL()+"/api/content/item/settings/6b0000000000000000000031", rw(), "")
-		if a.status != 412 || a.obj["error"] != "DELETE method not allowed for settings" {
+		if a.status != 412 || a.obj["error"] != "DELETE method not allowed for <settings>" {
 			t.Fatalf("%d %s", a.status, a.raw)
 		}
 	})

@@ -35,7 +35,7 @@ func run(addr string) error {
 	fmt.Println("# keygate environment (fake demo keys; read-write key shown):")
 	fmt.Printf("COCKPIT_URL=%s\n", base)
 	fmt.Printf("COCKPIT_API_KEY=%s\n", cockpittest.DemoRWKey)
-	fmt.Println("COCKPIT_MODELS=posts,authors,pages")
+	fmt.Println("COCKPIT_MODELS=posts,authors,pages,settings")
 	fmt.Println("# other demo keys:")
 	fmt.Printf("#   read-only custom key: %s\n", cockpittest.DemoROKey)
 	fmt.Printf("#   key without a role:   %s\n", cockpittest.DemoNoRoleKey)
