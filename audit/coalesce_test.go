@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -175,8 +176,8 @@ func TestRefusalIsCleaned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := "kg_pat_AbCdEfGhIjKl_" + string(make([]byte, 0)) + "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ"
-	long := string(make([]byte, 1<<20))
+	tok := "kg_pat_AbCdEfGhIjKl_" + strings.Repeat("Z", 38)
+	long := strings.Repeat("\x00", 1<<20)
 	for range 3 {
 		if err := l.WriteRefusal(Record{Tool: "http", Outcome: OutcomeDenied, Detail: tok, Target: long, Remote: "127.0.0.1:9"}); err != nil {
 			t.Fatal(err)
@@ -188,7 +189,7 @@ func TestRefusalIsCleaned(t *testing.T) {
 		t.Fatalf("lines: %d, first %d bytes", len(got), len(got[0]))
 	}
 	r := records(t, path)[0]
-	if r.Detail == tok || !digestShape.MatchString(r.Target) || r.Count != 3 {
+	if strings.Contains(r.Detail, tok) || !digestShape.MatchString(r.Target) || r.Count != 3 {
 		t.Errorf("refusal not cleaned: %+v", r)
 	}
 }
