@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/textsafe"
 )
 
 // auditCommand prints the audit journal, oldest first.
@@ -18,10 +19,11 @@ func auditCommand(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	settings := commonSettings()
 	var since, tool string
-	var asJSON bool
+	var asJSON, rotated bool
 	fs.StringVar(&since, "since", "", "only records from this time on: a duration back from now (24h) or an RFC 3339 time")
 	fs.StringVar(&tool, "tool", "", "only records of this tool, e.g. credentials_rotate (failed HTTP authentication is \"http\")")
 	fs.BoolVar(&asJSON, "json", false, "print the records as JSON lines")
+	fs.BoolVar(&rotated, "rotated", true, "also read the rotated journals (audit.jsonl.N), oldest first; --rotated=false reads the current one only")
 	env, err := parseSettings(fs, settings, args)
 	if err != nil {
 		return err
@@ -30,25 +32,42 @@ func auditCommand(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	f := audit.Filter{Tool: tool}
+	opts := audit.ReadOptions{Filter: audit.Filter{Tool: tool}, Rotated: rotated,
+		// A line that holds no record is named and passed over: it must
+		// not hide the records after it.
+		Skipped: func(s audit.SkippedLine) {
+			fmt.Fprintf(stderr, "keygate audit: %s line %d %s\n", textsafe.Escape(s.File), s.Line, s.Reason)
+		}}
 	if since != "" {
-		if f.Since, err = parseSince(since, time.Now()); err != nil {
+		if opts.Since, err = parseSince(since, time.Now()); err != nil {
 			return err
 		}
 	}
 	if asJSON {
+		// encoding/json escapes every control character.
 		enc := json.NewEncoder(stdout)
-		return audit.Read(cfg.AuditFile, f, func(r audit.Record) error { return enc.Encode(r) })
+		return audit.ReadWith(cfg.AuditFile, opts, func(r audit.Record) error { return enc.Encode(r) })
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tKEY\tPROVIDER\tTOOL\tTARGET\tOUTCOME\tDETAIL")
-	err = audit.Read(cfg.AuditFile, f, func(r audit.Record) error {
-		detail := strings.TrimSpace(r.Detail + " " + r.Remote)
+	err = audit.ReadWith(cfg.AuditFile, opts, func(r audit.Record) error {
+		var parts []string
 		if r.RotationID != "" {
-			detail = strings.TrimSpace("rotation " + r.RotationID + " " + detail)
+			parts = append(parts, "rotation "+r.RotationID)
 		}
-		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), dash(r.Principal), dash(r.Provider),
-			r.Tool, dash(r.Target), r.Outcome, dash(detail))
+		for _, p := range []string{r.Detail, r.Remote} {
+			if p != "" {
+				parts = append(parts, p)
+			}
+		}
+		if r.Count > 1 {
+			parts = append(parts, fmt.Sprintf("(%d times, the last at %s)", r.Count, r.Last.Format(time.RFC3339)))
+		}
+		detail := strings.Join(parts, " ")
+		// Every field is stored text, some of it from callers: printed
+		// raw, a control character could forge a row or drive the terminal.
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), cell(r.Principal), cell(r.Provider),
+			cell(r.Tool), cell(r.Target), cell(r.Outcome), cell(detail))
 		return err
 	})
 	if ferr := tw.Flush(); err == nil {
@@ -67,9 +86,11 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("audit: --since must be a duration such as 24h or an RFC 3339 time")
 }
 
-func dash(s string) string {
+// cell is stored text made safe for one cell of a table: controls spelled
+// out, "-" for nothing.
+func cell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return textsafe.Escape(s)
 }

@@ -104,8 +104,8 @@ const usage = `usage:
   keygate [serve] [flags]          serve MCP over stdio (default) or --transport http
   keygate token create [flags]     mint a token in the local store (printed once)
   keygate token list [flags]       list tokens (never their secrets)
-  keygate token revoke [flags] ID  revoke a token
-  keygate audit [--since D] [--tool T] [--json]   print the audit journal
+  keygate token revoke [flags] ID  revoke a token (by id; a whole token is taken by its id)
+  keygate audit [--since D] [--tool T] [--json] [--rotated=false]   print the audit journal
   keygate version
 Run "keygate serve -h" or "keygate token create -h" for flags.
 `
@@ -187,7 +187,8 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if cfg.Transport == "http" {
 		ident = identity.NewHTTPIdentity(verifier)
 	}
-	journal, err := audit.Open(cfg.AuditFile, redactor.Redact)
+	journal, err := audit.OpenWith(cfg.AuditFile, audit.Options{Redact: redactor.Redact,
+		OnError: func(err error) { logger.Error("cannot write refusals to the audit journal", "err", err) }})
 	if err != nil {
 		return err
 	}
@@ -287,8 +288,11 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		Logger:       logger,
 		Version:      keygateVersion(),
 		OnSessionEnd: ident.ForgetSession,
+		// Refusals are coalesced per reason and client host and never
+		// synced one by one: a flood of them costs little disk and no
+		// flushes (audit.Log.WriteRefusal).
 		OnAuthFailure: func(r *http.Request, reason string) {
-			if err := journal.Write(audit.Record{Tool: "http", Outcome: audit.OutcomeDenied, Detail: reason, Remote: r.RemoteAddr}); err != nil {
+			if err := journal.WriteRefusal(audit.Record{Tool: "http", Outcome: audit.OutcomeDenied, Detail: reason, Remote: r.RemoteAddr}); err != nil {
 				logger.Error("cannot write the audit journal", "err", err)
 			}
 		},

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,7 +16,9 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/delivery"
+	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
+	"github.com/keygate/keygate/textsafe"
 )
 
 // tokenCommand is the admin CLI for the local store. It acts with the
@@ -58,10 +62,12 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		Places: delivery.Places{EnvFile: cfg.EnvFile, KeysDir: filepath.Join(filepath.Dir(cfg.Store), "keys")}}
 	ring := credentials.Ring{Provider: "local", Local: true}
 	// Credential changes made here are journaled like those made through
-	// the tools, and refused when the journal cannot be written.
+	// the tools, and refused when the journal cannot be written. The
+	// redactor masks anything shaped like a credential that an argument
+	// might carry.
 	var journal *audit.Log
 	if sub != "list" {
-		if journal, err = audit.Open(cfg.AuditFile, nil); err != nil {
+		if journal, err = audit.Open(cfg.AuditFile, auth.NewRedactor().Redact); err != nil {
 			return fmt.Errorf("token %s: %w", sub, err)
 		}
 		defer journal.Close()
@@ -109,8 +115,8 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			fmt.Fprintf(stderr, "created token %s (%s) and wrote it to %s as %s\n", issued.Key.ID, issued.Key.Masked, cfg.EnvFile, envVar)
 			return nil
 		}
-		fmt.Fprintf(stderr, "created token %s %q [%s], expires %s. It is shown once:\n", issued.Key.ID, name,
-			strings.Join(issued.Key.Scopes, ", "), issued.Key.ExpiresAt.Format(time.DateOnly))
+		fmt.Fprintf(stderr, "created token %s \"%s\" [%s], expires %s. It is shown once:\n", issued.Key.ID, textsafe.Escape(name),
+			textsafe.Escape(strings.Join(issued.Key.Scopes, ", ")), issued.Key.ExpiresAt.Format(time.DateOnly))
 		fmt.Fprintln(stdout, issued.Secret.Reveal())
 		return nil
 	case "list":
@@ -128,7 +134,10 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			case time.Now().After(k.ExpiresAt):
 				state = "expired"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Masked, strings.Join(k.Scopes, ","),
+			// Names come from whoever could create a key (an agent, through
+			// credentials_create): their controls are spelled out.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", textsafe.Escape(k.ID), textsafe.Escape(k.Name),
+				textsafe.Escape(k.Masked), textsafe.Escape(strings.Join(k.Scopes, ",")),
 				k.CreatedAt.Format(time.DateOnly), k.ExpiresAt.Format(time.DateOnly), dateOrDash(k.LastUsedAt), state)
 		}
 		return tw.Flush()
@@ -136,15 +145,24 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if fs.NArg() != 1 {
 			return fmt.Errorf("token revoke: give exactly one token id (see keygate token list)")
 		}
-		if err := record(fs.Arg(0), audit.OutcomeAttempt); err != nil {
+		id, err := revokeTarget(fs.Arg(0), stderr)
+		if err != nil {
+			return err
+		}
+		if err := record(id, audit.OutcomeAttempt); err != nil {
 			return fmt.Errorf("token revoke: refused, the audit journal cannot be written: %w", err)
 		}
-		plan, err := svc.PlanRevoke(ctx, credentials.OperatorCaller, ring, fs.Arg(0))
+		plan, err := svc.PlanRevoke(ctx, credentials.OperatorCaller, ring, id)
 		if err != nil {
+			_ = record(id, audit.OutcomeRefused)
+			if errors.Is(err, provider.ErrNotFound) {
+				return fmt.Errorf("token revoke: no token has id %s; see keygate token list", id)
+			}
 			return fmt.Errorf("token revoke: %w", err)
 		}
 		res, err := svc.Revoke(ctx, plan)
 		if err != nil {
+			_ = record(id, audit.OutcomeRefused)
 			return fmt.Errorf("token revoke: %w", err)
 		}
 		k := res.Key
@@ -157,12 +175,39 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		case res.Already:
 			fmt.Fprintf(stdout, "token %s was already revoked; revoked its lineage: %s\n", k.ID, strings.Join(res.AlsoRevoked, ", "))
 		case len(res.AlsoRevoked) > 0:
-			fmt.Fprintf(stdout, "revoked token %s (%s) and its lineage: %s\n", k.ID, k.Name, strings.Join(res.AlsoRevoked, ", "))
+			fmt.Fprintf(stdout, "revoked token %s (%s) and its lineage: %s\n", k.ID, textsafe.Escape(k.Name), strings.Join(res.AlsoRevoked, ", "))
 		default:
-			fmt.Fprintf(stdout, "revoked token %s (%s)\n", k.ID, k.Name)
+			fmt.Fprintf(stdout, "revoked token %s (%s)\n", k.ID, textsafe.Escape(k.Name))
 		}
 		return nil
 	}
+}
+
+// tokenID is the shape of a key's public id (auth.TokenPattern).
+var tokenID = regexp.MustCompile(`^[0-9A-Za-z]{12}$`)
+
+// revokeTarget turns the argument of token revoke into a key id. A whole
+// token, pasted by mistake, is acted on by its public id and never
+// repeated: not on the terminal, not in the journal. Anything else must be
+// an id; what is not is refused without being repeated, since it may be a
+// secret too.
+func revokeTarget(arg string, stderr io.Writer) (string, error) {
+	if strings.HasPrefix(arg, auth.TokenPrefix) {
+		parsed, reason, err := auth.ParseToken(arg)
+		if err != nil {
+			what := "it does not have a token's shape"
+			if reason == "bad_checksum" {
+				what = "its checksum does not match (mistyped or cut short)"
+			}
+			return "", fmt.Errorf("token revoke: the argument looks like a token (%s) but %s; give the token id from keygate token list", auth.Mask(arg), what)
+		}
+		fmt.Fprintf(stderr, "treating the argument as token %s, id %s\n", auth.Mask(arg), parsed.PublicID)
+		return parsed.PublicID, nil
+	}
+	if !tokenID.MatchString(arg) {
+		return "", fmt.Errorf("token revoke: the argument is not a token id (12 letters and digits, the ID column of keygate token list)")
+	}
+	return arg, nil
 }
 
 func dateOrDash(t time.Time) string {

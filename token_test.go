@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"database/sql"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/keygate/keygate/auth"
+)
+
+// cli runs "keygate COMMAND --store ... --env-file ... ARGS..." against in
+// (COMMAND may be two words, e.g. "token revoke") and returns stdout,
+// stderr and the exit error.
+func cli(t *testing.T, in instance, command string, args ...string) (string, string, error) {
+	t.Helper()
+	argv := append(strings.Fields(command), "--store", in.store, "--env-file", in.envFile)
+	cmd := exec.Command(binary, append(argv, args...)...)
+	cmd.Env = cleanEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// filesContaining lists the files under dir that hold any of needles.
+func filesContaining(t *testing.T, dir string, needles ...string) []string {
+	t.Helper()
+	var hits []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				hits = append(hits, path)
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
+}
+
+// TestTokenRevokeNeverEchoesAToken: an operator who pastes a whole token
+// into "keygate token revoke" gets it revoked by its public id, and the
+// token reaches neither the terminal nor the audit journal; arguments that
+// are not ids are refused without being repeated.
+func TestTokenRevokeNeverEchoesAToken(t *testing.T) {
+	in := hPrepared(t)
+	canary := mintCLI(t, in, "canary", "content:read")
+	parsed, _, err := auth.ParseToken(canary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := parsed.PublicID
+	secretPart := canary[len(auth.TokenPrefix)+len(id)+1 : len(canary)-6]
+	badChecksum := canary[:len(canary)-1] + string(rune(canary[len(canary)-1]^1))
+	leaks := []string{canary, secretPart, badChecksum}
+
+	tests := []struct {
+		name    string
+		arg     string
+		wantErr bool
+		wantOut string // in stdout+stderr
+	}{
+		{"full token", canary, false, "id " + id},
+		{"full token again", canary, false, "already revoked"},
+		{"token with a bad checksum", badChecksum, true, "checksum"},
+		{"the secret part alone", secretPart, true, "not a token id"},
+		{"unknown id", "AAAAAAAAAAAA", true, "no token has id AAAAAAAAAAAA"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, err := cli(t, in, "token revoke", tc.arg)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("exit error %v, want error %v\nstdout: %s\nstderr: %s", err, tc.wantErr, stdout, stderr)
+			}
+			out := stdout + stderr
+			if !strings.Contains(out, tc.wantOut) {
+				t.Errorf("output lacks %q:\n%s", tc.wantOut, out)
+			}
+			for _, l := range leaks {
+				if strings.Contains(out, l) {
+					t.Errorf("the output repeats a secret (%s):\n%s", auth.Mask(l), out)
+				}
+			}
+		})
+	}
+	if hits := filesContaining(t, in.dir, leaks...); len(hits) > 0 {
+		t.Errorf("the token or its secret reached %v", hits)
+	}
+	stdout, _, err := cli(t, in, "token list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(stdout, "\n") {
+		if strings.HasPrefix(line, id) && !strings.HasSuffix(strings.TrimSpace(line), "revoked") {
+			t.Errorf("the canary is not revoked: %s", line)
+		}
+	}
+}
+
+// hostileName holds what a terminal would act on: clear the screen, write
+// the clipboard (OSC 52), a newline and a tab that would forge a row, a
+// bidi override and a line separator.
+const hostileName = "evil\x1b[2J\x1b]52;c;cHduZWQ=\x07\nFORGED\tROW\u202e\u2028\u200b\x7f\u0085"
+
+// hostileNameShown is hostileName as the CLI must print it.
+const hostileNameShown = `evil\x1b[2J\x1b]52;c;cHduZWQ=\x07\nFORGED\tROW\u202e\u2028\u200b\x7f\u0085`
+
+// checkNoControls fails if out holds a control, format or separator
+// character other than the newlines that end rows.
+func checkNoControls(t *testing.T, out string) {
+	t.Helper()
+	for i, r := range out {
+		if r != '\n' && (unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)) {
+			t.Errorf("raw %U at byte %d of the output: %q", r, i, out)
+			return
+		}
+	}
+}
+
+// TestTokenListShowsControlCharactersVisibly: a key whose name carries
+// terminal controls (set by whoever could create keys, e.g. an agent with
+// credentials_create) lists on one row, with the controls spelled out.
+func TestTokenListShowsControlCharactersVisibly(t *testing.T) {
+	in := hPrepared(t)
+	tok := mintCLI(t, in, "plain", "content:read")
+	parsed, _, _ := auth.ParseToken(tok)
+	// Straight into the store, whatever the create paths accept.
+	db, err := sql.Open("sqlite", "file:"+in.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE keys SET name = ? WHERE id = ?`, hostileName, parsed.PublicID); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	stdout, stderr, err := cli(t, in, "token list")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	checkNoControls(t, stdout)
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(lines) != 3 { // header, the first-run admin key, the hostile one
+		t.Fatalf("%d lines, want 3: %q", len(lines), stdout)
+	}
+	var row string
+	for _, l := range lines {
+		if strings.HasPrefix(l, parsed.PublicID) {
+			row = l
+		}
+	}
+	if !strings.Contains(row, hostileNameShown) {
+		t.Errorf("row does not show the name visibly: %q\nwant it to contain %s", row, hostileNameShown)
+	}
+
+	// Revoking it says the name the same way.
+	stdout, stderr, err = cli(t, in, "token revoke", parsed.PublicID)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	checkNoControls(t, stdout+stderr)
+	if !strings.Contains(stdout, hostileNameShown) {
+		t.Errorf("revoke output: %q", stdout)
+	}
+}
