@@ -70,6 +70,10 @@ type Deps struct {
 	// Rotation rotates keygate's own env-file token crash-safely; nil
 	// falls back to the plain create-store-switch-retire sequence.
 	Rotation Rotator
+	// InspectTTL is how long remote providers' live credential checks
+	// are shared between callers; zero means DefaultInspectTTL, negative
+	// turns sharing off.
+	InspectTTL time.Duration
 	// HTTP is true when serving streamable HTTP, where the bearer token
 	// decides who is calling.
 	HTTP   bool
@@ -80,6 +84,7 @@ type Deps struct {
 	// tools consult them on every call.
 	all, selected []ServerTool
 	warned        sync.Map // expiry warnings already given: "session:key" -> true
+	inspections   inspections
 }
 
 func (d *Deps) now() time.Time {
@@ -271,10 +276,15 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 
 		p, cred, verr := d.Identity.Resolve(ctx)
 		call.Cred, call.credErr = cred, verr
+		var scopes auth.Scopes // nil: no valid credential
 		if verr == nil {
 			call.Caller, keyID = &p, p.KeyID
 			d.warnExpiry(ctx, &p)
+			scopes = p.Scopes
 		}
+		// Providers spend their shared rate limits on callers with a scope
+		// for them first (upstream.Budget): they learn who is calling here.
+		ctx = auth.WithCallerScopes(ctx, scopes)
 		if errors.Is(verr, auth.ErrInvalidToken) {
 			d.audit(ctx, t, call, "", audit.OutcomeDenied)
 		}
@@ -352,11 +362,13 @@ func (d *Deps) audit(_ context.Context, t ServerTool, call *Call, keyID, outcome
 	}
 }
 
-// invalidateVerifications clears a caching verifier, if keygate uses one.
+// invalidateVerifications clears a caching verifier, if keygate uses one,
+// and the shared answers of remote credential checks.
 func (d *Deps) invalidateVerifications() {
 	if c, ok := d.Identity.verifier.(interface{ Invalidate() }); ok {
 		c.Invalidate()
 	}
+	d.inspections.forget()
 }
 
 func firstNonEmpty(ss ...string) string {
