@@ -185,3 +185,21 @@ func CheckGrant(actor Principal, scopes Scopes, expiresAt time.Time) error {
 	}
 	return nil
 }
+
+// HasScopeFor reports whether ss gives its holder a use for a provider
+// whose content types are those hasType accepts: admin, or a content scope
+// (read, write or delete) that is not narrowed or is narrowed to one of the
+// provider's types. Credentials scopes do not count: no remote provider
+// manages keygate's keys. Providers spend their shared rate limit on such
+// callers first.
+func (ss Scopes) HasScopeFor(hasType func(typ string) bool) bool {
+	for _, s := range ss {
+		switch {
+		case s.Action == Admin:
+			return true
+		case s.Action.narrowable() && (s.Type == "" || (hasType != nil && hasType(s.Type))):
+			return true
+		}
+	}
+	return false
+}

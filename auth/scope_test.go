@@ -118,3 +118,56 @@ func TestCheckGrant(t *testing.T) {
 		})
 	}
 }
+
+// The priority rule for a provider's shared rate limit, for a provider
+// whose only type is "memories" (Cencori).
+func TestHasScopeFor(t *testing.T) {
+	memories := func(typ string) bool { return typ == "memories" }
+	tests := []struct {
+		scopes []string
+		want   bool
+	}{
+		{[]string{"admin"}, true},
+		{[]string{"content:read"}, true},
+		{[]string{"content:write"}, true},
+		{[]string{"content:delete"}, true},
+		{[]string{"content:read:memories"}, true},
+		{[]string{"content:delete:memories"}, true},
+		{[]string{"content:read:posts"}, false},
+		{[]string{"content:read:posts", "content:write:pages"}, false},
+		{[]string{"content:read:posts", "content:write:memories"}, true},
+		{[]string{"credentials:read"}, false},
+		{[]string{"credentials:write"}, false},
+		{[]string{"credentials:read", "credentials:write"}, false},
+		{nil, false},
+	}
+	for _, tc := range tests {
+		var ss Scopes
+		if tc.scopes != nil {
+			ss = scopes(t, tc.scopes...)
+		}
+		if got := ss.HasScopeFor(memories); got != tc.want {
+			t.Errorf("%v.HasScopeFor(memories) = %v, want %v", tc.scopes, got, tc.want)
+		}
+	}
+	// A provider whose types are not known yet counts only unnarrowed
+	// content scopes and admin.
+	if scopes(t, "content:read:posts").HasScopeFor(nil) || !scopes(t, "content:read").HasScopeFor(nil) {
+		t.Error("nil type list")
+	}
+}
+
+func TestCallerScopes(t *testing.T) {
+	ctx := t.Context()
+	if _, ok := CallerScopes(ctx); ok {
+		t.Error("a context without a caller reports one")
+	}
+	ss, ok := CallerScopes(WithCallerScopes(ctx, nil))
+	if !ok || ss != nil {
+		t.Errorf("no credential: %v, %v", ss, ok)
+	}
+	want := Scopes{{Action: ContentRead, Type: "posts"}}
+	if ss, ok := CallerScopes(WithCallerScopes(ctx, want)); !ok || !slices.Equal(ss, want) {
+		t.Errorf("got %v, %v", ss, ok)
+	}
+}

@@ -102,3 +102,30 @@ func (e *UpstreamError) Error() string {
 }
 
 func (e *UpstreamError) Unwrap() error { return e.Kind }
+
+// RationedError is keygate declining to spend a provider's shared rate
+// limit on a caller with no scope for that provider, because the small
+// share such callers may use is spent. Nothing was sent. It matches
+// ErrRateLimited.
+type RationedError struct {
+	Provider   string        // as people know it, e.g. "Cencori"
+	Limit      string        // the provider's limit, e.g. "60 requests per minute per project"
+	Scope      string        // a scope that gives priority, e.g. "content:read:memories"
+	RetryAfter time.Duration // when the caller's share has room again
+}
+
+// Problem says what happened, for a tool's isError result.
+func (e *RationedError) Problem() string {
+	return fmt.Sprintf("keygate keeps %s's rate limit (%s) for callers with a scope for it, and the small share left to other callers is used up; nothing was sent",
+		e.Provider, e.Limit)
+}
+
+// Fix says what the caller can do.
+func (e *RationedError) Fix() string {
+	secs := int64((e.RetryAfter + time.Second - 1) / time.Second)
+	return fmt.Sprintf("retry in %d s or use a key with %s", max(secs, 1), e.Scope)
+}
+
+func (e *RationedError) Error() string { return e.Problem() + "; " + e.Fix() }
+
+func (e *RationedError) Unwrap() error { return ErrRateLimited }

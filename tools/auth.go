@@ -162,7 +162,7 @@ func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, err
 				targets = []Provider{pr}
 			}
 		}
-		w.Upstream = describeAll(ctx, targets)
+		w.Upstream = d.describeAll(ctx, targets)
 		for _, u := range w.Upstream {
 			for _, c := range u.Credentials {
 				if d.expiresSoon(c.ExpiresAt) {
@@ -176,14 +176,15 @@ func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, err
 	return okResult(w, renderWhoami(w)), nil
 }
 
-// describeAll asks each remote provider about its credentials, at once.
-// A provider that cannot answer is reported with the problem, not dropped.
-func describeAll(ctx context.Context, ps []Provider) []provider.Description {
+// describeAll asks each remote provider about its credentials, at once,
+// sharing recent answers between callers (d.describe). A provider that
+// cannot answer is reported with the problem, not dropped.
+func (d *Deps) describeAll(ctx context.Context, ps []Provider) []provider.Description {
 	out := make([]provider.Description, len(ps))
 	var wg sync.WaitGroup
 	for i, pr := range ps {
 		wg.Go(func() {
-			desc, err := pr.Inspect.Describe(ctx)
+			desc, err := d.describe(ctx, pr)
 			if err != nil {
 				desc = provider.Description{Provider: pr.Name, Problems: []string{upstreamDetail(err)}}
 			}
@@ -426,7 +427,7 @@ func (d *Deps) upstreamChecks(ctx context.Context, pr Provider, ops, tools []str
 	if len(scopes) == 0 {
 		return out, nil
 	}
-	access, err := pr.Inspect.CheckAccess(ctx, scopes)
+	access, err := d.checkAccess(ctx, pr, scopes)
 	if err != nil {
 		res, ferr := providerError(err, "")
 		if ferr != nil {

@@ -51,6 +51,7 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 	var vc *provider.VersionConflictError
 	var ge *auth.GrantError
 	var denied *policy.Denied
+	var rationed *provider.RationedError
 	switch {
 	case errors.As(err, &fe):
 		return errorResult(fe.Field, fe.Problem, fe.Fix), nil
@@ -78,6 +79,8 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 	case errors.Is(err, provider.ErrUnauthorized):
 		return errorResult("provider", "the provider rejected keygate's credential for it (revoked, expired or mistyped): "+upstreamDetail(err),
 			"rotate the key in the provider's dashboard and update the variable auth_whoami names; keygate reads it at start-up"), nil
+	case errors.As(err, &rationed):
+		return errorResult("", rationed.Problem(), rationed.Fix()), nil
 	case errors.Is(err, provider.ErrRateLimited):
 		fix := "wait a minute and retry"
 		var ue *provider.UpstreamError

@@ -69,6 +69,10 @@ type Deps struct {
 	// ExpiryWarning is how long before expiry credentials are flagged;
 	// zero means DefaultExpiryWarning.
 	ExpiryWarning time.Duration
+	// InspectTTL is how long remote providers' live credential checks
+	// are shared between callers; zero means DefaultInspectTTL, negative
+	// turns sharing off.
+	InspectTTL time.Duration
 	// HTTP is true when serving streamable HTTP, where the bearer token
 	// decides who is calling.
 	HTTP   bool
@@ -79,6 +83,7 @@ type Deps struct {
 	// tools consult them on every call.
 	all, selected []ServerTool
 	warned        sync.Map // expiry warnings already given: "session:key" -> true
+	inspections   inspections
 }
 
 func (d *Deps) now() time.Time {
@@ -264,10 +269,15 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 
 		p, cred, verr := d.Identity.Resolve(ctx)
 		call.Cred, call.credErr = cred, verr
+		var scopes auth.Scopes // nil: no valid credential
 		if verr == nil {
 			call.Caller, keyID = &p, p.KeyID
 			d.warnExpiry(ctx, &p)
+			scopes = p.Scopes
 		}
+		// Providers spend their shared rate limits on callers with a scope
+		// for them first (upstream.Budget): they learn who is calling here.
+		ctx = auth.WithCallerScopes(ctx, scopes)
 		if errors.Is(verr, auth.ErrInvalidToken) {
 			d.audit(ctx, t, call, "", audit.OutcomeDenied)
 		}
@@ -284,7 +294,7 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		}
 		if t.Toolset == ToolsetCredentials && !t.ReadOnly() {
 			// A key may change: nobody may act on a cached verification of it.
-			defer d.Identity.Invalidate()
+			defer d.invalidateVerifications()
 		}
 		if !t.ReadOnly() {
 			// A credential operation that cannot be journaled does not
@@ -343,6 +353,13 @@ func (d *Deps) audit(_ context.Context, t ServerTool, call *Call, keyID, outcome
 	if err := d.Audit.Write(d.auditRecord(t, call, keyID, outcome)); err != nil {
 		d.Logger.Error("cannot write the audit journal", "tool", t.Tool.Name, "err", err)
 	}
+}
+
+// invalidateVerifications forgets cached verifications and the shared
+// answers of remote credential checks, after a key may have changed.
+func (d *Deps) invalidateVerifications() {
+	d.Identity.Invalidate()
+	d.inspections.forget()
 }
 
 func firstNonEmpty(ss ...string) string {

@@ -101,7 +101,7 @@ func New(cfg Config, opts Options) (*Client, error) {
 	red.Add(cfg.APIKey.Reveal())
 	red.Add(cfg.Token.Reveal())
 	return &Client{
-		cfg: cfg, caller: &upstream.Caller{HTTP: &counted, Now: now, Sleep: sleep},
+		cfg: cfg, caller: &upstream.Caller{HTTP: &counted, Now: now, Sleep: sleep, Budget: newBudget(now, sleep)},
 		log: log, now: now, sleep: sleep, redact: red,
 		apiKey: cfg.APIKey, agentID: cfg.AgentID, artifacts: map[string]string{},
 	}, nil
@@ -344,6 +344,15 @@ func (c *Client) dropSession() {
 
 // transportError is a request that got no answer.
 func (c *Client) transportError(err error) error {
+	// keygate's own refusals (the budget held the request back, or kept it
+	// for callers with a scope) pass through as they are: nothing was sent.
+	var rationed *provider.RationedError
+	if errors.As(err, &rationed) {
+		return rationed
+	}
+	if held, ok := asUpstream(err); ok {
+		return held
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("agrenting: %w", err)
 	}

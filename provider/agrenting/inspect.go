@@ -63,7 +63,12 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		}
 		ue, isUpstream := asUpstream(err)
 		d.Reachable = isUpstream
+		var rationed *provider.RationedError
 		switch {
+		case errors.As(err, &rationed):
+			// Nothing was sent: keygate keeps the limit for callers with a
+			// scope for Agrenting.
+			cred.Detail = "not checked now: " + rationed.Error()
 		case errors.Is(err, provider.ErrUnauthorized), errors.Is(err, provider.ErrPermission):
 			cred.Verified = provider.VerifiedRejected
 			d.Problems = append(d.Problems, cred.Name+" was refused: "+ue.Error())

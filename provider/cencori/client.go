@@ -11,9 +11,9 @@
 // either, but /v1/metrics' own error text asks for Bearer.
 //
 // Cencori allows 60 requests per minute per project. A client-side
-// sliding-window limiter keeps keygate under it, and every 429's
-// Retry-After / retry_after_ms / X-RateLimit-Reset holds all requests back
-// until then.
+// sliding-window budget (upstream.Budget) keeps keygate under it, spends it
+// on callers with a scope for Cencori first, and every 429's Retry-After /
+// retry_after_ms / X-RateLimit-Reset holds all requests back until then.
 package cencori
 
 import (
@@ -49,7 +49,7 @@ type Options = upstream.Options
 type Client struct {
 	cfg    Config
 	caller *upstream.Caller
-	lim    *limiter
+	budget *upstream.Budget
 	log    *slog.Logger
 	now    func() time.Time
 	redact *auth.Redactor
@@ -78,21 +78,13 @@ func New(cfg Config, opts Options) (*Client, error) {
 	}
 	opts = opts.WithDefaults()
 	now, sleep, log, hc := opts.Now, opts.Sleep, opts.Logger, opts.HTTP
-	// A slot always frees within one window, so the limiter waits up to
-	// that long (less when the call's deadline is nearer).
-	lim := &limiter{limit: rateLimit, window: rateWindow, maxWait: rateWindow, now: now, sleep: sleep}
-	limited := *hc
-	base := limited.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	limited.Transport = &limitedTransport{base: base, lim: lim}
+	budget := newBudget(now, sleep)
 	red := auth.NewRedactor()
 	red.Add(cfg.APIKey.Reveal())
 	return &Client{
 		cfg:    cfg,
-		caller: &upstream.Caller{HTTP: &limited, Now: now, Sleep: sleep},
-		lim:    lim,
+		caller: &upstream.Caller{HTTP: hc, Now: now, Sleep: sleep, Budget: budget},
+		budget: budget,
 		log:    log,
 		now:    now,
 		redact: red,
@@ -134,10 +126,7 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 		}
 		rdr = bytes.NewReader(b)
 	}
-	if err := c.lim.wait(ctx); err != nil {
-		return nil, c.transportError(err)
-	}
-	req, err := http.NewRequestWithContext(firstWaited(ctx), method, target, rdr)
+	req, err := http.NewRequestWithContext(ctx, method, target, rdr)
 	if err != nil {
 		return nil, fmt.Errorf("cencori: building %s %s: %w", method, path, err)
 	}
@@ -166,13 +155,17 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	return resp, nil
 }
 
-// transportError is a request that got no answer.
+// transportError is a request that got no answer. keygate's own refusals
+// (the budget held it back, or kept it for callers with a scope) pass
+// through as they are: nothing was sent.
 func (c *Client) transportError(err error) error {
-	var hb *heldBack
+	var rationed *provider.RationedError
+	var held *provider.UpstreamError
 	switch {
-	case errors.As(err, &hb):
-		return &provider.UpstreamError{Provider: Name, Status: http.StatusTooManyRequests, RetryAfter: hb.wait, Kind: provider.ErrRateLimited,
-			Message: fmt.Sprintf("held back by keygate, nothing was sent: Cencori allows %d requests per minute per project (or asked keygate to wait); next slot in %s", rateLimit, hb.wait.Round(time.Second))}
+	case errors.As(err, &rationed):
+		return rationed
+	case errors.As(err, &held):
+		return held
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("cencori: %w", err)
 	}
@@ -244,7 +237,7 @@ func (c *Client) statusError(resp *upstream.Response) *provider.UpstreamError {
 	case resp.Status == http.StatusTooManyRequests:
 		ue.Kind = provider.ErrRateLimited
 		ue.RetryAfter = c.retryAfter(resp, eb.RetryAfterMS)
-		c.lim.block(ue.RetryAfter)
+		c.budget.Hold(ue.RetryAfter)
 	case resp.Status >= 500:
 		ue.Kind = provider.ErrUnavailable
 	}

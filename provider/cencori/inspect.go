@@ -80,7 +80,12 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		return provider.Description{}, fmt.Errorf("cencori: describing: %w", ctxErr)
 	}
 	ue, isUpstream := asUpstream(err)
+	var rationed *provider.RationedError
 	switch {
+	case errors.As(err, &rationed):
+		// Nothing was sent: keygate keeps Cencori's limit for callers
+		// with a scope for it.
+		cred.Detail = "not checked now: " + rationed.Error()
 	case err == nil:
 		d.Reachable = true
 		cred.Verified = provider.VerifiedOK

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/auth"
@@ -40,8 +41,11 @@ type Options = upstream.Options
 type Client struct {
 	cfg    Config
 	caller *upstream.Caller
-	now    func() time.Time
-	log    *slog.Logger
+	// types are the bucket's object types as last listed, for the rate
+	// limit's priority rule (limit.go); nil until Types has answered.
+	types atomic.Pointer[map[string]bool]
+	now   func() time.Time
+	log   *slog.Logger
 	// red masks the configured secrets and anything key-shaped in API text
 	// before it is put into an error.
 	red *auth.Redactor
@@ -68,7 +72,7 @@ func New(cfg Config, opts Options) (*Client, error) {
 	// Cosmic documents a 6 MB response cap (docs/providers/cosmic.md,
 	// Limits); keygate's pages are far smaller, so the shared 4 MiB default
 	// is kept.
-	c.caller = &upstream.Caller{HTTP: hc, Now: c.now, Sleep: opts.Sleep}
+	c.caller = &upstream.Caller{HTTP: hc, Now: c.now, Sleep: opts.Sleep, Budget: c.newBudget(opts.Sleep)}
 	for _, s := range cfg.secrets() {
 		c.red.Add(s)
 	}
@@ -190,6 +194,16 @@ func (c *Client) scrub(err error) error {
 // cancellation, a refused redirect, a body over the cap): the provider
 // could not be used.
 func (c *Client) transportError(err error) error {
+	// keygate's own refusals (the budget held the request back, or kept it
+	// for callers with a scope) pass through as they are: nothing was sent.
+	var rationed *provider.RationedError
+	var held *provider.UpstreamError
+	switch {
+	case errors.As(err, &rationed):
+		return rationed
+	case errors.As(err, &held):
+		return held
+	}
 	return &provider.UpstreamError{Provider: Name, Message: truncate(c.red.Redact(err.Error())), Kind: provider.ErrUnavailable}
 }
 

@@ -109,6 +109,7 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		// An empty list is a 404 (docs/providers/cosmic.md, Errors).
+		c.learnTypes(nil)
 		return []provider.ContentType{}, nil
 	case !ok2xx(resp):
 		return nil, c.upstreamError(resp)
@@ -116,6 +117,7 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 	if err := c.decode(resp, "object_types", &types, EnvAPIURL); err != nil {
 		return nil, err
 	}
+	c.learnTypes(types)
 	out := make([]provider.ContentType, 0, len(types))
 	for i, t := range types {
 		ct := provider.ContentType{Name: t.Slug, Description: t.Title, Count: -1}

@@ -48,7 +48,7 @@ type probe struct {
 func (c *Client) probeRead(ctx context.Context) probe {
 	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/object-types"), cred: credRead})
 	if err != nil {
-		return probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
+		return sendFailed(err)
 	}
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp), ok2xx(resp) && !routeNotFound(resp.Body):
@@ -80,7 +80,7 @@ func (c *Client) probeWrite(ctx context.Context) probe {
 	}
 	resp, err := patch(credWrite, "")
 	if err != nil {
-		return probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
+		return sendFailed(err)
 	}
 	switch {
 	case resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden:
@@ -125,11 +125,25 @@ func madeUpKey(n int, key string) string {
 }
 
 func errDetail(err error) string {
+	var rationed *provider.RationedError
+	if errors.As(err, &rationed) {
+		return rationed.Error()
+	}
 	var ue *provider.UpstreamError
 	if errors.As(err, &ue) {
 		return ue.Error()
 	}
 	return "the request failed"
+}
+
+// sendFailed is a probe whose request got no answer: the provider could
+// not be reached, or keygate kept its rate limit for callers with a scope
+// for Cosmic and sent nothing, which says nothing about the key.
+func sendFailed(err error) probe {
+	if errors.As(err, new(*provider.RationedError)) {
+		return probe{verified: provider.VerifiedNotChecked, detail: "not checked now: " + errDetail(err), err: err}
+	}
+	return probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
 }
 
 // user is the part of dapi's user record keygate shows: members of the
@@ -288,7 +302,7 @@ func orUnknown(s string) string {
 func (c *Client) whoami(ctx context.Context) (user, probe) {
 	resp, err := c.send(ctx, request{method: http.MethodGet, dapi: true, path: "/users/get", cred: credPAT})
 	if err != nil {
-		return user{}, probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
+		return user{}, sendFailed(err)
 	}
 	if !ok2xx(resp) {
 		ue := c.upstreamError(resp)
@@ -308,7 +322,7 @@ func (c *Client) whoami(ctx context.Context) (user, probe) {
 func (c *Client) agentStatus(ctx context.Context) (agentStatus, probe) {
 	resp, err := c.send(ctx, request{method: http.MethodGet, dapi: true, path: "/agents/status", cred: credAgent})
 	if err != nil {
-		return agentStatus{}, probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
+		return agentStatus{}, sendFailed(err)
 	}
 	if !ok2xx(resp) {
 		ue := c.upstreamError(resp)

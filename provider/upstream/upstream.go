@@ -86,6 +86,10 @@ type Caller struct {
 	Now        func() time.Time
 	// Sleep waits d or until ctx is done; tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Budget, when set, is the provider's rate limit: every send, retries
+	// included, takes a slot first, outside the http.Client so that its
+	// Timeout does not count the wait, and every answer is shown to it.
+	Budget *Budget
 }
 
 func (c *Caller) now() time.Time {
@@ -107,8 +111,11 @@ func (c *Caller) sleep(ctx context.Context, d time.Duration) error {
 // Retry-After (seconds or an HTTP date) when the API gives one, else after
 // a jittered exponential backoff, and never when the wait would not fit
 // MaxWait or ctx's deadline; then the last answer is returned as it is. A
-// request that is not idempotent is sent once. Errors never include the
-// request URL, which may carry a key in its query string.
+// request that is not idempotent is sent once. With a Budget, a send that
+// gets no slot is not made: the first one's refusal (a
+// *provider.RationedError or an ErrRateLimited *provider.UpstreamError) is
+// returned as it is, a retry's leaves the last answer. Errors never include
+// the request URL, which may carry a key in its query string.
 func (c *Caller) Do(req *http.Request, idempotent bool) (*Response, error) {
 	retries := c.MaxRetries
 	switch {
@@ -120,15 +127,30 @@ func (c *Caller) Do(req *http.Request, idempotent bool) (*Response, error) {
 	if !idempotent {
 		retries = 0
 	}
+	var resp *Response
+	var err error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 && req.GetBody != nil {
-			body, err := req.GetBody()
-			if err != nil {
-				return nil, fmt.Errorf("%s %s: rewinding body: %w", req.Method, req.URL.Path, err)
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, fmt.Errorf("%s %s: rewinding body: %w", req.Method, req.URL.Path, gerr)
 			}
 			req.Body = body
 		}
-		resp, err := c.once(req)
+		if berr := c.Budget.Take(req.Context()); berr != nil {
+			if attempt == 0 {
+				if req.Body != nil {
+					_ = req.Body.Close()
+				}
+				return nil, berr
+			}
+			// No slot for the retry: the last answer stands.
+			return resp, err
+		}
+		resp, err = c.once(req)
+		if resp != nil {
+			c.Budget.Observe(resp.Header, resp.Status)
+		}
 		if attempt >= retries || !retryable(resp, err) {
 			return resp, err
 		}
