@@ -143,19 +143,6 @@ func shapedResult(call *Call, v any, text func() string) *mcp.CallToolResult {
 	return okResult(v, text())
 }
 
-// oneLine keeps a value of untrusted content on its line of a text
-// rendering, so it cannot forge the end-of-data marker or a line of its own.
-func oneLine(v any) string {
-	s, ok := v.(string)
-	if !ok {
-		b, _ := json.Marshal(v)
-		return string(b)
-	}
-	return lineBreaks.Replace(s)
-}
-
-var lineBreaks = strings.NewReplacer("\r\n", " ⏎ ", "\n", " ⏎ ", "\r", " ⏎ ")
-
 func renderList(r ListResult, paths []string) string {
 	var b strings.Builder
 	if r.Total >= 0 {
