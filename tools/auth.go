@@ -292,7 +292,7 @@ func renderDescription(u provider.Description) string {
 		fmt.Fprintf(&b, ", owner %s", u.Owner)
 	}
 	for _, c := range u.Credentials {
-		fmt.Fprintf(&b, "\n  %s %s %s (from %s): %s", c.Name, c.Label, c.Masked, c.Source, c.Verified)
+		fmt.Fprintf(&b, "\n  %s %s %s (from %s): %s", lineStart(c.Name), c.Label, c.Masked, c.Source, c.Verified)
 		if len(c.Grants) > 0 {
 			fmt.Fprintf(&b, "; grants %s", strings.Join(c.Grants, ", "))
 		}

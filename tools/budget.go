@@ -62,9 +62,11 @@ func (c Cut) String() string {
 	if c.Kind == "array" {
 		unit = "items"
 	}
-	s := fmt.Sprintf("TRUNCATED %s: showing %d of %d %s", c.Path, c.Shown, c.Total, unit)
+	// The path is made of the object's keys, and the id is the provider's:
+	// keep both on this line.
+	s := fmt.Sprintf("TRUNCATED %s: showing %d of %d %s", oneLine(c.Path), c.Shown, c.Total, unit)
 	if c.Object != "" {
-		s = fmt.Sprintf("TRUNCATED %s of %s: showing %d of %d %s", c.Path, c.Object, c.Shown, c.Total, unit)
+		s = fmt.Sprintf("TRUNCATED %s of %s: showing %d of %d %s", oneLine(c.Path), oneLine(c.Object), c.Shown, c.Total, unit)
 	}
 	if c.Cursor != "" {
 		s += "; continue with content_get cursor=" + c.Cursor

@@ -152,21 +152,26 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 	readable := []provider.ContentType{}
 	for _, t := range all {
 		if call.Caller.Scopes.Allows(auth.ContentRead, t.Name) {
-			t.Name, t.Description = sanitizeString(t.Name), sanitizeString(t.Description)
-			readable = append(readable, t)
+			readable = append(readable, sanitizeType(t))
 		}
 	}
 	types, next := pageItems(readable, offset, budget-envelopeBytes)
 	if types == nil {
 		types = []provider.ContentType{}
 	}
-	out := map[string]any{"provider": pr.Name, "types": types}
+	out := map[string]any{"provider": pr.Name, "types": types, "content_trust": untrustedNotice}
 	var b strings.Builder
+	// Type names, descriptions and field names are the provider's words:
+	// fenced as data, like content.
+	if len(types) > 0 {
+		fmt.Fprintf(&b, "--- data from %s (%s) ---\n", pr.Name, untrustedNotice)
+	}
 	for _, t := range types {
+		b.WriteString(lineStart(t.Name))
 		if t.Count >= 0 {
-			fmt.Fprintf(&b, "%s (%d objects)", t.Name, t.Count)
+			fmt.Fprintf(&b, " (%d objects)", t.Count)
 		} else {
-			fmt.Fprintf(&b, "%s (count unknown)", t.Name)
+			b.WriteString(" (count unknown)")
 		}
 		if len(t.Fields) > 0 {
 			fmt.Fprintf(&b, ": %s", strings.Join(t.Fields, ", "))
@@ -176,6 +181,9 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 		}
 		b.WriteString("\n")
 	}
+	if len(types) > 0 {
+		b.WriteString("--- end of data ---\n")
+	}
 	if len(readable) == 0 {
 		b.WriteString("no content types you can read")
 	}
@@ -184,6 +192,21 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 		fmt.Fprintf(&b, "TRUNCATED: %d of %d types shown (max_bytes); next_cursor=%s", len(types), len(readable), out["next_cursor"])
 	}
 	return shapedResult(call, out, func() string { return strings.TrimSuffix(b.String(), "\n") }), nil
+}
+
+// sanitizeType is a content type as the model may see it. Its name and
+// field names are identifiers, kept on one line even in the structured
+// content; the description is text, sanitised.
+func sanitizeType(t provider.ContentType) provider.ContentType {
+	t.Name, t.Description = oneLine(t.Name), sanitizeString(t.Description)
+	if t.Fields != nil {
+		fields := make([]string, len(t.Fields))
+		for i, f := range t.Fields {
+			fields[i] = oneLine(f)
+		}
+		t.Fields = fields
+	}
+	return t
 }
 
 // writeResult answers a write with the object as stored, shaped like a
@@ -315,10 +338,10 @@ func (d *Deps) contentDelete(ctx context.Context, call *Call) (*mcp.CallToolResu
 	if err != nil {
 		return providerError(err, typ)
 	}
-	what := fmt.Sprintf("Delete %s %s %q (%s, version %d)? This cannot be undone.", typ, obj.ID, obj.Title, obj.Status, obj.Version)
+	what := fmt.Sprintf("Delete %s %s %q (%s, version %d)? This cannot be undone.", typ, oneLine(obj.ID), oneLine(obj.Title), oneLine(obj.Status), obj.Version)
 	if call.Req.GetBool("dry_run", false) {
 		return okResult(map[string]any{"provider": pr.Name, "dry_run": true, "would_delete": summary(obj)},
-			fmt.Sprintf("dry run: would delete %s %s %s [%s] v%d; nothing was changed", typ, obj.ID, oneLine(obj.Title), obj.Status, obj.Version)), nil
+			fmt.Sprintf("dry run: would delete %s %s %s [%s] v%d; nothing was changed", typ, oneLine(obj.ID), oneLine(obj.Title), oneLine(obj.Status), obj.Version)), nil
 	}
 	if r := confirmDestructive(ctx, call.Req, what); r != nil {
 		return r, nil
@@ -328,9 +351,11 @@ func (d *Deps) contentDelete(ctx context.Context, call *Call) (*mcp.CallToolResu
 		return providerError(err, typ)
 	}
 	return okResult(map[string]any{"provider": pr.Name, "deleted": true, "object": summary(deleted)},
-		fmt.Sprintf("deleted %s %s %q", typ, deleted.ID, deleted.Title)), nil
+		fmt.Sprintf("deleted %s %s %q", typ, oneLine(deleted.ID), oneLine(deleted.Title))), nil
 }
 
+// summary is an object's attributes, sanitised, without its fields.
 func summary(o provider.Object) map[string]any {
-	return map[string]any{"id": o.ID, "type": o.Type, "slug": o.Slug, "title": o.Title, "status": o.Status, "version": o.Version}
+	return map[string]any{"id": sanitizeString(o.ID), "type": sanitizeString(o.Type), "slug": sanitizeString(o.Slug),
+		"title": sanitizeString(o.Title), "status": sanitizeString(o.Status), "version": o.Version}
 }

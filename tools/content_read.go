@@ -106,10 +106,10 @@ func (d *Deps) contentList(ctx context.Context, call *Call) (*mcp.CallToolResult
 			// values, say which, and go on from the next object.
 			fitted, cuts, ok := fit(any(m), budget-used)
 			if !ok {
-				fitted, cuts = map[string]any{"id": o.ID}, []Cut{{Object: o.ID, Path: "*", Kind: "object", Total: size, Shown: 0}}
+				fitted, cuts = map[string]any{"id": sanitizeString(o.ID)}, []Cut{{Path: "*", Kind: "object", Total: size, Shown: 0}}
 			}
 			for j := range cuts {
-				cuts[j].Object = o.ID
+				cuts[j].Object = sanitizeString(o.ID)
 			}
 			res.Objects, res.Cuts, res.Truncated = append(res.Objects, fitted.(map[string]any)), cuts, true
 			if i+1 < len(objects) {
@@ -143,19 +143,6 @@ func shapedResult(call *Call, v any, text func() string) *mcp.CallToolResult {
 	return okResult(v, text())
 }
 
-// oneLine keeps a value of untrusted content on its line of a text
-// rendering, so it cannot forge the end-of-data marker or a line of its own.
-func oneLine(v any) string {
-	s, ok := v.(string)
-	if !ok {
-		b, _ := json.Marshal(v)
-		return string(b)
-	}
-	return lineBreaks.Replace(s)
-}
-
-var lineBreaks = strings.NewReplacer("\r\n", " ⏎ ", "\n", " ⏎ ", "\r", " ⏎ ")
-
 func renderList(r ListResult, paths []string) string {
 	var b strings.Builder
 	if r.Total >= 0 {
@@ -177,16 +164,20 @@ func renderList(r ListResult, paths []string) string {
 			if !ok {
 				continue
 			}
-			if !first {
+			var cell string
+			switch p {
+			case "id", "title", "slug", "status", "modified_at":
+				cell = oneLine(v)
+			default:
+				cell = p + "=" + oneLine(v)
+			}
+			if first {
+				cell = lineStart(cell)
+			} else {
 				b.WriteString(" | ")
 			}
 			first = false
-			switch p {
-			case "id", "title", "slug", "status", "modified_at":
-				b.WriteString(oneLine(v))
-			default:
-				fmt.Fprintf(&b, "%s=%s", p, oneLine(v))
-			}
+			b.WriteString(cell)
 		}
 	}
 	if len(r.Objects) > 0 {
@@ -318,15 +309,10 @@ func renderGet(r GetResult, objJSON []byte) string {
 	}
 	var b strings.Builder
 	b.Grow(len(objJSON) + 256)
-	o := r.Object
-	fmt.Fprintf(&b, "%v %v %s [%v]", o["type"], o["id"], oneLine(o["title"]), o["status"])
-	if v, ok := o["version"]; ok {
-		fmt.Fprintf(&b, " v%v", v)
+	if h := getHeader(r.Object); h != "" {
+		b.WriteString(h + "\n")
 	}
-	if m, ok := o["modified_at"]; ok {
-		fmt.Fprintf(&b, ", modified %v", m)
-	}
-	fmt.Fprintf(&b, "\n--- data from %s (%s) ---\n", r.Provider, untrustedNotice)
+	fmt.Fprintf(&b, "--- data from %s (%s) ---\n", r.Provider, untrustedNotice)
 	// The rest of the object as JSON, which escapes <, > and line breaks:
 	// nothing can forge the marker.
 	if objJSON != nil {
@@ -337,6 +323,35 @@ func renderGet(r GetResult, objJSON []byte) string {
 		b.WriteString("\n" + c.String())
 	}
 	return b.String()
+}
+
+// getHeader is the line renderGet writes above the data: type, id, title,
+// [status], version and modification time, each only when the object has it
+// (a projection may leave any of them out).
+func getHeader(o map[string]any) string {
+	var parts []string
+	for _, k := range []string{"type", "id", "title", "status", "version"} {
+		v, ok := o[k]
+		if !ok {
+			continue
+		}
+		s := oneLine(v)
+		switch k {
+		case "status":
+			s = "[" + s + "]"
+		case "version":
+			s = "v" + s
+		}
+		parts = append(parts, s)
+	}
+	h := strings.Join(parts, " ")
+	if m, ok := o["modified_at"]; ok {
+		if h != "" {
+			h += ", "
+		}
+		h += "modified " + oneLine(m)
+	}
+	return lineStart(h)
 }
 
 // inGetHeader reports whether renderGet shows key k on its header line.
@@ -448,7 +463,7 @@ func (d *Deps) contentGetMore(ctx context.Context, call *Call, pr Provider, typ,
 		val = gjson.GetBytes(raw, m.Path)
 	}
 	room := budget - envelopeBytes
-	res := MoreResult{Provider: pr.Name, Object: m.ID, Path: m.Path, Offset: m.Offset, Content: untrustedNotice}
+	res := MoreResult{Provider: pr.Name, Object: sanitizeString(m.ID), Path: sanitizeString(m.Path), Offset: m.Offset, Content: untrustedNotice}
 	next := m
 	switch {
 	case m.Kind == "string" && val.Type == gjson.String:
@@ -497,7 +512,7 @@ func (d *Deps) contentGetMore(ctx context.Context, call *Call, pr Provider, typ,
 	return shapedResult(call, res, func() string {
 		var b strings.Builder
 		end := next.Offset
-		fmt.Fprintf(&b, "%s of %s, from %d to %d of %d", m.Path, m.ID, m.Offset, end, res.Total)
+		fmt.Fprintf(&b, "%s of %s, from %d to %d of %d", lineStart(oneLine(m.Path)), oneLine(m.ID), m.Offset, end, res.Total)
 		if res.NextCursor != "" {
 			fmt.Fprintf(&b, " (more: content_get cursor=%s)", res.NextCursor)
 		}

@@ -54,14 +54,25 @@ type Providers struct {
 	list []Provider
 }
 
-// NewProviders returns a registry; ps must not be empty.
-func NewProviders(ps ...Provider) *Providers { return &Providers{list: ps} }
+// NewProviders returns a registry; ps must not be empty. What the
+// providers say about themselves is sanitised on its way out
+// (guardProvider).
+func NewProviders(ps ...Provider) *Providers { return &Providers{list: guardProviders(ps)} }
 
 // Set replaces the registry's providers; ps must not be empty.
 func (p *Providers) Set(ps ...Provider) {
+	ps = guardProviders(ps)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.list = ps
+}
+
+func guardProviders(ps []Provider) []Provider {
+	out := make([]Provider, len(ps))
+	for i, pr := range ps {
+		out[i] = guardProvider(pr)
+	}
+	return out
 }
 
 func (p *Providers) all() []Provider {

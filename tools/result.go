@@ -23,8 +23,11 @@ type Problem struct {
 }
 
 // errorResult is an isError result naming the field and the fix, both as
-// text and as structured content.
+// text and as structured content. Each part is kept on one line, through
+// the sanitiser, and the text cannot start like a fence line: parts may
+// carry a provider's words.
 func errorResult(field, problem, fix string) *mcp.CallToolResult {
+	field, problem, fix = lineStart(oneLine(field)), lineStart(oneLine(problem)), oneLine(fix)
 	var b strings.Builder
 	if field != "" {
 		b.WriteString(field + ": ")
@@ -54,7 +57,8 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 	var rationed *provider.RationedError
 	switch {
 	case errors.As(err, &fe):
-		return errorResult(fe.Field, fe.Problem, fe.Fix), nil
+		// A remote provider may put the API's message in Problem.
+		return errorResult(clip(fe.Field, maxProviderText), clip(fe.Problem, 2*maxProviderText), clip(fe.Fix, maxProviderText)), nil
 	case errors.As(err, &denied):
 		return errorResult(denied.Field, denied.Reason, denied.Fix), nil
 	case errors.As(err, &ge):
@@ -65,15 +69,16 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 		res.StructuredContent.(map[string]any)["current_version"] = vc.Current
 		return res, nil
 	case errors.As(err, &nf):
+		name := clip(nf.Name, maxProviderText)
 		switch nf.What {
 		case "content type":
-			return errorResult("type", fmt.Sprintf("content type %q does not exist", nf.Name), "call content_types to see the types you can use"), nil
+			return errorResult("type", fmt.Sprintf("content type %q does not exist", name), "call content_types to see the types you can use"), nil
 		case "object":
-			return errorResult("id", fmt.Sprintf("no %s object with id or slug %q", typ, nf.Name), "call content_list to find the id"), nil
+			return errorResult("id", fmt.Sprintf("no %s object with id or slug %q", typ, name), "call content_list to find the id"), nil
 		case "key":
-			return errorResult("credential", fmt.Sprintf("no key with id %q", nf.Name), "call credentials_list to see key ids"), nil
+			return errorResult("credential", fmt.Sprintf("no key with id %q", name), "call credentials_list to see key ids"), nil
 		}
-		return errorResult("", nf.Error(), ""), nil
+		return errorResult("", fmt.Sprintf("%s %q not found", clip(nf.What, maxProviderText), name), ""), nil
 	case errors.Is(err, provider.ErrPermission):
 		return errorResult("provider", "the provider refused the credential for this action: "+upstreamDetail(err), "check what the credential may do with auth_check_scopes, or use a key with more permissions"), nil
 	case errors.Is(err, provider.ErrUnauthorized):
@@ -91,9 +96,9 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 	case errors.Is(err, provider.ErrUnavailable):
 		return errorResult("", "the provider could not be reached or failed: "+upstreamDetail(err), "retry later; auth_whoami checks reachability"), nil
 	case errors.Is(err, provider.ErrOutcomeUnknown):
-		return errorResult("", "the write was sent but its outcome is unknown: "+err.Error(), "check with content_get or content_list before retrying, so nothing is written twice"), nil
+		return errorResult("", "the write was sent but its outcome is unknown: "+upstreamDetail(err), "check with content_get or content_list before retrying, so nothing is written twice"), nil
 	case errors.Is(err, provider.ErrUnsupported):
-		return errorResult("", err.Error(), "see the provider's section in keygate's README for what it supports"), nil
+		return errorResult("", upstreamDetail(err), "see the provider's section in keygate's README for what it supports"), nil
 	}
 	var ue *provider.UpstreamError
 	if errors.As(err, &ue) {
@@ -102,14 +107,33 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 	return nil, err
 }
 
-// upstreamDetail is the provider's own account of a failure, when it gave
-// one.
+// upstreamDetail is a provider's account of a failure. An API's answer
+// is marked as the provider's: which provider, the status, then its code
+// and message in quotes (quoteProviderText), e.g. `cosmic answered 400 and
+// said: "..."`. Any other error is the provider client's own text, kept on
+// one line and cut short.
 func upstreamDetail(err error) string {
 	var ue *provider.UpstreamError
-	if errors.As(err, &ue) {
-		return ue.Error()
+	if !errors.As(err, &ue) {
+		return clip(err.Error(), 2*maxProviderText)
 	}
-	return err.Error()
+	var b strings.Builder
+	b.WriteString(firstNonEmpty(oneLine(ue.Provider), "the provider"))
+	if ue.Status > 0 {
+		fmt.Fprintf(&b, " answered %d", ue.Status)
+	}
+	if ue.Code != "" {
+		fmt.Fprintf(&b, " with code %s", quoteProviderText(ue.Code))
+	}
+	switch {
+	case ue.Message != "" && (ue.Status > 0 || ue.Code != ""):
+		b.WriteString(" and said: " + quoteProviderText(ue.Message))
+	case ue.Message != "":
+		b.WriteString(" said: " + quoteProviderText(ue.Message))
+	case ue.Status == 0 && ue.Code == "":
+		b.WriteString(" failed")
+	}
+	return b.String()
 }
 
 // credentialProblem explains why no verified caller could be found. It

@@ -2,7 +2,9 @@ package tools
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -16,7 +18,7 @@ import (
 // line breaks. The zero-width joiner and VS15/VS16 stay: emoji need them.
 func invisible(r rune) bool {
 	switch {
-	case r == '\t' || r == '\n' || r == '\r':
+	case r == '\t' || lineBreak(r):
 		return false
 	case r < 0x20 || (r >= 0x7F && r <= 0x9F):
 		return true
@@ -35,19 +37,42 @@ func invisible(r rune) bool {
 	return false
 }
 
-// sanitizeString strips invisible characters and replaces invalid UTF-8, so
-// what the model reads is what a person reviewing it would see.
+// lineBreak reports whether some client ends a line at r: besides \n and
+// \r, the vertical tab, the form feed, NEL (U+0085) and the Unicode line
+// and paragraph separators (U+2028, U+2029), which JavaScript, editors and
+// terminals may honour. A value that kept one could start a line of its own
+// in a text rendering, and so forge a fence line.
+func lineBreak(r rune) bool {
+	switch r {
+	case '\n', '\r', '\v', '\f', 0x85, 0x2028, 0x2029:
+		return true
+	}
+	return false
+}
+
+// sanitizeString strips invisible characters, replaces invalid UTF-8, and
+// turns every line break other than \n and \r\n into \n, so what the model
+// reads is what a person reviewing it would see, and every line break is
+// one that oneLine and JSON escaping know.
 func sanitizeString(s string) string {
 	if isClean(s) {
 		return s
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.Map(func(r rune) rune {
-		if invisible(r) {
-			return -1
+	var b strings.Builder
+	b.Grow(len(s))
+	for i, r := range s {
+		switch {
+		case r == '\r' && i+1 < len(s) && s[i+1] == '\n':
+			b.WriteByte('\r')
+		case lineBreak(r):
+			b.WriteByte('\n')
+		case invisible(r):
+		default:
+			b.WriteRune(r)
 		}
-		return r
-	}, s)
+	}
+	return b.String()
 }
 
 // isClean reports whether sanitizeString would leave s as it is. Printable
@@ -55,19 +80,81 @@ func sanitizeString(s string) string {
 func isClean(s string) bool {
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F {
+			switch {
+			case c >= 0x20 && c != 0x7F, c == '\t', c == '\n':
+			case c == '\r' && i+1 < len(s) && s[i+1] == '\n':
+			default:
 				return false
 			}
 			i++
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError || invisible(r) {
+		if r == utf8.RuneError || invisible(r) || lineBreak(r) {
 			return false
 		}
 		i += size
 	}
 	return true
+}
+
+// oneLine renders a value for its place on a line of a text rendering:
+// sanitised, with every line break shown as ⏎, so it can neither end its
+// line nor start one of its own. Anything but a string is shown as JSON.
+func oneLine(v any) string {
+	s, ok := v.(string)
+	if !ok {
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	return sanitizedBreaks.Replace(sanitizeString(s))
+}
+
+// sanitizedBreaks shows the line breaks sanitizeString leaves (it turns
+// every other kind into \n).
+var sanitizedBreaks = strings.NewReplacer("\r\n", " ⏎ ", "\n", " ⏎ ")
+
+// fenceLike reports whether a line that starts with s could pass for a
+// fence line ("--- data from ..." and "--- end of data ---"), even to a
+// reader that ignores leading spaces.
+func fenceLike(s string) bool {
+	return strings.HasPrefix(strings.TrimLeftFunc(s, unicode.IsSpace), "---")
+}
+
+// lineStart renders s, already on one line (oneLine), for the start of a
+// line: quoted when it would otherwise look like a fence line.
+func lineStart(s string) string {
+	if fenceLike(s) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// maxProviderText bounds how much of a provider's own words (an error
+// message, an error code) an error result repeats.
+const maxProviderText = 500
+
+// quoteProviderText renders text a provider wrote for a place in keygate's
+// own sentences: sanitised, cut to maxProviderText bytes, and quoted as a
+// Go string literal, which escapes quotes and every line break. It stays on
+// its line inside its quotes, so it can pass neither for keygate's words
+// nor for a fence line.
+func quoteProviderText(s string) string {
+	s = sanitizeString(s)
+	if len(s) > maxProviderText {
+		s = truncateUTF8(s, maxProviderText) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// clip sanitises s onto one line and cuts it to n bytes, for text a
+// provider composed that keygate cannot quote apart from its own words.
+func clip(s string, n int) string {
+	s = oneLine(s)
+	if len(s) > n {
+		s = truncateUTF8(s, n) + "…"
+	}
+	return s
 }
 
 // sanitizeValue applies sanitizeString to every string, and every object

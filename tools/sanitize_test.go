@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestSanitizeString(t *testing.T) {
 		{"isolates", "\u2066x\u2069", "x"},
 		{"zero width", "pa\u200Bss\u200Cword\uFEFF", "password"},
 		{"soft hyphen", "in\u00ADvisible", "invisible"},
-		{"controls", "a\x00b\x1bc\u0085d", "abcd"},
+		{"controls", "a\x00b\x1bc\u0085d", "abc\nd"},
 		{"variation selector smuggling", "x\U000E0100\U000E01EFy", "xy"},
 		{"emoji keep ZWJ and VS16", "👩\u200D💻 ❤\uFE0F", "👩\u200D💻 ❤\uFE0F"},
 		{"invalid UTF-8", "ok\xff\xfeok", "ok\uFFFDok"},
@@ -45,6 +46,75 @@ func TestSanitizeString(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSanitizeEveryClass runs the sanitiser over one character of every
+// class it treats specially: each line break a client may honour comes out
+// as \n (\r\n stays), each invisible or reordering character goes, and what
+// emoji need stays. Through oneLine, no line break of any kind is left.
+func TestSanitizeEveryClass(t *testing.T) {
+	type class struct {
+		name  string
+		runes []rune
+		want  string // what each becomes
+	}
+	span := func(lo, hi rune, skip ...rune) []rune {
+		var out []rune
+		for r := lo; r <= hi; r++ {
+			if !slices.Contains(skip, r) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	classes := []class{
+		{"line feed", []rune{'\n'}, "\n"},
+		{"lone carriage return", []rune{'\r'}, "\n"},
+		{"vertical tab and form feed", []rune{'\v', '\f'}, "\n"},
+		{"NEL", []rune{0x85}, "\n"},
+		{"line and paragraph separators", []rune{0x2028, 0x2029}, "\n"},
+		{"tab", []rune{'\t'}, "\t"},
+		{"C0 controls", span(0x00, 0x1F, '\t', '\n', '\v', '\f', '\r'), ""},
+		{"DEL and C1 controls", span(0x7F, 0x9F, 0x85), ""},
+		{"tags", span(0xE0000, 0xE007F), ""},
+		{"bidi embeddings and overrides", span(0x202A, 0x202E), ""},
+		{"bidi isolates", span(0x2066, 0x2069), ""},
+		{"bidi marks", []rune{0x200E, 0x200F, 0x061C}, ""},
+		{"zero width", []rune{0x200B, 0x200C, 0x2060, 0x2061, 0x2062, 0x2063, 0x2064, 0xFEFF}, ""},
+		{"invisible letters and fillers", []rune{0x00AD, 0x180E, 0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0}, ""},
+		{"variation selectors 1-14", span(0xFE00, 0xFE0D), ""},
+		{"variation selectors 17-256", span(0xE0100, 0xE01EF), ""},
+		{"emoji joiner and presentation selectors", []rune{0x200D, 0xFE0E, 0xFE0F}, "="},
+	}
+	for _, c := range classes {
+		t.Run(c.name, func(t *testing.T) {
+			for _, r := range c.runes {
+				in := "a" + string(r) + "b"
+				want := "a" + c.want + "b"
+				if c.want == "=" {
+					want = in
+				}
+				got := sanitizeString(in)
+				if got != want {
+					t.Errorf("sanitizeString(%q) = %q, want %q", in, got, want)
+				}
+				if !isClean(got) || sanitizeString(got) != got {
+					t.Errorf("sanitizeString(%q) = %q is not a fixed point", in, got)
+				}
+				if line := oneLine(in); strings.ContainsAny(line, "\n\r\v\f\u0085\u2028\u2029") {
+					t.Errorf("oneLine(%q) = %q keeps a line break", in, line)
+				}
+			}
+		})
+	}
+	t.Run("CRLF stays one break", func(t *testing.T) {
+		if got := sanitizeString("a\r\nb"); got != "a\r\nb" {
+			t.Errorf("sanitizeString(CRLF) = %q", got)
+		}
+		if got := oneLine("a\r\nb\r\rc"); got != "a ⏎ b ⏎  ⏎ c" {
+			t.Errorf("oneLine = %q", got)
+		}
+	})
 }
 
 func TestSanitizeValueWalksEverything(t *testing.T) {
@@ -67,10 +137,19 @@ func FuzzSanitizeString(f *testing.F) {
 		if !utf8.ValidString(got) {
 			t.Fatalf("invalid UTF-8 out of %q", s)
 		}
-		for _, r := range got {
+		for i, r := range got {
 			if invisible(r) {
 				t.Fatalf("invisible %U kept from %q", r, s)
 			}
+			if r != '\n' && r != '\t' && r < 0x20 && !(r == '\r' && strings.HasPrefix(got[i+1:], "\n")) {
+				t.Fatalf("control %U kept from %q", r, s)
+			}
+			if r == 0x85 || r == 0x2028 || r == 0x2029 {
+				t.Fatalf("line break %U kept from %q", r, s)
+			}
+		}
+		if strings.ContainsAny(oneLine(s), "\n\r\v\f\u0085\u2028\u2029") {
+			t.Fatalf("oneLine(%q) keeps a line break", s)
 		}
 		if sanitizeString(got) != got {
 			t.Fatalf("not idempotent on %q", s)
