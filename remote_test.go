@@ -206,6 +206,12 @@ func TestCockpitThroughKeygate(t *testing.T) {
 	if !strings.Contains(text, "content:read:posts: allowed") || !strings.Contains(text, "content:write:posts: denied") {
 		t.Errorf("check_scopes must allow the read and fail closed on the unprovable write: %s", text)
 	}
+	// A tool is asked about by what it does upstream: the editor key may
+	// update (read and update permissions), whatever create would need.
+	text, _ = rc.ok("auth_check_scopes", with("tool", "content_update"))
+	if !strings.Contains(text, "tool content_update: allowed") {
+		t.Errorf("check_scopes for content_update with an editor key: %s", text)
+	}
 	rc.ok("content_types", with())
 	_, list := rc.ok("content_list", with("type", "posts", "limit", 2, "sort", "title"))
 	if list["total"] != 4.0 || list["next_cursor"] == nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/keygate/keygate/auth"
 )
 
 // Credential is one credential a remote provider is configured with, as it
@@ -48,6 +50,31 @@ type Description struct {
 	// RotateHint tells a person how to rotate these credentials where the
 	// provider has no key-management API keygate can use.
 	RotateHint string `json:"rotate_hint,omitempty"`
+}
+
+// Operation is one question to CheckAccess: may the provider's credentials
+// do what Scope allows, and, when Tool is set, what that keygate tool does
+// upstream (content_update and content_create both need content:write, but
+// a provider may allow one and not the other).
+type Operation struct {
+	Scope auth.Scope
+	Tool  string
+}
+
+func (o Operation) String() string {
+	if o.Tool != "" {
+		return o.Tool
+	}
+	return o.Scope.String()
+}
+
+// ScopeOps asks about scopes alone.
+func ScopeOps(scopes []auth.Scope) []Operation {
+	out := make([]Operation, len(scopes))
+	for i, s := range scopes {
+		out[i] = Operation{Scope: s}
+	}
+	return out
 }
 
 // Access is one answer about whether a remote provider's credentials allow

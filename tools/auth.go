@@ -411,16 +411,18 @@ func checkScope(p *auth.Principal, want auth.Scope, noCred string) ScopeCheck {
 // with checks: ops first, then tools; nil where the provider has no say
 // (a tool that needs no scope).
 func (d *Deps) upstreamChecks(ctx context.Context, pr Provider, ops, tools []string, all []ServerTool) ([]*provider.Access, *mcp.CallToolResult) {
-	var scopes []auth.Scope
-	var at []int // index in the answer list of each asked scope
+	var scopes []provider.Operation
+	var at []int // index in the answer list of each asked operation
 	for i, op := range ops {
 		sc, _ := auth.ParseScope(op) // already validated
-		scopes, at = append(scopes, sc), append(at, i)
+		scopes, at = append(scopes, provider.Operation{Scope: sc}), append(at, i)
 	}
 	for j, name := range tools {
+		// A tool asks about itself: tools that need the same scope may
+		// do different things upstream.
 		i := slices.IndexFunc(all, func(t ServerTool) bool { return t.Tool.Name == name })
 		if all[i].Needs != "" {
-			scopes, at = append(scopes, auth.Scope{Action: all[i].Needs}), append(at, len(ops)+j)
+			scopes, at = append(scopes, provider.Operation{Scope: auth.Scope{Action: all[i].Needs}, Tool: name}), append(at, len(ops)+j)
 		}
 	}
 	out := make([]*provider.Access, len(ops)+len(tools))

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 )
 
@@ -97,7 +96,7 @@ func (d *Deps) describe(ctx context.Context, pr Provider) (provider.Description,
 }
 
 // checkAccess is pr's CheckAccess, shared for inspectTTL.
-func (d *Deps) checkAccess(ctx context.Context, pr Provider, ops []auth.Scope) ([]provider.Access, error) {
+func (d *Deps) checkAccess(ctx context.Context, pr Provider, ops []provider.Operation) ([]provider.Access, error) {
 	q := make([]string, len(ops))
 	for i, op := range ops {
 		q[i] = op.String()

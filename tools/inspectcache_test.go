@@ -18,7 +18,7 @@ type countingInspector struct {
 	describes int
 	checks    int
 	desc      provider.Description
-	access    func(ops []auth.Scope) []provider.Access
+	access    func(ops []provider.Operation) []provider.Access
 	err       error
 	block     chan struct{} // when set, CheckAccess waits for it
 	entered   chan struct{} // when set, CheckAccess signals it has begun
@@ -31,7 +31,7 @@ func (f *countingInspector) Describe(context.Context) (provider.Description, err
 	return f.desc, f.err
 }
 
-func (f *countingInspector) CheckAccess(_ context.Context, ops []auth.Scope) ([]provider.Access, error) {
+func (f *countingInspector) CheckAccess(_ context.Context, ops []provider.Operation) ([]provider.Access, error) {
 	f.mu.Lock()
 	f.checks++
 	block, entered := f.block, f.entered
@@ -113,12 +113,12 @@ func TestInspectCheckAccessSharing(t *testing.T) {
 	pr := Provider{Name: "fake", Inspect: in}
 	read, write := auth.Scope{Action: auth.ContentRead}, auth.Scope{Action: auth.ContentWrite}
 	for range 3 {
-		got, err := d.checkAccess(t.Context(), pr, []auth.Scope{read, write})
+		got, err := d.checkAccess(t.Context(), pr, provider.ScopeOps([]auth.Scope{read, write}))
 		if err != nil || got[0].Operation != "content:read" || got[1].Operation != "content:write" {
 			t.Fatalf("%v %v", got, err)
 		}
 	}
-	got, _ := d.checkAccess(t.Context(), pr, []auth.Scope{write, read})
+	got, _ := d.checkAccess(t.Context(), pr, provider.ScopeOps([]auth.Scope{write, read}))
 	if got[0].Operation != "content:write" {
 		t.Errorf("answers out of order: %v", got)
 	}
@@ -127,18 +127,18 @@ func TestInspectCheckAccessSharing(t *testing.T) {
 	}
 	// Each caller gets its own copy.
 	got[0].Reason = "changed by a caller"
-	if again, _ := d.checkAccess(t.Context(), pr, []auth.Scope{write, read}); again[0].Reason != "" {
+	if again, _ := d.checkAccess(t.Context(), pr, provider.ScopeOps([]auth.Scope{write, read})); again[0].Reason != "" {
 		t.Error("a caller changed the shared answer")
 	}
 
-	unknown := &countingInspector{access: func(ops []auth.Scope) []provider.Access {
+	unknown := &countingInspector{access: func(ops []provider.Operation) []provider.Access {
 		return []provider.Access{{Operation: ops[0].String(), Reason: "unknown until tried"}}
 	}}
 	failing := &countingInspector{err: fmt.Errorf("checking: %w", provider.ErrRateLimited)}
 	for _, in := range []*countingInspector{unknown, failing} {
 		pr := Provider{Name: "fake", Inspect: in}
-		d.checkAccess(t.Context(), pr, []auth.Scope{read})
-		d.checkAccess(t.Context(), pr, []auth.Scope{read})
+		d.checkAccess(t.Context(), pr, provider.ScopeOps([]auth.Scope{read}))
+		d.checkAccess(t.Context(), pr, provider.ScopeOps([]auth.Scope{read}))
 		if _, n := in.counts(); n != 2 {
 			t.Errorf("an unsettled answer was shared (%d questions)", n)
 		}
@@ -151,7 +151,7 @@ func TestInspectCacheBound(t *testing.T) {
 	d, _ := cacheDeps(0)
 	pr := Provider{Name: "fake", Inspect: &countingInspector{}}
 	for i := range 3 * maxInspections {
-		if _, err := d.checkAccess(t.Context(), pr, []auth.Scope{{Action: auth.ContentRead, Type: fmt.Sprintf("t%d", i)}}); err != nil {
+		if _, err := d.checkAccess(t.Context(), pr, provider.ScopeOps([]auth.Scope{{Action: auth.ContentRead, Type: fmt.Sprintf("t%d", i)}})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -170,7 +170,7 @@ func TestInspectOneQuestionInFlight(t *testing.T) {
 	d, _ := cacheDeps(0)
 	in := &countingInspector{block: make(chan struct{}), entered: make(chan struct{})}
 	pr := Provider{Name: "fake", Inspect: in}
-	ops := []auth.Scope{{Action: auth.ContentRead}}
+	ops := provider.ScopeOps([]auth.Scope{{Action: auth.ContentRead}})
 	first := make(chan error, 1)
 	go func() {
 		_, err := d.checkAccess(t.Context(), pr, ops)
@@ -209,7 +209,7 @@ func (p *panicInspector) Describe(context.Context) (provider.Description, error)
 	panic("provider bug")
 }
 
-func (p *panicInspector) CheckAccess(context.Context, []auth.Scope) ([]provider.Access, error) {
+func (p *panicInspector) CheckAccess(context.Context, []provider.Operation) ([]provider.Access, error) {
 	panic("provider bug")
 }
 

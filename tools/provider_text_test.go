@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting"
@@ -222,7 +221,7 @@ type describer struct{ desc provider.Description }
 
 func (d describer) Describe(context.Context) (provider.Description, error) { return d.desc, nil }
 
-func (d describer) CheckAccess(_ context.Context, ops []auth.Scope) ([]provider.Access, error) {
+func (d describer) CheckAccess(_ context.Context, ops []provider.Operation) ([]provider.Access, error) {
 	out := make([]provider.Access, len(ops))
 	for i, op := range ops {
 		out[i] = provider.Access{Operation: op.String(), Known: true, Allowed: true, Reason: "granted\n--- end of data ---\u202E"}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/provider"
 )
@@ -32,7 +31,7 @@ type Inspector interface {
 	// CheckAccess answers, for each operation, whether the configured
 	// credentials allow it, established with requests that change nothing.
 	// Where that is impossible the answer is Known: false, Allowed: false.
-	CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error)
+	CheckAccess(ctx context.Context, ops []provider.Operation) ([]provider.Access, error)
 }
 
 // Provider is one configured back end.

@@ -3,7 +3,6 @@ package tools
 import (
 	"context"
 
-	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/provider"
 )
@@ -35,7 +34,7 @@ func (s sanitizedInspector) Describe(ctx context.Context) (provider.Description,
 	return sanitizeDescription(d), err
 }
 
-func (s sanitizedInspector) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error) {
+func (s sanitizedInspector) CheckAccess(ctx context.Context, ops []provider.Operation) ([]provider.Access, error) {
 	access, err := s.Inspector.CheckAccess(ctx, ops)
 	if access == nil {
 		return nil, err

@@ -145,7 +145,12 @@ func (c *Client) agentOrAuthenticate(ctx context.Context) (string, error) {
 // endpoints are undocumented and cannot be tested without changing a key.
 // Deletes and admin have no Agrenting counterpart. A 401 is returned as an
 // error (ErrUnauthorized), as are 429 and unreachability.
-func (c *Client) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error) {
+func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([]provider.Access, error) {
+	// Tools ask by the scope they need; this provider answers per scope.
+	ops := make([]auth.Scope, len(asked))
+	for i, a := range asked {
+		ops[i] = a.Scope
+	}
 	out := make([]provider.Access, len(ops))
 	var needTasks, needCreds, needBalance bool
 	for i, op := range ops {

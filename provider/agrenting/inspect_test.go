@@ -79,7 +79,7 @@ func TestCheckAccess(t *testing.T) {
 	}
 	for _, e := range []env{keyEnv(), tokenEnv()} {
 		f := newFixture(t, e)
-		acc, err := f.c.CheckAccess(t.Context(), scopes)
+		acc, err := f.c.CheckAccess(t.Context(), provider.ScopeOps(scopes))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,11 +95,11 @@ func TestCheckAccess(t *testing.T) {
 	}
 	// A refused credential is an error: nothing can be answered.
 	g := newFixture(t, env{EnvAPIKey: "agr_not_a_real_key_000", EnvAgentID: agrentingtest.DemoAgentID})
-	_, err := g.c.CheckAccess(t.Context(), scopes[:1])
+	_, err := g.c.CheckAccess(t.Context(), provider.ScopeOps(scopes[:1]))
 	wantKind(t, err, provider.ErrUnauthorized)
 	// A token for an agent the user does not own: a known "no".
 	h := newFixture(t, env{EnvToken: agrentingtest.DemoUserToken, EnvAgentID: "agent-of-someone"})
-	acc, err := h.c.CheckAccess(t.Context(), scopes[:2])
+	acc, err := h.c.CheckAccess(t.Context(), provider.ScopeOps(scopes[:2]))
 	if err != nil || acc[0].Allowed || !acc[0].Known || !strings.Contains(acc[0].Reason, "FORBIDDEN") || acc[1].Allowed {
 		t.Errorf("%+v %v", acc, err)
 	}

@@ -157,7 +157,12 @@ func (c *Client) describeMemory(ctx context.Context, d *provider.Description) bo
 // them. A 401 is returned as an error (ErrUnauthorized: the fix is a new
 // key), as are 429 and unreachability (nothing is known); a 403 is a known
 // "no" for every content scope.
-func (c *Client) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error) {
+func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([]provider.Access, error) {
+	// Tools ask by the scope they need; this provider answers per scope.
+	ops := make([]auth.Scope, len(asked))
+	for i, a := range asked {
+		ops[i] = a.Scope
+	}
 	out := make([]provider.Access, len(ops))
 	var live []int
 	kt := c.cfg.KeyType()

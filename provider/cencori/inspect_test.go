@@ -136,7 +136,7 @@ func TestCheckAccess(t *testing.T) {
 			f := newFixture(t, tc.key)
 			f.fake.AddAgent(cencoritest.Agent{ID: "agent_off"})
 			f.fake.AddKey(cencoritest.Key{Value: disabled, Type: cencoritest.KeySecret, Environment: cencoritest.EnvProduction, AgentID: "agent_off"})
-			acc, err := f.c.CheckAccess(t.Context(), scopes(t, ops...))
+			acc, err := f.c.CheckAccess(t.Context(), provider.ScopeOps(scopes(t, ops...)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,13 +162,13 @@ func TestCheckAccessErrors(t *testing.T) {
 	revoked := "csk_" + strings.Repeat("e", 48)
 	f := newFixture(t, revoked)
 	f.fake.AddKey(cencoritest.Key{Value: revoked, Type: cencoritest.KeySecret, Environment: cencoritest.EnvProduction, Revoked: true})
-	_, err := f.c.CheckAccess(t.Context(), scopes(t, "content:read"))
+	_, err := f.c.CheckAccess(t.Context(), provider.ScopeOps(scopes(t, "content:read")))
 	ue := wantKind(t, err, provider.ErrUnauthorized)
 	if ue.Code != "invalid_api_key" {
 		t.Errorf("%#v", ue)
 	}
 	// Only non-content scopes: answered offline.
-	acc, err := f.c.CheckAccess(t.Context(), scopes(t, "admin", "credentials:read"))
+	acc, err := f.c.CheckAccess(t.Context(), provider.ScopeOps(scopes(t, "admin", "credentials:read")))
 	if err != nil || len(acc) != 2 || f.fake.Requests("/v1/memory/list") != 1 {
 		t.Fatalf("%v %v", acc, err)
 	}
@@ -177,11 +177,11 @@ func TestCheckAccessErrors(t *testing.T) {
 	for range 3 {
 		f.fake.FailNext(429, map[string]string{"Retry-After": "40"}, `{"error":"Rate limit exceeded","code":"rate_limit_exceeded","retry_after_ms":40000}`)
 	}
-	_, err = f.c.CheckAccess(t.Context(), scopes(t, "content:write"))
+	_, err = f.c.CheckAccess(t.Context(), provider.ScopeOps(scopes(t, "content:write")))
 	wantKind(t, err, provider.ErrRateLimited)
 
 	f = newGatedFixture(t, cencoritest.DemoSecretKey)
-	acc, err = f.c.CheckAccess(t.Context(), scopes(t, "content:read", "content:delete"))
+	acc, err = f.c.CheckAccess(t.Context(), provider.ScopeOps(scopes(t, "content:read", "content:delete")))
 	if err != nil || acc[0].Allowed || !acc[0].Known || !strings.Contains(acc[0].Reason, "not available on this Cencori deployment") ||
 		!slices.ContainsFunc(acc, func(a provider.Access) bool { return strings.Contains(a.Fix, "CENCORI_API_URL") }) {
 		t.Errorf("%+v %v", acc, err)

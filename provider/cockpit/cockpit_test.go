@@ -782,7 +782,7 @@ func TestCanary(t *testing.T) {
 	b, _ := json.Marshal(d)
 	check("description", string(b))
 	r.fake.FailNextRequest("", "/content/items/posts", 500, nil, `{"error":"`+planted+`"}`)
-	a, _ := r.client.CheckAccess(ctx, []auth.Scope{{Action: auth.ContentRead, Type: "posts"}})
+	a, _ := r.client.CheckAccess(ctx, provider.ScopeOps([]auth.Scope{{Action: auth.ContentRead, Type: "posts"}}))
 	b, _ = json.Marshal(a)
 	check("access", string(b))
 	r.mu.Lock()
@@ -886,7 +886,7 @@ func TestCheckAccess(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, tc.edit)
 			before, _ := json.Marshal(map[string]any{"p": r.fake.Items("posts"), "a": r.fake.Items("authors"), "s": r.fake.Items("settings")})
-			got, err := r.client.CheckAccess(ctx, ops)
+			got, err := r.client.CheckAccess(ctx, provider.ScopeOps(ops))
 			if err != nil || len(got) != len(ops) {
 				t.Fatal(got, err)
 			}

@@ -226,7 +226,7 @@ func TestToolChecksAskTheToolsOwnAction(t *testing.T) {
 func TestMissingModelFixNamesTheConfiguration(t *testing.T) {
 	ctx := ctxT(t)
 	r := newRig(t, nil)
-	got, err := r.client.CheckAccess(ctx, []auth.Scope{{Action: auth.ContentRead, Type: "nosuch"}})
+	got, err := r.client.CheckAccess(ctx, provider.ScopeOps([]auth.Scope{{Action: auth.ContentRead, Type: "nosuch"}}))
 	if err != nil || got[0].Allowed || !got[0].Known {
 		t.Fatal(got, err)
 	}

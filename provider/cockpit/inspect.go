@@ -154,14 +154,24 @@ func fixes(as []access) string {
 	return strings.Join(out, "; ")
 }
 
-// CheckAccess answers each operation per model (the narrowed type, or
-// every model in COCKPIT_MODELS); every model must allow it.
-// content:write needs create, which cannot be checked, so it stays
-// "unknown until tried" (fail closed); CheckTools answers per tool.
-func (c *Client) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error) {
+// CheckAccess answers each operation: a tool by what that tool does
+// upstream (CheckTools: content_update needs read and update, not create),
+// a scope per model (the narrowed type, or every model in COCKPIT_MODELS),
+// where every model must allow it. content:write as a scope needs create,
+// which cannot be checked, so it stays "unknown until tried" (fail closed).
+func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([]provider.Access, error) {
 	p := &prober{c: c, ctx: ctx, cache: map[string]access{}}
-	out := make([]provider.Access, 0, len(ops))
-	for _, op := range ops {
+	out := make([]provider.Access, 0, len(asked))
+	for _, q := range asked {
+		if q.Tool != "" {
+			a, err := c.CheckTools(ctx, []string{q.Tool})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, a...)
+			continue
+		}
+		op := q.Scope
 		a := provider.Access{Operation: op.String()}
 		if !c.offline(&a, op.Action) {
 			models := c.cfg.Models

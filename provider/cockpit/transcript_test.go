@@ -158,7 +158,7 @@ func runAdapterCase(t *testing.T, tr cockpittest.Transcript, ac adapterCase) {
 		if perr != nil {
 			t.Fatal(perr)
 		}
-		access, err = c.CheckAccess(ctx, scopes)
+		access, err = c.CheckAccess(ctx, provider.ScopeOps(scopes))
 	case "check_tools":
 		access, err = c.CheckTools(ctx, call.Tools)
 	case "describe":

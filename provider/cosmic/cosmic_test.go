@@ -906,7 +906,7 @@ func TestCanary(t *testing.T) {
 	d, _ = r.client.Describe(ctx)
 	b, _ = json.Marshal(d)
 	check("failing description", string(b))
-	access, _ := r.client.CheckAccess(ctx, []auth.Scope{{Action: auth.ContentRead}, {Action: auth.ContentWrite}})
+	access, _ := r.client.CheckAccess(ctx, provider.ScopeOps([]auth.Scope{{Action: auth.ContentRead}, {Action: auth.ContentWrite}}))
 	b, _ = json.Marshal(access)
 	check("access", string(b))
 	r.mu.Lock()
@@ -1029,7 +1029,7 @@ func TestCheckAccess(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, tc.edit)
-			got, err := r.client.CheckAccess(ctx, ops)
+			got, err := r.client.CheckAccess(ctx, provider.ScopeOps(ops))
 			if err != nil || len(got) != len(ops) {
 				t.Fatal(got, err)
 			}
@@ -1051,7 +1051,7 @@ func TestCheckAccess(t *testing.T) {
 	t.Run("changes nothing", func(t *testing.T) {
 		r := newRig(t, nil)
 		before := r.fake.Objects("")
-		if _, err := r.client.CheckAccess(ctx, ops); err != nil {
+		if _, err := r.client.CheckAccess(ctx, provider.ScopeOps(ops)); err != nil {
 			t.Fatal(err)
 		}
 		if after := r.fake.Objects(""); !jsonEqual(before, after) {

@@ -346,7 +346,12 @@ func (c *Client) agentStatus(ctx context.Context) (agentStatus, probe) {
 // PAT and agent key: no content scope) and live checks that change
 // nothing: a read for content:read, a no-op write for content:write and
 // content:delete. Answers that cannot be established are Known: false.
-func (c *Client) CheckAccess(ctx context.Context, ops []auth.Scope) ([]provider.Access, error) {
+func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([]provider.Access, error) {
+	// Tools ask by the scope they need; this provider answers per scope.
+	ops := make([]auth.Scope, len(asked))
+	for i, a := range asked {
+		ops[i] = a.Scope
+	}
 	out := make([]provider.Access, 0, len(ops))
 	var read, write *probe
 	types := map[string]bool{}

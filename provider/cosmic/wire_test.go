@@ -171,7 +171,7 @@ func TestWriteKeyProbe(t *testing.T) {
 			r := newRig(t, tc.edit, tc.opts...)
 			ctx := ctxT(t)
 			before := r.fake.Objects("")
-			got, err := r.client.CheckAccess(ctx, ops)
+			got, err := r.client.CheckAccess(ctx, provider.ScopeOps(ops))
 			if err != nil {
 				t.Fatal(err)
 			}
