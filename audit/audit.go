@@ -243,6 +243,21 @@ func (l *Log) syncLocked() error {
 	return nil
 }
 
+// Flush writes every refusal still held, whether or not its window has
+// closed, and syncs the journal: for a reader that must see them now.
+func (l *Log) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	err := l.writeRefusalsLocked(len(l.order))
+	if l.dirty {
+		err = errors.Join(err, l.syncLocked())
+	}
+	return err
+}
+
 // Close writes the refusals still held, syncs and closes the journal.
 func (l *Log) Close() error {
 	l.stopOnce.Do(func() { close(l.stop) })

@@ -193,3 +193,29 @@ func TestRefusalIsCleaned(t *testing.T) {
 		t.Errorf("refusal not cleaned: %+v", r)
 	}
 }
+
+// Flush writes held refusals before their window closes, for a reader that
+// must see them now.
+func TestFlushWritesHeldRefusals(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := OpenWith(path, Options{Now: clock.Now, Window: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for range 3 {
+		if err := l.WriteRefusal(denied("invalid_token", "127.0.0.1:9")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := lines(t, path); len(got) != 0 {
+		t.Fatalf("written before Flush: %q", got)
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := records(t, path); len(got) != 1 || got[0].Count != 3 {
+		t.Fatalf("after Flush: %+v", got)
+	}
+}

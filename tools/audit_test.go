@@ -10,6 +10,9 @@ import (
 
 func journal(t *testing.T, e *env) []audit.Record {
 	t.Helper()
+	if err := e.journal.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	var out []audit.Record
 	if err := audit.Read(e.auditPath, audit.Filter{}, func(r audit.Record) error { out = append(out, r); return nil }); err != nil {
 		t.Fatal(err)
@@ -65,6 +68,8 @@ func TestAuditJournalRecordsWritesCredentialsAndFailures(t *testing.T) {
 type failingJournal struct{}
 
 func (failingJournal) Write(audit.Record) error { return errors.New("no space left on device") }
+
+func (failingJournal) WriteRefusal(audit.Record) error { return errors.New("no space left on device") }
 
 func TestCredentialOperationsFailClosedWithoutJournal(t *testing.T) {
 	e := newEnv(t)

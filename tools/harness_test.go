@@ -45,6 +45,7 @@ type env struct {
 	client    *client.Client
 	redactor  *auth.Redactor
 	auditPath string
+	journal   *audit.Log
 	engine    *rotation.Engine
 }
 
@@ -87,6 +88,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { journal.Close() })
+	e.journal = journal
 	places := delivery.Places{EnvFile: e.envFile, KeysDir: filepath.Join(dir, "keys")}
 	e.engine = &rotation.Engine{Name: "local", Dir: filepath.Join(dir, "rotation"), EnvFile: e.envFile, Legacy: EnvTokenVar,
 		Backend: store.RotationBackend(), Places: places, Now: e.clock.Now}

@@ -95,7 +95,12 @@ func (d *Deps) now() time.Time {
 
 // Auditor appends to the audit journal.
 type Auditor interface {
+	// Write appends a record and syncs it: a credential operation is
+	// refused when its attempt cannot be written.
 	Write(audit.Record) error
+	// WriteRefusal records a refused credential, coalescing repeats and
+	// never syncing one by one: a flood of refusals costs little.
+	WriteRefusal(audit.Record) error
 }
 
 // Options select which tools are served.
@@ -278,8 +283,10 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 		// Providers spend their shared rate limits on callers with a scope
 		// for them first (upstream.Budget): they learn who is calling here.
 		ctx = auth.WithCallerScopes(ctx, scopes)
-		if errors.Is(verr, auth.ErrInvalidToken) {
-			d.audit(ctx, t, call, "", audit.OutcomeDenied)
+		if errors.Is(verr, auth.ErrInvalidToken) && d.Audit != nil {
+			if err := d.Audit.WriteRefusal(d.auditRecord(t, call, "", audit.OutcomeDenied)); err != nil {
+				d.Logger.Error("cannot write the audit journal", "tool", t.Tool.Name, "err", err)
+			}
 		}
 		if t.Needs != "" {
 			if verr != nil {
