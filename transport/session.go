@@ -30,16 +30,22 @@ const (
 	// key's least recently used session ends, never another key's.
 	maxSessionsPerKey = 64
 	// maxLiveSessions bounds all sessions together, however many keys open
-	// them: mcp-go holds about 12 KB for each (docs/http-sessions.md), so
-	// this is about 120 MB at worst. Past it, one of the keys holding the
-	// most sessions loses its least recently used, so a key with a few
-	// sessions keeps them unless every key has as few.
-	maxLiveSessions = 10_000
+	// them. Each live session costs about 10.5 KB of heap, most of it
+	// mcp-go's, and the collector lets the heap grow to 5x the live part:
+	// with 200 keys flooding, 1,000 sessions took the server to 89 MB where
+	// 10,000 took it to 258 MB (bench/README.md section 9). A thousand
+	// sessions idle under 30 minutes is far more than the people and agents
+	// one keygate serves need. Past it, one of the keys holding the most
+	// sessions loses its least recently used, so a key with a few sessions
+	// keeps them unless every key has as few, and the loser's client gets
+	// 404 and initializes again.
+	maxLiveSessions = 1_000
 	// maxStreamsPerKey bounds the GET (SSE) streams one key holds open; each
 	// is a connection and two goroutines until the client goes away.
 	maxStreamsPerKey = 16
-	// maxStreams bounds GET streams over all keys.
-	maxStreams = 1024
+	// maxStreams bounds GET streams over all keys. A stream is optional:
+	// a client without one still gets every answer on its POSTs.
+	maxStreams = 256
 	// sweepEvery spaces out the background sweep that ends expired sessions
 	// when no request comes to end them.
 	sweepEvery = time.Minute
