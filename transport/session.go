@@ -436,7 +436,7 @@ func (m *sessionManager) dropStreamLocked(s *session) {
 	m.streams--
 }
 
-// counts reports the live sessions and open streams, for tests and logs.
+// counts reports the live sessions and open streams, for tests.
 func (m *sessionManager) counts() (sessions, streams int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
