@@ -33,7 +33,7 @@ const (
 	// them. Each live session costs about 10.5 KB of heap, most of it
 	// mcp-go's, and the collector lets the heap grow to 5x the live part:
 	// with 200 keys flooding, 1,000 sessions took the server to 89 MB where
-	// 10,000 took it to 258 MB (bench/README.md section 9). A thousand
+	// 10,000 took it to 258 MB (bench/README.md section 10). A thousand
 	// sessions idle under 30 minutes is far more than the people and agents
 	// one keygate serves need. Past it, one of the keys holding the most
 	// sessions loses its least recently used, so a key with a few sessions
