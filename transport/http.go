@@ -28,8 +28,9 @@ import (
 const DefaultMaxBodyBytes = 1 << 20
 
 // maxInflight bounds the POSTs served at once; past it keygate answers
-// 503 with Retry-After rather than queue without limit (security.md row
-// 12). GET streams are long-lived and bounded per key by the session cap.
+// 503 with Retry-After rather than queue without limit (docs/SECURITY.md
+// row 12). GET streams are long-lived and bounded by the stream caps in
+// session.go.
 const maxInflight = 256
 
 // maxAuthHeader caps the Authorization header before any parsing or
@@ -54,7 +55,8 @@ type HTTPConfig struct {
 	ScopeCheck     ScopeCheck
 	Logger         *slog.Logger
 	Version        string
-	// OnSessionEnd is called when a session is deleted or expires.
+	// OnSessionEnd is called when a session ends: deleted, expired, or
+	// evicted past a cap.
 	OnSessionEnd func(sessionID string)
 	// OnAuthFailure is told of every refused bearer token (for the audit
 	// journal); reason is a code such as "invalid_token", never the token.
@@ -71,9 +73,15 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	sessions := newSessionManager(cfg.OnSessionEnd)
-	mcpHandler := server.NewStreamableHTTPServer(s,
-		server.WithSessionIdManager(sessions),
+	h := &httpHandler{cfg: cfg, inflight: make(chan struct{}, maxInflight)}
+	h.sessions = newSessionManager(func(id string) {
+		h.releaseMCP(id)
+		if cfg.OnSessionEnd != nil {
+			cfg.OnSessionEnd(id)
+		}
+	})
+	h.mcp = server.NewStreamableHTTPServer(s,
+		server.WithSessionIdManagerResolver(h.sessions),
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
 			if c, ok := auth.CredentialFrom(r.Context()); ok {
 				ctx = auth.WithCredential(ctx, c)
@@ -81,13 +89,12 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 			return ctx
 		}),
 	)
-	allowed := map[string]bool{}
+	h.allowed = map[string]bool{}
 	for _, o := range append(ownOrigins, cfg.AllowedOrigins...) {
-		allowed[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+		h.allowed[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
 	}
-	h := &httpHandler{cfg: cfg, sessions: sessions, allowed: allowed, mcp: mcpHandler, inflight: make(chan struct{}, maxInflight)}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", h.originGuard(h.bearer(h.shed(h.limitAndScope(h.bindSession(mcpHandler))))))
+	mux.Handle("/mcp", h.originGuard(h.bearer(h.shed(h.limitAndScope(h.bindSession(h.mcp))))))
 	mux.HandleFunc("GET /healthz", h.healthz)
 	return h, mux
 }
@@ -97,7 +104,7 @@ type httpHandler struct {
 	cfg      HTTPConfig
 	sessions *sessionManager
 	allowed  map[string]bool
-	mcp      http.Handler
+	mcp      *server.StreamableHTTPServer
 }
 
 func (h *httpHandler) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -284,7 +291,9 @@ func readBody(body io.Reader, declared int64) ([]byte, error) {
 const preallocMax = 64 << 10
 
 // bindSession ties a session id to the key that opened it: presenting
-// someone else's session id gets the same 404 as an unknown one.
+// someone else's session id gets the same 404 as an unknown one. It gives
+// mcp-go a session id manager that charges new sessions to the caller's
+// key, and bounds GET streams.
 func (h *httpHandler) bindSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := r.Context().Value(principalKey{}).(auth.Principal)
@@ -297,6 +306,10 @@ func (h *httpHandler) bindSession(next http.Handler) http.Handler {
 				writeJSONRPCError(w, http.StatusBadRequest, nil, -32600, "Mcp-Session-Id header required")
 				return
 			}
+			if r.Method == http.MethodGet {
+				h.serveStream(next, w, r, sid, p.KeyID)
+				return
+			}
 			if !h.sessions.liveOwnedBy(sid, p.KeyID) {
 				writeJSONRPCError(w, http.StatusNotFound, nil, -32001, "session not found")
 				return
@@ -305,22 +318,89 @@ func (h *httpHandler) bindSession(next http.Handler) http.Handler {
 			writeJSONRPCError(w, http.StatusNotFound, nil, -32001, "session not found")
 			return
 		}
-		next.ServeHTTP(&bindingWriter{ResponseWriter: w, bind: func(sid string) { h.sessions.bind(sid, p.KeyID) }}, r)
+		rs := &requestSessions{m: h.sessions, keyID: p.KeyID}
+		bw := &bindingWriter{ResponseWriter: w}
+		next.ServeHTTP(bw, r.WithContext(context.WithValue(r.Context(), requestSessionsKey{}, rs)))
+		if rs.issued != "" && !h.sessions.settle(rs.issued, bw.sid == rs.issued) {
+			h.releaseMCP(rs.issued)
+		}
 	})
 }
 
-// bindingWriter records the session id mcp-go hands out on initialize.
+// serveStream serves a GET stream within the stream caps, and releases it
+// when the client goes away, the session ends or a newer stream replaces it.
+func (h *httpHandler) serveStream(next http.Handler, w http.ResponseWriter, r *http.Request, sid, keyID string) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	st, err := h.sessions.openStream(sid, keyID, cancel)
+	if err != nil {
+		status, msg := h.sessions.streamRefusal(err)
+		if status != http.StatusNotFound {
+			h.cfg.Logger.Warn("refused a GET stream past its cap", "remote", r.RemoteAddr, "status", status)
+			w.Header().Set("Retry-After", streamRetryAfter)
+		}
+		writeJSONRPCError(w, status, nil, -32001, msg)
+		return
+	}
+	defer h.sessions.closeStream(st)
+	next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// releaseMCP frees what mcp-go holds for a session keygate ended: its
+// registration, its transport session and its per-session tools,
+// resources, templates and log level. mcp-go frees these only on a DELETE,
+// in its own idle sweeper (not used: it knows nothing of keygate's caps)
+// or for every session at once (docs/http-sessions.md), so keygate sends
+// mcp-go the DELETE a polite client would have. mcp-go asks the session
+// manager to Terminate the id first, a no-op for an ended session.
+func (h *httpHandler) releaseMCP(id string) {
+	req := &http.Request{Method: http.MethodDelete, URL: &url.URL{Path: "/mcp"}, Header: http.Header{}}
+	req.Header.Set(server.HeaderKeySessionID, id)
+	var rec statusRecorder
+	h.mcp.ServeHTTP(&rec, req)
+	if rec.status != http.StatusOK {
+		h.cfg.Logger.Error("mcp-go did not release an ended session", "status", rec.status)
+	}
+}
+
+// statusRecorder is the response writer of releaseMCP: only the status
+// matters.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header {
+	if s.header == nil {
+		s.header = http.Header{}
+	}
+	return s.header
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	s.WriteHeader(http.StatusOK)
+	return len(p), nil
+}
+
+// bindingWriter records the session id mcp-go hands out on initialize,
+// when the answer carrying it is a success.
 type bindingWriter struct {
 	http.ResponseWriter
-	bind  func(string)
+	sid   string
 	wrote bool
 }
 
 func (b *bindingWriter) WriteHeader(code int) {
 	if !b.wrote {
 		b.wrote = true
-		if sid := b.Header().Get(server.HeaderKeySessionID); sid != "" && code < 300 {
-			b.bind(sid)
+		if code < 300 {
+			b.sid = b.Header().Get(server.HeaderKeySessionID)
 		}
 	}
 	b.ResponseWriter.WriteHeader(code)
@@ -384,8 +464,10 @@ func ServeHTTP(ctx context.Context, s *server.MCPServer, cfg HTTPConfig, ready f
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}
+	h, handler := newHTTPHandler(s, cfg, OwnOrigins(ln.Addr()))
+	go h.sessions.sweepPeriodically(ctx, sweepEvery)
 	srv := &http.Server{
-		Handler:           NewHTTPHandler(s, cfg, OwnOrigins(ln.Addr())),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,

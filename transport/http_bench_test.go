@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +128,59 @@ func BenchmarkHTTPToolCall(b *testing.B) {
 					b.Fatalf("tools/call: %d %s", rec.Code, rec.Body)
 				}
 			}
+		})
+	}
+}
+
+// everyTokenIsAKey admits any token as a key of the same name: a caller
+// with as many keys as it likes.
+type everyTokenIsAKey struct{}
+
+func (everyTokenIsAKey) Verify(_ context.Context, tok string) (auth.Principal, error) {
+	return auth.Principal{KeyID: tok}, nil
+}
+
+// BenchmarkAbandonedSessions opens sessions that are never DELETEd, with
+// one key or with a new key for each, and reports the heap still in use
+// after a collection: per session opened, and in all. The caps (64 per
+// key, 1,000 overall) hold it flat however many are opened; up to the
+// overall cap, "a key each" shows what one live session costs.
+//
+//	go test -run '^$' -bench AbandonedSessions -benchtime 100000x ./transport
+//	go test -run '^$' -bench 'AbandonedSessions/a_key_each' -benchtime 1000x ./transport
+func BenchmarkAbandonedSessions(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		token func(i int) string
+	}{
+		{"one key", func(int) string { return "k" }},
+		{"a key each", func(i int) string { return fmt.Sprintf("k%d", i) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			_, h := newHTTPHandler(server.NewMCPServer("t", "1"), HTTPConfig{Verifier: everyTokenIsAKey{}, Logger: slog.New(slog.DiscardHandler)}, nil)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			i := 0
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:9/mcp", strings.NewReader(initialize))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Accept", "application/json, text/event-stream")
+				req.Header.Set("Authorization", "Bearer "+c.token(i))
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK || rec.Header().Get("Mcp-Session-Id") == "" {
+					b.Fatalf("initialize: %d %s", rec.Code, rec.Body)
+				}
+				i++
+			}
+			b.StopTimer()
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			retained := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+			b.ReportMetric(float64(retained)/float64(b.N), "retained-B/session")
+			b.ReportMetric(float64(retained)/1e6, "retained-MB")
+			runtime.KeepAlive(h)
 		})
 	}
 }
