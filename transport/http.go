@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
@@ -32,6 +33,12 @@ const DefaultMaxBodyBytes = 1 << 20
 // row 12). GET streams are long-lived and bounded by the stream caps in
 // session.go.
 const maxInflight = 256
+
+// maxListensPerKey bounds the 2026-07-28 subscriptions/listen POSTs one key
+// holds open, as maxStreamsPerKey bounds its GET streams: each holds one
+// of the maxInflight slots for as long as its client stays, so without it
+// one key could take them all and leave every other caller 503.
+const maxListensPerKey = maxStreamsPerKey
 
 // maxAuthHeader caps the Authorization header before any parsing or
 // hashing, so junk tokens cost nothing.
@@ -73,7 +80,7 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	h := &httpHandler{cfg: cfg, inflight: make(chan struct{}, maxInflight)}
+	h := &httpHandler{cfg: cfg, inflight: make(chan struct{}, maxInflight), listens: map[string]int{}}
 	h.sessions = newSessionManager(func(id string) {
 		h.releaseMCP(id)
 		if cfg.OnSessionEnd != nil {
@@ -101,6 +108,10 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 
 type httpHandler struct {
 	inflight chan struct{} // one token per POST being served
+	// listens counts each key's open subscriptions/listen POSTs: one of
+	// them stays open, holding a POST slot, as long as its client does.
+	listensMu sync.Mutex
+	listens   map[string]int
 	cfg      HTTPConfig
 	sessions *sessionManager
 	allowed  map[string]bool
@@ -221,6 +232,26 @@ func (h *httpHandler) shed(next http.Handler) http.Handler {
 	})
 }
 
+// takeListen counts one more open subscriptions/listen POST of keyID, or
+// reports false when the key already holds maxListensPerKey.
+func (h *httpHandler) takeListen(keyID string) bool {
+	h.listensMu.Lock()
+	defer h.listensMu.Unlock()
+	if h.listens[keyID] >= maxListensPerKey {
+		return false
+	}
+	h.listens[keyID]++
+	return true
+}
+
+func (h *httpHandler) releaseListen(keyID string) {
+	h.listensMu.Lock()
+	defer h.listensMu.Unlock()
+	if h.listens[keyID]--; h.listens[keyID] <= 0 {
+		delete(h.listens, keyID)
+	}
+}
+
 // limitAndScope caps the body (413, also for chunked bodies without a
 // Content-Length) and, for tools/call, answers 403 insufficient_scope before
 // the tool runs when the caller's key lacks the tool's scope.
@@ -252,8 +283,18 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 				Name string `json:"name"`
 			} `json:"params"`
 		}
-		if json.Unmarshal(body, &msg) == nil && msg.Method == "tools/call" && h.cfg.ScopeCheck != nil {
-			p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+		decoded := json.Unmarshal(body, &msg) == nil
+		p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+		if decoded && msg.Method == "subscriptions/listen" {
+			if !h.takeListen(p.KeyID) {
+				w.Header().Set("Retry-After", "1")
+				writeJSONRPCError(w, http.StatusTooManyRequests, msg.ID, -32603,
+					fmt.Sprintf("too many open subscriptions: this key already holds %d subscriptions/listen requests, the most it may; close one, then retry", maxListensPerKey))
+				return
+			}
+			defer h.releaseListen(p.KeyID)
+		}
+		if decoded && msg.Method == "tools/call" && h.cfg.ScopeCheck != nil {
 			if need, allowed, known := h.cfg.ScopeCheck(r, p, msg.Params.Name); known && !allowed {
 				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keygate", error="insufficient_scope", scope=%q`, string(need)))
 				writeJSONRPCError(w, http.StatusForbidden, msg.ID, -32003,

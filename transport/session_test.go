@@ -69,6 +69,31 @@ func TestShedsLoadPastTheInflightLimit(t *testing.T) {
 	}
 }
 
+// One key cannot hold every POST slot with subscriptions/listen requests,
+// which stay open as long as their client: past its share it gets 429, and
+// another key is still served.
+func TestListensPerKeyAreBounded(t *testing.T) {
+	s := server.NewMCPServer("t", "1")
+	h, hd := newHTTPHandler(s, HTTPConfig{Verifier: tokenTable{"a": {KeyID: "a"}, "b": {KeyID: "b"}}, Logger: slog.New(slog.DiscardHandler)}, nil)
+	for range maxListensPerKey {
+		if !h.takeListen("a") {
+			t.Fatal("a listen within the key's share was refused")
+		}
+	}
+	listen := `{"jsonrpc":"2.0","id":9,"method":"subscriptions/listen","params":{}}`
+	rec := do(t, hd, http.MethodPost, map[string]string{"Authorization": "Bearer a"}, listen)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "too many open subscriptions") {
+		t.Errorf("key a past its share: %d %q", rec.Code, rec.Body.String())
+	}
+	if rec := do(t, hd, http.MethodPost, map[string]string{"Authorization": "Bearer b"}, initialize); rec.Code != http.StatusOK {
+		t.Errorf("key b while a holds its share: %d", rec.Code)
+	}
+	h.releaseListen("a")
+	if !h.takeListen("a") {
+		t.Error("a listen was refused after one was released")
+	}
+}
+
 // sessionsFixture is keygate's HTTP handler over an mcp-go server whose
 // session hooks show which sessions mcp-go holds. mcp-go unregisters a
 // session in the same step that frees the rest of its per-session state

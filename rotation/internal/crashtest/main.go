@@ -38,6 +38,7 @@ type options struct {
 	grace                    time.Duration
 	killAt, killIn, holdAt   string
 	loop, recoverOnly        bool
+	key, dest                string
 }
 
 func run() int {
@@ -57,6 +58,8 @@ func run() int {
 	flag.StringVar(&o.holdAt, "hold-at", "", "step at which to print \"holding\" and wait to be killed")
 	flag.BoolVar(&o.loop, "loop", false, "rotate again and again until killed")
 	flag.BoolVar(&o.recoverOnly, "recover-only", false, "recover, then exit without rotating")
+	flag.StringVar(&o.key, "key", "", "rotate this key (someone else's) instead of the env file's credential")
+	flag.StringVar(&o.dest, "dest", "", "with -key, where its new secret goes: \"\" (the keys directory), \"reveal\" or \"file:NAME.token\"")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -87,6 +90,9 @@ func run() int {
 		return 0
 	}
 	phase = "rotate"
+	if o.key != "" {
+		return rotateOther(ctx, eng, o)
+	}
 	if o.loop {
 		fmt.Println("rotating") // the test's random delay starts here
 	}
@@ -106,6 +112,25 @@ func run() int {
 			return 0
 		}
 	}
+}
+
+// rotateOther rotates key o.key, whose secret this process does not hold,
+// to destination o.dest, and prints the new key's id and where its secret
+// went.
+func rotateOther(ctx context.Context, eng *rotation.Engine, o options) int {
+	places := eng.Places.(delivery.Places)
+	dest, err := places.Parse(o.dest)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crashtest:", err)
+		return 2
+	}
+	res, err := eng.Rotate(ctx, rotation.Request{KeyID: o.key, Dest: dest, Grace: o.grace})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crashtest: rotate:", err)
+		return 1
+	}
+	fmt.Println(res.New.ID, res.Delivered)
+	return 0
 }
 
 func openBackend(ctx context.Context, o options) (rotation.Backend, func(), error) {
