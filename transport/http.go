@@ -112,10 +112,10 @@ type httpHandler struct {
 	// them stays open, holding a POST slot, as long as its client does.
 	listensMu sync.Mutex
 	listens   map[string]int
-	cfg      HTTPConfig
-	sessions *sessionManager
-	allowed  map[string]bool
-	mcp      *server.StreamableHTTPServer
+	cfg       HTTPConfig
+	sessions  *sessionManager
+	allowed   map[string]bool
+	mcp       *server.StreamableHTTPServer
 }
 
 func (h *httpHandler) healthz(w http.ResponseWriter, _ *http.Request) {
