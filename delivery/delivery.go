@@ -182,13 +182,14 @@ func (p Places) checkFile(path string) (string, error) {
 		path = filepath.Join(p.KeysDir, path)
 	}
 	path = filepath.Clean(path)
+	allowed := p.dirs() // creates the keys directory if need be
 	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
 	if err != nil {
 		return refuse(fmt.Sprintf("the directory %s does not exist", filepath.Dir(path)))
 	}
-	for _, allowed := range p.dirs() {
-		if real, err := filepath.EvalSymlinks(allowed); err == nil && real == dir {
-			return filepath.Join(allowed, filepath.Base(path)), nil
+	for _, a := range allowed {
+		if real, err := filepath.EvalSymlinks(a); err == nil && real == dir {
+			return filepath.Join(a, filepath.Base(path)), nil
 		}
 	}
 	return refuse(fmt.Sprintf("%s is not in keygate's keys directory nor beside its env file, the only places secret files go", path))

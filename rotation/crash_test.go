@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/rotation"
 	"github.com/keygate/keygate/rotation/rotationtest"
 )
@@ -425,4 +426,108 @@ func readIfExists(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestCrashRotatingAnotherKey kills keygate at each step of a rotation of
+// a key it does not hold (anyone else's, rotated by an admin), for each
+// kind of destination, then restarts it. Afterwards the rotation has either
+// not happened (the old key works, every key it made is discarded, no
+// secret file was left) or happened whole (the new key works and is where
+// the destination says, the old key is retired); never a live key whose
+// secret is nowhere, never two live successors.
+func TestCrashRotatingAnotherKey(t *testing.T) {
+	for _, dest := range []string{"", "file:other.token", "reveal"} {
+		t.Run("dest="+dest, func(t *testing.T) {
+			probe := newFixture(t, "local", rotationtest.Options{})
+			steps := rotation.Steps(probe.backend())
+			probe.closeStore()
+			for _, step := range steps {
+				t.Run(string(step), func(t *testing.T) {
+					t.Parallel()
+					f := newFixtureClock(t, "local", rotationtest.Options{}, &clock{real: true})
+					other := f.mintOther("colleague")
+					f.closeStore()
+					args := f.helperArgs(crashScenario{grace: 0}, "-kill-at", string(step), "-key", other.ID, "-dest", dest, "-keys", filepath.Join(f.dir, "keys"))
+					if killed, stderr := runHelper(t, args); !killed {
+						t.Fatalf("the helper never reached step %s: %s", step, stderr)
+					}
+					rep, err := f.engine().RecoverSlot(t.Context(), "local-"+other.ID)
+					if err != nil {
+						t.Fatalf("Recover: %v (%+v)", err, rep)
+					}
+					f.checkOtherRotation(t, other, dest, step, rep)
+				})
+			}
+		})
+	}
+}
+
+// mintOther makes a key the env file does not hold.
+func (f *fixture) mintOther(name string) provider.Key {
+	f.t.Helper()
+	sc, err := auth.ParseScopes([]string{"content:read"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	issued, err := f.openStore().CreateKey(f.t.Context(), provider.NewKey{Name: name, Scopes: sc, ExpiresAt: f.clock.Now().Add(24 * time.Hour)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return issued.Key
+}
+
+func (f *fixture) checkOtherRotation(t *testing.T, old provider.Key, dest string, step rotation.Step, rep rotation.Report) {
+	t.Helper()
+	var live []provider.Key
+	for _, k := range f.keys() {
+		if k.ID != f.oldID && k.RevokedAt.IsZero() {
+			live = append(live, k)
+		}
+	}
+	if len(live) != 1 {
+		t.Fatalf("after a kill at %s, %d of the colleague's keys are live, want exactly one (%s)", step, len(live), rep.Summary())
+	}
+	keys := filepath.Join(f.dir, "keys")
+	files, _ := os.ReadDir(keys)
+	switch {
+	case live[0].ID == old.ID:
+		// Not rotated: nothing may be left behind.
+		if rep.Action == rotation.ActionCompleted {
+			t.Errorf("the old key works but the report says %s", rep.Summary())
+		}
+		for _, e := range files {
+			if !strings.HasPrefix(e.Name(), ".keygate-probe-") {
+				t.Errorf("rolled back, yet %s is in the keys directory", e.Name())
+			}
+		}
+	case dest == "reveal":
+		// Handed over before the kill (the journal had reached swapped):
+		// nothing is written anywhere.
+		if len(files) != 0 {
+			t.Errorf("a revealed key was written to the keys directory: %v", files)
+		}
+	default:
+		path := filepath.Join(keys, live[0].ID+".token")
+		if dest != "" {
+			path = filepath.Join(keys, strings.TrimPrefix(dest, "file:"))
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("the new key %s is live but its file is missing: %v (%s)", live[0].ID, err, rep.Summary())
+		}
+		if id, ok := f.works(strings.TrimSpace(string(b))); !ok || id != live[0].ID {
+			t.Errorf("the file %s does not hold the live key", path)
+		}
+		if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+			t.Errorf("the key file has mode %v", fi.Mode().Perm())
+		}
+	}
+	if id, ok := f.works(f.envValue()); !ok || id != f.oldID {
+		t.Error("the env file's own credential was touched by another key's rotation")
+	}
+	for _, name := range []string{"local-" + old.ID + ".journal", "local-" + old.ID + ".pending"} {
+		if _, err := os.Stat(filepath.Join(f.stateDir, name)); err == nil {
+			t.Errorf("%s was left behind", name)
+		}
+	}
 }

@@ -38,7 +38,7 @@ type options struct {
 	grace                    time.Duration
 	killAt, killIn, holdAt   string
 	loop, recoverOnly        bool
-	key, dest                string
+	key, dest, keys          string
 }
 
 func run() int {
@@ -58,10 +58,14 @@ func run() int {
 	flag.StringVar(&o.holdAt, "hold-at", "", "step at which to print \"holding\" and wait to be killed")
 	flag.BoolVar(&o.loop, "loop", false, "rotate again and again until killed")
 	flag.BoolVar(&o.recoverOnly, "recover-only", false, "recover, then exit without rotating")
+	flag.StringVar(&o.keys, "keys", "", "keys directory (default: keys in -dir)")
 	flag.StringVar(&o.key, "key", "", "rotate this key (someone else's) instead of the env file's credential")
 	flag.StringVar(&o.dest, "dest", "", "with -key, where its new secret goes: \"\" (the keys directory), \"reveal\" or \"file:NAME.token\"")
 	flag.Parse()
 
+	if o.keys == "" {
+		o.keys = filepath.Join(o.dir, "keys")
+	}
 	ctx := context.Background()
 	backend, closeBackend, err := openBackend(ctx, o)
 	if err != nil {
@@ -72,7 +76,7 @@ func run() int {
 
 	phase := "recover"
 	eng := &rotation.Engine{Name: o.backend, Dir: o.dir, EnvFile: o.env, Legacy: o.name, Backend: backend,
-		Places: delivery.Places{EnvFile: o.env, KeysDir: filepath.Join(o.dir, "keys")},
+		Places: delivery.Places{EnvFile: o.env, KeysDir: o.keys},
 		OnStep: func(s rotation.Step) {
 			switch {
 			case phase == o.killIn && string(s) == o.killAt:
