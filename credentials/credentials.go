@@ -332,7 +332,7 @@ func (s *Service) ResolveKey(ctx context.Context, c Caller, r Ring, arg string) 
 func LocalOwn(store Store, envFile, tokenVar string, process func() auth.Credential, follow func(auth.Secret)) func(context.Context) (Own, bool, error) {
 	return func(ctx context.Context) (Own, bool, error) {
 		cred := process()
-		fromFile := cred.Source == auth.SourceEnvFile
+		fromFile, follows := cred.Source == auth.SourceEnvFile, follow
 		if cred.Secret.IsZero() {
 			vars, err := auth.ReadEnvFile(envFile)
 			if err != nil {
@@ -341,7 +341,8 @@ func LocalOwn(store Store, envFile, tokenVar string, process func() auth.Credent
 			if vars[tokenVar] == "" {
 				return Own{}, false, nil
 			}
-			cred, fromFile, follow = auth.Credential{Secret: auth.NewSecret(vars[tokenVar])}, true, nil
+			// The env file follows; no process credential does.
+			cred, fromFile, follows = auth.Credential{Secret: auth.NewSecret(vars[tokenVar])}, true, nil
 		}
 		p, err := store.Verify(ctx, cred.Secret.Reveal())
 		switch {
@@ -352,7 +353,7 @@ func LocalOwn(store Store, envFile, tokenVar string, process func() auth.Credent
 		}
 		own := Own{KeyID: p.KeyID, Var: tokenVar, Secret: cred.Secret, InEnvFile: fromFile && envFile != ""}
 		if own.InEnvFile {
-			own.Follow = follow
+			own.Follow = follows
 		}
 		return own, true, nil
 	}
