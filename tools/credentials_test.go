@@ -298,3 +298,70 @@ func TestCanariesNeverLeak(t *testing.T) {
 		t.Error("nothing was redacted: the canaries never reached an output, so this test proves nothing")
 	}
 }
+
+// Issue 12, finding 6: only a verified secret joins the redactor. A caller
+// sending any other string to auth_authenticate cannot make keygate mask
+// its own fence lines or trust marker for everyone, nor grow the set of
+// values every later redaction pass scans.
+func TestOnlyVerifiedSecretsAreRedacted(t *testing.T) {
+	e := newEnv(t)
+	for _, junk := range []string{"--- end of data ---", "untrusted third-party data", "content_trust"} {
+		mustFail(t, e.call("auth_authenticate", map[string]any{"token": junk}), "token", "not a valid keygate token")
+		if got := e.redactor.Redact(junk); got != junk {
+			t.Errorf("an unverified string was added to the redactor: %q -> %q", junk, got)
+		}
+	}
+	r := mustOK(t, e.call("content_list", map[string]any{"type": "posts"}))
+	if !strings.Contains(r.Text, "--- end of data ---") {
+		t.Errorf("the fence line was masked: %s", r.Text)
+	}
+	reader, _ := e.mint("reader", "content:read")
+	mustOK(t, e.call("auth_authenticate", map[string]any{"token": reader}))
+	if got := e.redactor.Redact("x " + reader + " y"); strings.Contains(got, reader) {
+		t.Error("a verified token was not added to the redactor")
+	}
+}
+
+// Issue 12, finding 3: a session's own key, rotated with no destination,
+// stays in that session; keygate's own process credential is untouched.
+func TestSessionRotationStaysInTheSession(t *testing.T) {
+	e := newEnv(t)
+	worker, key := e.mint("worker", "credentials:write", "content:read")
+	mustOK(t, e.call("auth_authenticate", map[string]any{"token": worker}))
+	envBefore := readFile(t, e.envFile)
+	r := mustOK(t, e.call("credentials_rotate", map[string]any{"credential": "current", "confirm": true}))
+	if r.Structured["delivered_to"] != "session" || !strings.Contains(r.Text, "this session now acts with the new key") {
+		t.Fatalf("rotate = %s", r.Text)
+	}
+	who := mustOK(t, e.call("auth_whoami", nil))
+	if who.Structured["key_id"] == key.ID || who.Structured["authenticated"] != true {
+		t.Errorf("the session does not act with the new key: %s", who.Text)
+	}
+	if readFile(t, e.envFile) != envBefore {
+		t.Error("a session's rotation wrote the env file")
+	}
+	if p := e.deps.Identity.Process(); p.Secret.Reveal() != e.admin {
+		t.Error("a session's rotation changed keygate's own credential")
+	}
+	// "session" is only for the key the session authenticated with.
+	_, other := e.mint("other", "content:read")
+	mustFail(t, e.call("credentials_rotate", map[string]any{"credential": other.ID, "confirm": true, "deliver": "session"}), "credential", "neither yours")
+	e.actAs(e.admin)
+	mustFail(t, e.call("credentials_rotate", map[string]any{"credential": other.ID, "confirm": true, "deliver": "session"}), "deliver", "only for the key that session authenticated with")
+}
+
+// A key in its rotation grace period may not make or change keys: a leaked
+// old key must not outlive its rotation by minting or rotating.
+func TestSupersededKeyMakesNothing(t *testing.T) {
+	e := newEnv(t)
+	old, key := e.mint("worker", "credentials:write", "credentials:read", "content:read")
+	e.actAs(old)
+	mustOK(t, e.call("credentials_rotate", map[string]any{"credential": "current", "confirm": true, "grace_seconds": 3600, "deliver": "reveal"}))
+	// The process ran on the old key from the environment: it still works
+	// during the grace period, for reading.
+	mustOK(t, e.call("content_list", map[string]any{"type": "posts"}))
+	mustFail(t, e.call("credentials_create", map[string]any{"name": "x", "scopes": []any{"content:read"}, "expires_in_days": 1, "deliver": "reveal"}), "", "was rotated into key")
+	mustFail(t, e.call("credentials_rotate", map[string]any{"credential": "current", "confirm": true, "deliver": "reveal"}), "", "was rotated into key")
+	// Revoking itself is still allowed: a person ending a leak.
+	mustOK(t, e.call("credentials_revoke", map[string]any{"credential": key.ID, "confirm": true}))
+}
