@@ -97,7 +97,9 @@ func has(s auth.Scopes, a auth.Action) bool {
 	return false
 }
 
-func isAdmin(s auth.Scopes) bool { return slices.ContainsFunc(s, func(x auth.Scope) bool { return x.Action == auth.Admin }) }
+func isAdmin(s auth.Scopes) bool {
+	return slices.ContainsFunc(s, func(x auth.Scope) bool { return x.Action == auth.Admin })
+}
 
 func covers(have, want auth.Scopes) bool {
 	for _, w := range want {
