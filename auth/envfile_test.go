@@ -2,7 +2,9 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -194,5 +196,48 @@ func TestIsEnvName(t *testing.T) {
 		if got := IsEnvName(tc.name); got != tc.want {
 			t.Errorf("IsEnvName(%q) = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestSetEnvVarLocksAgainstOtherProcesses: processes writing variables into
+// one env file at once (a stdio keygate, an HTTP one and the token CLI may
+// share it) lose none of them (issue 12, finding 9: 60 tool deliveries
+// racing 60 CLI creates lost 8 of 120, all reported as success).
+func TestSetEnvVarLocksAgainstOtherProcesses(t *testing.T) {
+	if path := os.Getenv("KEYGATE_ENVLOCK_CHILD"); path != "" {
+		prefix := os.Getenv("KEYGATE_ENVLOCK_PREFIX")
+		for i := range 30 {
+			if err := SetEnvVar(path, fmt.Sprintf("%s_%d_TOKEN", prefix, i), "v", EnvWriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return
+	}
+	path := filepath.Join(t.TempDir(), ".env")
+	var cmds []*exec.Cmd
+	for _, prefix := range []string{"A", "B", "C"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSetEnvVarLocksAgainstOtherProcesses$")
+		cmd.Env = append(os.Environ(), "KEYGATE_ENVLOCK_CHILD="+path, "KEYGATE_ENVLOCK_PREFIX="+prefix)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for i := range 30 {
+		if err := SetEnvVar(path, fmt.Sprintf("P_%d_TOKEN", i), "v", EnvWriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("a writer process failed: %v", err)
+		}
+	}
+	vars, err := ReadEnvFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vars) != 120 {
+		t.Errorf("%d of 120 variables survived four processes writing at once", len(vars))
 	}
 }
