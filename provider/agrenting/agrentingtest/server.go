@@ -25,7 +25,8 @@
 // and revoke endpoints, the key formats) is listed under "Unknown" in
 // docs/providers/agrenting.md; the choice made here is marked "unknown:" in
 // a comment, and options let tests vary it (WithRotateAnswer,
-// WithoutCredentialList, WithRevokePath, WithSessionsEndingWithKey).
+// WithoutCredentialList, WithBareCredentialList, WithRevokePath,
+// WithSessionsEndingWithKey).
 package agrentingtest
 
 import (
