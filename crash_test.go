@@ -50,15 +50,17 @@ func TestSelfRotationSurvivesSIGKILL(t *testing.T) {
 }
 
 // TestAgrentingRotationSurvivesSIGKILL is the same for keygate's own
-// Agrenting key, against the fake, which outlives the killed process as
-// the real platform would. Agrenting revokes the old key at the create, so
-// after a kill between its answer and the env file, only the replay of the
-// rotation (same idempotency key, a session opened beforehand) gets the
-// new key back. After every restart keygate must reach Agrenting with the
-// env file's key, which is the agent's only active key.
+// Agrenting key (credential "current"), against the fake, which outlives
+// the killed process as the real platform would, and which serves no key
+// list, as Agrenting documents none. Agrenting revokes the old key at the
+// create, so after a kill between its answer and the env file, the new key
+// comes back from the answer kept in the pending file, or from the replay
+// of the rotation (same idempotency key, a session opened beforehand).
+// After every restart keygate must reach Agrenting with the env file's
+// key, which is the agent's only active key.
 func TestAgrentingRotationSurvivesSIGKILL(t *testing.T) {
 	crashEachStep(t, rotation.Steps(agrenting.RotationBackend{}), func(t *testing.T, crashBinary string, step rotation.Step) (bool, bool) {
-		fake := agrentingtest.New()
+		fake := agrentingtest.New(agrentingtest.WithoutCredentialList())
 		srv := fake.Start()
 		defer srv.Close()
 		in := prepareCrashInstance(t)
@@ -67,11 +69,7 @@ func TestAgrentingRotationSurvivesSIGKILL(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ownID := ""
-		for _, c := range fake.Credentials(agrentingtest.DemoAgentID) {
-			ownID = c.ID
-		}
-		r := rotateThenRestart(t, crashBinary, in, step, map[string]any{"provider": "agrenting", "credential": ownID, "confirm": true})
+		r := rotateThenRestart(t, crashBinary, in, step, map[string]any{"provider": "agrenting", "credential": "current", "confirm": true})
 		if res := callTool(t, r.c, "content_list", map[string]any{"provider": "agrenting", "type": "tasks"}); res.IsError {
 			t.Fatalf("after a kill at %s keygate cannot reach Agrenting: %v\n%s", step, res.Content, r)
 		}

@@ -112,19 +112,11 @@ func TestAgrentingThroughKeygate(t *testing.T) {
 		t.Errorf("second revoke: %v", again)
 	}
 
-	// Rotating the key keygate itself uses: the platform kills the old key
+	// Rotating the key keygate itself uses (credential "current", through
+	// the documented POST /auth/rotate-key): the platform kills the old key
 	// at once, keygate writes the new one to its env file before anything
 	// else, and goes on working.
-	var ownID string
-	for _, c := range fake.Credentials(agrentingtest.DemoAgentID) {
-		if c.Secret == agrentingtest.DemoAgentKey {
-			ownID = c.ID
-		}
-	}
-	if ownID == "" {
-		t.Fatal("the fake has no credential for the demo key")
-	}
-	rc.ok("credentials_rotate", a("credential", ownID, "confirm", true))
+	rc.ok("credentials_rotate", a("credential", "current", "confirm", true))
 	vars, err := auth.ReadEnvFile(in.envFile)
 	if err != nil {
 		t.Fatal(err)
@@ -140,5 +132,41 @@ func TestAgrentingThroughKeygate(t *testing.T) {
 		if strings.Contains(rc.stderr.String(), secret) {
 			t.Error("an Agrenting key reached stderr")
 		}
+	}
+}
+
+// Agrenting documents no endpoint that lists an agent's keys. Where the
+// platform has none, credentials_list and revoking by id say so, with the
+// reason and the fix, and keygate still rotates its own key.
+func TestAgrentingWithoutListEndpoint(t *testing.T) {
+	fake := agrentingtest.New(agrentingtest.WithoutCredentialList())
+	srv := fake.Start()
+	defer srv.Close()
+	in := newInstance(t)
+	for _, kv := range [][2]string{{"AGRENTING_API_KEY", agrentingtest.DemoAgentKey}, {"AGRENTING_API_URL", srv.URL + "/api/v1"}} {
+		if err := auth.SetEnvVar(in.envFile, kv[0], kv[1], auth.EnvWriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc := startRemoteIn(t, in)
+	a := func(kv ...any) map[string]any { return args("agrenting", kv...) }
+	text := rc.fail("credentials_list", a(), "documents no endpoint that lists")
+	if !strings.Contains(text, "Fix:") || !strings.Contains(text, "dashboard") {
+		t.Errorf("credentials_list: %s", text)
+	}
+	rc.fail("credentials_revoke", a("credential", "cred_demo", "confirm", true), "revoke a key by id")
+	rc.fail("credentials_revoke", a("credential", "current", "confirm", true), "cut keygate off")
+	rc.ok("credentials_rotate", a("credential", "current", "confirm", true))
+	vars, err := auth.ReadEnvFile(in.envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := vars["AGRENTING_API_KEY"]
+	if next == agrentingtest.DemoAgentKey || next == "" {
+		t.Fatal("the rotated key did not reach the env file")
+	}
+	rc.ok("content_list", a("type", "tasks"))
+	if strings.Contains(rc.stderr.String(), next) || strings.Contains(rc.stderr.String(), agrentingtest.DemoAgentKey) {
+		t.Error("an Agrenting key reached stderr")
 	}
 }

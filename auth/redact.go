@@ -28,6 +28,11 @@ var keyShapes = sync.OnceValue(func() *regexp.Regexp {
 		`|cencori_[A-Za-z0-9._-]{16,}` + // Cencori generic
 		`|cen_[1-9A-HJ-NP-Za-km-z]{32}` + // Cencori legacy (base58)
 		`|ap_[A-Za-z0-9_-]{16,}` + // Agrenting user token
+		// Agrenting documents neither its agent keys' format nor its
+		// session tokens' (docs/providers/agrenting.md, "Keys"): these are
+		// the fake's stand-ins for them, masked so a leaked one never shows.
+		`|agr_[A-Za-z0-9_-]{16,}` +
+		`|sess_[A-Za-z0-9_-]{16,}` +
 		`)`)
 })
 
@@ -35,7 +40,7 @@ var keyShapes = sync.OnceValue(func() *regexp.Regexp {
 // text that contains none of them cannot match, and the regexp, which has
 // no literal prefix to skip ahead to, need not scan it. Each ends in '_' or
 // '-', which mayHoldKey relies on.
-var keyPrefixes = []string{"kg_", "cos_", "agk_", "API-", "USR-", "csk_", "cpk_", "cake_", "cencori_", "cen_", "ap_"}
+var keyPrefixes = []string{"kg_", "cos_", "agk_", "API-", "USR-", "csk_", "cpk_", "cake_", "cencori_", "cen_", "ap_", "agr_", "sess_"}
 
 // mayHoldKey reports whether s contains one of keyPrefixes. Rather than
 // search for each prefix in turn, it visits the '_' and '-' in s, which

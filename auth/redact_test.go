@@ -64,6 +64,9 @@ func TestRedactKeyShapes(t *testing.T) {
 		{"cencori agent from agent setup", "cake_" + strings.Repeat("cd", 16), true},
 		{"cencori generic", "cencori_abcdefghijklmnop", true},
 		{"agrenting token", "ap_abcdefghijklmnopqrst", true},
+		{"agrenting fake agent key", "agr_" + strings.Repeat("3f", 20), true},
+		{"agrenting fake session", "sess_" + strings.Repeat("a9", 24), true},
+		{"session inside a word", "access_" + strings.Repeat("a9", 12), false},
 		{"inside a word", "sitemap_generator_enabled_value", false},
 		{"ordinary text", "the api key is configured", false},
 		{"masked form", "kg_pat_…x9Qa", false},
@@ -137,7 +140,8 @@ func BenchmarkRedact(b *testing.B) {
 func TestKeyPrefixesCoverKeyShapes(t *testing.T) {
 	samples := []string{"kg_pat_" + strings.Repeat("a", 20), "cos_abcdefgh", "agk_abcdefgh", "API-" + strings.Repeat("a", 40),
 		"USR-" + strings.Repeat("a", 40), "csk_" + strings.Repeat("a", 16), "cpk_test_" + strings.Repeat("a", 16),
-		"cake_" + strings.Repeat("a", 16), "cencori_" + strings.Repeat("a", 16), "cen_" + strings.Repeat("a", 32), "ap_" + strings.Repeat("a", 16)}
+		"cake_" + strings.Repeat("a", 16), "cencori_" + strings.Repeat("a", 16), "cen_" + strings.Repeat("a", 32), "ap_" + strings.Repeat("a", 16),
+		"agr_" + strings.Repeat("a", 16), "sess_" + strings.Repeat("a", 16)}
 	if len(samples) != strings.Count(keyShapes().String(), "|")+1 {
 		t.Fatalf("keyShapes has %d alternatives, the samples cover %d: add one", strings.Count(keyShapes().String(), "|")+1, len(samples))
 	}

@@ -2,8 +2,8 @@
 // marketplace: its content is the agent's tasks and their artifacts, and its
 // credentials (the agent's API keys) are managed live through the API.
 //
-// Wire facts are in shared/reference/providers.md section 4; the fake in
-// agrentingtest reproduces them. Every POST and PUT carries an
+// Wire facts, each with its source, are in docs/providers/agrenting.md;
+// the fake in agrentingtest reproduces them. Every POST and PUT carries an
 // X-Idempotency-Key generated once per adapter method call and reused by
 // every retry of that call, so those requests are retried like GETs (on
 // 5xx, 429 and network errors) without ever creating twice: the platform
@@ -60,12 +60,13 @@ type Client struct {
 	sleep  func(ctx context.Context, d time.Duration) error
 	redact *auth.Redactor
 
-	authMu sync.Mutex // one Authenticate at a time
+	authMu sync.Mutex // one authentication at a time
 
 	mu         sync.Mutex
-	apiKey     auth.Secret // the agent key in use; replaced by a rotation
-	retired    []string    // keys rotated away, still redacted
-	session    auth.Secret // from Authenticate; never logged
+	apiKey     auth.Secret   // the agent key in use; replaced by a rotation
+	retired    []string      // keys rotated away, still redacted
+	known      []auth.Secret // agent keys met lately (issued, verified), by keyID; bounded
+	session    auth.Secret   // from Authenticate; never logged
 	sessionExp time.Time
 	agentID    string
 	agentName  string
@@ -82,9 +83,6 @@ func New(cfg Config, opts Options) (*Client, error) {
 	}
 	if cfg.APIURL == "" {
 		cfg.APIURL = DefaultAPIURL
-	}
-	if cfg.RotatePath == "" {
-		cfg.RotatePath = DefaultRotatePath
 	}
 	if cfg.RevokePath == "" {
 		cfg.RevokePath = DefaultRevokePath
@@ -178,8 +176,8 @@ type call struct {
 	useKey bool
 	// asKey or asSession, when set, authenticate this call instead of the
 	// client's own credential (the rotation engine checks and uses
-	// credentials other than the one in use); such a call never
-	// re-authenticates.
+	// credentials other than the one in use); with both, both headers are
+	// sent (logout). Such a call never re-authenticates.
 	asKey, asSession auth.Secret
 }
 
@@ -208,10 +206,12 @@ type apiError struct {
 	Details json.RawMessage `json:"details"`
 }
 
-// result is a 2xx answer, decoded.
+// result is an answer, decoded. raw is its body as it came, for answers
+// whose shape no source documents.
 type result struct {
 	status int
 	env    envelope
+	raw    []byte
 	sends  int
 }
 
@@ -239,19 +239,18 @@ func (c *Client) do(ctx context.Context, cl call) (result, error) {
 		var env envelope
 		decodeErr := json.Unmarshal(resp.Body, &env)
 		if resp.Status >= 200 && resp.Status <= 299 && decodeErr == nil && len(env.Errors) == 0 {
-			return result{status: resp.Status, env: env, sends: int(counter.n.Load())}, nil
+			return result{status: resp.Status, env: env, raw: resp.Body, sends: int(counter.n.Load())}, nil
 		}
 		ue := c.statusError(resp, env)
 		if cl.method == http.MethodGet && ue.Kind == provider.ErrOutcomeUnknown {
 			ue.Kind = provider.ErrUnavailable // a read changes nothing: it just failed
 		}
 		switch {
-		case resp.Status == http.StatusUnauthorized && usedSession && !reauthed && c.hasKey():
+		case resp.Status == http.StatusUnauthorized && usedSession != "" && !reauthed && c.hasKey():
 			// The session expired or was logged out: get a new one with
 			// the key and resend, with the same idempotency key.
 			reauthed = true
-			c.dropSession()
-			if aerr := c.Authenticate(ctx); aerr != nil {
+			if aerr := c.renewSession(ctx, usedSession); aerr != nil {
 				return result{sends: int(counter.n.Load())}, aerr
 			}
 			continue
@@ -268,13 +267,13 @@ func (c *Client) do(ctx context.Context, cl call) (result, error) {
 			pendingWaited += wait
 			continue
 		}
-		return result{status: resp.Status, env: env, sends: int(counter.n.Load())}, ue
+		return result{status: resp.Status, env: env, raw: resp.Body, sends: int(counter.n.Load())}, ue
 	}
 }
 
-// send makes one request (the Caller may retry it) and reports whether the
-// session token authenticated it.
-func (c *Client) send(ctx context.Context, cl call, payload []byte) (bool, *upstream.Response, error) {
+// send makes one request (the Caller may retry it) and returns the
+// client's session token when that authenticated it.
+func (c *Client) send(ctx context.Context, cl call, payload []byte) (string, *upstream.Response, error) {
 	target := c.cfg.APIURL + cl.path
 	if len(cl.query) > 0 {
 		target += "?" + cl.query.Encode()
@@ -285,7 +284,7 @@ func (c *Client) send(ctx context.Context, cl call, payload []byte) (bool, *upst
 	}
 	req, err := http.NewRequestWithContext(ctx, cl.method, target, rdr)
 	if err != nil {
-		return false, nil, fmt.Errorf("agrenting: building %s %s: %w", cl.method, cl.path, err)
+		return "", nil, fmt.Errorf("agrenting: building %s %s: %w", cl.method, cl.path, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "keygate")
@@ -296,15 +295,18 @@ func (c *Client) send(ctx context.Context, cl call, payload []byte) (bool, *upst
 		req.Header.Set("X-Idempotency-Key", cl.idemKey)
 	}
 	c.mu.Lock()
-	usedSession := false
+	usedSession := ""
 	switch {
-	case !cl.asKey.IsZero():
-		req.Header.Set("X-API-Key", cl.asKey.Reveal())
-	case !cl.asSession.IsZero():
-		req.Header.Set("Authorization", "Bearer "+cl.asSession.Reveal())
+	case !cl.asKey.IsZero() || !cl.asSession.IsZero():
+		if !cl.asKey.IsZero() {
+			req.Header.Set("X-API-Key", cl.asKey.Reveal())
+		}
+		if !cl.asSession.IsZero() {
+			req.Header.Set("Authorization", "Bearer "+cl.asSession.Reveal())
+		}
 	case !c.session.IsZero() && !cl.useKey:
 		req.Header.Set("Authorization", "Bearer "+c.session.Reveal())
-		usedSession = true
+		usedSession = c.session.Reveal()
 	case !c.apiKey.IsZero():
 		req.Header.Set("X-API-Key", c.apiKey.Reveal())
 	default:
@@ -503,16 +505,40 @@ type authAnswer struct {
 // kept in memory only, never logged, and listed by Secrets. It also learns
 // the agent's id and name. With a user token it is an error: the token is
 // used as it is. Agrenting allows 10 authentications per minute per IP
-// (then locks out for 5 minutes), so call it once, at start-up.
+// (then locks out for 5 minutes; docs/providers/agrenting.md "Rate
+// limits"), so call it once, at start-up.
 func (c *Client) Authenticate(ctx context.Context) error {
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	return c.authenticate(ctx)
+}
+
+// renewSession replaces session token refused, which a request was just
+// refused with. Requests refused with the same token share one
+// authentication: the first to get here makes it, and the others find a
+// newer token and use that, so a burst of 401s after the session expired
+// costs one of the 10 authentications a minute, not one each.
+func (c *Client) renewSession(ctx context.Context, refused string) error {
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	c.mu.Lock()
+	current := c.session.Reveal()
+	c.mu.Unlock()
+	if current != "" && current != refused {
+		return nil // renewed meanwhile
+	}
+	c.dropSession()
+	return c.authenticate(ctx)
+}
+
+// authenticate is Authenticate; callers hold authMu.
+func (c *Client) authenticate(ctx context.Context) error {
 	c.mu.Lock()
 	key := c.apiKey
 	c.mu.Unlock()
 	if key.IsZero() {
 		return fmt.Errorf("agrenting: Authenticate needs %s (an agent key); %s is used as it is", EnvAPIKey, EnvToken)
 	}
-	c.authMu.Lock()
-	defer c.authMu.Unlock()
 	res, err := c.do(ctx, call{method: http.MethodPost, path: "/auth/authenticate", idemKey: newIdempotencyKey(), useKey: true})
 	if err != nil {
 		return fmt.Errorf("agrenting: authenticating: %w", err)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,5 +218,64 @@ func TestLogLines(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("log %q lacks %s", line, want)
 		}
+	}
+}
+
+// Requests refused because the session expired share one authentication:
+// Agrenting allows 10 a minute per IP, then locks out for 5 minutes. All
+// n requests are held at the server until every one of them has arrived
+// with the expired session, so each gets a 401.
+func TestConcurrent401sShareOneAuthentication(t *testing.T) {
+	const n = 8
+	clk := newClock()
+	fake := agrentingtest.New(agrentingtest.WithClock(clk.Now))
+	var mu sync.Mutex
+	held, arrived := 0, make(chan struct{})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/tasks" && r.Header.Get("Authorization") != "" {
+			mu.Lock()
+			hold := held < n
+			if hold {
+				if held++; held == n {
+					close(arrived)
+				}
+			}
+			mu.Unlock()
+			if hold {
+				select {
+				case <-arrived:
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		fake.ServeHTTP(w, r)
+	}))
+	defer hs.Close()
+	f := newFixtureAt(t, keyEnv(), hs.URL+"/api/v1", fake, clk)
+	if err := f.c.Authenticate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	fake.ExpireSessions()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = f.c.List(t.Context(), tasksQ)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fake.Requests("/api/v1/auth/authenticate"); got != 2 {
+		t.Errorf("%d authentications, want the first and exactly one renewal for %d refused requests", got, n)
+	}
+	if got := fake.Requests("/api/v1/tasks"); got != 2*n {
+		t.Errorf("%d task requests, want %d refused and %d resent", got, n, n)
 	}
 }

@@ -24,26 +24,29 @@ const (
 	EnvAgentID = "AGRENTING_AGENT_ID"
 	// EnvAPIURL overrides the API base, which includes /api/v1.
 	EnvAPIURL = "AGRENTING_API_URL"
-	// EnvRotatePath and EnvRevokePath override the credential rotate
-	// (POST) and revoke (DELETE) paths, relative to the API base, with the
-	// placeholders :agent_id and :id (the credential).
-	EnvRotatePath = "AGRENTING_ROTATE_PATH"
+	// EnvRevokePath overrides the path a key is revoked at (DELETE),
+	// relative to the API base, with the placeholders :agent_id and :id
+	// (the credential): Agrenting documents only "DELETE credential
+	// endpoint" (docs/providers/agrenting.md, "Keys").
 	EnvRevokePath = "AGRENTING_REVOKE_PATH"
+	// envRotatePath was the override of an undocumented rotate path.
+	// keygate now rotates with the documented POST /auth/rotate-key, and
+	// refuses the variable so a stale setting is not silently ignored.
+	envRotatePath = "AGRENTING_ROTATE_PATH"
 )
 
 // DefaultAPIURL is Agrenting's API base.
 const DefaultAPIURL = "https://agrenting.com/api/v1"
 
-// The credential endpoints, in one place. Agrenting documents only
-// "POST /agents/:id/credentials" and that rotation revokes the old key at
-// once and DELETE revokes; the list, rotate and revoke paths are unknown
-// (providers.md 4.2 guesses .../credentials/rotate and
-// .../credentials/:credential_id). These are keygate's choice: rotate and
-// revoke name the credential, as RotateKey and RevokeKey do, and both can
-// be overridden by configuration.
+// The credential endpoints, in one place (docs/providers/agrenting.md,
+// "Keys"). Documented: POST /auth/rotate-key rotates the caller's own key
+// (the old one is revoked at once, a new one returned) and POST
+// /agents/:id/credentials creates one. Not documented: a list endpoint (GET
+// on the same path is keygate's guess) and the revoke path ("DELETE
+// credential endpoint" only), which configuration can override.
 const (
-	CredentialsPath   = "/agents/:agent_id/credentials" // GET list (assumed), POST create (documented)
-	DefaultRotatePath = "/agents/:agent_id/credentials/:id/rotate"
+	RotateKeyPath     = "/auth/rotate-key"
+	CredentialsPath   = "/agents/:agent_id/credentials" // GET list (guessed), POST create (documented)
 	DefaultRevokePath = "/agents/:agent_id/credentials/:id"
 )
 
@@ -69,7 +72,6 @@ type Config struct {
 	TokenSource  string
 	AgentID      string
 	APIURL       string // no trailing slash
-	RotatePath   string
 	RevokePath   string
 }
 
@@ -101,7 +103,10 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (Config, 
 	if key != "" && tok != "" {
 		return Config{}, true, fmt.Errorf("set %s (an agent key) or %s (a user token), not both", EnvAPIKey, EnvToken)
 	}
-	cfg := Config{APIURL: DefaultAPIURL, RotatePath: DefaultRotatePath, RevokePath: DefaultRevokePath}
+	if v, _ := val(envRotatePath); v != "" {
+		return Config{}, true, fmt.Errorf("%s is no longer used: keygate rotates its own key with Agrenting's documented POST /api/v1%s; remove the variable", envRotatePath, RotateKeyPath)
+	}
+	cfg := Config{APIURL: DefaultAPIURL, RevokePath: DefaultRevokePath}
 	if key != "" {
 		if err := checkSecret(EnvAPIKey, key); err != nil {
 			return Config{}, true, err
@@ -143,18 +148,11 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (Config, 
 		}
 		cfg.APIURL = u
 	}
-	for _, p := range []struct {
-		name string
-		dst  *string
-	}{{EnvRotatePath, &cfg.RotatePath}, {EnvRevokePath, &cfg.RevokePath}} {
-		v, _ := val(p.name)
-		if v == "" {
-			continue
-		}
-		if err := checkPath(p.name, v); err != nil {
+	if v, _ := val(EnvRevokePath); v != "" {
+		if err := checkPath(EnvRevokePath, v); err != nil {
 			return Config{}, true, err
 		}
-		*p.dst = v
+		cfg.RevokePath = v
 	}
 	return cfg, true, nil
 }
@@ -170,7 +168,7 @@ func checkSecret(name, v string) error {
 // are :agent_id and :id.
 func checkPath(name, v string) error {
 	if !pathPattern().MatchString(v) || strings.Contains(v, "..") {
-		return fmt.Errorf("%s must be a path such as %s: segments of letters, digits, _ . - and the placeholders :agent_id and :id", name, DefaultRotatePath)
+		return fmt.Errorf("%s must be a path such as %s: segments of letters, digits, _ . - and the placeholders :agent_id and :id", name, DefaultRevokePath)
 	}
 	for _, ph := range placeholderInfo().FindAllString(v, -1) {
 		if ph != ":agent_id" && ph != ":id" {

@@ -35,8 +35,10 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad agent id", env: env{EnvAPIKey: agentKey, EnvAgentID: "a/b"}, errVar: EnvAgentID},
 		{name: "bad url", env: env{EnvAPIKey: agentKey, EnvAPIURL: "agrenting.com"}, errVar: EnvAPIURL},
 		{name: "url with password", env: env{EnvAPIKey: agentKey, EnvAPIURL: "https://u:pw12345678@x/api/v1"}, errVar: EnvAPIURL, hide: "pw12345678"},
-		{name: "rotate path", env: env{EnvAPIKey: agentKey, EnvRotatePath: "/agents/:agent_id/credentials/rotate"}, ok: true},
-		{name: "rotate path without slash", env: env{EnvAPIKey: agentKey, EnvRotatePath: "agents/:agent_id"}, errVar: EnvRotatePath},
+		// Rotation uses the documented POST /auth/rotate-key: the old
+		// override is refused rather than silently ignored.
+		{name: "stale rotate path", env: env{EnvAPIKey: agentKey, envRotatePath: "/agents/:agent_id/credentials/rotate"}, errVar: envRotatePath, errAlso: "rotate-key"},
+		{name: "revoke path", env: env{EnvAPIKey: agentKey, EnvRevokePath: "/agents/:agent_id/keys/:id"}, ok: true},
 		{name: "revoke path with query", env: env{EnvAPIKey: agentKey, EnvRevokePath: "/agents/:id?x=1"}, errVar: EnvRevokePath},
 		{name: "revoke path climbing", env: env{EnvAPIKey: agentKey, EnvRevokePath: "/agents/../admin/:id"}, errVar: EnvRevokePath},
 		{name: "unknown placeholder", env: env{EnvAPIKey: agentKey, EnvRevokePath: "/agents/:agent/credentials/:id"}, errVar: EnvRevokePath, errAlso: ":agent"},
@@ -60,7 +62,7 @@ func TestLoadConfig(t *testing.T) {
 			if !ok {
 				return
 			}
-			if cfg.APIURL != DefaultAPIURL || cfg.RevokePath != DefaultRevokePath {
+			if cfg.APIURL != DefaultAPIURL || (cfg.RevokePath != DefaultRevokePath && tc.env[EnvRevokePath] == "") {
 				t.Errorf("defaults %+v", cfg)
 			}
 			if _, err := New(cfg, Options{}); err != nil {
@@ -79,7 +81,7 @@ func TestConfigKinds(t *testing.T) {
 	if cfg.Kind().ID != "agrenting_user_token" || cfg.AgentID != agrentingtest.DemoAgentID {
 		t.Errorf("%+v", cfg.Kind())
 	}
-	if got := expandPath(DefaultRotatePath, "agent-1", "cred_2"); got != "/agents/agent-1/credentials/cred_2/rotate" {
+	if got := expandPath(DefaultRevokePath, "agent-1", "cred_2"); got != "/agents/agent-1/credentials/cred_2" {
 		t.Errorf("expand %s", got)
 	}
 	c, _ := New(cfg, Options{})

@@ -53,7 +53,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 	d := provider.Description{Provider: Name, Details: map[string]any{
 		"credential_kind": kind.Label,
 		"api_url":         c.cfg.APIURL,
-		"rotate_path":     c.cfg.RotatePath,
+		"rotate_endpoint": RotateKeyPath,
 		"revoke_path":     c.cfg.RevokePath,
 		"rate_limit":      "100 requests per minute per agent by default (scaled by reputation); authentication 10 per minute per IP",
 	}}
@@ -140,9 +140,10 @@ func (c *Client) agentOrAuthenticate(ctx context.Context) (string, error) {
 // CheckAccess answers for each keygate scope, with requests that change
 // nothing: content:read by listing one task, content:write from the same
 // (agents carry no scopes) plus the balance a task's max_price is escrowed
-// from, credentials:read by listing the agent's credentials.
-// credentials:write is "unknown until tried": the rotate and revoke
-// endpoints are undocumented and cannot be tested without changing a key.
+// from, credentials:read by listing the agent's credentials (an
+// undocumented endpoint: a platform without it gets a denial saying so).
+// credentials:write is "unknown until tried": creating and rotating cannot
+// be tested without changing a key, and the revoke path is undocumented.
 // Deletes and admin have no Agrenting counterpart. A 401 is returned as an
 // error (ErrUnauthorized), as are 429 and unreachability.
 func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([]provider.Access, error) {
@@ -164,8 +165,9 @@ func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([
 			a.Reason = "Agrenting has no counterpart to keygate's admin scope"
 		case op.Action == auth.CredentialsWrite:
 			a.Known = false
-			a.Reason = fmt.Sprintf("creating keys is documented, but the rotate (%s) and revoke (%s) endpoints are not, and cannot be tested without changing a key", c.cfg.RotatePath, c.cfg.RevokePath)
-			a.Fix = "try it; if the platform answers ROUTE_NOT_FOUND, set " + EnvRotatePath + " / " + EnvRevokePath
+			a.Reason = fmt.Sprintf("creating keys (POST %s) and rotating keygate's own key (POST %s) are documented but cannot be tested without changing a key; revoking by id needs an undocumented list and revoke path (%s)",
+				CredentialsPath, RotateKeyPath, c.cfg.RevokePath)
+			a.Fix = "try it; if the platform answers ROUTE_NOT_FOUND to a revoke, set " + EnvRevokePath + " or revoke in the Agrenting dashboard"
 		case op.Action == auth.CredentialsRead:
 			needCreds = true
 		case op.Action == auth.ContentWrite:
@@ -179,9 +181,13 @@ func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([
 		if ue, ok := asUpstream(err); ok && errors.Is(err, provider.ErrPermission) {
 			return "Agrenting refused: " + ue.Error(), nil
 		}
+		var fe *provider.FieldError
+		if errors.As(err, &fe) {
+			return fe.Problem, nil
+		}
 		return "", fmt.Errorf("agrenting: checking access: %w", err)
 	}
-	var tasksReason, credsReason, balanceNote string
+	var tasksReason, credsReason, credsFix, balanceNote string
 	tasksOK, credsOK := false, false
 	if needTasks {
 		_, err := c.do(ctx, call{method: http.MethodGet, path: "/tasks", query: url.Values{"limit": {"1"}}})
@@ -199,7 +205,11 @@ func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([
 		}
 	}
 	if needCreds {
-		if _, err := c.listCredentials(ctx); err != nil {
+		if _, err := c.listCredentials(ctx, "list the agent's keys"); err != nil {
+			var fe *provider.FieldError
+			if errors.As(err, &fe) {
+				credsFix = fe.Fix
+			}
 			if credsReason, err = denied(err); err != nil {
 				return nil, err
 			}
@@ -221,6 +231,9 @@ func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([
 		}
 		if !out[i].Allowed {
 			out[i].Fix = "check the agent's status and the credential in the Agrenting dashboard"
+			if op.Action == auth.CredentialsRead && credsFix != "" {
+				out[i].Fix = credsFix
+			}
 		}
 	}
 	return out, nil

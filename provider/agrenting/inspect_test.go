@@ -89,17 +89,24 @@ func TestCheckAccess(t *testing.T) {
 				t.Errorf("%s: %+v", ops[i], a)
 			}
 		}
-		if !strings.Contains(acc[1].Reason, "250.00 USD") || !strings.Contains(acc[5].Reason, DefaultRotatePath) {
+		if !strings.Contains(acc[1].Reason, "250.00 USD") || !strings.Contains(acc[5].Reason, RotateKeyPath) {
 			t.Errorf("reasons %q / %q", acc[1].Reason, acc[5].Reason)
 		}
 	}
+	// Without the (undocumented) list endpoint, credentials:read is a
+	// known "no" that says why and where to look instead.
+	nl := newFixture(t, keyEnv(), agrentingtest.WithoutCredentialList())
+	acc, err := nl.c.CheckAccess(t.Context(), provider.ScopeOps(scopes[4:5]))
+	if err != nil || acc[0].Allowed || !acc[0].Known || !strings.Contains(acc[0].Reason, "documents no endpoint") || !strings.Contains(acc[0].Fix, "dashboard") {
+		t.Errorf("credentials:read without a list: %+v %v", acc, err)
+	}
 	// A refused credential is an error: nothing can be answered.
 	g := newFixture(t, env{EnvAPIKey: "agr_not_a_real_key_000", EnvAgentID: agrentingtest.DemoAgentID})
-	_, err := g.c.CheckAccess(t.Context(), provider.ScopeOps(scopes[:1]))
+	_, err = g.c.CheckAccess(t.Context(), provider.ScopeOps(scopes[:1]))
 	wantKind(t, err, provider.ErrUnauthorized)
 	// A token for an agent the user does not own: a known "no".
 	h := newFixture(t, env{EnvToken: agrentingtest.DemoUserToken, EnvAgentID: "agent-of-someone"})
-	acc, err := h.c.CheckAccess(t.Context(), provider.ScopeOps(scopes[:2]))
+	acc, err = h.c.CheckAccess(t.Context(), provider.ScopeOps(scopes[:2]))
 	if err != nil || acc[0].Allowed || !acc[0].Known || !strings.Contains(acc[0].Reason, "FORBIDDEN") || acc[1].Allowed {
 		t.Errorf("%+v %v", acc, err)
 	}

@@ -14,27 +14,37 @@ import (
 )
 
 // RotationBackend lets keygate's rotation engine rotate the agent key this
-// client uses (AGRENTING_API_KEY in the env file).
+// client uses (AGRENTING_API_KEY in the env file), with Agrenting's
+// documented self-rotation, POST /auth/rotate-key: the caller's own key is
+// revoked at once and a new one returned (docs/providers/agrenting.md,
+// "Keys"). It needs no list endpoint: keys are named by their secret
+// (keyID), and a key is checked with the documented GET /ledger/balance.
 //
-// Agrenting revokes the old key the moment it issues the new one, so a
-// crash between its answer and the env file's fsync would leave keygate
-// with no working key. The backend closes that gap with the platform's
-// idempotency replay: the rotate request carries the rotation id as its
-// X-Idempotency-Key, and is authenticated by a session token opened with
-// the old key before the create (kept by the engine in its 0600 pending
-// file). After a crash, recovery sends the same request with the same
-// session and Agrenting replays the original answer, new key included.
+// The old key dies as the new one is issued, so a crash between the
+// answer and the env file's fsync would leave keygate with no working key.
+// Two things close that gap. The rotate request carries the rotation id as
+// its X-Idempotency-Key and is authenticated by a session token opened
+// with the old key beforehand (kept by the engine in its 0600 pending
+// file): after a crash, recovery sends the same request with the same
+// session and Agrenting replays the original answer, new key included. And
+// the answer, whose shape is not documented, is handed to the engine
+// (CreateRequest.Keep) before it is parsed, so a shape keygate did not
+// expect, or a crash before the parse, loses nothing: Reparse finds the key
+// in the kept answer.
 //
 // unknown: whether a session token outlives the key that opened it.
 // Agrenting documents only its TTL and logout; the fake keeps sessions
-// alive. If the platform ends them with the key, a replay is refused
-// (401), and recovery reports the key lost and revokes what it can find,
-// rather than waiting forever.
+// alive by default. If the platform ends them with the key, a lost answer
+// cannot be replayed (401), and recovery reports the key lost, saying to
+// revoke the one Agrenting issued in the dashboard.
 type RotationBackend struct {
 	c *Client
 }
 
-var _ rotation.Replayer = RotationBackend{}
+var (
+	_ rotation.Replayer = RotationBackend{}
+	_ rotation.Reparser = RotationBackend{}
+)
 
 // RotationBackend returns the client's rotation backend.
 func (c *Client) RotationBackend() RotationBackend { return RotationBackend{c: c} }
@@ -72,23 +82,16 @@ func refused(err error) error {
 	return err
 }
 
-// Verify lists the agent's credentials with secret and finds the one it is.
+// Verify checks secret with a harmless read, GET /ledger/balance (the
+// official client's own connection test), and names it by keyID. Agent
+// keys carry the agent's permissions, not scopes, and may rotate
+// themselves.
 func (b RotationBackend) Verify(ctx context.Context, secret auth.Secret) (rotation.Holder, error) {
-	agent, err := b.c.agent(ctx)
-	if err != nil {
+	if _, err := b.c.do(ctx, call{method: http.MethodGet, path: "/ledger/balance", asKey: secret}); err != nil {
 		return rotation.Holder{}, refused(err)
 	}
-	list, err := b.c.listCredentialsAs(ctx, agent, call{asKey: secret})
-	if err != nil {
-		return rotation.Holder{}, refused(err)
-	}
-	for _, cj := range list {
-		if cj.RevokedAt == nil && cj.matches(secret.Reveal()) {
-			// Agent keys carry the agent's permissions, not scopes.
-			return rotation.Holder{KeyID: cj.ID, Scopes: []string{}, CanCreate: true}, nil
-		}
-	}
-	return rotation.Holder{}, fmt.Errorf("agrenting: the key works but is not among agent %s's credentials", agent)
+	b.c.remember(secret)
+	return rotation.Holder{KeyID: keyID(secret.Reveal()), Scopes: []string{}, CanCreate: true}, nil
 }
 
 // OpenReplay opens a session with the old key (POST /auth/authenticate).
@@ -110,109 +113,145 @@ func (b RotationBackend) OpenReplay(ctx context.Context, old auth.Secret) (auth.
 	return auth.NewSecret(string(enc)), nil
 }
 
-// CloseReplay logs the session out (DELETE /auth/logout).
+// CloseReplay logs the session out: DELETE /auth/logout, which "requires
+// the X-API-Key header", sent with the key the client uses now (the new
+// one, once the rotation went through) and the session as Bearer, to name
+// which session ends.
 func (b RotationBackend) CloseReplay(ctx context.Context, replay auth.Secret) error {
 	rc, err := b.decodeReplay(replay)
 	if err != nil {
 		return err
 	}
-	_, err = b.c.do(ctx, call{method: http.MethodDelete, path: "/auth/logout", asSession: auth.NewSecret(rc.Session)})
-	if errors.Is(err, provider.ErrUnauthorized) {
-		return nil // already over
+	key := b.c.CurrentKey()
+	if key.IsZero() {
+		return errors.New("agrenting: logging the rotation's session out needs an agent key; the session ends with its TTL")
 	}
-	return err
+	if _, err := b.c.do(ctx, call{method: http.MethodDelete, path: "/auth/logout", asKey: key, asSession: auth.NewSecret(rc.Session)}); err != nil {
+		return fmt.Errorf("agrenting: logging the rotation's session out (it ends with its TTL): %w", err)
+	}
+	return nil
 }
 
-// Create rotates req.OldKeyID with the rotation id as idempotency key, so
-// the same call after a crash replays the first answer.
+// Create rotates the key that opened the replay session: POST
+// /auth/rotate-key with the session as Bearer (the docs' example
+// authenticates with Authorization: Bearer) and the rotation id as
+// X-Idempotency-Key. The first request and any replay are the same request,
+// so the platform can replay the first answer whichever credential it ties
+// the idempotency record to. The answer is kept (req.Keep) before keygate
+// looks for the key in it.
 func (b RotationBackend) Create(ctx context.Context, req rotation.CreateRequest) (provider.IssuedKey, error) {
-	cl := call{method: http.MethodPost, body: map[string]any{}, idemKey: req.RotationID}
-	agent := ""
 	if req.Replay.IsZero() {
-		if req.Old.IsZero() {
-			return provider.IssuedKey{}, fmt.Errorf("agrenting: replaying rotation %s: %w: no credential to replay it with", req.RotationID, auth.ErrInvalidToken)
-		}
-		var err error
-		if agent, err = b.c.agent(ctx); err != nil {
-			return provider.IssuedKey{}, err
-		}
-		cl.asKey = req.Old
-	} else {
-		rc, err := b.decodeReplay(req.Replay)
-		if err != nil {
-			return provider.IssuedKey{}, err
-		}
-		agent, cl.asSession = rc.AgentID, auth.NewSecret(rc.Session)
+		return provider.IssuedKey{}, fmt.Errorf("agrenting: rotation %s has no session to rotate with", req.RotationID)
 	}
-	cl.path = expandPath(b.c.cfg.RotatePath, agent, req.OldKeyID)
-	res, err := b.c.do(ctx, cl)
+	rc, err := b.decodeReplay(req.Replay)
 	if err != nil {
-		return provider.IssuedKey{}, refused(b.c.rotateError(err, res, req.OldKeyID))
+		return provider.IssuedKey{}, err
 	}
-	return b.c.issued(res)
+	res, err := b.c.do(ctx, call{method: http.MethodPost, path: RotateKeyPath, idemKey: req.RotationID, asSession: auth.NewSecret(rc.Session)})
+	if res.status >= 200 && res.status <= 299 && len(res.raw) > 0 {
+		// Agrenting has issued a key and revoked the old one: keep the
+		// answer before anything can go wrong with it.
+		var keepErr error
+		if req.Keep != nil {
+			keepErr = req.Keep(res.raw)
+		}
+		issued, perr := b.issued(res.raw)
+		if perr == nil {
+			return issued, nil // the engine persists it next, even if Keep failed
+		}
+		return provider.IssuedKey{}, errors.Join(fmt.Errorf("agrenting: %w: POST %s answered %d, and %w; the answer is kept in keygate's rotation pending file",
+			provider.ErrOutcomeUnknown, RotateKeyPath, res.status, perr), keepErr, err)
+	}
+	if err == nil {
+		err = fmt.Errorf("agrenting: %w: POST %s answered %d with nothing", provider.ErrOutcomeUnknown, RotateKeyPath, res.status)
+	}
+	// A replay: recovery's (which holds no old key), or a resend of a
+	// request whose answer was lost.
+	replay := req.Old.IsZero() || res.sends > 1
+	return provider.IssuedKey{}, b.c.rotateError(err, res, replay)
 }
 
-// Retire revokes keyID unless it already is (Agrenting revoked it at the
-// create), and says when it stopped. There is no grace period to give.
-func (b RotationBackend) Retire(ctx context.Context, keyID string, _ time.Duration) (time.Time, error) {
-	cj, err := b.c.findCredential(ctx, keyID)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if cj.RevokedAt != nil {
-		return parseTime(cj.RevokedAt), nil
-	}
-	agent, err := b.c.agent(ctx)
-	if err != nil {
-		return time.Time{}, err
-	}
-	k, err := b.c.revoke(ctx, agent, keyID)
-	return k.RevokedAt, err
+// Reparse finds the new key in a kept rotate-key answer.
+func (b RotationBackend) Reparse(raw []byte) (provider.IssuedKey, error) {
+	return b.issued(raw)
 }
 
-// Discard ends keyID; a key that is gone counts as ended.
-func (b RotationBackend) Discard(ctx context.Context, keyID string) error {
-	_, err := b.Retire(ctx, keyID, 0)
-	var nf *provider.NotFoundError
-	if errors.As(err, &nf) {
+// issued finds the new key in a rotate-key answer (findIssued) and names
+// it by keyID, as Verify does.
+func (b RotationBackend) issued(raw []byte) (provider.IssuedKey, error) {
+	f, err := findIssued(raw, b.c.CurrentKey().Reveal())
+	if err != nil {
+		return provider.IssuedKey{}, fmt.Errorf("keygate found no new key in it (%s)", b.c.clean(err.Error()))
+	}
+	secret := auth.NewSecret(f.secret)
+	b.c.remember(secret)
+	return provider.IssuedKey{Key: provider.Key{ID: keyID(f.secret), Name: b.c.clean(f.name), Masked: auth.Mask(f.secret), Scopes: []string{},
+		CreatedAt: b.c.now().UTC()}, Secret: secret}, nil
+}
+
+// rotateError explains a failed rotate-key request; replay says it may
+// have been a repeat of one Agrenting carried out.
+func (c *Client) rotateError(err error, res result, replay bool) error {
+	ue, ok := asUpstream(err)
+	if !ok {
+		return err
+	}
+	switch {
+	case ue.Status == http.StatusUnauthorized && replay:
+		ue.Message += fmt.Sprintf(" (the session that replays POST %s was refused, so a key Agrenting issued for this rotation cannot be collected: revoke the agent's newest key in the Agrenting dashboard)", RotateKeyPath)
+		return refused(ue)
+	case ue.Status == http.StatusUnauthorized:
+		ue.Message += fmt.Sprintf(" (keygate sends POST %s with a session token opened with the key, so that a crash cannot lose the new key; the docs' example authenticates with a Bearer token)", RotateKeyPath)
+		return refused(ue)
+	case ue.Status == http.StatusNotFound && ue.Code == "ROUTE_NOT_FOUND":
+		ue.Kind = provider.ErrUnsupported
+		ue.Message += fmt.Sprintf(" (POST %s is Agrenting's documented rotation endpoint; rotate the key in the dashboard)", RotateKeyPath)
+		return ue
+	}
+	return c.writeError(ue, res.env, nil)
+}
+
+// Retire reports the old key ended: POST /auth/rotate-key revoked it as it
+// issued the new one ("The old key is immediately revoked"). There is no
+// grace period to give. When the client still holds the old secret it
+// checks that the key is refused, and says so if it is not.
+func (b RotationBackend) Retire(ctx context.Context, id string, _ time.Duration) (time.Time, error) {
+	if secret, ok := b.c.knownSecret(id); ok {
+		_, err := b.c.do(ctx, call{method: http.MethodGet, path: "/ledger/balance", asKey: secret})
+		if err == nil {
+			return time.Time{}, fmt.Errorf("agrenting: key %s still works after POST %s, which revokes it; revoke it in the Agrenting dashboard", id, RotateKeyPath)
+		}
+		if !errors.Is(err, provider.ErrUnauthorized) {
+			return time.Time{}, err
+		}
+	}
+	return b.c.now().UTC(), nil
+}
+
+// Discard ends key id, one a rotation made and abandons. A key that no
+// longer works has ended. One that works can be revoked only through the
+// undocumented list and revoke path, and only while the client holds its
+// secret (to find it in the list); otherwise the error says to revoke it in
+// the dashboard.
+func (b RotationBackend) Discard(ctx context.Context, id string) error {
+	secret, ok := b.c.knownSecret(id)
+	if !ok {
+		return fmt.Errorf("agrenting: keygate no longer holds key %s's secret and Agrenting documents no way to revoke a key by id: revoke it in the Agrenting dashboard", id)
+	}
+	_, err := b.Verify(ctx, secret)
+	switch {
+	case errors.Is(err, auth.ErrInvalidToken):
 		return nil
+	case err != nil:
+		return err
 	}
+	_, _, err = b.c.RevokeKey(ctx, id)
 	return err
 }
 
-// Tagged finds the key that replaced q.OldKeyID (its rotated_to): Agrenting
-// cannot tag keys, and a rotation makes exactly that one. With a replay
-// credential it asks with the session, which works when the keys do not.
-func (b RotationBackend) Tagged(ctx context.Context, q rotation.TagQuery) ([]provider.Key, error) {
-	if q.OldKeyID == "" {
-		return nil, nil
-	}
-	var list []credentialJSON
-	err := provider.ErrUnauthorized
-	if !q.Replay.IsZero() {
-		rc, derr := b.decodeReplay(q.Replay)
-		if derr != nil {
-			return nil, derr
-		}
-		list, err = b.c.listCredentialsAs(ctx, rc.AgentID, call{asSession: auth.NewSecret(rc.Session)})
-	}
-	if errors.Is(err, provider.ErrUnauthorized) {
-		// No session, or it ended: the client's own key may work.
-		list, err = b.c.listCredentials(ctx)
-	}
-	if err != nil {
-		return nil, refused(err)
-	}
-	successor := ""
-	for _, cj := range list {
-		if cj.ID == q.OldKeyID && cj.RotatedTo != nil {
-			successor = *cj.RotatedTo
-		}
-	}
-	for _, cj := range list {
-		if successor != "" && cj.ID == successor {
-			return []provider.Key{cj.key()}, nil
-		}
-	}
+// Tagged returns nothing: Agrenting cannot tag keys, and finding the key a
+// rotation made would need the undocumented list. The replayed rotate-key
+// and the kept answer are how keygate finds it instead.
+func (RotationBackend) Tagged(context.Context, rotation.TagQuery) ([]provider.Key, error) {
 	return nil, nil
 }

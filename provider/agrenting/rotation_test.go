@@ -2,6 +2,7 @@ package agrenting
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -108,42 +109,72 @@ func (r *rotRig) works(key string) error {
 	return err
 }
 
+// rotateKeyPath is the documented rotation endpoint as the fake sees it.
+const rotateKeyPath = "/api/v1" + RotateKeyPath
+
+// platforms are the shapes of Agrenting that no source rules out: with or
+// without a list endpoint, sessions that outlive the key that opened them
+// or end with it, and rotate-key answers of several shapes. Every own-key
+// rotation test runs against each.
+var platforms = []struct {
+	name string
+	opts []agrentingtest.Option
+}{
+	{"list, sessions outlive keys", nil},
+	{"no list, sessions outlive keys", []agrentingtest.Option{agrentingtest.WithoutCredentialList()}},
+	{"no list, sessions end with the key", []agrentingtest.Option{agrentingtest.WithoutCredentialList(), agrentingtest.WithSessionsEndingWithKey()}},
+	{"no list, data.key answer", []agrentingtest.Option{agrentingtest.WithoutCredentialList(), agrentingtest.WithRotateAnswer(agrentingtest.AnswerKeyOnly)}},
+	{"no list, nested answer, sessions end with the key", []agrentingtest.Option{agrentingtest.WithoutCredentialList(),
+		agrentingtest.WithRotateAnswer(agrentingtest.AnswerNested), agrentingtest.WithSessionsEndingWithKey()}},
+	{"list, credential answer", []agrentingtest.Option{agrentingtest.WithRotateAnswer(agrentingtest.AnswerCredential)}},
+}
+
 func TestRotateOwnKeyThroughEngine(t *testing.T) {
-	r := newRotRig(t)
-	ctx := t.Context()
-	issued, err := r.rotate(ctx, r.f.c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := r.envKey(); got != issued.Secret.Reveal() || got == agrentingtest.DemoAgentKey {
-		t.Fatalf("the env file holds %s, want the new key %s", auth.Mask(got), issued.Key.Masked)
-	}
-	r.checkOneActive(issued.Secret.Reveal())
-	if err := r.works(agrentingtest.DemoAgentKey); !errors.Is(err, provider.ErrUnauthorized) {
-		t.Errorf("old key: %v", err)
-	}
-	// The client switched to the new key.
-	if _, err := r.f.c.List(ctx, tasksQ); err != nil {
-		t.Errorf("the client after rotating: %v", err)
-	}
-	if !contains(r.f.c.Secrets(), issued.Secret.Reveal()) {
-		t.Error("Secrets() lacks the new key")
-	}
-	// The replay session was logged out, and nothing is left behind.
-	if n := r.f.fake.SessionCount(); n != 0 {
-		t.Errorf("%d sessions left open", n)
-	}
-	entries, _ := os.ReadDir(filepath.Join(r.dir, "rotation"))
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".lock") {
-			t.Errorf("left in the rotation directory: %s", e.Name())
-		}
-	}
-	noSecret(t, r.f.logs.String(), agrentingtest.DemoAgentKey, issued.Secret.Reveal())
-	// The rotate request carried the rotation id as its idempotency key
-	// and the session, not the old key.
-	if !strings.Contains(r.f.logs.String(), "/rotate") {
-		t.Error("no rotate request was logged")
+	for _, pf := range platforms {
+		t.Run(pf.name, func(t *testing.T) {
+			r := newRotRig(t, pf.opts...)
+			ctx := t.Context()
+			issued, err := r.rotate(ctx, r.f.c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.envKey(); got != issued.Secret.Reveal() || got == agrentingtest.DemoAgentKey {
+				t.Fatalf("the env file holds %s, want the new key %s", auth.Mask(got), issued.Key.Masked)
+			}
+			if issued.Key.ID != keyID(issued.Secret.Reveal()) {
+				t.Errorf("new key named %s", issued.Key.ID)
+			}
+			r.checkOneActive(issued.Secret.Reveal())
+			if err := r.works(agrentingtest.DemoAgentKey); !errors.Is(err, provider.ErrUnauthorized) {
+				t.Errorf("old key: %v", err)
+			}
+			// The client switched to the new key.
+			if _, err := r.f.c.List(ctx, tasksQ); err != nil {
+				t.Errorf("the client after rotating: %v", err)
+			}
+			if !contains(r.f.c.Secrets(), issued.Secret.Reveal()) {
+				t.Error("Secrets() lacks the new key")
+			}
+			// The replay session was logged out (with X-API-Key, which the
+			// fake requires, as the docs do), and nothing is left behind.
+			if n := r.f.fake.SessionCount(); n != 0 {
+				t.Errorf("%d sessions left open", n)
+			}
+			entries, _ := os.ReadDir(filepath.Join(r.dir, "rotation"))
+			for _, e := range entries {
+				if !strings.HasSuffix(e.Name(), ".lock") {
+					t.Errorf("left in the rotation directory: %s", e.Name())
+				}
+			}
+			noSecret(t, r.f.logs.String(), agrentingtest.DemoAgentKey, issued.Secret.Reveal())
+			// The documented endpoint was used, once; no key was listed.
+			if n := r.f.fake.Requests(rotateKeyPath); n != 1 {
+				t.Errorf("%d rotate-key requests", n)
+			}
+			if n := r.f.fake.Requests("/api/v1/agents/" + agrentingtest.DemoAgentID + "/credentials"); n != 0 {
+				t.Errorf("%d list requests", n)
+			}
+		})
 	}
 }
 
@@ -151,8 +182,8 @@ func TestRotateOwnKeyThroughEngine(t *testing.T) {
 // and the session, which outlives the old key, so Agrenting replays the
 // same new key; exactly one new credential exists.
 func TestRotateOwnKeyLostAnswer(t *testing.T) {
-	r := newRotRig(t)
-	rotate := "/api/v1/agents/" + agrentingtest.DemoAgentID + "/credentials/cred_demo/rotate"
+	r := newRotRig(t, agrentingtest.WithoutCredentialList())
+	rotate := rotateKeyPath
 	r.f.fake.DropNextResponseOn("POST", rotate)
 	issued, err := r.rotate(t.Context(), r.f.c)
 	if err != nil {
@@ -174,18 +205,17 @@ func TestRotateOwnKeyLostAnswer(t *testing.T) {
 // goroutine exits there, as if the process died: nothing after it runs, no
 // settling), then starts afresh from the env file as keygate would and
 // recovers. keygate must always end with one working key in the env file
-// and no orphan. The real-process SIGKILL version is in package main.
+// and no orphan, on every platform shape: without a list endpoint, with
+// sessions that end with the key (a crash after the answer is then
+// survived only because the answer was kept before it was parsed), and
+// with rotate-key answers of other shapes. The real-process SIGKILL
+// version is in package main.
 func TestRotateOwnKeyCrashAtEveryStep(t *testing.T) {
-	for _, endSessions := range []bool{false, true} {
-		var opts []agrentingtest.Option
-		name := "sessions outlive keys"
-		if endSessions {
-			opts, name = append(opts, agrentingtest.WithSessionsEndingWithKey()), "sessions end with the key"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, pf := range platforms {
+		t.Run(pf.name, func(t *testing.T) {
 			for _, step := range rotation.Steps(RotationBackend{}) {
 				t.Run(string(step), func(t *testing.T) {
-					r := newRotRig(t, opts...)
+					r := newRotRig(t, pf.opts...)
 					r.eng.OnStep = func(s rotation.Step) {
 						if s == step {
 							runtime.Goexit()
@@ -202,33 +232,7 @@ func TestRotateOwnKeyCrashAtEveryStep(t *testing.T) {
 					key := r.envKey()
 					g := newFixtureAt(t, env{EnvAPIKey: key, EnvAgentID: agrentingtest.DemoAgentID}, r.f.base, r.f.fake, r.f.clk)
 					rep, err := r.engine(g.c).RecoverSlot(t.Context(), EnvAPIKey)
-					lost := endSessions && step == rotation.StepCreated
-					switch {
-					case lost:
-						// The old key died at the create and the answer died
-						// with the process; the session that could replay it
-						// died with the old key. Reported, never silent.
-						if !errors.Is(err, rotation.ErrCredentialLost) || rep.Action != rotation.ActionLost {
-							t.Fatalf("Recover = %v, %s; want the key reported lost", err, rep.Summary())
-						}
-						if !strings.Contains(err.Error(), "create a new key") || !strings.Contains(err.Error(), "revokes the key the rotation made") {
-							t.Errorf("%v", err)
-						}
-						// A person makes a key in the dashboard and puts it in
-						// the env file; the next start finds the orphan.
-						fresh := "agr_fresh_key_00000000000000000000"
-						r.f.fake.AddCredential(agrentingtest.DemoAgentID, "by hand", fresh)
-						if err := auth.SetEnvVar(r.envFile, EnvAPIKey, fresh, auth.EnvWriteOptions{Overwrite: true}); err != nil {
-							t.Fatal(err)
-						}
-						h := newFixtureAt(t, env{EnvAPIKey: fresh, EnvAgentID: agrentingtest.DemoAgentID}, r.f.base, r.f.fake, r.f.clk)
-						rep, err = r.engine(h.c).RecoverSlot(t.Context(), EnvAPIKey)
-						if err != nil || rep.Action != rotation.ActionRolledBack || len(rep.Keys) != 1 || rep.Keys[0].Fate != rotation.FateDiscarded {
-							t.Fatalf("Recover with the new key = %v, %s %+v; want the orphan revoked", err, rep.Summary(), rep.Keys)
-						}
-						r.checkOneActive(fresh)
-						return
-					case err != nil:
+					if err != nil {
 						t.Fatalf("Recover: %v (%s)", err, rep.Summary())
 					}
 					if !rep.Current.IsZero() {
@@ -260,16 +264,62 @@ func TestRotateOwnKeyCrashAtEveryStep(t *testing.T) {
 	}
 }
 
-// credID is the id of the agent's credential with secret key.
-func credID(t *testing.T, r *rotRig, key string) string {
-	t.Helper()
+// The one case no platform shape can save: the answer is lost on the way,
+// and the session that could replay it ended with the old key. keygate
+// reports the key lost and says to revoke the one Agrenting issued in the
+// dashboard; nothing is left to settle, and a person's new key works.
+func TestRotateOwnKeyLostWhenSessionsEndWithTheKey(t *testing.T) {
+	r := newRotRig(t, agrentingtest.WithoutCredentialList(), agrentingtest.WithSessionsEndingWithKey())
+	r.f.fake.DropNextResponseOn("POST", rotateKeyPath)
+	_, err := r.rotate(t.Context(), r.f.c)
+	if !errors.Is(err, rotation.ErrCredentialLost) || !strings.Contains(err.Error(), "dashboard") || !strings.Contains(err.Error(), "create a new key") {
+		t.Fatalf("%v", err)
+	}
+	noSecret(t, err.Error(), agrentingtest.DemoAgentKey)
+	fresh := "agr_fresh_key_00000000000000000000"
+	r.f.fake.AddCredential(agrentingtest.DemoAgentID, "by hand", fresh)
+	if err := r.works(fresh); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.engine(r.f.c).RecoverSlot(t.Context(), EnvAPIKey)
+	if err != nil || rep.Action != rotation.ActionNone {
+		t.Errorf("nothing is left to settle: %v %s", err, rep.Summary())
+	}
+}
+
+// An answer keygate cannot read is never lost: it stays in the 0600
+// pending file, the rotation stays unfinished (recovery retries it), and
+// the error says where the answer is, without the key.
+func TestRotateOwnKeyUnreadableAnswerIsKept(t *testing.T) {
+	decoy := "agr_decoy_" + strings.Repeat("0", 30)
+	r := newRotRig(t, agrentingtest.WithoutCredentialList(), agrentingtest.WithRotateAnswer(func(k string, _ map[string]any, _ string) any {
+		return map[string]any{"a": k, "b": decoy} // two values that may be keys, under names that say nothing
+	}))
+	_, err := r.rotate(t.Context(), r.f.c)
+	if err == nil || !strings.Contains(err.Error(), "pending file") || !strings.Contains(err.Error(), "more than one value") {
+		t.Fatalf("%v", err)
+	}
+	var issued string
 	for _, c := range r.f.fake.Credentials(agrentingtest.DemoAgentID) {
-		if c.Secret == key {
-			return c.ID
+		if c.RevokedAt.IsZero() {
+			issued = c.Secret
 		}
 	}
-	t.Fatalf("no credential has the env file's key")
-	return ""
+	noSecret(t, err.Error(), issued, decoy)
+	noSecret(t, r.f.logs.String(), issued)
+	pending := filepath.Join(r.dir, "rotation", EnvAPIKey+".pending")
+	fi, serr := os.Stat(pending)
+	b, _ := os.ReadFile(pending)
+	var kept struct {
+		Raw []byte `json:"raw"`
+	}
+	_ = json.Unmarshal(b, &kept)
+	if serr != nil || fi.Mode().Perm() != 0o600 || issued == "" || !strings.Contains(string(kept.Raw), issued) {
+		t.Fatalf("the answer is not kept in %s (%v)", pending, serr)
+	}
+	if _, err := r.rotate(t.Context(), r.f.c); !errors.Is(err, rotation.ErrUnfinished) {
+		t.Errorf("a second rotation: %v", err)
+	}
 }
 
 // A rotation that could not be kept on disk is refused before Agrenting is

@@ -1,12 +1,14 @@
 // Package agrentingtest is a fake Agrenting API (base /api/v1) for tests,
-// examples and benchmarks, reproducing the wire behaviour described in
-// shared/reference/providers.md section 4:
+// examples and benchmarks. It reproduces the wire behaviour that
+// docs/providers/agrenting.md records with its sources (Agrenting's docs
+// pages and its official client, AgRenting/paperclip-adapter):
 //
 //   - {data, meta} envelopes; errors {data:null, meta, errors:[{code,
 //     message, details}]}; the 429 body has no data field;
 //   - credentials: X-API-Key (or Api-Key) agent keys, Bearer ap_ user tokens
 //     with X-Agent-ID, Bearer session tokens from POST /auth/authenticate
-//     (10 per 60 s per IP, then a 5-minute lockout);
+//     (10 per 60 s per IP, then a 5-minute lockout); DELETE /auth/logout
+//     requires X-API-Key;
 //   - cursor pagination (Base64URL {"offset":N}) with meta.pagination
 //     {total_count, cursor, has_more}; limit default 20, max 100;
 //   - X-Idempotency-Key on POST and PUT: the key is kept SHA-256-hashed with
@@ -16,11 +18,15 @@
 //     IDEMPOTENCY_PENDING; a failed final answer is replayed;
 //   - lower-case x-ratelimit-limit / x-ratelimit-remaining on every answer,
 //     retry-after only when limited (100 requests per 60 s per agent);
-//   - credentials: create, list, rotate (the old key is revoked at once and
-//     the new one returned) and revoke (DELETE).
+//   - POST /auth/rotate-key: the caller's own key is revoked at once and a
+//     new one returned; POST /agents/:id/credentials creates a key.
 //
-// Where providers.md says "unknown", the choice made here is marked
-// "unknown:" in a comment, and the adapter makes the same one.
+// What no source settles (the answers of rotate-key and create, the list
+// and revoke endpoints, the key formats) is listed under "Unknown" in
+// docs/providers/agrenting.md; the choice made here is marked "unknown:" in
+// a comment, and options let tests vary it (WithRotateAnswer,
+// WithoutCredentialList, WithBareCredentialList, WithRevokePath,
+// WithSessionsEndingWithKey).
 package agrentingtest
 
 import (
@@ -55,12 +61,17 @@ const (
 	SessionTTL       = time.Hour
 )
 
-// Default credential paths (under /api/v1). unknown: Agrenting documents
-// neither; :agent_id is the agent, :id the credential.
-const (
-	DefaultRotatePath = "/agents/:agent_id/credentials/:id/rotate"
-	DefaultRevokePath = "/agents/:agent_id/credentials/:id"
-)
+// RotateKeyPath is the documented self-rotation endpoint (under /api/v1).
+const RotateKeyPath = "/auth/rotate-key"
+
+// CredentialsPath lists (unknown: undocumented) and creates (documented)
+// an agent's keys.
+const CredentialsPath = "/agents/:agent_id/credentials"
+
+// DefaultRevokePath is where the fake revokes a key. unknown: Agrenting
+// documents only "DELETE credential endpoint"; :agent_id is the agent, :id
+// the credential.
+const DefaultRevokePath = "/agents/:agent_id/credentials/:id"
 
 // ArtifactTypes are the documented artifact types; file and image content
 // is base64.
@@ -154,21 +165,25 @@ type injected struct {
 
 // Server is the fake. It is an http.Handler and safe for concurrent use.
 type Server struct {
-	mu          sync.Mutex
-	now         func() time.Time
-	limit       int
-	rotatePath  string
-	revokePath  string
-	agents      map[string]*Agent
-	creds       map[string]*Credential // by id
-	users       map[string][]string    // user token -> owned agent ids
-	sessions    map[string]*session
-	tasks       map[string]*Task
-	artifacts   map[string][]*Artifact // by task id
-	idem        map[string]*idemEntry  // sha256(agent + key) -> entry
-	window      map[string][]time.Time // agent -> request times
-	authTries   map[string][]time.Time // ip -> authenticate times
-	lockedUntil map[string]time.Time   // ip -> lockout end
+	mu         sync.Mutex
+	now        func() time.Time
+	limit      int
+	revokePath string
+	// noList: GET /agents/:id/credentials is not served (the platform
+	// documents no such endpoint).
+	noList       bool
+	bareList     bool
+	rotateAnswer RotateAnswer
+	agents       map[string]*Agent
+	creds        map[string]*Credential // by id
+	users        map[string][]string    // user token -> owned agent ids
+	sessions     map[string]*session
+	tasks        map[string]*Task
+	artifacts    map[string][]*Artifact // by task id
+	idem         map[string]*idemEntry  // sha256(agent + key) -> entry
+	window       map[string][]time.Time // agent -> request times
+	authTries    map[string][]time.Time // ip -> authenticate times
+	lockedUntil  map[string]time.Time   // ip -> lockout end
 	// sessionsEndWithKey: revoking a key ends the sessions it opened.
 	sessionsEndWithKey bool
 	requests           map[string]int
@@ -187,11 +202,49 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 // WithRateLimit sets the general requests allowed per agent per 60 s.
 func WithRateLimit(n int) Option { return func(s *Server) { s.limit = n } }
 
-// WithCredentialPaths serves rotate and revoke on other paths (with
-// :agent_id and :id placeholders), as a different API version might.
-func WithCredentialPaths(rotate, revoke string) Option {
-	return func(s *Server) { s.rotatePath, s.revokePath = rotate, revoke }
+// WithRevokePath serves revoke on another path (with :agent_id and :id
+// placeholders), as the real, undocumented one may be.
+func WithRevokePath(revoke string) Option {
+	return func(s *Server) { s.revokePath = revoke }
 }
+
+// WithoutCredentialList answers GET /agents/:id/credentials with 404
+// ROUTE_NOT_FOUND, as Agrenting may: no source documents that endpoint.
+func WithoutCredentialList() Option { return func(s *Server) { s.noList = true } }
+
+// WithBareCredentialList lists keys with their id, name, status and times
+// only: no part of any key shows. unknown: what Agrenting's list, if it has
+// one, shows of a key.
+func WithBareCredentialList() Option { return func(s *Server) { s.bareList = true } }
+
+// RotateAnswer builds the data of a POST /auth/rotate-key answer from the
+// new key, its credential as the list shows it, and the revoked key's id.
+type RotateAnswer func(newKey string, cred map[string]any, revokedID string) any
+
+// WithRotateAnswer makes POST /auth/rotate-key answer with another shape.
+// unknown: Agrenting documents only that "a new key is returned".
+func WithRotateAnswer(a RotateAnswer) Option { return func(s *Server) { s.rotateAnswer = a } }
+
+// Rotate-key answer shapes. AnswerAPIKey, the default, is the shape of the
+// documented register answer, the one documented answer that hands out an
+// agent key: {"api_key", "message"}.
+var (
+	AnswerAPIKey RotateAnswer = func(k string, _ map[string]any, _ string) any {
+		return map[string]any{"api_key": k, "message": "Keep your API key secure. It will not be shown again."}
+	}
+	// AnswerKeyOnly is {"key": "<new key>"}.
+	AnswerKeyOnly RotateAnswer = func(k string, _ map[string]any, _ string) any { return map[string]any{"key": k} }
+	// AnswerCredential nests the credential: {"credential": {...},
+	// "api_key", "revoked_credential_id"}.
+	AnswerCredential RotateAnswer = func(k string, cred map[string]any, revoked string) any {
+		return map[string]any{"credential": cred, "api_key": k, "revoked_credential_id": revoked}
+	}
+	// AnswerNested hides the key two levels down, beside ids and a
+	// timestamp: {"rotation": {"id", "rotated_at", "new_key": {"value"}}}.
+	AnswerNested RotateAnswer = func(k string, cred map[string]any, _ string) any {
+		return map[string]any{"rotation": map[string]any{"id": "rot_1", "rotated_at": cred["created_at"], "new_key": map[string]any{"value": k}}}
+	}
+)
 
 // WithSessionsEndingWithKey makes revoking or rotating a key end the
 // session tokens it opened. unknown: which Agrenting does; by default the
@@ -215,7 +268,7 @@ func (s *Server) endSessionsOf(credID string) {
 // demo agent's key, and a few tasks with artifacts.
 func New(opts ...Option) *Server {
 	s := &Server{
-		now: time.Now, limit: DefaultRateLimit, rotatePath: DefaultRotatePath, revokePath: DefaultRevokePath,
+		now: time.Now, limit: DefaultRateLimit, revokePath: DefaultRevokePath, rotateAnswer: AnswerAPIKey,
 		agents: map[string]*Agent{}, creds: map[string]*Credential{}, users: map[string][]string{},
 		sessions: map[string]*session{}, tasks: map[string]*Task{}, artifacts: map[string][]*Artifact{},
 		idem: map[string]*idemEntry{}, window: map[string][]time.Time{}, authTries: map[string][]time.Time{},
@@ -626,7 +679,7 @@ func (s *Server) identify(r *http.Request, reqID string) (*principal, reply) {
 		return &principal{agentID: agent, via: "token"}, reply{}
 	case hasBearer && bearer != "":
 		if ss := s.sessions[bearer]; ss != nil && s.now().Before(ss.expires) {
-			return &principal{agentID: ss.agentID, via: "session"}, reply{}
+			return &principal{agentID: ss.agentID, via: "session", credID: ss.credID}, reply{}
 		}
 		return unauthorized("Invalid or expired token")
 	}
@@ -714,18 +767,14 @@ func randomBytes(n int) []byte {
 
 func (s *Server) route(r *http.Request, rest string, p *principal, body []byte, reqID string) reply {
 	m := r.Method
-	if v, ok := match(s.rotatePath, rest); ok && m == http.MethodPost {
-		return s.rotate(p, v["agent_id"], v["id"], reqID)
+	if rest == RotateKeyPath && m == http.MethodPost {
+		return s.rotateKey(p, reqID)
 	}
 	if v, ok := match(s.revokePath, rest); ok && m == http.MethodDelete {
 		return s.revoke(p, v["agent_id"], v["id"], reqID)
 	}
 	if rest == "/auth/logout" && m == http.MethodDelete {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		delete(s.sessions, tok)
-		return s.ok(reqID, 200, map[string]any{"message": "Logged out"}, nil)
+		return s.logout(r, p, reqID)
 	}
 	if rest == "/ledger/balance" && m == http.MethodGet {
 		s.mu.Lock()
@@ -733,11 +782,13 @@ func (s *Server) route(r *http.Request, rest string, p *principal, body []byte, 
 		a := s.agents[p.agentID]
 		return s.ok(reqID, 200, map[string]any{"available": money(a.Balance), "escrow": money(a.Escrow), "total": money(a.Balance + a.Escrow), "currency": "USD"}, nil)
 	}
-	if v, ok := match("/agents/:agent_id/credentials", rest); ok {
-		switch m {
-		case http.MethodGet:
+	if v, ok := match(CredentialsPath, rest); ok {
+		switch {
+		case m == http.MethodGet && s.noList:
+			return s.fail(reqID, 404, "ROUTE_NOT_FOUND", "Route not found", nil)
+		case m == http.MethodGet:
 			return s.listCredentials(p, v["agent_id"], reqID)
-		case http.MethodPost:
+		case m == http.MethodPost:
 			return s.createCredential(p, v["agent_id"], body, reqID)
 		}
 	}
@@ -1043,6 +1094,9 @@ func (s *Server) mayManage(p *principal, agentID, reqID string) (reply, bool) {
 	return reply{}, true
 }
 
+// listCredentials is GET /agents/:id/credentials. unknown: Agrenting
+// documents no list endpoint (WithoutCredentialList turns it off) nor its
+// fields.
 func (s *Server) listCredentials(p *principal, agentID, reqID string) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1058,13 +1112,21 @@ func (s *Server) listCredentials(p *principal, agentID, reqID string) reply {
 	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.Before(list[j].CreatedAt) })
 	out := make([]any, 0, len(list))
 	for _, c := range list {
-		out = append(out, credentialJSON(c))
+		cj := credentialJSON(c)
+		if s.bareList {
+			delete(cj, "key_prefix")
+			delete(cj, "last_four")
+		}
+		out = append(out, cj)
 	}
 	return s.ok(reqID, 200, out, nil)
 }
 
 func (s *Server) newSecret() string { return "agr_" + hex.EncodeToString(randomBytes(20)) }
 
+// createCredential is the documented POST /agents/:id/credentials.
+// unknown: its body (the fake takes an optional name) and its answer (here
+// {"credential": {...}, "api_key"}).
 func (s *Server) createCredential(p *principal, agentID string, body []byte, reqID string) reply {
 	var req struct {
 		Name string `json:"name"`
@@ -1085,26 +1147,54 @@ func (s *Server) createCredential(p *principal, agentID string, body []byte, req
 	return s.ok(reqID, 201, map[string]any{"credential": credentialJSON(c), "api_key": c.Secret}, nil)
 }
 
-// rotate revokes the old key at once and returns the new one, shown once.
-func (s *Server) rotate(p *principal, agentID, credID, reqID string) reply {
+// rotateKey is POST /auth/rotate-key: the caller's own key is revoked at
+// once and a new one returned, shown once. The docs' example authenticates
+// with "Authorization: Be…" (cut off); the fake takes a session token
+// (Bearer) and rotates the key that opened it. unknown: whether X-API-Key
+// works too (here it does, rotating that key), what a user token gets
+// (here 403), what a session whose key is gone gets (here 422), and the
+// answer's shape (WithRotateAnswer; AnswerAPIKey by default).
+func (s *Server) rotateKey(p *principal, reqID string) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rep, ok := s.mayManage(p, agentID, reqID); !ok {
-		return rep
+	if p.via == "token" {
+		return s.fail(reqID, 403, "FORBIDDEN", "rotate-key rotates an agent's own API key: authenticate as the agent", nil)
 	}
-	old := s.creds[credID]
-	if old == nil || old.AgentID != agentID {
-		return s.fail(reqID, 404, "NOT_FOUND", "Credential not found", nil)
-	}
-	if !old.RevokedAt.IsZero() {
+	old := s.creds[p.credID]
+	if old == nil || !old.RevokedAt.IsZero() {
 		return s.fail(reqID, 422, "VALIDATION_ERROR", "Validation failed", map[string][]string{"credential": {"is revoked"}})
 	}
 	now := s.stamp()
-	c := &Credential{ID: s.newID("cred"), AgentID: agentID, Name: old.Name, Secret: s.newSecret(), CreatedAt: now}
+	c := &Credential{ID: s.newID("cred"), AgentID: old.AgentID, Name: old.Name, Secret: s.newSecret(), CreatedAt: now}
 	s.creds[c.ID] = c
 	old.RevokedAt, old.RotatedTo = now, c.ID
 	s.endSessionsOf(old.ID)
-	return s.ok(reqID, 200, map[string]any{"credential": credentialJSON(c), "api_key": c.Secret, "revoked_credential_id": old.ID}, nil)
+	return s.ok(reqID, 200, s.rotateAnswer(c.Secret, credentialJSON(c), old.ID), nil)
+}
+
+// logout is DELETE /auth/logout, which "requires the X-API-Key header": it
+// ends the session token named by Authorization: Bearer, if it is one of
+// the key's agent's. unknown: how the platform tells which session is
+// "current"; without a Bearer the fake ends every session the key opened,
+// and an unknown or ended session is no error.
+func (s *Server) logout(r *http.Request, p *principal, reqID string) reply {
+	if r.Header.Get("X-API-Key") == "" && r.Header.Get("Api-Key") == "" {
+		return s.fail(reqID, 401, "UNAUTHORIZED", "The X-API-Key header is required", nil)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if ss := s.sessions[tok]; ss != nil && ss.agentID == p.agentID {
+			delete(s.sessions, tok)
+		}
+	} else {
+		for tok, ss := range s.sessions {
+			if ss.credID == p.credID && p.credID != "" {
+				delete(s.sessions, tok)
+			}
+		}
+	}
+	return s.ok(reqID, 200, map[string]any{"message": "Logged out"}, nil)
 }
 
 // revoke is DELETE: the credential with revoked_at set; revoking twice

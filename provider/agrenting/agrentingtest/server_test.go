@@ -134,7 +134,17 @@ func TestAuthAndEnvelopes(t *testing.T) {
 	if a := call(t, hs.URL, "GET", "/tasks", map[string]string{"Authorization": "Bearer " + tok}, ""); a.status != 200 {
 		t.Errorf("session: %d", a.status)
 	}
-	call(t, hs.URL, "DELETE", "/auth/logout", map[string]string{"Authorization": "Bearer " + tok}, "")
+	// Logout "requires the X-API-Key header": a session alone is refused
+	// and stays; with the key, the Bearer-named session ends.
+	if a := call(t, hs.URL, "DELETE", "/auth/logout", map[string]string{"Authorization": "Bearer " + tok}, ""); a.status != 401 || a.code() != "UNAUTHORIZED" {
+		t.Errorf("logout without X-API-Key: %d %s", a.status, a.code())
+	}
+	if a := call(t, hs.URL, "GET", "/tasks", map[string]string{"Authorization": "Bearer " + tok}, ""); a.status != 200 {
+		t.Errorf("session after a refused logout: %d", a.status)
+	}
+	if a := call(t, hs.URL, "DELETE", "/auth/logout", with(key(DemoAgentKey), "Authorization", "Bearer "+tok), ""); a.status != 200 {
+		t.Errorf("logout: %d %v", a.status, a.body)
+	}
 	if a := call(t, hs.URL, "GET", "/tasks", map[string]string{"Authorization": "Bearer " + tok}, ""); a.status != 401 {
 		t.Errorf("after logout: %d", a.status)
 	}
@@ -345,17 +355,28 @@ func TestCredentialsRotateRevoke(t *testing.T) {
 	if a := call(t, hs.URL, "GET", "/agents/"+DemoOtherAgentID+"/credentials", k, ""); a.status != 403 {
 		t.Errorf("another agent's credentials: %d", a.status)
 	}
-	rot := call(t, hs.URL, "POST", "/agents/"+DemoAgentID+"/credentials/cred_demo/rotate", k, "{}")
+	// rotate-key with a session rotates the key that opened it.
+	tok := call(t, hs.URL, "POST", "/auth/authenticate", k, "").data().(map[string]any)["token"].(string)
+	rot := call(t, hs.URL, "POST", RotateKeyPath, map[string]string{"Authorization": "Bearer " + tok, "X-Idempotency-Key": "r1"}, "")
 	newKey, _ := rot.data().(map[string]any)["api_key"].(string)
-	if rot.status != 200 || newKey == "" || rot.data().(map[string]any)["revoked_credential_id"] != "cred_demo" {
+	if rot.status != 200 || newKey == "" || rot.data().(map[string]any)["message"] == nil {
 		t.Fatalf("rotate %d %v", rot.status, rot.body)
 	}
 	if a := call(t, hs.URL, "GET", "/tasks", k, ""); a.status != 401 {
 		t.Errorf("old key after rotate: %d", a.status)
 	}
+	// The same idempotency key replays the same new key, through the
+	// session, which outlives the old key by default.
+	again := call(t, hs.URL, "POST", RotateKeyPath, map[string]string{"Authorization": "Bearer " + tok, "X-Idempotency-Key": "r1"}, "")
+	if again.status != 200 || again.data().(map[string]any)["api_key"] != newKey {
+		t.Errorf("replay %d %v", again.status, again.body)
+	}
 	nk := key(newKey)
 	if a := call(t, hs.URL, "GET", "/tasks", nk, ""); a.status != 200 {
 		t.Errorf("new key: %d", a.status)
+	}
+	if a := call(t, hs.URL, "POST", RotateKeyPath, map[string]string{"Authorization": "Bearer " + DemoUserToken, "X-Agent-ID": DemoAgentID}, ""); a.status != 403 {
+		t.Errorf("rotate-key with a user token: %d", a.status)
 	}
 	cr := call(t, hs.URL, "POST", "/agents/"+DemoAgentID+"/credentials", nk, `{"name":"ci"}`)
 	id := cr.data().(map[string]any)["credential"].(map[string]any)["id"].(string)
@@ -368,6 +389,37 @@ func TestCredentialsRotateRevoke(t *testing.T) {
 	}
 	if a := call(t, hs.URL, "DELETE", "/agents/"+DemoAgentID+"/credentials/nope", nk, ""); a.status != 404 || a.code() != "NOT_FOUND" {
 		t.Errorf("revoke unknown %d", a.status)
+	}
+}
+
+// The options for what no source settles.
+func TestUndocumentedOptions(t *testing.T) {
+	s := New(WithoutCredentialList(), WithRotateAnswer(AnswerKeyOnly), WithSessionsEndingWithKey())
+	hs := s.Start()
+	defer hs.Close()
+	k := key(DemoAgentKey)
+	if a := call(t, hs.URL, "GET", "/agents/"+DemoAgentID+"/credentials", k, ""); a.status != 404 || a.code() != "ROUTE_NOT_FOUND" {
+		t.Errorf("list off: %d %s", a.status, a.code())
+	}
+	if a := call(t, hs.URL, "POST", "/agents/"+DemoAgentID+"/credentials", k, `{}`); a.status != 201 {
+		t.Errorf("create with the list off: %d", a.status)
+	}
+	tok := call(t, hs.URL, "POST", "/auth/authenticate", k, "").data().(map[string]any)["token"].(string)
+	rot := call(t, hs.URL, "POST", RotateKeyPath, map[string]string{"Authorization": "Bearer " + tok, "X-Idempotency-Key": "r1"}, "")
+	d := rot.data().(map[string]any)
+	if rot.status != 200 || len(d) != 1 || d["key"] == nil {
+		t.Fatalf("data.key answer %v", rot.body)
+	}
+	// The session ended with its key: the replay is refused.
+	if a := call(t, hs.URL, "POST", RotateKeyPath, map[string]string{"Authorization": "Bearer " + tok, "X-Idempotency-Key": "r1"}, ""); a.status != 401 {
+		t.Errorf("replay with an ended session: %d", a.status)
+	}
+	b := New(WithBareCredentialList())
+	bs := b.Start()
+	defer bs.Close()
+	c0 := call(t, bs.URL, "GET", "/agents/"+DemoAgentID+"/credentials", k, "").data().([]any)[0].(map[string]any)
+	if c0["id"] != "cred_demo" || c0["key_prefix"] != nil || c0["last_four"] != nil {
+		t.Errorf("bare list %v", c0)
 	}
 }
 
