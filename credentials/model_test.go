@@ -9,8 +9,8 @@ package credentials_test
 // caller wrote keygate's own files, and no secret appeared in any error.
 //
 // KEYGATE_MODEL_SEED replays one seed; KEYGATE_MODEL_STEPS sets the steps
-// per seed. With -short it runs two seeds of 300 steps; otherwise 20 seeds
-// of 500 (10,000 steps).
+// per seed. The fast tier runs two seeds of 300 steps; the slow tier
+// (-tags slow) 20 seeds of 500: 10,000 steps.
 
 import (
 	"errors"
@@ -27,6 +27,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/delivery"
+	"github.com/keygate/keygate/internal/testtier"
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
@@ -531,11 +532,7 @@ func (w *world) checkWorld(all bool) {
 }
 
 func modelSeeds(t *testing.T) ([]uint64, int) {
-	steps := 500
-	seeds := 20
-	if testing.Short() {
-		steps, seeds = 300, 2
-	}
+	steps, seeds := testtier.Pick(300, 500), testtier.Pick(2, 20)
 	if s := os.Getenv("KEYGATE_MODEL_STEPS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
