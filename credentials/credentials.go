@@ -27,8 +27,8 @@ type Store interface {
 	CreateKey(ctx context.Context, nk provider.NewKey) (provider.IssuedKey, error)
 	ListKeys(ctx context.Context) ([]provider.Key, error)
 	Lineage(ctx context.Context, id string) (provider.Lineage, error)
-	LiveChildren(ctx context.Context, id string) (int, error)
-	LiveSuccessor(ctx context.Context, id string) (string, error)
+	LiveDescendants(ctx context.Context, id string) (int, error)
+	Successor(ctx context.Context, id string) (string, error)
 	RevokeKey(ctx context.Context, id string) (k provider.Key, revoked []string, already bool, err error)
 	LiveLineage(ctx context.Context, id string) ([]string, error)
 	Verify(ctx context.Context, token string) (auth.Principal, error)
@@ -129,10 +129,10 @@ func (s *Service) Actor(ctx context.Context, c Caller) (policy.Actor, error) {
 	}
 	a := policy.Actor{Principal: *c.Principal}
 	var err error
-	if a.SupersededBy, err = s.Store.LiveSuccessor(ctx, c.Principal.KeyID); err != nil {
+	if a.SupersededBy, err = s.Store.Successor(ctx, c.Principal.KeyID); err != nil {
 		return policy.Actor{}, fmt.Errorf("reading your key's successor: %w", err)
 	}
-	if a.LiveChildren, err = s.Store.LiveChildren(ctx, c.Principal.KeyID); err != nil {
+	if a.LiveDescendants, err = s.Store.LiveDescendants(ctx, c.Principal.KeyID); err != nil {
 		return policy.Actor{}, err
 	}
 	return a, nil
@@ -147,12 +147,17 @@ func errUnsupported(r Ring, what string) error {
 	return &provider.FieldError{Field: "provider", Problem: fmt.Sprintf("%s has no key-management API that keygate can use to %s its keys", r.Provider, what), Fix: fix}
 }
 
-// target describes key id of ring r for the policy.
-func (s *Service) target(ctx context.Context, r Ring, id string) (policy.Target, provider.Key, error) {
+// target describes key id of ring r for the policy. To a caller that may
+// not see every key, a key that does not exist looks like one it may not
+// touch: the answer must not tell it which ids exist.
+func (s *Service) target(ctx context.Context, a policy.Actor, act policy.Action, r Ring, id string) (policy.Target, provider.Key, error) {
 	if !r.Local {
 		return policy.Target{Provider: r.Provider, Remote: true, ID: id}, provider.Key{ID: id}, nil
 	}
 	l, err := s.Store.Lineage(ctx, id)
+	if errors.Is(err, provider.ErrNotFound) && !a.SeesAll() {
+		return policy.Target{}, provider.Key{}, policy.Decide(a, act, policy.Target{Provider: r.Provider, ID: id}).Err()
+	}
 	if err != nil {
 		return policy.Target{}, provider.Key{}, err
 	}
@@ -277,7 +282,8 @@ func (s *Service) Create(ctx context.Context, c Caller, r Ring, req CreateReques
 	var issued provider.IssuedKey
 	var undo func(context.Context) error
 	if r.Local {
-		issued, err = s.Store.CreateKey(ctx, provider.NewKey{Name: req.Name, Scopes: req.Scopes, ExpiresAt: req.ExpiresAt, CreatedBy: a.Principal.KeyID})
+		issued, err = s.Store.CreateKey(ctx, provider.NewKey{Name: req.Name, Scopes: req.Scopes, ExpiresAt: req.ExpiresAt,
+			CreatedBy: a.Principal.KeyID, MaxDescendants: policy.MaxLiveDescendants})
 		undo = func(ctx context.Context) error { _, _, _, err := s.Store.RevokeKey(ctx, issued.Key.ID); return err }
 	} else {
 		issued, err = r.Remote.CreateKey(ctx, strings.TrimSpace(req.Name))

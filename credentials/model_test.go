@@ -74,19 +74,32 @@ func (m *model) owns(actor, id string) bool {
 		slices.Contains(m.chain(id, func(k *mkey) string { return k.rotatedTo }), actor)
 }
 
-func (m *model) superseded(id string) bool {
-	k := m.keys[id]
-	return k.rotatedTo != "" && m.alive(k.rotatedTo)
-}
+// superseded: the key was rotated; it is an earlier version for good.
+func (m *model) superseded(id string) bool { return m.keys[id].rotatedTo != "" }
 
-func (m *model) liveChildren(id string) int {
+// liveBelow counts the live keys id created, transitively.
+func (m *model) liveBelow(id string) int {
 	n := 0
 	for _, k := range m.keys {
-		if k.parent == id && m.alive(k.id) {
+		if m.alive(k.id) && slices.Contains(m.chain(k.id, func(k *mkey) string { return k.parent }), id) {
 			n++
 		}
 	}
 	return n
+}
+
+// treeFull reports whether a key created by actor would give a non-admin
+// key above it more than the allowed live keys below it.
+func (m *model) treeFull(actor string) bool {
+	for id := actor; id != ""; id = m.keys[id].parent {
+		if isAdmin(m.keys[id].scopes) {
+			return false
+		}
+		if m.liveBelow(id) >= policy.MaxLiveDescendants {
+			return true
+		}
+	}
+	return false
 }
 
 func has(s auth.Scopes, a auth.Action) bool {
@@ -119,7 +132,7 @@ func (m *model) mayCreate(actor string, scopes auth.Scopes, expires time.Time) b
 		return true // the operator
 	}
 	a := m.keys[actor]
-	return has(a.scopes, auth.CredentialsWrite) && !m.superseded(actor) && m.liveChildren(actor) < policy.MaxLiveChildren &&
+	return has(a.scopes, auth.CredentialsWrite) && !m.superseded(actor) && !m.treeFull(actor) &&
 		covers(a.scopes, scopes) && !expires.After(a.expires)
 }
 
@@ -131,7 +144,7 @@ func (m *model) mayChange(actor, target string, rotate bool) bool {
 	switch {
 	case !has(a.scopes, auth.CredentialsWrite):
 		return false
-	case m.superseded(actor) && !(!rotate && target == actor):
+	case m.superseded(actor):
 		return false
 	case !isAdmin(a.scopes) && !m.owns(actor, target):
 		return false
@@ -141,6 +154,17 @@ func (m *model) mayChange(actor, target string, rotate bool) bool {
 		return false
 	}
 	return true
+}
+
+// predecessors are the earlier versions of id.
+func (m *model) predecessors(id string) []string {
+	var out []string
+	for _, k := range m.keys {
+		if k.id != id && slices.Contains(m.chain(k.id, func(k *mkey) string { return k.rotatedTo }), id) {
+			out = append(out, k.id)
+		}
+	}
+	return out
 }
 
 func (m *model) visible(actor string) []string {
@@ -409,7 +433,7 @@ func (w *world) rotate() {
 	k := w.m.keys[target]
 	grace := []time.Duration{0, 0, time.Hour}[w.rng.IntN(3)]
 	arg, hostile := w.randomDeliver()
-	rotatable := w.m.alive(target) && !(k.rotatedTo != "" && w.m.alive(k.rotatedTo))
+	rotatable := w.m.alive(target) && k.rotatedTo == ""
 	allowed := w.m.mayChange(actor, target, true) && rotatable && !hostile
 	plan, err := w.svc.PlanRotate(w.t.Context(), caller(p), w.ring, credentials.RotateRequest{Credential: target, Grace: grace, Deliver: arg})
 	var res credentials.Rotated
@@ -431,10 +455,14 @@ func (w *world) rotate() {
 		}
 	}
 	k.rotatedTo = n.id
-	if grace == 0 {
-		k.revoked = true
-	} else if end := w.m.now.Add(grace); end.Before(k.expires) {
-		k.expires = end
+	// The old key and its earlier versions end together.
+	for _, id := range append([]string{target}, w.m.predecessors(target)...) {
+		old := w.m.keys[id]
+		if grace == 0 {
+			old.revoked = true
+		} else if end := w.m.now.Add(grace); end.Before(old.expires) {
+			old.expires = end
+		}
 	}
 	w.m.keys[n.id] = n
 	w.m.order = append(w.m.order, n.id)

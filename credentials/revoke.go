@@ -38,7 +38,7 @@ func (s *Service) PlanRevoke(ctx context.Context, c Caller, r Ring, arg string) 
 	if err != nil {
 		return RevokePlan{}, err
 	}
-	t, key, err := s.target(ctx, r, id)
+	t, key, err := s.target(ctx, a, policy.Revoke, r, id)
 	if err != nil {
 		return RevokePlan{}, err
 	}

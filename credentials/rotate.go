@@ -67,7 +67,7 @@ func (s *Service) PlanRotate(ctx context.Context, c Caller, r Ring, req RotateRe
 	if err != nil {
 		return RotatePlan{}, err
 	}
-	t, key, err := s.target(ctx, r, id)
+	t, key, err := s.target(ctx, a, policy.Rotate, r, id)
 	if err != nil {
 		return RotatePlan{}, err
 	}

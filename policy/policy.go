@@ -24,23 +24,25 @@ const (
 	Revoke Action = "revoke"
 )
 
-// MaxLiveChildren bounds the live keys one key may have created, so a
-// credentials:write key cannot fill the store, the keys directory or the
-// env file.
-const MaxLiveChildren = 64
+// MaxLiveDescendants bounds the live keys below a non-admin key (the keys
+// it created, the keys those created, and so on), so a credentials:write
+// key cannot fill the store, the keys directory or the env file, nor
+// spread the sessions and streams it may hold over an unbounded tree.
+const MaxLiveDescendants = 64
 
 // Actor is who asks: a verified keygate key, or the operator (the token CLI,
 // which acts with the authority of whoever can open the store file).
 type Actor struct {
 	Operator  bool
 	Principal auth.Principal
-	// SupersededBy is the id of the live successor of the actor's key, when
-	// the key has been rotated and is only in its grace period. Such a key
-	// may not make or change keys: a leaked old key must not outlive its
-	// rotation by minting new ones.
+	// SupersededBy is the key the actor's key was rotated into, when it was
+	// rotated: the actor's key is an earlier version, working only until
+	// its grace period ends. Such a key may not make or change keys, not
+	// even revoke itself (which would take its successor down): a leaked
+	// old key must not outlive its rotation, nor end the owner's new key.
 	SupersededBy string
-	// LiveChildren counts the live keys the actor's key created.
-	LiveChildren int
+	// LiveDescendants counts the live keys below the actor's key.
+	LiveDescendants int
 }
 
 // Operator is the token CLI's actor.
@@ -107,6 +109,11 @@ func (a Actor) Owns(t Target) bool {
 	return t.ID == id || slices.Contains(t.Ancestors, id) || slices.Contains(t.Successors, id)
 }
 
+// SeesAll reports whether the actor may know of every key (admin or the
+// operator); to anyone else a key it may not touch and a key that does not
+// exist must look the same.
+func (a Actor) SeesAll() bool { return a.admin() }
+
 // admin reports whether the actor holds admin (the operator does).
 func (a Actor) admin() bool {
 	return a.Operator || a.Principal.Scopes.Covers(auth.Scope{Action: auth.Admin})
@@ -160,8 +167,8 @@ func decideCreate(a Actor, t Target) Decision {
 	if d := notSuperseded(a); !d.Allowed {
 		return d
 	}
-	if a.LiveChildren >= MaxLiveChildren {
-		return deny("", fmt.Sprintf("your key already has %d live keys it created, the most one key may have", a.LiveChildren),
+	if !a.admin() && a.LiveDescendants >= MaxLiveDescendants {
+		return deny("", fmt.Sprintf("your key already has %d live keys below it, the most one key may have", a.LiveDescendants),
 			"revoke keys it created that are no longer needed (credentials_list shows them)")
 	}
 	if missing := a.Principal.Scopes.Missing(t.Scopes); len(missing) > 0 {
@@ -190,7 +197,7 @@ func decideChange(a Actor, act Action, t Target) Decision {
 	if !a.holds(auth.CredentialsWrite) {
 		return deny("", fmt.Sprintf("to %s keys needs credentials:write", act), "use a key with credentials:write")
 	}
-	if a.SupersededBy != "" && !(act == Revoke && t.ID == a.Principal.KeyID) {
+	if a.SupersededBy != "" {
 		return notSuperseded(a)
 	}
 	if !a.admin() && !a.Owns(t) {
@@ -217,7 +224,7 @@ func notSuperseded(a Actor) Decision {
 		return allow()
 	}
 	return deny("", fmt.Sprintf("your key %s was rotated into key %s and only works until its grace period ends; it may not make or change keys",
-		a.Principal.KeyID, a.SupersededBy), "use the new key")
+		a.Principal.KeyID, a.SupersededBy), "use the current version of the key")
 }
 
 func scopeList(s auth.Scopes) string {

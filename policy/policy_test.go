@@ -28,7 +28,7 @@ func TestDecide(t *testing.T) {
 	superseded := writer
 	superseded.SupersededBy = "WRITER000001"
 	full := writer
-	full.LiveChildren = MaxLiveChildren
+	full.LiveDescendants = MaxLiveDescendants
 
 	own := Target{Provider: "local", ID: "WRITER000000", Scopes: writer.Principal.Scopes, ExpiresAt: month}
 	child := Target{Provider: "local", ID: "CHILD0000000", Scopes: scopes(t, "content:read"), ExpiresAt: month, Ancestors: []string{"WRITER000000", "ADMIN0000000"}}
@@ -65,7 +65,7 @@ func TestDecide(t *testing.T) {
 		{"reader may not revoke itself", reader, Revoke, Target{ID: "READER000000", Scopes: reader.Principal.Scopes}, false, ""},
 		{"superseded key may not rotate", superseded, Rotate, own, false, ""},
 		{"superseded key may not create", superseded, Create, newNarrow, false, ""},
-		{"superseded key may revoke itself", superseded, Revoke, own, true, ""},
+		{"superseded key may not revoke itself (it would end its successor)", superseded, Revoke, own, false, ""},
 		{"superseded key may not revoke its child", superseded, Revoke, child, false, ""},
 		{"create within scopes and lifetime", writer, Create, newNarrow, true, ""},
 		{"create wider scopes", writer, Create, newWide, false, "scopes"},

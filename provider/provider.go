@@ -135,12 +135,16 @@ type Key struct {
 }
 
 // NewKey asks for a key. ExpiresAt is mandatory. CreatedBy is the key
-// that asked for it ("" for the operator), which owns it from then on.
+// that asked for it ("" for the operator), which owns it from then on; it
+// must still work when the key is made. MaxDescendants, when positive,
+// bounds the live keys any non-admin key above the new one may have below
+// it, counted at the instant of the insert.
 type NewKey struct {
-	Name      string
-	Scopes    auth.Scopes
-	ExpiresAt time.Time
-	CreatedBy string
+	Name           string
+	Scopes         auth.Scopes
+	ExpiresAt      time.Time
+	CreatedBy      string
+	MaxDescendants int
 }
 
 // Lineage is a key with the keys it descends from and the keys it was

@@ -362,6 +362,7 @@ func TestSupersededKeyMakesNothing(t *testing.T) {
 	mustOK(t, e.call("content_list", map[string]any{"type": "posts"}))
 	mustFail(t, e.call("credentials_create", map[string]any{"name": "x", "scopes": []any{"content:read"}, "expires_in_days": 1, "deliver": "reveal"}), "", "was rotated into key")
 	mustFail(t, e.call("credentials_rotate", map[string]any{"credential": "current", "confirm": true, "deliver": "reveal"}), "", "was rotated into key")
-	// Revoking itself is still allowed: a person ending a leak.
-	mustOK(t, e.call("credentials_revoke", map[string]any{"credential": key.ID, "confirm": true}))
+	// Nor revoke itself: that would end its successor, and a thief holding
+	// a leaked old key could end the owner's new one.
+	mustFail(t, e.call("credentials_revoke", map[string]any{"credential": key.ID, "confirm": true}), "", "was rotated into key")
 }

@@ -58,10 +58,63 @@ func (s *Store) CreateKey(ctx context.Context, nk provider.NewKey) (provider.Iss
 	}
 	k := provider.Key{ID: parsed.PublicID, Name: name, Masked: auth.Mask(tok), Scopes: scopes.Strings(),
 		CreatedAt: now, ExpiresAt: fromNanos(toNanos(nk.ExpiresAt)), CreatedBy: nk.CreatedBy}
-	if err := s.inWriteTx(ctx, func(tx *sql.Tx) error { return insertKey(ctx, tx, k, parsed, nowN, "") }); err != nil {
+	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		if err := checkCreator(ctx, tx, nk, now); err != nil {
+			return err
+		}
+		return insertKey(ctx, tx, k, parsed, nowN, "")
+	})
+	if err != nil {
 		return provider.IssuedKey{}, err
 	}
 	return provider.IssuedKey{Key: k, Secret: auth.NewSecret(tok)}, nil
+}
+
+// checkCreator re-checks, inside the write transaction, what makes a key's
+// creator able to create it at all: the creator still works and has not
+// been rotated (a revocation running at the same time must not miss the new
+// key), and no key above the new one would have more than
+// nk.MaxDescendants live keys below it (admin keys excepted). The policy
+// decided the rest before; this is what must hold at the instant of the
+// insert.
+func checkCreator(ctx context.Context, tx *sql.Tx, nk provider.NewKey, now time.Time) error {
+	if nk.CreatedBy == "" {
+		return nil
+	}
+	creator, err := getKey(ctx, tx, nk.CreatedBy)
+	if err != nil {
+		return fmt.Errorf("reading the creating key: %w", err)
+	}
+	switch {
+	case isRevoked(creator, now) || isExpired(creator, now):
+		return &provider.FieldError{Field: "credential", Problem: fmt.Sprintf("key %s, which asked for the new key, no longer works", creator.ID),
+			Fix: "use a key that works"}
+	case creator.RotatedTo != "":
+		return &provider.FieldError{Field: "credential", Problem: fmt.Sprintf("key %s, which asked for the new key, was rotated into key %s", creator.ID, creator.RotatedTo),
+			Fix: "use the new key"}
+	case nk.MaxDescendants <= 0:
+		return nil
+	}
+	nowN := toNanos(now)
+	for id := creator.ID; id != ""; {
+		k, err := getKey(ctx, tx, id)
+		if err != nil {
+			return fmt.Errorf("reading the keys above the new one: %w", err)
+		}
+		if slices.Contains(k.Scopes, string(auth.Admin)) {
+			break // an admin's tree is the operator's business
+		}
+		n, err := liveDescendants(ctx, tx, k.ID, nowN)
+		if err != nil {
+			return err
+		}
+		if n >= nk.MaxDescendants {
+			return &provider.FieldError{Field: "credential", Problem: fmt.Sprintf("key %s already has %d live keys below it, the most a key may have", k.ID, n),
+				Fix: "revoke keys that are no longer needed (credentials_list shows them)"}
+		}
+		id = k.CreatedBy
+	}
+	return nil
 }
 
 // insertKey stores k with the SHA-256 of its secret: never the token itself.
@@ -393,34 +446,39 @@ func walk(ctx context.Context, tx *sql.Tx, id, column, present string) ([]string
 	return out, rows.Err()
 }
 
-// LiveChildren counts the live keys that key id created.
-func (s *Store) LiveChildren(ctx context.Context, id string) (int, error) {
+// LiveDescendants counts the live keys below key id: the keys it created,
+// the keys those created, and so on.
+func (s *Store) LiveDescendants(ctx context.Context, id string) (int, error) {
 	_, nowN := s.nowNanos()
+	return liveDescendants(ctx, s.ro, id, nowN)
+}
+
+func liveDescendants(ctx context.Context, q querier, id string, nowN int64) (int, error) {
 	var n int
-	err := s.ro.QueryRowContext(ctx, `SELECT count(*) FROM keys WHERE created_by = ? AND (revoked_at IS NULL OR revoked_at > ?) AND expires_at > ?`,
-		id, nowN, nowN).Scan(&n)
+	err := q.QueryRowContext(ctx, `
+		WITH RECURSIVE below(id, depth) AS (
+			SELECT id, 1 FROM keys WHERE created_by = ?1
+			UNION SELECT k.id, b.depth + 1 FROM keys k JOIN below b ON k.created_by = b.id WHERE b.depth < ?3
+		)
+		SELECT count(*) FROM keys WHERE id IN (SELECT id FROM below) AND (revoked_at IS NULL OR revoked_at > ?2) AND expires_at > ?2`,
+		id, nowN, maxLineage).Scan(&n)
 	if err != nil {
-		return 0, fmt.Errorf("counting the keys %s created: %w", id, err)
+		return 0, fmt.Errorf("counting the keys below key %s: %w", id, err)
 	}
 	return n, nil
 }
 
-// LiveSuccessor returns the id of key id's successor when that successor
-// still works, or "" when it has none that does.
-func (s *Store) LiveSuccessor(ctx context.Context, id string) (string, error) {
-	now := s.now()
+// Successor returns the key that key id was rotated into, whether or not it
+// still works, or "" when it was never rotated (or its rotation was rolled
+// back). A key with a successor is superseded for good: it is an earlier
+// version of a credential, and only the current version may make or change
+// keys.
+func (s *Store) Successor(ctx context.Context, id string) (string, error) {
 	k, err := getKey(ctx, s.ro, id)
-	if err != nil || k.RotatedTo == "" {
+	if err != nil {
 		return "", err
 	}
-	next, err := getKey(ctx, s.ro, k.RotatedTo)
-	if err != nil {
-		return "", fmt.Errorf("reading successor of key %s: %w", id, err)
-	}
-	if isRevoked(next, now) || isExpired(next, now) {
-		return "", nil
-	}
-	return next.ID, nil
+	return k.RotatedTo, nil
 }
 
 // RotateKey issues the successor of key id for a journaled rotation
@@ -455,7 +513,7 @@ func (s *Store) RotateKey(ctx context.Context, id, rotationID string) (provider.
 		if err := checkRotatable(old, now); err != nil {
 			return err
 		}
-		if err := checkNoLiveSuccessor(ctx, tx, old, now); err != nil {
+		if err := checkNotRotated(old); err != nil {
 			return err
 		}
 		// The successor is the same credential with a new secret: it keeps
@@ -495,20 +553,41 @@ func checkRotatable(k provider.Key, now time.Time) error {
 		Fix: "create a new key with credentials_create"}
 }
 
-// checkNoLiveSuccessor refuses to rotate a key whose successor still works.
-func checkNoLiveSuccessor(ctx context.Context, q querier, old provider.Key, now time.Time) error {
+// checkNotRotated refuses to rotate a key that was rotated before: only the
+// current version of a credential rotates, and rotated_to, which links the
+// versions for revocation, is never overwritten. A rolled-back rotation
+// clears the link (DiscardSuccessor), so it does not block the next one.
+func checkNotRotated(old provider.Key) error {
 	if old.RotatedTo == "" {
 		return nil
 	}
-	next, err := getKey(ctx, q, old.RotatedTo)
+	return &provider.FieldError{Field: "credential", Problem: fmt.Sprintf("key %s has already been rotated to key %s", old.ID, old.RotatedTo),
+		Fix: fmt.Sprintf("rotate key %s, the current version, instead", old.RotatedTo)}
+}
+
+// retirePredecessors applies a retirement to every earlier version of key
+// id (the keys whose rotated_to chain leads to it).
+func retirePredecessors(ctx context.Context, tx *sql.Tx, id string, grace time.Duration, now time.Time) error {
+	nowN := toNanos(now)
+	const before = `
+		WITH RECURSIVE earlier(id, depth) AS (
+			SELECT id, 1 FROM keys WHERE rotated_to = ?1
+			UNION SELECT k.id, e.depth + 1 FROM keys k JOIN earlier e ON k.rotated_to = e.id WHERE e.depth < ?3
+		)`
+	var err error
+	if grace <= 0 {
+		_, err = tx.ExecContext(ctx, before+`
+			UPDATE keys SET revoked_at = ?2 WHERE id IN (SELECT id FROM earlier) AND (revoked_at IS NULL OR revoked_at > ?2)`,
+			id, nowN, maxLineage)
+	} else {
+		_, err = tx.ExecContext(ctx, before+`
+			UPDATE keys SET expires_at = ?2 WHERE id IN (SELECT id FROM earlier) AND expires_at > ?2`,
+			id, toNanos(now.Add(grace)), maxLineage)
+	}
 	if err != nil {
-		return fmt.Errorf("reading successor of key %s: %w", old.ID, err)
+		return fmt.Errorf("retiring the earlier versions of key %s: %w", id, err)
 	}
-	if isRevoked(next, now) || isExpired(next, now) {
-		return nil
-	}
-	return &provider.FieldError{Field: "credential", Problem: fmt.Sprintf("key %s has already been rotated to key %s, which is active", old.ID, next.ID),
-		Fix: fmt.Sprintf("rotate key %s instead, or revoke it first", next.ID)}
+	return nil
 }
 
 // RetireKey ends key id: at once when grace is zero (or negative), else at
@@ -531,6 +610,11 @@ func (s *Store) RetireKey(ctx context.Context, id string, grace time.Duration) (
 }
 
 func retire(ctx context.Context, tx *sql.Tx, k provider.Key, grace time.Duration, now time.Time) (provider.Key, error) {
+	// The earlier versions of k, still in their own grace periods, end no
+	// later than k: an old secret must never outlive a newer one.
+	if err := retirePredecessors(ctx, tx, k.ID, grace, now); err != nil {
+		return provider.Key{}, err
+	}
 	if isRevoked(k, now) {
 		return k, nil
 	}

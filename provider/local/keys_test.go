@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -495,11 +496,11 @@ func TestRevokeTakesTheWholeLineage(t *testing.T) {
 	if l, _ := s.Lineage(ctx, root.Key.ID); strings.Join(l.Successors, ",") != next.Key.ID {
 		t.Errorf("successors of the root = %v", l.Successors)
 	}
-	if n, _ := s.LiveChildren(ctx, next.Key.ID); n != 2 {
-		t.Errorf("live children of the successor = %d, want 2", n)
+	if n, _ := s.LiveDescendants(ctx, next.Key.ID); n != 3 {
+		t.Errorf("live keys below the successor = %d, want 3 (child, its rotated grandchild, the new child)", n)
 	}
-	if sid, _ := s.LiveSuccessor(ctx, root.Key.ID); sid != next.Key.ID {
-		t.Errorf("live successor of the root = %q", sid)
+	if sid, _ := s.Successor(ctx, root.Key.ID); sid != next.Key.ID {
+		t.Errorf("successor of the root = %q", sid)
 	}
 
 	// The root is revoked by an admin; its successor, its predecessor in
@@ -538,4 +539,67 @@ func TestRevokeTakesTheWholeLineage(t *testing.T) {
 	if err != nil || !already || strings.Join(revoked, ",") != b.Key.ID {
 		t.Errorf("revoking an already revoked key with a live child = %v, %v, %v", revoked, already, err)
 	}
+}
+
+// An earlier version of a key never rotates again, never outlives a later
+// retirement, and stays linked for revocation (attack review F1: a leaked
+// key in its grace period rotated itself out of its lineage once its
+// successor had been retired).
+func TestEarlierVersionsStayInTheLineage(t *testing.T) {
+	s, clock := newTestStore(t)
+	ctx := t.Context()
+	aTok, a := mint(t, s, clock, "alice", "content:read", "credentials:write")
+	a1 := rotate(t, s, a.ID, 48*time.Hour) // a: grace of two days
+	_, err := s.RotateKey(ctx, a.ID, "rot-again")
+	wantFieldError(t, err, "credential", "has already been rotated to key "+a1.Key.ID)
+	a2 := rotate(t, s, a1.Key.ID, 0) // a1 ends at once, and a with it
+	checkWorks(t, s, aTok, false)
+	if _, err := s.RotateKey(ctx, a.ID, "rot-thief"); err == nil {
+		t.Fatal("an earlier version was rotated after its successor retired")
+	}
+	// Revoking the current version takes every earlier one.
+	b := rotate(t, s, a2.Key.ID, time.Hour)
+	_, revoked, _, err := s.RevokeKey(ctx, b.Key.ID)
+	if err != nil || !slices.Contains(revoked, a2.Key.ID) {
+		t.Errorf("revoking the current version revoked %v, %v", revoked, err)
+	}
+}
+
+// A key is created only while its creator works and has not been rotated,
+// checked inside the insert (attack review F2: children made while their
+// creator was being revoked outlived it), and a non-admin key's tree stays
+// bounded (F3).
+func TestCreateKeyChecksTheCreatorAtTheInsert(t *testing.T) {
+	s, clock := newTestStore(t)
+	ctx := t.Context()
+	_, parent := mint(t, s, clock, "parent", "content:read", "credentials:write")
+	nk := provider.NewKey{Name: "child", Scopes: scopes(t, "content:read", "credentials:write"), ExpiresAt: clock.Now().Add(day), CreatedBy: parent.ID, MaxDescendants: 3}
+	child, err := s.CreateKey(ctx, nk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grand := nk
+	grand.CreatedBy = child.Key.ID
+	for range 2 {
+		if _, err := s.CreateKey(ctx, grand); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// parent now has 3 live keys below it: its grandchildren count.
+	_, err = s.CreateKey(ctx, grand)
+	wantFieldError(t, err, "credential", "live keys below it")
+	_, err = s.CreateKey(ctx, nk)
+	wantFieldError(t, err, "credential", "live keys below it")
+
+	if _, _, _, err := s.RevokeKey(ctx, parent.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.CreateKey(ctx, nk)
+	wantFieldError(t, err, "credential", "no longer works")
+
+	_, other := mint(t, s, clock, "other", "content:read", "credentials:write")
+	rotate(t, s, other.ID, time.Hour)
+	nk.CreatedBy = other.ID
+	_, err = s.CreateKey(ctx, nk)
+	wantFieldError(t, err, "credential", "was rotated into key")
 }
