@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -161,6 +162,64 @@ func SetEnvVar(path, name, value string, opts EnvWriteOptions) error {
 		return fmt.Errorf("env file %s: setting %s would change other variables; edit the file by hand", path, name)
 	}
 	return writeAtomic(target, updated)
+}
+
+// RemoveEnvVars deletes from the env file at path every variable for which
+// drop(name, value) is true, under the same lock and with the same atomic
+// replace as SetEnvVar, and returns the names it removed. Every line that
+// assigns a removed variable goes; every other byte stays. A missing file
+// removes nothing.
+func RemoveEnvVars(path string, drop func(name, value string) bool, opts EnvWriteOptions) ([]string, error) {
+	target, err := resolveEnvPath(path, opts.AllowSymlink)
+	if err != nil {
+		return nil, err
+	}
+	lk, err := lockEnvFile(target)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Release()
+	old, err := os.ReadFile(target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading env file: %w", err)
+	}
+	before, err := parseEnv(old)
+	if err != nil {
+		return nil, fmt.Errorf("env file %s: %w", path, err)
+	}
+	want := maps.Clone(before)
+	var removed []string
+	for name, value := range before {
+		if drop(name, value) {
+			delete(want, name)
+			removed = append(removed, name)
+		}
+	}
+	if len(removed) == 0 {
+		return nil, nil
+	}
+	var kept [][]byte
+	for _, line := range bytes.SplitAfter(old, []byte("\n")) {
+		body, _ := splitEOL(string(line))
+		if m := assignment.FindStringSubmatch(body); m != nil {
+			if _, gone := before[m[2]]; gone {
+				if _, stays := want[m[2]]; !stays {
+					continue
+				}
+			}
+		}
+		kept = append(kept, line)
+	}
+	updated := bytes.Join(kept, nil)
+	after, err := parseEnv(updated)
+	if err != nil || !maps.Equal(after, want) {
+		return nil, fmt.Errorf("env file %s: removing %s would change other variables; edit the file by hand", path, strings.Join(removed, ", "))
+	}
+	slices.Sort(removed)
+	return removed, writeAtomic(target, updated)
 }
 
 func resolveEnvPath(path string, allowSymlink bool) (string, error) {

@@ -241,3 +241,64 @@ func TestSetEnvVarLocksAgainstOtherProcesses(t *testing.T) {
 		t.Errorf("%d of 120 variables survived four processes writing at once", len(vars))
 	}
 }
+
+func TestRemoveEnvVars(t *testing.T) {
+	dropGone := func(name, value string) bool { return value == "gone" }
+	tests := []struct {
+		name, before, after string
+		removed             []string
+	}{
+		{"nothing to remove leaves the file", "A=1\n", "A=1\n", nil},
+		{"removes one line, keeps comments and order", "# c\nA=1\nCI_TOKEN=gone\nB=2 # b\n", "# c\nA=1\nB=2 # b\n", []string{"CI_TOKEN"}},
+		{"removes every assignment of the name", "X_TOKEN=old\nA=1\nX_TOKEN=gone\n", "A=1\n", []string{"X_TOKEN"}},
+		{"keeps CRLF", "A=1\r\nY_KEY='gone'\r\nB=2\r\n", "A=1\r\nB=2\r\n", []string{"Y_KEY"}},
+		{"export and quotes", "export Z_PAT=\"gone\"\nA=1", "A=1", []string{"Z_PAT"}},
+		{"two names, sorted", "B_TOKEN=gone\nA_TOKEN=gone\nC=3\n", "C=3\n", []string{"A_TOKEN", "B_TOKEN"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), ".env")
+			if err := os.WriteFile(path, []byte(tc.before), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			removed, err := RemoveEnvVars(path, dropGone, EnvWriteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(removed) != fmt.Sprint(tc.removed) {
+				t.Errorf("removed %v, want %v", removed, tc.removed)
+			}
+			if got, _ := os.ReadFile(path); string(got) != tc.after {
+				t.Errorf("file %q, want %q", got, tc.after)
+			}
+		})
+	}
+}
+
+func TestRemoveEnvVarsRefusesWhatItCannotRemoveCleanly(t *testing.T) {
+	// A double-quoted value may span lines: removing only its first line
+	// would turn the rest into other variables.
+	path := filepath.Join(t.TempDir(), ".env")
+	before := "A=1\nM_TOKEN=\"gone\nINJECTED=1\"\n"
+	if err := os.WriteFile(path, []byte(before), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars, err := ReadEnvFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = RemoveEnvVars(path, func(name, _ string) bool { return name == "M_TOKEN" }, EnvWriteOptions{})
+	if err == nil || !strings.Contains(err.Error(), "edit the file by hand") {
+		t.Fatalf("err = %v, want a refusal (vars were %q)", err, vars)
+	}
+	if got, _ := os.ReadFile(path); string(got) != before {
+		t.Errorf("file changed to %q", got)
+	}
+}
+
+func TestRemoveEnvVarsMissingFile(t *testing.T) {
+	removed, err := RemoveEnvVars(filepath.Join(t.TempDir(), ".env"), func(string, string) bool { return true }, EnvWriteOptions{})
+	if err != nil || removed != nil {
+		t.Fatalf("got %v, %v; want nothing", removed, err)
+	}
+}

@@ -26,6 +26,7 @@ import (
 type Store interface {
 	CreateKey(ctx context.Context, nk provider.NewKey) (provider.IssuedKey, error)
 	ListKeys(ctx context.Context) ([]provider.Key, error)
+	GetKey(ctx context.Context, id string) (provider.Key, error)
 	Lineage(ctx context.Context, id string) (provider.Lineage, error)
 	LiveDescendants(ctx context.Context, id string) (int, error)
 	Successor(ctx context.Context, id string) (string, error)

@@ -540,6 +540,17 @@ func (w *world) checkWorld(all bool) {
 	if vars["KEYGATE_TOKEN"] != "unused" {
 		w.failf("keygate's own token in the env file was changed")
 	}
+	revoked := map[string]string{} // secret -> id
+	for _, id := range w.m.order {
+		if k := w.m.keys[id]; k.revoked {
+			revoked[k.secret] = id
+		}
+	}
+	for name, v := range vars {
+		if id, ok := revoked[v]; ok {
+			w.failf("%s in the env file still holds revoked key %s", name, id)
+		}
+	}
 	err = filepath.WalkDir(filepath.Join(w.root, "data"), func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -548,6 +559,11 @@ func (w *world) checkWorld(all bool) {
 		switch dir, name := filepath.Dir(rel), d.Name(); {
 		case dir == "data" && strings.HasPrefix(name, "keygate.db"):
 		case dir == filepath.Join("data", "keys") && strings.HasSuffix(name, ".token"):
+			if b, err := os.ReadFile(path); err == nil {
+				if id, ok := revoked[strings.TrimSpace(string(b))]; ok {
+					w.failf("%s still holds revoked key %s", rel, id)
+				}
+			}
 		case dir == filepath.Join("data", "rotation") && strings.HasSuffix(name, ".lock"):
 		default:
 			w.failf("unexpected file in keygate's state: %s", rel)

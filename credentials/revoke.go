@@ -87,6 +87,12 @@ type Revoked struct {
 	// predecessors in their grace period, and every key any of them
 	// created.
 	AlsoRevoked []string
+	// Removed are the places keygate had delivered the revoked secrets to
+	// and removed them from ("env:NAME", "file:PATH").
+	Removed []string
+	// RemoveErr says why a place could not be cleaned; the keys are
+	// revoked all the same.
+	RemoveErr error
 }
 
 // Revoke carries out a plan. On keygate's store it takes the key's whole
@@ -110,5 +116,16 @@ func (s *Service) Revoke(ctx context.Context, p RevokePlan) (Revoked, error) {
 			out.AlsoRevoked = append(out.AlsoRevoked, id)
 		}
 	}
+	out.Removed, out.RemoveErr = s.sweepRevoked(ctx)
 	return out, nil
+}
+
+// sweepRevoked removes the delivered copies of every revoked key of
+// keygate's store (package delivery, Sweep): a token whose key the store
+// does not know, or cannot be read, stays.
+func (s *Service) sweepRevoked(ctx context.Context) ([]string, error) {
+	return s.Places.Sweep(func(id string) bool {
+		k, err := s.Store.GetKey(ctx, id)
+		return err == nil && !k.RevokedAt.IsZero()
+	})
 }

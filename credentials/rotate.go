@@ -152,6 +152,10 @@ type Rotated struct {
 	// Warning is a step after the delivery that failed; recovery finishes
 	// it at the next start.
 	Warning string
+	// Removed and RemoveErr are as in Revoked: the delivered copies of
+	// keys the rotation revoked.
+	Removed   []string
+	RemoveErr error
 }
 
 // Rotate carries out a plan through the journaled rotation engine.
@@ -197,6 +201,11 @@ func (s *Service) Rotate(ctx context.Context, p RotatePlan) (Rotated, error) {
 		// The delivery happened; what failed came after it (retiring the
 		// old key, say), and the engine finishes it at the next start.
 		out.Warning = err.Error()
+	}
+	if p.ring.Local && err == nil {
+		// A rotation without grace revoked the old key: its delivered
+		// copies go as a revocation's do.
+		out.Removed, out.RemoveErr = s.sweepRevoked(ctx)
 	}
 	if res.Delivered.Kind == delivery.Session {
 		out.Followed = p.caller.SetSession(auth.Credential{Secret: res.NewSecret, Source: auth.SourceSession})

@@ -15,6 +15,7 @@ package delivery
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -324,4 +325,107 @@ func dirWritable(dir string) error {
 	}
 	name := f.Name()
 	return errors.Join(f.Close(), os.Remove(name))
+}
+
+// sweepLimits bound what Sweep reads: the entries of one directory and the
+// size of one file that may hold a token.
+const (
+	sweepMaxEntries = 10_000
+	sweepMaxFile    = 4 << 10
+)
+
+// Sweep removes revoked keys' secrets from the places deliveries write: the
+// variables of the env file that a delivery may set, and the "*.token"
+// files directly in the keys directory and beside the env file, whose value
+// is a keygate token of a key for which dead(id) is true. It returns what
+// it removed ("env:NAME", "file:PATH"), never a secret. A revoked key no
+// longer works; removing it leaves no stale secret for a later reader to
+// mistake for a working one.
+func (p Places) Sweep(dead func(keyID string) bool) ([]string, error) {
+	isDead := func(v string) bool {
+		t, _, err := auth.ParseToken(strings.TrimSpace(v))
+		return err == nil && dead(t.PublicID)
+	}
+	var removed []string
+	var errs []error
+	if p.EnvFile != "" {
+		names, err := auth.RemoveEnvVars(p.EnvFile, func(name, value string) bool {
+			return CheckVar(name) == nil && isDead(value)
+		}, auth.EnvWriteOptions{AllowSymlink: p.AllowSymlink})
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, n := range names {
+			removed = append(removed, "env:"+n)
+		}
+	}
+	var dirs []string
+	if p.KeysDir != "" {
+		dirs = append(dirs, p.KeysDir)
+	}
+	if p.EnvFile != "" && filepath.Dir(p.EnvFile) != p.KeysDir {
+		dirs = append(dirs, filepath.Dir(p.EnvFile))
+	}
+	for _, dir := range dirs {
+		files, err := sweepDir(dir, isDead)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, f := range files {
+			removed = append(removed, "file:"+f)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// sweepDir removes the regular "*.token" files directly in dir whose
+// content isDead.
+func sweepDir(dir string, isDead func(string) bool) ([]string, error) {
+	d, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", dir, err)
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(sweepMaxEntries)
+	if err != nil && len(entries) == 0 && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading %s: %w", dir, err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !fileName().MatchString(e.Name()) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		b, err := readSmall(path)
+		if err != nil || !isDead(string(b)) {
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			errs = append(errs, fmt.Errorf("removing %s: %w", path, err))
+			continue
+		}
+		removed = append(removed, path)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// readSmall reads a file that may hold one token, refusing anything larger.
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, sweepMaxFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > sweepMaxFile {
+		return nil, errors.New("too large to hold a token")
+	}
+	return b, nil
 }

@@ -145,3 +145,69 @@ func TestPreflightPutHolds(t *testing.T) {
 		}
 	}
 }
+
+func TestSweepRemovesOnlyRevokedDeliveries(t *testing.T) {
+	p, root := layout(t)
+	mint := func() (string, string) {
+		tok, parsed, err := auth.NewToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok, parsed.PublicID
+	}
+	deadTok, deadID := mint()
+	live, _ := mint()
+	write := func(path, body string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The revoked key sits in a delivery variable, in keygate's own
+	// variable (an operator's choice: never touched), in a keys-directory
+	// file, beside the env file, and in files a delivery never writes.
+	write(p.EnvFile, "KEYGATE_TOKEN="+deadTok+"\nCI_TOKEN="+deadTok+"\nLIVE_TOKEN="+live+"\nNOTE=keep\n")
+	write(filepath.Join(p.KeysDir, deadID+".token"), deadTok+"\n")
+	write(filepath.Join(p.KeysDir, "live.token"), live)
+	write(filepath.Join(root, "ci.token"), deadTok)
+	write(filepath.Join(root, "notes.txt"), deadTok)
+	sub := filepath.Join(p.KeysDir, "nested")
+	if err := os.MkdirAll(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(filepath.Join(sub, "x.token"), deadTok)
+	outside := t.TempDir()
+	write(filepath.Join(outside, "target.token"), deadTok)
+	if err := os.Symlink(filepath.Join(outside, "target.token"), filepath.Join(p.KeysDir, "link.token")); err != nil {
+		t.Fatal(err)
+	}
+
+	removed, err := p.Sweep(func(id string) bool { return id == deadID })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"env:CI_TOKEN", "file:" + filepath.Join(p.KeysDir, deadID+".token"), "file:" + filepath.Join(root, "ci.token")}
+	if strings.Join(removed, "|") != strings.Join(want, "|") {
+		t.Errorf("removed %q\nwant    %q", removed, want)
+	}
+	vars, err := auth.ReadEnvFile(p.EnvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vars["CI_TOKEN"]; ok {
+		t.Error("CI_TOKEN still holds the revoked key")
+	}
+	if vars["KEYGATE_TOKEN"] != deadTok || vars["LIVE_TOKEN"] != live || vars["NOTE"] != "keep" {
+		t.Errorf("other variables changed: %q", vars)
+	}
+	for _, stays := range []string{filepath.Join(p.KeysDir, "live.token"), filepath.Join(root, "notes.txt"), filepath.Join(sub, "x.token"), filepath.Join(outside, "target.token"), filepath.Join(p.KeysDir, "link.token")} {
+		if _, err := os.Lstat(stays); err != nil {
+			t.Errorf("%s: %v, want it left alone", stays, err)
+		}
+	}
+	for _, r := range removed {
+		if strings.Contains(r, deadTok) {
+			t.Fatalf("report %q holds the secret", r)
+		}
+	}
+}

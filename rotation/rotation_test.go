@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -672,5 +673,30 @@ func TestEngineValidates(t *testing.T) {
 				t.Errorf("error = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestLocksAreStriped: rotating many keys leaves a bounded number of lock
+// files, not one per key a caller ever rotated.
+func TestLocksAreStriped(t *testing.T) {
+	f := newFixture(t, "local", rotationtest.Options{})
+	eng := f.engine()
+	const keys = 80
+	for i := range keys {
+		k := f.mintOther(fmt.Sprintf("k%d", i))
+		if _, err := eng.Rotate(t.Context(), rotation.Request{KeyID: k.ID, Dest: delivery.Spec{Kind: delivery.Reveal}}); err != nil {
+			t.Fatalf("rotating key %d: %v", i, err)
+		}
+	}
+	locks, err := filepath.Glob(filepath.Join(f.stateDir, "*.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locks) > 64 {
+		t.Errorf("%d lock files after rotating %d keys, want at most 64", len(locks), keys)
+	}
+	entries, _ := os.ReadDir(f.stateDir)
+	if len(entries) != len(locks) {
+		t.Errorf("%d entries in the state directory, want only the %d lock files", len(entries), len(locks))
 	}
 }

@@ -302,6 +302,7 @@ func (d *Deps) credentialsRotate(ctx context.Context, call *Call) (*mcp.CallTool
 	case res.Delivered.Kind == delivery.Session && res.Followed:
 		text += "; this session now acts with the new key"
 	}
+	text = removedText(out, text, res.Removed, res.RemoveErr)
 	if res.Warning != "" {
 		out["warning"] = res.Warning
 		text += "\nWARNING: " + strings.TrimSpace(res.Warning)
@@ -373,5 +374,23 @@ func (d *Deps) credentialsRevoke(ctx context.Context, call *Call) (*mcp.CallTool
 	if also == nil {
 		also = []string{}
 	}
-	return okResult(map[string]any{"provider": pr.Name, "revoked": true, "already_revoked": res.Already, "key": res.Key, "also_revoked": also}, text), nil
+	out := map[string]any{"provider": pr.Name, "revoked": true, "already_revoked": res.Already, "key": res.Key, "also_revoked": also}
+	return okResult(out, removedText(out, text, res.Removed, res.RemoveErr)), nil
+}
+
+// removedText reports the delivered copies of revoked keys keygate removed,
+// and any it could not.
+func removedText(out map[string]any, text string, removed []string, err error) string {
+	if removed == nil {
+		removed = []string{}
+	}
+	out["removed_from"] = removed
+	if len(removed) > 0 {
+		text += "; removed the revoked secrets keygate had delivered to " + strings.Join(removed, ", ")
+	}
+	if err != nil {
+		out["remove_error"] = err.Error()
+		text += fmt.Sprintf("; could not remove every delivered copy of a revoked key (%v): delete it by hand, it no longer works", err)
+	}
+	return text
 }

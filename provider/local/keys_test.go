@@ -404,6 +404,35 @@ func TestRotateRejects(t *testing.T) {
 	}
 }
 
+// TestRotatedKeyIsNeverRotatedAgain: only the current version of a key
+// rotates, so two rotations racing on one key cannot both succeed, and the
+// link from a key to its successor, which revocation follows, is never
+// overwritten, not even during the grace period.
+func TestRotatedKeyIsNeverRotatedAgain(t *testing.T) {
+	s, clock := newTestStore(t)
+	ctx := t.Context()
+	_, old := mint(t, s, clock, "worker", "content:read")
+	first, err := s.RotateKey(ctx, old.ID, "rot-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RetireKey(ctx, old.ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.RotateKey(ctx, old.ID, "rot-2")
+	wantFieldError(t, err, "credential", "has already been rotated to key "+first.Key.ID)
+	if k, _ := s.GetKey(ctx, old.ID); k.RotatedTo != first.Key.ID {
+		t.Errorf("rotated_to = %q, want %q", k.RotatedTo, first.Key.ID)
+	}
+	if keys, _ := s.ListKeys(ctx); len(keys) != 2 {
+		t.Errorf("%d keys, want 2: the refused rotation made one", len(keys))
+	}
+	// The current version still rotates.
+	if _, err := s.RotateKey(ctx, first.Key.ID, "rot-3"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestSecretNeverStored looks for the token and its secret in every file of
 // the store, while open (WAL) and after closing (checkpointed).
 func TestSecretNeverStored(t *testing.T) {
