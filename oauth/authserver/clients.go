@@ -36,18 +36,20 @@ type client struct {
 	loginURL     func(id string) string
 }
 
-func (c *client) GetID() string                         { return c.id }
-func (c *client) RedirectURIs() []string                { return c.redirectURIs }
-func (c *client) PostLogoutRedirectURIs() []string      { return nil }
-func (c *client) ApplicationType() op.ApplicationType   { return op.ApplicationTypeNative }
-func (c *client) AuthMethod() oidc.AuthMethod           { return c.authMethod }
-func (c *client) ResponseTypes() []oidc.ResponseType    { return []oidc.ResponseType{oidc.ResponseTypeCode} }
-func (c *client) LoginURL(id string) string             { return c.loginURL(id) }
-func (c *client) AccessTokenType() op.AccessTokenType   { return op.AccessTokenTypeJWT }
-func (c *client) IDTokenLifetime() time.Duration        { return 0 }
-func (c *client) DevMode() bool                         { return false }
-func (c *client) IDTokenUserinfoClaimsAssertion() bool  { return false }
-func (c *client) ClockSkew() time.Duration              { return 0 }
+func (c *client) GetID() string                       { return c.id }
+func (c *client) RedirectURIs() []string              { return c.redirectURIs }
+func (c *client) PostLogoutRedirectURIs() []string    { return nil }
+func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeNative }
+func (c *client) AuthMethod() oidc.AuthMethod         { return c.authMethod }
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (c *client) LoginURL(id string) string            { return c.loginURL(id) }
+func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeJWT }
+func (c *client) IDTokenLifetime() time.Duration       { return 0 }
+func (c *client) DevMode() bool                        { return false }
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return false }
+func (c *client) ClockSkew() time.Duration             { return 0 }
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }

@@ -63,10 +63,10 @@ type publicKey struct {
 	pub *ecdsa.PublicKey
 }
 
-func (k publicKey) ID() string                          { return k.id }
+func (k publicKey) ID() string                         { return k.id }
 func (k publicKey) Algorithm() jose.SignatureAlgorithm { return signingAlg }
-func (k publicKey) Use() string                         { return "sig" }
-func (k publicKey) Key() any                            { return k.pub }
+func (k publicKey) Use() string                        { return "sig" }
+func (k publicKey) Key() any                           { return k.pub }
 
 func newKeyring(store KeyStore, now func() time.Time, rotateEvery, keepFor time.Duration) *keyring {
 	return &keyring{store: store, now: now, rotateEvery: rotateEvery, keepFor: keepFor}

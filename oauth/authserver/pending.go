@@ -59,9 +59,9 @@ func (a authRequest) Done() bool                            { return a.done }
 
 // Errors of pending.
 var (
-	errPendingFull   = errors.New("too many authorization requests are waiting; try again in a few minutes")
-	errUnknownCode   = errors.New("unknown or expired authorization code")
-	errCodeReplayed  = errors.New("authorization code used twice")
+	errPendingFull    = errors.New("too many authorization requests are waiting; try again in a few minutes")
+	errUnknownCode    = errors.New("unknown or expired authorization code")
+	errCodeReplayed   = errors.New("authorization code used twice")
 	errUnknownRequest = errors.New("unknown or expired authorization request")
 )
 

@@ -172,7 +172,9 @@ func (st storage) GetRefreshTokenInfo(context.Context, string, string) (string, 
 	return "", "", op.ErrInvalidRefreshToken
 }
 
-func (st storage) SigningKey(ctx context.Context) (op.SigningKey, error) { return st.s.keys.active(ctx) }
+func (st storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
+	return st.s.keys.active(ctx)
+}
 
 func (st storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
 	return []jose.SignatureAlgorithm{signingAlg}, nil
