@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
@@ -94,6 +95,12 @@ type envOption func(*Config)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
+	return newEnvServing(t, func(e *env) http.Handler { return e.protect(echoPrincipal()) }, opts...)
+}
+
+// newEnvServing is newEnv with mcp serving the resource at /mcp.
+func newEnvServing(t *testing.T, mcp func(*env) http.Handler, opts ...envOption) *env {
+	t.Helper()
 	e := &env{t: t, clock: newClock(), logs: &logBuffer{}}
 	var err error
 	e.store, err = local.Open(t.Context(), filepath.Join(t.TempDir(), "keygate.db"), local.Options{Now: e.clock.Now})
@@ -130,7 +137,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		mux.Handle(p, e.srv.Handler())
 	}
 	e.resource.Register(mux)
-	mux.Handle("/mcp", e.protect(echoPrincipal()))
+	mux.Handle("/mcp", mcp(e))
 	e.http.Start()
 	t.Cleanup(e.http.Close)
 	return e
@@ -429,4 +436,42 @@ func wantInvalidToken(t *testing.T, err error) {
 	}
 }
 
-var _ = net.ParseIP
+// jsonPart decodes the payload of a compact JWS.
+func jsonPart(token string, v any) error { return decodePart(token, 1, v) }
+
+// jsonHeader decodes the protected header of a compact JWS.
+func jsonHeader(token string, v any) error { return decodePart(token, 0, v) }
+
+func decodePart(token string, i int, v any) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return errors.New("not a compact JWS")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[i])
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// signJWT signs claims with key, as any issuer would.
+func signJWT(t *testing.T, key jose.SigningKey, claims map[string]any) string {
+	t.Helper()
+	signer, err := jose.NewSigner(key, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

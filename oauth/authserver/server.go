@@ -191,16 +191,37 @@ type opServer struct {
 	s *Server
 }
 
-// VerifyAuthRequest gives a request without a scope keygate's scopes: the
-// person picks on the consent page (RFC 6749 section 3.3 lets the server
-// choose a default).
+// VerifyAuthRequest finds the client. A request without a scope gets
+// keygate's scopes: the person picks on the consent page (RFC 6749 section
+// 3.3 lets the server choose a default). Request objects are not supported
+// (Authorize refuses them).
 func (o *opServer) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.AuthRequest]) (*op.ClientRequest[oidc.AuthRequest], error) {
 	if len(r.Data.Scopes) == 0 {
 		for _, a := range auth.AllActions {
 			r.Data.Scopes = append(r.Data.Scopes, string(a))
 		}
 	}
-	return o.LegacyServer.VerifyAuthRequest(ctx, r)
+	if r.Data.ClientID == "" {
+		return nil, oidc.ErrInvalidRequest().WithDescription("client_id is missing")
+	}
+	// The library compares redirect_uri with the registered ones (exactly,
+	// but for the port of a loopback URI, RFC 8252 section 7.3); keygate
+	// first refuses one that no client could have registered.
+	if err := checkRedirectURI(r.Data.RedirectURI); err != nil {
+		return nil, oidc.ErrInvalidRequestRedirectURI().WithDescription("redirect_uri: %s", err.Error())
+	}
+	// The library would answer an unknown client with a 500; it is the
+	// caller's mistake. The error is shown, never redirected: the
+	// redirect_uri of an unknown client cannot be trusted.
+	c, err := o.s.clients.get(ctx, r.Data.ClientID)
+	if err != nil {
+		o.s.cfg.Logger.WarnContext(ctx, "oauth: client lookup failed", "client_id", r.Data.ClientID, "err", err)
+		if !errors.Is(err, errUnknownClient) {
+			return nil, oidc.ErrServerError().WithParent(err)
+		}
+		return nil, oidc.ErrInvalidRequestRedirectURI().WithDescription("%s", err.Error())
+	}
+	return &op.ClientRequest[oidc.AuthRequest]{Request: r, Client: c}, nil
 }
 
 // Authorize runs after the library has checked the client and that the
