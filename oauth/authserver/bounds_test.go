@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +174,4 @@ func TestMetadataFetchesAreBounded(t *testing.T) {
 	if n := docs.fetches.Load(); n != 4 {
 		t.Fatalf("%d fetches for 6 requests from one address, want 4", n)
 	}
-	_ = url.Values{}
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -311,5 +310,4 @@ func TestClientIDMetadataDocumentCache(t *testing.T) {
 	if n := docs.fetches.Load(); n != 3 {
 		t.Errorf("a failing document was fetched %d times for 3 requests, want 3: errors are not cached", n)
 	}
-	_ = fmt.Sprint()
 }
