@@ -153,11 +153,11 @@ func (s *Server) consentForm(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName(a.id), Value: a.csrf, Path: ConsentPath, MaxAge: int(s.cfg.RequestTTL.Seconds()),
 		HttpOnly: true, Secure: strings.HasPrefix(s.cfg.Issuer, "https://"), SameSite: http.SameSiteStrictMode})
-	s.renderForm(w, http.StatusOK, a, "", a.scopes)
+	s.renderForm(r.Context(), w, http.StatusOK, a, "", a.scopes)
 }
 
-func (s *Server) renderForm(w http.ResponseWriter, status int, a authRequest, problem string, checked []string) {
-	c, err := s.clients.get(context.Background(), a.clientID)
+func (s *Server) renderForm(ctx context.Context, w http.ResponseWriter, status int, a authRequest, problem string, checked []string) {
+	c, err := s.clients.get(ctx, a.clientID)
 	fromDocument, clientHost := false, ""
 	if err == nil && c.fromDocument {
 		fromDocument = true
@@ -228,7 +228,21 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, a authReq
 		return
 	}
 	securityHeaders(w, a.redirectURI)
-	http.Redirect(w, r, red.URL, http.StatusSeeOther)
+	http.Redirect(w, r, s.withIssuer(red.URL), http.StatusSeeOther)
+}
+
+// withIssuer adds the iss parameter to an authorization response (RFC 9207
+// section 2), so a client that talks to several servers can tell which one
+// answered.
+func (s *Server) withIssuer(callback string) string {
+	u, err := url.Parse(callback)
+	if err != nil {
+		return callback
+	}
+	q := u.Query()
+	q.Set("iss", s.cfg.Issuer)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func clearCookie(w http.ResponseWriter, id string) {
@@ -239,7 +253,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, a authRequest) 
 	ctx := r.Context()
 	addr := addressFrom(ctx)
 	checked := r.PostForm["scope"]
-	again := func(status int, problem string) { s.renderForm(w, status, a, problem, checked) }
+	again := func(status int, problem string) { s.renderForm(ctx, w, status, a, problem, checked) }
 	if s.consentLimit.spent(addr) {
 		w.Header().Set("Retry-After", "600")
 		writePage(w, http.StatusTooManyRequests, "Too many attempts",
@@ -269,7 +283,15 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, a authRequest) 
 		writePage(w, http.StatusInternalServerError, "Something went wrong", "keygate could not check the token. Try again in a moment.")
 		return
 	}
-	if next, err := s.cfg.Store.LiveSuccessor(ctx, p.KeyID); err != nil || next != "" {
+	next, err := s.cfg.Store.LiveSuccessor(ctx, p.KeyID)
+	if err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "oauth: reading the successor of a key", "key", p.KeyID, "err", err)
+		writePage(w, http.StatusInternalServerError, "Something went wrong", "keygate could not check the token. Try again in a moment.")
+		return
+	}
+	if next != "" {
+		// A rotated key may not make credentials (package policy): a
+		// leaked old key must not outlive its rotation through a grant.
 		again(http.StatusForbidden, fmt.Sprintf("Key %s has been rotated into key %s and only works until its grace period ends; sign in with the new key.", p.KeyID, next))
 		return
 	}
@@ -339,5 +361,5 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, a authRequest) 
 	}
 	clearCookie(w, a.id)
 	securityHeaders(w, a.redirectURI)
-	http.Redirect(w, r, callback, http.StatusSeeOther)
+	http.Redirect(w, r, s.withIssuer(callback), http.StatusSeeOther)
 }

@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"testing"
@@ -62,4 +63,48 @@ func TestAccessTokenExpires(t *testing.T) {
 	e.clock.Add(DefaultAccessTokenTTL + time.Second)
 	_, err := e.srv.Verifier().Verify(t.Context(), tr.AccessToken)
 	wantInvalidToken(t, err)
+}
+
+func TestMetadata(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.CIMD.Disabled = true })
+	var md map[string]any
+	getJSON(t, e.base+MetadataPath, &md)
+	want := map[string]any{
+		"issuer": e.base, "authorization_endpoint": e.base + AuthorizePath, "token_endpoint": e.base + TokenPath,
+		"registration_endpoint": e.base + RegisterPath, "revocation_endpoint": e.base + RevokePath, "jwks_uri": e.base + JWKSPath,
+		"code_challenge_methods_supported": []any{"S256"}, "response_types_supported": []any{"code"},
+		"grant_types_supported":                          []any{"authorization_code", "refresh_token"},
+		"authorization_response_iss_parameter_supported": true, "client_id_metadata_document_supported": false,
+	}
+	for k, v := range want {
+		if got, _ := json.Marshal(md[k]); string(got) != string(must(json.Marshal(v))) {
+			t.Errorf("%s = %s, want %v", k, got, v)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodOptions, e.base+RegisterPath, nil)
+	req.Header.Set("Origin", "https://inspector.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("preflight of registration: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, err = http.Get(e.base + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("OpenID Connect discovery: %d, want 404 (keygate is no OpenID provider)", resp.StatusCode)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

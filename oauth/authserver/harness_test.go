@@ -361,8 +361,8 @@ func code(t *testing.T, p page, a authorization) string {
 		t.Fatalf("answer: %d %v %s", p.status, p.location, p.body)
 	}
 	q := p.location.Query()
-	if q.Get("state") != a.state || q.Get("code") == "" {
-		t.Fatalf("redirect %s: want a code and state %s", p.location, a.state)
+	if q.Get("state") != a.state || q.Get("code") == "" || !strings.HasPrefix(q.Get("iss"), "http://127.0.0.1:") {
+		t.Fatalf("redirect %s: want a code, state %s and the issuer (RFC 9207)", p.location, a.state)
 	}
 	return q.Get("code")
 }

@@ -1,6 +1,8 @@
 package authserver
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -26,8 +28,8 @@ func wantErrorRedirect(t *testing.T, p page, a authorization, code string) url.V
 		t.Fatalf("want a redirect to %s, got %d %v %s", a.redirectURI, p.status, p.location, p.body)
 	}
 	q := p.location.Query()
-	if q.Get("error") != code || q.Get("state") != a.state || q.Get("code") != "" {
-		t.Fatalf("redirect %s: want error=%s with the state and no code", p.location, code)
+	if q.Get("error") != code || q.Get("state") != a.state || q.Get("code") != "" || !strings.HasPrefix(q.Get("iss"), "http://127.0.0.1:") {
+		t.Fatalf("redirect %s: want error=%s with the state and the issuer, and no code", p.location, code)
 	}
 	return q
 }
@@ -173,6 +175,14 @@ func TestConsentFormIsProtected(t *testing.T) {
 	}
 	if strings.Contains(p.body, "<script") {
 		t.Error("the page carries a script")
+	}
+	style := p.body[strings.Index(p.body, "<style>")+len("<style>") : strings.Index(p.body, "</style>")]
+	sum := sha256.Sum256([]byte(style))
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'") {
+		t.Errorf("the page's style is not the one the Content-Security-Policy allows: %s", csp)
+	}
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' http://127.0.0.1:7777") {
+		t.Errorf("form-action does not allow the redirect that follows the form: %s", csp)
 	}
 	form := p.form(t)
 	answer := func(b *browser, f url.Values) page {

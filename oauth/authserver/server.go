@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	protocol := op.RegisterLegacyServer(&opServer{LegacyServer: op.NewLegacyServer(provider, endpoints), s: s}, http.NotFound)
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+MetadataPath, s.serveMetadata)
+	mux.HandleFunc(MetadataPath, s.serveMetadata)
 	mux.Handle(AuthorizePath, s.limitAuthorize(protocol))
 	mux.Handle(TokenPath, protocol)
 	mux.Handle(RevokePath, protocol)
@@ -130,8 +130,23 @@ func (s *Server) limitAuthorize(next http.Handler) http.Handler {
 				"This address has started too many sign-ins in the last minute. Wait a minute and try again from your application.")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(&issuerWriter{ResponseWriter: w, s: s}, r)
 	})
+}
+
+// issuerWriter adds iss to the error responses the library redirects to a
+// client (RFC 9207 requires it in every authorization response, errors
+// too); redirects to keygate's own consent page are left alone.
+type issuerWriter struct {
+	http.ResponseWriter
+	s *Server
+}
+
+func (w *issuerWriter) WriteHeader(code int) {
+	if loc := w.Header().Get("Location"); code >= 300 && code < 400 && loc != "" && !strings.HasPrefix(loc, w.s.cfg.Issuer+"/") {
+		w.Header().Set("Location", w.s.withIssuer(loc))
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // metadata is the authorization server metadata (RFC 8414 section 2), with
@@ -150,6 +165,7 @@ type metadata struct {
 	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
 	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
 	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported"`
+	AuthorizationResponseISSSupported      bool     `json:"authorization_response_iss_parameter_supported"`
 	ClientIDMetadataDocumentSupported      bool     `json:"client_id_metadata_document_supported"`
 	ServiceDocumentation                   string   `json:"service_documentation,omitempty"`
 }
@@ -172,15 +188,40 @@ func (s *Server) Metadata() metadata {
 		TokenEndpointAuthMethodsSupported:      authMethods,
 		RevocationEndpointAuthMethodsSupported: authMethods,
 		CodeChallengeMethodsSupported:          []string{"S256"},
+		AuthorizationResponseISSSupported:      true,
 		ClientIDMetadataDocumentSupported:      s.clients.docs != nil,
 	}
 }
 
-func (s *Server) serveMetadata(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
+	if preflight(w, r, http.MethodGet) {
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("Cache-Control", "max-age=300")
 	_ = json.NewEncoder(w).Encode(s.Metadata())
+}
+
+// preflight lets browser-based clients (such as an MCP inspector in a web
+// page) read the metadata and register: it sets the CORS headers, answers
+// an OPTIONS preflight and refuses other methods than allowed. No cookie or
+// credential is involved in either endpoint, so any origin may call them.
+// It reports whether the request has been answered.
+func preflight(w http.ResponseWriter, r *http.Request, allowed string) bool {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", allowed+", OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, MCP-Protocol-Version")
+	switch {
+	case r.Method == http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	case r.Method == allowed, r.Method == http.MethodHead && allowed == http.MethodGet:
+		return false
+	}
+	h.Set("Allow", allowed+", OPTIONS")
+	writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use "+allowed)
+	return true
 }
 
 // opServer is the library's LegacyServer with keygate's rules where the
