@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/keygate/keygate/provider/local"
 )
@@ -60,7 +59,10 @@ func TestCodeFlowRefreshAndRevocation(t *testing.T) {
 func TestAccessTokenExpires(t *testing.T) {
 	e := newEnv(t)
 	_, tr := e.grant(e.alicePAT, "content:read")
-	e.clock.Add(DefaultAccessTokenTTL + time.Second)
+	if _, err := e.srv.Verifier().Verify(t.Context(), tr.AccessToken); err != nil {
+		t.Fatal(err) // and the verifier now remembers the token's signature as checked
+	}
+	e.clock.Add(DefaultAccessTokenTTL)
 	_, err := e.srv.Verifier().Verify(t.Context(), tr.AccessToken)
 	wantInvalidToken(t, err)
 }
@@ -107,4 +109,28 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+func TestVerifierRemembersBoundedTokens(t *testing.T) {
+	e := newEnv(t)
+	v := e.srv.Verifier()
+	v.maxVerified = 2
+	var tokens []string
+	for range 3 {
+		_, tr := e.grant(e.alicePAT, "content:read")
+		tokens = append(tokens, tr.AccessToken)
+	}
+	for range 2 {
+		for _, tok := range tokens {
+			if _, err := v.Verify(t.Context(), tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	v.mu.Lock()
+	n := len(v.verified)
+	v.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d tokens remembered, want the bound, 2", n)
+	}
 }

@@ -2,10 +2,12 @@ package authserver
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
@@ -24,17 +26,69 @@ import (
 // keygate then checks, on every use, that the grant the token was minted
 // from is live: revoking the grant, or the key that approved it, ends its
 // access tokens at once, not when they expire.
+//
+// A client sends the same access token with every request for its
+// lifetime, so the outcome of the signature check is remembered (by the
+// token's SHA-256, until the token expires, at most maxVerified tokens):
+// the signature is checked once per token, the grant on every use.
 type Verifier struct {
 	resource string
 	grants   GrantStore
+	now      func() time.Time
 	jwt      *gooidc.IDTokenVerifier
+
+	mu          sync.Mutex
+	verified    map[[32]byte]verifiedToken
+	maxVerified int
 }
 
+type verifiedToken struct {
+	claims  accessClaims
+	expires time.Time
+}
+
+// maxVerified bounds the remembered tokens: a few thousand clients' worth.
+const maxVerified = 4096
+
 func newVerifier(issuer, resource string, keys *keyring, grants GrantStore, now func() time.Time) *Verifier {
-	return &Verifier{resource: resource, grants: grants,
+	return &Verifier{resource: resource, grants: grants, now: now, verified: map[[32]byte]verifiedToken{}, maxVerified: maxVerified,
 		jwt: gooidc.NewVerifier(issuer, keyringKeySet{keys}, &gooidc.Config{
 			ClientID: resource, SupportedSigningAlgs: []string{string(signingAlg)}, Now: now,
 		})}
+}
+
+// verifiedClaims returns the claims of a token whose signature, issuer,
+// audience and lifetime hold, from memory when it was checked before.
+func (v *Verifier) verifiedClaims(ctx context.Context, token string) (accessClaims, error) {
+	h := sha256.Sum256([]byte(token))
+	now := v.now()
+	v.mu.Lock()
+	t, ok := v.verified[h]
+	v.mu.Unlock()
+	if ok && now.Before(t.expires) {
+		return t.claims, nil
+	}
+	idt, err := v.jwt.Verify(ctx, token)
+	if err != nil {
+		return accessClaims{}, err
+	}
+	var c accessClaims
+	if err := idt.Claims(&c); err != nil {
+		return accessClaims{}, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.verified) >= v.maxVerified {
+		for k, t := range v.verified {
+			if !now.Before(t.expires) {
+				delete(v.verified, k)
+			}
+		}
+	}
+	if len(v.verified) < v.maxVerified {
+		v.verified[h] = verifiedToken{claims: c, expires: idt.Expiry}
+	}
+	return c, nil
 }
 
 // accessClaims are the claims keygate reads from its access tokens (RFC
@@ -64,7 +118,7 @@ func (v *Verifier) claims(ctx context.Context, token string) (accessClaims, erro
 // can be wrong gives exactly auth.ErrInvalidToken; a store failure gives
 // another error, on which callers fail closed.
 func (v *Verifier) Verify(ctx context.Context, token string) (auth.Principal, error) {
-	c, err := v.claims(ctx, token)
+	c, err := v.verifiedClaims(ctx, token)
 	if err != nil {
 		return auth.Principal{}, auth.ErrInvalidToken
 	}
@@ -88,7 +142,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (auth.Principal, er
 	if err != nil {
 		return auth.Principal{}, auth.ErrInvalidToken
 	}
-	v.grants.TouchGrant(ctx, g.ID)
+	if g.LastUsedAt.IsZero() || v.now().Sub(g.LastUsedAt) >= time.Minute {
+		v.grants.TouchGrant(ctx, g.ID) // the store writes at most once a minute; this spares the statement
+	}
 	return auth.Principal{KeyID: g.ID, Name: g.ClientName, Masked: "OAuth grant " + g.ID, Scopes: scopes,
 		CreatedAt: g.CreatedAt, ExpiresAt: g.ExpiresAt, LastUsedAt: g.LastUsedAt, CreatedBy: g.ApprovedBy,
 		Source: auth.SourceBearer}, nil

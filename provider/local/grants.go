@@ -108,36 +108,54 @@ func getGrant(ctx context.Context, q querier, id string) (Grant, error) {
 	return g, nil
 }
 
-// approverLiveSQL answers whether the key that approved grant ?1 still
-// works at ?2: the key itself or a key it was rotated into (rotation keeps
-// the credential and replaces its secret; RevokeKey ends the whole chain).
-// ?3 bounds the walk along rotated_to.
-const approverLiveSQL = `
+// approverChainCTE names, as "chain", the key that approved grant ?1 and
+// the keys it was rotated into (rotation keeps the credential and replaces
+// its secret; RevokeKey ends the whole chain). ?3 bounds the walk.
+const approverChainCTE = `
 	WITH RECURSIVE chain(id, depth) AS (
 		SELECT approved_by, 0 FROM oauth_grants WHERE id = ?1
 		UNION ALL
 		SELECT k.rotated_to, c.depth + 1 FROM keys k JOIN chain c ON k.id = c.id
 		WHERE k.rotated_to IS NOT NULL AND c.depth < ?3
-	)
-	SELECT EXISTS (SELECT 1 FROM keys WHERE id IN (SELECT id FROM chain)
+	)`
+
+// approverLive is true when some key of the chain works at ?2.
+const approverLive = `EXISTS (SELECT 1 FROM keys WHERE id IN (SELECT id FROM chain)
 		AND (revoked_at IS NULL OR revoked_at > ?2) AND expires_at > ?2)`
+
+// approverLiveSQL answers whether the key that approved grant ?1 works at ?2.
+const approverLiveSQL = approverChainCTE + ` SELECT ` + approverLive
+
+// liveGrantSQL reads grant ?1 with whether its approving key works at ?2,
+// in one statement: it runs on every request made with an access token.
+const liveGrantSQL = approverChainCTE + ` SELECT ` + grantColumns + `, ` + approverLive + ` FROM oauth_grants WHERE id = ?1`
 
 // grantState reads grant id and says whether it works at now. A grant whose
 // approving key no longer works is reported ended with that reason, so the
 // caller can record it.
 func grantState(ctx context.Context, q querier, id string, now time.Time) (g Grant, live bool, keyEnded bool, err error) {
-	if g, err = getGrant(ctx, q, id); err != nil {
-		return Grant{}, false, false, err
+	return scanGrantState(q.QueryRowContext(ctx, liveGrantSQL, id, toNanos(now), maxLineage), id, now)
+}
+
+func scanGrantState(row *sql.Row, id string, now time.Time) (g Grant, live bool, keyEnded bool, err error) {
+	var approverOK bool
+	g, err = scanGrant(scanFunc(func(dest ...any) error { return row.Scan(append(dest, &approverOK)...) }))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Grant{}, false, false, &provider.NotFoundError{What: "grant", Name: id}
+	}
+	if err != nil {
+		return Grant{}, false, false, fmt.Errorf("reading grant %s: %w", id, err)
 	}
 	if isGrantRevoked(g, now) || !now.Before(g.ExpiresAt) {
 		return g, false, false, nil
 	}
-	var approverLive bool
-	if err := q.QueryRowContext(ctx, approverLiveSQL, id, toNanos(now), maxLineage).Scan(&approverLive); err != nil {
-		return Grant{}, false, false, fmt.Errorf("checking the key that approved grant %s: %w", id, err)
-	}
-	return g, approverLive, !approverLive, nil
+	return g, approverOK, !approverOK, nil
 }
+
+// scanFunc adapts a function to scanner.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 
 func isGrantRevoked(g Grant, now time.Time) bool {
 	return !g.RevokedAt.IsZero() && !g.RevokedAt.After(now)
@@ -210,7 +228,11 @@ func (s *Store) GetGrant(ctx context.Context, id string) (Grant, error) {
 // revoked, so it stays ended whatever happens to keys later.
 func (s *Store) LiveGrant(ctx context.Context, id string) (Grant, error) {
 	now := s.now()
-	g, live, keyEnded, err := grantState(ctx, s.ro, id, now)
+	st, err := s.liveGrant.get(ctx, s.ro)
+	if err != nil {
+		return Grant{}, fmt.Errorf("reading grant %s: %w", id, err)
+	}
+	g, live, keyEnded, err := scanGrantState(st.QueryRowContext(ctx, id, toNanos(now), maxLineage), id, now)
 	if err != nil {
 		return Grant{}, err
 	}
