@@ -28,7 +28,6 @@ type authRequest struct {
 	challenge    oidc.CodeChallenge
 	resource     string
 	scopes       []string // keygate scopes asked for; after consent, those granted
-	address      string   // who started it, for the journal
 	csrf         string   // the consent form's token
 	failures     int      // wrong keygate tokens entered on the consent page
 

@@ -306,7 +306,7 @@ func (o *opServer) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthR
 		clientID: c.id, clientName: c.name, redirectURI: ar.RedirectURI, state: ar.State,
 		responseType: ar.ResponseType, responseMode: ar.ResponseMode,
 		challenge: oidc.CodeChallenge{Challenge: ar.CodeChallenge, Method: ar.CodeChallengeMethod},
-		resource:  o.s.cfg.Resource, scopes: scopes, address: addressFrom(ctx),
+		resource:  o.s.cfg.Resource, scopes: scopes,
 	})
 	if errors.Is(err, errPendingFull) {
 		return nil, &oidc.Error{ErrorType: "temporarily_unavailable", Description: err.Error()}

@@ -155,7 +155,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (auth.Principal, er
 type keyringKeySet struct{ keys *keyring }
 
 func (k keyringKeySet) VerifySignature(ctx context.Context, token string) ([]byte, error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{signingAlg})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{signingAlg})
 	if err != nil {
 		return nil, fmt.Errorf("parsing token: %w", err)
 	}

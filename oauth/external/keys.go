@@ -43,7 +43,7 @@ func newRemoteKeys(u string, client *http.Client, algs []string, now func() time
 }
 
 func (k *remoteKeys) VerifySignature(ctx context.Context, token string) ([]byte, error) {
-	jws, err := jose.ParseSigned(token, k.algs)
+	jws, err := jose.ParseSignedCompact(token, k.algs)
 	if err != nil {
 		return nil, fmt.Errorf("parsing token: %w", err)
 	}
