@@ -17,6 +17,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/oauth"
+	"github.com/keygate/keygate/provider/local"
 )
 
 // maxRequestBody bounds every request body the server reads.
@@ -362,7 +363,7 @@ func (o *opServer) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Ac
 		return nil, err
 	}
 	if err := s.pending.exchange(a.id); err != nil {
-		s.revokeGrant(ctx, a.grant.ID, "an authorization code was used twice", "authorization code replayed")
+		s.revokeGrant(ctx, a.grant.ID, local.GrantRevokedCodeReplay, "authorization code replayed")
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code")
 	}
 	g, err := s.cfg.Store.LiveGrant(ctx, a.grant.ID)
