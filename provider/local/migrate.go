@@ -67,6 +67,58 @@ CREATE UNIQUE INDEX keys_rotation_id ON keys (rotation_id) WHERE rotation_id IS 
 CREATE INDEX keys_created_by ON keys (created_by) WHERE created_by != '';
 CREATE INDEX keys_rotated_to ON keys (rotated_to) WHERE rotated_to IS NOT NULL;
 `,
+	// 4: OAuth. Clients registered dynamically (RFC 7591), the grants a
+	// person approved with a key (each one a credential, ended with the key
+	// that approved it), their refresh tokens (SHA-256 only; a used one is
+	// kept to detect its reuse) and the keys that sign access tokens.
+	// docs/oauth.md describes each table.
+	`
+CREATE TABLE oauth_clients (
+	id            TEXT PRIMARY KEY,
+	name          TEXT NOT NULL,
+	secret_hash   BLOB CHECK (secret_hash IS NULL OR length(secret_hash) = 32),
+	auth_method   TEXT NOT NULL CHECK (auth_method IN ('none', 'client_secret_basic', 'client_secret_post')),
+	redirect_uris TEXT NOT NULL CHECK (json_valid(redirect_uris) AND json_type(redirect_uris) = 'array'),
+	created_at    INTEGER NOT NULL,
+	CHECK ((auth_method = 'none') = (secret_hash IS NULL))
+) STRICT;
+CREATE INDEX oauth_clients_created ON oauth_clients (created_at);
+
+CREATE TABLE oauth_grants (
+	id             TEXT PRIMARY KEY,
+	client_id      TEXT NOT NULL,
+	client_name    TEXT NOT NULL,
+	redirect_host  TEXT NOT NULL,
+	resource       TEXT NOT NULL,
+	scopes         TEXT NOT NULL CHECK (json_valid(scopes) AND json_type(scopes) = 'array'),
+	approved_by    TEXT NOT NULL REFERENCES keys (id),
+	created_at     INTEGER NOT NULL,
+	expires_at     INTEGER NOT NULL,
+	last_used_at   INTEGER,
+	revoked_at     INTEGER,
+	revoked_reason TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX oauth_grants_approved_by ON oauth_grants (approved_by);
+CREATE INDEX oauth_grants_client ON oauth_grants (client_id);
+
+CREATE TABLE oauth_refresh_tokens (
+	hash       BLOB PRIMARY KEY CHECK (length(hash) = 32),
+	grant_id   TEXT NOT NULL REFERENCES oauth_grants (id) ON DELETE CASCADE,
+	generation INTEGER NOT NULL CHECK (generation >= 1),
+	created_at INTEGER NOT NULL,
+	used_at    INTEGER,
+	UNIQUE (grant_id, generation)
+) STRICT;
+
+CREATE TABLE oauth_signing_keys (
+	id          TEXT PRIMARY KEY,
+	algorithm   TEXT NOT NULL,
+	private_key BLOB NOT NULL,
+	created_at  INTEGER NOT NULL,
+	retired_at  INTEGER,
+	drop_at     INTEGER
+) STRICT;
+`,
 }
 
 // migrate brings the schema up to date in one transaction and reports

@@ -43,6 +43,8 @@ type Store struct {
 	// Get's statements on the read pool, prepared once rather than parsed
 	// on every call.
 	getByID, getBySlug lazyStmt
+	// LiveGrant's statement (grants.go), checked on every OAuth request.
+	liveGrant lazyStmt
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
@@ -71,7 +73,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 
 	s := &Store{now: opts.Now,
-		getByID: lazyStmt{query: getObjectSQL("o.id = ?")}, getBySlug: lazyStmt{query: getObjectSQL("o.slug = ?")}}
+		getByID: lazyStmt{query: getObjectSQL("o.id = ?")}, getBySlug: lazyStmt{query: getObjectSQL("o.slug = ?")},
+		liveGrant: lazyStmt{query: liveGrantSQL}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -139,7 +142,7 @@ func (s *Store) Created() bool { return s.created }
 // Close closes the store.
 func (s *Store) Close() error {
 	var errs []error
-	errs = append(errs, s.getByID.close(), s.getBySlug.close())
+	errs = append(errs, s.getByID.close(), s.getBySlug.close(), s.liveGrant.close())
 	if s.ro != nil {
 		errs = append(errs, s.ro.Close())
 	}
