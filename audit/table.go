@@ -99,7 +99,7 @@ type TableStats struct {
 	Dropped   uint64 // refusal records lost: the queue was full, or the database did not take them
 	WriteErrs uint64 // records of Write that failed (their callers were told)
 	Pruned    uint64 // rows this process deleted to keep the table within MaxRows
-	Queued    int    // records waiting for the database now
+	Queued    int    // records waiting for the database or being inserted now: at most MaxQueued
 }
 
 // tableSink is the queue in front of the table and the goroutine that
@@ -114,7 +114,7 @@ type tableSink struct {
 
 	queueMu sync.Mutex // guards what follows; taken after journal.mu
 	queue   []queued   // oldest first
-	records int        // records in queue, barriers aside: at most maxQueued
+	records int        // records queued or being inserted: at most maxQueued
 	stopped bool       // close was called
 
 	wake   chan struct{} // tells run that the queue has grown or stopped
@@ -275,7 +275,8 @@ func (s *tableSink) pruneIfDue() {
 }
 
 // next takes from the head of the queue a barrier, or up to insertBatch
-// records.
+// records. They still count against maxQueued until insertBatch is done
+// with them.
 func (s *tableSink) next() ([]queued, bool) {
 	s.queueMu.Lock()
 	defer s.queueMu.Unlock()
@@ -286,7 +287,6 @@ func (s *tableSink) next() ([]queued, bool) {
 		for n < len(s.queue) && n < insertBatch && !s.queue[n].barrier {
 			n++
 		}
-		s.records -= n
 	}
 	batch := make([]queued, n)
 	copy(batch, s.queue)
@@ -299,47 +299,58 @@ func (s *tableSink) next() ([]queued, bool) {
 }
 
 // insertBatch inserts batch in one transaction and tells each Write its
-// outcome. Refusals the database did not take are counted as lost. It
-// reports whether the batch was inserted.
+// outcome. A record that cannot be encoded fails alone. Refusals the
+// database did not take are counted as lost. It reports whether the
+// database took the batch.
 func (s *tableSink) insertBatch(batch []queued) bool {
-	recs := make([]Record, len(batch))
+	rows := make([]tableRow, 0, len(batch))
+	errs := make([]error, len(batch))
 	for i, q := range batch {
-		recs[i] = q.rec
+		row, err := encodeRow(q.rec)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		rows = append(rows, row)
 	}
 	err := s.abandoning
-	if err == nil {
-		err = s.insert(recs)
+	if err == nil && len(rows) > 0 {
+		err = s.insert(rows)
 	}
-	if err != nil {
-		s.queueMu.Lock()
-		if s.stopped && s.abandoning == nil {
-			s.abandoning = err
+	s.queueMu.Lock()
+	s.records -= len(batch)
+	if err != nil && s.stopped && s.abandoning == nil {
+		s.abandoning = err
+	}
+	s.queueMu.Unlock()
+	lost := 0
+	var lastErr error
+	for i, q := range batch {
+		if errs[i] == nil {
+			errs[i] = err
 		}
-		s.queueMu.Unlock()
-	}
-	refusals := 0
-	for _, q := range batch {
 		if q.reply != nil {
-			if err != nil {
+			if errs[i] != nil {
 				s.writeErrs.Add(1)
 			}
-			q.reply <- err
-		} else {
-			refusals++
+			q.reply <- errs[i]
+		} else if errs[i] != nil {
+			lost++
+			lastErr = errs[i]
 		}
 	}
-	if err == nil {
-		s.written.Add(uint64(len(batch)))
-		s.unpruned += int64(len(batch))
-		return true
+	if lost > 0 {
+		s.dropped.Add(uint64(lost))
+		s.lost += lost
+		s.lastLoss = lastErr
+		s.onError(fmt.Errorf("audit journal table: %d refusal records lost: %w", lost, lastErr))
 	}
-	if refusals > 0 {
-		s.dropped.Add(uint64(refusals))
-		s.lost += refusals
-		s.lastLoss = err
-		s.onError(fmt.Errorf("audit journal table: %d refusal records lost: %w", refusals, err))
+	if err != nil || len(rows) == 0 {
+		return false
 	}
-	return false
+	s.written.Add(uint64(len(rows)))
+	s.unpruned += int64(len(rows))
+	return true
 }
 
 // lossReport says how many refusal records were lost since the last one.
@@ -364,23 +375,30 @@ const insertSQL = `INSERT INTO keygate_audit (at, last_at, tool, principal, outc
 const durableCommit = `SELECT set_config('synchronous_commit',
 	CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, true)`
 
-// insert writes recs in one transaction. A record that cannot be encoded
-// fails the batch, as a line that cannot be encoded fails a Write to the
-// file.
-func (s *tableSink) insert(recs []Record) error {
-	n := len(recs)
-	at, last := make([]time.Time, 0, n), make([]time.Time, 0, n)
-	tool, principal, outcome, doc := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-	for _, r := range recs {
-		r = forPostgres(r)
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("audit journal table: encoding record: %w", err)
-		}
-		at = append(at, r.Time)
-		last = append(last, latest(r))
-		tool, principal, outcome = append(tool, r.Tool), append(principal, r.Principal), append(outcome, r.Outcome)
-		doc = append(doc, string(b))
+// tableRow is a record as the table holds it.
+type tableRow struct {
+	at, last                      time.Time
+	tool, principal, outcome, doc string
+}
+
+// encodeRow renders r for the table. A time encoding/json cannot write
+// (past year 9999) fails the record, as it fails a line of the file.
+func encodeRow(r Record) (tableRow, error) {
+	r = forPostgres(r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return tableRow{}, fmt.Errorf("audit journal table: encoding record: %w", err)
+	}
+	return tableRow{at: r.Time, last: latest(r), tool: r.Tool, principal: r.Principal, outcome: r.Outcome, doc: string(b)}, nil
+}
+
+// insert writes rows in one transaction.
+func (s *tableSink) insert(rows []tableRow) error {
+	n := len(rows)
+	at, last := make([]time.Time, n), make([]time.Time, n)
+	tool, principal, outcome, doc := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, r := range rows {
+		at[i], last[i], tool[i], principal[i], outcome[i], doc[i] = r.at, r.last, r.tool, r.principal, r.outcome, r.doc
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
@@ -392,7 +410,7 @@ func (s *tableSink) insert(recs []Record) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("audit journal table: writing %d records: %w", n, scrub(err))
+		return fmt.Errorf("audit journal table: inserting %d records: %w", n, scrub(err))
 	}
 	return nil
 }
