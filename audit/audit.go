@@ -1,12 +1,15 @@
-// Package audit keeps keygate's audit journal: an append-only JSONL file
-// that records every content write, every credential operation and every
-// failed authentication, with the acting key's id and never a secret.
+// Package audit keeps keygate's audit journal: an append-only record of
+// every content write, every credential operation and every failed
+// authentication, with the acting key's id and never a secret. It lives
+// in a JSONL file (Log), or in a Postgres table that replicas share
+// (Table; docs/audit-postgres.md).
 //
 // The journal is bounded three ways: every string in a record is capped
 // (FieldLimit, so a line never exceeds MaxRecordBytes), refused
 // authentications are coalesced into one record per kind and window
 // (WriteRefusal), and the file is rotated by size with a fixed number of
-// older files kept (Options.MaxBytes, Options.Keep).
+// older files kept (Options.MaxBytes, Options.Keep), the table pruned to
+// a number of rows (Options.MaxRows).
 package audit
 
 import (
@@ -78,13 +81,16 @@ type Options struct {
 	// deleted, in batches. The file ignores it, as the table ignores
 	// MaxBytes and Keep.
 	MaxRows int64
-	// PruneEvery is how many rows a Table inserts between two prunes.
+	// PruneEvery is how many rows a Table inserts between two prunes, so
+	// the table passes MaxRows by at most that per replica; default 1 % of
+	// MaxRows.
 	PruneEvery int64
 	// MaxQueued caps the records a Table holds while the database is slow
 	// or down. Past it, Write fails and refusals are dropped and counted
 	// (Table.Stats).
 	MaxQueued int
-	// Timeout bounds one write of a Table to the database.
+	// Timeout bounds one statement of a Table: an insert, or one batch of
+	// a prune.
 	Timeout time.Duration
 	// Window is how long identical refusals are merged into one record.
 	Window time.Duration
@@ -94,7 +100,8 @@ type Options struct {
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
 	// OnError is told of failures to write refusals in the background,
-	// which have no caller to return them to.
+	// which have no caller to return them to, and of a Table's failed
+	// prunes.
 	OnError func(error)
 }
 

@@ -363,17 +363,19 @@ func (s *tableSink) lossReport() error {
 	return err
 }
 
-// insertSQL inserts a batch as six arrays, whatever its size.
-const insertSQL = `INSERT INTO keygate_audit (at, last_at, tool, principal, outcome, record)
-	SELECT at, last_at, tool, principal, outcome, record::jsonb
-	FROM unnest($1::timestamptz[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])
+// insertSQL inserts a batch as six arrays, whatever its size, in one
+// statement and so one round trip. Its commit waits for the WAL flush even
+// where synchronous_commit is off, without weakening a stricter setting: a
+// Write's record must survive a crash once Write returns. set_config's
+// local value lasts until the statement's own transaction commits.
+const insertSQL = `WITH durable AS (
+		SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit')
+			WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, true)
+	)
+	INSERT INTO keygate_audit (at, last_at, tool, principal, outcome, record)
+	SELECT r.at, r.last_at, r.tool, r.principal, r.outcome, r.record::jsonb
+	FROM durable, unnest($1::timestamptz[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])
 		AS r(at, last_at, tool, principal, outcome, record)`
-
-// durableCommit makes the transaction's commit wait for the WAL flush even
-// where synchronous_commit is off, without weakening a stricter setting:
-// a Write's record must survive a crash once Write returns.
-const durableCommit = `SELECT set_config('synchronous_commit',
-	CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, true)`
 
 // tableRow is a record as the table holds it.
 type tableRow struct {
@@ -402,14 +404,7 @@ func (s *tableSink) insert(rows []tableRow) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, durableCommit); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, insertSQL, at, last, tool, principal, outcome, doc)
-		return err
-	})
-	if err != nil {
+	if _, err := s.db.ExecContext(ctx, insertSQL, at, last, tool, principal, outcome, doc); err != nil {
 		return fmt.Errorf("audit journal table: inserting %d records: %w", n, scrub(err))
 	}
 	return nil

@@ -523,3 +523,42 @@ func TestScrubRemovesPasswords(t *testing.T) {
 		t.Errorf("an error with no password lost its chain: %v", got)
 	}
 }
+
+// TestTableInsertIsDurableWhereCommitsAreNot: where the database runs with
+// synchronous_commit off, the insert turns it on for its own transaction,
+// so its commit waits for the WAL flush; a stricter setting is kept.
+func TestTableInsertIsDurableWhereCommitsAreNot(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openTable(t, openDB(t, dsn), Options{}).Close() // the schema
+	row, err := encodeRow(Record{Time: time.Now(), Tool: "t", Outcome: OutcomeOK})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ setting, want string }{{"off", "on"}, {"local", "local"}, {"remote_apply", "remote_apply"}} {
+		admin := openDB(t, pgtest.Admin(t))
+		exec(t, admin, `ALTER DATABASE `+cfg.Database+` SET synchronous_commit = `+tc.setting)
+		db := openDB(t, dsn) // new sessions take the setting
+		tx, err := db.BeginTx(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before, after string
+		if err := tx.QueryRowContext(t.Context(), `SHOW synchronous_commit`).Scan(&before); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(t.Context(), insertSQL, []time.Time{row.at}, []time.Time{row.last}, []string{row.tool}, []string{row.principal}, []string{row.outcome}, []string{row.doc}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRowContext(t.Context(), `SHOW synchronous_commit`).Scan(&after); err != nil {
+			t.Fatal(err)
+		}
+		tx.Rollback()
+		if before != tc.setting || after != tc.want {
+			t.Errorf("synchronous_commit %s, after the insert %s; want %s", before, after, tc.want)
+		}
+	}
+}
