@@ -60,12 +60,9 @@ const (
 	// DefaultMaxRows is the table's counterpart of MaxBytes x (Keep+1):
 	// the file keeps up to 6 x 64 MiB, about 2 million records of 200
 	// bytes (docs/audit-postgres.md).
-	DefaultMaxRows = 2_000_000
-	// DefaultPruneEvery: each replica prunes after inserting 1 % of the
-	// bound, so the table passes it by at most that per replica.
-	DefaultPruneEvery = DefaultMaxRows / 100
-	DefaultMaxQueued  = 4096             // records waiting for the database: at most 16 MiB
-	DefaultTimeout    = 10 * time.Second // one write to the database
+	DefaultMaxRows   = 2_000_000
+	DefaultMaxQueued = 4096             // records waiting for the database: at most 16 MiB
+	DefaultTimeout   = 10 * time.Second // one statement to the database
 )
 
 // Options configure a Log or a Table. Zero values take the defaults.

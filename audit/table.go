@@ -42,9 +42,7 @@ var tableSchema = []string{
 // rows.
 const pruneLock = 0x6b67617564707266
 
-const (
-	insertBatch = 500 // rows per INSERT, at most
-)
+const insertBatch = 500 // rows per INSERT, at most
 
 // pruneBatch is how many rows one DELETE removes at most: a prune is a
 // series of short transactions, never one long one.
@@ -77,7 +75,7 @@ func OpenTable(ctx context.Context, db *sql.DB, o Options) (*Table, error) {
 		s.maxRows = DefaultMaxRows
 	}
 	if s.pruneEvery <= 0 {
-		s.pruneEvery = max(1, min(DefaultPruneEvery, s.maxRows/100))
+		s.pruneEvery = max(1, s.maxRows/100)
 	}
 	if s.maxQueued <= 0 {
 		s.maxQueued = DefaultMaxQueued
