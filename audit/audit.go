@@ -1,15 +1,19 @@
-// Package audit keeps keygate's audit journal: an append-only JSONL file
-// that records every content write, every credential operation and every
-// failed authentication, with the acting key's id and never a secret.
+// Package audit keeps keygate's audit journal: an append-only record of
+// every content write, every credential operation and every failed
+// authentication, with the acting key's id and never a secret. It lives
+// in a JSONL file (Log), or in a Postgres table that replicas share
+// (Table; docs/audit-postgres.md).
 //
 // The journal is bounded three ways: every string in a record is capped
 // (FieldLimit, so a line never exceeds MaxRecordBytes), refused
 // authentications are coalesced into one record per kind and window
 // (WriteRefusal), and the file is rotated by size with a fixed number of
-// older files kept (Options.MaxBytes, Options.Keep).
+// older files kept (Options.MaxBytes, Options.Keep), the table pruned to
+// a number of rows (Options.MaxRows).
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +22,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/keygate/keygate/auth"
 )
 
 // Outcomes of a Record.
@@ -54,17 +56,39 @@ const (
 	DefaultKeep       = 5           // rotated files kept: audit.jsonl.1 to .5
 	DefaultWindow     = time.Minute // refusals coalesced per kind and host
 	DefaultMaxPending = 1024        // distinct kinds of refusal held at once
+
+	// DefaultMaxRows is the table's counterpart of MaxBytes x (Keep+1):
+	// the file keeps up to 6 x 64 MiB, about 2 million records of 200
+	// bytes (docs/audit-postgres.md).
+	DefaultMaxRows   = 2_000_000
+	DefaultMaxQueued = 4096             // records waiting for the database: at most 16 MiB
+	DefaultTimeout   = 10 * time.Second // one statement to the database
 )
 
-// Options configure a Log. Zero values take the defaults.
+// Options configure a Log or a Table. Zero values take the defaults.
 type Options struct {
 	// Redact masks secrets in every string of a record; nil masks every
 	// credential-shaped string (auth.NewRedactor).
 	Redact func(string) string
-	// MaxBytes is the size at which the journal is rotated.
+	// MaxBytes is the size at which the journal file is rotated.
 	MaxBytes int64
 	// Keep is how many rotated files are kept (path.1 is the newest).
 	Keep int
+	// MaxRows bounds the journal table: the oldest rows past it are
+	// deleted, in batches. The file ignores it, as the table ignores
+	// MaxBytes and Keep.
+	MaxRows int64
+	// PruneEvery is how many rows a Table inserts between two prunes, so
+	// the table passes MaxRows by at most that per replica; default 1 % of
+	// MaxRows.
+	PruneEvery int64
+	// MaxQueued caps the records a Table holds while the database is slow
+	// or down. Past it, Write fails and refusals are dropped and counted
+	// (Table.Stats).
+	MaxQueued int
+	// Timeout bounds one statement of a Table: an insert, or one batch of
+	// a prune.
+	Timeout time.Duration
 	// Window is how long identical refusals are merged into one record.
 	Window time.Duration
 	// MaxPending caps the distinct refusals held in memory; when a new
@@ -73,33 +97,28 @@ type Options struct {
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
 	// OnError is told of failures to write refusals in the background,
-	// which have no caller to return them to.
+	// which have no caller to return them to, and of a Table's failed
+	// prunes.
 	OnError func(error)
 }
 
 // Log appends records to the journal file. It is safe for concurrent use.
 type Log struct {
-	path    string
-	redact  func(string) string
-	now     func() time.Time
-	onError func(error)
+	journal
+	*journalFile
+}
 
-	maxBytes   int64
-	keep       int
-	window     time.Duration
-	maxPending int
+// journalFile is the file a Log writes: the Log's sink.
+type journalFile struct {
+	path     string
+	maxBytes int64
+	keep     int
 
-	mu      sync.Mutex
-	f       *os.File
-	size    int64 // bytes in f, as far as this process knows
-	dirty   bool  // f holds writes not yet synced
-	closed  bool
-	pending map[Record]*refusal // keyed by the record without its times and count
-	order   []*refusal          // pending, oldest first
-
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
+	fileMu sync.Mutex // guards what follows; taken after journal.mu
+	f      *os.File
+	size   int64 // bytes in f, as far as this process knows
+	dirty  bool  // f holds writes not yet synced
+	closed bool
 }
 
 // Open opens (creating, mode 0600) the journal at path for appending, with
@@ -119,34 +138,15 @@ func OpenWith(path string, o Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{
-		path: path, redact: o.Redact, now: o.Now, onError: o.OnError,
-		maxBytes: o.MaxBytes, keep: o.Keep, window: o.Window, maxPending: o.MaxPending,
-		f: f, size: size, pending: map[Record]*refusal{},
-		stop: make(chan struct{}), done: make(chan struct{}),
+	jf := &journalFile{path: path, maxBytes: o.MaxBytes, keep: o.Keep, f: f, size: size}
+	if jf.maxBytes <= 0 {
+		jf.maxBytes = DefaultMaxBytes
 	}
-	if l.redact == nil {
-		l.redact = auth.NewRedactor().Redact
+	if jf.keep <= 0 {
+		jf.keep = DefaultKeep
 	}
-	if l.now == nil {
-		l.now = time.Now
-	}
-	if l.onError == nil {
-		l.onError = func(error) {}
-	}
-	if l.maxBytes <= 0 {
-		l.maxBytes = DefaultMaxBytes
-	}
-	if l.keep <= 0 {
-		l.keep = DefaultKeep
-	}
-	if l.window <= 0 {
-		l.window = DefaultWindow
-	}
-	if l.maxPending <= 0 {
-		l.maxPending = DefaultMaxPending
-	}
-	go l.flushLoop(min(l.window, time.Second))
+	l := &Log{journalFile: jf}
+	l.journal.start(jf, o)
 	return l, nil
 }
 
@@ -176,46 +176,44 @@ func openJournal(path string) (*os.File, int64, error) {
 // Path is where the journal is.
 func (l *Log) Path() string { return l.path }
 
-// Write appends r as one JSON line and syncs it to disk, so an operation
-// that was recorded survives a crash that follows. Strings pass through the
-// redactor first, then the field cap.
-func (l *Log) Write(r Record) error {
-	if r.Time.IsZero() {
-		r.Time = l.now().UTC()
-	}
-	line, err := l.encode(r)
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.appendLocked(line); err != nil {
-		return err
-	}
-	return l.syncLocked()
-}
+// writeChunk is how much append gathers per write, so a large batch still
+// meets the rotation check every so often.
+const writeChunk = 64 << 10
 
-// encode cleans r and renders it as one line.
-func (l *Log) encode(r Record) ([]byte, error) {
-	l.clean(&r)
-	b, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("audit journal: encoding record: %w", err)
+// append writes recs as JSON lines and, with durable, syncs them. A record
+// that cannot be encoded is left out and reported; so is a chunk that
+// cannot be written, and the rest are still tried.
+func (l *journalFile) append(recs []Record, durable bool) error {
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
+	var buf bytes.Buffer
+	var err error
+	for _, r := range recs {
+		b, merr := json.Marshal(r)
+		if merr != nil {
+			err = errors.Join(err, fmt.Errorf("audit journal: encoding record: %w", merr))
+			continue
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+		if buf.Len() >= writeChunk {
+			err = errors.Join(err, l.appendLocked(buf.Bytes()))
+			buf.Reset()
+		}
 	}
-	return append(b, '\n'), nil
-}
-
-// clean redacts and caps every string of r.
-func (l *Log) clean(r *Record) {
-	for _, s := range []*string{&r.Principal, &r.Provider, &r.Tool, &r.Target, &r.Outcome, &r.RotationID, &r.Detail, &r.Remote} {
-		*s = bound(l.redact(*s))
+	if buf.Len() > 0 {
+		err = errors.Join(err, l.appendLocked(buf.Bytes()))
 	}
+	if durable && err == nil {
+		err = l.syncLocked()
+	}
+	return err
 }
 
 // appendLocked writes b to the journal, rotating it first when it has
 // reached maxBytes. A journal that cannot be rotated is not written: it
 // would grow without bound.
-func (l *Log) appendLocked(b []byte) error {
+func (l *journalFile) appendLocked(b []byte) error {
 	if l.closed {
 		return errors.New("audit journal: closed")
 	}
@@ -235,7 +233,7 @@ func (l *Log) appendLocked(b []byte) error {
 	return nil
 }
 
-func (l *Log) syncLocked() error {
+func (l *journalFile) syncLocked() error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("audit journal: syncing: %w", err)
 	}
@@ -243,33 +241,37 @@ func (l *Log) syncLocked() error {
 	return nil
 }
 
-// Flush writes every refusal still held, whether or not its window has
-// closed, and syncs the journal: for a reader that must see them now.
-func (l *Log) Flush() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
+// flush syncs what was written since the last sync.
+func (l *journalFile) flush(bool) error {
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
+	if l.closed || !l.dirty {
 		return nil
 	}
-	err := l.writeRefusalsLocked(len(l.order))
-	if l.dirty {
-		err = errors.Join(err, l.syncLocked())
-	}
-	return err
+	return l.syncLocked()
 }
 
-// Close writes the refusals still held, syncs and closes the journal.
-func (l *Log) Close() error {
-	l.stopOnce.Do(func() { close(l.stop) })
-	<-l.done
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// follow reopens the journal if another process rotated it, so that this
+// one does not go on appending to the rotated file.
+func (l *journalFile) follow() error {
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
 	if l.closed {
 		return nil
 	}
-	err := l.writeRefusalsLocked(len(l.order))
+	return l.followLocked()
+}
+
+// close syncs and closes the journal.
+func (l *journalFile) close() error {
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
+	if l.closed {
+		return nil
+	}
+	var err error
 	if l.dirty {
-		err = errors.Join(err, l.syncLocked())
+		err = l.syncLocked()
 	}
 	l.closed = true
 	return errors.Join(err, l.f.Close())

@@ -1,10 +1,7 @@
 package audit
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"slices"
 	"time"
@@ -31,40 +28,40 @@ type refusal struct {
 //
 // Remote is kept as a host without its port. The error is that of writing
 // refusals out, if this call had to.
-func (l *Log) WriteRefusal(r Record) error {
-	now := l.now()
+func (j *journal) WriteRefusal(r Record) error {
+	now := j.now()
 	if r.Time.IsZero() {
 		r.Time = now.UTC()
 	}
 	r.Remote = hostOf(r.Remote)
 	r.Count, r.Last = 0, time.Time{}
-	l.clean(&r)
+	j.clean(&r)
 	key := r
 	key.Time = time.Time{}
 
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
 		return errors.New("audit journal: closed")
 	}
 	var err error
-	if p, ok := l.pending[key]; ok {
-		if now.Sub(p.seen) < l.window {
+	if p, ok := j.pending[key]; ok {
+		if now.Sub(p.seen) < j.window {
 			p.count++
 			p.rec.Last = r.Time
 			return nil
 		}
-		err = l.writeDueLocked(now)
-		if l.pending[key] == p { // only with a clock that went back
-			err = errors.Join(err, l.writeRefusalsLocked(len(l.order)))
+		err = j.writeDueLocked(now)
+		if j.pending[key] == p { // only with a clock that went back
+			err = errors.Join(err, j.writeRefusalsLocked(len(j.order)))
 		}
 	}
-	if len(l.pending) >= l.maxPending {
-		err = errors.Join(err, l.writeRefusalsLocked(len(l.order)))
+	if len(j.pending) >= j.maxPending {
+		err = errors.Join(err, j.writeRefusalsLocked(len(j.order)))
 	}
 	p := &refusal{key: key, rec: r, seen: now, count: 1}
-	l.pending[key] = p
-	l.order = append(l.order, p)
+	j.pending[key] = p
+	j.order = append(j.order, p)
 	return err
 }
 
@@ -78,17 +75,17 @@ func hostOf(addr string) string {
 
 // flushLoop writes out, every tick, the refusals whose window has closed,
 // and syncs what refusals were written, until Close.
-func (l *Log) flushLoop(tick time.Duration) {
-	defer close(l.done)
+func (j *journal) flushLoop(tick time.Duration) {
+	defer close(j.done)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
-		case <-l.stop:
+		case <-j.stop:
 			return
 		case <-t.C:
-			if err := l.flushDue(); err != nil {
-				l.onError(err)
+			if err := j.flushDue(); err != nil {
+				j.onError(err)
 			}
 		}
 	}
@@ -98,67 +95,46 @@ func (l *Log) flushLoop(tick time.Duration) {
 // and syncs the journal if refusals were written since the last sync. It
 // also follows a rotation made by another process, so that this one does
 // not go on appending to the rotated file.
-func (l *Log) flushDue() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
+func (j *journal) flushDue() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
 		return nil
 	}
-	err := l.followLocked()
-	err = errors.Join(err, l.writeDueLocked(l.now()))
-	if l.dirty {
-		err = errors.Join(err, l.syncLocked())
-	}
-	return err
+	err := j.sink.follow()
+	err = errors.Join(err, j.writeDueLocked(j.now()))
+	return errors.Join(err, j.sink.flush(false))
 }
 
 // writeDueLocked writes the held refusals whose window has closed by now.
 // They are held oldest first, so those are a prefix.
-func (l *Log) writeDueLocked(now time.Time) error {
+func (j *journal) writeDueLocked(now time.Time) error {
 	n := 0
-	for n < len(l.order) && now.Sub(l.order[n].seen) >= l.window {
+	for n < len(j.order) && now.Sub(j.order[n].seen) >= j.window {
 		n++
 	}
-	return l.writeRefusalsLocked(n)
+	return j.writeRefusalsLocked(n)
 }
-
-// writeChunk is how much writeRefusalsLocked gathers per write, so a large
-// batch still meets the rotation check every so often.
-const writeChunk = 64 << 10
 
 // writeRefusalsLocked writes out the n oldest refusals held and forgets
 // them, whether or not the write succeeds: a journal that cannot be
 // written must not make memory grow.
-func (l *Log) writeRefusalsLocked(n int) error {
+func (j *journal) writeRefusalsLocked(n int) error {
 	if n == 0 {
 		return nil
 	}
-	var buf bytes.Buffer
-	var err error
-	for _, p := range l.order[:n] {
-		if l.pending[p.key] == p {
-			delete(l.pending, p.key)
+	recs := make([]Record, 0, n)
+	for _, p := range j.order[:n] {
+		if j.pending[p.key] == p {
+			delete(j.pending, p.key)
 		}
 		rec := p.rec
 		rec.Count = p.count
 		if p.count == 1 {
 			rec.Last = time.Time{}
 		}
-		b, merr := json.Marshal(rec)
-		if merr != nil {
-			err = errors.Join(err, fmt.Errorf("audit journal: encoding record: %w", merr))
-			continue
-		}
-		buf.Write(b)
-		buf.WriteByte('\n')
-		if buf.Len() >= writeChunk {
-			err = errors.Join(err, l.appendLocked(buf.Bytes()))
-			buf.Reset()
-		}
+		recs = append(recs, rec)
 	}
-	l.order = slices.Delete(l.order, 0, n)
-	if buf.Len() > 0 {
-		err = errors.Join(err, l.appendLocked(buf.Bytes()))
-	}
-	return err
+	j.order = slices.Delete(j.order, 0, n)
+	return j.sink.append(recs, false)
 }

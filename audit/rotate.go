@@ -19,7 +19,7 @@ func RotatedName(path string, n int) string { return path + "." + strconv.Itoa(n
 // the name path.1 as a second name, then a new file takes the name path
 // in one rename. A process that opened the old file meanwhile (the token
 // CLI, say) appends to what is now path.1, so no record is lost.
-func (l *Log) rotateLocked() error {
+func (l *journalFile) rotateLocked() error {
 	cur, err := l.f.Stat()
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func (l *Log) rotateLocked() error {
 
 // followLocked reopens the journal if the file held is no longer the one
 // named path: another process rotated it, or it was removed.
-func (l *Log) followLocked() error {
+func (l *journalFile) followLocked() error {
 	cur, err := l.f.Stat()
 	if err != nil {
 		return fmt.Errorf("audit journal: %w", err)
@@ -92,7 +92,7 @@ func (l *Log) followLocked() error {
 
 // reopenLocked opens the file that now has the journal's name, after
 // syncing and closing the one held.
-func (l *Log) reopenLocked() error {
+func (l *journalFile) reopenLocked() error {
 	f, size, err := openJournal(l.path)
 	if err != nil {
 		return err
