@@ -67,6 +67,17 @@ CREATE UNIQUE INDEX keys_rotation_id ON keys (rotation_id) WHERE rotation_id IS 
 CREATE INDEX keys_created_by ON keys (created_by) WHERE created_by != '';
 CREATE INDEX keys_rotated_to ON keys (rotated_to) WHERE rotated_to IS NOT NULL;
 `,
+	// 4: keyset listing (provider/local/list.go). Sorting by title reads an
+	// index, like the other built-in sorts; store_secrets holds the key
+	// that signs list cursors. The key itself and the field indexes of each
+	// content type depend on the data, so syncListSchema makes them.
+	`
+CREATE INDEX objects_type_title ON objects (type, title, id);
+CREATE TABLE store_secrets (
+	name  TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+) STRICT;
+`,
 }
 
 // migrate brings the schema up to date in one transaction and reports
@@ -89,6 +100,9 @@ func migrate(ctx context.Context, db *sql.DB) (empty bool, err error) {
 		}
 		if version == len(migrations) {
 			return nil
+		}
+		if err := syncListSchema(ctx, tx); err != nil {
+			return fmt.Errorf("after schema migration %d: %w", len(migrations), err)
 		}
 		// PRAGMA takes no bound parameters; the value is our own integer.
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {

@@ -43,6 +43,9 @@ type Store struct {
 	// Get's statements on the read pool, prepared once rather than parsed
 	// on every call.
 	getByID, getBySlug lazyStmt
+
+	// listKey signs list cursors (cursor.go), read on first use.
+	listKey atomic.Pointer[[]byte]
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
