@@ -61,7 +61,7 @@ var (
 	errOffsetCursor = &provider.FieldError{Field: "cursor",
 		Problem: "is not a cursor this keygate accepts: it is a page offset from an older keygate, and listings now resume after the last object seen",
 		Fix:     "leave cursor out to list from the start again, then pass each page's next_cursor"}
-	errLostAnchor   = errCursor("can no longer be resumed: the objects on both sides of the page boundary were changed or deleted since, and their sort values are too long to carry in a cursor; start over, or sort by a shorter field")
+	errLostAnchor = errCursor("can no longer be resumed: the objects on both sides of the page boundary were changed or deleted since, and their sort values are too long to carry in a cursor; start over, or sort by a shorter field")
 )
 
 func (sp *listSpec) mac(key, payload []byte) []byte {
