@@ -389,9 +389,20 @@ func BenchmarkList(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The published page at offset 5,000, reached the only way there is:
+	// by paging.
+	deep := provider.ListQuery{Type: "posts", Status: "published", Limit: 100}
+	for range 50 {
+		page, err := s.List(ctx, deep)
+		if err != nil {
+			b.Fatal(err)
+		}
+		deep.Cursor = page.NextCursor
+	}
+	deep.Limit = 20
 	queries := map[string]provider.ListQuery{
 		"default":          {Type: "posts", Limit: 20},
-		"status":           {Type: "posts", Status: "published", Limit: 20, Cursor: "5000"},
+		"status":           deep,
 		"field filter":     {Type: "posts", Limit: 20, Filter: []provider.Condition{{Path: "fields.author", Op: provider.OpEq, Value: "a7"}}},
 		"field sort+range": {Type: "posts", Limit: 20, Sort: []provider.SortKey{{Path: "fields.views", Desc: true}}, Filter: []provider.Condition{{Path: "fields.views", Op: provider.OpGt, Value: 50000.0}}},
 	}
