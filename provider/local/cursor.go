@@ -379,10 +379,12 @@ func syncListSchema(ctx context.Context, tx *sql.Tx) error {
 }
 
 // createFieldIndexes indexes each declared field of a type, as a partial
-// index over the type's objects: (type, value, id, JSON type). The leading
-// type lets the planner see the index as selective as the type's other
-// indexes; id makes it give the listing order; the JSON type lets a filter's
-// type guard be read from the index. The type and field names are written
+// index over the type's objects: (type, value, modified_at, id, JSON type).
+// The leading type lets the planner see the index as selective as the
+// type's other indexes. modified_at and id make it give the listing order,
+// both when sorting by the field and when filtering it by one value and
+// listing newest first. The JSON type lets a filter's type guard be read
+// from the index. The type and field names are written
 // into the DDL, which takes no parameters, so both are checked here again.
 func createFieldIndexes(ctx context.Context, q querier, typ string, fields []string) error {
 	if !auth.TypeNamePattern().MatchString(typ) {
@@ -393,7 +395,7 @@ func createFieldIndexes(ctx context.Context, q querier, typ string, fields []str
 		if !ok || strings.Contains(f, ".") {
 			return fmt.Errorf("indexing field %q of content type %s: not a field name", f, typ)
 		}
-		ddl := `CREATE INDEX IF NOT EXISTS "` + fieldIndexName(typ, f) + `" ON objects (type, ` + jsonExtract(jp) + `, id, ` + jsonType(jp) + `) WHERE type = '` + typ + `'`
+		ddl := `CREATE INDEX IF NOT EXISTS "` + fieldIndexName(typ, f) + `" ON objects (type, ` + jsonExtract(jp) + `, modified_at, id, ` + jsonType(jp) + `) WHERE type = '` + typ + `'`
 		if _, err := q.ExecContext(ctx, ddl); err != nil {
 			return fmt.Errorf("indexing field %s of content type %s: %w", f, typ, err)
 		}

@@ -38,6 +38,12 @@ const (
 	// planScan is one query holding the whole position predicate: no index
 	// gives the order, so SQLite sorts whatever the filter leaves.
 	planScan
+	// planProbe is planOrdered for many matches of conditions that pin one
+	// indexed path to one value, on another path's order: each object met
+	// in order is tested by a lookup of its (modified_at, id) in the
+	// filter's index, which ends in them too, instead of by reading the
+	// object and its JSON.
+	planProbe
 )
 
 // listOptions are List's internals that tests vary. The zero value is what
@@ -153,7 +159,11 @@ type listSpec struct {
 	typ   string
 	where string // type, status and filters
 	args  []any
-	keys  []sortKey
+	// probeWhere is where with the conditions tested in an EXISTS on the
+	// filter's index (planProbe); the listing's table is named o.
+	probeWhere string
+	probeArgs  []any
+	keys       []sortKey
 	// countable: one index holds every condition as a constraint, so
 	// counting the matches reads only that index and stops at the cap.
 	countable bool
@@ -162,6 +172,9 @@ type listSpec struct {
 	// filterGivesOrder: the index the count reads also gives the sort
 	// order, so seeking the matches is reading them in order.
 	filterGivesOrder bool
+	// pinned: every condition is on one path, an $eq or an $in of one
+	// value, so its index finds an object by (value, modified_at, id).
+	pinned bool
 	// ordered: an index gives the order of the first sort key.
 	ordered bool
 }
@@ -185,8 +198,8 @@ func (k sortKey) ref(plus bool) string {
 
 func buildList(q provider.ListQuery, declared []string) (*listSpec, error) {
 	sp := &listSpec{typ: q.Type}
-	where := []string{"type = ?"}
-	args := []any{q.Type}
+	var where []string
+	var args []any
 	var conds []condInfo
 	if q.Status != "" {
 		where, args = append(where, "status = ?"), append(args, q.Status)
@@ -204,10 +217,25 @@ func buildList(q provider.ListQuery, declared []string) (*listSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp.where, sp.args, sp.keys = strings.Join(where, " AND "), args, keys
+	sp.keys = keys
+	sp.where, sp.args = "type = ?", []any{q.Type}
+	sp.probeWhere, sp.probeArgs = sp.where, sp.args
+	if len(where) > 0 {
+		cond := strings.Join(where, " AND ")
+		sp.where, sp.args = sp.where+" AND "+cond, append(sp.args, args...)
+		// +o.x: a value, not a column, so SQLite does not carry the
+		// position's ranges on o into the probe and pick another index.
+		sp.probeWhere = "type = ? AND EXISTS (SELECT 1 FROM objects WHERE type = ? AND " + cond +
+			" AND modified_at = +o.modified_at AND id = +o.id)"
+		sp.probeArgs = append([]any{q.Type, q.Type}, args...)
+	}
 	sp.filtered = len(conds) > 0
 	sp.ordered = ordersByIndex(keys[0].path, declared)
 	sp.countable, sp.filterGivesOrder = classify(conds, keys[0].path)
+	sp.pinned = sp.filtered && sp.countable
+	for _, c := range conds {
+		sp.pinned = sp.pinned && c.single && c.path == conds[0].path
+	}
 	return sp, nil
 }
 
@@ -221,41 +249,44 @@ type condInfo struct {
 
 // classify reports whether one index holds every condition (countable), and
 // whether that index is the one that gives the order of the first sort key.
+// The indexes a listing reads are (type, key, modified_at, id), so the
+// conditions on one path are held by its index, which gives that path's
+// order, and, when they pin it to one value, modified order; and
+// objects_type_status_modified holds a status with a time range.
 func classify(conds []condInfo, first string) (countable, givesOrder bool) {
 	if len(conds) == 0 {
 		return true, false
 	}
 	paths := map[string]bool{}
-	oneStatus := true
+	pinned := true // every condition is $eq, or $in of one value
 	for _, c := range conds {
 		if !c.seekable {
 			return false, false
 		}
 		paths[c.path] = true
-		// Two statuses are two runs of objects_type_status_modified: it
-		// counts them, but does not give one order.
-		oneStatus = oneStatus && (c.path != "status" || c.single)
+		pinned = pinned && c.single
 	}
-	if len(paths) == 1 && paths[first] {
-		return true, true
+	if len(paths) == 1 {
+		return true, paths[first] || first == "modified_at" && pinned
 	}
-	// objects_type_status_modified holds a status with a time range, in
-	// modified order.
 	for p := range paths {
 		if p != "status" && p != "modified_at" {
-			// Conditions on one other path are read from its index;
-			// conditions on several paths are not held by one index.
-			return len(paths) == 1, false
+			return false, false
 		}
 	}
-	return true, first == "modified_at" && oneStatus
+	for _, c := range conds {
+		if c.path == "status" && !c.single {
+			return true, false // two statuses are two runs of the index
+		}
+	}
+	return true, first == "modified_at"
 }
 
 // ordersByIndex reports whether an index lists a type's objects in the
 // order of path (then id).
 func ordersByIndex(path string, declared []string) bool {
 	switch path {
-	case "modified_at", "created_at", "slug", "title":
+	case "modified_at", "created_at", "slug", "title", "status":
 		return true
 	}
 	f, ok := topField(path)
@@ -290,6 +321,8 @@ func (sp *listSpec) choosePlan(count, limitCap int) listPlan {
 		// sorting them costs at most the cap, where walking the sort
 		// order could test every object of the type to find them.
 		return planSeek
+	case sp.ordered && sp.pinned && !sp.filterGivesOrder:
+		return planProbe
 	case sp.ordered:
 		return planOrdered
 	}
@@ -329,16 +362,20 @@ func (r listRun) count(max int) (int, error) {
 // page reads up to n objects after pos (from the start when pos is nil).
 func (r listRun) page(plan listPlan, pos *position, n int) ([]listRow, error) {
 	plus := plan == planSeek
+	where, args := r.sp.where, r.sp.args
+	if plan == planProbe {
+		where, args = r.sp.probeWhere, r.sp.probeArgs
+	}
 	if pos == nil {
-		return r.fetch(nil, 0, plus, n)
+		return r.fetch(where, args, nil, 0, plus, n)
 	}
 	ranges := r.sp.afterRanges(*pos, plus)
-	if plan != planOrdered {
-		return r.fetch(anyOf(ranges), 0, plus, n)
+	if plan != planOrdered && plan != planProbe {
+		return r.fetch(where, args, anyOf(ranges), 0, plus, n)
 	}
 	var out []listRow
 	for _, rg := range ranges {
-		rows, err := r.fetch(&rg.cond, rg.orderFrom, false, n-len(out))
+		rows, err := r.fetch(where, args, &rg.cond, rg.orderFrom, false, n-len(out))
 		if err != nil {
 			return nil, err
 		}
@@ -349,16 +386,16 @@ func (r listRun) page(plan listPlan, pos *position, n int) ([]listRow, error) {
 	return out, nil
 }
 
-// fetch reads up to n matches that also meet cond, ordered by the sort
+// fetch reads up to n objects meeting where and cond, ordered by the sort
 // keys from orderFrom on (the keys before it are fixed by cond).
-func (r listRun) fetch(cond *term, orderFrom int, plus bool, n int) ([]listRow, error) {
+func (r listRun) fetch(where string, whereArgs []any, cond *term, orderFrom int, plus bool, n int) ([]listRow, error) {
 	var b strings.Builder
 	b.WriteString("SELECT " + objectColumns)
 	for _, k := range r.sp.keys {
 		b.WriteString(", " + k.expr)
 	}
-	b.WriteString(" FROM objects WHERE " + r.sp.where)
-	args := append([]any{}, r.sp.args...)
+	b.WriteString(" FROM objects o WHERE " + where)
+	args := append([]any{}, whereArgs...)
 	if cond != nil {
 		b.WriteString(" AND (" + cond.sql + ")")
 		args = append(args, cond.args...)
@@ -793,26 +830,31 @@ func clampedNanos(t time.Time) int64 {
 	return toNanos(t)
 }
 
-// sortKeys resolves the sort, newest modified first by default. id is
-// always the last key, in the direction of the one before it, so the order
-// is total (a position names one place) and the default order can be read
-// straight off an index.
+// sortKeys resolves the sort, newest modified first by default. Ties are
+// broken by modified_at, then id, in the direction of the last key: the
+// order is total (a position names one place), and every index a listing
+// reads in order ends in (modified_at, id), so one index serves both a sort
+// by its key and a filter on one value of it listed newest first.
 func sortKeys(keys []provider.SortKey) ([]sortKey, error) {
 	if len(keys) == 0 {
 		keys = []provider.SortKey{{Path: "modified_at", Desc: true}}
 	}
-	out := make([]sortKey, 0, len(keys)+1)
-	hasID := false
+	out := make([]sortKey, 0, len(keys)+2)
+	has := map[string]bool{}
 	for _, k := range keys {
 		expr, kind, err := pathExpr(k.Path, "sort")
 		if err != nil {
 			return nil, err
 		}
-		hasID = hasID || k.Path == "id"
+		has[k.Path] = true
 		out = append(out, sortKey{path: k.Path, expr: expr, kind: kind, desc: k.Desc})
 	}
-	if !hasID {
-		out = append(out, sortKey{path: "id", expr: "id", kind: kindText, desc: out[len(out)-1].desc})
+	desc := out[len(out)-1].desc
+	if !has["modified_at"] && !has["id"] {
+		out = append(out, sortKey{path: "modified_at", expr: "modified_at", kind: kindTime, desc: desc})
+	}
+	if !has["id"] {
+		out = append(out, sortKey{path: "id", expr: "id", kind: kindText, desc: desc})
 	}
 	return out, nil
 }

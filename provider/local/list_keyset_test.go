@@ -129,7 +129,7 @@ func unpaged(t *testing.T, s *Store, q provider.ListQuery) []string {
 var plans = []struct {
 	name string
 	plan listPlan
-}{{"auto", planAuto}, {"ordered", planOrdered}, {"seek", planSeek}, {"scan", planScan}}
+}{{"auto", planAuto}, {"ordered", planOrdered}, {"seek", planSeek}, {"scan", planScan}, {"probe", planProbe}}
 
 // budgets are cursor length limits: the default, and 1, which turns every
 // cursor into an anchor cursor.
@@ -406,7 +406,7 @@ func TestListCursorIntegrity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evil := listRow{keys: []any{"Dune'); DROP TABLE objects; --", "obj_"}}
+	evil := listRow{keys: []any{"Dune'); DROP TABLE objects; --", int64(0), "obj_"}}
 	q2.Cursor = encodeCursor(key, sp, evil, listRow{}, maxCursorLen)
 	got, err := s.List(ctx, q2)
 	if err != nil || titles(got.Objects) != "Emma,Solaris" {

@@ -67,12 +67,16 @@ CREATE UNIQUE INDEX keys_rotation_id ON keys (rotation_id) WHERE rotation_id IS 
 CREATE INDEX keys_created_by ON keys (created_by) WHERE created_by != '';
 CREATE INDEX keys_rotated_to ON keys (rotated_to) WHERE rotated_to IS NOT NULL;
 `,
-	// 4: keyset listing (provider/local/list.go). Sorting by title reads an
-	// index, like the other built-in sorts; store_secrets holds the key
-	// that signs list cursors. The key itself and the field indexes of each
-	// content type depend on the data, so syncListSchema makes them.
+	// 4: keyset listing (provider/local/list.go). A listing's ties are
+	// broken by modified_at, then id, so each sort reads an index in
+	// (type, key, modified_at, id) order: title gets one, created_at's is
+	// replaced. store_secrets holds the key that signs list cursors. The key
+	// itself and the field indexes of each content type depend on the data,
+	// so syncListSchema makes them.
 	`
-CREATE INDEX objects_type_title ON objects (type, title, id);
+CREATE INDEX objects_type_title ON objects (type, title, modified_at, id);
+DROP INDEX objects_type_created;
+CREATE INDEX objects_type_created_modified ON objects (type, created_at, modified_at, id);
 CREATE TABLE store_secrets (
 	name  TEXT PRIMARY KEY,
 	value BLOB NOT NULL
