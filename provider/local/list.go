@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -290,7 +291,7 @@ func ordersByIndex(path string, declared []string) bool {
 		return true
 	}
 	f, ok := topField(path)
-	return ok && contains(declared, f)
+	return ok && slices.Contains(declared, f)
 }
 
 // topField returns the field name of "fields.<name>", a path an index can
@@ -301,15 +302,6 @@ func topField(path string) (string, bool) {
 		return "", false
 	}
 	return rest, true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // choosePlan picks how to read the page, given the capped count (-1 when
@@ -329,7 +321,7 @@ func (sp *listSpec) choosePlan(count, limitCap int) listPlan {
 	return planScan
 }
 
-// listRow is an object with its version and the values of its sort keys.
+// listRow is an object with the values of its sort keys.
 type listRow struct {
 	obj  provider.Object
 	keys []any
@@ -349,10 +341,10 @@ func (r listRun) trace(query string, args []any) {
 	}
 }
 
-// count counts the matches, stopping at max.
-func (r listRun) count(max int) (int, error) {
+// count counts the matches, stopping at upTo.
+func (r listRun) count(upTo int) (int, error) {
 	query := "SELECT count(*) FROM (SELECT 1 FROM objects WHERE " + r.sp.where + " LIMIT ?)"
-	args := append(append([]any{}, r.sp.args...), max)
+	args := append(append([]any{}, r.sp.args...), upTo)
 	r.trace(query, args)
 	var n int
 	err := r.tx.QueryRowContext(r.ctx, query, args...).Scan(&n)
@@ -676,7 +668,7 @@ func condition(c provider.Condition, declared []string) (string, []any, condInfo
 	}
 	f, top := topField(c.Path)
 	// One kind group is one index range; $ne is no range at all.
-	info.seekable = top && contains(declared, f) && len(parts) == 1 && c.Op != provider.OpNe
+	info.seekable = top && slices.Contains(declared, f) && len(parts) == 1 && c.Op != provider.OpNe
 	return "(" + strings.Join(parts, " OR ") + ")", args, info, nil
 }
 
