@@ -84,11 +84,15 @@ type ListQuery struct {
 
 // Page is one page of a list. NextCursor is "" on the last page. Total is
 // the number of objects matching the query, or -1 when the back end cannot
-// tell.
+// tell. When TotalAtLeast is set, Total is only a lower bound: the back end
+// stopped counting there rather than pay for an exact count (the tools say
+// "1,000+"). The zero value means exact, so a back end that always counts
+// needs no change.
 type Page struct {
-	Objects    []Object
-	Total      int
-	NextCursor string
+	Objects      []Object
+	Total        int
+	TotalAtLeast bool
+	NextCursor   string
 }
 
 // Ref names one object by id or by slug (exactly one is set).

@@ -62,7 +62,7 @@ func insertType(ctx context.Context, tx *sql.Tx, t provider.ContentType, now int
 	if err != nil {
 		return fmt.Errorf("creating content type %s: %w", t.Name, err)
 	}
-	return nil
+	return createFieldIndexes(ctx, tx, t.Name, t.Fields)
 }
 
 func nonNil(s []string) []string {

@@ -6,22 +6,72 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/keygate/keygate/provider"
 )
 
+// How List pages, counts and uses indexes is described, with the SQLite
+// behaviour it relies on, in docs/providers/local.md.
+
 const (
 	defaultLimit = 20
 	maxLimit     = 100
+	// totalCap is the most matches List counts. Up to it Total is exact;
+	// beyond it Total is totalCap and TotalAtLeast is set.
+	totalCap = 1000
 )
 
-// List returns one page of objects. The cursor is the decimal offset of the
-// page; the count and the page are read in one snapshot, so Total and
-// NextCursor agree.
+// listPlan is how a page is read.
+type listPlan int
+
+const (
+	planAuto listPlan = iota
+	// planOrdered reads the sort order off an index. A later page is a
+	// sequence of range queries (afterRanges), each an index seek.
+	planOrdered
+	// planSeek finds the few matches through the filter's index and sorts
+	// them. The sort expressions are written +expr so that the planner
+	// cannot walk the sort key's index instead and test every row it meets.
+	planSeek
+	// planScan is one query holding the whole position predicate: no index
+	// gives the order, so SQLite sorts whatever the filter leaves.
+	planScan
+	// planProbe is planOrdered for many matches of conditions that pin one
+	// indexed path to one value, on another path's order: each object met
+	// in order is tested by a lookup of its (modified_at, id) in the
+	// filter's index, which ends in them too, instead of by reading the
+	// object and its JSON.
+	planProbe
+)
+
+// listOptions are List's internals that tests vary. The zero value is what
+// List uses.
+type listOptions struct {
+	totalCap     int      // 0: totalCap
+	maxCursorLen int      // 0: maxCursorLen
+	plan         listPlan // planAuto: chosen per query
+	// trace, when set, sees every statement List runs on objects.
+	trace func(query string, args []any)
+}
+
+// List returns one page of objects. A cursor is the position after the
+// last object of the previous page, so a page is found with an index seek
+// whatever its depth, and objects written between pages neither shift nor
+// repeat the others. The count and the page are read in one snapshot.
 func (s *Store) List(ctx context.Context, q provider.ListQuery) (provider.Page, error) {
+	return s.list(ctx, q, listOptions{})
+}
+
+func (s *Store) list(ctx context.Context, q provider.ListQuery, opts listOptions) (provider.Page, error) {
+	if opts.totalCap <= 0 {
+		opts.totalCap = totalCap
+	}
+	if opts.maxCursorLen <= 0 {
+		opts.maxCursorLen = maxCursorLen
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultLimit
@@ -29,102 +79,488 @@ func (s *Store) List(ctx context.Context, q provider.ListQuery) (provider.Page, 
 	limit = min(limit, maxLimit)
 
 	var page provider.Page
-	var offset int
 	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
-		if _, err := typeFields(ctx, tx, q.Type); err != nil {
-			return err
-		}
-		lq, err := buildList(q)
+		declared, err := typeFields(ctx, tx, q.Type)
 		if err != nil {
 			return err
 		}
-		if offset, err = parseCursor(q.Cursor); err != nil {
+		sp, err := buildList(q, declared)
+		if err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, lq.count, lq.args...).Scan(&page.Total); err != nil {
-			return fmt.Errorf("counting %s objects: %w", q.Type, err)
-		}
-		page.Objects, err = queryObjects(ctx, tx, lq.page, append(lq.pageArgs(), limit, offset)...)
+		key, err := s.cursorKey(ctx, tx)
 		if err != nil {
-			return fmt.Errorf("listing %s objects: %w", q.Type, err)
+			return err
 		}
+		r := listRun{ctx: ctx, tx: tx, sp: sp, opts: opts}
+		pos, err := r.position(q.Cursor, key)
+		if err != nil {
+			return err
+		}
+		count := -1
+		if sp.countable {
+			if count, err = r.count(opts.totalCap + 1); err != nil {
+				return fmt.Errorf("counting %s objects: %w", q.Type, err)
+			}
+		}
+		var rows []listRow
+		if count != 0 {
+			plan := opts.plan
+			if plan == planAuto {
+				plan = sp.choosePlan(count, opts.totalCap)
+			}
+			if rows, err = r.page(plan, pos, limit+1); err != nil {
+				return fmt.Errorf("listing %s objects: %w", q.Type, err)
+			}
+		}
+		page = r.makePage(rows, limit, count, q.Cursor != "", key)
 		return nil
 	})
 	if err != nil {
 		return provider.Page{}, err
 	}
-	if next := offset + len(page.Objects); next < page.Total && len(page.Objects) > 0 {
-		page.NextCursor = strconv.Itoa(next)
-	}
 	return page, nil
 }
 
-func parseCursor(c string) (int, error) {
-	if c == "" {
-		return 0, nil
+// makePage cuts the rows read (one more than the page, to learn whether
+// another page follows) into the page, its cursor and its total.
+func (r listRun) makePage(rows []listRow, limit, count int, resumed bool, key []byte) provider.Page {
+	var page provider.Page
+	hasNext := len(rows) > limit
+	if hasNext {
+		page.NextCursor = encodeCursor(key, r.sp, rows[limit-1], rows[limit], r.opts.maxCursorLen)
+		rows = rows[:limit]
 	}
-	n, err := strconv.Atoi(c)
-	if err != nil || n < 0 {
-		return 0, &provider.FieldError{Field: "cursor", Problem: "is not a cursor from this store", Fix: "pass next_cursor from the previous page, or leave cursor out to start over"}
+	page.Objects = make([]provider.Object, len(rows))
+	for i, row := range rows {
+		page.Objects[i] = row.obj
 	}
-	return n, nil
+	switch {
+	case count > r.opts.totalCap:
+		page.Total, page.TotalAtLeast = r.opts.totalCap, true
+	case count >= 0:
+		page.Total = count
+	case !resumed && !hasNext:
+		// The first page holds every match.
+		page.Total = len(rows)
+	default:
+		// Counting would test every row; say only what this page shows.
+		page.Total, page.TotalAtLeast = len(rows), true
+		if hasNext {
+			page.Total++
+		}
+	}
+	return page
 }
 
-func queryObjects(ctx context.Context, q querier, query string, args ...any) ([]provider.Object, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
+// listSpec is the SQL of one List call. The SQL text is assembled only from
+// fixed fragments, JSON paths checked by jsonPath, and "?" placeholders;
+// every value the caller gave is a bound argument.
+type listSpec struct {
+	typ   string
+	where string // type, status and filters
+	args  []any
+	// probeWhere is where with the conditions tested in an EXISTS on the
+	// filter's index (planProbe); the listing's table is named o.
+	probeWhere string
+	probeArgs  []any
+	keys       []sortKey
+	// countable: one index holds every condition as a constraint, so
+	// counting the matches reads only that index and stops at the cap.
+	countable bool
+	// filtered: there is a condition besides the type.
+	filtered bool
+	// filterGivesOrder: the index the count reads also gives the sort
+	// order, so seeking the matches is reading them in order.
+	filterGivesOrder bool
+	// pinned: every condition is on one path, an $eq or an $in of one
+	// value, so its index finds an object by (value, modified_at, id).
+	pinned bool
+	// ordered: an index gives the order of the first sort key.
+	ordered bool
+}
+
+// sortKey is one ORDER BY term.
+type sortKey struct {
+	path string
+	expr string
+	kind valueKind
+	desc bool
+}
+
+func (k sortKey) ref(plus bool) string {
+	if plus {
+		// Unary + keeps the value and hides the expression from the
+		// planner's index matching.
+		return "+" + k.expr
+	}
+	return k.expr
+}
+
+func buildList(q provider.ListQuery, declared []string) (*listSpec, error) {
+	sp := &listSpec{typ: q.Type}
+	var where []string
+	var args []any
+	var conds []condInfo
+	if q.Status != "" {
+		where, args = append(where, "status = ?"), append(args, q.Status)
+		conds = append(conds, condInfo{path: "status", op: provider.OpEq, seekable: true, single: true})
+	}
+	for _, c := range q.Filter {
+		sqlText, cargs, info, err := condition(c, declared)
+		if err != nil {
+			return nil, err
+		}
+		where, args = append(where, sqlText), append(args, cargs...)
+		conds = append(conds, info)
+	}
+	keys, err := sortKeys(q.Sort)
+	if err != nil {
+		return nil, err
+	}
+	sp.keys = keys
+	sp.where, sp.args = "type = ?", []any{q.Type}
+	sp.probeWhere, sp.probeArgs = sp.where, sp.args
+	if len(where) > 0 {
+		cond := strings.Join(where, " AND ")
+		sp.where, sp.args = sp.where+" AND "+cond, append(sp.args, args...)
+		// +o.x: a value, not a column, so SQLite does not carry the
+		// position's ranges on o into the probe and pick another index.
+		sp.probeWhere = "type = ? AND EXISTS (SELECT 1 FROM objects WHERE type = ? AND " + cond +
+			" AND modified_at = +o.modified_at AND id = +o.id)"
+		sp.probeArgs = append([]any{q.Type, q.Type}, args...)
+	}
+	sp.filtered = len(conds) > 0
+	sp.ordered = ordersByIndex(keys[0].path, declared)
+	sp.countable, sp.filterGivesOrder = classify(conds, keys[0].path)
+	sp.pinned = sp.filtered && sp.countable
+	for _, c := range conds {
+		sp.pinned = sp.pinned && c.single && c.path == conds[0].path
+	}
+	return sp, nil
+}
+
+// condInfo is what the planning needs to know of one condition.
+type condInfo struct {
+	path     string
+	op       provider.Op
+	seekable bool // an index holds the path, and op can seek it
+	single   bool // op is $eq, or $in of one value
+}
+
+// classify reports whether one index holds every condition (countable), and
+// whether that index is the one that gives the order of the first sort key.
+// The indexes a listing reads are (type, key, modified_at, id), so the
+// conditions on one path are held by its index, which gives that path's
+// order, and, when they pin it to one value, modified order; and
+// objects_type_status_modified holds a status with a time range.
+func classify(conds []condInfo, first string) (countable, givesOrder bool) {
+	if len(conds) == 0 {
+		return true, false
+	}
+	paths := map[string]bool{}
+	pinned := true // every condition is $eq, or $in of one value
+	for _, c := range conds {
+		if !c.seekable {
+			return false, false
+		}
+		paths[c.path] = true
+		pinned = pinned && c.single
+	}
+	if len(paths) == 1 {
+		return true, paths[first] || first == "modified_at" && pinned
+	}
+	for p := range paths {
+		if p != "status" && p != "modified_at" {
+			return false, false
+		}
+	}
+	for _, c := range conds {
+		if c.path == "status" && !c.single {
+			return true, false // two statuses are two runs of the index
+		}
+	}
+	return true, first == "modified_at"
+}
+
+// ordersByIndex reports whether an index lists a type's objects in the
+// order of path (then id).
+func ordersByIndex(path string, declared []string) bool {
+	switch path {
+	case "modified_at", "created_at", "slug", "title", "status":
+		return true
+	}
+	f, ok := topField(path)
+	return ok && slices.Contains(declared, f)
+}
+
+// topField returns the field name of "fields.<name>", a path an index can
+// hold; nested paths are not indexed.
+func topField(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, "fields.")
+	if !ok || strings.Contains(rest, ".") || !fieldNamePattern().MatchString(rest) {
+		return "", false
+	}
+	return rest, true
+}
+
+// choosePlan picks how to read the page, given the capped count (-1 when
+// not counted).
+func (sp *listSpec) choosePlan(count, limitCap int) listPlan {
+	switch {
+	case sp.countable && sp.filtered && count <= limitCap && !sp.filterGivesOrder:
+		// Few matches: reading them all through the filter's index and
+		// sorting them costs at most the cap, where walking the sort
+		// order could test every object of the type to find them.
+		return planSeek
+	case sp.ordered && sp.pinned && !sp.filterGivesOrder:
+		return planProbe
+	case sp.ordered:
+		return planOrdered
+	}
+	return planScan
+}
+
+// listRow is an object with the values of its sort keys.
+type listRow struct {
+	obj  provider.Object
+	keys []any
+}
+
+// listRun runs the statements of one List call in its read transaction.
+type listRun struct {
+	ctx  context.Context
+	tx   *sql.Tx
+	sp   *listSpec
+	opts listOptions
+}
+
+func (r listRun) trace(query string, args []any) {
+	if r.opts.trace != nil {
+		r.opts.trace(query, args)
+	}
+}
+
+// count counts the matches, stopping at upTo.
+func (r listRun) count(upTo int) (int, error) {
+	query := "SELECT count(*) FROM (SELECT 1 FROM objects WHERE " + r.sp.where + " LIMIT ?)"
+	args := append(append([]any{}, r.sp.args...), upTo)
+	r.trace(query, args)
+	var n int
+	err := r.tx.QueryRowContext(r.ctx, query, args...).Scan(&n)
+	return n, err
+}
+
+// page reads up to n objects after pos (from the start when pos is nil).
+func (r listRun) page(plan listPlan, pos *position, n int) ([]listRow, error) {
+	plus := plan == planSeek
+	where, args := r.sp.where, r.sp.args
+	if plan == planProbe {
+		where, args = r.sp.probeWhere, r.sp.probeArgs
+	}
+	if pos == nil {
+		return r.fetch(where, args, nil, 0, plus, n)
+	}
+	ranges := r.sp.afterRanges(*pos, plus)
+	if plan != planOrdered && plan != planProbe {
+		return r.fetch(where, args, anyOf(ranges), 0, plus, n)
+	}
+	var out []listRow
+	for _, rg := range ranges {
+		rows, err := r.fetch(where, args, &rg.cond, rg.orderFrom, false, n-len(out))
+		if err != nil {
+			return nil, err
+		}
+		if out = append(out, rows...); len(out) >= n {
+			break
+		}
+	}
+	return out, nil
+}
+
+// fetch reads up to n objects meeting where and cond, ordered by the sort
+// keys from orderFrom on (the keys before it are fixed by cond).
+func (r listRun) fetch(where string, whereArgs []any, cond *term, orderFrom int, plus bool, n int) ([]listRow, error) {
+	var b strings.Builder
+	b.WriteString("SELECT " + objectColumns)
+	for _, k := range r.sp.keys {
+		b.WriteString(", " + k.expr)
+	}
+	b.WriteString(" FROM objects o WHERE " + where)
+	args := append([]any{}, whereArgs...)
+	if cond != nil {
+		b.WriteString(" AND (" + cond.sql + ")")
+		args = append(args, cond.args...)
+	}
+	if orderFrom < len(r.sp.keys) {
+		b.WriteString(" ORDER BY " + r.sp.orderBy(orderFrom, plus))
+	}
+	b.WriteString(" LIMIT ?")
+	args = append(args, n)
+	query := b.String()
+	r.trace(query, args)
+
+	rows, err := r.tx.QueryContext(r.ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []provider.Object
+	var out []listRow
 	for rows.Next() {
-		o, err := scanObject(rows)
+		row, err := scanListRow(rows, len(r.sp.keys))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, o)
+		out = append(out, row)
 	}
 	return out, rows.Err()
 }
 
-// listQuery is the SQL of one List call. The SQL text is assembled only from
-// fixed fragments and "?" placeholders; every value the caller gave, field
-// paths included, is a bound argument.
-type listQuery struct {
-	count     string
-	page      string // ends in LIMIT ? OFFSET ?
-	args      []any  // for the WHERE clause
-	orderArgs []any  // for the ORDER BY clause
-}
-
-func (lq listQuery) pageArgs() []any {
-	return append(append([]any{}, lq.args...), lq.orderArgs...)
-}
-
-func buildList(q provider.ListQuery) (listQuery, error) {
-	where := []string{"type = ?"}
-	args := []any{q.Type}
-	if q.Status != "" {
-		where, args = append(where, "status = ?"), append(args, q.Status)
+func scanListRow(rows *sql.Rows, nkeys int) (listRow, error) {
+	var o provider.Object
+	var fields string
+	var created, modified int64
+	row := listRow{keys: make([]any, nkeys)}
+	dest := []any{&o.ID, &o.Type, &o.Slug, &o.Title, &o.Status, &o.Version, &fields, &created, &modified}
+	for i := range row.keys {
+		dest = append(dest, &row.keys[i])
 	}
-	for _, c := range q.Filter {
-		sqlText, cargs, err := condition(c)
-		if err != nil {
-			return listQuery{}, err
+	if err := rows.Scan(dest...); err != nil {
+		return listRow{}, err
+	}
+	o.Fields = json.RawMessage(fields)
+	o.CreatedAt, o.ModifiedAt = fromNanos(created), fromNanos(modified)
+	row.obj = o
+	return row, nil
+}
+
+func (sp *listSpec) orderBy(from int, plus bool) string {
+	parts := make([]string, 0, len(sp.keys)-from)
+	for _, k := range sp.keys[from:] {
+		dir := " ASC"
+		if k.desc {
+			dir = " DESC"
 		}
-		where, args = append(where, sqlText), append(args, cargs...)
+		parts = append(parts, k.ref(plus)+dir)
 	}
-	order, orderArgs, err := orderBy(q.Sort)
-	if err != nil {
-		return listQuery{}, err
+	return strings.Join(parts, ", ")
+}
+
+// term is a piece of SQL with its arguments.
+type term struct {
+	sql  string
+	args []any
+}
+
+func allOf(ts []term) term {
+	var out term
+	parts := make([]string, len(ts))
+	for i, t := range ts {
+		parts[i] = t.sql
+		out.args = append(out.args, t.args...)
 	}
-	w := strings.Join(where, " AND ")
-	return listQuery{
-		count:     "SELECT COUNT(*) FROM objects WHERE " + w,
-		page:      "SELECT " + objectColumns + " FROM objects WHERE " + w + " ORDER BY " + order + " LIMIT ? OFFSET ?",
-		args:      args,
-		orderArgs: orderArgs,
-	}, nil
+	out.sql = strings.Join(parts, " AND ")
+	return out
+}
+
+func anyOf(ranges []keyRange) *term {
+	var out term
+	parts := make([]string, len(ranges))
+	for i, rg := range ranges {
+		parts[i] = "(" + rg.cond.sql + ")"
+		out.args = append(out.args, rg.cond.args...)
+	}
+	out.sql = strings.Join(parts, " OR ")
+	if len(parts) == 0 {
+		out.sql = "0" // nothing comes after the last possible position
+	}
+	return &out
+}
+
+// position is a place in a listing's order: just after the object whose
+// sort key values are values, or, when inclusive, just before it.
+type position struct {
+	values    []any
+	inclusive bool
+}
+
+// keyRange is one run of the listing after a position: objects equal to
+// the position in the keys before orderFrom (or all keys, for the object
+// itself) and after it in the next.
+type keyRange struct {
+	cond      term
+	orderFrom int
+}
+
+// afterRanges splits what comes after pos into disjoint runs, in the order
+// the listing returns them: same values in every key but the last, then
+// the last; ... then after in the first key. Each run is a seek on an index
+// of its leading key: equal values, then one range.
+func (sp *listSpec) afterRanges(pos position, plus bool) []keyRange {
+	m := len(sp.keys)
+	var out []keyRange
+	if pos.inclusive {
+		eq := make([]term, m)
+		for i, k := range sp.keys {
+			eq[i] = equalTo(k, pos.values[i], plus)
+		}
+		out = append(out, keyRange{cond: allOf(eq), orderFrom: m})
+	}
+	for j := m - 1; j >= 0; j-- {
+		prefix := make([]term, j, j+1)
+		for i, k := range sp.keys[:j] {
+			prefix[i] = equalTo(k, pos.values[i], plus)
+		}
+		for _, part := range after(sp.keys[j], pos.values[j], plus) {
+			from := j
+			if part.nulls {
+				from = j + 1 // the key is NULL throughout the run
+			}
+			out = append(out, keyRange{cond: allOf(append(prefix[:j:j], part.term)), orderFrom: from})
+		}
+	}
+	return out
+}
+
+// equalTo matches the values ORDER BY ranks equal to v: NULLs are equal to
+// each other, and an integer equals the same real.
+func equalTo(k sortKey, v any, plus bool) term {
+	if v == nil {
+		return term{sql: k.ref(plus) + " IS NULL"}
+	}
+	return term{sql: k.ref(plus) + " = ?", args: []any{v}}
+}
+
+type afterPart struct {
+	term
+	nulls bool
+}
+
+// negInf is below every number, and every number is below every text, so
+// "x >= -Inf" holds for exactly the values that are not NULL, and unlike
+// "x IS NOT NULL" it is a range an index can seek to.
+var negInf = math.Inf(-1)
+
+// after returns, in listing order, the runs of values that come after v in
+// k's direction. ORDER BY puts NULL first, then numbers, then text; without
+// affinity, < and > compare across those classes the same way, so one
+// comparison covers them, except NULL, which compares as unknown.
+func after(k sortKey, v any, plus bool) []afterPart {
+	x := k.ref(plus)
+	switch {
+	case !k.desc && v == nil:
+		return []afterPart{{term: term{sql: x + " >= ?", args: []any{negInf}}}}
+	case !k.desc:
+		return []afterPart{{term: term{sql: x + " > ?", args: []any{v}}}}
+	case v == nil:
+		return nil // NULLs come last when descending
+	}
+	parts := []afterPart{{term: term{sql: x + " < ?", args: []any{v}}}}
+	if k.kind == kindJSON {
+		// Built-in columns are never NULL.
+		parts = append(parts, afterPart{term: term{sql: x + " IS NULL"}, nulls: true})
+	}
+	return parts
 }
 
 // valueKind says how a path's values are stored, and so how a filter value
@@ -138,25 +574,30 @@ const (
 	kindJSON
 )
 
-// pathExpr maps a filter or sort path to an SQL expression over objects:
-// a built-in column, or json_extract of the fields with the JSON path bound
-// as an argument.
-func pathExpr(path, field string) (string, []any, valueKind, error) {
+// pathExpr maps a filter or sort path to an SQL expression over objects: a
+// built-in column, or json_extract of the fields. The JSON path is written
+// into the SQL as a literal, because an index on an expression serves only
+// a query holding the same expression; jsonPath lets through only letters,
+// digits and _, so the literal cannot be broken out of.
+func pathExpr(path, field string) (string, valueKind, error) {
 	switch path {
 	case "id", "slug", "title", "status":
-		return path, nil, kindText, nil
+		return path, kindText, nil
 	case "version":
-		return path, nil, kindInt, nil
+		return path, kindInt, nil
 	case "created_at", "modified_at":
-		return path, nil, kindTime, nil
+		return path, kindTime, nil
 	}
 	jp, ok := jsonPath(path)
 	if !ok {
-		return "", nil, 0, &provider.FieldError{Field: field, Problem: fmt.Sprintf("cannot use %q", path),
+		return "", 0, &provider.FieldError{Field: field, Problem: fmt.Sprintf("cannot use %q", path),
 			Fix: "use id, slug, title, status, version, created_at, modified_at, or fields.<name> (letters, digits and _, joined by dots)"}
 	}
-	return "json_extract(fields, ?)", []any{jp}, kindJSON, nil
+	return jsonExtract(jp), kindJSON, nil
 }
+
+func jsonExtract(jp string) string { return "json_extract(fields, '" + jp + "')" }
+func jsonType(jp string) string    { return "json_type(fields, '" + jp + "')" }
 
 // jsonPath turns "fields.a.b" into the SQLite JSON path `$."a"."b"`. Each
 // segment is checked, so the quotes cannot be broken out of.
@@ -180,34 +621,38 @@ func jsonPath(path string) (string, bool) {
 // field is NULL and matches no operator, $ne included. A value in the fields
 // is compared only with filter values of its own JSON kind, so {"$gt": 100}
 // never matches the string "abc", and "7" never equals 7.
-func condition(c provider.Condition) (string, []any, error) {
-	expr, pathArgs, kind, err := pathExpr(c.Path, "filter")
+func condition(c provider.Condition, declared []string) (string, []any, condInfo, error) {
+	expr, kind, err := pathExpr(c.Path, "filter")
 	if err != nil {
-		return "", nil, err
+		return "", nil, condInfo{}, err
 	}
 	op, values, err := operands(c)
 	if err != nil {
-		return "", nil, err
+		return "", nil, condInfo{}, err
 	}
+	info := condInfo{path: c.Path, op: c.Op, single: c.Op == provider.OpEq || (op == "IN" && len(values) == 1)}
 	if kind != kindJSON {
 		args := make([]any, 0, len(values))
 		for _, v := range values {
 			b, err := bindValue(c.Path, kind, v)
 			if err != nil {
-				return "", nil, err
+				return "", nil, condInfo{}, err
 			}
 			args = append(args, b)
 		}
-		return compare(expr, op, len(args)), args, nil
+		info.seekable = builtinSeekable(c.Path, c.Op)
+		return compare(expr, op, len(args)), args, info, nil
 	}
 	// Group the values by the JSON kinds they may equal, and guard each
-	// group's comparison with json_type.
+	// group's comparison with json_type. The field indexes hold json_type
+	// too, so the guard is read from the index, not from the row.
+	jp, _ := jsonPath(c.Path)
 	groups := map[string][]any{}
 	for _, v := range values {
 		kinds, ok := jsonKinds(v)
 		b, err := bindValue(c.Path, kind, v)
 		if err != nil || !ok {
-			return "", nil, errOrBadValue(err, c.Path)
+			return "", nil, condInfo{}, errOrBadValue(err, c.Path)
 		}
 		groups[kinds] = append(groups[kinds], b)
 	}
@@ -218,10 +663,30 @@ func condition(c provider.Condition) (string, []any, error) {
 		if len(vals) == 0 {
 			continue
 		}
-		parts = append(parts, "(json_type(fields, ?) IN ("+kinds+") AND "+compare(expr, op, len(vals))+")")
-		args = append(append(append(args, pathArgs...), pathArgs...), vals...)
+		parts = append(parts, "("+jsonType(jp)+" IN ("+kinds+") AND "+compare(expr, op, len(vals))+")")
+		args = append(args, vals...)
 	}
-	return "(" + strings.Join(parts, " OR ") + ")", args, nil
+	f, top := topField(c.Path)
+	// One kind group is one index range; $ne is no range at all.
+	info.seekable = top && slices.Contains(declared, f) && len(parts) == 1 && c.Op != provider.OpNe
+	return "(" + strings.Join(parts, " OR ") + ")", args, info, nil
+}
+
+// builtinSeekable reports whether an index on (type, path, ...) can seek a
+// condition with op on path, and so bound the rows a count reads.
+func builtinSeekable(path string, op provider.Op) bool {
+	switch {
+	case op == provider.OpNe:
+		return false
+	case path == "id":
+		// The primary key finds each id; a range of ids would cross types.
+		return op == provider.OpEq || op == provider.OpIn
+	}
+	switch path {
+	case "status", "slug", "title", "created_at", "modified_at":
+		return true
+	}
+	return false
 }
 
 // The json_type names a filter value of each Go kind may match.
@@ -357,32 +822,31 @@ func clampedNanos(t time.Time) int64 {
 	return toNanos(t)
 }
 
-// orderBy renders the sort keys, newest modified first by default. id is
-// always the last key, in the direction of the one before it, so the order
-// is total (pages never overlap) and the default order can be read straight
-// off an index.
-func orderBy(keys []provider.SortKey) (string, []any, error) {
+// sortKeys resolves the sort, newest modified first by default. Ties are
+// broken by modified_at, then id, in the direction of the last key: the
+// order is total (a position names one place), and every index a listing
+// reads in order ends in (modified_at, id), so one index serves both a sort
+// by its key and a filter on one value of it listed newest first.
+func sortKeys(keys []provider.SortKey) ([]sortKey, error) {
 	if len(keys) == 0 {
 		keys = []provider.SortKey{{Path: "modified_at", Desc: true}}
 	}
-	var parts []string
-	var args []any
-	hasID := false
-	dir := "ASC"
+	out := make([]sortKey, 0, len(keys)+2)
+	has := map[string]bool{}
 	for _, k := range keys {
-		expr, kargs, _, err := pathExpr(k.Path, "sort")
+		expr, kind, err := pathExpr(k.Path, "sort")
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
-		dir = "ASC"
-		if k.Desc {
-			dir = "DESC"
-		}
-		hasID = hasID || k.Path == "id"
-		parts, args = append(parts, expr+" "+dir), append(args, kargs...)
+		has[k.Path] = true
+		out = append(out, sortKey{path: k.Path, expr: expr, kind: kind, desc: k.Desc})
 	}
-	if !hasID {
-		parts = append(parts, "id "+dir)
+	desc := out[len(out)-1].desc
+	if !has["modified_at"] && !has["id"] {
+		out = append(out, sortKey{path: "modified_at", expr: "modified_at", kind: kindTime, desc: desc})
 	}
-	return strings.Join(parts, ", "), args, nil
+	if !has["id"] {
+		out = append(out, sortKey{path: "id", expr: "id", kind: kindText, desc: desc})
+	}
+	return out, nil
 }

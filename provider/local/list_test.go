@@ -139,6 +139,10 @@ func TestListRejects(t *testing.T) {
 		{"bad sort", provider.ListQuery{Sort: []provider.SortKey{{Path: "fields.a;drop"}}}, "sort", "cannot use"},
 		{"bad cursor", provider.ListQuery{Cursor: "abc"}, "cursor", "not a cursor"},
 		{"negative cursor", provider.ListQuery{Cursor: "-3"}, "cursor", "not a cursor"},
+		{"offset cursor of an older keygate", provider.ListQuery{Cursor: "20"}, "cursor", "page offset from an older keygate"},
+		{"prefix only", provider.ListQuery{Cursor: cursorPrefix}, "cursor", "not a cursor"},
+		{"not base64", provider.ListQuery{Cursor: cursorPrefix + "!!!!"}, "cursor", "not a cursor"},
+		{"too long", provider.ListQuery{Cursor: cursorPrefix + strings.Repeat("A", maxCursorLen)}, "cursor", "not a cursor"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -234,62 +238,135 @@ func TestListPaging(t *testing.T) {
 		})
 	}
 
-	t.Run("past the end", func(t *testing.T) {
-		page, err := s.List(ctx, provider.ListQuery{Type: "posts", Cursor: "50"})
-		if err != nil || len(page.Objects) != 0 || page.Total != 12 || page.NextCursor != "" {
-			t.Errorf("page = %+v, %v", page, err)
-		}
-	})
 	t.Run("default limit", func(t *testing.T) {
 		for i := range 10 {
 			mustCreate(t, s, provider.NewObject{Title: fmt.Sprintf("Filler %d", i)})
 		}
 		page, err := s.List(ctx, provider.ListQuery{Type: "posts"})
-		if err != nil || len(page.Objects) != defaultLimit || page.NextCursor != "20" {
+		if err != nil || len(page.Objects) != defaultLimit || !strings.HasPrefix(page.NextCursor, cursorPrefix) {
 			t.Errorf("%d objects, next %q, %v", len(page.Objects), page.NextCursor, err)
+		}
+		rest, err := s.List(ctx, provider.ListQuery{Type: "posts", Cursor: page.NextCursor})
+		if err != nil || len(rest.Objects) != 2 || rest.NextCursor != "" || rest.Total != 22 {
+			t.Errorf("second page: %d objects, total %d, next %q, %v", len(rest.Objects), rest.Total, rest.NextCursor, err)
 		}
 	})
 }
 
-// TestListUsesIndexes checks the query plans of the common listings: a scan
-// of all objects would make them slow on a large store.
+// TestListUsesIndexes checks the query plans of every statement List runs
+// for the common listings, first pages and later ones: a scan of all
+// objects, or a sort of all matches, would make them slow on a large store.
+// The tiny store does not matter: without ANALYZE statistics SQLite plans
+// the same whatever the table holds.
 func TestListUsesIndexes(t *testing.T) {
-	s, _ := newPostsStore(t)
+	s, clock := newPostsStore(t)
+	for i := range 12 {
+		clock.Add(time.Second)
+		mustCreate(t, s, provider.NewObject{Title: fmt.Sprintf("Post %02d", i), Status: []string{"draft", "published"}[i%2],
+			Fields: json.RawMessage(fmt.Sprintf(`{"author":"a%d","views":%d}`, i%2, i))})
+	}
+	views := fieldIndexName("posts", "views")
+	author := fieldIndexName("posts", "author")
+	byAuthor := []provider.Condition{{Path: "fields.author", Op: provider.OpEq, Value: "a1"}}
+	byViews := []provider.SortKey{{Path: "fields.views", Desc: true}}
 	tests := []struct {
-		name  string
-		q     provider.ListQuery
-		index string
+		name string
+		q    provider.ListQuery
+		cap  int // totalCap; 1 makes every filter "many matches"
+		// count: the index the count must search ("" for any index);
+		// page: the index one statement of each page must search. Every
+		// statement must search an index, and, unless sorts, read it in
+		// order rather than sort.
+		count, page string
+		sorts       bool
 	}{
-		{"default", provider.ListQuery{Type: "posts"}, "objects_type_modified"},
-		{"by status", provider.ListQuery{Type: "posts", Status: "published"}, "objects_type_status_modified"},
-		{"by created_at", provider.ListQuery{Type: "posts", Sort: []provider.SortKey{{Path: "created_at"}}}, "objects_type_created"},
+		{"default", provider.ListQuery{Type: "posts"}, 0, "", "objects_type_modified", false},
+		{"by status", provider.ListQuery{Type: "posts", Status: "published"}, 0, "objects_type_status_modified", "objects_type_status_modified", false},
+		{"by created_at", provider.ListQuery{Type: "posts", Sort: []provider.SortKey{{Path: "created_at"}}}, 0, "", "objects_type_created_modified", false},
+		{"by title", provider.ListQuery{Type: "posts", Sort: []provider.SortKey{{Path: "title", Desc: true}}}, 0, "", "objects_type_title", false},
+		{"by field", provider.ListQuery{Type: "posts", Sort: byViews}, 0, "", views, false},
+		{"field range sorted by it", provider.ListQuery{Type: "posts", Sort: byViews,
+			Filter: []provider.Condition{{Path: "fields.views", Op: provider.OpGte, Value: 3}}}, 0, views, views, false},
+		{"field filter, many matches, sorted by another field", provider.ListQuery{Type: "posts", Filter: byAuthor, Sort: byViews}, 1, author, views, false},
+		{"status, many matches, sorted by a field", provider.ListQuery{Type: "posts", Status: "published", Sort: byViews}, 1, "objects_type_status_modified", views, false},
+		{"field filter, many matches, newest first", provider.ListQuery{Type: "posts", Filter: byAuthor}, 1, author, author, false},
+		{"field filter, few matches, newest first", provider.ListQuery{Type: "posts", Filter: byAuthor}, 0, author, author, false},
+		{"sorted by status", provider.ListQuery{Type: "posts", Sort: []provider.SortKey{{Path: "status"}}}, 0, "", "objects_type_status_modified", false},
+		{"field filter, few matches, sorted by another field", provider.ListQuery{Type: "posts", Filter: byAuthor, Sort: byViews}, 0, author, author, true},
+		{"slug", provider.ListQuery{Type: "posts", Filter: []provider.Condition{{Path: "slug", Op: provider.OpIn, Value: []any{"post-03", "post-04", "post-05"}}}}, 0,
+			"sqlite_autoindex_objects_2", "sqlite_autoindex_objects_2", true},
+	}
+	searches := func(plan, index string) bool {
+		// The listing's own table is named o.
+		search := strings.Contains(plan, "SEARCH objects USING ") || strings.Contains(plan, "SEARCH o USING ")
+		return search && (index == "" || strings.Contains(plan, "INDEX "+index+" ") || strings.HasSuffix(plan, "INDEX "+index))
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lq, err := buildList(tc.q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rows, err := s.ro.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+lq.page, append(lq.pageArgs(), 20, 0)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
+			q := tc.q
+			q.Limit = 2
+			for page := 1; page <= 3; page++ {
+				plans, next := listPlans(t, s, q, listOptions{totalCap: tc.cap})
+				t.Logf("page %d: %q", page, plans)
+				if len(plans) < 2 || !searches(plans[0], tc.count) || !strings.Contains(plans[0], "COVERING INDEX") {
+					t.Fatalf("page %d: the count's plan %q does not search the index %s alone", page, plans[0], tc.count)
 				}
-				plan = append(plan, detail)
-			}
-			p := strings.Join(plan, "; ")
-			if !strings.Contains(p, tc.index) || strings.Contains(p, "TEMP B-TREE") {
-				t.Errorf("plan %q does not read %s in order", p, tc.index)
+				found := false
+				for i, p := range plans[1:] {
+					found = found || searches(p, tc.page)
+					if !searches(p, "") || !tc.sorts && strings.Contains(p, "TEMP B-TREE") {
+						t.Errorf("page %d, statement %d: plan %q does not read an index in order", page, i+1, p)
+					}
+					// A probe of the filter must be one lookup in its index.
+					if _, probe, ok := strings.Cut(p, " EXISTS USING "); ok && (!strings.HasPrefix(probe, "COVERING INDEX") || !strings.Contains(probe, " AND id=?")) {
+						t.Errorf("page %d, statement %d: the filter is not probed by a lookup in an index alone: %q", page, i+1, p)
+					}
+				}
+				if !found {
+					t.Errorf("page %d: no plan searches %s: %q", page, tc.page, plans[1:])
+				}
+				if next == "" {
+					break
+				}
+				q.Cursor = next
 			}
 		})
 	}
+}
+
+// listPlans lists q with opts and returns the query plan of every
+// statement List ran on objects, and the page's next cursor.
+func listPlans(t *testing.T, s *Store, q provider.ListQuery, opts listOptions) ([]string, string) {
+	t.Helper()
+	type stmt struct {
+		query string
+		args  []any
+	}
+	var stmts []stmt
+	opts.trace = func(query string, args []any) { stmts = append(stmts, stmt{query, args}) }
+	page, err := s.list(t.Context(), q, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plans []string
+	for _, st := range stmts {
+		rows, err := s.ro.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+st.query, st.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		plans = append(plans, strings.Join(plan, "; "))
+	}
+	return plans, page.NextCursor
 }
 
 // BenchmarkList lists a filtered, sorted page from 100,000 objects.
@@ -321,9 +398,20 @@ func BenchmarkList(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The published page at offset 5,000, reached the only way there is:
+	// by paging.
+	deep := provider.ListQuery{Type: "posts", Status: "published", Limit: 100}
+	for range 50 {
+		page, err := s.List(ctx, deep)
+		if err != nil {
+			b.Fatal(err)
+		}
+		deep.Cursor = page.NextCursor
+	}
+	deep.Limit = 20
 	queries := map[string]provider.ListQuery{
 		"default":          {Type: "posts", Limit: 20},
-		"status":           {Type: "posts", Status: "published", Limit: 20, Cursor: "5000"},
+		"status":           deep,
 		"field filter":     {Type: "posts", Limit: 20, Filter: []provider.Condition{{Path: "fields.author", Op: provider.OpEq, Value: "a7"}}},
 		"field sort+range": {Type: "posts", Limit: 20, Sort: []provider.SortKey{{Path: "fields.views", Desc: true}}, Filter: []provider.Condition{{Path: "fields.views", Op: provider.OpGt, Value: 50000.0}}},
 	}

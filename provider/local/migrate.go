@@ -119,6 +119,21 @@ CREATE TABLE oauth_signing_keys (
 	drop_at     INTEGER
 ) STRICT;
 `,
+	// 5: keyset listing (provider/local/list.go). A listing's ties are
+	// broken by modified_at, then id, so each sort reads an index in
+	// (type, key, modified_at, id) order: title gets one, created_at's is
+	// replaced. store_secrets holds the key that signs list cursors. The key
+	// itself and the field indexes of each content type depend on the data,
+	// so syncListSchema makes them.
+	`
+CREATE INDEX objects_type_title ON objects (type, title, modified_at, id);
+DROP INDEX objects_type_created;
+CREATE INDEX objects_type_created_modified ON objects (type, created_at, modified_at, id);
+CREATE TABLE store_secrets (
+	name  TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+) STRICT;
+`,
 }
 
 // migrate brings the schema up to date in one transaction and reports
@@ -141,6 +156,9 @@ func migrate(ctx context.Context, db *sql.DB) (empty bool, err error) {
 		}
 		if version == len(migrations) {
 			return nil
+		}
+		if err := syncListSchema(ctx, tx); err != nil {
+			return fmt.Errorf("after schema migration %d: %w", len(migrations), err)
 		}
 		// PRAGMA takes no bound parameters; the value is our own integer.
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {

@@ -45,6 +45,9 @@ type Store struct {
 	getByID, getBySlug lazyStmt
 	// LiveGrant's statement (grants.go), checked on every OAuth request.
 	liveGrant lazyStmt
+
+	// listKey signs list cursors (cursor.go), read on first use.
+	listKey atomic.Pointer[[]byte]
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
