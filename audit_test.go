@@ -89,7 +89,7 @@ func TestAuditCommandReadsAnyJournal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stdout, stderr, err := cli(t, in, "audit")
+	stdout, stderr, err := runCLI(t, in, "audit")
 	if err != nil {
 		t.Fatalf("keygate audit: %v\n%s", err, stderr)
 	}

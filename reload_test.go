@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,51 +14,6 @@ import (
 
 	"github.com/keygate/keygate/auth"
 )
-
-func TestReloaderTriggers(t *testing.T) {
-	envFile := filepath.Join(t.TempDir(), ".env")
-	if err := os.WriteFile(envFile, []byte("A=1\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	applied := make(chan map[string]string, 10)
-	r := &reloader{envFile: envFile, logger: slog.New(slog.DiscardHandler), apply: func(_ context.Context, vars map[string]string) error {
-		applied <- vars
-		return nil
-	}}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	go r.run(ctx)
-	time.Sleep(100 * time.Millisecond) // let the watcher start
-
-	wait := func(what string) map[string]string {
-		t.Helper()
-		select {
-		case v := <-applied:
-			return v
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no reload after %s", what)
-		}
-		return nil
-	}
-	if err := auth.SetEnvVar(envFile, "B", "two-2222", auth.EnvWriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if v := wait("an atomic rewrite of the env file"); v["B"] != "two-2222" {
-		t.Errorf("reloaded %v", v)
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	wait("SIGHUP")
-	if err := os.WriteFile(filepath.Join(filepath.Dir(envFile), "other"), []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case v := <-applied:
-		t.Errorf("reloaded for another file in the directory: %v", v)
-	case <-time.After(2 * reloadDebounce):
-	}
-}
 
 // TestStdioHotReload replaces KEYGATE_TOKEN in the env file under a running
 // keygate: it switches without a restart and tells the client its tools

@@ -16,10 +16,10 @@ import (
 	"github.com/keygate/keygate/auth"
 )
 
-// cli runs "keygate COMMAND --store ... --env-file ... ARGS..." against in
+// runCLI runs "keygate COMMAND --store ... --env-file ... ARGS..." against in
 // (COMMAND may be two words, e.g. "token revoke") and returns stdout,
 // stderr and the exit error.
-func cli(t *testing.T, in instance, command string, args ...string) (string, string, error) {
+func runCLI(t *testing.T, in instance, command string, args ...string) (string, string, error) {
 	t.Helper()
 	argv := append(strings.Fields(command), "--store", in.store, "--env-file", in.envFile)
 	cmd := exec.Command(binary, append(argv, args...)...)
@@ -86,7 +86,7 @@ func TestTokenRevokeNeverEchoesAToken(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			stdout, stderr, err := cli(t, in, "token revoke", tc.arg)
+			stdout, stderr, err := runCLI(t, in, "token revoke", tc.arg)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("exit error %v, want error %v\nstdout: %s\nstderr: %s", err, tc.wantErr, stdout, stderr)
 			}
@@ -104,7 +104,7 @@ func TestTokenRevokeNeverEchoesAToken(t *testing.T) {
 	if hits := filesContaining(t, in.dir, leaks...); len(hits) > 0 {
 		t.Errorf("the token or its secret reached %v", hits)
 	}
-	stdout, _, err := cli(t, in, "token list")
+	stdout, _, err := runCLI(t, in, "token list")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestTokenListShowsControlCharactersVisibly(t *testing.T) {
 	}
 	db.Close()
 
-	stdout, stderr, err := cli(t, in, "token list")
+	stdout, stderr, err := runCLI(t, in, "token list")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
@@ -172,7 +172,7 @@ func TestTokenListShowsControlCharactersVisibly(t *testing.T) {
 	}
 
 	// Revoking it says the name the same way.
-	stdout, stderr, err = cli(t, in, "token revoke", parsed.PublicID)
+	stdout, stderr, err = runCLI(t, in, "token revoke", parsed.PublicID)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
