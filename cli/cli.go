@@ -97,6 +97,10 @@ func Run(ctx context.Context, args []string, streams Streams, opts Options) (cod
 			code = int(c)
 		}
 	}()
+	if len(args) > 0 && args[0] == "help" {
+		// "keygate help token" is "keygate token --help".
+		args = append(args[1:len(args):len(args)], "--help")
+	}
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(streams.Err, "keygate: %v\nRun \"keygate --help\" for the commands and their flags.\n", err)
