@@ -292,3 +292,19 @@ func TestFirstRun(t *testing.T) {
 		}
 	})
 }
+
+// TestStoreErrorIsWrappedOnce: a store that cannot be opened stops keygate
+// with one "opening store", naming the path (it used to say "opening
+// store: opening store:").
+func TestStoreErrorIsWrappedOnce(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t)
+	// The store's directory is a file.
+	if err := os.WriteFile(filepath.Dir(in.store), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := app.Build(context.Background(), serveConfig(t, in, nil), app.Options{})
+	if err == nil || strings.Count(err.Error(), "opening store") != 1 || !strings.Contains(err.Error(), in.store) {
+		t.Errorf("build: %v", err)
+	}
+}

@@ -77,7 +77,7 @@ func (r *reloader) run(ctx context.Context) {
 		case <-hup:
 			r.reload(ctx, "SIGHUP")
 		case ev := <-events:
-			if filepath.Clean(ev.Name) == filepath.Clean(r.envFile) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+			if r.changesEnvFile(ev) {
 				debounce = time.After(reloadDebounce)
 			}
 		case err := <-errs:
@@ -87,6 +87,13 @@ func (r *reloader) run(ctx context.Context) {
 			r.reload(ctx, "env file changed")
 		}
 	}
+}
+
+// changesEnvFile reports whether a watched event may have changed the env
+// file's content: a write, or a file created or renamed over it. Other
+// files in its directory are no concern.
+func (r *reloader) changesEnvFile(ev fsnotify.Event) bool {
+	return filepath.Clean(ev.Name) == filepath.Clean(r.envFile) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0
 }
 
 func (r *reloader) reload(ctx context.Context, why string) {

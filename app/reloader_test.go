@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/keygate/keygate/auth"
 )
 
 // TestReloaderTriggers: an atomic rewrite of the env file and SIGHUP each
-// reload once; another file in the same directory does not. The test
-// starts writing once the reloader says it is watching.
+// reload. The test starts writing once the reloader says it is watching.
 func TestReloaderTriggers(t *testing.T) {
 	envFile := filepath.Join(t.TempDir(), ".env")
 	if err := os.WriteFile(envFile, []byte("A=1\n"), 0o600); err != nil {
@@ -51,12 +51,30 @@ func TestReloaderTriggers(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait("SIGHUP")
-	if err := os.WriteFile(filepath.Join(filepath.Dir(envFile), "other"), []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case v := <-applied:
-		t.Errorf("reloaded for another file in the directory: %v", v)
-	case <-time.After(2 * reloadDebounce):
+}
+
+// TestReloaderIgnoresOtherFiles: of the events in the env file's
+// directory, only those that may change the env file's content reload.
+func TestReloaderIgnoresOtherFiles(t *testing.T) {
+	dir := t.TempDir()
+	r := newReloader(filepath.Join(dir, ".env"), slog.New(slog.DiscardHandler), nil)
+	for _, tc := range []struct {
+		name string
+		op   fsnotify.Op
+		want bool
+	}{
+		{".env", fsnotify.Write, true},
+		{".env", fsnotify.Create, true},
+		{".env", fsnotify.Rename, true},
+		{"./.env", fsnotify.Write, true},
+		{".env", fsnotify.Chmod, false},
+		{".env", fsnotify.Remove, false},
+		{"other", fsnotify.Write, false},
+		{".env.tmp123", fsnotify.Create, false},
+		{"..env.lock", fsnotify.Write, false},
+	} {
+		if got := r.changesEnvFile(fsnotify.Event{Name: filepath.Join(dir, tc.name), Op: tc.op}); got != tc.want {
+			t.Errorf("%s %v: reload %v, want %v", tc.name, tc.op, got, tc.want)
+		}
 	}
 }

@@ -322,3 +322,18 @@ func TestREADMEMatchesTheCommandTree(t *testing.T) {
 		}
 	}
 }
+
+// TestServeIsTheDefaultCommand: flags without a command serve, as an MCP
+// client that launches "keygate --env-file ..." expects; at the end of its
+// input keygate exits 0, having done its first run.
+func TestServeIsTheDefaultCommand(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t)
+	_, stderr, code := keygate(t, nil, "", in.args("--log-level", "debug")...)
+	if code != 0 || !strings.Contains(stderr, "serving MCP over stdio") || !strings.Contains(stderr, "created the store") {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	if tok := in.token(t); tok == "" || strings.Contains(stderr, tok) {
+		t.Error("the first run wrote no token, or logged it")
+	}
+}
