@@ -23,7 +23,7 @@ type AuditCmd struct {
 	Rotated bool   `default:"true" help:"Also read the rotated journals (audit.jsonl.N), oldest first; --rotated=false reads the current one only."`
 }
 
-func (c *AuditCmd) Run(rt *runtime) error {
+func (c *AuditCmd) Run(rt *invocation) error {
 	env, err := rt.env(c.EnvFile)
 	if err != nil {
 		return err

@@ -75,38 +75,49 @@ func Main(version string) int {
 	return Run(ctx, os.Args[1:], Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, Options{Version: version, Process: true})
 }
 
-// exitCode is how kong's help and version flags end a parse: Run recovers
-// it and returns the code.
+// exitCode is how kong ends a parse early (after printing help): parse
+// recovers it.
 type exitCode int
 
-// Run parses args and runs the command. It returns the exit code: 0, or 1
-// after printing the error to streams.Err.
-func Run(ctx context.Context, args []string, streams Streams, opts Options) (code int) {
-	resolver := &envResolver{lookup: opts.Lookup}
-	parser, err := newParser(&CLI{}, streams, resolver)
-	if err != nil {
-		fmt.Fprintln(streams.Err, "keygate:", err)
-		return 1
-	}
+// parse parses args. exited is set when kong ended the parse itself, with
+// the code to exit with.
+func parse(parser *kong.Kong, args []string) (kctx *kong.Context, exited *int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c, ok := r.(exitCode)
 			if !ok {
 				panic(r)
 			}
-			code = int(c)
+			code := int(c)
+			exited = &code
 		}
 	}()
+	kctx, err = parser.Parse(args)
+	return kctx, nil, err
+}
+
+// Run parses args and runs the command. It returns the exit code: 0, or 1
+// after printing the error to streams.Err.
+func Run(ctx context.Context, args []string, streams Streams, opts Options) int {
+	resolver := &envResolver{lookup: opts.Lookup}
+	parser, err := newParser(&CLI{}, streams, resolver)
+	if err != nil {
+		fmt.Fprintln(streams.Err, "keygate:", err)
+		return 1
+	}
 	if len(args) > 0 && args[0] == "help" {
 		// "keygate help token" is "keygate token --help".
 		args = append(args[1:len(args):len(args)], "--help")
 	}
-	kctx, err := parser.Parse(args)
+	kctx, exited, err := parse(parser, args)
+	if exited != nil {
+		return *exited
+	}
 	if err != nil {
 		fmt.Fprintf(streams.Err, "keygate: %v\nRun \"keygate --help\" for the commands and their flags.\n", err)
 		return 1
 	}
-	rt := &runtime{ctx: ctx, Streams: streams, version: versionOf(opts.Version), process: opts.Process, resolver: resolver}
+	rt := &invocation{ctx: ctx, Streams: streams, version: versionOf(opts.Version), process: opts.Process, resolver: resolver}
 	if err := kctx.Run(rt); err != nil {
 		fmt.Fprintln(streams.Err, "keygate:", err)
 		return 1
@@ -129,8 +140,8 @@ func newParser(root *CLI, streams Streams, resolver *envResolver) (*kong.Kong, e
 	)
 }
 
-// runtime is what every command's Run receives.
-type runtime struct {
+// invocation is what every command's Run receives.
+type invocation struct {
 	ctx context.Context
 	Streams
 	version  string
@@ -141,7 +152,7 @@ type runtime struct {
 // env is the process environment and the env file at path, whose
 // problems are reported now: a file that does not parse, a variable that
 // is not a valid value for its flag.
-func (rt *runtime) env(path string) (config.Env, error) {
+func (rt *invocation) env(path string) (config.Env, error) {
 	f, err := rt.resolver.load(path)
 	if err != nil {
 		return config.Env{}, err
@@ -177,7 +188,7 @@ func (r *envResolver) Resolve(kctx *kong.Context, _ *kong.Path, flag *kong.Flag)
 	}
 	env := config.Env{Lookup: r.lookup}
 	if flag.Name != "env-file" {
-		// A file that cannot be read is reported by the command (runtime.env).
+		// A file that cannot be read is reported by the command (invocation.env).
 		f, _ := r.load(r.envFilePath(kctx))
 		env.File = f.Vars
 	}
@@ -265,7 +276,7 @@ func versionOf(set string) string {
 // VersionCmd prints keygate's version.
 type VersionCmd struct{}
 
-func (VersionCmd) Run(rt *runtime) error {
+func (VersionCmd) Run(rt *invocation) error {
 	_, err := fmt.Fprintln(rt.Out, "keygate", rt.version)
 	return err
 }

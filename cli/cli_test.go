@@ -337,3 +337,12 @@ func TestServeIsTheDefaultCommand(t *testing.T) {
 		t.Error("the first run wrote no token, or logged it")
 	}
 }
+
+// TestServeConfigRefusesHelp: asked for help, ServeConfig says so rather
+// than return a configuration (or panic).
+func TestServeConfigRefusesHelp(t *testing.T) {
+	t.Parallel()
+	if _, err := cli.ServeConfig([]string{"--help"}, cli.Options{Lookup: environ()}); err == nil {
+		t.Error("no error")
+	}
+}

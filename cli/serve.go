@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"io"
 	"os"
 	"runtime/debug"
@@ -14,7 +15,7 @@ type ServeCmd struct {
 	config.Serve
 }
 
-func (c *ServeCmd) Run(rt *runtime) error {
+func (c *ServeCmd) Run(rt *invocation) error {
 	cfg, err := c.config(rt)
 	if err != nil {
 		return err
@@ -31,7 +32,7 @@ func (c *ServeCmd) Run(rt *runtime) error {
 }
 
 // config validates the settings with the env file's variables.
-func (c *ServeCmd) config(rt *runtime) (config.Config, error) {
+func (c *ServeCmd) config(rt *invocation) (config.Config, error) {
 	env, err := rt.env(c.EnvFile)
 	if err != nil {
 		return config.Config{}, err
@@ -51,10 +52,14 @@ func ServeConfig(args []string, opts Options) (config.Config, error) {
 	if err != nil {
 		return config.Config{}, err
 	}
-	if _, err := parser.Parse(append([]string{"serve"}, args...)); err != nil {
+	_, exited, err := parse(parser, append([]string{"serve"}, args...))
+	switch {
+	case exited != nil:
+		return config.Config{}, errors.New("keygate serve printed its help instead of running")
+	case err != nil:
 		return config.Config{}, err
 	}
-	return root.Serve.config(&runtime{Streams: streams, resolver: resolver})
+	return root.Serve.config(&invocation{Streams: streams, resolver: resolver})
 }
 
 // gcPercent and memoryLimit tune the collector for a server whose live heap

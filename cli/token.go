@@ -64,7 +64,7 @@ type operator struct {
 // openOperator opens the store (and, for changes, the audit journal) for
 // token SUB. Credential changes made here are journaled like those made
 // through the tools, and refused when the journal cannot be written.
-func openOperator(rt *runtime, common config.Common, sub string, journaled bool) (*operator, error) {
+func openOperator(rt *invocation, common config.Common, sub string, journaled bool) (*operator, error) {
 	env, err := rt.env(common.EnvFile)
 	if err != nil {
 		return nil, err
@@ -101,7 +101,7 @@ func (o *operator) record(target, outcome string) error {
 	return o.journal.Write(audit.Record{Principal: "cli", Provider: "local", Tool: o.tool, Target: target, Outcome: outcome})
 }
 
-func (c *TokenCreateCmd) Run(rt *runtime) error {
+func (c *TokenCreateCmd) Run(rt *invocation) error {
 	if strings.TrimSpace(c.Name) == "" {
 		return errors.New("token create: --name must not be empty")
 	}
@@ -150,7 +150,7 @@ func (c *TokenCreateCmd) Run(rt *runtime) error {
 	return err
 }
 
-func (c *TokenListCmd) Run(rt *runtime) error {
+func (c *TokenListCmd) Run(rt *invocation) error {
 	o, err := openOperator(rt, c.Common, "list", false)
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func printKeys(w io.Writer, keys []provider.Key, now time.Time) error {
 	return tw.Flush()
 }
 
-func (c *TokenRevokeCmd) Run(rt *runtime) error {
+func (c *TokenRevokeCmd) Run(rt *invocation) error {
 	if len(c.ID) != 1 {
 		return errors.New("token revoke: give exactly one token id (see keygate token list)")
 	}
