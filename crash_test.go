@@ -15,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/testtier"
 	"github.com/keygate/keygate/provider/agrenting"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
 	"github.com/keygate/keygate/provider/local"
@@ -98,9 +99,7 @@ func TestAgrentingRotationSurvivesSIGKILL(t *testing.T) {
 // calls the kill cut off and how many restarts settled a rotation.
 func crashEachStep(t *testing.T, steps []rotation.Step, body func(t *testing.T, crashBinary string, step rotation.Step) (killed, settled bool)) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("kills keygate at every rotation step")
-	}
+	testtier.SkipUnlessSlow(t)
 	crashBinary, runs := buildCrashBinary(t), crashRunsPerStep()
 	killed, settled := 0, 0
 	for _, step := range steps {
@@ -266,9 +265,7 @@ func checkKeys(t *testing.T, in instance, before, now string) {
 // next start finds nothing to settle, the env file is intact and holds the
 // one working key.
 func TestSIGTERMDuringRotation(t *testing.T) {
-	if testing.Short() {
-		t.Skip("stops keygate at every rotation step")
-	}
+	testtier.SkipUnlessSlow(t)
 	crashBinary := buildCrashBinary(t)
 	for _, step := range rotation.Steps(localBackend) {
 		t.Run(string(step), func(t *testing.T) {

@@ -67,8 +67,8 @@ func parseEnv(b []byte) (map[string]string, error) {
 		return vars, nil
 	}
 	// godotenv also ends a line at a bare CR, so look for the bad line
-	// the same way.
-	lines := strings.FieldsFunc(strings.ReplaceAll(string(b), "\r\n", "\n"), func(r rune) bool { return r == '\n' || r == '\r' })
+	// the same way, counting blank lines too.
+	lines := lineBreak.Split(string(b), -1)
 	for i, line := range lines {
 		if _, lerr := godotenv.Unmarshal(line); lerr != nil {
 			if m := assignment.FindStringSubmatch(line); m != nil {
@@ -83,6 +83,13 @@ func parseEnv(b []byte) (map[string]string, error) {
 				return nil, fmt.Errorf("line %d (%s): a carriage return inside the value splits it; remove it", i+1, m[2])
 			}
 			return nil, fmt.Errorf("line %d: a carriage return inside the line splits it; remove it", i+1)
+		}
+	}
+	// godotenv takes a line without "=" alone as fine and fails on what
+	// follows it.
+	for i, line := range lines {
+		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") && !assignment.MatchString(line) {
+			return nil, fmt.Errorf("line %d: not NAME=value; add the = and a value, or remove the line", i+1)
 		}
 	}
 	return nil, errors.New("cannot be parsed (a quoted value spanning lines is not closed)")
@@ -236,6 +243,9 @@ func resolveEnvPath(path string, allowSymlink bool) (string, error) {
 	}
 	return target, nil
 }
+
+// lineBreak ends a line, as godotenv reads it.
+var lineBreak = regexp.MustCompile("\r\n|\r|\n")
 
 // assignment matches one NAME=value line: indentation and export, the name,
 // the separator, and the rest (value, comment and line ending).

@@ -242,6 +242,33 @@ func TestSetEnvVarLocksAgainstOtherProcesses(t *testing.T) {
 	}
 }
 
+// TestReadEnvFileNamesTheBadLine: a line that is not NAME=value is reported
+// by its number (blank lines and comments count), without its text, which
+// may be a secret pasted on a line of its own.
+func TestReadEnvFileNamesTheBadLine(t *testing.T) {
+	const secret = "csk_0123456789abcdef0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		name, content, want string
+	}{
+		{"a word without =", "A=1\n" + secret + "\nB=2\n", "line 2: not NAME=value"},
+		{"after blank lines and a comment", "A=1\n\n# settings\n\n" + secret + "\n", "line 5: not NAME=value"},
+		{"after CRLF lines", "A=1\r\n\r\n" + secret + "\r\n", "line 3: not NAME=value"},
+		{"an unclosed quote after a blank line", "A=1\n\nB=\"" + secret + "\n", "line 3 (B)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), ".env")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ReadEnvFile(path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), secret) {
+				t.Errorf("error %v, want one containing %q and not the value", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestRemoveEnvVars(t *testing.T) {
 	dropGone := func(name, value string) bool { return value == "gone" }
 	tests := []struct {

@@ -1,9 +1,9 @@
-package main
+package app_test
 
-// The findings of the security review (issue 12), each driven against the
-// built binary the way it was found: over streamable HTTP with several keys,
-// or through the token CLI. docs/SECURITY.md, "Key operations", maps each
-// finding to its test.
+// The findings of the security review (issue 12), each driven against a
+// whole keygate the way it was found: over streamable HTTP with several
+// keys, or through the token CLI. docs/SECURITY.md, "Key operations", maps
+// each finding to its test.
 
 import (
 	"os"
@@ -17,12 +17,6 @@ import (
 
 // keyID is a keygate token's public id.
 func keyID(tok string) string { return tok[len(auth.TokenPrefix) : len(auth.TokenPrefix)+12] }
-
-// result is a tool call's result object, or nil after a protocol error.
-func (r hResponse) result() map[string]any {
-	m, _ := hGet(r.last(), "result").(map[string]any)
-	return m
-}
 
 // refused checks that a tool call ended as an isError result whose text
 // contains want, and returns that text.
@@ -59,8 +53,8 @@ func newToken(t *testing.T, res map[string]any) string {
 // key, nor (finding 9) learn its name, scopes and expiry from a dry run.
 func TestIssue12_1_PolicyKeepsKeysToTheirOwners(t *testing.T) {
 	t.Parallel()
-	in := hPrepared(t)
-	s := hStartHTTP(t, in, "127.0.0.1:0", nil)
+	in := prepared(t)
+	s := hStartHTTP(t, in, nil)
 	writer := mintCLI(t, in, "writer", "credentials:read,credentials:write,content:read")
 	colleague := mintCLI(t, in, "colleague-secret-name", "content:read")
 	s.secrets = append(s.secrets, writer, colleague)
@@ -102,8 +96,8 @@ func TestIssue12_1_PolicyKeepsKeysToTheirOwners(t *testing.T) {
 // successor, and the loser is told why.
 func TestIssue12_2_ConcurrentRotationsGiveOneSuccessor(t *testing.T) {
 	t.Parallel()
-	in := hPrepared(t)
-	s := hStartHTTP(t, in, "127.0.0.1:0", nil)
+	in := prepared(t)
+	s := hStartHTTP(t, in, nil)
 	victim := mintCLI(t, in, "rotated twice", "content:read")
 	s.secrets = append(s.secrets, victim)
 	sid := s.session(t, "")
@@ -138,8 +132,8 @@ func TestIssue12_2_ConcurrentRotationsGiveOneSuccessor(t *testing.T) {
 // auth_authenticate keeps only that token, which stops working.
 func TestIssue12_3_ThiefSessionDoesNotGetTheSuccessor(t *testing.T) {
 	t.Parallel()
-	in := hPrepared(t)
-	s := hStartHTTP(t, in, "127.0.0.1:0", nil)
+	in := prepared(t)
+	s := hStartHTTP(t, in, nil)
 	victim := mintCLI(t, in, "victim", "credentials:write,credentials:read,content:read")
 	thief := mintCLI(t, in, "thief", "content:read:posts")
 	s.secrets = append(s.secrets, victim, thief)
@@ -165,8 +159,8 @@ func TestIssue12_3_ThiefSessionDoesNotGetTheSuccessor(t *testing.T) {
 // revoked (by the rotation): the successor and the child fall with it.
 func TestIssue12_4_RevocationTakesTheLineage(t *testing.T) {
 	t.Parallel()
-	in := hPrepared(t)
-	s := hStartHTTP(t, in, "127.0.0.1:0", nil)
+	in := prepared(t)
+	s := hStartHTTP(t, in, nil)
 	w := mintCLI(t, in, "escapee", "credentials:write,credentials:read,content:read")
 	s.secrets = append(s.secrets, w)
 	wSID := s.session(t, w)
@@ -196,8 +190,8 @@ func TestIssue12_4_RevocationTakesTheLineage(t *testing.T) {
 // provider's variables or into its store directory.
 func TestIssue12_5_CallersNeverWriteKeygatesState(t *testing.T) {
 	t.Parallel()
-	in := hPrepared(t)
-	s := hStartHTTP(t, in, "127.0.0.1:0", nil)
+	in := prepared(t)
+	s := hStartHTTP(t, in, nil)
 	low := mintCLI(t, in, "low", "content:read:posts")
 	s.secrets = append(s.secrets, low)
 	envBefore, _ := os.ReadFile(in.envFile)
@@ -236,8 +230,8 @@ func TestIssue12_5_CallersNeverWriteKeygatesState(t *testing.T) {
 // KEYGATE_TOKEN keeps the env file current, and the answer says so.
 func TestIssue12_9_HTTPRotationOfTheEnvFileToken(t *testing.T) {
 	t.Parallel()
-	in := hPrepared(t)
-	s := hStartHTTP(t, in, "127.0.0.1:0", nil)
+	in := prepared(t)
+	s := hStartHTTP(t, in, nil)
 	old := s.token
 	res := s.ok(t, "", s.session(t, ""), "credentials_rotate", map[string]any{"credential": "current", "confirm": true})
 	next := in.token(t)

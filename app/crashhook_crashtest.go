@@ -1,6 +1,6 @@
 //go:build crashtest
 
-package main
+package app
 
 import (
 	"os"
@@ -11,8 +11,9 @@ import (
 
 // In a binary built with -tags crashtest, KEYGATE_CRASH_AT=STEP makes
 // keygate signal itself when a rotation reaches STEP: SIGKILL, or SIGTERM
-// with KEYGATE_CRASH_SIGNAL=TERM. The crash tests stop the real binary at
-// every step. Release builds have no such hook.
+// with KEYGATE_CRASH_SIGNAL=TERM. The crash tests (crash_test.go at the
+// module root) stop the real binary at every step. Release builds have no
+// such hook.
 func init() {
 	step := os.Getenv("KEYGATE_CRASH_AT")
 	if step == "" {
@@ -22,7 +23,7 @@ func init() {
 	if os.Getenv("KEYGATE_CRASH_SIGNAL") == "TERM" {
 		sig = syscall.SIGTERM
 	}
-	crashHook = func(e *rotation.Engine) {
+	engineHook = func(e *rotation.Engine) {
 		e.OnStep = func(s rotation.Step) {
 			if string(s) == step {
 				_ = syscall.Kill(os.Getpid(), sig)

@@ -1,46 +1,44 @@
-package main
+package app_test
 
 import (
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/keygate/keygate/internal/testtier"
 )
 
 // TestAuditCommand drives keygate over HTTP with a refused token and a
 // write, then reads the journal back with keygate audit.
 func TestAuditCommand(t *testing.T) {
-	in, url, cmd := httpInstance(t)
-	tok := in.token(t)
-	if resp, _ := post(t, url, map[string]string{"Authorization": "Bearer kg_pat_forged"}, initBody); resp.StatusCode != 401 {
+	t.Parallel()
+	in := newInstance(t)
+	s, stop := hServeHTTP(t, in, "127.0.0.1:0", nil)
+	tok := s.token
+	if resp, _ := post(t, s.url, map[string]string{"Authorization": "Bearer kg_pat_forged"}, initBody); resp.StatusCode != 401 {
 		t.Fatalf("forged token: %d", resp.StatusCode)
 	}
-	if _, err := exec.Command(binary, "token", "create", "--store", in.store, "--env-file", in.envFile,
-		"--name", "ci", "--scopes", "content:read").Output(); err != nil {
-		t.Fatal(err)
-	}
+	mintCLI(t, in, "ci", "content:read")
 	// Refusals are coalesced in memory and written when their window
 	// closes or keygate stops.
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if err := stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
+	if err := s.app.Close(); err != nil {
+		t.Fatal(err)
 	}
 	audit := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(binary, append([]string{"audit", "--store", in.store, "--env-file", in.envFile}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("keygate audit: %v\n%s", err, out)
+		stdout, stderr, code := runCLI(t, in, "audit", args...)
+		if code != 0 {
+			t.Fatalf("keygate audit: exit %d\n%s", code, stderr)
 		}
-		return string(out)
+		return stdout + stderr
 	}
 	all := audit()
 	if !strings.Contains(all, "denied") || !strings.Contains(all, "invalid_token") {
@@ -55,60 +53,8 @@ func TestAuditCommand(t *testing.T) {
 	if got := audit("--since", "1h", "--json"); !strings.Contains(got, `"outcome":"denied"`) {
 		t.Errorf("--json output:\n%s", got)
 	}
-	if out, err := exec.Command(binary, "audit", "--store", in.store, "--since", "yesterday").CombinedOutput(); err == nil || !strings.Contains(string(out), "--since") {
-		t.Errorf("bad --since accepted: %s", out)
-	}
-}
-
-// TestAuditCommandReadsAnyJournal: a 2 MB line, a line of garbage and a
-// record full of terminal controls hide nothing that follows them; the
-// rotated file is read first; every field prints on its own row with its
-// controls spelled out.
-func TestAuditCommandReadsAnyJournal(t *testing.T) {
-	in := newInstance(t)
-	dir := filepath.Dir(in.store)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	at := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	line := func(tool, target, detail string) string {
-		b, err := json.Marshal(map[string]any{"time": at, "principal": "abc", "tool": tool, "target": target, "outcome": "ok", "detail": detail})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b) + "\n"
-	}
-	older := line("rotated_older", "", "")
-	current := line("first", "", "") +
-		line("big", strings.Repeat("x", 2<<20), "") +
-		"this line is not JSON\n" +
-		line("hostile", hostileName, hostileName) +
-		line("last", "", "")
-	for name, content := range map[string]string{"audit.jsonl.1": older, "audit.jsonl": current} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stdout, stderr, err := cli(t, in, "audit")
-	if err != nil {
-		t.Fatalf("keygate audit: %v\n%s", err, stderr)
-	}
-	checkNoControls(t, stdout)
-	rows := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	var tools []string
-	for _, r := range rows[1:] {
-		if f := strings.Fields(r); len(f) > 3 {
-			tools = append(tools, f[3])
-		}
-	}
-	if got, want := strings.Join(tools, " "), "rotated_older first big hostile last"; got != want {
-		t.Errorf("records printed: %s, want %s", got, want)
-	}
-	if len(rows) == 6 && (!strings.Contains(rows[4], hostileNameShown) || strings.Count(rows[4], hostileNameShown) != 2) {
-		t.Errorf("hostile row does not show target and detail visibly: %.300s", rows[4])
-	}
-	if !strings.Contains(stderr, "line 3") {
-		t.Errorf("the garbage line is not reported on stderr: %q", stderr)
+	if _, stderr, code := runCLI(t, in, "audit", "--since", "yesterday"); code == 0 || !strings.Contains(stderr, "--since") {
+		t.Errorf("bad --since accepted: %s", stderr)
 	}
 }
 
@@ -121,9 +67,14 @@ const refusalBound = 16 << 10
 
 // TestHTTPRefusalsAreCoalesced sends 10,000 unauthenticated requests, some
 // on new connections (new client ports), and checks that the journal stays
-// under refusalBound while still accounting for every refusal.
+// under refusalBound while still accounting for every refusal. A flood:
+// slow tier (the coalescing itself is audit.TestRefusalsCoalesce).
 func TestHTTPRefusalsAreCoalesced(t *testing.T) {
-	in, url, cmd := httpInstance(t)
+	testtier.SkipUnlessSlow(t)
+	t.Parallel()
+	in := newInstance(t)
+	s, stop := hServeHTTP(t, in, "127.0.0.1:0", nil)
+	url := s.url
 	const total, workers = 10000, 4
 	kinds := []map[string]string{
 		nil, // missing_token
@@ -165,11 +116,11 @@ func TestHTTPRefusalsAreCoalesced(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if err := stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
+	if err := s.app.Close(); err != nil {
+		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(filepath.Dir(in.store), "audit.jsonl"))
 	if err != nil {

@@ -1,0 +1,233 @@
+// Package config is keygate's configuration: the settings as the command
+// line declares them (struct tags the cli package turns into flags, help and
+// KEYGATE_* variables), the env file, and the validated Config every command
+// runs with.
+//
+// Precedence: flag, then the process environment, then the env file, then
+// the default. An empty variable counts as unset. Errors name the variable
+// and its flag and say what is wrong, never the value: a misplaced secret
+// must not end up in a terminal or a log.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/auth"
+)
+
+// Defaults that are not plain strings in the tags below. The tools and
+// transport packages hold the same values; app's tests check they agree.
+var (
+	// Toolsets are the toolsets keygate serves, in their documented order.
+	Toolsets = []string{"auth", "credentials", "content"}
+	// DefaultExpiryWarning is how long before expiry credentials are flagged.
+	DefaultExpiryWarning = 7 * 24 * time.Hour
+	// DefaultMaxBodyBytes is the largest HTTP request body accepted.
+	DefaultMaxBodyBytes int64 = 1 << 20
+)
+
+// Bounds of --max-body-bytes.
+const (
+	minBodyBytes = 1 << 10
+	maxBodyBytes = 64 << 20
+)
+
+// Common are the settings of every command that opens the store. Every
+// field is a flag whose envvar tag names its KEYGATE_* twin; the cli
+// package resolves them in order of precedence and Config validates them.
+type Common struct {
+	Store     string `name:"store" envvar:"KEYGATE_STORE" default:"${default_store}" placeholder:"PATH" help:"Embedded SQLite store."`
+	EnvFile   string `name:"env-file" envvar:"KEYGATE_ENV_FILE" default:".env" placeholder:"PATH" help:"Env file read at start-up and written for token delivery; it need not exist."`
+	LogLevel  string `name:"log-level" envvar:"KEYGATE_LOG_LEVEL" default:"info" placeholder:"LEVEL" help:"debug, info, warn or error (logs go to stderr)."`
+	LogFormat string `name:"log-format" envvar:"KEYGATE_LOG_FORMAT" default:"text" placeholder:"FORMAT" help:"text or json."`
+	AuditFile string `name:"audit-file" envvar:"KEYGATE_AUDIT_FILE" placeholder:"PATH" help:"Audit journal, JSON lines, mode 0600; by default audit.jsonl beside the store."`
+}
+
+// Serve are the settings of keygate serve.
+type Serve struct {
+	Common
+	Transport      string `name:"transport" envvar:"KEYGATE_TRANSPORT" default:"stdio" placeholder:"stdio|http" help:"stdio or http."`
+	Addr           string `name:"addr" envvar:"KEYGATE_ADDR" default:"127.0.0.1:8080" placeholder:"HOST:PORT" help:"HTTP listen address, for --transport http."`
+	ReadOnly       bool   `name:"read-only" envvar:"KEYGATE_READ_ONLY" help:"Serve only tools that change nothing."`
+	Toolsets       string `name:"toolsets" envvar:"KEYGATE_TOOLSETS" default:"auth,credentials,content" placeholder:"LIST" help:"Comma-separated toolsets to serve: auth, credentials, content."`
+	AllowedOrigins string `name:"allowed-origins" envvar:"KEYGATE_ALLOWED_ORIGINS" placeholder:"LIST" help:"Comma-separated browser origins allowed on /mcp, besides keygate's own loopback origin."`
+	MaxBodyBytes   string `name:"max-body-bytes" envvar:"KEYGATE_MAX_BODY_BYTES" default:"1048576" placeholder:"BYTES" help:"Largest HTTP request body (413 beyond), 1024 to 67108864."`
+	ExpiryWarning  string `name:"expiry-warning" envvar:"KEYGATE_EXPIRY_WARNING" default:"168h" placeholder:"DURATION" help:"Flag credentials expiring within this long."`
+}
+
+// Config is everything a keygate command runs with, validated.
+type Config struct {
+	Transport      string
+	Addr           string
+	Store          string
+	EnvFile        string // absolute, or "" for none
+	AuditFile      string
+	ReadOnly       bool
+	Toolsets       []string
+	LogLevel       slog.Level
+	LogFormat      string
+	AllowedOrigins []string
+	MaxBodyBytes   int64
+	ExpiryWarning  time.Duration
+
+	// Token is keygate's own credential (KEYGATE_TOKEN), if set.
+	Token auth.Credential
+	// Env is the process environment and the env file, where the
+	// providers find their variables.
+	Env Env
+}
+
+// RotationDir holds the rotation engines' journals, pending and lock
+// files, beside the store (not beside the env file, which may be shared).
+func (c Config) RotationDir() string { return filepath.Join(filepath.Dir(c.Store), "rotation") }
+
+// KeysDir is where new keys are delivered as files by default.
+func (c Config) KeysDir() string { return filepath.Join(filepath.Dir(c.Store), "keys") }
+
+// DefaultStorePath is $XDG_DATA_HOME/keygate/keygate.db, else
+// ~/.local/share/keygate/keygate.db.
+func DefaultStorePath() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "keygate", "keygate.db")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "keygate", "keygate.db")
+	}
+	return "keygate.db"
+}
+
+// EnvName is the KEYGATE_* variable of a flag.
+func EnvName(flag string) string {
+	return "KEYGATE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Invalid is the error for a bad setting: it names the variable and the
+// flag, and says what is wrong and how to fix it, never the value.
+func Invalid(flag, problem string) error {
+	return fmt.Errorf("invalid %s (--%s): %s", EnvName(flag), flag, problem)
+}
+
+// Config validates the settings every command shares. env supplies
+// KEYGATE_TOKEN and, later, the providers' variables.
+func (s Common) Config(env Env) (Config, error) {
+	c := Config{Env: env, Store: strings.TrimSpace(s.Store), LogFormat: strings.TrimSpace(s.LogFormat)}
+	var errs []error
+	if c.Store == "" {
+		errs = append(errs, Invalid("store", "must not be empty; give the path of the SQLite store"))
+	}
+	c.AuditFile = strings.TrimSpace(s.AuditFile)
+	if c.AuditFile == "" && c.Store != "" {
+		c.AuditFile = filepath.Join(filepath.Dir(c.Store), "audit.jsonl")
+	}
+	if c.EnvFile = strings.TrimSpace(s.EnvFile); c.EnvFile != "" {
+		if abs, err := filepath.Abs(c.EnvFile); err == nil {
+			c.EnvFile = abs
+		}
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(strings.TrimSpace(s.LogLevel))); err != nil {
+		errs = append(errs, Invalid("log-level", "must be debug, info, warn or error"))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, Invalid("log-format", "must be text or json"))
+	}
+	tok, err := token(env)
+	c.Token = tok
+	errs = append(errs, err)
+	return c, errors.Join(errs...)
+}
+
+// token reads KEYGATE_TOKEN. A value with a line break or NUL is refused
+// rather than trimmed: it was mangled on its way in.
+func token(env Env) (auth.Credential, error) {
+	tok, src, ok := env.Get(auth.TokenVar)
+	if !ok {
+		return auth.Credential{}, nil
+	}
+	if strings.ContainsAny(tok, "\r\n\x00") {
+		return auth.Credential{}, fmt.Errorf("invalid %s (from %s): contains a line break or NUL; write the token on one line", auth.TokenVar, src)
+	}
+	return auth.Credential{Secret: auth.NewSecret(strings.TrimSpace(tok)), Source: src, Var: auth.TokenVar}, nil
+}
+
+// Config validates the settings of keygate serve.
+func (s Serve) Config(env Env) (Config, error) {
+	c, err := s.Common.Config(env)
+	errs := []error{err}
+	c.ReadOnly = s.ReadOnly
+	if c.Transport = strings.TrimSpace(s.Transport); c.Transport != "stdio" && c.Transport != "http" {
+		errs = append(errs, Invalid("transport", "must be stdio or http"))
+	}
+	c.Addr = strings.TrimSpace(s.Addr)
+	if c.Transport == "http" {
+		errs = append(errs, checkAddr(c.Addr))
+	}
+	c.Toolsets, err = toolsets(s.Toolsets)
+	errs = append(errs, err)
+	c.AllowedOrigins, err = origins(s.AllowedOrigins)
+	errs = append(errs, err)
+	n, err := strconv.ParseInt(strings.TrimSpace(s.MaxBodyBytes), 10, 64)
+	if err != nil || n < minBodyBytes || n > maxBodyBytes {
+		errs = append(errs, Invalid("max-body-bytes", fmt.Sprintf("must be a number of bytes from %d to %d", minBodyBytes, maxBodyBytes)))
+	}
+	c.MaxBodyBytes = n
+	if c.ExpiryWarning, err = time.ParseDuration(strings.TrimSpace(s.ExpiryWarning)); err != nil || c.ExpiryWarning <= 0 {
+		errs = append(errs, Invalid("expiry-warning", "must be a positive duration such as 168h"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// checkAddr wants host:port. A bare host is the likely slip, and the fix
+// is to add the port.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		if !strings.Contains(addr, ":") || net.ParseIP(addr) != nil {
+			return Invalid("addr", "has no port; give host:port, e.g. 127.0.0.1:8080 (port 0 picks a free one)")
+		}
+		return Invalid("addr", "must be host:port, e.g. 127.0.0.1:8080 or [::1]:8080")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return Invalid("addr", "needs a port number from 0 to 65535, e.g. 127.0.0.1:8080")
+	}
+	return nil
+}
+
+func toolsets(list string) ([]string, error) {
+	var out []string
+	for t := range strings.SplitSeq(list, ",") {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if !slices.Contains(Toolsets, t) {
+			return nil, Invalid("toolsets", "unknown toolset; use a comma-separated subset of "+strings.Join(Toolsets, ", "))
+		}
+		out = append(out, t)
+	}
+	if len(out) == 0 {
+		return nil, Invalid("toolsets", "must name at least one toolset of "+strings.Join(Toolsets, ", "))
+	}
+	return out, nil
+}
+
+func origins(list string) ([]string, error) {
+	var out []string
+	for o := range strings.SplitSeq(list, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		if o == "*" || o == "null" || !(strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://")) {
+			return nil, Invalid("allowed-origins", "each origin must be scheme://host[:port]; * and null are not allowed")
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
