@@ -216,8 +216,16 @@ func (c *TokenRevokeCmd) Run(rt *invocation) error {
 	if err := o.record(res.Key.ID, audit.OutcomeOK); err != nil {
 		fmt.Fprintf(rt.Err, "warning: token %s was revoked but the audit journal could not record it: %v\n", res.Key.ID, err)
 	}
-	_, err = fmt.Fprintln(rt.Out, revokedMessage(res))
-	return err
+	if _, err := fmt.Fprintln(rt.Out, revokedMessage(res)); err != nil {
+		return err
+	}
+	for _, place := range res.Removed {
+		fmt.Fprintf(rt.Out, "removed the revoked secret from %s\n", textsafe.Escape(place))
+	}
+	if res.RemoveErr != nil {
+		fmt.Fprintf(rt.Err, "warning: could not remove every delivered copy of a revoked key (%v): delete it by hand, it no longer works\n", res.RemoveErr)
+	}
+	return nil
 }
 
 // revokedMessage says what a revocation did.

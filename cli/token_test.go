@@ -203,3 +203,39 @@ func TestTokenCreateToEnvVar(t *testing.T) {
 		t.Errorf("refused creations made keys:\n%s\n%s", before, after)
 	}
 }
+
+// TestTokenRevokeRemovesTheDeliveredSecret: a token the CLI wrote into the
+// env file leaves it when it is revoked, and the CLI says so.
+func TestTokenRevokeRemovesTheDeliveredSecret(t *testing.T) {
+	t.Parallel()
+	in := prepared(t)
+	if _, stderr, err := runCLI(t, in, "token create", "--name", "ci", "--scopes", "content:read", "--env-var", "CI_PUBLISHER_TOKEN"); err != nil {
+		t.Fatalf("token create: %v\n%s", err, stderr)
+	}
+	vars, err := auth.ReadEnvFile(in.envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := vars["CI_PUBLISHER_TOKEN"]
+	parsed, _, err := auth.ParseToken(tok)
+	if err != nil {
+		t.Fatalf("the env file does not hold a token: %v", err)
+	}
+	stdout, stderr, err := runCLI(t, in, "token revoke", parsed.PublicID)
+	if err != nil {
+		t.Fatalf("token revoke: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "removed the revoked secret from env:CI_PUBLISHER_TOKEN") {
+		t.Errorf("stdout does not say the secret was removed:\n%s", stdout)
+	}
+	vars, err = auth.ReadEnvFile(in.envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vars["CI_PUBLISHER_TOKEN"]; ok {
+		t.Error("the revoked token is still in the env file")
+	}
+	if vars["KEYGATE_TOKEN"] == "" {
+		t.Error("keygate's own token left the env file")
+	}
+}
