@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/shape"
 )
 
 // EnvTokenVar is the variable that holds keygate's own credential.
@@ -128,7 +129,7 @@ func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, err
 		w.Credential = &v
 	}
 	if call.Caller == nil {
-		p := credentialProblem(call.credErr).StructuredContent.(map[string]any)["error"].(Problem)
+		p := credentialProblem(call.credErr).StructuredContent.(map[string]any)["error"].(shape.Problem)
 		if why := d.diagnose(ctx, call.Cred); why != nil {
 			p = *why
 		}
@@ -173,7 +174,7 @@ func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, err
 		}
 	}
 	w.Provider = "local"
-	return okResult(w, renderWhoami(w)), nil
+	return shape.OK(w, renderWhoami(w)), nil
 }
 
 // describeAll asks each remote provider about its credentials, at once,
@@ -205,7 +206,7 @@ func (d *Deps) describeAll(ctx context.Context, ps []Provider) []provider.Descri
 // when it expired or was revoked. Over stdio the person reading this owns
 // the store, so there is nothing to hide; over HTTP every refusal stays the
 // same generic "invalid token".
-func (d *Deps) diagnose(ctx context.Context, cred auth.Credential) *Problem {
+func (d *Deps) diagnose(ctx context.Context, cred auth.Credential) *shape.Problem {
 	if d.Identity.PerRequest() || cred.Source == auth.SourceBearer || cred.Secret.IsZero() || d.Credentials == nil {
 		return nil
 	}
@@ -222,9 +223,9 @@ func (d *Deps) diagnose(ctx context.Context, cred auth.Credential) *Problem {
 		k.Name, strings.Join(k.Scopes, ","), firstNonEmpty(cred.Var, EnvTokenVar))
 	switch {
 	case !k.RevokedAt.IsZero():
-		return &Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) was revoked on %s", k.Masked, k.ID, k.Name, k.RevokedAt.UTC().Format(time.RFC3339)), Fix: fix}
+		return &shape.Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) was revoked on %s", k.Masked, k.ID, k.Name, k.RevokedAt.UTC().Format(time.RFC3339)), Fix: fix}
 	case !k.ExpiresAt.After(d.now()):
-		return &Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) expired on %s", k.Masked, k.ID, k.Name, k.ExpiresAt.UTC().Format(time.RFC3339)), Fix: fix}
+		return &shape.Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) expired on %s", k.Masked, k.ID, k.Name, k.ExpiresAt.UTC().Format(time.RFC3339)), Fix: fix}
 	}
 	return nil
 }
@@ -292,7 +293,7 @@ func renderDescription(u provider.Description) string {
 		fmt.Fprintf(&b, ", owner %s", u.Owner)
 	}
 	for _, c := range u.Credentials {
-		fmt.Fprintf(&b, "\n  %s %s %s (from %s): %s", lineStart(c.Name), c.Label, c.Masked, c.Source, c.Verified)
+		fmt.Fprintf(&b, "\n  %s %s %s (from %s): %s", shape.LineStart(c.Name), c.Label, c.Masked, c.Source, c.Verified)
 		if len(c.Grants) > 0 {
 			fmt.Fprintf(&b, "; grants %s", strings.Join(c.Grants, ", "))
 		}
@@ -324,12 +325,12 @@ func (d *Deps) checkScopes(ctx context.Context, call *Call) (*mcp.CallToolResult
 	var checks []ScopeCheck
 	var noCred string
 	if call.Caller == nil {
-		noCred = credentialProblem(call.credErr).StructuredContent.(map[string]any)["error"].(Problem).Problem
+		noCred = credentialProblem(call.credErr).StructuredContent.(map[string]any)["error"].(shape.Problem).Problem
 	}
 	for i, op := range ops {
 		sc, err := auth.ParseScope(op)
 		if err != nil {
-			return errorResult(fmt.Sprintf("operations[%d]", i), err.Error(), "pass scopes such as content:read or content:write:posts"), nil
+			return shape.Error(fmt.Sprintf("operations[%d]", i), err.Error(), "pass scopes such as content:read or content:write:posts"), nil
 		}
 		checks = append(checks, checkScope(call.Caller, sc, noCred))
 	}
@@ -346,7 +347,7 @@ func (d *Deps) checkScopes(ctx context.Context, call *Call) (*mcp.CallToolResult
 	for _, name := range names {
 		i := slices.IndexFunc(all, func(t ServerTool) bool { return t.Tool.Name == name })
 		if i < 0 {
-			return errorResult("tool", fmt.Sprintf("no tool named %q", name), "use a tool name from tools/list, e.g. content_list"), nil
+			return shape.Error("tool", fmt.Sprintf("no tool named %q", name), "use a tool name from tools/list, e.g. content_list"), nil
 		}
 		t := all[i]
 		c := ScopeCheck{Check: "tool " + name}
@@ -385,7 +386,7 @@ func (d *Deps) checkScopes(ctx context.Context, call *Call) (*mcp.CallToolResult
 		}
 		b.WriteString("\n")
 	}
-	return okResult(res, strings.TrimSuffix(b.String(), "\n")), nil
+	return shape.OK(res, strings.TrimSuffix(b.String(), "\n")), nil
 }
 
 // checkScope answers one scope question, failing closed when there is no
@@ -433,7 +434,7 @@ func (d *Deps) upstreamChecks(ctx context.Context, pr Provider, ops, tools []str
 	if err != nil {
 		res, ferr := providerError(err, "")
 		if ferr != nil {
-			res = errorResult("provider", "could not check "+pr.Name+"'s credentials: "+upstreamDetail(err), "retry; auth_whoami checks reachability")
+			res = shape.Error("provider", "could not check "+pr.Name+"'s credentials: "+upstreamDetail(err), "retry; auth_whoami checks reachability")
 		}
 		return nil, res
 	}
@@ -494,16 +495,16 @@ func (d *Deps) authenticate(ctx context.Context, call *Call) (*mcp.CallToolResul
 		// Over HTTP the env file is the operator's, holding the token the
 		// server and any stdio keygate sharing it run on: no caller may
 		// replace it.
-		return errorResult("save", "over HTTP keygate never writes a caller's token into the operator's env file",
+		return shape.Error("save", "over HTTP keygate never writes a caller's token into the operator's env file",
 			"leave save out: the token then acts for this session only; or send it as the Authorization: Bearer header"), nil
 	}
 	if _, _, err := auth.ParseToken(tok); err != nil {
-		return errorResult("token", "not a valid keygate token (expected kg_pat_ followed by 51 letters and digits, with a valid checksum)",
+		return shape.Error("token", "not a valid keygate token (expected kg_pat_ followed by 51 letters and digits, with a valid checksum)",
 			"copy the whole token again; it is shown once when created"), nil
 	}
 	p, err := d.Identity.Verify(ctx, tok)
 	if errors.Is(err, auth.ErrInvalidToken) {
-		return errorResult("token", "invalid token", "check that the token is not revoked or expired (credentials_list), or create a new one"), nil
+		return shape.Error("token", "invalid token", "check that the token is not revoked or expired (credentials_list), or create a new one"), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("verifying token: %w", err)
@@ -514,13 +515,13 @@ func (d *Deps) authenticate(ctx context.Context, call *Call) (*mcp.CallToolResul
 	d.Redactor.Add(tok)
 	cred := auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceSession}
 	if !d.Identity.SetSession(ctx, cred) {
-		return errorResult("token", "this connection has no lasting session to keep the token in (each request stands alone)",
+		return shape.Error("token", "this connection has no lasting session to keep the token in (each request stands alone)",
 			"send the token as the Authorization: Bearer header, or set KEYGATE_TOKEN"), nil
 	}
 	saved := ""
 	if save {
 		if err := auth.SetEnvVar(d.EnvFile, EnvTokenVar, tok, auth.EnvWriteOptions{Overwrite: true}); err != nil {
-			return errorResult("save", "the token is in use for this session but could not be saved: "+err.Error(), "check that the env file's directory is writable"), nil
+			return shape.Error("save", "the token is in use for this session but could not be saved: "+err.Error(), "check that the env file's directory is writable"), nil
 		}
 		saved = d.EnvFile
 	}
@@ -533,7 +534,7 @@ func (d *Deps) authenticate(ctx context.Context, call *Call) (*mcp.CallToolResul
 	if saved != "" {
 		text += "; saved to " + saved + " as " + EnvTokenVar
 	}
-	return okResult(out, text), nil
+	return shape.OK(out, text), nil
 }
 
 func timePtr(t time.Time) *time.Time {

@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 
+	"github.com/keygate/keygate/shape"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 )
@@ -19,7 +20,7 @@ func confirmDestructive(ctx context.Context, req mcp.CallToolRequest, message st
 		if ans.Action == mcp.ElicitationResponseActionAccept && approved(ans.Content) {
 			return nil
 		}
-		return okResult(map[string]any{"cancelled": true, "changed": false},
+		return shape.OK(map[string]any{"cancelled": true, "changed": false},
 			"cancelled: the user did not approve; nothing was changed")
 	}
 	if clientCanElicit(ctx) {
@@ -38,7 +39,7 @@ func confirmDestructive(ctx context.Context, req mcp.CallToolRequest, message st
 	if req.GetBool("confirm", false) {
 		return nil
 	}
-	return errorResult("confirm", message+" This client cannot show a confirmation prompt",
+	return shape.Error("confirm", message+" This client cannot show a confirmation prompt",
 		"ask the user, then call again with confirm: true (or dry_run: true to preview)")
 }
 

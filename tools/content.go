@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keygate/keygate/shape"
+
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
-)
-
-const (
-	defaultLimit = 20
-	maxLimit     = 100
+	"github.com/keygate/keygate/query"
 )
 
 func typeArg() mcp.ToolOption {
@@ -60,7 +58,7 @@ func contentTools(d *Deps) []ServerTool {
 				mcp.WithObject("filter", mcp.Description(`Match field values. Keys: id, slug, title, status, version, created_at, modified_at, or a field path such as "fields.author" (a bare name means a field). Values: a value for equality, or an operator object: {"$in": [..]}, {"$ne": v}, {"$gt": v}, {"$gte": v}, {"$lt": v}, {"$lte": v}. Example: {"fields.author": "ada", "fields.views": {"$gt": 100}}.`)),
 				projectionArg("Default: id, slug, title, status, modified_at."),
 				mcp.WithString("sort", mcp.Description("Comma-separated keys, - for descending, e.g. \"-modified_at\" or \"fields.author,title\". Default: -modified_at."), mcp.MaxLength(200)),
-				mcp.WithNumber("limit", mcp.Description("Objects per page, 1 to 100 (default 20)."), mcp.Min(1), mcp.Max(maxLimit), mcp.DefaultNumber(defaultLimit)),
+				mcp.WithNumber("limit", mcp.Description("Objects per page, 1 to 100 (default 20)."), mcp.Min(1), mcp.Max(query.MaxLimit), mcp.DefaultNumber(query.DefaultLimit)),
 				mcp.WithString("cursor", mcp.Description("next_cursor from the previous page of the same query."), mcp.MaxLength(512)),
 				statusArg("Only objects with this status (default: any)."),
 				maxBytesArg(), formatArg(),
@@ -128,7 +126,7 @@ func typeAllowed(call *Call, a auth.Action, typ string) *mcp.CallToolResult {
 	if call.Caller.Scopes.Allows(a, typ) {
 		return nil
 	}
-	return errorResult("type", fmt.Sprintf("insufficient_scope: your credential does not grant %s on %q (it holds %s)", a, typ, scopeList(call.Caller.Scopes)),
+	return shape.Error("type", fmt.Sprintf("insufficient_scope: your credential does not grant %s on %q (it holds %s)", a, typ, scopeList(call.Caller.Scopes)),
 		fmt.Sprintf("use a type you may access, or a key with %s:%s", a, typ))
 }
 
@@ -152,22 +150,22 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 	readable := []provider.ContentType{}
 	for _, t := range all {
 		if call.Caller.Scopes.Allows(auth.ContentRead, t.Name) {
-			readable = append(readable, sanitizeType(t))
+			readable = append(readable, shape.SanitizeType(t))
 		}
 	}
-	types, next := pageItems(readable, offset, budget-envelopeBytes)
+	types, next := shape.PageItems(readable, offset, budget-shape.EnvelopeBytes)
 	if types == nil {
 		types = []provider.ContentType{}
 	}
-	out := map[string]any{"provider": pr.Name, "types": types, "content_trust": untrustedNotice}
+	out := map[string]any{"provider": pr.Name, "types": types, "content_trust": shape.UntrustedNotice}
 	var b strings.Builder
 	// Type names, descriptions and field names are the provider's words:
 	// fenced as data, like content.
 	if len(types) > 0 {
-		fmt.Fprintf(&b, "--- data from %s (%s) ---\n", pr.Name, untrustedNotice)
+		fmt.Fprintf(&b, "--- data from %s (%s) ---\n", pr.Name, shape.UntrustedNotice)
 	}
 	for _, t := range types {
-		b.WriteString(lineStart(t.Name))
+		b.WriteString(shape.LineStart(t.Name))
 		if t.Count >= 0 {
 			fmt.Fprintf(&b, " (%d objects)", t.Count)
 		} else {
@@ -177,7 +175,7 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 			fmt.Fprintf(&b, ": %s", strings.Join(t.Fields, ", "))
 		}
 		if t.Description != "" {
-			fmt.Fprintf(&b, " - %s", oneLine(t.Description))
+			fmt.Fprintf(&b, " - %s", shape.OneLine(t.Description))
 		}
 		b.WriteString("\n")
 	}
@@ -188,48 +186,33 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 		b.WriteString("no content types you can read")
 	}
 	if next > 0 {
-		out["next_cursor"], out["truncated"] = offsetCursor("types/"+pr.Name, next), true
+		out["next_cursor"], out["truncated"] = query.OffsetCursor("types/"+pr.Name, next), true
 		fmt.Fprintf(&b, "TRUNCATED: %d of %d types shown (max_bytes); next_cursor=%s", len(types), len(readable), out["next_cursor"])
 	}
 	return shapedResult(call, out, func() string { return strings.TrimSuffix(b.String(), "\n") }), nil
-}
-
-// sanitizeType is a content type as the model may see it. Its name and
-// field names are identifiers, kept on one line even in the structured
-// content; the description is text, sanitised.
-func sanitizeType(t provider.ContentType) provider.ContentType {
-	t.Name, t.Description = oneLine(t.Name), sanitizeString(t.Description)
-	if t.Fields != nil {
-		fields := make([]string, len(t.Fields))
-		for i, f := range t.Fields {
-			fields[i] = oneLine(f)
-		}
-		t.Fields = fields
-	}
-	return t
 }
 
 // writeResult answers a write with the object as stored, shaped like a
 // content_get result within the default budget: a write of a 1 MB body must
 // not echo 1 MB back to the model.
 func writeResult(pr Provider, verb string, obj provider.Object) (*mcp.CallToolResult, error) {
-	m, err := wholeObject(obj)
+	m, err := shape.WholeObject(obj)
 	if err != nil {
 		return nil, err
 	}
-	res := GetResult{Provider: pr.Name, Object: m, Content: untrustedNotice}
-	if encodedLen(m) > defaultMaxBytes-envelopeBytes {
-		if fitted, cuts, ok := fit(any(m), defaultMaxBytes-envelopeBytes); ok {
+	res := GetResult{Provider: pr.Name, Object: m, Content: shape.UntrustedNotice}
+	if shape.EncodedLen(m) > shape.DefaultMaxBytes-shape.EnvelopeBytes {
+		if fitted, cuts, ok := shape.Fit(any(m), shape.DefaultMaxBytes-shape.EnvelopeBytes); ok {
 			res.Object, res.Cuts = fitted.(map[string]any), cuts
 		} else {
-			res.Object = summary(obj)
+			res.Object = shape.Summary(obj)
 		}
 	}
-	out := map[string]any{"provider": pr.Name, verb: true, "object": res.Object, "content_trust": untrustedNotice}
+	out := map[string]any{"provider": pr.Name, verb: true, "object": res.Object, "content_trust": shape.UntrustedNotice}
 	if len(res.Cuts) > 0 {
 		out["truncated"] = res.Cuts
 	}
-	return okResult(out, verb+" "+renderGet(res, nil)), nil
+	return shape.OK(out, verb+" "+renderGet(res, nil)), nil
 }
 
 // objectFields reads the fields argument as a JSON object.
@@ -239,11 +222,11 @@ func objectFields(args map[string]any) (json.RawMessage, *mcp.CallToolResult) {
 		return nil, nil
 	}
 	if _, ok := raw.(map[string]any); !ok {
-		return nil, errorResult("fields", "must be a JSON object", `write {"name": value}`)
+		return nil, shape.Error("fields", "must be a JSON object", `write {"name": value}`)
 	}
 	b, err := json.Marshal(raw)
 	if err != nil {
-		return nil, errorResult("fields", "cannot be encoded as JSON", "send plain strings, numbers, booleans, lists and objects")
+		return nil, shape.Error("fields", "cannot be encoded as JSON", "send plain strings, numbers, booleans, lists and objects")
 	}
 	return b, nil
 }
@@ -260,7 +243,7 @@ func (d *Deps) contentCreate(ctx context.Context, call *Call) (*mcp.CallToolResu
 	}
 	title := strings.TrimSpace(call.Req.GetString("title", ""))
 	if title == "" {
-		return errorResult("title", "is required and cannot be blank", "give the object a title"), nil
+		return shape.Error("title", "is required and cannot be blank", "give the object a title"), nil
 	}
 	slug := call.Req.GetString("slug", "")
 	if slug == "" {
@@ -268,7 +251,7 @@ func (d *Deps) contentCreate(ctx context.Context, call *Call) (*mcp.CallToolResu
 		// live on, lower-cased and hyphenated, in the slug where no key
 		// pattern would recognise it.
 		if slug = provider.Slugify(d.Redactor.Redact(title)); slug == "" {
-			return errorResult("slug", "cannot be derived from this title (no letters or digits)", "pass a slug such as \"my-post\""), nil
+			return shape.Error("slug", "cannot be derived from this title (no letters or digits)", "pass a slug such as \"my-post\""), nil
 		}
 	}
 	fields, r := objectFields(args)
@@ -276,7 +259,7 @@ func (d *Deps) contentCreate(ctx context.Context, call *Call) (*mcp.CallToolResu
 		return r, nil
 	}
 	if fields == nil {
-		return errorResult("fields", "is required", "pass the field values as an object, {} if there are none"), nil
+		return shape.Error("fields", "is required", "pass the field values as an object, {} if there are none"), nil
 	}
 	obj, err := pr.Content.Create(ctx, provider.NewObject{Type: typ, Title: title, Slug: slug,
 		Status: call.Req.GetString("status", provider.StatusDraft), Fields: fields})
@@ -303,7 +286,7 @@ func (d *Deps) contentUpdate(ctx context.Context, call *Call) (*mcp.CallToolResu
 		}
 	}
 	if p.Title != nil && strings.TrimSpace(*p.Title) == "" {
-		return errorResult("title", "cannot be blank", "leave title out to keep it, or give a new one"), nil
+		return shape.Error("title", "cannot be blank", "leave title out to keep it, or give a new one"), nil
 	}
 	fields, r := objectFields(args)
 	if r != nil {
@@ -315,7 +298,7 @@ func (d *Deps) contentUpdate(ctx context.Context, call *Call) (*mcp.CallToolResu
 		p.ExpectedVersion = &v
 	}
 	if p.Title == nil && p.Slug == nil && p.Status == nil && p.Fields == nil {
-		return errorResult("", "nothing to update", "pass at least one of title, slug, status or fields"), nil
+		return shape.Error("", "nothing to update", "pass at least one of title, slug, status or fields"), nil
 	}
 	obj, err := pr.Content.Update(ctx, p)
 	if err != nil {
@@ -338,10 +321,10 @@ func (d *Deps) contentDelete(ctx context.Context, call *Call) (*mcp.CallToolResu
 	if err != nil {
 		return providerError(err, typ)
 	}
-	what := fmt.Sprintf("Delete %s %s %q (%s, version %d)? This cannot be undone.", typ, oneLine(obj.ID), oneLine(obj.Title), oneLine(obj.Status), obj.Version)
+	what := fmt.Sprintf("Delete %s %s %q (%s, version %d)? This cannot be undone.", typ, shape.OneLine(obj.ID), shape.OneLine(obj.Title), shape.OneLine(obj.Status), obj.Version)
 	if call.Req.GetBool("dry_run", false) {
-		return okResult(map[string]any{"provider": pr.Name, "dry_run": true, "would_delete": summary(obj)},
-			fmt.Sprintf("dry run: would delete %s %s %s [%s] v%d; nothing was changed", typ, oneLine(obj.ID), oneLine(obj.Title), oneLine(obj.Status), obj.Version)), nil
+		return shape.OK(map[string]any{"provider": pr.Name, "dry_run": true, "would_delete": shape.Summary(obj)},
+			fmt.Sprintf("dry run: would delete %s %s %s [%s] v%d; nothing was changed", typ, shape.OneLine(obj.ID), shape.OneLine(obj.Title), shape.OneLine(obj.Status), obj.Version)), nil
 	}
 	if r := confirmDestructive(ctx, call.Req, what); r != nil {
 		return r, nil
@@ -350,12 +333,6 @@ func (d *Deps) contentDelete(ctx context.Context, call *Call) (*mcp.CallToolResu
 	if err != nil {
 		return providerError(err, typ)
 	}
-	return okResult(map[string]any{"provider": pr.Name, "deleted": true, "object": summary(deleted)},
-		fmt.Sprintf("deleted %s %s %q", typ, oneLine(deleted.ID), oneLine(deleted.Title))), nil
-}
-
-// summary is an object's attributes, sanitised, without its fields.
-func summary(o provider.Object) map[string]any {
-	return map[string]any{"id": sanitizeString(o.ID), "type": sanitizeString(o.Type), "slug": sanitizeString(o.Slug),
-		"title": sanitizeString(o.Title), "status": sanitizeString(o.Status), "version": o.Version}
+	return shape.OK(map[string]any{"provider": pr.Name, "deleted": true, "object": shape.Summary(deleted)},
+		fmt.Sprintf("deleted %s %s %q", typ, shape.OneLine(deleted.ID), shape.OneLine(deleted.Title))), nil
 }

@@ -6,12 +6,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/shape"
+
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/query"
 )
 
 const maxExpiryDays = 365
@@ -155,13 +158,13 @@ func (d *Deps) credentialsList(ctx context.Context, call *Call) (*mcp.CallToolRe
 		if errRes != nil {
 			return errRes, nil
 		}
-		keys, next := pageItems(all, offset, budget-envelopeBytes-encodedLen(out))
+		keys, next := shape.PageItems(all, offset, budget-shape.EnvelopeBytes-shape.EncodedLen(out))
 		if keys == nil {
 			keys = []provider.Key{}
 		}
 		out["keys"] = keys
 		if next > 0 {
-			out["next_cursor"], out["truncated"] = offsetCursor("keys/"+pr.Name, next), true
+			out["next_cursor"], out["truncated"] = query.OffsetCursor("keys/"+pr.Name, next), true
 			truncNote = fmt.Sprintf("TRUNCATED: %d of %d keys shown (max_bytes); next_cursor=%s", len(keys), len(all), out["next_cursor"])
 		}
 		now := d.now()
@@ -209,11 +212,11 @@ func (d *Deps) credentialsCreate(ctx context.Context, call *Call) (*mcp.CallTool
 	}
 	scopes, err := auth.ParseScopes(call.Req.GetStringSlice("scopes", nil))
 	if err != nil {
-		return errorResult("scopes", err.Error(), "use scopes such as content:read or content:write:posts"), nil
+		return shape.Error("scopes", err.Error(), "use scopes such as content:read or content:write:posts"), nil
 	}
 	days := call.Req.GetInt("expires_in_days", 0)
 	if days < 1 || days > maxExpiryDays {
-		return errorResult("expires_in_days", fmt.Sprintf("%d is out of range", days), "use 1 to 365"), nil
+		return shape.Error("expires_in_days", fmt.Sprintf("%d is out of range", days), "use 1 to 365"), nil
 	}
 	issued, err := d.Credentials.Create(ctx, d.caller(ctx, call), pr.Ring, credentials.CreateRequest{
 		Name: strings.TrimSpace(call.Req.GetString("name", "")), Scopes: scopes,
@@ -229,7 +232,7 @@ func (d *Deps) credentialsCreate(ctx context.Context, call *Call) (*mcp.CallTool
 	} else {
 		text = fmt.Sprintf("created %s key %s %q %s", pr.Name, issued.Key.ID, issued.Key.Name, issued.Key.Masked)
 	}
-	return okResult(out, d.deliveredText(call, out, text, issued.Delivered, issued.Secret)), nil
+	return shape.OK(out, d.deliveredText(call, out, text, issued.Delivered, issued.Secret)), nil
 }
 
 // deliveredText records where a new secret went in out and text, and shows
@@ -272,7 +275,7 @@ func (d *Deps) credentialsRotate(ctx context.Context, call *Call) (*mcp.CallTool
 	}
 	dest := plan.Dest.String()
 	if call.Req.GetBool("dry_run", false) {
-		return okResult(map[string]any{"provider": pr.Name, "dry_run": true, "key": old, "grace_seconds": plan.Grace().Seconds(),
+		return shape.OK(map[string]any{"provider": pr.Name, "dry_run": true, "key": old, "grace_seconds": plan.Grace().Seconds(),
 			"new_secret_goes_to": dest, "keygate_switches": plan.Own},
 			"dry run: "+what+" New secret would go to "+dest+". Nothing was changed."), nil
 	}
@@ -306,7 +309,7 @@ func (d *Deps) credentialsRotate(ctx context.Context, call *Call) (*mcp.CallTool
 		out["warning"] = res.Warning
 		text += "\nWARNING: " + strings.TrimSpace(res.Warning)
 	}
-	return okResult(out, text), nil
+	return shape.OK(out, text), nil
 }
 
 func (d *Deps) credentialsRevoke(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
@@ -321,7 +324,7 @@ func (d *Deps) credentialsRevoke(ctx context.Context, call *Call) (*mcp.CallTool
 	k := plan.Key
 	if plan.Noop {
 		// Revoking twice is a success that changes nothing: no prompt.
-		return okResult(map[string]any{"provider": pr.Name, "revoked": true, "already_revoked": true, "key": k, "also_revoked": []string{}},
+		return shape.OK(map[string]any{"provider": pr.Name, "revoked": true, "already_revoked": true, "key": k, "also_revoked": []string{}},
 			fmt.Sprintf("key %s %q was already revoked on %s; nothing of its lineage works, so nothing changed", k.ID, k.Name, k.RevokedAt.UTC().Format(time.RFC3339))), nil
 	}
 	what := fmt.Sprintf("Revoke %s key %s? It stops working at once and cannot be restored.", pr.Name, k.ID)
@@ -342,7 +345,7 @@ func (d *Deps) credentialsRevoke(ctx context.Context, call *Call) (*mcp.CallTool
 		if falls == nil {
 			falls = []string{}
 		}
-		return okResult(map[string]any{"provider": pr.Name, "dry_run": true, "key": k, "in_use_by_keygate": plan.InUse, "also_revokes": falls},
+		return shape.OK(map[string]any{"provider": pr.Name, "dry_run": true, "key": k, "in_use_by_keygate": plan.InUse, "also_revokes": falls},
 			"dry run: "+what+" Nothing was changed."), nil
 	}
 	if r := confirmDestructive(ctx, call.Req, what); r != nil {
@@ -373,5 +376,5 @@ func (d *Deps) credentialsRevoke(ctx context.Context, call *Call) (*mcp.CallTool
 	if also == nil {
 		also = []string{}
 	}
-	return okResult(map[string]any{"provider": pr.Name, "revoked": true, "already_revoked": res.Already, "key": res.Key, "also_revoked": also}, text), nil
+	return shape.OK(map[string]any{"provider": pr.Name, "revoked": true, "already_revoked": res.Already, "key": res.Key, "also_revoked": also}, text), nil
 }

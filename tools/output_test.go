@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/query"
+	"github.com/keygate/keygate/shape"
 )
 
 // readAll follows every continuation cursor of a truncated value and
@@ -50,12 +52,12 @@ func TestContentGetBudgetOneMegabyte(t *testing.T) {
 	// the cut respects UTF-8.
 	body := "x" + strings.Repeat("é", 512<<10)
 	created := mustOK(t, e.call("content_create", map[string]any{"type": "posts", "title": "Huge", "fields": map[string]any{"body": body, "author": "ada"}}))
-	if n := len(mustJSON(created.raw.StructuredContent)); n > defaultMaxBytes {
+	if n := len(mustJSON(created.raw.StructuredContent)); n > shape.DefaultMaxBytes {
 		t.Errorf("content_create echoed %d bytes", n)
 	}
 	id := get(created.Structured, "object", "id").(string)
 
-	for _, maxBytes := range []int{defaultMaxBytes, 64 << 10} {
+	for _, maxBytes := range []int{shape.DefaultMaxBytes, 64 << 10} {
 		t.Run(fmt.Sprint(maxBytes), func(t *testing.T) {
 			r := mustOK(t, e.call("content_get", map[string]any{"type": "posts", "id": id, "max_bytes": maxBytes}))
 			if n := len(mustJSON(r.raw.StructuredContent)); n > maxBytes {
@@ -104,7 +106,7 @@ func TestContentGetBudgetNestedAndArrays(t *testing.T) {
 
 	var r result
 	r = mustOK(t, e.call("content_get", map[string]any{"type": "notes", "id": id}))
-	if n := max(len(mustJSON(r.raw.StructuredContent)), len(r.Text)); n > defaultMaxBytes {
+	if n := max(len(mustJSON(r.raw.StructuredContent)), len(r.Text)); n > shape.DefaultMaxBytes {
 		t.Fatalf("%d bytes over the default budget", n)
 	}
 	cuts := get(r.Structured, "truncated").([]any)
@@ -223,7 +225,7 @@ func TestContentIsSanitizedAndMarkedAsData(t *testing.T) {
 	} {
 		out := r.Text + mustJSON(r.raw.StructuredContent)
 		for _, c := range out {
-			if invisible(c) && c != '\n' {
+			if shape.Invisible(c) && c != '\n' {
 				t.Fatalf("invisible %U reached the model", c)
 			}
 		}
@@ -251,39 +253,6 @@ func TestFormatJSON(t *testing.T) {
 		t.Errorf("text rendering (%d bytes) is not more compact than JSON (%d)", len(text.Text), len(r.Text))
 	}
 	mustFail(t, e.call("content_list", map[string]any{"type": "posts", "max_bytes": 10}), "max_bytes", "minimum")
-}
-
-func TestFit(t *testing.T) {
-	tests := []struct {
-		name   string
-		v      any
-		budget int
-		ok     bool
-	}{
-		{"already fits", map[string]any{"a": "b"}, 100, true},
-		{"long string", map[string]any{"a": strings.Repeat("x", 10000)}, 1000, true},
-		{"long array", map[string]any{"a": make([]any, 10000)}, 1000, true},
-		{"too many keys", manyKeys(500), 1000, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			out, _, ok := fit(tc.v, tc.budget)
-			if ok != tc.ok {
-				t.Fatalf("ok = %v", ok)
-			}
-			if ok && encodedLen(out) > tc.budget {
-				t.Errorf("%d bytes over budget %d", encodedLen(out), tc.budget)
-			}
-		})
-	}
-}
-
-func manyKeys(n int) map[string]any {
-	m := map[string]any{}
-	for i := range n {
-		m[fmt.Sprintf("key-%04d", i)] = i
-	}
-	return m
 }
 
 func TestListToolsPageWithinBudget(t *testing.T) {
@@ -321,7 +290,7 @@ func TestListToolsPageWithinBudget(t *testing.T) {
 		t.Errorf("paged through %d keys, want 41", len(seen))
 	}
 	mustFail(t, e.call("credentials_list", map[string]any{"cursor": "bogus"}), "cursor", "not a cursor")
-	mustFail(t, e.call("content_types", map[string]any{"cursor": offsetCursor("keys/local", 3)}), "cursor", "not a cursor")
+	mustFail(t, e.call("content_types", map[string]any{"cursor": query.OffsetCursor("keys/local", 3)}), "cursor", "not a cursor")
 }
 
 // TestContentGetHeaderShowsOnlyWhatWasProjected: with fields, the header
@@ -418,7 +387,7 @@ func checkContained(t *testing.T, what string, r result, fences int) {
 		switch x := v.(type) {
 		case string:
 			for _, c := range x {
-				if invisible(c) || c == '\u0085' || c == '\v' || c == '\f' || c == '\u2028' || c == '\u2029' {
+				if shape.Invisible(c) || c == '\u0085' || c == '\v' || c == '\f' || c == '\u2028' || c == '\u2029' {
 					t.Errorf("%s: %U reached the model in %q", what, c, x)
 					return
 				}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/shape"
 )
 
 // ContentStore is what the content tools need from a provider.
@@ -113,7 +114,7 @@ func (p *Providers) Pick(name string) (Provider, *mcp.CallToolResult) {
 			return pr, nil
 		}
 	}
-	return Provider{}, errorResult("provider", fmt.Sprintf("provider %q is not configured", name),
+	return Provider{}, shape.Error("provider", fmt.Sprintf("provider %q is not configured", name),
 		fmt.Sprintf("use one of: %s (or leave provider out for %s)", strings.Join(p.Names(), ", "), list[0].Name))
 }
 

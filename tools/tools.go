@@ -21,6 +21,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/shape"
 )
 
 // Toolset names, as accepted by --toolsets.
@@ -191,11 +192,11 @@ func scopeFilter(d *Deps, selected []ServerTool) server.ToolFilterFunc {
 		needs[t.Tool.Name] = t.Needs
 	}
 	return func(ctx context.Context, in []mcp.Tool) []mcp.Tool {
-		p, _, err := d.Identity.Resolve(ctx)
-		allowed := func(t mcp.Tool) bool {
-			need := needs[t.Name]
-			return need == "" || (err == nil && p.Scopes.AllowsSome(need))
+		var caller *auth.Principal
+		if p, _, err := d.Identity.Resolve(ctx); err == nil {
+			caller = &p
 		}
+		allowed := func(t mcp.Tool) bool { return Decide(caller, needs[t.Name], "") == Allowed }
 		if !slices.ContainsFunc(in, func(t mcp.Tool) bool { return !allowed(t) }) {
 			// Everything passes, as for any tools/call that will run: no
 			// copy of the (large) tool values is needed.
@@ -254,7 +255,7 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 				outcome = "error_result"
 			}
 			if res != nil {
-				redactResult(d.Redactor, res, call.reveal.values)
+				shape.Redact(d.Redactor, res, call.reveal.values)
 			}
 			if audited && (res == nil || !res.NeedsInput()) {
 				d.audit(ctx, t, call, keyID, auditOutcome(res, err))
@@ -309,7 +310,7 @@ func wrap(d *Deps, t ServerTool, v *argValidator) server.ToolHandlerFunc {
 			if t.Toolset == ToolsetCredentials && d.Audit != nil && !req.GetBool("dry_run", false) {
 				if err := d.Audit.Write(d.auditRecord(t, call, keyID, audit.OutcomeAttempt)); err != nil {
 					d.Logger.Error("audit journal cannot be written; refusing a credential operation", "tool", t.Tool.Name, "err", err)
-					return errorResult("", "the audit journal cannot be written, so keygate refuses credential operations until it can",
+					return shape.Error("", "the audit journal cannot be written, so keygate refuses credential operations until it can",
 						"ask the operator to fix the audit file named in keygate's log (disk space, permissions), then retry"), nil
 				}
 			}

@@ -1,0 +1,92 @@
+package shape
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// Problem is the structured form of an error the model can act on.
+type Problem struct {
+	Field   string `json:"field,omitempty"`
+	Problem string `json:"problem"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// Error is an isError result naming the field and the fix, both as
+// text and as structured content. Each part is kept on one line, through
+// the sanitiser, and the text cannot start like a fence line: parts may
+// carry a provider's words.
+func Error(field, problem, fix string) *mcp.CallToolResult {
+	field, problem, fix = LineStart(OneLine(field)), LineStart(OneLine(problem)), OneLine(fix)
+	var b strings.Builder
+	if field != "" {
+		b.WriteString(field + ": ")
+	}
+	b.WriteString(problem)
+	if fix != "" {
+		b.WriteString(". Fix: " + fix)
+	}
+	res := mcp.NewToolResultStructured(map[string]any{"error": Problem{Field: field, Problem: problem, Fix: fix}}, b.String())
+	res.IsError = true
+	return res
+}
+
+// OK returns v as structured content with a compact text rendering.
+func OK(v any, text string) *mcp.CallToolResult {
+	return mcp.NewToolResultStructured(v, text)
+}
+
+// Redact runs the redaction pass over every text and the structured
+// content of a result. Values in allow were revealed on purpose (a new key's
+// one showing) and are kept.
+func Redact(r *auth.Redactor, res *mcp.CallToolResult, allow []string) {
+	pass := func(s string) string {
+		if len(allow) == 0 {
+			return r.Redact(s)
+		}
+		// Shield the revealed values from the pass, then put them back.
+		for i, v := range allow {
+			s = strings.ReplaceAll(s, v, fmt.Sprintf("\x00reveal%d\x00", i))
+		}
+		s = r.Redact(s)
+		for i, v := range allow {
+			s = strings.ReplaceAll(s, fmt.Sprintf("\x00reveal%d\x00", i), v)
+		}
+		return s
+	}
+	for i, c := range res.Content {
+		if tc, ok := c.(mcp.TextContent); ok {
+			tc.Text = pass(tc.Text)
+			res.Content[i] = tc
+		}
+	}
+	if res.StructuredContent != nil {
+		// A handler that already encoded its result (content_get) hands
+		// over the JSON, which need not be encoded again.
+		b, ok := res.StructuredContent.(json.RawMessage)
+		if !ok {
+			var err error
+			if b, err = json.Marshal(res.StructuredContent); err != nil {
+				res.StructuredContent = nil
+				return
+			}
+		}
+		in := string(b)
+		out := pass(in)
+		switch {
+		case out == in:
+			// Nothing to mask, the usual case: keep the JSON as it is.
+			res.StructuredContent = json.RawMessage(b)
+		case !json.Valid([]byte(out)):
+			// A secret straddled JSON escaping; drop the structured copy
+			// rather than send something broken. The text stays.
+			res.StructuredContent = nil
+		default:
+			res.StructuredContent = json.RawMessage(out)
+		}
+	}
+}
