@@ -177,9 +177,10 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		}
 	}
 
-	// One short-lived cache of verifications serves the HTTP bearer check,
-	// the tool filter and the call wrapper, so a call verifies its token
-	// against the store once; key changes made through keygate clear it.
+	// One short-lived cache of verifications serves the HTTP bearer check
+	// (which hands its answer to the tools in the request's context) and,
+	// over stdio, the tool filter and the call middleware; key changes made
+	// through keygate clear it.
 	verifier := identity.NewCachingVerifier(store, identity.DefaultVerifyCacheTTL, nil)
 	// Over HTTP each caller brings its own bearer token; keygate's own
 	// token must never stand in for a caller.
@@ -281,13 +282,10 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		AllowedOrigins: cfg.AllowedOrigins,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		Verifier:       verifier,
-		ScopeCheck: func(_ *http.Request, p auth.Principal, tool string) (auth.Action, bool, bool) {
-			need, ok := tools.Needs(served, tool)
-			return need, need == "" || p.Scopes.AllowsSome(need), ok
-		},
-		Logger:       logger,
-		Version:      keygateVersion(),
-		OnSessionEnd: ident.ForgetSession,
+		ScopeCheck:     tools.ScopeCheckFor(served),
+		Logger:         logger,
+		Version:        keygateVersion(),
+		OnSessionEnd:   ident.ForgetSession,
 		// Refusals are coalesced per reason and client host and never
 		// synced one by one: a flood of them costs little disk and no
 		// flushes (audit.Log.WriteRefusal).
