@@ -233,7 +233,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 
 	reloads := []func(context.Context, map[string]string) error{remotesReload(deps, localProvider, cfg.EnvFile, rotationDir(cfg), places, redactor, logger, &remotes)}
 	if cfg.Transport == "stdio" {
-		reloads = append(reloads, tokenReload(deps, mcpServer, redactor, logger))
+		reloads = append(reloads, tokenReload(deps, served, mcpServer, redactor, logger))
 	}
 	// What waits until the handshake is answered: over stdio, dropping to
 	// one P; watching the env file; and saying at once when keygate's own

@@ -95,7 +95,7 @@ var errNothingChanged = errors.New("nothing changed")
 // server: verified first, then swapped in, and the client told when the set
 // of tools it may see changed. A token set in the real environment wins over
 // the file, as at start-up, so the file's value is then ignored.
-func tokenReload(deps *tools.Deps, s *server.MCPServer, redactor *auth.Redactor, logger *slog.Logger) func(context.Context, map[string]string) error {
+func tokenReload(deps *tools.Deps, served []tools.ServerTool, s *server.MCPServer, redactor *auth.Redactor, logger *slog.Logger) func(context.Context, map[string]string) error {
 	return func(ctx context.Context, vars map[string]string) error {
 		if v, ok := os.LookupEnv(tools.EnvTokenVar); ok && v != "" {
 			logger.Debug("KEYGATE_TOKEN is set in the environment, which wins over the env file")
@@ -116,12 +116,12 @@ func tokenReload(deps *tools.Deps, s *server.MCPServer, redactor *auth.Redactor,
 		}
 		var before []string
 		if prev, err := deps.Identity.Verify(ctx, cur.Secret.Reveal()); err == nil {
-			before = deps.VisibleTools(&prev)
+			before = tools.VisibleTools(served, &prev)
 		} else {
-			before = deps.VisibleTools(nil)
+			before = tools.VisibleTools(served, nil)
 		}
 		deps.Identity.SetProcess(auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceEnvFile, Var: tools.EnvTokenVar})
-		after := deps.VisibleTools(&next)
+		after := tools.VisibleTools(served, &next)
 		logger.Info("switched to a new KEYGATE_TOKEN", "key_id", next.KeyID, "scopes", next.Scopes.Strings())
 		if !slices.Equal(before, after) {
 			s.SendNotificationToAllClients("notifications/tools/list_changed", nil)

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/keygate/keygate/provider"
 	"github.com/tidwall/gjson"
+
+	"github.com/keygate/keygate/provider"
 )
 
 // UntrustedNotice travels with every result that carries content, in the

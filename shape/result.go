@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/keygate/keygate/auth"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/keygate/keygate/auth"
 )
 
 // Problem is the structured form of an error the model can act on.
@@ -89,4 +90,60 @@ func Redact(r *auth.Redactor, res *mcp.CallToolResult, allow []string) {
 			res.StructuredContent = json.RawMessage(out)
 		}
 	}
+}
+
+// ProtocolReserve is kept back from a budget for what the MCP server adds
+// to a result after the tool returns it: its _meta (the server's name and
+// version) and the resultType.
+const ProtocolReserve = 160
+
+// ResultSize is the size of res as the tool returns it: the JSON of its
+// text contents and of its structured content, with the keys around them.
+func ResultSize(res *mcp.CallToolResult) int {
+	n := len(`{"content":[],"structuredContent":}`)
+	for i, c := range res.Content {
+		if tc, ok := c.(mcp.TextContent); ok {
+			n += len(`{"type":"text","text":}`) + EncodedLen(tc.Text)
+		}
+		if i > 0 {
+			n++
+		}
+	}
+	switch s := res.StructuredContent.(type) {
+	case nil:
+	case json.RawMessage:
+		n += len(s)
+	default:
+		n += EncodedLen(s)
+	}
+	if res.IsError {
+		n += len(`,"isError":true`)
+	}
+	return n
+}
+
+// FitResult returns the result build makes with as much room for data as
+// lets the whole result, text and structured content together, fit in
+// budget bytes (max_bytes bounds what the client receives). Both carry the
+// data, so build first gets half the budget less an envelope, and less
+// again while the result is over; when no room is small enough the answer
+// is an error naming max_bytes. An error result from build is returned as
+// it is.
+func FitResult(budget int, build func(room int) *mcp.CallToolResult) *mcp.CallToolResult {
+	room := budget/2 - EnvelopeBytes/2
+	for range 8 {
+		res := build(room)
+		size := ResultSize(res) + ProtocolReserve
+		if res.IsError || size <= budget {
+			return res
+		}
+		room -= (size-budget)/2 + 64
+		if room <= 0 {
+			// What is left (a page's first item, an object's attributes,
+			// the notices) does not shrink: say so rather than send more.
+			return Error("max_bytes", fmt.Sprintf("even the smallest answer is %d bytes, over max_bytes %d", size, budget),
+				"raise max_bytes, or ask for less (fields, a smaller limit)")
+		}
+	}
+	return Error("max_bytes", fmt.Sprintf("the answer does not fit in max_bytes %d", budget), "raise max_bytes, or ask for less (fields, a smaller limit)")
 }

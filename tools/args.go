@@ -1,13 +1,60 @@
+// The arguments many tools share: their schemas, as the hand-written
+// input schemas use them, and the struct fields the typed handlers read
+// them into.
+
 package tools
 
 import (
 	"fmt"
 
-	"github.com/keygate/keygate/query"
-
-	"github.com/keygate/keygate/shape"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/keygate/keygate/query"
+	"github.com/keygate/keygate/shape"
 )
+
+// Common are the arguments every tool takes.
+type Common struct {
+	Provider string `json:"provider"`
+}
+
+func (c Common) providerName() string { return c.Provider }
+
+// TypeArg is the content type a content tool acts on.
+type TypeArg struct {
+	Type string `json:"type"`
+}
+
+func (t TypeArg) contentType() string { return t.Type }
+
+// Confirmation are the arguments of destructive tools.
+type Confirmation struct {
+	DryRun  bool `json:"dry_run"`
+	Confirm bool `json:"confirm"`
+}
+
+func (c Confirmation) dryRun() bool { return c.DryRun }
+
+// Budget are the arguments of tools whose result has a byte budget.
+type Budget struct {
+	MaxBytes float64 `json:"max_bytes"`
+	Format   string  `json:"format"`
+}
+
+// maxBytes is the budget asked for, or the default.
+func (b Budget) maxBytes() int {
+	if b.MaxBytes == 0 {
+		return shape.DefaultMaxBytes
+	}
+	return int(b.MaxBytes)
+}
+
+// providerArg is the schema of the optional provider argument every tool takes.
+func providerArg() mcp.ToolOption {
+	return mcp.WithString("provider",
+		mcp.Description("Which configured back end to use (default: the first configured, normally \"local\"). auth_whoami lists them."),
+		mcp.Pattern(`^[a-z][a-z0-9_-]{0,31}$`))
+}
 
 func maxBytesArg() mcp.ToolOption {
 	return mcp.WithNumber("max_bytes",
@@ -21,15 +68,6 @@ func formatArg() mcp.ToolOption {
 		mcp.Enum("text", "json"), mcp.DefaultString("text"))
 }
 
-// readMaxBytes validates the max_bytes argument.
-func readMaxBytes(call *Call) (int, *mcp.CallToolResult) {
-	n := call.Req.GetInt("max_bytes", shape.DefaultMaxBytes)
-	if n < shape.MinMaxBytes || n > shape.MaxMaxBytes {
-		return 0, shape.Error("max_bytes", fmt.Sprintf("%d is out of range", n), fmt.Sprintf("use %d to %d", shape.MinMaxBytes, shape.MaxMaxBytes))
-	}
-	return n, nil
-}
-
 func listCursorArg() mcp.ToolOption {
 	return mcp.WithString("cursor", mcp.Description("next_cursor from the previous result, when max_bytes cut it short."), mcp.MaxLength(256))
 }
@@ -40,8 +78,8 @@ func queryError(e *query.Error) *mcp.CallToolResult {
 }
 
 // readOffsetCursor reads the cursor of a list keygate pages itself.
-func readOffsetCursor(call *Call, scope string) (int, *mcp.CallToolResult) {
-	n, err := query.ParseOffsetCursor(call.Req.GetString("cursor", ""), scope)
+func readOffsetCursor(cursor, scope string) (int, *mcp.CallToolResult) {
+	n, err := query.ParseOffsetCursor(cursor, scope)
 	if err != nil {
 		return 0, queryError(err)
 	}

@@ -3,9 +3,10 @@ package tools
 import (
 	"context"
 
-	"github.com/keygate/keygate/shape"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/keygate/keygate/shape"
 )
 
 const confirmID = "confirm"
@@ -15,8 +16,8 @@ const confirmID = "confirm"
 // model's own confirm flag does not count; otherwise confirm: true is
 // required. It returns a non-nil result when the call must stop here: a
 // prompt to show, a refusal, or the user's "no".
-func confirmDestructive(ctx context.Context, req mcp.CallToolRequest, message string) *mcp.CallToolResult {
-	if ans := server.ElicitationResponse(req.Params.InputResponses, confirmID); ans != nil {
+func confirmDestructive(ctx context.Context, call *Call, args Confirmation, message string) *mcp.CallToolResult {
+	if ans := server.ElicitationResponse(call.Req.Params.InputResponses, confirmID); ans != nil {
 		if ans.Action == mcp.ElicitationResponseActionAccept && approved(ans.Content) {
 			return nil
 		}
@@ -36,7 +37,7 @@ func confirmDestructive(ctx context.Context, req mcp.CallToolRequest, message st
 			},
 		}).ToolResult()
 	}
-	if req.GetBool("confirm", false) {
+	if args.Confirm {
 		return nil
 	}
 	return shape.Error("confirm", message+" This client cannot show a confirmation prompt",

@@ -18,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cosmic"
@@ -75,18 +76,13 @@ func newBenchEnv(b *testing.B, n int) *benchEnv {
 	}
 	redactor := auth.NewRedactor()
 	redactor.Add(issued.Secret.Reveal())
-	deps := &Deps{
-		Providers: NewProviders(Provider{Name: "local", Content: store, Ring: credentials.Ring{Provider: "local", Local: true}}),
-		// The verification cache, as main.go sets it up: a call verifies
-		// its token against the store at most once a second.
-		Identity: identity.NewIdentity(identity.NewCachingVerifier(store, identity.DefaultVerifyCacheTTL, nil),
-			auth.Credential{Secret: issued.Secret, Source: auth.SourceEnvFile, Var: EnvTokenVar}),
-		Redactor: redactor,
-		EnvFile:  filepath.Join(dir, ".env"),
-		// The text handler and redacting ReplaceAttr, as in main.go, into
-		// a discarding writer.
-		Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{ReplaceAttr: redactor.SlogReplaceAttr})),
-	}
+	// The verification cache and the redacting text logger, as main.go
+	// sets them up: a call verifies its token against the store at most
+	// once a second, and logs into a discarding writer.
+	ident := identity.NewIdentity(identity.NewCachingVerifier(store, identity.DefaultVerifyCacheTTL, nil),
+		auth.Credential{Secret: issued.Secret, Source: auth.SourceEnvFile, Var: EnvTokenVar})
+	deps := newDeps(store, ident, redactor, delivery.Places{EnvFile: filepath.Join(dir, ".env"), KeysDir: filepath.Join(dir, "keys")},
+		slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{ReplaceAttr: redactor.SlogReplaceAttr})), nil)
 	s, _, err := NewServer(deps, Options{Version: "bench"})
 	if err != nil {
 		b.Fatal(err)

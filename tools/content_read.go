@@ -9,7 +9,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/tidwall/gjson"
 
-	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/query"
 	"github.com/keygate/keygate/shape"
@@ -30,107 +29,111 @@ type ListResult struct {
 	Content   string      `json:"content_trust"`
 }
 
-func (d *Deps) contentList(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	args := call.Req.GetArguments()
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+func (c *contentTools) list(ctx context.Context, call *Call, args contentListArgs) (*mcp.CallToolResult, error) {
+	pr, typ := call.Provider, args.Type
+	q, paths, errRes := args.query()
 	if errRes != nil {
 		return errRes, nil
-	}
-	typ := call.Req.GetString("type", "")
-	if r := typeAllowed(call, auth.ContentRead, typ); r != nil {
-		return r, nil
-	}
-	budget, errRes := readMaxBytes(call)
-	if errRes != nil {
-		return errRes, nil
-	}
-	q := provider.ListQuery{Type: typ, Status: call.Req.GetString("status", ""), Limit: call.Req.GetInt("limit", query.DefaultLimit)}
-	if q.Limit < 1 || q.Limit > query.MaxLimit {
-		return shape.Error("limit", fmt.Sprintf("%d is out of range", q.Limit), "use 1 to 100"), nil
-	}
-	if raw, ok := args["filter"]; ok && raw != nil {
-		m, ok := raw.(map[string]any)
-		if !ok {
-			return shape.Error("filter", "must be an object", `write {"field": value}`), nil
-		}
-		conds, p := query.ParseFilter(m)
-		if p != nil {
-			return shape.Error(p.Field, p.Problem, p.Fix), nil
-		}
-		q.Filter = conds
-	}
-	sortKeys, p := query.ParseSort(call.Req.GetString("sort", ""))
-	if p != nil {
-		return shape.Error(p.Field, p.Problem, p.Fix), nil
-	}
-	q.Sort = sortKeys
-	paths := call.Req.GetStringSlice("fields", nil)
-	if p := query.CheckPaths(paths); p != nil {
-		return shape.Error(p.Field, p.Problem, p.Fix), nil
-	}
-	if len(paths) == 0 {
-		paths = query.DefaultListFields
 	}
 	fp := query.Fingerprint(pr.Name, q)
-	cur, p := query.DecodeCursor(call.Req.GetString("cursor", ""), fp)
-	if p != nil {
-		return shape.Error(p.Field, p.Problem, p.Fix), nil
+	cur, qerr := query.DecodeCursor(args.Cursor, fp)
+	if qerr != nil {
+		return queryError(qerr), nil
 	}
 	q.Cursor = cur.Pos
-
 	page, err := pr.Content.List(ctx, q)
 	if err != nil {
 		return providerError(err, typ)
 	}
 	objects := page.Objects[min(cur.Skip, len(page.Objects)):]
-	res := ListResult{Provider: pr.Name, Type: typ, Objects: make([]map[string]any, 0, len(objects)),
-		Total: page.Total, Content: shape.UntrustedNotice}
-	used := shape.EnvelopeBytes
-	stopped := -1 // index in objects of the first one left out
+	projected := make([]map[string]any, len(objects))
 	for i, o := range objects {
-		m, err := shape.Project(o, paths)
-		if err != nil {
+		if projected[i], err = shape.Project(o, paths); err != nil {
 			return nil, err
 		}
+	}
+	return shape.FitResult(args.maxBytes(), func(room int) *mcp.CallToolResult {
+		res := ListResult{Provider: pr.Name, Type: typ, Total: page.Total, Content: shape.UntrustedNotice}
+		stopped := res.page(objects, projected, room)
+		switch {
+		case stopped >= 0:
+			res.Truncated = true
+			res.NextCursor = query.EncodeCursor(query.Cursor{Pos: cur.Pos, Skip: cur.Skip + stopped, Fp: fp})
+		case page.NextCursor != "":
+			res.NextCursor = query.EncodeCursor(query.Cursor{Pos: page.NextCursor, Fp: fp})
+		}
+		return shapedResult(args.Format, res, func() string { return renderList(res, paths) })
+	}), nil
+}
+
+// query reads content_list's arguments into a provider query and the
+// projection paths.
+func (args contentListArgs) query() (provider.ListQuery, []string, *mcp.CallToolResult) {
+	q := provider.ListQuery{Type: args.Type, Status: args.Status, Limit: query.DefaultLimit}
+	if args.Limit != 0 {
+		q.Limit = int(args.Limit)
+	}
+	var qerr *query.Error
+	if args.Filter != nil {
+		if q.Filter, qerr = query.ParseFilter(args.Filter); qerr != nil {
+			return q, nil, queryError(qerr)
+		}
+	}
+	if q.Sort, qerr = query.ParseSort(args.Sort); qerr != nil {
+		return q, nil, queryError(qerr)
+	}
+	if qerr = query.CheckPaths(args.Fields); qerr != nil {
+		return q, nil, queryError(qerr)
+	}
+	paths := args.Fields
+	if len(paths) == 0 {
+		paths = query.DefaultListFields
+	}
+	return q, paths, nil
+}
+
+// page fills r with the projected objects that fit in room bytes, and
+// returns the index of the first one left out (-1: none). An object too
+// large on its own is cut down, and the page ends after it.
+func (r *ListResult) page(objects []provider.Object, projected []map[string]any, room int) (stopped int) {
+	r.Objects = make([]map[string]any, 0, len(projected))
+	used := 0
+	stopped = -1
+	for i, m := range projected {
 		size := shape.EncodedLen(m) + 1
-		if used+size > budget {
-			if len(res.Objects) > 0 {
-				stopped = i
-				break
-			}
-			// Even the first object alone is over the budget: cut its
-			// values, say which, and go on from the next object.
-			fitted, cuts, ok := shape.Fit(any(m), budget-used)
-			if !ok {
-				fitted, cuts = map[string]any{"id": shape.Sanitize(o.ID)}, []shape.Cut{{Path: "*", Kind: "object", Total: size, Shown: 0}}
-			}
-			for j := range cuts {
-				cuts[j].Object = shape.Sanitize(o.ID)
-			}
-			res.Objects, res.Cuts, res.Truncated = append(res.Objects, fitted.(map[string]any)), cuts, true
-			if i+1 < len(objects) {
-				stopped = i + 1
-			}
+		if used+size <= room {
+			used += size
+			r.Objects = append(r.Objects, m)
+			continue
+		}
+		if len(r.Objects) > 0 {
+			stopped = i
 			break
 		}
-		used += size
-		res.Objects = append(res.Objects, m)
+		// Even the first object alone is over the budget: cut its values,
+		// say which, and go on from the next object.
+		id := shape.Sanitize(objects[i].ID)
+		fitted, cuts, ok := shape.Fit(any(m), room-used)
+		if !ok {
+			fitted, cuts = map[string]any{"id": id}, []shape.Cut{{Path: "*", Kind: "object", Total: size, Shown: 0}}
+		}
+		for j := range cuts {
+			cuts[j].Object = id
+		}
+		r.Objects, r.Cuts, r.Truncated = append(r.Objects, fitted.(map[string]any)), cuts, true
+		if i+1 < len(projected) {
+			stopped = i + 1
+		}
+		break
 	}
-	res.Count = len(res.Objects)
-	switch {
-	case stopped >= 0:
-		res.Truncated = true
-		res.NextCursor = query.EncodeCursor(query.Cursor{Pos: cur.Pos, Skip: cur.Skip + stopped, Fp: fp})
-	case page.NextCursor != "":
-		res.NextCursor = query.EncodeCursor(query.Cursor{Pos: page.NextCursor, Fp: fp})
-	}
-	return shapedResult(call, res, func() string { return renderList(res, paths) }), nil
+	r.Count = len(r.Objects)
+	return stopped
 }
 
 // shapedResult returns v as structured content, with the text content in
 // the format the caller asked for.
-func shapedResult(call *Call, v any, text func() string) *mcp.CallToolResult {
-	if call.Req.GetString("format", "text") == "json" {
+func shapedResult(format string, v any, text func() string) *mcp.CallToolResult {
+	if format == "json" {
 		b, err := json.Marshal(v)
 		if err == nil {
 			return mcp.NewToolResultStructured(v, string(b))
@@ -198,37 +201,25 @@ type GetResult struct {
 	Content string      `json:"content_trust"`
 }
 
-func (d *Deps) contentGet(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
-	if errRes != nil {
-		return errRes, nil
+func (c *contentTools) get(ctx context.Context, call *Call, args contentGetArgs) (*mcp.CallToolResult, error) {
+	if args.Cursor != "" {
+		return c.getMore(ctx, call, args)
 	}
-	typ := call.Req.GetString("type", "")
-	if r := typeAllowed(call, auth.ContentRead, typ); r != nil {
-		return r, nil
-	}
-	budget, errRes := readMaxBytes(call)
-	if errRes != nil {
-		return errRes, nil
-	}
-	if c := call.Req.GetString("cursor", ""); c != "" {
-		return d.contentGetMore(ctx, call, pr, typ, c, budget)
-	}
-	ref := provider.Ref{ID: call.Req.GetString("id", ""), Slug: call.Req.GetString("slug", "")}
+	pr, typ := call.Provider, args.Type
+	ref := provider.Ref{ID: args.ID, Slug: args.Slug}
 	if (ref.ID == "") == (ref.Slug == "") {
 		return shape.Error("id", "give exactly one of id and slug", "pass the id from content_list, or the slug"), nil
 	}
-	paths := call.Req.GetStringSlice("fields", nil)
-	if p := query.CheckPaths(paths); p != nil {
-		return shape.Error(p.Field, p.Problem, p.Fix), nil
+	if qerr := query.CheckPaths(args.Fields); qerr != nil {
+		return queryError(qerr), nil
 	}
 	obj, err := pr.Content.Get(ctx, typ, ref)
 	if err != nil {
 		return providerError(err, typ)
 	}
 	var m map[string]any
-	if len(paths) > 0 {
-		m, err = shape.Project(obj, paths)
+	if len(args.Fields) > 0 {
+		m, err = shape.Project(obj, args.Fields)
 	} else {
 		m, err = shape.WholeObject(obj)
 	}
@@ -240,23 +231,26 @@ func (d *Deps) contentGet(ctx context.Context, call *Call) (*mcp.CallToolResult,
 	if err != nil {
 		return nil, fmt.Errorf("encoding object %s: %w", obj.ID, err)
 	}
-	if len(objJSON) <= budget-shape.EnvelopeBytes {
-		// The common case: the object fits as it is. Its JSON, needed to
-		// measure it, becomes the structured content as it stands, so the
-		// object is encoded once rather than three times.
-		return shapedResult(call, res.encode(objJSON), func() string { return renderGet(res, objJSON) }), nil
-	}
-	res, ok := fitGet(res, budget, func(c shape.Cut) string {
-		if len(paths) > 0 {
+	cursorFor := func(cut shape.Cut) string {
+		if len(args.Fields) > 0 {
 			return "" // a projection is not the stored shape: re-read with fields
 		}
-		return query.EncodeMore(query.More{ID: obj.ID, Type: typ, Path: c.Path, Offset: c.Shown, Kind: c.Kind, Version: obj.Version})
-	})
-	if !ok {
-		return shape.Error("max_bytes", fmt.Sprintf("object %s does not fit in %d bytes even with every value shortened (it has too many fields)", obj.ID, budget),
-			"raise max_bytes, or pick parts with fields, e.g. [\"title\", \"fields.body\"]"), nil
+		return query.EncodeMore(query.More{ID: obj.ID, Type: typ, Path: cut.Path, Offset: cut.Shown, Kind: cut.Kind, Version: obj.Version})
 	}
-	return shapedResult(call, res, func() string { return renderGet(res, nil) }), nil
+	return shape.FitResult(args.maxBytes(), func(room int) *mcp.CallToolResult {
+		if len(objJSON) <= room {
+			// The common case: the object fits as it is. Its JSON, needed
+			// to measure it, becomes the structured content as it stands,
+			// so the object is encoded once rather than three times.
+			return shapedResult(args.Format, res.encode(objJSON), func() string { return renderGet(res, objJSON) })
+		}
+		fitted, ok := fitGet(res, room, cursorFor)
+		if !ok {
+			return shape.Error("max_bytes", fmt.Sprintf("object %s does not fit in %d bytes even with every value shortened (it has too many fields)", obj.ID, args.maxBytes()),
+				"raise max_bytes, or pick parts with fields, e.g. [\"title\", \"fields.body\"]")
+		}
+		return shapedResult(args.Format, fitted, func() string { return renderGet(fitted, nil) })
+	}), nil
 }
 
 // encode is json.Marshal(r) for a result without cuts whose object is
@@ -270,31 +264,18 @@ func (r GetResult) encode(obj []byte) json.RawMessage {
 	return append(b, '}')
 }
 
-// fitGet shrinks res.Object until the whole result, truncation notes
-// included, fits budget in both its JSON and its text forms. Each cut gets
-// the cursor that continues it.
-func fitGet(res GetResult, budget int, cursorFor func(shape.Cut) string) (GetResult, bool) {
-	whole := res.Object
-	target := budget - shape.EnvelopeBytes
-	for range 8 {
-		fitted, cuts, ok := shape.Fit(any(whole), target)
-		if !ok {
-			return res, false
-		}
-		for i := range cuts {
-			cuts[i].Cursor = cursorFor(cuts[i])
-		}
-		res.Object, res.Cuts = fitted.(map[string]any), cuts
-		size := max(shape.EncodedLen(res), len(renderGet(res, nil)))
-		if size <= budget {
-			return res, true
-		}
-		target -= size - budget + 64
-		if target <= 0 {
-			break
-		}
+// fitGet shrinks res.Object to room bytes; each cut gets the cursor that
+// continues it.
+func fitGet(res GetResult, room int, cursorFor func(shape.Cut) string) (GetResult, bool) {
+	fitted, cuts, ok := shape.Fit(any(res.Object), room)
+	if !ok {
+		return res, false
 	}
-	return res, false
+	for i := range cuts {
+		cuts[i].Cursor = cursorFor(cuts[i])
+	}
+	res.Object, res.Cuts = fitted.(map[string]any), cuts
+	return res, true
 }
 
 // renderGet is content_get's text content. objJSON, when given, is
@@ -395,8 +376,9 @@ type MoreResult struct {
 	Content    string `json:"content_trust"`
 }
 
-func (d *Deps) contentGetMore(ctx context.Context, call *Call, pr Provider, typ, c string, budget int) (*mcp.CallToolResult, error) {
-	m, ok := query.DecodeMore(c)
+func (c *contentTools) getMore(ctx context.Context, call *Call, args contentGetArgs) (*mcp.CallToolResult, error) {
+	pr, typ := call.Provider, args.Type
+	m, ok := query.DecodeMore(args.Cursor)
 	if !ok || m.Type != typ {
 		return shape.Error("cursor", "not a content_get continuation cursor for this type", "pass a cursor from the truncated list of a content_get result, with the same type"), nil
 	}
@@ -408,79 +390,109 @@ func (d *Deps) contentGetMore(ctx context.Context, call *Call, pr Provider, typ,
 		return shape.Error("cursor", fmt.Sprintf("object %s changed since the cursor was issued (version %d, now %d)", m.ID, m.Version, obj.Version),
 			"call content_get again without cursor and continue from its new cursors"), nil
 	}
-	// Read the value straight from the stored JSON and sanitise just that
-	// value, which gives what content_get showed without re-sanitising
-	// the whole object on every continuation. Paths built from keys that
-	// sanitising changed only exist in the sanitised object.
+	val, err := storedValue(obj, m.Path)
+	if err != nil {
+		return nil, err
+	}
+	return shape.FitResult(args.maxBytes(), func(room int) *mcp.CallToolResult {
+		res := MoreResult{Provider: pr.Name, Object: shape.Sanitize(m.ID), Path: shape.Sanitize(m.Path), Offset: m.Offset, Content: shape.UntrustedNotice}
+		var next int
+		var errRes *mcp.CallToolResult
+		switch {
+		case m.Kind == "string" && val.Type == gjson.String:
+			next, errRes = res.stringPart(val.String(), m.Offset, room)
+		case m.Kind == "array" && val.IsArray():
+			next, errRes = res.arrayPart(val.Array(), m, room)
+		default:
+			return shape.Error("cursor", "the value the cursor points to no longer exists or changed kind", "call content_get again without cursor")
+		}
+		if errRes != nil {
+			return errRes
+		}
+		if next < res.Total {
+			more := m
+			more.Offset = next
+			res.NextCursor = query.EncodeMore(more)
+		}
+		return shapedResult(args.Format, res, func() string { return renderMore(res, m, next) })
+	}), nil
+}
+
+// storedValue reads the value at path straight from the stored JSON, so a
+// continuation sanitises just that value, not the whole object each time.
+// Paths built from keys that sanitising changed exist only in the
+// sanitised object.
+func storedValue(obj provider.Object, path string) (gjson.Result, error) {
 	raw, err := json.Marshal(obj)
 	if err != nil {
-		return nil, fmt.Errorf("encoding object %s: %w", obj.ID, err)
+		return gjson.Result{}, fmt.Errorf("encoding object %s: %w", obj.ID, err)
 	}
-	val := gjson.GetBytes(raw, m.Path)
-	if !val.Exists() {
-		whole, err := shape.WholeObject(obj)
-		if err != nil {
-			return nil, err
-		}
-		raw, _ = json.Marshal(whole)
-		val = gjson.GetBytes(raw, m.Path)
+	if val := gjson.GetBytes(raw, path); val.Exists() {
+		return val, nil
 	}
-	room := budget - shape.EnvelopeBytes
-	res := MoreResult{Provider: pr.Name, Object: shape.Sanitize(m.ID), Path: shape.Sanitize(m.Path), Offset: m.Offset, Content: shape.UntrustedNotice}
-	next := m
-	switch {
-	case m.Kind == "string" && val.Type == gjson.String:
-		s := shape.Sanitize(val.String())
-		res.Total = len(s)
-		if m.Offset > len(s) {
-			return shape.Error("cursor", "the cursor points past the end of the value", "call content_get again without cursor"), nil
-		}
-		// JSON escaping can grow a string up to six times; measure it.
-		part := shape.TruncateUTF8(s[m.Offset:], room)
-		for len(part) > 0 && shape.EncodedLen(part) > room {
-			part = shape.TruncateUTF8(part, len(part)*3/4)
-		}
-		res.Part, next.Offset = part, m.Offset+len(part)
-		if len(part) == 0 && m.Offset < len(s) {
-			return shape.Error("max_bytes", "too small to return any of this value", "raise max_bytes"), nil
-		}
-	case m.Kind == "array" && val.IsArray():
-		items := val.Array()
-		res.Total = len(items)
-		if m.Offset > len(items) {
-			return shape.Error("cursor", "the cursor points past the end of the value", "call content_get again without cursor"), nil
-		}
-		var part []any
-		used := 2
-		for _, it := range items[m.Offset:] {
-			v := shape.SanitizeValue(it.Value())
-			size := shape.EncodedLen(v) + 1
-			if used+size > room && len(part) > 0 {
-				break
-			}
-			if used+size > room {
-				return shape.Error("max_bytes", fmt.Sprintf("item %d of %s alone is larger than max_bytes", m.Offset, m.Path),
-					fmt.Sprintf("raise max_bytes, or read it with fields: [\"%s.%d\"]", m.Path, m.Offset)), nil
-			}
-			used += size
-			part = append(part, v)
-		}
-		res.Part, next.Offset = part, m.Offset+len(part)
-	default:
-		return shape.Error("cursor", "the value the cursor points to no longer exists or changed kind", "call content_get again without cursor"), nil
+	whole, err := shape.WholeObject(obj)
+	if err != nil {
+		return gjson.Result{}, err
 	}
-	if next.Offset < res.Total {
-		res.NextCursor = query.EncodeMore(next)
+	raw, _ = json.Marshal(whole)
+	return gjson.GetBytes(raw, path), nil
+}
+
+// stringPart sets r.Part to as much of s from offset as fits in room, and
+// returns where the next part starts.
+func (r *MoreResult) stringPart(s string, offset, room int) (int, *mcp.CallToolResult) {
+	s = shape.Sanitize(s)
+	r.Total = len(s)
+	if offset > len(s) {
+		return 0, shape.Error("cursor", "the cursor points past the end of the value", "call content_get again without cursor")
 	}
-	return shapedResult(call, res, func() string {
-		var b strings.Builder
-		end := next.Offset
-		fmt.Fprintf(&b, "%s of %s, from %d to %d of %d", shape.LineStart(shape.OneLine(m.Path)), shape.OneLine(m.ID), m.Offset, end, res.Total)
-		if res.NextCursor != "" {
-			fmt.Fprintf(&b, " (more: content_get cursor=%s)", res.NextCursor)
+	// JSON escaping can grow a string up to six times; measure it.
+	part := shape.TruncateUTF8(s[offset:], room)
+	for len(part) > 0 && shape.EncodedLen(part) > room {
+		part = shape.TruncateUTF8(part, len(part)*3/4)
+	}
+	if len(part) == 0 && offset < len(s) {
+		return 0, shape.Error("max_bytes", "too small to return any of this value", "raise max_bytes")
+	}
+	r.Part = part
+	return offset + len(part), nil
+}
+
+// arrayPart sets r.Part to the items from m.Offset that fit in room, and
+// returns where the next part starts.
+func (r *MoreResult) arrayPart(items []gjson.Result, m query.More, room int) (int, *mcp.CallToolResult) {
+	r.Total = len(items)
+	if m.Offset > len(items) {
+		return 0, shape.Error("cursor", "the cursor points past the end of the value", "call content_get again without cursor")
+	}
+	var part []any
+	used := 2
+	for _, it := range items[m.Offset:] {
+		v := shape.SanitizeValue(it.Value())
+		size := shape.EncodedLen(v) + 1
+		if used+size > room && len(part) > 0 {
+			break
 		}
-		enc, _ := json.Marshal(res.Part)
-		fmt.Fprintf(&b, "\n--- data from %s (%s) ---\n%s\n--- end of data ---", pr.Name, shape.UntrustedNotice, enc)
-		return b.String()
-	}), nil
+		if used+size > room {
+			return 0, shape.Error("max_bytes", fmt.Sprintf("item %d of %s alone is larger than max_bytes", m.Offset, m.Path),
+				fmt.Sprintf("raise max_bytes, or read it with fields: [\"%s.%d\"]", m.Path, m.Offset))
+		}
+		used += size
+		part = append(part, v)
+	}
+	r.Part = part
+	return m.Offset + len(part), nil
+}
+
+// renderMore is the text of a continuation: which value, which part, and
+// the part fenced as data.
+func renderMore(r MoreResult, m query.More, end int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s of %s, from %d to %d of %d", shape.LineStart(shape.OneLine(m.Path)), shape.OneLine(m.ID), m.Offset, end, r.Total)
+	if r.NextCursor != "" {
+		fmt.Fprintf(&b, " (more: content_get cursor=%s)", r.NextCursor)
+	}
+	enc, _ := json.Marshal(r.Part)
+	fmt.Fprintf(&b, "\n--- data from %s (%s) ---\n%s\n--- end of data ---", r.Provider, shape.UntrustedNotice, enc)
+	return b.String()
 }

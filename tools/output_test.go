@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"unicode"
@@ -349,7 +350,9 @@ func TestValuesCannotStartAFenceLine(t *testing.T) {
 		{"content_list", map[string]any{"type": "notes", "fields": []any{"title", "fields.body"}}, 2},
 		{"content_list", map[string]any{"type": "notes"}, 2},
 		{"content_get", map[string]any{"type": "notes", "id": id, "fields": []any{"title"}}, 2},
-		{"content_get", map[string]any{"type": "notes", "id": id, "max_bytes": 1024}, 2},
+		// The smallest budget that holds this object's attributes, text and
+		// structured content together, with its values cut.
+		{"content_get", map[string]any{"type": "notes", "id": id, "max_bytes": 2048}, 2},
 		{"content_delete", map[string]any{"type": "notes", "id": id, "dry_run": true}, 0},
 	} {
 		r := mustOK(t, e.call(c.tool, c.args))
@@ -405,4 +408,59 @@ func checkContained(t *testing.T, what string, r result, fences int) {
 	}
 	walk(r.Text)
 	walk(r.Structured)
+}
+
+// resultBytes is the size of a result as the client receives it.
+func resultBytes(t *testing.T, r result) int {
+	t.Helper()
+	b, err := json.Marshal(r.raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(b)
+}
+
+// TestMaxBytesBoundsTheWholeResult: max_bytes bounds the result the client
+// receives, text and structured content together, not each on its own
+// (which let a result reach twice the budget).
+func TestMaxBytesBoundsTheWholeResult(t *testing.T) {
+	e := newEnv(t)
+	body := strings.Repeat("budget words ", 4000)
+	var id string
+	for i := range 30 {
+		r := mustOK(t, e.call("content_create", map[string]any{"type": "posts", "title": fmt.Sprintf("Whole %02d", i),
+			"fields": map[string]any{"body": body[:2000+i*50], "tags": []any{"a", "b"}}}))
+		id = get(r.Structured, "object", "id").(string)
+	}
+	for i := range 40 {
+		e.mint(fmt.Sprintf("whole-%02d-%s", i, strings.Repeat("n", 60)), "content:read")
+	}
+	for _, maxBytes := range []int{shape.MinMaxBytes, 4096, shape.DefaultMaxBytes} {
+		for _, c := range []struct {
+			tool string
+			args map[string]any
+		}{
+			{"content_get", map[string]any{"type": "posts", "id": id}},
+			{"content_get", map[string]any{"type": "posts", "id": id, "format": "json"}},
+			{"content_list", map[string]any{"type": "posts", "fields": []any{"id", "title", "fields.body"}, "limit": 100}},
+			{"content_list", map[string]any{"type": "posts", "limit": 100, "format": "json"}},
+			{"credentials_list", map[string]any{}},
+			{"content_types", map[string]any{}},
+		} {
+			args := maps.Clone(c.args)
+			args["max_bytes"] = maxBytes
+			r := e.call(c.tool, args)
+			if r.IsError && (maxBytes > shape.MinMaxBytes || get(r.Structured, "error", "field") != "max_bytes") {
+				t.Errorf("%s %v at %d: %s", c.tool, c.args, maxBytes, r.Text)
+			}
+			if n := resultBytes(t, r); n > maxBytes {
+				t.Errorf("%s %v: the result is %d bytes, over max_bytes %d", c.tool, c.args, n, maxBytes)
+			}
+		}
+	}
+	// A write echoes the object within the default budget, whole.
+	r := mustOK(t, e.call("content_create", map[string]any{"type": "posts", "title": "Whole echo", "fields": map[string]any{"body": body}}))
+	if n := resultBytes(t, r); n > shape.DefaultMaxBytes {
+		t.Errorf("content_create echoed %d bytes, over %d", n, shape.DefaultMaxBytes)
+	}
 }

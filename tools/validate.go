@@ -11,10 +11,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/keygate/keygate/shape"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+
+	"github.com/keygate/keygate/shape"
 )
 
 // argValidator checks tool arguments against the tool's input schema.

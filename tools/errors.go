@@ -26,7 +26,7 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 	var rationed *provider.RationedError
 	switch {
 	case errors.As(err, &fe):
-		// A remote provider may put the API's message in shape.Problem.
+		// A remote provider may put the API's message in Problem.
 		return shape.Error(shape.Clip(fe.Field, shape.MaxProviderText), shape.Clip(fe.Problem, 2*shape.MaxProviderText), shape.Clip(fe.Fix, shape.MaxProviderText)), nil
 	case errors.As(err, &denied):
 		return shape.Error(denied.Field, denied.Reason, denied.Fix), nil
