@@ -38,9 +38,10 @@ func (x expiry) soon(t time.Time) bool {
 	return left > 0 && left <= x.window()
 }
 
-// daysLeft counts whole days until t, rounding down.
+// daysLeft counts the days until t, a part of a day counting as a day: a
+// key issued for 365 days has 365 left until its last day begins.
 func (x expiry) daysLeft(t time.Time) int {
-	return int(math.Floor(t.Sub(x.d.now()).Hours() / 24))
+	return int(math.Ceil(t.Sub(x.d.now()).Hours() / 24))
 }
 
 // warning is the sentence keygate uses wherever it warns.
