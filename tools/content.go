@@ -137,7 +137,7 @@ func (c *contentTools) tools() []ServerTool {
 			mcp.WithString("title", mcp.Required(), mcp.Description("Title, 1 to 300 characters."), mcp.MinLength(1), mcp.MaxLength(300)),
 			mcp.WithString("slug", mcp.Description("URL name: lower-case letters, digits and single hyphens. Default: derived from the title."), mcp.Pattern(provider.SlugPattern.String()), mcp.MaxLength(128)),
 			statusArg("draft (default) or published."),
-			mcp.WithObject("fields", mcp.Required(), mcp.Description("The type's field values as a JSON object, e.g. {\"body\": \"...\", \"author\": \"ada\"}. content_types lists known fields.")),
+			mcp.WithObject("fields", mcp.Description("The type's field values as a JSON object, e.g. {\"body\": \"...\", \"author\": \"ada\"}. content_types lists known fields. Default: {} (no fields).")),
 			mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
 			mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true)), c.create),
 		newTool(ToolsetContent, auth.ContentWrite, mcp.NewTool("content_update",
@@ -275,7 +275,7 @@ func (c *contentTools) create(ctx context.Context, call *Call, args contentCreat
 	}
 	fields := objectFields(args.Fields)
 	if fields == nil {
-		return shape.Error("fields", "is required", "pass the field values as an object, {} if there are none"), nil
+		fields = json.RawMessage(`{}`) // a title-only object
 	}
 	status := cmp.Or(args.Status, provider.StatusDraft)
 	obj, err := call.Provider.Content.Create(ctx, provider.NewObject{Type: args.Type, Title: title, Slug: slug, Status: status, Fields: fields})

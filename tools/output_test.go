@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode"
@@ -462,5 +463,19 @@ func TestMaxBytesBoundsTheWholeResult(t *testing.T) {
 	r := mustOK(t, e.call("content_create", map[string]any{"type": "posts", "title": "Whole echo", "fields": map[string]any{"body": body}}))
 	if n := resultBytes(t, r); n > shape.DefaultMaxBytes {
 		t.Errorf("content_create echoed %d bytes, over %d", n, shape.DefaultMaxBytes)
+	}
+}
+
+// TestContentCreateTitleOnly: fields is optional; an object with a title
+// alone is created with no fields.
+func TestContentCreateTitleOnly(t *testing.T) {
+	e := newEnv(t)
+	r := mustOK(t, e.call("content_create", map[string]any{"type": "posts", "title": "Just a title"}))
+	if f := get(r.Structured, "object", "fields"); !reflect.DeepEqual(f, map[string]any{}) {
+		t.Errorf("fields = %#v, want {}", f)
+	}
+	got := mustOK(t, e.call("content_get", map[string]any{"type": "posts", "id": get(r.Structured, "object", "id")}))
+	if get(got.Structured, "object", "title") != "Just a title" {
+		t.Errorf("stored object: %s", got.Text)
 	}
 }
