@@ -3,6 +3,7 @@ package shape
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -146,4 +147,26 @@ func FitResult(budget int, build func(room int) *mcp.CallToolResult) *mcp.CallTo
 		}
 	}
 	return Error("max_bytes", fmt.Sprintf("the answer does not fit in max_bytes %d", budget), "raise max_bytes, or ask for less (fields, a smaller limit)")
+}
+
+// Unmatched returns the paths that matched nothing in any of objects (each
+// a projection, keyed by path), in the order asked; nil when every path
+// matched something, or there are no objects to match.
+func Unmatched(paths []string, objects []map[string]any) []string {
+	if len(objects) == 0 {
+		return nil
+	}
+	var out []string
+	for _, p := range paths {
+		found := false
+		for _, o := range objects {
+			if _, found = o[p]; found {
+				break
+			}
+		}
+		if !found && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }

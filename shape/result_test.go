@@ -2,6 +2,7 @@ package shape
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,5 +95,27 @@ func TestFitResult(t *testing.T) {
 	res := FitResult(MinMaxBytes, build(MinMaxBytes)) // never smaller than the budget
 	if !res.IsError || !strings.Contains(res.Content[0].(mcp.TextContent).Text, "max_bytes") {
 		t.Errorf("an answer that cannot fit: %v", res.Content)
+	}
+}
+
+func TestUnmatched(t *testing.T) {
+	objects := []map[string]any{{"id": "a", "fields.author": "ada"}, {"id": "b", "fields.tags.#": 2}}
+	tests := []struct {
+		name    string
+		paths   []string
+		objects []map[string]any
+		want    []string
+	}{
+		{"all matched somewhere", []string{"id", "fields.author", "fields.tags.#"}, objects, nil},
+		{"one matched nowhere", []string{"id", "fields.nope"}, objects, []string{"fields.nope"}},
+		{"asked twice, named once", []string{"x", "x", "id"}, objects, []string{"x"}},
+		{"no objects: nothing to say", []string{"fields.nope"}, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Unmatched(tc.paths, tc.objects); !slices.Equal(got, tc.want) {
+				t.Errorf("Unmatched = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -26,7 +26,9 @@ type ListResult struct {
 	// values; next_cursor then resumes at the first object left out.
 	Truncated bool        `json:"truncated,omitempty"`
 	Cuts      []shape.Cut `json:"cuts,omitempty"`
-	Content   string      `json:"content_trust"`
+	// Unmatched are the fields paths that matched nothing in any object.
+	Unmatched []string `json:"unmatched_fields,omitempty"`
+	Content   string   `json:"content_trust"`
 }
 
 func (c *contentTools) list(ctx context.Context, call *Call, args contentListArgs) (*mcp.CallToolResult, error) {
@@ -52,8 +54,12 @@ func (c *contentTools) list(ctx context.Context, call *Call, args contentListArg
 			return nil, err
 		}
 	}
+	var unmatched []string
+	if len(args.Fields) > 0 {
+		unmatched = shape.Unmatched(paths, projected)
+	}
 	return shape.FitResult(args.maxBytes(), func(room int) *mcp.CallToolResult {
-		res := ListResult{Provider: pr.Name, Type: typ, Total: page.Total, Content: shape.UntrustedNotice}
+		res := ListResult{Provider: pr.Name, Type: typ, Total: page.Total, Content: shape.UntrustedNotice, Unmatched: unmatched}
 		stopped := res.page(objects, projected, room)
 		switch {
 		case stopped >= 0:
@@ -188,7 +194,16 @@ func renderList(r ListResult, paths []string) string {
 	for _, c := range r.Cuts {
 		b.WriteString("\n" + c.String())
 	}
+	writeUnmatched(&b, r.Unmatched)
 	return b.String()
+}
+
+// writeUnmatched names the fields paths that matched nothing, so a
+// misspelt path is not taken for a missing value.
+func writeUnmatched(b *strings.Builder, paths []string) {
+	if len(paths) > 0 {
+		fmt.Fprintf(b, "\nNO MATCH: fields %s matched nothing; content_types lists each type's fields", strings.Join(paths, ", "))
+	}
 }
 
 // GetResult is content_get's structured answer.
@@ -197,8 +212,10 @@ type GetResult struct {
 	Object   map[string]any `json:"object"`
 	// Cuts lists the values shortened to fit max_bytes, each with the
 	// cursor that continues it.
-	Cuts    []shape.Cut `json:"truncated,omitempty"`
-	Content string      `json:"content_trust"`
+	Cuts []shape.Cut `json:"truncated,omitempty"`
+	// Unmatched are the fields paths that matched nothing in the object.
+	Unmatched []string `json:"unmatched_fields,omitempty"`
+	Content   string   `json:"content_trust"`
 }
 
 func (c *contentTools) get(ctx context.Context, call *Call, args contentGetArgs) (*mcp.CallToolResult, error) {
@@ -227,6 +244,9 @@ func (c *contentTools) get(ctx context.Context, call *Call, args contentGetArgs)
 		return nil, err
 	}
 	res := GetResult{Provider: pr.Name, Object: m, Content: shape.UntrustedNotice}
+	if len(args.Fields) > 0 {
+		res.Unmatched = shape.Unmatched(args.Fields, []map[string]any{m})
+	}
 	objJSON, err := shape.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encoding object %s: %w", obj.ID, err)
@@ -238,7 +258,7 @@ func (c *contentTools) get(ctx context.Context, call *Call, args contentGetArgs)
 		return query.EncodeMore(query.More{ID: obj.ID, Type: typ, Path: cut.Path, Offset: cut.Shown, Kind: cut.Kind, Version: obj.Version})
 	}
 	return shape.FitResult(args.maxBytes(), func(room int) *mcp.CallToolResult {
-		if len(objJSON) <= room {
+		if len(objJSON) <= room && res.Unmatched == nil {
 			// The common case: the object fits as it is. Its JSON, needed
 			// to measure it, becomes the structured content as it stands,
 			// so the object is encoded once rather than three times.
@@ -299,6 +319,7 @@ func renderGet(r GetResult, objJSON []byte) string {
 	for _, c := range r.Cuts {
 		b.WriteString("\n" + c.String())
 	}
+	writeUnmatched(&b, r.Unmatched)
 	return b.String()
 }
 

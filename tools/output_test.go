@@ -479,3 +479,33 @@ func TestContentCreateTitleOnly(t *testing.T) {
 		t.Errorf("stored object: %s", got.Text)
 	}
 }
+
+// TestUnmatchedFieldsAreNamed: a fields path that matches nothing in any
+// object is named, in the text and the structured content, and the call
+// still succeeds with what did match.
+func TestUnmatchedFieldsAreNamed(t *testing.T) {
+	e := newEnv(t)
+	list := mustOK(t, e.call("content_list", map[string]any{"type": "posts", "fields": []any{"id", "fields.nope", "fields.author", "fields.tags.99"}}))
+	if got := get(list.Structured, "unmatched_fields"); !reflect.DeepEqual(got, []any{"fields.nope", "fields.tags.99"}) {
+		t.Errorf("content_list unmatched_fields = %v", got)
+	}
+	if !strings.Contains(list.Text, "fields fields.nope, fields.tags.99 matched nothing") {
+		t.Errorf("content_list text does not name them: %s", list.Text)
+	}
+	if len(get(list.Structured, "objects").([]any)) == 0 {
+		t.Fatal("no objects")
+	}
+	id := get(list.Structured, "objects", 0, "id")
+	one := mustOK(t, e.call("content_get", map[string]any{"type": "posts", "id": id, "fields": []any{"title", "fields.nope"}}))
+	if got := get(one.Structured, "unmatched_fields"); !reflect.DeepEqual(got, []any{"fields.nope"}) {
+		t.Errorf("content_get unmatched_fields = %v", got)
+	}
+	if !strings.Contains(one.Text, "fields fields.nope matched nothing") || get(one.Structured, "object", "title") == nil {
+		t.Errorf("content_get: %s", one.Text)
+	}
+	// Paths that all match say nothing more.
+	all := mustOK(t, e.call("content_list", map[string]any{"type": "posts", "fields": []any{"id", "title"}}))
+	if _, ok := all.Structured["unmatched_fields"]; ok || strings.Contains(all.Text, "matched nothing") {
+		t.Errorf("matched paths reported: %s", all.Text)
+	}
+}
