@@ -1,8 +1,8 @@
-// The arguments many tools share: their schemas, as the hand-written
-// input schemas use them, and the struct fields the typed handlers read
-// them into.
-
 package tools
+
+// This file holds the arguments many tools share: their schema options, as
+// the hand-written input schemas use them, and the struct fields the typed
+// handlers read them into.
 
 import (
 	"fmt"

@@ -68,7 +68,8 @@ type arguments interface{ providerName() string }
 // middleware checks the caller's scope on that type.
 type typed interface{ contentType() string }
 
-// previewable is an argument struct that may ask for a dry run (Confirm).
+// previewable is an argument struct that may ask for a dry run
+// (Confirmation).
 type previewable interface{ dryRun() bool }
 
 // Call is one tool invocation with its verified caller and the provider

@@ -26,10 +26,10 @@ type middleware struct {
 
 // wrap puts every call through the same steps: resolve the caller, check
 // the arguments against the schema (which never echoes them) and decode
-// them, pick the provider, decide access once (the tool's scope, on the
-// type the arguments name), journal credential operations before they
-// happen, run the handler with panic recovery, redact the result, and log
-// one line without arguments.
+// them, journal a credential operation before it happens, pick the
+// provider and decide access once (the tool's scope, on the type the
+// arguments name), run the handler with panic recovery, redact the
+// result, journal it, and log one line without arguments.
 func (m *middleware) wrap(t ServerTool) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (res *mcp.CallToolResult, err error) {
 		start := m.d.now()
