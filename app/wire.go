@@ -96,7 +96,7 @@ func (m *mcpServer) setRemotes(remotes []remote) {
 func (m *mcpServer) providerNames() []string { return m.deps.Providers.Names() }
 
 // visibleTools lists the tools p may see (nil: no valid credential).
-func (m *mcpServer) visibleTools(p *auth.Principal) []string { return m.deps.VisibleTools(p) }
+func (m *mcpServer) visibleTools(p *auth.Principal) []string { return tools.VisibleTools(m.served, p) }
 
 // toolsChanged tells every client to fetch tools/list again.
 func (m *mcpServer) toolsChanged() {
@@ -125,13 +125,10 @@ func (m *mcpServer) httpConfig(a *App) transport.HTTPConfig {
 		AllowedOrigins: a.cfg.AllowedOrigins,
 		MaxBodyBytes:   a.cfg.MaxBodyBytes,
 		Verifier:       a.verifier,
-		ScopeCheck: func(_ *http.Request, p auth.Principal, tool string) (auth.Action, bool, bool) {
-			need, ok := tools.Needs(m.served, tool)
-			return need, need == "" || p.Scopes.AllowsSome(need), ok
-		},
-		Logger:       a.logger,
-		Version:      a.opts.Version,
-		OnSessionEnd: a.ident.ForgetSession,
+		ScopeCheck:     tools.ScopeCheckFor(m.served),
+		Logger:         a.logger,
+		Version:        a.opts.Version,
+		OnSessionEnd:   a.ident.ForgetSession,
 		// Refusals are coalesced per reason and client host and never
 		// synced one by one: a flood of them costs little disk and no
 		// flushes (audit.Log.WriteRefusal).

@@ -106,7 +106,7 @@ func TestSchemaValidationRejectsBadArguments(t *testing.T) {
 		args map[string]any
 	}{
 		{"missing required type", map[string]any{"title": "x", "fields": map[string]any{}}},
-		{"missing required fields", map[string]any{"type": "posts", "title": "x"}},
+		{"missing required title", map[string]any{"type": "posts", "fields": map[string]any{}}},
 		{"wrong type", map[string]any{"type": "posts", "title": 5, "fields": map[string]any{}}},
 		{"unknown argument", map[string]any{"type": "posts", "title": "x", "fields": map[string]any{}, "colour": "red"}},
 		{"bad status", map[string]any{"type": "posts", "title": "x", "fields": map[string]any{}, "status": "live"}},

@@ -32,8 +32,6 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
-	"github.com/keygate/keygate/credentials"
-	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
@@ -124,28 +122,18 @@ func newStack(t testing.TB) *stack {
 		logs: &lockedBuf{}, refusals: &lockedBuf{}, redactor: auth.NewRedactor(), dir: dir}
 	s.redactor.Add(s.admin)
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: s.redactor.SlogReplaceAttr}))
-	deps := &tools.Deps{
-		Providers:   tools.NewProviders(tools.Provider{Name: "local", Content: store, Ring: credentials.Ring{Provider: "local", Local: true}}),
-		Identity:    identity.NewHTTPIdentity(store),
-		Redactor:    s.redactor,
-		EnvFile:     filepath.Join(dir, ".env"),
-		Credentials: &credentials.Service{Store: store, Places: delivery.Places{EnvFile: filepath.Join(dir, ".env"), KeysDir: filepath.Join(dir, "keys")}},
-		HTTP:        true,
-		Logger:      logger,
-		Now:         clock.Now,
-	}
+	// The transport and the tools share one verifier, as in main.go, so a
+	// test can count every verification a request costs.
+	s.verifier = &countingVerifier{v: store}
+	deps := newDeps(store, identity.NewHTTPIdentity(s.verifier), s.redactor, dir, filepath.Join(dir, ".env"), logger, clock.Now)
 	mcpServer, served, err := tools.NewServer(deps, tools.Options{Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.verifier = &countingVerifier{v: store}
 	s.h = NewHTTPHandler(mcpServer, HTTPConfig{
-		MaxBodyBytes: DefaultMaxBodyBytes,
-		Verifier:     s.verifier,
-		ScopeCheck: func(_ *http.Request, p auth.Principal, tool string) (auth.Action, bool, bool) {
-			need, ok := tools.Needs(served, tool)
-			return need, need == "" || p.Scopes.AllowsSome(need), ok
-		},
+		MaxBodyBytes:  DefaultMaxBodyBytes,
+		Verifier:      s.verifier,
+		ScopeCheck:    tools.ScopeCheckFor(served),
 		Logger:        logger,
 		Version:       "test",
 		OnSessionEnd:  deps.Identity.ForgetSession,

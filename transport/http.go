@@ -23,6 +23,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/identity"
 )
 
 // DefaultMaxBodyBytes caps a request body; MCP requests are small.
@@ -49,9 +50,11 @@ type Verifier interface {
 	Verify(ctx context.Context, token string) (auth.Principal, error)
 }
 
-// ScopeCheck says which action a tool needs and whether the request's
-// principal holds it. ok is false for unknown tools, which mcp-go answers.
-type ScopeCheck func(r *http.Request, p auth.Principal, tool string) (need auth.Action, allowed, ok bool)
+// ScopeCheck says which action a tool needs and whether principal p holds
+// it. ok is false for unknown tools, which mcp-go answers. keygate's tool
+// layer provides it (tools.ScopeCheckFor), so the HTTP answer and the tool's
+// own refusal come from the same decision.
+type ScopeCheck func(p auth.Principal, tool string) (need auth.Action, allowed, ok bool)
 
 // HTTPConfig configures the streamable HTTP transport.
 type HTTPConfig struct {
@@ -90,8 +93,10 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 	h.mcp = server.NewStreamableHTTPServer(s,
 		server.WithSessionIdManagerResolver(h.sessions),
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
-			if c, ok := auth.CredentialFrom(r.Context()); ok {
-				ctx = auth.WithCredential(ctx, c)
+			// The bearer token was verified once, in bearer: the tools
+			// take that verification rather than repeat it.
+			if p, c, ok := identity.VerifiedFrom(r.Context()); ok {
+				ctx = identity.WithVerified(ctx, p, c)
 			}
 			return ctx
 		}),
@@ -139,8 +144,6 @@ func (h *httpHandler) originGuard(next http.Handler) http.Handler {
 	})
 }
 
-type principalKey struct{}
-
 // bearer authenticates every request with a keygate token. Every failure
 // is the same 401, and the reason is logged with the token's public id at
 // most, never the token.
@@ -177,8 +180,7 @@ func (h *httpHandler) bearer(next http.Handler) http.Handler {
 			return
 		}
 		p.Source = auth.SourceBearer
-		ctx := auth.WithCredential(r.Context(), auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceBearer})
-		ctx = context.WithValue(ctx, principalKey{}, p)
+		ctx := identity.WithVerified(r.Context(), p, auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceBearer})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -284,7 +286,7 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 			} `json:"params"`
 		}
 		decoded := json.Unmarshal(body, &msg) == nil
-		p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+		p, _, _ := identity.VerifiedFrom(r.Context())
 		if decoded && msg.Method == "subscriptions/listen" {
 			if !h.takeListen(p.KeyID) {
 				w.Header().Set("Retry-After", "1")
@@ -295,7 +297,7 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 			defer h.releaseListen(p.KeyID)
 		}
 		if decoded && msg.Method == "tools/call" && h.cfg.ScopeCheck != nil {
-			if need, allowed, known := h.cfg.ScopeCheck(r, p, msg.Params.Name); known && !allowed {
+			if need, allowed, known := h.cfg.ScopeCheck(p, msg.Params.Name); known && !allowed {
 				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keygate", error="insufficient_scope", scope=%q`, string(need)))
 				writeJSONRPCError(w, http.StatusForbidden, msg.ID, -32003,
 					fmt.Sprintf("insufficient_scope: %s needs %s", msg.Params.Name, need))
@@ -337,7 +339,7 @@ const preallocMax = 64 << 10
 // key, and bounds GET streams.
 func (h *httpHandler) bindSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+		p, _, _ := identity.VerifiedFrom(r.Context())
 		sid := r.Header.Get(server.HeaderKeySessionID)
 		switch {
 		case r.Method == http.MethodGet || r.Method == http.MethodDelete:

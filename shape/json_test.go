@@ -1,4 +1,4 @@
-package tools
+package shape
 
 import (
 	"encoding/json"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// marshalValue must write exactly what json.Marshal writes.
+// Marshal must write exactly what json.Marshal writes.
 func TestMarshalValueMatchesEncodingJSON(t *testing.T) {
 	tests := []struct {
 		name string
@@ -33,7 +33,7 @@ func TestMarshalValueMatchesEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := marshalValue(tc.v)
+			got, err := Marshal(tc.v)
 			if err != nil || string(got) != string(want) {
 				t.Errorf("marshalValue = %s, %v\n json.Marshal = %s", got, err, want)
 			}
@@ -41,7 +41,7 @@ func TestMarshalValueMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// Values marshalValue does not encode itself still give json.Marshal's
+// Values Marshal does not encode itself still give json.Marshal's
 // answer, errors included.
 func TestMarshalValueFallsBack(t *testing.T) {
 	for _, v := range []any{
@@ -51,7 +51,7 @@ func TestMarshalValueFallsBack(t *testing.T) {
 		math.NaN(),
 	} {
 		want, werr := json.Marshal(v)
-		got, gerr := marshalValue(v)
+		got, gerr := Marshal(v)
 		if string(got) != string(want) || (werr == nil) != (gerr == nil) {
 			t.Errorf("%#v: marshalValue = %s, %v; json.Marshal = %s, %v", v, got, gerr, want, werr)
 		}
@@ -84,7 +84,7 @@ func FuzzMarshalValue(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if got, err := marshalValue(v); err != nil || string(got) != string(want) {
+		if got, err := Marshal(v); err != nil || string(got) != string(want) {
 			t.Fatalf("marshalValue(%q) = %s, %v; json.Marshal = %s", s, got, err, want)
 		}
 	})

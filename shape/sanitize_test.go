@@ -1,4 +1,4 @@
-package tools
+package shape
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ func TestSanitizeString(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := sanitizeString(tc.in)
+			got := Sanitize(tc.in)
 			if got != tc.want {
 				t.Errorf("sanitizeString(%q) = %q, want %q", tc.in, got, tc.want)
 			}
@@ -51,7 +51,7 @@ func TestSanitizeString(t *testing.T) {
 // TestSanitizeEveryClass runs the sanitiser over one character of every
 // class it treats specially: each line break a client may honour comes out
 // as \n (\r\n stays), each invisible or reordering character goes, and what
-// emoji need stays. Through oneLine, no line break of any kind is left.
+// emoji need stays. Through OneLine, no line break of any kind is left.
 func TestSanitizeEveryClass(t *testing.T) {
 	type class struct {
 		name  string
@@ -94,24 +94,24 @@ func TestSanitizeEveryClass(t *testing.T) {
 				if c.want == "=" {
 					want = in
 				}
-				got := sanitizeString(in)
+				got := Sanitize(in)
 				if got != want {
 					t.Errorf("sanitizeString(%q) = %q, want %q", in, got, want)
 				}
-				if !isClean(got) || sanitizeString(got) != got {
+				if !IsClean(got) || Sanitize(got) != got {
 					t.Errorf("sanitizeString(%q) = %q is not a fixed point", in, got)
 				}
-				if line := oneLine(in); strings.ContainsAny(line, "\n\r\v\f\u0085\u2028\u2029") {
+				if line := OneLine(in); strings.ContainsAny(line, "\n\r\v\f\u0085\u2028\u2029") {
 					t.Errorf("oneLine(%q) = %q keeps a line break", in, line)
 				}
 			}
 		})
 	}
 	t.Run("CRLF stays one break", func(t *testing.T) {
-		if got := sanitizeString("a\r\nb"); got != "a\r\nb" {
+		if got := Sanitize("a\r\nb"); got != "a\r\nb" {
 			t.Errorf("sanitizeString(CRLF) = %q", got)
 		}
-		if got := oneLine("a\r\nb\r\rc"); got != "a ⏎ b ⏎  ⏎ c" {
+		if got := OneLine("a\r\nb\r\rc"); got != "a ⏎ b ⏎  ⏎ c" {
 			t.Errorf("oneLine = %q", got)
 		}
 	})
@@ -122,7 +122,7 @@ func TestSanitizeValueWalksEverything(t *testing.T) {
 		"ti\u200Btle": "a\u202Eb",
 		"list":        []any{"c\U000E0041", 1.0, true, nil, map[string]any{"d": "e\u2066"}},
 	}
-	got := sanitizeValue(in).(map[string]any)
+	got := SanitizeValue(in).(map[string]any)
 	if got["title"] != "ab" || get(got, "list", 0) != "c" || get(got, "list", 4, "d") != "e" || get(got, "list", 1) != 1.0 {
 		t.Errorf("sanitizeValue = %#v", got)
 	}
@@ -133,12 +133,12 @@ func FuzzSanitizeString(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got := sanitizeString(s)
+		got := Sanitize(s)
 		if !utf8.ValidString(got) {
 			t.Fatalf("invalid UTF-8 out of %q", s)
 		}
 		for i, r := range got {
-			if invisible(r) {
+			if Invisible(r) {
 				t.Fatalf("invisible %U kept from %q", r, s)
 			}
 			if r != '\n' && r != '\t' && r < 0x20 && !(r == '\r' && strings.HasPrefix(got[i+1:], "\n")) {
@@ -148,17 +148,17 @@ func FuzzSanitizeString(f *testing.F) {
 				t.Fatalf("line break %U kept from %q", r, s)
 			}
 		}
-		if strings.ContainsAny(oneLine(s), "\n\r\v\f\u0085\u2028\u2029") {
+		if strings.ContainsAny(OneLine(s), "\n\r\v\f\u0085\u2028\u2029") {
 			t.Fatalf("oneLine(%q) keeps a line break", s)
 		}
-		if sanitizeString(got) != got {
+		if Sanitize(got) != got {
 			t.Fatalf("not idempotent on %q", s)
 		}
 	})
 }
 
-// decodeSanitized must give what encoding/json's decoding (UseNumber) and
-// sanitizeValue give, and accept exactly the texts encoding/json accepts.
+// DecodeSanitized must give what encoding/json's decoding (UseNumber) and
+// SanitizeValue give, and accept exactly the texts encoding/json accepts.
 func TestDecodeSanitized(t *testing.T) {
 	tests := []struct {
 		name, in string
@@ -180,7 +180,7 @@ func TestDecodeSanitized(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := decodeSanitized([]byte(tc.in))
+			got, ok := DecodeSanitized([]byte(tc.in))
 			if ok != tc.ok {
 				t.Fatalf("ok = %v, want %v", ok, tc.ok)
 			}
@@ -202,7 +202,7 @@ func viaEncodingJSON(t *testing.T, raw []byte) any {
 	if err := dec.Decode(&v); err != nil {
 		t.Fatal(err)
 	}
-	return sanitizeValue(v)
+	return SanitizeValue(v)
 }
 
 func FuzzDecodeSanitized(f *testing.F) {
@@ -210,7 +210,7 @@ func FuzzDecodeSanitized(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		got, ok := decodeSanitized(raw)
+		got, ok := DecodeSanitized(raw)
 		if ok != json.Valid(raw) {
 			t.Fatalf("decodeSanitized ok = %v, json.Valid = %v for %q", ok, !ok, raw)
 		}
@@ -222,33 +222,33 @@ func FuzzDecodeSanitized(f *testing.F) {
 	})
 }
 
-// isClean must agree with sanitizeString: a clean string comes back as
+// IsClean must agree with Sanitize: a clean string comes back as
 // it is.
 func TestIsClean(t *testing.T) {
 	for _, s := range []string{"", "plain ASCII text", "tab\tnl\ncr\r", "Crème 日本語", "👩\u200D💻", "a\x00", "del\x7f",
 		"c1\u0085", "zw\u200b", "bidi\u202e", "tag\U000E0041", "bad\xff", "\ufffd"} {
-		if isClean(s) && sanitizeString(s) != s {
-			t.Errorf("isClean(%q) but sanitizeString changes it to %q", s, sanitizeString(s))
+		if IsClean(s) && Sanitize(s) != s {
+			t.Errorf("isClean(%q) but sanitizeString changes it to %q", s, Sanitize(s))
 		}
-		if !isClean(s) && sanitizeString(s) == s && !strings.ContainsRune(s, utf8.RuneError) {
+		if !IsClean(s) && Sanitize(s) == s && !strings.ContainsRune(s, utf8.RuneError) {
 			t.Errorf("isClean(%q) = false, but there is nothing to change", s)
 		}
 	}
 }
 
-// sanitizeValue works in place unless a key has to change.
+// SanitizeValue works in place unless a key has to change.
 func TestSanitizeValueInPlace(t *testing.T) {
 	clean := map[string]any{"a": "x\u200by"}
-	if got := sanitizeValue(clean).(map[string]any); reflect.ValueOf(got).Pointer() != reflect.ValueOf(clean).Pointer() || got["a"] != "xy" {
+	if got := SanitizeValue(clean).(map[string]any); reflect.ValueOf(got).Pointer() != reflect.ValueOf(clean).Pointer() || got["a"] != "xy" {
 		t.Errorf("clean keys: got %#v, a copy or unsanitised", got)
 	}
 	dirty := map[string]any{"a\u200b": "x"}
-	if got := sanitizeValue(dirty).(map[string]any); got["a"] != "x" || len(got) != 1 {
+	if got := SanitizeValue(dirty).(map[string]any); got["a"] != "x" || len(got) != 1 {
 		t.Errorf("dirty key: got %#v", got)
 	}
 }
 
-// wholeObject builds what encoding and decoding the object gave before it
+// WholeObject builds what encoding and decoding the object gave before it
 // was built directly: the same keys, values and number literals.
 func TestWholeObjectAsJSONRoundTrip(t *testing.T) {
 	at := time.Date(2026, 11, 22, 12, 30, 0, 123456789, time.UTC)
@@ -268,12 +268,30 @@ func TestWholeObjectAsJSONRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := viaEncodingJSON(t, b)
-		got, err := wholeObject(obj)
+		got, err := WholeObject(obj)
 		if err != nil || !reflect.DeepEqual(any(got), want) {
 			t.Errorf("fields %s:\n got %#v, %v\nwant %#v", fields, got, err, want)
 		}
 	}
-	if _, err := wholeObject(provider.Object{ID: "x", Fields: json.RawMessage(`{"a":`)}); err == nil {
+	if _, err := WholeObject(provider.Object{ID: "x", Fields: json.RawMessage(`{"a":`)}); err == nil {
 		t.Error("fields that are not JSON were accepted")
 	}
+}
+
+// get walks a decoded JSON value by keys and indexes: get(m, "list", 0).
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			s, _ := v.([]any)
+			if k >= len(s) {
+				return nil
+			}
+			v = s[k]
+		}
+	}
+	return v
 }

@@ -1,4 +1,4 @@
-package tools
+package shape
 
 import (
 	"encoding/json"
@@ -8,13 +8,13 @@ import (
 	"unicode/utf8"
 )
 
-// marshalValue is json.Marshal for decoded JSON values (maps, slices,
+// Marshal is json.Marshal for decoded JSON values (maps, slices,
 // strings, numbers, booleans and nil), with the same output byte for byte:
 // object keys sorted, the same string escaping (<, > and & included). It
 // skips reflection, which makes it several times faster on the objects
 // content_get and content_list encode on every call. Any other value goes
 // to json.Marshal.
-func marshalValue(v any) ([]byte, error) {
+func Marshal(v any) ([]byte, error) {
 	if b, ok := appendValue(make([]byte, 0, 512), v); ok {
 		return b, nil
 	}

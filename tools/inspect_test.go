@@ -61,9 +61,9 @@ func (f *countingInspector) counts() (int, int) {
 var okDescription = provider.Description{Provider: "fake", Reachable: true,
 	Credentials: []provider.Credential{{Name: "FAKE_KEY", Verified: provider.VerifiedOK}}}
 
-func cacheDeps(ttl time.Duration) (*Deps, *clock) {
+func cacheDeps(ttl time.Duration) (*inspector, *clock) {
 	clk := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
-	return &Deps{InspectTTL: ttl, Now: clk.Now}, clk
+	return newInspector(&Deps{InspectTTL: ttl, Now: clk.Now}), clk
 }
 
 func TestInspectTTL(t *testing.T) {

@@ -1,7 +1,6 @@
-package tools
+package shape
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -9,41 +8,18 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
-
-	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // Byte budgets bound what one read tool returns to the model: models pay for
 // every byte, and a 1 MB object would crowd out everything else.
 const (
-	defaultMaxBytes = 16 << 10
-	minMaxBytes     = 1 << 10
-	maxMaxBytes     = 1 << 20
-	// envelopeBytes is kept back from the budget for the result's own
+	DefaultMaxBytes = 16 << 10
+	MinMaxBytes     = 1 << 10
+	MaxMaxBytes     = 1 << 20
+	// EnvelopeBytes is kept back from the budget for the result's own
 	// fields (provider, counts, cursor, truncation notes).
-	envelopeBytes = 512
+	EnvelopeBytes = 512
 )
-
-func maxBytesArg() mcp.ToolOption {
-	return mcp.WithNumber("max_bytes",
-		mcp.Description(fmt.Sprintf("Upper bound on the size of the result in bytes, %d to %d (default %d). What does not fit is cut at a value boundary, listed under truncated, and reachable with the cursor returned.", minMaxBytes, maxMaxBytes, defaultMaxBytes)),
-		mcp.Min(minMaxBytes), mcp.Max(maxMaxBytes), mcp.DefaultNumber(defaultMaxBytes))
-}
-
-func formatArg() mcp.ToolOption {
-	return mcp.WithString("format",
-		mcp.Description(`"text" (default): the text content is a compact rendering; "json": the text content is the full JSON. structuredContent always holds the full data.`),
-		mcp.Enum("text", "json"), mcp.DefaultString("text"))
-}
-
-// readMaxBytes validates the max_bytes argument.
-func readMaxBytes(call *Call) (int, *mcp.CallToolResult) {
-	n := call.Req.GetInt("max_bytes", defaultMaxBytes)
-	if n < minMaxBytes || n > maxMaxBytes {
-		return 0, errorResult("max_bytes", fmt.Sprintf("%d is out of range", n), fmt.Sprintf("use %d to %d", minMaxBytes, maxMaxBytes))
-	}
-	return n, nil
-}
 
 // Cut records one value that was shortened to fit the budget.
 type Cut struct {
@@ -64,9 +40,9 @@ func (c Cut) String() string {
 	}
 	// The path is made of the object's keys, and the id is the provider's:
 	// keep both on this line.
-	s := fmt.Sprintf("TRUNCATED %s: showing %d of %d %s", oneLine(c.Path), c.Shown, c.Total, unit)
+	s := fmt.Sprintf("TRUNCATED %s: showing %d of %d %s", OneLine(c.Path), c.Shown, c.Total, unit)
 	if c.Object != "" {
-		s = fmt.Sprintf("TRUNCATED %s of %s: showing %d of %d %s", oneLine(c.Path), oneLine(c.Object), c.Shown, c.Total, unit)
+		s = fmt.Sprintf("TRUNCATED %s of %s: showing %d of %d %s", OneLine(c.Path), OneLine(c.Object), c.Shown, c.Total, unit)
 	}
 	if c.Cursor != "" {
 		s += "; continue with content_get cursor=" + c.Cursor
@@ -74,7 +50,7 @@ func (c Cut) String() string {
 	return s
 }
 
-func encodedLen(v any) int {
+func EncodedLen(v any) int {
 	// Only the length is wanted: encode into a reused buffer. content_list
 	// measures every object it returns, and fit many candidate cuts.
 	bp := lenBufs.Get().(*[]byte)
@@ -95,7 +71,7 @@ func encodedLen(v any) int {
 	return len(enc)
 }
 
-// lenBufs holds encodedLen's buffers; one larger than maxPooledBuf is let go
+// lenBufs holds EncodedLen's buffers; one larger than maxPooledBuf is let go
 // rather than kept for a rare large object.
 var lenBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
@@ -108,8 +84,8 @@ const maxPooledBuf = 64 << 10
 // left. It returns the shrunken copy and what was cut; ok is false when even
 // the smallest cap does not fit (too many keys), and the caller must drop the
 // value.
-func fit(v any, budget int) (out any, cuts []Cut, ok bool) {
-	if encodedLen(v) <= budget {
+func Fit(v any, budget int) (out any, cuts []Cut, ok bool) {
+	if EncodedLen(v) <= budget {
 		return v, nil, true
 	}
 	lo, hi := 16, largestLeaf(v)
@@ -122,7 +98,7 @@ func fit(v any, budget int) (out any, cuts []Cut, ok bool) {
 		c := lo + (hi-lo)/2
 		var cc []Cut
 		capped := capValue(v, "", c, &cc)
-		if encodedLen(capped) <= budget {
+		if EncodedLen(capped) <= budget {
 			best, bestCuts = capped, cc
 			lo = c + 1
 		} else {
@@ -164,7 +140,7 @@ func capValue(v any, path string, c int, cuts *[]Cut) any {
 		if len(t) <= c {
 			return t
 		}
-		cut := truncateUTF8(t, c)
+		cut := TruncateUTF8(t, c)
 		*cuts = append(*cuts, Cut{Path: path, Kind: "string", Total: len(t), Shown: len(cut)})
 		return cut
 	case []any:
@@ -176,22 +152,22 @@ func capValue(v any, path string, c int, cuts *[]Cut) any {
 		}
 		out := make([]any, len(items))
 		for i, e := range items {
-			out[i] = capValue(e, joinPath(path, strconv.Itoa(i)), c, cuts)
+			out[i] = capValue(e, JoinPath(path, strconv.Itoa(i)), c, cuts)
 		}
 		return out
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {
-			out[k] = capValue(e, joinPath(path, k), c, cuts)
+			out[k] = capValue(e, JoinPath(path, k), c, cuts)
 		}
 		return out
 	}
 	return v
 }
 
-// joinPath extends a gjson path, escaping the characters gjson gives a
+// JoinPath extends a gjson path, escaping the characters gjson gives a
 // meaning, so a key such as "a.b" stays one key.
-func joinPath(base, key string) string {
+func JoinPath(base, key string) string {
 	var b strings.Builder
 	for _, r := range key {
 		if strings.ContainsRune(`.*?#|@\!=<>%`, r) {
@@ -205,8 +181,8 @@ func joinPath(base, key string) string {
 	return base + "." + b.String()
 }
 
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
+// TruncateUTF8 cuts s to at most n bytes without splitting a character.
+func TruncateUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -216,16 +192,16 @@ func truncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// pageItems returns the items from offset on whose JSON fits in room bytes
+// PageItems returns the items from offset on whose JSON fits in room bytes
 // (always at least one, so paging moves), and the offset the next page
 // starts at, 0 when none are left.
-func pageItems[T any](items []T, offset, room int) (page []T, next int) {
+func PageItems[T any](items []T, offset, room int) (page []T, next int) {
 	if offset >= len(items) {
 		return nil, 0
 	}
 	used := 2
 	for i := offset; i < len(items); i++ {
-		size := encodedLen(items[i]) + 1
+		size := EncodedLen(items[i]) + 1
 		if used+size > room && len(page) > 0 {
 			return page, i
 		}
@@ -233,31 +209,4 @@ func pageItems[T any](items []T, offset, room int) (page []T, next int) {
 		page = append(page, items[i])
 	}
 	return page, 0
-}
-
-// offsetCursor is the cursor of a list keygate pages itself (types, keys):
-// where to resume, tied to the tool and provider it came from.
-func offsetCursor(scope string, offset int) string {
-	if offset == 0 {
-		return ""
-	}
-	return base64.RawURLEncoding.EncodeToString([]byte(scope + ":" + strconv.Itoa(offset)))
-}
-
-func readOffsetCursor(call *Call, scope string) (int, *mcp.CallToolResult) {
-	c := call.Req.GetString("cursor", "")
-	if c == "" {
-		return 0, nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	rest, ok := strings.CutPrefix(string(b), scope+":")
-	n, nerr := strconv.Atoi(rest)
-	if err != nil || !ok || nerr != nil || n <= 0 {
-		return 0, errorResult("cursor", "not a cursor this tool issued for this provider", "pass next_cursor from the previous result unchanged, or leave it out to start over")
-	}
-	return n, nil
-}
-
-func listCursorArg() mcp.ToolOption {
-	return mcp.WithString("cursor", mcp.Description("next_cursor from the previous result, when max_bytes cut it short."), mcp.MaxLength(256))
 }

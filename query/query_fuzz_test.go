@@ -1,4 +1,4 @@
-package tools
+package query
 
 // Fuzz targets for content_list's and content_get's parsers of untrusted
 // input: the filter object, the sort string, the paging cursor, the
@@ -24,7 +24,7 @@ import (
 // built-in attribute or a bounded fields path, never anything a provider
 // would have to escape.
 func validPath(p string) bool {
-	return slices.Contains(builtinPaths, p) || isFieldPath(p)
+	return slices.Contains(BuiltinPaths, p) || isFieldPath(p)
 }
 
 func FuzzParseFilter(f *testing.F) {
@@ -56,7 +56,7 @@ func FuzzParseFilter(f *testing.F) {
 		if json.Unmarshal(raw, &m) != nil || m == nil {
 			return
 		}
-		conds, p := parseFilter(m)
+		conds, p := ParseFilter(m)
 		if p != nil {
 			if p.Field != "filter" || p.Problem == "" || p.Fix == "" {
 				t.Fatalf("problem %+v", p)
@@ -94,7 +94,7 @@ func FuzzParseFilter(f *testing.F) {
 		}
 		// The same filter always gives the same query (the cursor
 		// fingerprint depends on it).
-		again, _ := parseFilter(m)
+		again, _ := ParseFilter(m)
 		a, _ := json.Marshal(conds)
 		b, _ := json.Marshal(again)
 		if string(a) != string(b) {
@@ -117,7 +117,7 @@ func FuzzParseSort(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		keys, p := parseSort(s)
+		keys, p := ParseSort(s)
 		if p != nil {
 			if p.Field != "sort" || p.Fix == "" || keys != nil {
 				t.Fatalf("problem %+v with keys %v", p, keys)
@@ -139,9 +139,9 @@ func FuzzParseSort(f *testing.F) {
 }
 
 func FuzzDecodeCursor(f *testing.F) {
-	fp := queryFingerprint("local", provider.ListQuery{Type: "posts", Limit: 20})
-	for _, c := range []cursor{{Pos: "20", Fp: fp}, {Pos: "", Skip: 3, Fp: fp}, {Pos: "x", Skip: 100, Fp: fp}, {Pos: "1", Fp: "other"}} {
-		f.Add(encodeCursor(c))
+	fp := Fingerprint("local", provider.ListQuery{Type: "posts", Limit: 20})
+	for _, c := range []Cursor{{Pos: "20", Fp: fp}, {Pos: "", Skip: 3, Fp: fp}, {Pos: "x", Skip: 100, Fp: fp}, {Pos: "1", Fp: "other"}} {
+		f.Add(EncodeCursor(c))
 	}
 	for _, s := range []string{"", "!!!", "e30", base64.RawURLEncoding.EncodeToString([]byte(`{"p":"1","s":-1,"q":"` + fp + `"}`)),
 		base64.RawURLEncoding.EncodeToString([]byte(`{"p":"1","s":101,"q":"` + fp + `"}`)),
@@ -150,7 +150,7 @@ func FuzzDecodeCursor(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		c, p := decodeCursor(s, fp)
+		c, p := DecodeCursor(s, fp)
 		if p != nil {
 			if p.Field != "cursor" || p.Fix == "" {
 				t.Fatalf("problem %+v", p)
@@ -161,16 +161,16 @@ func FuzzDecodeCursor(f *testing.F) {
 			return
 		}
 		if s == "" {
-			if c != (cursor{Fp: fp}) {
+			if c != (Cursor{Fp: fp}) {
 				t.Fatalf("empty cursor gave %+v", c)
 			}
 			return
 		}
-		if c.Fp != fp || c.Skip < 0 || c.Skip > maxLimit || (c.Pos == "" && c.Skip == 0) {
+		if c.Fp != fp || c.Skip < 0 || c.Skip > MaxLimit || (c.Pos == "" && c.Skip == 0) {
 			t.Fatalf("accepted %+v", c)
 		}
 		// What decodes re-encodes to a cursor that decodes the same.
-		again, p := decodeCursor(encodeCursor(c), fp)
+		again, p := DecodeCursor(EncodeCursor(c), fp)
 		if p != nil || again != c {
 			t.Fatalf("round trip %+v -> %+v (%v)", c, again, p)
 		}
@@ -178,23 +178,23 @@ func FuzzDecodeCursor(f *testing.F) {
 }
 
 func FuzzDecodeMore(f *testing.F) {
-	for _, m := range []more{{ID: "obj_1", Type: "posts", Path: "fields.body", Offset: 10, Kind: "string", Version: 2},
+	for _, m := range []More{{ID: "obj_1", Type: "posts", Path: "fields.body", Offset: 10, Kind: "string", Version: 2},
 		{ID: "obj_1", Type: "posts", Path: "fields.tags", Offset: 0, Kind: "array", Version: 1}} {
-		f.Add(encodeMore(m))
+		f.Add(EncodeMore(m))
 	}
 	for _, s := range []string{"", "m.", "m.e30", "x.abc", "m." + base64.RawURLEncoding.EncodeToString([]byte(`{"o":"a","p":"..","n":-1,"k":"string"}`)),
 		"m." + base64.RawURLEncoding.EncodeToString([]byte(`{"o":"a","t":"posts","p":"fields.b","n":0,"k":"object"}`))} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		m, ok := decodeMore(s)
+		m, ok := DecodeMore(s)
 		if !ok {
 			return
 		}
 		if m.ID == "" || m.Path == "" || m.Offset < 0 || (m.Kind != "string" && m.Kind != "array") {
 			t.Fatalf("accepted %+v", m)
 		}
-		if again, ok := decodeMore(encodeMore(m)); !ok || again != m {
+		if again, ok := DecodeMore(EncodeMore(m)); !ok || again != m {
 			t.Fatalf("round trip %+v -> %+v", m, again)
 		}
 	})
@@ -205,7 +205,7 @@ func FuzzCheckPaths(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if p := checkPaths([]string{s}); p == nil {
+		if p := CheckPaths([]string{s}); p == nil {
 			// An accepted path uses only the documented characters, so no
 			// gjson modifier (@...), pipe or query (#(...)) gets through.
 			if strings.ContainsAny(s, "@|()=!<>%\\\x00 ") || len(s) > 200 || s == "" {

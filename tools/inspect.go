@@ -78,30 +78,39 @@ func settledAccess(as []provider.Access, err error) bool {
 	return true
 }
 
-// inspectTTL is the Deps' InspectTTL with its default.
-func (d *Deps) inspectTTL() time.Duration {
-	if d.InspectTTL == 0 {
-		return DefaultInspectTTL
-	}
-	return d.InspectTTL
+// inspector shares remote providers' live credential checks between
+// callers for the Deps' InspectTTL (inspections).
+type inspector struct {
+	d *Deps
+	inspections
 }
 
-// describe is pr's Describe, shared for inspectTTL.
-func (d *Deps) describe(ctx context.Context, pr Provider) (provider.Description, error) {
-	got := d.inspections.answer(ctx, inspectionKey{inspector: pr.Inspect, question: "describe"}, d.inspectTTL(), d.now, func() inspection {
+func newInspector(d *Deps) *inspector { return &inspector{d: d} }
+
+// ttl is the Deps' InspectTTL with its default; <= 0 turns sharing off.
+func (in *inspector) ttl() time.Duration {
+	if in.d.InspectTTL == 0 {
+		return DefaultInspectTTL
+	}
+	return in.d.InspectTTL
+}
+
+// describe is pr's Describe, shared for the inspector's ttl.
+func (in *inspector) describe(ctx context.Context, pr Provider) (provider.Description, error) {
+	got := in.answer(ctx, inspectionKey{inspector: pr.Inspect, question: "describe"}, in.ttl(), in.d.now, func() inspection {
 		desc, err := pr.Inspect.Describe(ctx)
 		return inspection{desc: desc, err: err, settled: settledDescription(desc, err)}
 	})
 	return got.desc, got.err
 }
 
-// checkAccess is pr's CheckAccess, shared for inspectTTL.
-func (d *Deps) checkAccess(ctx context.Context, pr Provider, ops []provider.Operation) ([]provider.Access, error) {
+// checkAccess is pr's CheckAccess, shared for the inspector's ttl.
+func (in *inspector) checkAccess(ctx context.Context, pr Provider, ops []provider.Operation) ([]provider.Access, error) {
 	q := make([]string, len(ops))
 	for i, op := range ops {
 		q[i] = op.String()
 	}
-	got := d.inspections.answer(ctx, inspectionKey{inspector: pr.Inspect, question: "access " + strings.Join(q, ",")}, d.inspectTTL(), d.now, func() inspection {
+	got := in.answer(ctx, inspectionKey{inspector: pr.Inspect, question: "access " + strings.Join(q, ",")}, in.ttl(), in.d.now, func() inspection {
 		access, err := pr.Inspect.CheckAccess(ctx, ops)
 		return inspection{access: access, err: err, settled: settledAccess(access, err)}
 	})

@@ -1,4 +1,4 @@
-package tools
+package shape
 
 import (
 	"encoding/json"
@@ -16,7 +16,7 @@ import (
 // (Trojan Source), zero-width and other invisible characters, the variation
 // selectors beyond the emoji ones, and C0/C1 controls other than tab and
 // line breaks. The zero-width joiner and VS15/VS16 stay: emoji need them.
-func invisible(r rune) bool {
+func Invisible(r rune) bool {
 	switch {
 	case r == '\t' || lineBreak(r):
 		return false
@@ -50,12 +50,12 @@ func lineBreak(r rune) bool {
 	return false
 }
 
-// sanitizeString strips invisible characters, replaces invalid UTF-8, and
+// Sanitize strips invisible characters, replaces invalid UTF-8, and
 // turns every line break other than \n and \r\n into \n, so what the model
 // reads is what a person reviewing it would see, and every line break is
-// one that oneLine and JSON escaping know.
-func sanitizeString(s string) string {
-	if isClean(s) {
+// one that OneLine and JSON escaping know.
+func Sanitize(s string) string {
+	if IsClean(s) {
 		return s
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
@@ -67,7 +67,7 @@ func sanitizeString(s string) string {
 			b.WriteByte('\r')
 		case lineBreak(r):
 			b.WriteByte('\n')
-		case invisible(r):
+		case Invisible(r):
 		default:
 			b.WriteRune(r)
 		}
@@ -75,9 +75,9 @@ func sanitizeString(s string) string {
 	return b.String()
 }
 
-// isClean reports whether sanitizeString would leave s as it is. Printable
+// IsClean reports whether Sanitize would leave s as it is. Printable
 // ASCII, most of any content, is checked a byte at a time without decoding.
-func isClean(s string) bool {
+func IsClean(s string) bool {
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
 			switch {
@@ -90,7 +90,7 @@ func isClean(s string) bool {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError || invisible(r) || lineBreak(r) {
+		if r == utf8.RuneError || Invisible(r) || lineBreak(r) {
 			return false
 		}
 		i += size
@@ -98,19 +98,19 @@ func isClean(s string) bool {
 	return true
 }
 
-// oneLine renders a value for its place on a line of a text rendering:
+// OneLine renders a value for its place on a line of a text rendering:
 // sanitised, with every line break shown as ⏎, so it can neither end its
 // line nor start one of its own. Anything but a string is shown as JSON.
-func oneLine(v any) string {
+func OneLine(v any) string {
 	s, ok := v.(string)
 	if !ok {
 		b, _ := json.Marshal(v)
 		return string(b)
 	}
-	return sanitizedBreaks.Replace(sanitizeString(s))
+	return sanitizedBreaks.Replace(Sanitize(s))
 }
 
-// sanitizedBreaks shows the line breaks sanitizeString leaves (it turns
+// sanitizedBreaks shows the line breaks Sanitize leaves (it turns
 // every other kind into \n).
 var sanitizedBreaks = strings.NewReplacer("\r\n", " ⏎ ", "\n", " ⏎ ")
 
@@ -121,62 +121,62 @@ func fenceLike(s string) bool {
 	return strings.HasPrefix(strings.TrimLeftFunc(s, unicode.IsSpace), "---")
 }
 
-// lineStart renders s, already on one line (oneLine), for the start of a
+// LineStart renders s, already on one line (OneLine), for the start of a
 // line: quoted when it would otherwise look like a fence line.
-func lineStart(s string) string {
+func LineStart(s string) string {
 	if fenceLike(s) {
 		return strconv.Quote(s)
 	}
 	return s
 }
 
-// maxProviderText bounds how much of a provider's own words (an error
+// MaxProviderText bounds how much of a provider's own words (an error
 // message, an error code) an error result repeats.
-const maxProviderText = 500
+const MaxProviderText = 500
 
-// quoteProviderText renders text a provider wrote for a place in keygate's
-// own sentences: sanitised, cut to maxProviderText bytes, and quoted as a
+// QuoteProviderText renders text a provider wrote for a place in keygate's
+// own sentences: sanitised, cut to MaxProviderText bytes, and quoted as a
 // Go string literal, which escapes quotes and every line break. It stays on
 // its line inside its quotes, so it can pass neither for keygate's words
 // nor for a fence line.
-func quoteProviderText(s string) string {
-	s = sanitizeString(s)
-	if len(s) > maxProviderText {
-		s = truncateUTF8(s, maxProviderText) + "…"
+func QuoteProviderText(s string) string {
+	s = Sanitize(s)
+	if len(s) > MaxProviderText {
+		s = TruncateUTF8(s, MaxProviderText) + "…"
 	}
 	return strconv.Quote(s)
 }
 
 // clip sanitises s onto one line and cuts it to n bytes, for text a
 // provider composed that keygate cannot quote apart from its own words.
-func clip(s string, n int) string {
-	s = oneLine(s)
+func Clip(s string, n int) string {
+	s = OneLine(s)
 	if len(s) > n {
-		s = truncateUTF8(s, n) + "…"
+		s = TruncateUTF8(s, n) + "…"
 	}
 	return s
 }
 
-// sanitizeValue applies sanitizeString to every string, and every object
+// SanitizeValue applies Sanitize to every string, and every object
 // key, of a decoded JSON value. It changes slices and maps in place, and
 // copies a map only when one of its keys has to change.
-func sanitizeValue(v any) any {
+func SanitizeValue(v any) any {
 	switch t := v.(type) {
 	case string:
-		return sanitizeString(t)
+		return Sanitize(t)
 	case []any:
 		for i := range t {
-			t[i] = sanitizeValue(t[i])
+			t[i] = SanitizeValue(t[i])
 		}
 		return t
 	case map[string]any:
 		for k := range t {
-			if !isClean(k) {
+			if !IsClean(k) {
 				return sanitizeMapCopy(t)
 			}
 		}
 		for k, e := range t {
-			t[k] = sanitizeValue(e)
+			t[k] = SanitizeValue(e)
 		}
 		return t
 	}
@@ -186,18 +186,18 @@ func sanitizeValue(v any) any {
 func sanitizeMapCopy(t map[string]any) map[string]any {
 	out := make(map[string]any, len(t))
 	for k, e := range t {
-		out[sanitizeString(k)] = sanitizeValue(e)
+		out[Sanitize(k)] = SanitizeValue(e)
 	}
 	return out
 }
 
-// decodeSanitized decodes one JSON value, with numbers as json.Number, and
+// DecodeSanitized decodes one JSON value, with numbers as json.Number, and
 // sanitises every string and object key in it. The result is what
-// sanitizeValue gives for encoding/json's decoding (UseNumber), at a
+// SanitizeValue gives for encoding/json's decoding (UseNumber), at a
 // quarter of the cost: gjson walks the text without reflection, and every
 // object is decoded once (content_get decodes each object it returns). ok
 // is false when raw is not one JSON value.
-func decodeSanitized(raw []byte) (v any, ok bool) {
+func DecodeSanitized(raw []byte) (v any, ok bool) {
 	if !gjson.ValidBytes(raw) {
 		return nil, false
 	}
@@ -207,7 +207,7 @@ func decodeSanitized(raw []byte) (v any, ok bool) {
 func sanitizedValue(r gjson.Result) any {
 	switch r.Type {
 	case gjson.String:
-		return sanitizeString(replaceInvalidBytes(r.Str))
+		return Sanitize(replaceInvalidBytes(r.Str))
 	case gjson.Number:
 		return json.Number(r.Raw)
 	case gjson.True:
@@ -225,7 +225,7 @@ func sanitizedValue(r gjson.Result) any {
 		}
 		out := map[string]any{}
 		r.ForEach(func(k, e gjson.Result) bool {
-			out[sanitizeString(replaceInvalidBytes(k.Str))] = sanitizedValue(e)
+			out[Sanitize(replaceInvalidBytes(k.Str))] = sanitizedValue(e)
 			return true
 		})
 		return out
