@@ -351,7 +351,7 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 	for k, v := range patch {
 		var old any
 		_ = json.Unmarshal(cur[k], &old)
-		data[k] = mergePatch(old, v) // nil (null) clears the field
+		data[k] = provider.MergePatch(old, v) // nil (null) clears the field
 	}
 	if p.Title != nil {
 		data["title"] = *p.Title
@@ -492,27 +492,6 @@ func asList(m map[string]any) ([]any, bool) {
 		out[i] = phpArray(e)
 	}
 	return out, true
-}
-
-// mergePatch applies an RFC 7396 merge patch.
-func mergePatch(target, patch any) any {
-	pm, ok := patch.(map[string]any)
-	if !ok {
-		return patch
-	}
-	tm, _ := target.(map[string]any)
-	out := make(map[string]any, len(tm)+len(pm))
-	for k, v := range tm {
-		out[k] = v
-	}
-	for k, v := range pm {
-		if v == nil {
-			delete(out, k)
-			continue
-		}
-		out[k] = mergePatch(out[k], v)
-	}
-	return out
 }
 
 // Delete checks the item exists (Cockpit answers success for any id, W9),
