@@ -72,7 +72,7 @@ func newRig(t *testing.T, edit func(env), opts ...cockpittest.Option) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.caller.Sleep = func(ctx context.Context, d time.Duration) error {
+	c.api.Caller.Sleep = func(ctx context.Context, d time.Duration) error {
 		r.mu.Lock()
 		r.sleeps = append(r.sleeps, d)
 		r.mu.Unlock()

@@ -162,16 +162,15 @@ func (s modelSample) saved() bool {
 // A singleton answers no items but a total of 1 (S1); its item is then
 // read with GET /content/item/{model} (S2).
 func (c *Client) sample(ctx context.Context, model string) (modelSample, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("items", model),
-		query: url.Values{"limit": {strconv.Itoa(sampleSize)}, "skip": {"0"}, "sort": {`{"_created":-1}`}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("items", model), url.Values{"limit": {strconv.Itoa(sampleSize)}, "skip": {"0"}, "sort": {`{"_created":-1}`}}, nil))
 	if err != nil {
 		return modelSample{}, err
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		if resp.Status == http.StatusNotFound {
 			return modelSample{}, c.notFoundOr(resp, model, "")
 		}
-		return modelSample{}, c.upstreamError(resp)
+		return modelSample{}, c.api.Error(resp)
 	}
 	items, total, err := c.decodeList(resp)
 	if err != nil {
@@ -201,14 +200,14 @@ func (c *Client) sample(ctx context.Context, model string) (modelSample, error) 
 // singletonItem reads GET /content/item/{model}: for a singleton, its item
 // (or, never saved, the model's defaults) marked with _model (S2).
 func (c *Client) singletonItem(ctx context.Context, model string) (item, bool, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("item", model)})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("item", model), nil, nil))
 	if err != nil {
 		return nil, false, err
 	}
 	switch {
 	case emptyNotFound(resp):
 		return nil, false, nil // a collection whose items went away meanwhile
-	case !ok2xx(resp):
+	case !resp.OK():
 		return nil, false, c.notFoundOr(resp, model, "")
 	}
 	it, ok := decodeItem(resp.Body)
@@ -253,8 +252,10 @@ func (c *Client) decodeList(resp *upstream.Response) ([]item, int, error) {
 	return *env.Data, total, nil
 }
 
+// badAnswer is a 2xx whose body is not what a read expects: the URL may
+// point at something that is not Cockpit.
 func (c *Client) badAnswer(resp *upstream.Response, what string) error {
-	return &provider.UpstreamError{Provider: Name, Status: resp.Status, Message: what + " (check " + EnvURL + ")", Kind: provider.ErrUnavailable}
+	return c.api.BadAnswer(resp, false, what+" (check "+EnvURL+")")
 }
 
 func decodeItem(b []byte) (item, bool) {
@@ -311,7 +312,7 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		}
 		params.Set("filter", string(b))
 	}
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("items", q.Type), query: params})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("items", q.Type), params, nil))
 	if err != nil {
 		return provider.Page{}, err
 	}
@@ -320,8 +321,8 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		return provider.Page{}, c.notFoundOr(resp, q.Type, "")
 	case resp.Status == http.StatusBadRequest:
 		return provider.Page{}, c.badRequest(resp)
-	case !ok2xx(resp):
-		return provider.Page{}, c.upstreamError(resp)
+	case !resp.OK():
+		return provider.Page{}, c.api.Error(resp)
 	}
 	items, total, err := c.decodeList(resp)
 	if err != nil {

@@ -119,7 +119,7 @@ func runAdapterCase(t *testing.T, tr cockpittest.Transcript, ac adapterCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.caller.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	c.api.Caller.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 	ctx := ctxT(t)
 
 	var obj *provider.Object

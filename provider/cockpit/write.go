@@ -54,15 +54,15 @@ func noSlugField(model string) error {
 // with an empty body (R4). For a singleton Cockpit answers its one item
 // whatever the id (S2).
 func (c *Client) fetchItem(ctx context.Context, model, id string) (item, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("item", model, id)})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("item", model, id), nil, nil))
 	if err != nil {
 		return nil, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return nil, c.notFoundOr(resp, model, id)
 	}
-	if !ok2xx(resp) {
-		return nil, c.upstreamError(resp)
+	if !resp.OK() {
+		return nil, c.api.Error(resp)
 	}
 	it, ok := decodeItem(resp.Body)
 	if !ok {
@@ -95,7 +95,7 @@ func (c *Client) getItem(ctx context.Context, model, id string) (item, error) {
 // slug is checked: a singleton answers whatever the filter (S2).
 func (c *Client) findBySlug(ctx context.Context, model, slug string) (item, bool, error) {
 	f, _ := json.Marshal(map[string]any{"slug": slug})
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("item", model), query: url.Values{"filter": {string(f)}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("item", model), url.Values{"filter": {string(f)}}, nil))
 	if err != nil {
 		return nil, false, err
 	}
@@ -104,8 +104,8 @@ func (c *Client) findBySlug(ctx context.Context, model, slug string) (item, bool
 		return nil, false, nil
 	case resp.Status == http.StatusNotFound:
 		return nil, false, c.notFoundOr(resp, model, "")
-	case !ok2xx(resp):
-		return nil, false, c.upstreamError(resp)
+	case !resp.OK():
+		return nil, false, c.api.Error(resp)
 	}
 	it, ok := decodeItem(resp.Body)
 	if !ok {
@@ -168,11 +168,11 @@ func (c *Client) checkFields(ctx context.Context, model string, keys []string, s
 	for _, k := range unknown {
 		data[k] = nil
 	}
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: modelPath("item", model), body: map[string]any{"data": data}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodPost, modelPath("item", model), nil, map[string]any{"data": data}))
 	if err != nil {
 		return fieldCheck{}, err
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		werr := c.writeError(resp, model, "")
 		if errors.Is(werr, provider.ErrPermission) && !authFailed(resp) {
 			fc.checked = false
@@ -272,7 +272,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		}
 	}
 	// _state is left out: Cockpit publishes API-created items (W2).
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: modelPath("item", n.Type), body: map[string]any{"data": data}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodPost, modelPath("item", n.Type), nil, map[string]any{"data": data}))
 	if err != nil {
 		if sendSlug {
 			it, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
@@ -287,13 +287,13 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		}
 		return provider.Object{}, outcomeUnknown("create", err)
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		return provider.Object{}, c.writeError(resp, n.Type, "")
 	}
 	it, ok := decodeItem(resp.Body)
 	id, _ := it.str("_id")
 	if !ok || id == "" {
-		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Message: "create answered without an item id", Kind: provider.ErrOutcomeUnknown}
+		return provider.Object{}, c.api.BadAnswer(resp, true, "create answered without an item id")
 	}
 	// The answer is the whole new item (W1): a key it lacks was dropped.
 	var dropped []string
@@ -399,7 +399,7 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 	for k, v := range data {
 		body[k] = v
 	}
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: modelPath("item", p.Type), body: map[string]any{"data": body}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodPost, modelPath("item", p.Type), nil, map[string]any{"data": body}))
 	if err != nil {
 		back, rerr := c.getItem(ctx, p.Type, p.ID)
 		if rerr == nil && len(mismatched(back, data)) == 0 {
@@ -407,7 +407,7 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 		}
 		return provider.Object{}, outcomeUnknown("update", err)
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		return provider.Object{}, c.writeError(resp, p.Type, p.ID)
 	}
 	back, err := c.getItem(ctx, p.Type, p.ID)
@@ -507,7 +507,7 @@ func (c *Client) Delete(ctx context.Context, model, id string) (provider.Object,
 			provider.ErrUnsupported, model, model)
 	}
 	obj := cur.toObject(model)
-	resp, err := c.send(ctx, request{method: http.MethodDelete, path: modelPath("item", model, id)})
+	resp, err := c.api.Send(ctx, c.call(http.MethodDelete, modelPath("item", model, id), nil, nil))
 	if err != nil {
 		_, rerr := c.getItem(ctx, model, id)
 		var nf *provider.NotFoundError
@@ -519,7 +519,7 @@ func (c *Client) Delete(ctx context.Context, model, id string) (provider.Object,
 		}
 		return provider.Object{}, outcomeUnknown("delete", err)
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		return provider.Object{}, c.writeError(resp, model, id)
 	}
 	_, err = c.getItem(ctx, model, id)
@@ -540,7 +540,7 @@ func outcomeUnknown(what string, cause error) error {
 	if errors.As(cause, &ue) && ue.Message != "" {
 		msg += " (" + ue.Message + ")"
 	}
-	return &provider.UpstreamError{Provider: Name, Message: truncate(msg), Kind: provider.ErrOutcomeUnknown}
+	return &provider.UpstreamError{Provider: Name, Message: upstream.Cut(msg, upstream.MaxMessage), Kind: provider.ErrOutcomeUnknown}
 }
 
 // writeError maps a failed write.
@@ -559,5 +559,5 @@ func (c *Client) writeError(resp *upstream.Response, model, id string) error {
 	case resp.Status == http.StatusBadRequest:
 		return c.badRequest(resp)
 	}
-	return c.upstreamError(resp)
+	return c.api.Error(resp)
 }
