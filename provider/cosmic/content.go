@@ -101,7 +101,7 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 	if err := c.needBucket(); err != nil {
 		return nil, err
 	}
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/object-types"), cred: credRead})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/object-types"), nil, nil))
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +111,8 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 		// An empty list is a 404 (docs/providers/cosmic.md, Errors).
 		c.learnTypes(nil)
 		return []provider.ContentType{}, nil
-	case !ok2xx(resp):
-		return nil, c.upstreamError(resp)
+	case !resp.OK():
+		return nil, c.api.Error(resp)
 	}
 	if err := c.decode(resp, "object_types", &types, EnvAPIURL); err != nil {
 		return nil, err
@@ -141,16 +141,15 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 // count returns the number of objects of typ in any status.
 func (c *Client) count(ctx context.Context, typ string) (int, error) {
 	q, _ := json.Marshal(map[string]any{"type": typ})
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects"), cred: credRead,
-		query: url.Values{"query": {string(q)}, "props": {"id"}, "limit": {"1"}, "status": {"any"}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/objects"), url.Values{"query": {string(q)}, "props": {"id"}, "limit": {"1"}, "status": {"any"}}, nil))
 	if err != nil {
 		return 0, err
 	}
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		return 0, nil
-	case !ok2xx(resp):
-		return 0, c.upstreamError(resp)
+	case !resp.OK():
+		return 0, c.api.Error(resp)
 	}
 	var objs []object
 	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
@@ -184,15 +183,15 @@ func readTotal(body []byte) (int, bool) {
 // typeExists asks for one object type; it tells an unknown type from an
 // empty one, which Cosmic's list answers cannot.
 func (c *Client) typeExists(ctx context.Context, typ string) (bool, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/object-types/" + url.PathEscape(typ)), cred: credRead})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/object-types/"+url.PathEscape(typ)), nil, nil))
 	if err != nil {
 		return false, err
 	}
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		return false, nil
-	case !ok2xx(resp):
-		return false, c.upstreamError(resp)
+	case !resp.OK():
+		return false, c.api.Error(resp)
 	case routeNotFound(resp.Body):
 		return false, c.decode(resp, "object_type", new(json.RawMessage), EnvAPIURL)
 	}
@@ -251,10 +250,10 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err != nil {
 		return provider.Page{}, &provider.FieldError{Field: "filter", Problem: "cannot be encoded as JSON", Fix: "compare with strings, numbers or booleans"}
 	}
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects"), cred: credRead, query: url.Values{
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/objects"), url.Values{
 		"query": {string(qs)}, "props": {objectProps}, "limit": {strconv.Itoa(limit)}, "skip": {strconv.Itoa(skip)},
 		"sort": {sort}, "status": {status}, "depth": {"0"},
-	}})
+	}, nil))
 	if err != nil {
 		return provider.Page{}, err
 	}
@@ -270,8 +269,8 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 			return provider.Page{}, err
 		}
 		return empty, nil
-	case !ok2xx(resp):
-		return provider.Page{}, c.upstreamError(resp)
+	case !resp.OK():
+		return provider.Page{}, c.api.Error(resp)
 	}
 	var objs []object
 	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
@@ -458,16 +457,16 @@ func (c *Client) Get(ctx context.Context, typ string, ref provider.Ref) (provide
 // v2 only.
 func (c *Client) getByID(ctx context.Context, typ, id string) (provider.Object, error) {
 	qs, _ := json.Marshal(map[string]any{"id": id})
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects"), cred: credRead, query: url.Values{
-		"query": {string(qs)}, "props": {objectProps}, "limit": {"1"}, "status": {"any"}, "depth": {"0"}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/objects"), url.Values{
+		"query": {string(qs)}, "props": {objectProps}, "limit": {"1"}, "status": {"any"}, "depth": {"0"}}, nil))
 	if err != nil {
 		return provider.Object{}, err
 	}
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
-	case !ok2xx(resp):
-		return provider.Object{}, c.upstreamError(resp)
+	case !resp.OK():
+		return provider.Object{}, c.api.Error(resp)
 	}
 	var objs []object
 	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
@@ -503,8 +502,8 @@ func (c *Client) readFirst(err error, why string) error {
 // reported as a NotFoundError for the type.
 func (c *Client) findBySlug(ctx context.Context, typ, slug string) (provider.Object, bool, error) {
 	qs, _ := json.Marshal(map[string]any{"type": typ, "slug": slug})
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects"), cred: credRead, query: url.Values{
-		"query": {string(qs)}, "props": {objectProps}, "limit": {"1"}, "status": {"any"}, "depth": {"0"}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/objects"), url.Values{
+		"query": {string(qs)}, "props": {objectProps}, "limit": {"1"}, "status": {"any"}, "depth": {"0"}}, nil))
 	if err != nil {
 		return provider.Object{}, false, err
 	}
@@ -514,8 +513,8 @@ func (c *Client) findBySlug(ctx context.Context, typ, slug string) (provider.Obj
 			return provider.Object{}, false, err
 		}
 		return provider.Object{}, false, nil
-	case !ok2xx(resp):
-		return provider.Object{}, false, c.upstreamError(resp)
+	case !resp.OK():
+		return provider.Object{}, false, c.api.Error(resp)
 	}
 	var objs []object
 	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
@@ -584,7 +583,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		}
 	}
 	body := map[string]any{"title": n.Title, "type": n.Type, "slug": n.Slug, "status": n.Status, "metadata": meta}
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: c.bucketPath("/objects"), cred: credWrite, body: body})
+	resp, err := c.api.Send(ctx, c.call(http.MethodPost, credWrite, c.bucketPath("/objects"), nil, body))
 	if err != nil {
 		if !canRead {
 			return provider.Object{}, outcomeUnknown("create", err)
@@ -599,7 +598,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		}
 		return provider.Object{}, outcomeUnknown("create", err)
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		return provider.Object{}, c.createError(resp, n.Type)
 	}
 	var o object
@@ -607,7 +606,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		return provider.Object{}, err
 	}
 	if o.ID == "" {
-		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Message: "create answered without an object id", Kind: provider.ErrOutcomeUnknown}
+		return provider.Object{}, c.api.BadAnswer(resp, true, "create answered without an object id")
 	}
 	if o.Metadata == nil || o.Type == "" {
 		if canRead {
@@ -704,7 +703,7 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 		// without a parameter, and the object is as it was.
 		return cur, nil
 	}
-	resp, err := c.send(ctx, request{method: http.MethodPatch, path: c.bucketPath("/objects/" + url.PathEscape(p.ID)), cred: credWrite, body: body})
+	resp, err := c.api.Send(ctx, c.call(http.MethodPatch, credWrite, c.bucketPath("/objects/"+url.PathEscape(p.ID)), nil, body))
 	if err != nil {
 		back, rerr := c.getByID(ctx, p.Type, p.ID)
 		if rerr == nil && applied(back, p, changed) {
@@ -715,7 +714,7 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 	if resp.Status == http.StatusNotFound && !bucketMissing(resp) {
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: p.ID}
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		return provider.Object{}, c.writeError(resp, p.Type, p.ID)
 	}
 	var o object
@@ -759,7 +758,7 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 	if err != nil {
 		return provider.Object{}, c.readFirst(err, "deletes it")
 	}
-	resp, err := c.send(ctx, request{method: http.MethodDelete, path: c.bucketPath("/objects/" + url.PathEscape(id)), cred: credWrite})
+	resp, err := c.api.Send(ctx, c.call(http.MethodDelete, credWrite, c.bucketPath("/objects/"+url.PathEscape(id)), nil, nil))
 	if err != nil {
 		_, rerr := c.getByID(ctx, typ, id)
 		var nf *provider.NotFoundError
@@ -774,7 +773,7 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
-	case !ok2xx(resp):
+	case !resp.OK():
 		return provider.Object{}, c.writeError(resp, typ, id)
 	case routeNotFound(resp.Body):
 		return provider.Object{}, c.decode(resp, "object", new(json.RawMessage), EnvAPIURL)
@@ -790,14 +789,14 @@ func outcomeUnknown(what string, cause error) error {
 	if errors.As(cause, &ue) && ue.Message != "" {
 		msg += " (" + ue.Message + ")"
 	}
-	return &provider.UpstreamError{Provider: Name, Message: truncate(msg), Kind: provider.ErrOutcomeUnknown}
+	return &provider.UpstreamError{Provider: Name, Message: upstream.Cut(msg, upstream.MaxMessage), Kind: provider.ErrOutcomeUnknown}
 }
 
 // writeError maps a failed write: 400/422 validation to a FieldError
 // naming the keygate argument where the message allows, the rest as
 // upstreamError does.
 func (c *Client) writeError(resp *upstream.Response, typ, id string) error {
-	ue := c.upstreamError(resp)
+	ue := c.api.Error(resp)
 	if resp.Status != http.StatusBadRequest && resp.Status != http.StatusUnprocessableEntity {
 		return ue
 	}

@@ -84,7 +84,7 @@ func newRigVia(t *testing.T, edit func(env), wrap func(*cosmictest.Server, http.
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.caller.Sleep = func(ctx context.Context, d time.Duration) error {
+	c.api.Caller.Sleep = func(ctx context.Context, d time.Duration) error {
 		r.mu.Lock()
 		r.sleeps = append(r.sleeps, d)
 		r.mu.Unlock()

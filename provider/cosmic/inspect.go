@@ -46,20 +46,20 @@ type probe struct {
 
 // probeRead checks the read key (or keyless reads) with GET /object-types.
 func (c *Client) probeRead(ctx context.Context) probe {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/object-types"), cred: credRead})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/object-types"), nil, nil))
 	if err != nil {
 		return sendFailed(err)
 	}
 	switch {
-	case resp.Status == http.StatusNotFound && !bucketMissing(resp), ok2xx(resp) && !routeNotFound(resp.Body):
+	case resp.Status == http.StatusNotFound && !bucketMissing(resp), resp.OK() && !routeNotFound(resp.Body):
 		return probe{verified: provider.VerifiedOK, detail: "a read of the bucket's object types worked"}
 	case resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden:
-		ue := c.upstreamError(resp)
+		ue := c.api.Error(resp)
 		return probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
 	case routeNotFound(resp.Body):
 		return probe{verified: provider.VerifiedUnreachable, detail: "Cosmic answered \"Route not found\": check " + EnvAPIURL}
 	}
-	ue := c.upstreamError(resp)
+	ue := c.api.Error(resp)
 	if bucketMissing(resp) {
 		return probe{verified: provider.VerifiedRejected, detail: ue.Error() + " (check " + EnvBucketSlug + ")", err: ue}
 	}
@@ -74,31 +74,32 @@ func (c *Client) probeRead(ctx context.Context) probe {
 // the configured key passed; if it answers 404 again, the key cannot be
 // checked without writing, and the answer is "unknown until tried".
 func (c *Client) probeWrite(ctx context.Context) probe {
-	patch := func(cred credential, token string) (*upstream.Response, error) {
-		return c.send(ctx, request{method: http.MethodPatch, path: c.bucketPath("/objects/" + probeID), cred: cred, token: token,
-			body: map[string]any{"title": probeTitle}})
+	patch := func(key string) (*upstream.Response, error) {
+		r := c.call(http.MethodPatch, credWrite, c.bucketPath("/objects/"+probeID), nil, map[string]any{"title": probeTitle})
+		r.Auth = bearer(key)
+		return c.api.Send(ctx, r)
 	}
-	resp, err := patch(credWrite, "")
+	resp, err := patch(c.cfg.WriteKey.Secret.Reveal())
 	if err != nil {
 		return sendFailed(err)
 	}
 	switch {
 	case resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden:
-		ue := c.upstreamError(resp)
+		ue := c.api.Error(resp)
 		return probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
 	case routeNotFound(resp.Body):
 		return probe{verified: provider.VerifiedUnreachable, detail: "Cosmic answered \"Route not found\": check " + EnvAPIURL}
 	case resp.Status == http.StatusNotFound && bucketMissing(resp):
-		ue := c.upstreamError(resp)
+		ue := c.api.Error(resp)
 		return probe{verified: provider.VerifiedRejected, detail: ue.Error() + " (check " + EnvBucketSlug + ")", err: ue}
 	case resp.Status != http.StatusNotFound:
-		ue := c.upstreamError(resp)
-		if ok2xx(resp) || resp.Status < 500 {
+		ue := c.api.Error(resp)
+		if resp.OK() || resp.Status < 500 {
 			return probe{verified: provider.VerifiedNotChecked, detail: fmt.Sprintf("the write check that changes nothing got an unexpected %d, so the key is checked on the first write", resp.Status)}
 		}
 		return probe{verified: provider.VerifiedUnreachable, detail: ue.Error(), err: ue}
 	}
-	control, err := patch(credBearer, madeUpKey(len(c.cfg.WriteKey.Secret.Reveal()), c.cfg.WriteKey.Secret.Reveal()))
+	control, err := patch(madeUpKey(len(c.cfg.WriteKey.Secret.Reveal()), c.cfg.WriteKey.Secret.Reveal()))
 	if err != nil {
 		return probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
 	}
@@ -300,12 +301,12 @@ func orUnknown(s string) string {
 
 // whoami reads the PAT's user from dapi.
 func (c *Client) whoami(ctx context.Context) (user, probe) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, dapi: true, path: "/users/get", cred: credPAT})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credPAT, "/users/get", nil, nil))
 	if err != nil {
 		return user{}, sendFailed(err)
 	}
-	if !ok2xx(resp) {
-		ue := c.upstreamError(resp)
+	if !resp.OK() {
+		ue := c.api.Error(resp)
 		if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
 			return user{}, probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
 		}
@@ -320,12 +321,12 @@ func (c *Client) whoami(ctx context.Context) (user, probe) {
 
 // agentStatus reads the agent key's claim status and limits.
 func (c *Client) agentStatus(ctx context.Context) (agentStatus, probe) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, dapi: true, path: "/agents/status", cred: credAgent})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credAgent, "/agents/status", nil, nil))
 	if err != nil {
 		return agentStatus{}, sendFailed(err)
 	}
-	if !ok2xx(resp) {
-		ue := c.upstreamError(resp)
+	if !resp.OK() {
+		ue := c.api.Error(resp)
 		if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
 			return agentStatus{}, probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
 		}

@@ -64,7 +64,7 @@ func TestLowScopeShareOfBucketLimit(t *testing.T) {
 		t.Errorf("content:read:posts after Types: %v", err)
 	}
 	memories := auth.WithCallerScopes(t.Context(), auth.Scopes{{Action: auth.ContentRead, Type: "memories"}})
-	if c.caller.Budget.Priority(memories) {
+	if c.api.Caller.Budget.Priority(memories) {
 		t.Error("content:read:memories (not a bucket type) comes first")
 	}
 }
