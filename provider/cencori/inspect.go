@@ -75,7 +75,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		d.Credentials = []provider.Credential{cred}
 		return d, nil
 	}
-	resp, err := c.send(ctx, http.MethodGet, "/v1/metrics", url.Values{"period": {"24h"}}, nil, authBearer, true)
+	resp, err := c.api.Do(ctx, c.bearer(http.MethodGet, "/v1/metrics", url.Values{"period": {"24h"}}))
 	if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
 		return provider.Description{}, fmt.Errorf("cencori: describing: %w", ctxErr)
 	}
@@ -91,7 +91,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		cred.Verified = provider.VerifiedOK
 		cred.Grants = memoryGrants
 		var m metricsAnswer
-		if derr := decode(resp, "metrics", &m); derr != nil {
+		if derr := c.decode(resp, "metrics", false, &m); derr != nil {
 			d.Problems = append(d.Problems, "the metrics answer could not be read")
 			break
 		}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -263,7 +264,7 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 			return provider.Page{}, c.memoryError(err, "")
 		}
 		var ans searchAnswer
-		if err := decode(resp, "memory search", &ans); err != nil {
+		if err := c.decode(resp, "memory search", false, &ans); err != nil {
 			return provider.Page{}, err
 		}
 		objs, err := toObjects(ans.Results)
@@ -274,7 +275,7 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	}
 	v := url.Values{}
 	p.scope.values(v)
-	v.Set("limit", itoa(limit))
+	v.Set("limit", strconv.Itoa(limit))
 	if q.Cursor != "" {
 		v.Set("cursor", q.Cursor)
 	}
@@ -283,7 +284,7 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		return provider.Page{}, c.memoryError(err, "")
 	}
 	var ans listAnswer
-	if err := decode(resp, "memory list", &ans); err != nil {
+	if err := c.decode(resp, "memory list", false, &ans); err != nil {
 		return provider.Page{}, err
 	}
 	objs, err := toObjects(ans.Memories)
@@ -453,7 +454,7 @@ func (c *Client) writeBody(n provider.NewObject) (written, error) {
 	}
 	if exp != "" {
 		t, perr := time.Parse(time.RFC3339Nano, exp)
-		if perr != nil || !t.After(c.now()) {
+		if perr != nil || !t.After(c.api.Now()) {
 			return w, &provider.FieldError{Field: "fields.expiresAt", Problem: "must be an ISO 8601 date-time in the future", Fix: "use e.g. 2030-01-02T15:04:05Z"}
 		}
 		w.body["expiresAt"] = t.UTC().Format(time.RFC3339Nano)
@@ -487,7 +488,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	if err != nil {
 		return provider.Object{}, err
 	}
-	sent := c.now()
+	sent := c.api.Now()
 	resp, err := c.sendMemory(ctx, http.MethodPost, "/v1/memory/write", nil, w.body, false)
 	if err != nil {
 		if outcomeUnknown(err) {
@@ -496,7 +497,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		return provider.Object{}, c.memoryError(err, "")
 	}
 	var ans writeAnswer
-	if err := decode(resp, "memory write", &ans); err != nil || ans.ID == "" {
+	if err := c.decode(resp, "memory write", true, &ans); err != nil || ans.ID == "" {
 		return provider.Object{}, fmt.Errorf("cencori: %w: the memory write answered %d without an id; list memories to see whether it was stored", provider.ErrOutcomeUnknown, resp.Status)
 	}
 	if ans.ID == sessionPlaceholderID {
@@ -508,7 +509,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	}
 	// Stored, but the read-back failed: build the object from the answer
 	// and what was sent, rather than report a failure that did not happen.
-	c.log.DebugContext(ctx, "cencori memory read-back failed", "id", ans.ID, "error", c.redact.Redact(gerr.Error()))
+	c.api.Log.DebugContext(ctx, "cencori memory read-back failed", "id", ans.ID, "error", c.api.Redactor.Redact(gerr.Error()))
 	return fromWrite(resp.Body, w.body)
 }
 
@@ -533,7 +534,7 @@ func (c *Client) findWritten(ctx context.Context, w written, sent time.Time, cau
 		return provider.Object{}, unknown("reading back failed: " + err.Error())
 	}
 	var ans listAnswer
-	if err := decode(resp, "memory list", &ans); err != nil {
+	if err := c.decode(resp, "memory list", false, &ans); err != nil {
 		return provider.Object{}, unknown("the read-back could not be parsed")
 	}
 	content, _ := w.body["content"].(string)
@@ -633,11 +634,11 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 		return provider.Object{}, c.memoryError(err, id)
 	}
 	var ans deleteAnswer
-	if err := decode(resp, "memory delete", &ans); err != nil {
+	if err := c.decode(resp, "memory delete", true, &ans); err != nil {
 		return provider.Object{}, err
 	}
 	if !ans.Deleted {
-		return provider.Object{}, fmt.Errorf("cencori: deleting memory %s answered %d without deleted:true; it may still exist", id, resp.Status)
+		return provider.Object{}, c.api.BadAnswer(resp, true, fmt.Sprintf("deleting memory %s answered without deleted:true; it may still exist", id))
 	}
 	return obj, nil
 }
@@ -664,7 +665,7 @@ func isGatedAnswer(body []byte) bool {
 // sendMemory is send for the memory endpoints (key in CENCORI_API_KEY),
 // which tells the production gating from every other 404.
 func (c *Client) sendMemory(ctx context.Context, method, path string, query url.Values, body any, idempotent bool) (*upstream.Response, error) {
-	resp, err := c.send(ctx, method, path, query, body, authHeader, idempotent)
+	resp, err := c.api.Do(ctx, c.request(method, path, query, body, idempotent))
 	if err != nil && resp != nil && resp.Status == http.StatusNotFound && isGatedAnswer(resp.Body) {
 		return resp, &memoryUnavailable{
 			reason: fmt.Sprintf("%s answered %s %s with 404 {\"error\":\"Not found\"} before checking the key, which is how Cencori's server answers every memory path on any host but localhost until Memory is launched",
@@ -701,7 +702,7 @@ func (c *Client) memoryError(err error, id string) error {
 	case ue.Status == http.StatusBadRequest || ue.Status == http.StatusUnprocessableEntity:
 		return &provider.FieldError{Field: fieldOf(ue.Message), Problem: "Cencori refused it: " + ue.Message, Fix: "correct the value and try again"}
 	}
-	return ue
+	return err
 }
 
 // fieldOf guesses the keygate argument a validation message is about.
