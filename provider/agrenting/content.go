@@ -247,7 +247,7 @@ func (c *Client) writeError(err error, env envelope, fieldMap map[string]string)
 	case "IDEMPOTENCY_MISMATCH":
 		ue.Message = "the idempotency key was already used for a different request; nothing was done: " + ue.Message
 	}
-	return ue
+	return err
 }
 
 func str(fields map[string]json.RawMessage, k string) (string, bool, error) {

@@ -62,7 +62,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 			return provider.Description{}, fmt.Errorf("agrenting: describing: %w", ctx.Err())
 		}
 		ue, isUpstream := asUpstream(err)
-		d.Reachable = isUpstream
+		d.Reachable = isUpstream && ue.Status != 0 // 0: no answer came
 		var rationed *provider.RationedError
 		switch {
 		case errors.As(err, &rationed):

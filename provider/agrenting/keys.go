@@ -3,7 +3,6 @@ package agrenting
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -268,7 +267,7 @@ func (c *Client) revoke(ctx context.Context, agent string, target listedKey) (pr
 			return provider.Key{}, ue
 		case ok && ue.Status == http.StatusNotFound:
 			return provider.Key{}, &provider.NotFoundError{What: "key", Name: id}
-		case errors.Is(err, provider.ErrUnavailable) && !ok && ctx.Err() == nil:
+		case ok && ue.Status == 0 && ctx.Err() == nil:
 			// No answer: look again.
 			if list, lerr := c.listCredentials(ctx, "check the revocation"); lerr == nil {
 				if again, perr := pick(list, id, auth.Secret{}); perr == nil && again.revoked() {

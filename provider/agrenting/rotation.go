@@ -193,8 +193,8 @@ func (b RotationBackend) issued(raw []byte) (provider.IssuedKey, error) {
 // have been a repeat of one Agrenting carried out.
 func (c *Client) rotateError(err error, res result, replay bool) error {
 	ue, ok := asUpstream(err)
-	if !ok {
-		return err
+	if !ok || ue.Status == 0 {
+		return err // no answer
 	}
 	switch {
 	case ue.Status == http.StatusUnauthorized && replay:
