@@ -17,7 +17,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -461,12 +460,6 @@ func validation(ue *provider.UpstreamError, env envelope, fieldMap map[string]st
 		name = "fields." + field
 	}
 	return &provider.FieldError{Field: name, Problem: "Agrenting refused it: " + ue.Message, Fix: "correct the value and try again"}
-}
-
-func asUpstream(err error) (*provider.UpstreamError, bool) {
-	var ue *provider.UpstreamError
-	ok := errors.As(err, &ue)
-	return ue, ok
 }
 
 // authAnswer is POST /auth/authenticate's data.

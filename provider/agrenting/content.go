@@ -115,7 +115,7 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	}
 	res, err := c.do(ctx, call{method: http.MethodGet, path: path, query: v})
 	if err != nil {
-		ue, ok := asUpstream(err)
+		ue, ok := errors.AsType[*provider.UpstreamError](err)
 		if ok && ue.Status == http.StatusNotFound && q.Type == TypeArtifacts {
 			return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q visible to this agent", taskID), Fix: "take a task id from content_list type tasks"}
 		}
@@ -168,7 +168,7 @@ func (c *Client) Get(ctx context.Context, typ string, ref provider.Ref) (provide
 	}
 	res, err := c.do(ctx, call{method: http.MethodGet, path: "/tasks/" + url.PathEscape(id)})
 	if err != nil {
-		if ue, ok := asUpstream(err); ok && ue.Status == http.StatusNotFound && ue.Code == "NOT_FOUND" {
+		if ue, ok := errors.AsType[*provider.UpstreamError](err); ok && ue.Status == http.StatusNotFound && ue.Code == "NOT_FOUND" {
 			return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
 		}
 		return provider.Object{}, err
@@ -235,7 +235,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 // insufficient balance to one on max_price, an idempotency mismatch said
 // plainly.
 func (c *Client) writeError(err error, env envelope, fieldMap map[string]string) error {
-	ue, ok := asUpstream(err)
+	ue, ok := errors.AsType[*provider.UpstreamError](err)
 	if !ok {
 		return err
 	}
@@ -378,7 +378,7 @@ func (c *Client) createArtifacts(ctx context.Context, n provider.NewObject, fiel
 	path := "/tasks/" + url.PathEscape(taskID) + "/artifacts"
 	res, err := c.do(ctx, call{method: http.MethodPost, path: path, body: map[string]any{"artifacts": list}, idemKey: newIdempotencyKey()})
 	if err != nil {
-		if ue, ok := asUpstream(err); ok && ue.Status == http.StatusNotFound && ue.Code == "NOT_FOUND" {
+		if ue, ok := errors.AsType[*provider.UpstreamError](err); ok && ue.Status == http.StatusNotFound && ue.Code == "NOT_FOUND" {
 			return provider.Object{}, &provider.FieldError{Field: "fields.task_id", Problem: fmt.Sprintf("no task %q visible to this agent", taskID), Fix: "pass a task id from content_list type tasks"}
 		}
 		return provider.Object{}, c.writeError(err, res.env, nil)

@@ -61,7 +61,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		if ctx.Err() != nil {
 			return provider.Description{}, fmt.Errorf("agrenting: describing: %w", ctx.Err())
 		}
-		ue, isUpstream := asUpstream(err)
+		ue, isUpstream := errors.AsType[*provider.UpstreamError](err)
 		d.Reachable = isUpstream && ue.Status != 0 // 0: no answer came
 		var rationed *provider.RationedError
 		switch {
@@ -178,7 +178,7 @@ func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([
 		out[i] = a
 	}
 	denied := func(err error) (string, error) {
-		if ue, ok := asUpstream(err); ok && errors.Is(err, provider.ErrPermission) {
+		if ue, ok := errors.AsType[*provider.UpstreamError](err); ok && errors.Is(err, provider.ErrPermission) {
 			return "Agrenting refused: " + ue.Error(), nil
 		}
 		var fe *provider.FieldError

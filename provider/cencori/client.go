@@ -176,19 +176,12 @@ func wait(resp *upstream.Response, now time.Time) (time.Duration, bool) {
 	return d, ok
 }
 
-// asUpstream returns err's UpstreamError, if any.
-func asUpstream(err error) (*provider.UpstreamError, bool) {
-	var ue *provider.UpstreamError
-	ok := errors.As(err, &ue)
-	return ue, ok
-}
-
 // outcomeUnknown reports whether a write that failed with err may still
 // have happened: no answer came (other than keygate holding it back), or
 // the answer was a 500, 502 or 504, which a proxy or a crashing handler
 // gives after the work may have been done.
 func outcomeUnknown(err error) bool {
-	ue, ok := asUpstream(err)
+	ue, ok := errors.AsType[*provider.UpstreamError](err)
 	if !ok {
 		return false
 	}

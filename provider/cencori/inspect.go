@@ -79,7 +79,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 	if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
 		return provider.Description{}, fmt.Errorf("cencori: describing: %w", ctxErr)
 	}
-	ue, isUpstream := asUpstream(err)
+	ue, isUpstream := errors.AsType[*provider.UpstreamError](err)
 	var rationed *provider.RationedError
 	switch {
 	case errors.As(err, &rationed):
@@ -191,7 +191,7 @@ func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([
 	var reason, fix string
 	allowed := false
 	var mu *memoryUnavailable
-	switch ue, isUpstream := asUpstream(err); {
+	switch ue, isUpstream := errors.AsType[*provider.UpstreamError](err); {
 	case err == nil:
 		allowed = true
 		reason = "the key lists the project's memories; Cencori keys carry no per-action permissions, so it may also write and delete them"

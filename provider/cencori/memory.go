@@ -682,7 +682,7 @@ func (c *Client) sendMemory(ctx context.Context, method, path string, query url.
 // CENCORI_API_URL; a 400 names the field it is about.
 func (c *Client) memoryError(err error, id string) error {
 	var mu *memoryUnavailable
-	ue, ok := asUpstream(err)
+	ue, ok := errors.AsType[*provider.UpstreamError](err)
 	if !ok || errors.As(err, &mu) {
 		return err
 	}
