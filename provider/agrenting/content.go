@@ -67,66 +67,20 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err := checkType(q.Type); err != nil {
 		return provider.Page{}, err
 	}
-	v := url.Values{}
-	var taskID string
-	for _, cond := range q.Filter {
-		name := strings.TrimPrefix(cond.Path, "fields.")
-		s, isString := cond.Value.(string)
-		allowed := []string{"status", "agent_id"}
-		if q.Type == TypeArtifacts {
-			allowed = []string{"task_id"}
-		}
-		if !slices.Contains(allowed, name) || cond.Path == "status" {
-			return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("Agrenting %s cannot be filtered on %q", q.Type, cond.Path),
-				Fix: "filter " + q.Type + " only on " + strings.Join(allowed, " or ") + ` with {"name": "value"}` + map[bool]string{true: " (the task's own status is fields.status)", false: ""}[q.Type == TypeTasks]}
-		}
-		if cond.Op != provider.OpEq || !isString || s == "" {
-			return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("%q takes one non-empty string; Agrenting has no other comparison", name), Fix: fmt.Sprintf(`write {"%s": "..."}`, name)}
-		}
-		if name == "task_id" {
-			taskID = s
-		} else {
-			v.Set(name, s)
-		}
-	}
-	if q.Type == TypeArtifacts && taskID == "" {
-		return provider.Page{}, &provider.FieldError{Field: "filter", Problem: "artifacts belong to a task, and Agrenting lists them per task", Fix: artifactsFilterHelp}
-	}
-	if q.Type == TypeArtifacts && !idPattern().MatchString(taskID) {
-		return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q", taskID), Fix: "take a task id from content_list type tasks"}
-	}
-	for _, k := range q.Sort {
-		if (k.Path != "created_at" && k.Path != "modified_at") || !k.Desc || len(q.Sort) > 1 {
-			return provider.Page{}, &provider.FieldError{Field: "sort", Problem: "Agrenting lists newest first only", Fix: "leave sort out"}
-		}
+	lc, err := listRequest(q)
+	if err != nil {
+		return provider.Page{}, err
 	}
 	if q.Status == provider.StatusDraft {
 		return provider.Page{Objects: []provider.Object{}, Total: 0}, nil
 	}
-	if q.Limit >= 1 && q.Limit <= 100 {
-		v.Set("limit", strconv.Itoa(q.Limit))
-	}
-	if q.Cursor != "" {
-		v.Set("cursor", q.Cursor)
-	}
-	path := "/tasks"
-	if q.Type == TypeArtifacts {
-		path = "/tasks/" + url.PathEscape(taskID) + "/artifacts"
-	}
-	res, err := c.do(ctx, call{method: http.MethodGet, path: path, query: v})
+	res, err := c.do(ctx, call{method: http.MethodGet, path: lc.path, query: lc.query})
 	if err != nil {
-		ue, ok := errors.AsType[*provider.UpstreamError](err)
-		if ok && ue.Status == http.StatusNotFound && q.Type == TypeArtifacts {
-			return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q visible to this agent", taskID), Fix: "take a task id from content_list type tasks"}
-		}
-		if ok && ue.Status == http.StatusUnprocessableEntity {
-			return provider.Page{}, validation(ue, res.env, map[string]string{"pagination": "cursor"})
-		}
-		return provider.Page{}, err
+		return provider.Page{}, lc.refine(err, res.env)
 	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(res.env.Data, &raws); err != nil {
-		return provider.Page{}, fmt.Errorf("agrenting: %s: data is not a list", path)
+		return provider.Page{}, fmt.Errorf("agrenting: %s: data is not a list", lc.path)
 	}
 	page := provider.Page{Objects: make([]provider.Object, 0, len(raws)), Total: -1}
 	for _, raw := range raws {
@@ -136,17 +90,103 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		}
 		page.Objects = append(page.Objects, o)
 	}
-	if pg := res.env.Meta.Pagination; pg != nil {
+	paginate(&page, res.env.Meta.Pagination, q.Cursor)
+	return page, nil
+}
+
+// listCall is a list query as Agrenting takes it.
+type listCall struct {
+	path   string // tasks, or one task's artifacts
+	query  url.Values
+	taskID string // the artifacts' task
+}
+
+// listRequest translates a list query.
+func listRequest(q provider.ListQuery) (listCall, error) {
+	v, taskID, err := listFilter(q)
+	if err != nil {
+		return listCall{}, err
+	}
+	for _, k := range q.Sort {
+		if (k.Path != "created_at" && k.Path != "modified_at") || !k.Desc || len(q.Sort) > 1 {
+			return listCall{}, &provider.FieldError{Field: "sort", Problem: "Agrenting lists newest first only", Fix: "leave sort out"}
+		}
+	}
+	if q.Limit >= 1 && q.Limit <= 100 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Cursor != "" {
+		v.Set("cursor", q.Cursor)
+	}
+	if q.Type == TypeArtifacts {
+		return listCall{path: "/tasks/" + url.PathEscape(taskID) + "/artifacts", query: v, taskID: taskID}, nil
+	}
+	return listCall{path: "/tasks", query: v}, nil
+}
+
+// listFilter reads the filter: tasks by status or agent_id (parameters),
+// artifacts by their task, which they must name.
+func listFilter(q provider.ListQuery) (url.Values, string, error) {
+	allowed := []string{"status", "agent_id"}
+	if q.Type == TypeArtifacts {
+		allowed = []string{"task_id"}
+	}
+	v := url.Values{}
+	var taskID string
+	for _, cond := range q.Filter {
+		name := strings.TrimPrefix(cond.Path, "fields.")
+		s, isString := cond.Value.(string)
+		if !slices.Contains(allowed, name) || cond.Path == "status" {
+			return nil, "", &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("Agrenting %s cannot be filtered on %q", q.Type, cond.Path),
+				Fix: "filter " + q.Type + " only on " + strings.Join(allowed, " or ") + ` with {"name": "value"}` + map[bool]string{true: " (the task's own status is fields.status)", false: ""}[q.Type == TypeTasks]}
+		}
+		if cond.Op != provider.OpEq || !isString || s == "" {
+			return nil, "", &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("%q takes one non-empty string; Agrenting has no other comparison", name), Fix: fmt.Sprintf(`write {"%s": "..."}`, name)}
+		}
+		if name == "task_id" {
+			taskID = s
+		} else {
+			v.Set(name, s)
+		}
+	}
+	switch {
+	case q.Type != TypeArtifacts:
+	case taskID == "":
+		return nil, "", &provider.FieldError{Field: "filter", Problem: "artifacts belong to a task, and Agrenting lists them per task", Fix: artifactsFilterHelp}
+	case !idPattern().MatchString(taskID):
+		return nil, "", &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q", taskID), Fix: "take a task id from content_list type tasks"}
+	}
+	return v, taskID, nil
+}
+
+// refine refines a list's error: an artifacts list of a task the agent
+// cannot see, or a refused cursor.
+func (lc listCall) refine(err error, env envelope) error {
+	ue, ok := errors.AsType[*provider.UpstreamError](err)
+	switch {
+	case ok && ue.Status == http.StatusNotFound && lc.taskID != "":
+		return &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q visible to this agent", lc.taskID), Fix: "take a task id from content_list type tasks"}
+	case ok && ue.Status == http.StatusUnprocessableEntity:
+		return validation(ue, env, map[string]string{"pagination": "cursor"})
+	}
+	return err
+}
+
+// paginate reads meta.pagination into page: the total (approximate, says
+// Agrenting) and the next cursor. Without a pagination block the first
+// page is the whole list.
+func paginate(page *provider.Page, pg *pagination, cursor string) {
+	switch {
+	case pg != nil:
 		if pg.TotalCount != nil {
-			page.Total = *pg.TotalCount // approximate, says Agrenting
+			page.Total = *pg.TotalCount
 		}
 		if pg.HasMore && pg.Cursor != nil {
 			page.NextCursor = *pg.Cursor
 		}
-	} else if q.Cursor == "" {
-		page.Total = len(page.Objects) // no pagination block: the whole list
+	case cursor == "":
+		page.Total = len(page.Objects)
 	}
-	return page, nil
 }
 
 // Get reads a task (GET /tasks/:id). An artifact has no endpoint of its

@@ -351,116 +351,189 @@ type written struct {
 // metadata.title (what Object.Title shows).
 func (c *Client) writeBody(n provider.NewObject) (written, error) {
 	w := written{body: map[string]any{}, scope: c.defaultScope()}
-	fields := map[string]json.RawMessage{}
-	if len(n.Fields) > 0 {
-		if err := json.Unmarshal(n.Fields, &fields); err != nil {
-			return w, &provider.FieldError{Field: "fields", Problem: "must be a JSON object", Fix: `write {"content": "..."}`}
-		}
-	}
-	for k := range fields {
-		if !slices.Contains(writableFields, k) {
-			return w, &provider.FieldError{Field: "fields." + k, Problem: "is not a field of a Cencori memory",
-				Fix: "use " + strings.Join(writableFields, ", ") + "; anything else goes inside metadata"}
-		}
-	}
-	given := func(k string) bool { raw, ok := fields[k]; return ok && string(raw) != "null" }
-	str := func(k string) (string, error) {
-		if !given(k) {
-			return "", nil
-		}
-		var s string
-		if json.Unmarshal(fields[k], &s) != nil {
-			return "", &provider.FieldError{Field: "fields." + k, Problem: "must be a string", Fix: fmt.Sprintf(`write {"%s": "..."}`, k)}
-		}
-		return s, nil
-	}
-	sc := &w.scope
-	for _, k := range []struct {
-		name string
-		dst  *string
-	}{{"namespace", &sc.namespace}, {"userId", &sc.userID}, {"sessionId", &sc.sessionID}, {"scope", &sc.scope}} {
-		s, err := str(k.name)
-		if err != nil {
-			return w, err
-		}
-		if s != "" {
-			*k.dst = s
-		}
-	}
-	if err := sc.check("fields.", `drop scope to follow userId/sessionId`, given("userId")); err != nil {
-		return w, err
-	}
-	session := sc.resolved() == "session"
-	if session {
-		for _, k := range []string{"metadata", "namespace", "expiresAt"} {
-			if given(k) {
-				return w, &provider.FieldError{Field: "fields." + k, Problem: "a session memory keeps only its text and importance; Cencori drops " + k + " on a session-scope write",
-					Fix: "leave " + k + " out, or write a user-scope memory (a userId and no sessionId)"}
-			}
-		}
-	}
-	content, err := str("content")
+	f, err := parseWriteFields(n.Fields)
 	if err != nil {
 		return w, err
 	}
+	if err := f.readScope(&w.scope); err != nil {
+		return w, err
+	}
+	session := w.scope.resolved() == "session"
+	if err := f.sessionKeeps(session); err != nil {
+		return w, err
+	}
 	title := strings.TrimSpace(n.Title)
-	if strings.TrimSpace(content) == "" {
-		content = title
-	}
-	if strings.TrimSpace(content) == "" {
-		return w, &provider.FieldError{Field: "fields.content", Problem: "a memory needs some text", Fix: "pass fields.content, or a title"}
-	}
-	if utf16Len(strings.TrimSpace(content)) > contentMaxChars {
-		return w, &provider.FieldError{Field: "fields.content", Problem: fmt.Sprintf("Cencori keeps at most %d characters per memory", contentMaxChars), Fix: "shorten it, or split it into several memories"}
+	content, err := f.content(title)
+	if err != nil {
+		return w, err
 	}
 	w.body["content"] = content
-	var meta map[string]any
-	if given("metadata") {
-		if json.Unmarshal(fields["metadata"], &meta) != nil || meta == nil {
-			return w, &provider.FieldError{Field: "fields.metadata", Problem: "must be a JSON object", Fix: `write {"metadata": {"key": "value"}}`}
-		}
-		for _, k := range serverMetadata {
-			if _, set := meta[k]; set {
-				return w, &provider.FieldError{Field: "fields.metadata." + k, Problem: "Cencori sets metadata." + k + " itself and overwrites what is sent",
-					Fix: "use another key"}
-			}
-		}
+	meta, err := f.metadata()
+	if err != nil {
+		return w, err
 	}
 	if title != "" && title != strings.TrimSpace(content) && title != summarize(content) {
-		if session {
-			w.titleDropped = true
-		} else {
-			if meta == nil {
-				meta = map[string]any{}
-			}
-			if _, set := meta["title"]; !set {
-				meta["title"] = title
-			}
+		// A session memory keeps no metadata, so its title is lost.
+		w.titleDropped = session
+		if !session {
+			meta = withTitle(meta, title)
 		}
 	}
 	if meta != nil {
 		w.body["metadata"] = meta
 	}
-	if given("importance") {
-		var f float64
-		if json.Unmarshal(fields["importance"], &f) != nil || f < 0 || f > 1 {
-			return w, &provider.FieldError{Field: "fields.importance", Problem: "must be a number from 0 to 1", Fix: "use e.g. 0.8"}
-		}
-		w.body["importance"] = f
-	}
-	exp, err := str("expiresAt")
-	if err != nil {
+	if err := f.importance(w.body); err != nil {
 		return w, err
 	}
-	if exp != "" {
-		t, perr := time.Parse(time.RFC3339Nano, exp)
-		if perr != nil || !t.After(c.api.Now()) {
-			return w, &provider.FieldError{Field: "fields.expiresAt", Problem: "must be an ISO 8601 date-time in the future", Fix: "use e.g. 2030-01-02T15:04:05Z"}
-		}
-		w.body["expiresAt"] = t.UTC().Format(time.RFC3339Nano)
+	if err := f.expiresAt(w.body, c.api.Now()); err != nil {
+		return w, err
 	}
-	sc.body(w.body)
+	w.scope.body(w.body)
 	return w, nil
+}
+
+// writeFields are a create's fields, still encoded.
+type writeFields map[string]json.RawMessage
+
+// parseWriteFields reads fields, which must be a JSON object of
+// writableFields.
+func parseWriteFields(raw json.RawMessage) (writeFields, error) {
+	f := writeFields{}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return nil, &provider.FieldError{Field: "fields", Problem: "must be a JSON object", Fix: `write {"content": "..."}`}
+		}
+	}
+	for k := range f {
+		if !slices.Contains(writableFields, k) {
+			return nil, &provider.FieldError{Field: "fields." + k, Problem: "is not a field of a Cencori memory",
+				Fix: "use " + strings.Join(writableFields, ", ") + "; anything else goes inside metadata"}
+		}
+	}
+	return f, nil
+}
+
+// given reports whether k is set to something other than null.
+func (f writeFields) given(k string) bool { raw, ok := f[k]; return ok && string(raw) != "null" }
+
+// str reads k as a string; "" when it is not given.
+func (f writeFields) str(k string) (string, error) {
+	if !f.given(k) {
+		return "", nil
+	}
+	var s string
+	if json.Unmarshal(f[k], &s) != nil {
+		return "", &provider.FieldError{Field: "fields." + k, Problem: "must be a string", Fix: fmt.Sprintf(`write {"%s": "..."}`, k)}
+	}
+	return s, nil
+}
+
+// readScope applies namespace, userId, sessionId and scope to sc.
+func (f writeFields) readScope(sc *memScope) error {
+	for _, k := range []struct {
+		name string
+		dst  *string
+	}{{"namespace", &sc.namespace}, {"userId", &sc.userID}, {"sessionId", &sc.sessionID}, {"scope", &sc.scope}} {
+		s, err := f.str(k.name)
+		if err != nil {
+			return err
+		}
+		if s != "" {
+			*k.dst = s
+		}
+	}
+	return sc.check("fields.", `drop scope to follow userId/sessionId`, f.given("userId"))
+}
+
+// sessionKeeps refuses, for a session memory, the fields Cencori drops on
+// a session-scope write.
+func (f writeFields) sessionKeeps(session bool) error {
+	if !session {
+		return nil
+	}
+	for _, k := range []string{"metadata", "namespace", "expiresAt"} {
+		if f.given(k) {
+			return &provider.FieldError{Field: "fields." + k, Problem: "a session memory keeps only its text and importance; Cencori drops " + k + " on a session-scope write",
+				Fix: "leave " + k + " out, or write a user-scope memory (a userId and no sessionId)"}
+		}
+	}
+	return nil
+}
+
+// content is the memory's text: fields.content, else the title, within
+// Cencori's limit.
+func (f writeFields) content(title string) (string, error) {
+	content, err := f.str("content")
+	if err != nil {
+		return "", err
+	}
+	if strings.TrimSpace(content) == "" {
+		content = title
+	}
+	if strings.TrimSpace(content) == "" {
+		return "", &provider.FieldError{Field: "fields.content", Problem: "a memory needs some text", Fix: "pass fields.content, or a title"}
+	}
+	if utf16Len(strings.TrimSpace(content)) > contentMaxChars {
+		return "", &provider.FieldError{Field: "fields.content", Problem: fmt.Sprintf("Cencori keeps at most %d characters per memory", contentMaxChars), Fix: "shorten it, or split it into several memories"}
+	}
+	return content, nil
+}
+
+// metadata reads fields.metadata, an object without the keys Cencori
+// sets itself; nil when it is not given.
+func (f writeFields) metadata() (map[string]any, error) {
+	if !f.given("metadata") {
+		return nil, nil
+	}
+	var meta map[string]any
+	if json.Unmarshal(f["metadata"], &meta) != nil || meta == nil {
+		return nil, &provider.FieldError{Field: "fields.metadata", Problem: "must be a JSON object", Fix: `write {"metadata": {"key": "value"}}`}
+	}
+	for _, k := range serverMetadata {
+		if _, set := meta[k]; set {
+			return nil, &provider.FieldError{Field: "fields.metadata." + k, Problem: "Cencori sets metadata." + k + " itself and overwrites what is sent",
+				Fix: "use another key"}
+		}
+	}
+	return meta, nil
+}
+
+// withTitle keeps title in metadata.title, unless the caller set one.
+func withTitle(meta map[string]any, title string) map[string]any {
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	if _, set := meta["title"]; !set {
+		meta["title"] = title
+	}
+	return meta
+}
+
+// importance copies fields.importance, a number from 0 to 1, into body.
+func (f writeFields) importance(body map[string]any) error {
+	if !f.given("importance") {
+		return nil
+	}
+	var v float64
+	if json.Unmarshal(f["importance"], &v) != nil || v < 0 || v > 1 {
+		return &provider.FieldError{Field: "fields.importance", Problem: "must be a number from 0 to 1", Fix: "use e.g. 0.8"}
+	}
+	body["importance"] = v
+	return nil
+}
+
+// expiresAt copies fields.expiresAt, a time after now, into body.
+func (f writeFields) expiresAt(body map[string]any, now time.Time) error {
+	exp, err := f.str("expiresAt")
+	if err != nil || exp == "" {
+		return err
+	}
+	t, perr := time.Parse(time.RFC3339Nano, exp)
+	if perr != nil || !t.After(now) {
+		return &provider.FieldError{Field: "fields.expiresAt", Problem: "must be an ISO 8601 date-time in the future", Fix: "use e.g. 2030-01-02T15:04:05Z"}
+	}
+	body["expiresAt"] = t.UTC().Format(time.RFC3339Nano)
+	return nil
 }
 
 // contentMaxChars is Cencori's limit on a memory's text, in JavaScript

@@ -586,7 +586,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	resp, err := c.api.Send(ctx, c.call(http.MethodPost, credWrite, c.bucketPath("/objects"), nil, body))
 	if err != nil {
 		if !canRead {
-			return provider.Object{}, outcomeUnknown("create", err)
+			return provider.Object{}, c.api.Unsettled("create", "object", err)
 		}
 		// The POST may or may not have been applied: look for it.
 		obj, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
@@ -596,7 +596,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		if rerr == nil && !found {
 			return provider.Object{}, err // nothing was created
 		}
-		return provider.Object{}, outcomeUnknown("create", err)
+		return provider.Object{}, c.api.Unsettled("create", "object", err)
 	}
 	if !resp.OK() {
 		return provider.Object{}, c.createError(resp, n.Type)
@@ -709,7 +709,7 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 		if rerr == nil && applied(back, p, changed) {
 			return back, nil
 		}
-		return provider.Object{}, outcomeUnknown("update", err)
+		return provider.Object{}, c.api.Unsettled("update", "object", err)
 	}
 	if resp.Status == http.StatusNotFound && !bucketMissing(resp) {
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: p.ID}
@@ -768,7 +768,7 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 		case rerr == nil:
 			return provider.Object{}, err // still there: not deleted
 		}
-		return provider.Object{}, outcomeUnknown("delete", err)
+		return provider.Object{}, c.api.Unsettled("delete", "object", err)
 	}
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
@@ -779,17 +779,6 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 		return provider.Object{}, c.decode(resp, "object", new(json.RawMessage), EnvAPIURL)
 	}
 	return obj, nil
-}
-
-// outcomeUnknown reports a write whose answer was lost and whose effect a
-// read-back could not establish.
-func outcomeUnknown(what string, cause error) error {
-	msg := "the " + what + " was sent but no answer came back, and reading the object back could not tell whether it was applied"
-	var ue *provider.UpstreamError
-	if errors.As(cause, &ue) && ue.Message != "" {
-		msg += " (" + ue.Message + ")"
-	}
-	return &provider.UpstreamError{Provider: Name, Message: upstream.Cut(msg, upstream.MaxMessage), Kind: provider.ErrOutcomeUnknown}
 }
 
 // writeError maps a failed write: 400/422 validation to a FieldError

@@ -264,6 +264,17 @@ func (a *API) BadAnswer(resp *Response, write bool, what string) *provider.Upstr
 	return &provider.UpstreamError{Provider: a.Name, Status: resp.Status, Message: a.Clean(what), RequestID: a.requestID(resp), Kind: kind}
 }
 
+// Unsettled is a write whose answer was lost and whose effect reading the
+// thing back ("object") could not establish: ErrOutcomeUnknown, with what
+// the failure said.
+func (a *API) Unsettled(write, thing string, cause error) *provider.UpstreamError {
+	msg := "the " + write + " was sent but no answer came back, and reading the " + thing + " back could not tell whether it was applied"
+	if ue, ok := errors.AsType[*provider.UpstreamError](cause); ok && ue.Message != "" {
+		msg += " (" + ue.Message + ")"
+	}
+	return &provider.UpstreamError{Provider: a.Name, Message: Cut(msg, MaxMessage), Kind: provider.ErrOutcomeUnknown}
+}
+
 // Clean makes text the API sent safe to put in an error or a log line:
 // the provider's secrets and anything shaped like a credential masked, then
 // cut to MaxMessage bytes.

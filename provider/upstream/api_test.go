@@ -268,6 +268,11 @@ func TestAPIBadAnswer(t *testing.T) {
 	if e := a.BadAnswer(resp, false, "no list"); e.Kind != provider.ErrUnavailable {
 		t.Errorf("read: %#v", e)
 	}
+	lost := &provider.UpstreamError{Provider: "test", Message: "connection reset", Kind: provider.ErrUnavailable}
+	e := a.Unsettled("update", "item", lost)
+	if e.Kind != provider.ErrOutcomeUnknown || e.Message != "the update was sent but no answer came back, and reading the item back could not tell whether it was applied (connection reset)" {
+		t.Errorf("unsettled: %#v", e)
+	}
 }
 
 // The log line names method, path, status and request id, never the
