@@ -325,28 +325,13 @@ func taskBody(n provider.NewObject, fields map[string]json.RawMessage) (map[stri
 		return nil, &provider.FieldError{Field: "fields.capability", Problem: "is required", Fix: `name the capability to hire for, e.g. {"capability": "summarize"}`}
 	}
 	body := map[string]any{"capability": capability, "execution_mode": "async"}
-	if raw, ok := fields["input"]; ok && string(raw) != "null" {
-		t := strings.TrimSpace(string(raw))
-		if t == "" || (t[0] != '"' && t[0] != '{') || t == `""` {
-			return nil, &provider.FieldError{Field: "fields.input", Problem: "must be a non-empty string or an object", Fix: `write {"input": "text"} or {"input": {...}}`}
-		}
-		body["input"] = raw
-	} else {
-		if strings.TrimSpace(n.Title) == "" {
-			return nil, &provider.FieldError{Field: "fields.input", Problem: "is required", Fix: "pass fields.input, or a title to use as the input"}
-		}
-		body["input"] = n.Title
+	input, err := taskInput(fields, n.Title)
+	if err != nil {
+		return nil, err
 	}
+	body["input"] = input
 	if raw, ok := fields["max_price"]; ok && string(raw) != "null" {
-		var f float64
-		var s string
-		switch {
-		case json.Unmarshal(raw, &f) == nil && f > 0:
-		case json.Unmarshal(raw, &s) == nil:
-			if v, err := strconv.ParseFloat(s, 64); err != nil || v <= 0 {
-				return nil, &provider.FieldError{Field: "fields.max_price", Problem: "must be a positive amount", Fix: `write e.g. {"max_price": "5.00"}`}
-			}
-		default:
+		if !positiveAmount(raw) {
 			return nil, &provider.FieldError{Field: "fields.max_price", Problem: "must be a positive amount", Fix: `write e.g. {"max_price": "5.00"}`}
 		}
 		body["max_price"] = raw
@@ -364,6 +349,38 @@ func taskBody(n provider.NewObject, fields map[string]json.RawMessage) (map[stri
 	return body, nil
 }
 
+// taskInput is fields.input, a non-empty string or an object, as sent;
+// without one, the title.
+func taskInput(fields map[string]json.RawMessage, title string) (any, error) {
+	raw, ok := fields["input"]
+	if !ok || string(raw) == "null" {
+		if strings.TrimSpace(title) == "" {
+			return nil, &provider.FieldError{Field: "fields.input", Problem: "is required", Fix: "pass fields.input, or a title to use as the input"}
+		}
+		return title, nil
+	}
+	t := strings.TrimSpace(string(raw))
+	if t == "" || (t[0] != '"' && t[0] != '{') || t == `""` {
+		return nil, &provider.FieldError{Field: "fields.input", Problem: "must be a non-empty string or an object", Fix: `write {"input": "text"} or {"input": {...}}`}
+	}
+	return raw, nil
+}
+
+// positiveAmount reports whether raw is a positive number, or a string
+// that reads as one.
+func positiveAmount(raw json.RawMessage) bool {
+	var f float64
+	var s string
+	switch {
+	case json.Unmarshal(raw, &f) == nil && f > 0:
+		return true
+	case json.Unmarshal(raw, &s) == nil:
+		v, err := strconv.ParseFloat(s, 64)
+		return err == nil && v > 0
+	}
+	return false
+}
+
 type artifactIn struct {
 	Type    string `json:"artifact_type"`
 	Name    string `json:"name"`
@@ -377,43 +394,13 @@ func (c *Client) createArtifacts(ctx context.Context, n provider.NewObject, fiel
 	if err := unknownField(fields, artifactWritable, "an artifact"); err != nil {
 		return provider.Object{}, err
 	}
-	taskID, _, err := str(fields, "task_id")
+	taskID, err := artifactTask(fields)
 	if err != nil {
 		return provider.Object{}, err
 	}
-	if taskID == "" {
-		return provider.Object{}, &provider.FieldError{Field: "fields.task_id", Problem: "is required: artifacts belong to a task", Fix: "pass the task's id from content_list type tasks"}
-	}
-	if !idPattern().MatchString(taskID) {
-		return provider.Object{}, &provider.FieldError{Field: "fields.task_id", Problem: "is not a task id", Fix: "pass the task's id from content_list type tasks"}
-	}
-	var list []artifactIn
-	if raw, ok := fields["artifacts"]; ok {
-		for _, k := range []string{"artifact_type", "name", "content"} {
-			if _, both := fields[k]; both {
-				return provider.Object{}, &provider.FieldError{Field: "fields." + k, Problem: "give either one artifact (artifact_type, name, content) or fields.artifacts, not both", Fix: "move it into the list"}
-			}
-		}
-		var items []map[string]json.RawMessage
-		if json.Unmarshal(raw, &items) != nil {
-			return provider.Object{}, &provider.FieldError{Field: "fields.artifacts", Problem: "must be a list of objects", Fix: `write [{"artifact_type": "text", "name": "...", "content": "..."}]`}
-		}
-		if len(items) == 0 || len(items) > MaxArtifactsPerRequest {
-			return provider.Object{}, &provider.FieldError{Field: "fields.artifacts", Problem: fmt.Sprintf("%d artifacts: Agrenting takes 1 to %d per request", len(items), MaxArtifactsPerRequest), Fix: "split the list"}
-		}
-		for i, it := range items {
-			a, err := artifactFrom(it, "", fmt.Sprintf("fields.artifacts[%d].", i))
-			if err != nil {
-				return provider.Object{}, err
-			}
-			list = append(list, a)
-		}
-	} else {
-		a, err := artifactFrom(fields, n.Title, "fields.")
-		if err != nil {
-			return provider.Object{}, err
-		}
-		list = []artifactIn{a}
+	list, err := artifactList(fields, n.Title)
+	if err != nil {
+		return provider.Object{}, err
 	}
 	path := "/tasks/" + url.PathEscape(taskID) + "/artifacts"
 	res, err := c.do(ctx, call{method: http.MethodPost, path: path, body: map[string]any{"artifacts": list}, idemKey: newIdempotencyKey()})
@@ -423,6 +410,58 @@ func (c *Client) createArtifacts(ctx context.Context, n provider.NewObject, fiel
 		}
 		return provider.Object{}, c.writeError(err, res.env, nil)
 	}
+	return c.postedArtifacts(res)
+}
+
+// artifactTask reads fields.task_id, which artifacts must name.
+func artifactTask(fields map[string]json.RawMessage) (string, error) {
+	taskID, _, err := str(fields, "task_id")
+	switch {
+	case err != nil:
+		return "", err
+	case taskID == "":
+		return "", &provider.FieldError{Field: "fields.task_id", Problem: "is required: artifacts belong to a task", Fix: "pass the task's id from content_list type tasks"}
+	case !idPattern().MatchString(taskID):
+		return "", &provider.FieldError{Field: "fields.task_id", Problem: "is not a task id", Fix: "pass the task's id from content_list type tasks"}
+	}
+	return taskID, nil
+}
+
+// artifactList reads the artifacts to post: fields.artifacts, 1 to
+// MaxArtifactsPerRequest of them, or the one artifact the fields describe
+// (its name defaulting to title).
+func artifactList(fields map[string]json.RawMessage, title string) ([]artifactIn, error) {
+	raw, ok := fields["artifacts"]
+	if !ok {
+		a, err := artifactFrom(fields, title, "fields.")
+		return []artifactIn{a}, err
+	}
+	for _, k := range []string{"artifact_type", "name", "content"} {
+		if _, both := fields[k]; both {
+			return nil, &provider.FieldError{Field: "fields." + k, Problem: "give either one artifact (artifact_type, name, content) or fields.artifacts, not both", Fix: "move it into the list"}
+		}
+	}
+	var items []map[string]json.RawMessage
+	if json.Unmarshal(raw, &items) != nil {
+		return nil, &provider.FieldError{Field: "fields.artifacts", Problem: "must be a list of objects", Fix: `write [{"artifact_type": "text", "name": "...", "content": "..."}]`}
+	}
+	if len(items) == 0 || len(items) > MaxArtifactsPerRequest {
+		return nil, &provider.FieldError{Field: "fields.artifacts", Problem: fmt.Sprintf("%d artifacts: Agrenting takes 1 to %d per request", len(items), MaxArtifactsPerRequest), Fix: "split the list"}
+	}
+	list := make([]artifactIn, 0, len(items))
+	for i, it := range items {
+		a, err := artifactFrom(it, "", fmt.Sprintf("fields.artifacts[%d].", i))
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, a)
+	}
+	return list, nil
+}
+
+// postedArtifacts is the first artifact of a POST's answer; with several,
+// its fields.batch_ids names them all.
+func (c *Client) postedArtifacts(res result) (provider.Object, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(res.env.Data, &raws); err != nil || len(raws) == 0 {
 		return provider.Object{}, fmt.Errorf("agrenting: %w: the artifacts were posted but the answer lists none; list the task's artifacts to see them", provider.ErrOutcomeUnknown)

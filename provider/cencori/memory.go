@@ -243,35 +243,7 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		limit = 50
 	}
 	if p.search {
-		if q.Cursor != "" {
-			return provider.Page{}, &provider.FieldError{Field: "cursor", Problem: "a semantic search returns a single page", Fix: "leave cursor out, or raise limit"}
-		}
-		if q.Limit < 1 {
-			limit = searchMax
-		}
-		if limit > searchMax {
-			// Cencori clamps topK to 1-20 and drops the rest without a word;
-			// keygate says so instead of returning 20 as if they were all.
-			return provider.Page{}, &provider.FieldError{Field: "limit",
-				Problem: fmt.Sprintf("a Cencori semantic search returns at most %d results (the server clamps topK to 1-%d), so %d cannot be honoured", searchMax, searchMax, limit),
-				Fix:     fmt.Sprintf("use limit %d or less, narrow the query, or list without a query to page through every memory", searchMax)}
-		}
-		body := map[string]any{"query": p.query, "topK": limit}
-		p.scope.body(body)
-		// A search changes nothing, so it may be retried like a GET.
-		resp, err := c.sendMemory(ctx, http.MethodPost, "/v1/memory/search", nil, body, true)
-		if err != nil {
-			return provider.Page{}, c.memoryError(err, "")
-		}
-		var ans searchAnswer
-		if err := c.decode(resp, "memory search", false, &ans); err != nil {
-			return provider.Page{}, err
-		}
-		objs, err := toObjects(ans.Results)
-		if err != nil {
-			return provider.Page{}, err
-		}
-		return provider.Page{Objects: objs, Total: len(objs)}, nil
+		return c.search(ctx, p, q, limit)
 	}
 	v := url.Values{}
 	p.scope.values(v)
@@ -299,6 +271,40 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		page.Total = len(objs) // the whole list fit in one page
 	}
 	return page, nil
+}
+
+// search is a List with a query: one page of up to limit results (20
+// by default and at most), best first.
+func (c *Client) search(ctx context.Context, p listPlan, q provider.ListQuery, limit int) (provider.Page, error) {
+	if q.Cursor != "" {
+		return provider.Page{}, &provider.FieldError{Field: "cursor", Problem: "a semantic search returns a single page", Fix: "leave cursor out, or raise limit"}
+	}
+	if q.Limit < 1 {
+		limit = searchMax
+	}
+	if limit > searchMax {
+		// Cencori clamps topK to 1-20 and drops the rest without a word;
+		// keygate says so instead of returning 20 as if they were all.
+		return provider.Page{}, &provider.FieldError{Field: "limit",
+			Problem: fmt.Sprintf("a Cencori semantic search returns at most %d results (the server clamps topK to 1-%d), so %d cannot be honoured", searchMax, searchMax, limit),
+			Fix:     fmt.Sprintf("use limit %d or less, narrow the query, or list without a query to page through every memory", searchMax)}
+	}
+	body := map[string]any{"query": p.query, "topK": limit}
+	p.scope.body(body)
+	// A search changes nothing, so it may be retried like a GET.
+	resp, err := c.sendMemory(ctx, http.MethodPost, "/v1/memory/search", nil, body, true)
+	if err != nil {
+		return provider.Page{}, c.memoryError(err, "")
+	}
+	var ans searchAnswer
+	if err := c.decode(resp, "memory search", false, &ans); err != nil {
+		return provider.Page{}, err
+	}
+	objs, err := toObjects(ans.Results)
+	if err != nil {
+		return provider.Page{}, err
+	}
+	return provider.Page{Objects: objs, Total: len(objs)}, nil
 }
 
 // Get reads one memory by id. A memory has no slug of its own: its slug is

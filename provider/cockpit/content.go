@@ -282,41 +282,18 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err := statusOnlyPublished("status", q.Status); err != nil {
 		return provider.Page{}, err
 	}
-	limit := q.Limit
-	if limit <= 0 {
-		limit = defaultLimit
-	}
-	limit = min(limit, maxLimit)
-	skip := 0
-	if q.Cursor != "" {
-		n, err := strconv.Atoi(q.Cursor)
-		if err != nil || n < 0 {
-			return provider.Page{}, &provider.FieldError{Field: "cursor", Problem: "not a position this provider issued",
-				Fix: "pass next_cursor from the previous page unchanged, or leave it out to start over"}
-		}
-		skip = n
-	}
-	filter, err := buildFilter(q.Filter)
+	limit, skip, err := upstream.Offset(q, defaultLimit, maxLimit)
 	if err != nil {
 		return provider.Page{}, err
 	}
-	sort, err := buildSort(q.Sort)
+	params, err := listParams(q, limit, skip)
 	if err != nil {
 		return provider.Page{}, err
-	}
-	params := url.Values{"sort": {sort}, "limit": {strconv.Itoa(limit)}, "skip": {strconv.Itoa(skip)}}
-	if len(filter) > 0 {
-		b, err := json.Marshal(filter)
-		if err != nil {
-			return provider.Page{}, &provider.FieldError{Field: "filter", Problem: "cannot be encoded as JSON", Fix: "compare with strings, numbers or booleans"}
-		}
-		params.Set("filter", string(b))
 	}
 	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("items", q.Type), params, nil))
-	if err != nil {
-		return provider.Page{}, err
-	}
 	switch {
+	case err != nil:
+		return provider.Page{}, err
 	case resp.Status == http.StatusNotFound:
 		return provider.Page{}, c.notFoundOr(resp, q.Type, "")
 	case resp.Status == http.StatusBadRequest:
@@ -339,15 +316,43 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 			return singletonPage(q, one, skip)
 		}
 	}
+	return listPage(q.Type, items, total, skip, limit), nil
+}
+
+// listParams are a list's filter, sort, limit and skip as Cockpit reads
+// them (Q1-Q8).
+func listParams(q provider.ListQuery, limit, skip int) (url.Values, error) {
+	filter, err := buildFilter(q.Filter)
+	if err != nil {
+		return nil, err
+	}
+	sort, err := buildSort(q.Sort)
+	if err != nil {
+		return nil, err
+	}
+	params := url.Values{"sort": {sort}, "limit": {strconv.Itoa(limit)}, "skip": {strconv.Itoa(skip)}}
+	if len(filter) > 0 {
+		b, err := json.Marshal(filter)
+		if err != nil {
+			return nil, &provider.FieldError{Field: "filter", Problem: "cannot be encoded as JSON", Fix: "compare with strings, numbers or booleans"}
+		}
+		params.Set("filter", string(b))
+	}
+	return params, nil
+}
+
+// listPage is a page of items, with the next page's cursor when the total
+// (or, without one, a full page) says there is more.
+func listPage(model string, items []item, total, skip, limit int) provider.Page {
 	page := provider.Page{Objects: make([]provider.Object, 0, len(items)), Total: total}
 	for _, it := range items {
-		page.Objects = append(page.Objects, it.toObject(q.Type))
+		page.Objects = append(page.Objects, it.toObject(model))
 	}
 	next := skip + len(items)
 	if len(items) > 0 && (total >= 0 && next < total || total < 0 && len(items) == limit) {
 		page.NextCursor = strconv.Itoa(next)
 	}
-	return page, nil
+	return page
 }
 
 // singletonPage is a singleton's one item as a page. Cockpit ignores

@@ -216,19 +216,9 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err := c.needBucket(); err != nil {
 		return provider.Page{}, err
 	}
-	limit := q.Limit
-	if limit <= 0 {
-		limit = defaultLimit
-	}
-	limit = min(limit, maxLimit)
-	skip := 0
-	if q.Cursor != "" {
-		n, err := strconv.Atoi(q.Cursor)
-		if err != nil || n < 0 {
-			return provider.Page{}, &provider.FieldError{Field: "cursor", Problem: "not a position this provider issued",
-				Fix: "pass next_cursor from the previous page unchanged, or leave it out to start over"}
-		}
-		skip = n
+	limit, skip, err := upstream.Offset(q, defaultLimit, maxLimit)
+	if err != nil {
+		return provider.Page{}, err
 	}
 	query, status, none, err := buildQuery(q)
 	if err != nil {
@@ -238,13 +228,9 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err != nil {
 		return provider.Page{}, err
 	}
-	empty := provider.Page{Objects: []provider.Object{}, Total: 0}
 	if none {
 		// The status conditions exclude each other: nothing can match.
-		if err := c.emptyAnswer(ctx, q.Type); err != nil {
-			return provider.Page{}, err
-		}
-		return empty, nil
+		return c.emptyPage(ctx, q.Type, 0)
 	}
 	qs, err := json.Marshal(query)
 	if err != nil {
@@ -254,24 +240,36 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		"query": {string(qs)}, "props": {objectProps}, "limit": {strconv.Itoa(limit)}, "skip": {strconv.Itoa(skip)},
 		"sort": {sort}, "status": {status}, "depth": {"0"},
 	}, nil))
-	if err != nil {
-		return provider.Page{}, err
-	}
 	switch {
+	case err != nil:
+		return provider.Page{}, err
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
-		if skip > 0 {
-			// Past the end of a list that had objects: the count is not known
-			// from this answer.
-			empty.Total = -1
-			return empty, nil
-		}
-		if err := c.emptyAnswer(ctx, q.Type); err != nil {
-			return provider.Page{}, err
-		}
-		return empty, nil
+		return c.emptyPage(ctx, q.Type, skip)
 	case !resp.OK():
 		return provider.Page{}, c.api.Error(resp)
 	}
+	return c.page(resp, skip, limit)
+}
+
+// emptyPage is a list that matched nothing (Cosmic's 404 for an empty
+// list, docs/providers/cosmic.md, Errors): an empty page when the type
+// exists, else a NotFoundError for it. Past the end of a list that had
+// objects (skip > 0) the count is not known from the answer.
+func (c *Client) emptyPage(ctx context.Context, typ string, skip int) (provider.Page, error) {
+	empty := provider.Page{Objects: []provider.Object{}, Total: 0}
+	if skip > 0 {
+		empty.Total = -1
+		return empty, nil
+	}
+	if err := c.emptyAnswer(ctx, typ); err != nil {
+		return provider.Page{}, err
+	}
+	return empty, nil
+}
+
+// page reads a list's answer: its objects, the total when Cosmic gives
+// it, and the next page's cursor.
+func (c *Client) page(resp *upstream.Response, skip, limit int) (provider.Page, error) {
 	var objs []object
 	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
 		return provider.Page{}, err
@@ -575,8 +573,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	if n.Status != provider.StatusDraft && n.Status != provider.StatusPublished {
 		return provider.Object{}, &provider.FieldError{Field: "status", Problem: "must be draft or published", Fix: `use "draft" or "published"`}
 	}
-	canRead := !c.cfg.ReadKey.Secret.IsZero()
-	if canRead {
+	if !c.cfg.ReadKey.Secret.IsZero() {
 		// Also establishes that the type exists (NotFoundError otherwise).
 		if err := c.checkSlugFree(ctx, n.Type, n.Slug, ""); err != nil {
 			return provider.Object{}, err
@@ -585,22 +582,34 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	body := map[string]any{"title": n.Title, "type": n.Type, "slug": n.Slug, "status": n.Status, "metadata": meta}
 	resp, err := c.api.Send(ctx, c.call(http.MethodPost, credWrite, c.bucketPath("/objects"), nil, body))
 	if err != nil {
-		if !canRead {
-			return provider.Object{}, c.api.Unsettled("create", "object", err)
-		}
-		// The POST may or may not have been applied: look for it.
-		obj, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
-		if rerr == nil && found && obj.Title == n.Title {
-			return obj, nil
-		}
-		if rerr == nil && !found {
-			return provider.Object{}, err // nothing was created
-		}
-		return provider.Object{}, c.api.Unsettled("create", "object", err)
+		return c.settleCreate(ctx, n, err)
 	}
 	if !resp.OK() {
 		return provider.Object{}, c.createError(resp, n.Type)
 	}
+	return c.created(ctx, resp, n, meta)
+}
+
+// settleCreate looks, by its slug, for the object of a create whose
+// answer was lost; without a read key it cannot.
+func (c *Client) settleCreate(ctx context.Context, n provider.NewObject, cause error) (provider.Object, error) {
+	if c.cfg.ReadKey.Secret.IsZero() {
+		return provider.Object{}, c.api.Unsettled("create", "object", cause)
+	}
+	obj, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
+	switch {
+	case rerr == nil && found && obj.Title == n.Title:
+		return obj, nil
+	case rerr == nil && !found:
+		return provider.Object{}, cause // nothing was created
+	}
+	return provider.Object{}, c.api.Unsettled("create", "object", cause)
+}
+
+// created reads a create's answer: the object as Cosmic stored it, read
+// back whole when the answer is partial and a read key allows; else built
+// from what was sent.
+func (c *Client) created(ctx context.Context, resp *upstream.Response, n provider.NewObject, meta map[string]any) (provider.Object, error) {
 	var o object
 	if err := c.decode(resp, "object", &o, EnvAPIURL); err != nil {
 		return provider.Object{}, err
@@ -608,18 +617,19 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	if o.ID == "" {
 		return provider.Object{}, c.api.BadAnswer(resp, true, "create answered without an object id")
 	}
-	if o.Metadata == nil || o.Type == "" {
-		if canRead {
-			return c.getByID(ctx, n.Type, o.ID) // a partial answer: read the whole object back
-		}
-		// A partial answer and no way to read: the object was created in
-		// n.Type with the metadata sent.
-		if o.Type == "" {
-			o.Type = n.Type
-		}
-		if o.Metadata == nil {
-			o.Metadata, _ = json.Marshal(meta)
-		}
+	if o.Metadata != nil && o.Type != "" {
+		return o.toProvider(), nil
+	}
+	if !c.cfg.ReadKey.Secret.IsZero() {
+		return c.getByID(ctx, n.Type, o.ID) // a partial answer: read the whole object back
+	}
+	// A partial answer and no way to read: the object was created in
+	// n.Type with the metadata sent.
+	if o.Type == "" {
+		o.Type = n.Type
+	}
+	if o.Metadata == nil {
+		o.Metadata, _ = json.Marshal(meta)
 	}
 	return o.toProvider(), nil
 }
@@ -653,38 +663,9 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 	if err := c.needWriteKey(); err != nil {
 		return provider.Object{}, err
 	}
-	body := map[string]any{}
-	if p.Title != nil {
-		body["title"] = *p.Title
-	}
-	if p.Status != nil {
-		if *p.Status != provider.StatusDraft && *p.Status != provider.StatusPublished {
-			return provider.Object{}, &provider.FieldError{Field: "status", Problem: "must be draft or published", Fix: `use "draft" or "published"`}
-		}
-		body["status"] = *p.Status
-	}
-	var changed map[string]any
-	if p.Fields != nil {
-		patch, err := fieldsObject(p.Fields)
-		if err != nil {
-			return provider.Object{}, err
-		}
-		var removed []string
-		for k, v := range patch {
-			if v == nil {
-				removed = append(removed, k)
-			}
-		}
-		if len(removed) > 0 {
-			slices.Sort(removed)
-			return provider.Object{}, &provider.FieldError{Field: "fields." + removed[0],
-				Problem: "Cosmic cannot remove a field: every object keeps one value per metafield of its object type",
-				Fix:     `send an empty value instead of null (e.g. ""), or remove the metafield from the object type in the Cosmic dashboard`}
-		}
-		if len(patch) > 0 {
-			changed = patch
-			body["metadata"] = changed
-		}
+	body, changed, err := patchBody(p)
+	if err != nil {
+		return provider.Object{}, err
 	}
 	cur, err := c.getByID(ctx, p.Type, p.ID)
 	if err != nil {
@@ -711,10 +692,55 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 		}
 		return provider.Object{}, c.api.Unsettled("update", "object", err)
 	}
-	if resp.Status == http.StatusNotFound && !bucketMissing(resp) {
-		return provider.Object{}, &provider.NotFoundError{What: "object", Name: p.ID}
+	return c.patched(ctx, resp, p)
+}
+
+// patchBody is the PATCH body of p without the slug (which needs a
+// check first), and the metadata keys it changes.
+func patchBody(p provider.Patch) (body, changed map[string]any, err error) {
+	body = map[string]any{}
+	if p.Title != nil {
+		body["title"] = *p.Title
 	}
-	if !resp.OK() {
+	if p.Status != nil {
+		if *p.Status != provider.StatusDraft && *p.Status != provider.StatusPublished {
+			return nil, nil, &provider.FieldError{Field: "status", Problem: "must be draft or published", Fix: `use "draft" or "published"`}
+		}
+		body["status"] = *p.Status
+	}
+	if p.Fields == nil {
+		return body, nil, nil
+	}
+	patch, err := fieldsObject(p.Fields)
+	if err != nil {
+		return nil, nil, err
+	}
+	var removed []string
+	for k, v := range patch {
+		if v == nil {
+			removed = append(removed, k)
+		}
+	}
+	if len(removed) > 0 {
+		slices.Sort(removed)
+		return nil, nil, &provider.FieldError{Field: "fields." + removed[0],
+			Problem: "Cosmic cannot remove a field: every object keeps one value per metafield of its object type",
+			Fix:     `send an empty value instead of null (e.g. ""), or remove the metafield from the object type in the Cosmic dashboard`}
+	}
+	if len(patch) > 0 {
+		changed = patch
+		body["metadata"] = changed
+	}
+	return body, changed, nil
+}
+
+// patched reads a PATCH's answer: the object as Cosmic stored it, read
+// back whole when the answer is partial.
+func (c *Client) patched(ctx context.Context, resp *upstream.Response, p provider.Patch) (provider.Object, error) {
+	switch {
+	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
+		return provider.Object{}, &provider.NotFoundError{What: "object", Name: p.ID}
+	case !resp.OK():
 		return provider.Object{}, c.writeError(resp, p.Type, p.ID)
 	}
 	var o object

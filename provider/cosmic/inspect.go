@@ -201,88 +201,15 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 	d := provider.Description{Provider: Name, Details: map[string]any{}, Credentials: []provider.Credential{}, RotateHint: RotateHint}
 	if c.cfg.BucketSlug != "" {
 		d.Details["bucket"] = c.cfg.BucketSlug
-	}
-	reached := func(p probe) {
-		if p.verified == provider.VerifiedOK || p.verified == provider.VerifiedRejected {
-			d.Reachable = true
-		}
-	}
-
-	if c.cfg.BucketSlug != "" {
-		read := probe{}
-		if !c.cfg.ReadKey.Secret.IsZero() {
-			cr := describeCred(c.cfg.ReadKey, "cosmic_read_key", "Cosmic bucket read key", []string{string(auth.ContentRead)})
-			read = c.probeRead(ctx)
-			cr.Verified, cr.Detail = read.verified, read.detail
-			reached(read)
-			d.Credentials = append(d.Credentials, cr)
-		} else {
-			read = c.probeRead(ctx)
-			reached(read)
-			if read.verified == provider.VerifiedOK {
-				d.Problems = append(d.Problems, EnvReadKey+" is not set; this bucket answers reads without a read key")
-			} else {
-				d.Problems = append(d.Problems, EnvReadKey+" is not set and the bucket refused a read without one: content reads, updates and deletes will fail (content_create needs only the write key)")
-			}
-		}
-		d.Details["read_works"] = read.verified == provider.VerifiedOK
-		if !c.cfg.WriteKey.Secret.IsZero() {
-			cr := describeCred(c.cfg.WriteKey, "cosmic_write_key", "Cosmic bucket write key", []string{string(auth.ContentWrite), string(auth.ContentDelete)})
-			w := c.probeWrite(ctx)
-			cr.Verified, cr.Detail = w.verified, w.detail
-			reached(w)
-			d.Credentials = append(d.Credentials, cr)
-		} else {
-			d.Problems = append(d.Problems, EnvWriteKey+" is not set: content_create, content_update and content_delete are not available for Cosmic")
-		}
+		c.describeBucketKeys(ctx, &d)
 	} else {
 		d.Problems = append(d.Problems, EnvBucketSlug+" is not set: no bucket content is available")
 	}
-
 	if !c.cfg.PAT.Secret.IsZero() {
-		cr := describeCred(c.cfg.PAT, "cosmic_pat", "Cosmic personal access token", []string{})
-		u, p := c.whoami(ctx)
-		cr.Verified, cr.Detail = p.verified, p.detail
-		reached(p)
-		if p.verified == provider.VerifiedOK {
-			d.Owner = u.display()
-			cr.Detail = "account token of " + d.Owner + "; it grants no content scope in keygate by itself"
-		}
-		d.Credentials = append(d.Credentials, cr)
+		c.describePAT(ctx, &d)
 	}
-
 	if !c.cfg.AgentKey.Secret.IsZero() {
-		cr := describeCred(c.cfg.AgentKey, "cosmic_agent_key", "Cosmic agent key", []string{})
-		st, p := c.agentStatus(ctx)
-		cr.Verified, cr.Detail = p.verified, p.detail
-		reached(p)
-		if p.verified == provider.VerifiedOK {
-			agent := map[string]any{"auth_type": st.AuthType, "claim_status": st.ClaimStatus}
-			if st.PlanID != nil {
-				agent["plan_id"] = st.PlanID
-			}
-			if st.Limits != nil {
-				agent["limits"] = st.Limits
-			}
-			if st.Bucket.Slug != "" {
-				agent["bucket"] = st.Bucket.Slug
-			}
-			if st.Project.ID != "" {
-				agent["project"] = st.Project.ID
-			}
-			if st.AutoDeleteAfterDays != nil {
-				agent["auto_delete_after_days"] = st.AutoDeleteAfterDays
-			}
-			d.Details["agent"] = agent
-			cr.Detail = "agent key, claim status " + orUnknown(st.ClaimStatus) + "; used for the agent sign-up flow only"
-			if st.AuthType == "unclaimed" || st.ClaimStatus == "unclaimed" || st.ClaimStatus == "pending" {
-				d.Problems = append(d.Problems, "the agent's Cosmic project is unclaimed: it is limited (50 objects, 5 MB media, no AI) and deleted after 14 days unless the human claims it")
-			}
-			if d.Owner == "" && st.Project.ID != "" {
-				d.Owner = "agent project " + st.Project.ID
-			}
-		}
-		d.Credentials = append(d.Credentials, cr)
+		c.describeAgentKey(ctx, &d)
 	}
 	for _, cr := range d.Credentials {
 		if cr.Verified == provider.VerifiedRejected {
@@ -290,6 +217,94 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		}
 	}
 	return d, nil
+}
+
+// reached records in d that a probe got an answer about a key.
+func reached(d *provider.Description, p probe) {
+	if p.verified == provider.VerifiedOK || p.verified == provider.VerifiedRejected {
+		d.Reachable = true
+	}
+}
+
+// describeBucketKeys checks the read key (or keyless reads) and the
+// write key.
+func (c *Client) describeBucketKeys(ctx context.Context, d *provider.Description) {
+	read := c.probeRead(ctx)
+	reached(d, read)
+	switch {
+	case !c.cfg.ReadKey.Secret.IsZero():
+		cr := describeCred(c.cfg.ReadKey, "cosmic_read_key", "Cosmic bucket read key", []string{string(auth.ContentRead)})
+		cr.Verified, cr.Detail = read.verified, read.detail
+		d.Credentials = append(d.Credentials, cr)
+	case read.verified == provider.VerifiedOK:
+		d.Problems = append(d.Problems, EnvReadKey+" is not set; this bucket answers reads without a read key")
+	default:
+		d.Problems = append(d.Problems, EnvReadKey+" is not set and the bucket refused a read without one: content reads, updates and deletes will fail (content_create needs only the write key)")
+	}
+	d.Details["read_works"] = read.verified == provider.VerifiedOK
+	if c.cfg.WriteKey.Secret.IsZero() {
+		d.Problems = append(d.Problems, EnvWriteKey+" is not set: content_create, content_update and content_delete are not available for Cosmic")
+		return
+	}
+	cr := describeCred(c.cfg.WriteKey, "cosmic_write_key", "Cosmic bucket write key", []string{string(auth.ContentWrite), string(auth.ContentDelete)})
+	w := c.probeWrite(ctx)
+	cr.Verified, cr.Detail = w.verified, w.detail
+	reached(d, w)
+	d.Credentials = append(d.Credentials, cr)
+}
+
+// describePAT checks the personal access token and names its user.
+func (c *Client) describePAT(ctx context.Context, d *provider.Description) {
+	cr := describeCred(c.cfg.PAT, "cosmic_pat", "Cosmic personal access token", []string{})
+	u, p := c.whoami(ctx)
+	cr.Verified, cr.Detail = p.verified, p.detail
+	reached(d, p)
+	if p.verified == provider.VerifiedOK {
+		d.Owner = u.display()
+		cr.Detail = "account token of " + d.Owner + "; it grants no content scope in keygate by itself"
+	}
+	d.Credentials = append(d.Credentials, cr)
+}
+
+// describeAgentKey checks the agent key and reports its claim status and
+// limits.
+func (c *Client) describeAgentKey(ctx context.Context, d *provider.Description) {
+	cr := describeCred(c.cfg.AgentKey, "cosmic_agent_key", "Cosmic agent key", []string{})
+	st, p := c.agentStatus(ctx)
+	cr.Verified, cr.Detail = p.verified, p.detail
+	reached(d, p)
+	if p.verified == provider.VerifiedOK {
+		d.Details["agent"] = st.details()
+		cr.Detail = "agent key, claim status " + orUnknown(st.ClaimStatus) + "; used for the agent sign-up flow only"
+		if st.AuthType == "unclaimed" || st.ClaimStatus == "unclaimed" || st.ClaimStatus == "pending" {
+			d.Problems = append(d.Problems, "the agent's Cosmic project is unclaimed: it is limited (50 objects, 5 MB media, no AI) and deleted after 14 days unless the human claims it")
+		}
+		if d.Owner == "" && st.Project.ID != "" {
+			d.Owner = "agent project " + st.Project.ID
+		}
+	}
+	d.Credentials = append(d.Credentials, cr)
+}
+
+// details are the agent status figures auth_whoami shows: those present.
+func (st agentStatus) details() map[string]any {
+	agent := map[string]any{"auth_type": st.AuthType, "claim_status": st.ClaimStatus}
+	if st.PlanID != nil {
+		agent["plan_id"] = st.PlanID
+	}
+	if st.Limits != nil {
+		agent["limits"] = st.Limits
+	}
+	if st.Bucket.Slug != "" {
+		agent["bucket"] = st.Bucket.Slug
+	}
+	if st.Project.ID != "" {
+		agent["project"] = st.Project.ID
+	}
+	if st.AutoDeleteAfterDays != nil {
+		agent["auto_delete_after_days"] = st.AutoDeleteAfterDays
+	}
+	return agent
 }
 
 func orUnknown(s string) string {
