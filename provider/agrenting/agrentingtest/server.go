@@ -48,6 +48,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/provider/internal/fakekit"
 )
 
 // Limits and windows.
@@ -154,15 +156,6 @@ type idemEntry struct {
 	pendingUntil time.Time // StallNextOn: answers 409 until then
 }
 
-type injected struct {
-	method, path string // "" matches any
-	status       int
-	headers      map[string]string
-	body         string
-	drop         bool
-	stall        time.Duration
-}
-
 // Server is the fake. It is an http.Handler and safe for concurrent use.
 type Server struct {
 	mu         sync.Mutex
@@ -186,8 +179,8 @@ type Server struct {
 	lockedUntil  map[string]time.Time   // ip -> lockout end
 	// sessionsEndWithKey: revoking a key ends the sessions it opened.
 	sessionsEndWithKey bool
-	requests           map[string]int
-	inject             []injected
+	log                fakekit.Log    // every request, counted
+	faults             fakekit.Faults // matched by method and path
 	seq                int
 	lastStamp          time.Time
 }
@@ -272,7 +265,10 @@ func New(opts ...Option) *Server {
 		agents: map[string]*Agent{}, creds: map[string]*Credential{}, users: map[string][]string{},
 		sessions: map[string]*session{}, tasks: map[string]*Task{}, artifacts: map[string][]*Artifact{},
 		idem: map[string]*idemEntry{}, window: map[string][]time.Time{}, authTries: map[string][]time.Time{},
-		lockedUntil: map[string]time.Time{}, requests: map[string]int{},
+		lockedUntil: map[string]time.Time{},
+		// Agrenting sends its header names in lower case
+		// (docs/providers/agrenting.md, "Rate limits"); injected ones too.
+		faults: fakekit.Faults{LowerCase: true},
 	}
 	for _, o := range opts {
 		o(s)
@@ -308,35 +304,25 @@ func (s *Server) Start() *httptest.Server { return httptest.NewServer(s) }
 // any) answer status, headers and body before anything else runs (as a
 // proxy would): no idempotency record is made.
 func (s *Server) FailNextOn(method, path string, status int, headers map[string]string, body string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inject = append(s.inject, injected{method: method, path: path, status: status, headers: headers, body: body})
+	s.faults.Fail(method, path, status, headers, body)
 }
 
 // DropNextResponseOn makes the next matching request be handled in full
 // (stored, idempotency record completed) but its connection closed without
 // an answer.
 func (s *Server) DropNextResponseOn(method, path string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inject = append(s.inject, injected{method: method, path: path, drop: true})
+	s.faults.Drop(method, path)
 }
 
 // StallNextOn is DropNextResponseOn, and the request's idempotency record
 // stays "in progress" for d more (the fake's clock): a retry with the same
 // key meanwhile gets 409 IDEMPOTENCY_PENDING.
 func (s *Server) StallNextOn(method, path string, d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inject = append(s.inject, injected{method: method, path: path, drop: true, stall: d})
+	s.faults.Add(fakekit.Fault{Method: method, Path: path, Drop: true, Stall: d})
 }
 
 // Requests counts requests received for a path (as sent, /api/v1/...).
-func (s *Server) Requests(path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests[path]
-}
+func (s *Server) Requests(path string) int { return s.log.Count(path) }
 
 // Tasks returns copies of every task, oldest first.
 func (s *Server) Tasks() []Task {
@@ -470,39 +456,19 @@ func setLower(w http.ResponseWriter, name, value string) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.log.Add(r, "")
 	s.mu.Lock()
-	s.requests[r.URL.Path]++
 	s.seq++
 	reqID := fmt.Sprintf("req_%06d", s.seq)
-	var inj *injected
-	for i, in := range s.inject {
-		if (in.method == "" || in.method == r.Method) && (in.path == "" || in.path == r.URL.Path) {
-			inj = &in
-			s.inject = slices.Delete(s.inject, i, i+1)
-			break
-		}
-	}
 	s.mu.Unlock()
-	if inj != nil && !inj.drop {
-		for k, v := range inj.headers {
-			setLower(w, k, v)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(inj.status)
-		_, _ = w.Write([]byte(inj.body))
+	if f, ok := s.faults.Take(r); ok {
+		// An injected answer comes before anything else runs (as a proxy
+		// would): no idempotency record is made.
+		s.faults.Serve(w, f, func(w http.ResponseWriter) { s.handle(w, r, reqID, &f) })
 		return
 	}
 	rec := httptest.NewRecorder()
-	s.handle(rec, r, reqID, inj)
-	if inj != nil && inj.drop {
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
-	}
+	s.handle(rec, r, reqID, nil)
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
@@ -540,7 +506,7 @@ func match(pattern, path string) (map[string]string, bool) {
 	return out, true
 }
 
-func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, inj *injected) {
+func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, inj *fakekit.Fault) {
 	w.Header().Set("Content-Type", "application/json")
 	rest, ok := strings.CutPrefix(r.URL.Path, "/api/v1")
 	if !ok {
@@ -616,8 +582,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, in
 		// unknown: what the same key gets then; here it is free again.
 		delete(s.idem, hashed)
 	}
-	if inj != nil && inj.stall > 0 {
-		e.pendingUntil = s.now().Add(inj.stall)
+	if inj != nil && inj.Stall > 0 {
+		e.pendingUntil = s.now().Add(inj.Stall)
 	}
 	s.mu.Unlock()
 	s.write(w, rep)

@@ -31,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/provider/internal/fakekit"
 )
 
 // Path prefixes of the three hosts on the fake.
@@ -109,21 +111,7 @@ type ObjectType struct {
 }
 
 // Request is one request the server received, for assertions.
-type Request struct {
-	Method string
-	Path   string
-	Query  url.Values
-	Header http.Header
-	Body   string
-}
-
-type failure struct {
-	method, suffix string
-	status         int
-	headers        map[string]string
-	body           string
-	drop           bool // apply the request, then close the connection unanswered
-}
+type Request = fakekit.Request
 
 // Server is the fake. It is an http.Handler and safe for concurrent use.
 type Server struct {
@@ -138,9 +126,8 @@ type Server struct {
 	now          func() time.Time
 	types        []ObjectType
 	objects      []*Object
-	counts       map[string]int
-	seen         []Request
-	fails        []failure
+	log          fakekit.Log    // every request, kept
+	faults       fakekit.Faults // matched by path suffix
 	seq          int
 	base         string
 }
@@ -183,7 +170,7 @@ func WithoutSeed() Option { return func(s *Server) { s.types, s.objects = nil, n
 // New returns a fake seeded with demo data and the demo keys.
 func New(opts ...Option) *Server {
 	s := &Server{bucket: DemoBucket, readKey: DemoReadKey, writeKey: DemoWriteKey, pat: DemoPAT, agentKey: DemoAgentKey,
-		now: time.Now, counts: map[string]int{}}
+		now: time.Now, log: fakekit.Log{Keep: true}, faults: fakekit.Faults{Suffix: true}}
 	s.seed()
 	for _, o := range opts {
 		o(s)
@@ -248,29 +235,19 @@ func (s *Server) FailNext(status int, headers map[string]string, body string) {
 // FailNextRequest makes the next request with this method ("" any) whose
 // path ends in suffix ("" any) get this answer. Failures queue up.
 func (s *Server) FailNextRequest(method, suffix string, status int, headers map[string]string, body string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fails = append(s.fails, failure{method: method, suffix: suffix, status: status, headers: headers, body: body})
+	s.faults.Fail(method, suffix, status, headers, body)
 }
 
 // DropAnswerTo makes the next request with this method whose path ends in
 // suffix take effect and then lose its answer: the connection is closed
 // without a response, as on a network failure after the write.
-func (s *Server) DropAnswerTo(method, suffix string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fails = append(s.fails, failure{method: method, suffix: suffix, drop: true})
-}
+func (s *Server) DropAnswerTo(method, suffix string) { s.faults.Drop(method, suffix) }
 
 // Requests returns how many requests reached path (without the query).
-func (s *Server) Requests(path string) int { s.mu.Lock(); defer s.mu.Unlock(); return s.counts[path] }
+func (s *Server) Requests(path string) int { return s.log.Count(path) }
 
 // Seen returns every request received, in order.
-func (s *Server) Seen() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.seen)
-}
+func (s *Server) Seen() []Request { return s.log.Seen() }
 
 // Object returns a stored object by id.
 func (s *Server) Object(id string) (Object, bool) {
@@ -372,31 +349,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(io.LimitReader(r.Body, 6<<20))
 		body = string(b)
 	}
-	s.counts[r.URL.Path]++
-	s.seen = append(s.seen, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone(), Body: body})
-	for i, f := range s.fails {
-		if (f.method == "" || f.method == r.Method) && strings.HasSuffix(r.URL.Path, f.suffix) {
-			s.fails = slices.Delete(s.fails, i, i+1)
-			if f.drop {
-				s.route(httptest.NewRecorder(), r, body)
-				if hj, ok := w.(http.Hijacker); ok {
-					if conn, _, err := hj.Hijack(); err == nil {
-						_ = conn.Close()
-						return
-					}
-				}
-				panic(http.ErrAbortHandler)
-			}
-			for k, v := range f.headers {
-				w.Header().Set(k, v)
-			}
-			if w.Header().Get("Content-Type") == "" {
-				w.Header().Set("Content-Type", "application/json")
-			}
-			w.WriteHeader(f.status)
-			_, _ = w.Write([]byte(f.body))
-			return
-		}
+	s.log.Add(r, body)
+	if f, ok := s.faults.Take(r); ok {
+		s.faults.Serve(w, f, func(w http.ResponseWriter) { s.route(w, r, body) })
+		return
 	}
 	s.route(w, r, body)
 }
