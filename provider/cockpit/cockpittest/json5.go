@@ -26,6 +26,13 @@ func (o *object) get(k string) (any, bool) {
 	return v, ok
 }
 
+// Keys and Get make an object a fakekit.Object, which the query matcher
+// reads.
+func (o *object) Keys() []string { return o.keys }
+
+// Get is get.
+func (o *object) Get(k string) (any, bool) { return o.get(k) }
+
 // set replaces a key in place or appends it, as assigning to a PHP array
 // key does.
 func (o *object) set(k string, v any) {
