@@ -28,21 +28,16 @@ func Mongo(ops ...string) *Dialect {
 		Ops:        map[string]Op{},
 		LooseLogic: true,
 	}
+	compare := func(holds func(c int) bool) Op {
+		return func(val any, _ bool, arg any, _ Object) bool { return mongoCompare(val, arg, holds) }
+	}
 	all := map[string]Op{
-		"$eq": func(val any, _ bool, arg any, _ Object) bool { return mongoEqual(val, arg) },
-		"$ne": func(val any, _ bool, arg any, _ Object) bool { return !mongoEqual(val, arg) },
-		"$gt": func(val any, _ bool, arg any, _ Object) bool {
-			return mongoCompare(val, arg, func(c int) bool { return c > 0 })
-		},
-		"$gte": func(val any, _ bool, arg any, _ Object) bool {
-			return mongoCompare(val, arg, func(c int) bool { return c >= 0 })
-		},
-		"$lt": func(val any, _ bool, arg any, _ Object) bool {
-			return mongoCompare(val, arg, func(c int) bool { return c < 0 })
-		},
-		"$lte": func(val any, _ bool, arg any, _ Object) bool {
-			return mongoCompare(val, arg, func(c int) bool { return c <= 0 })
-		},
+		"$eq":      func(val any, _ bool, arg any, _ Object) bool { return mongoEqual(val, arg) },
+		"$ne":      func(val any, _ bool, arg any, _ Object) bool { return !mongoEqual(val, arg) },
+		"$gt":      compare(func(c int) bool { return c > 0 }),
+		"$gte":     compare(func(c int) bool { return c >= 0 }),
+		"$lt":      compare(func(c int) bool { return c < 0 }),
+		"$lte":     compare(func(c int) bool { return c <= 0 }),
 		"$in":      func(val any, _ bool, arg any, _ Object) bool { return mongoIn(val, arg) },
 		"$nin":     func(val any, _ bool, arg any, _ Object) bool { return !mongoIn(val, arg) },
 		"$all":     func(val any, _ bool, arg any, _ Object) bool { return mongoAll(val, arg) },
