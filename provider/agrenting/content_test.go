@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 func eq(path string, v any) provider.Condition {
@@ -87,17 +88,17 @@ func TestListRefusals(t *testing.T) {
 	for _, tc := range cases {
 		tc.q.Limit = 5
 		_, err := f.c.List(t.Context(), tc.q)
-		wantFieldError(t, err, tc.field)
+		providertest.WantFieldError(t, err, tc.field)
 	}
 	_, err := f.c.List(t.Context(), provider.ListQuery{Type: "posts", Limit: 5})
-	wantNotFound(t, err, "content type")
+	providertest.WantNotFound(t, err, "content type")
 	if f.fake.Requests("/api/v1/tasks") != 0 {
 		t.Error("a refusal made a request")
 	}
 	_, err = f.c.List(t.Context(), provider.ListQuery{Type: "artifacts", Limit: 5, Filter: []provider.Condition{eq("task_id", "task_nope")}})
-	wantFieldError(t, err, "filter")
+	providertest.WantFieldError(t, err, "filter")
 	_, err = f.c.List(t.Context(), provider.ListQuery{Type: "tasks", Limit: 5, Cursor: "!!"})
-	wantFieldError(t, err, "cursor")
+	providertest.WantFieldError(t, err, "cursor")
 }
 
 func TestGetTask(t *testing.T) {
@@ -110,9 +111,9 @@ func TestGetTask(t *testing.T) {
 		t.Error("id kept in fields")
 	}
 	_, err = f.c.Get(t.Context(), "tasks", provider.Ref{ID: "task_nope"})
-	wantNotFound(t, err, "object")
+	providertest.WantNotFound(t, err, "object")
 	_, err = f.c.Get(t.Context(), "tasks", provider.Ref{ID: "../ledger"})
-	wantNotFound(t, err, "object")
+	providertest.WantNotFound(t, err, "object")
 }
 
 func TestCreateTask(t *testing.T) {
@@ -151,17 +152,17 @@ func TestCreateTaskRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := f.c.Create(t.Context(), provider.NewObject{Type: "tasks", Title: "t", Fields: json.RawMessage(tc.fields)})
-		wantFieldError(t, err, tc.field)
+		providertest.WantFieldError(t, err, tc.field)
 	}
 	if f.fake.Requests("/api/v1/tasks") != 0 {
 		t.Error("a refusal made a request")
 	}
 	// The server's own refusals name the field too.
 	_, err := f.c.Create(t.Context(), provider.NewObject{Type: "tasks", Title: "t", Fields: json.RawMessage(`{"capability":"x","provider_agent_id":"nobody"}`)})
-	wantFieldError(t, err, "fields.provider_agent_id")
+	providertest.WantFieldError(t, err, "fields.provider_agent_id")
 	f.fake.SetBalance(agrentingtest.DemoAgentID, 1)
 	_, err = f.c.Create(t.Context(), provider.NewObject{Type: "tasks", Title: "t", Fields: json.RawMessage(`{"capability":"x","max_price":"5"}`)})
-	wantFieldError(t, err, "fields.max_price")
+	providertest.WantFieldError(t, err, "fields.max_price")
 	if countTasks(f) != 3 {
 		t.Errorf("%d tasks", countTasks(f))
 	}
@@ -270,7 +271,7 @@ func TestArtifacts(t *testing.T) {
 	}
 	// An artifact keygate has not seen cannot be fetched alone.
 	_, err = f.c.Get(ctx, "artifacts", provider.Ref{ID: "art_unseen"})
-	wantFieldError(t, err, "id")
+	providertest.WantFieldError(t, err, "id")
 	many := make([]string, 51)
 	for i := range many {
 		many[i] = `{"artifact_type":"text","name":"n","content":"c"}`
@@ -293,7 +294,7 @@ func TestArtifacts(t *testing.T) {
 	before := f.fake.Requests("/api/v1/tasks/task_seed_1/artifacts")
 	for _, tc := range cases {
 		_, err := f.c.Create(ctx, provider.NewObject{Type: "artifacts", Title: "t", Fields: json.RawMessage(tc.fields)})
-		wantFieldError(t, err, tc.field)
+		providertest.WantFieldError(t, err, tc.field)
 	}
 	if f.fake.Requests("/api/v1/tasks/task_seed_1/artifacts") != before {
 		t.Error("a refusal made a request")
@@ -324,5 +325,5 @@ func TestErrorsOnA2xxWrite(t *testing.T) {
 	f := newFixture(t, keyEnv())
 	f.fake.FailNextOn("POST", "/api/v1/tasks", 201, nil, `{"data":null,"meta":{"version":"1.0"},"errors":[{"code":"PARTIAL","message":"queued with errors"}]}`)
 	_, err := f.c.Create(t.Context(), provider.NewObject{Type: "tasks", Title: "t", Fields: json.RawMessage(`{"capability":"x"}`)})
-	wantKind(t, err, provider.ErrOutcomeUnknown)
+	providertest.WantKind(t, err, provider.ErrOutcomeUnknown)
 }

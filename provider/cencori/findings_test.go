@@ -9,6 +9,7 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 // Each test here pins one way keygate disagreed with Cencori's server
@@ -31,7 +32,7 @@ func TestMemoryGatedSaysWhyAndHowToFix(t *testing.T) {
 				t.Errorf("%s: %q does not say %q", what, err, want)
 			}
 		}
-		noSecret(t, err.Error(), cencoritest.DemoSecretKey)
+		providertest.NoSecret(t, err.Error(), cencoritest.DemoSecretKey)
 	}
 	_, err := f.c.Types(ctx)
 	wantExplained("types", err)
@@ -114,9 +115,9 @@ func TestScopeIsAlwaysSent(t *testing.T) {
 	}
 	before := f.fake.TotalRequests()
 	_, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{eq("sessionId", "chat-7"), eq("scope", "user")}})
-	wantFieldError(t, err, "filter")
+	providertest.WantFieldError(t, err, "filter")
 	_, err = f.c.Create(ctx, provider.NewObject{Type: "memories", Title: "x", Fields: json.RawMessage(`{"sessionId":"chat-7","scope":"user"}`)})
-	wantFieldError(t, err, "fields.scope")
+	providertest.WantFieldError(t, err, "fields.scope")
 	if f.fake.TotalRequests() != before {
 		t.Error("a refused scope was sent")
 	}
@@ -138,7 +139,7 @@ func TestSearchLimitAboveTwentyIsNotSilentlyCut(t *testing.T) {
 	before := f.fake.Requests("/v1/memory/search")
 	for _, limit := range []int{21, 50, 100} {
 		_, err := search(limit)
-		wantFieldError(t, err, "limit")
+		providertest.WantFieldError(t, err, "limit")
 		if !strings.Contains(err.Error(), "at most 20") {
 			t.Errorf("limit %d: %v", limit, err)
 		}
@@ -187,7 +188,7 @@ func TestLostWriteFoundDespiteServerMetadata(t *testing.T) {
 	}
 	// Keys Cencori sets itself would be overwritten: refused.
 	_, err = f.c.Create(ctx, provider.NewObject{Type: "memories", Title: "x", Fields: json.RawMessage(`{"metadata":{"extractedFrom":"chat"}}`)})
-	wantFieldError(t, err, "fields.metadata.extractedFrom")
+	providertest.WantFieldError(t, err, "fields.metadata.extractedFrom")
 }
 
 // A session-scope write answers the placeholder id mem_session, which no
@@ -216,7 +217,7 @@ func TestSessionWriteHasNoReadableID(t *testing.T) {
 		func() error { _, err := f.c.Get(ctx, "memories", provider.Ref{ID: "mem_session"}); return err },
 		func() error { _, err := f.c.Delete(ctx, "memories", "mem_session"); return err },
 	} {
-		wantFieldError(t, call(), "id")
+		providertest.WantFieldError(t, call(), "id")
 	}
 	if f.fake.Requests("/v1/memory/mem_session") != 0 {
 		t.Error("the placeholder id was sent")

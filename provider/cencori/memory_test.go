@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 func eq(path string, v any) provider.Condition {
@@ -121,7 +122,7 @@ func TestListQueryIsSemanticSearch(t *testing.T) {
 		t.Errorf("search %d list %d", f.fake.Requests("/v1/memory/search"), f.fake.Requests("/v1/memory/list"))
 	}
 	_, err := f.c.List(t.Context(), provider.ListQuery{Type: "memories", Limit: 5, Cursor: "x", Filter: []provider.Condition{eq("query", "x")}})
-	wantFieldError(t, err, "cursor")
+	providertest.WantFieldError(t, err, "cursor")
 }
 
 func TestListRefusals(t *testing.T) {
@@ -146,11 +147,11 @@ func TestListRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.q.Type, tc.q.Limit = "memories", 10
 			_, err := f.c.List(t.Context(), tc.q)
-			wantFieldError(t, err, tc.field)
+			providertest.WantFieldError(t, err, tc.field)
 		})
 	}
 	_, err := f.c.List(t.Context(), provider.ListQuery{Type: "posts", Limit: 1})
-	wantNotFound(t, err, "content type")
+	providertest.WantNotFound(t, err, "content type")
 	if f.fake.TotalRequests() != 0 {
 		t.Errorf("refusals made %d requests", f.fake.TotalRequests())
 	}
@@ -175,17 +176,17 @@ func TestGet(t *testing.T) {
 		t.Fatalf("by slug: %v", err)
 	}
 	_, err = f.c.Get(ctx, "memories", provider.Ref{ID: "mem_nope"})
-	wantNotFound(t, err, "object")
+	providertest.WantNotFound(t, err, "object")
 	before := f.fake.TotalRequests()
 	for _, bad := range []string{"../metrics", "a/b", "", strings.Repeat("x", 200)} {
 		_, err = f.c.Get(ctx, "memories", provider.Ref{ID: bad})
-		wantNotFound(t, err, "object")
+		providertest.WantNotFound(t, err, "object")
 	}
 	if f.fake.TotalRequests() != before {
 		t.Error("a malformed id was sent")
 	}
 	_, err = f.c.Get(ctx, "posts", provider.Ref{ID: cencoritest.SeedMemory2})
-	wantNotFound(t, err, "content type")
+	providertest.WantNotFound(t, err, "content type")
 }
 
 func TestCreate(t *testing.T) {
@@ -244,20 +245,20 @@ func TestCreateRefusals(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.fields, func(t *testing.T) {
 			_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "x", Fields: json.RawMessage(tc.fields)})
-			wantFieldError(t, err, tc.field)
+			providertest.WantFieldError(t, err, tc.field)
 		})
 	}
 	_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: " ", Fields: json.RawMessage(`{}`)})
-	wantFieldError(t, err, "fields.content")
+	providertest.WantFieldError(t, err, "fields.content")
 	if f.fake.TotalRequests() != 0 {
 		t.Errorf("refusals made %d requests", f.fake.TotalRequests())
 	}
 	// What only the server catches comes back naming the field.
 	f.fake.FailNextOn("POST", "/v1/memory/write", 400, nil, `{"error":"bad_request","message":"content is too long"}`)
 	_, err = f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "x", Fields: json.RawMessage(`{}`)})
-	wantFieldError(t, err, "fields.content")
+	providertest.WantFieldError(t, err, "fields.content")
 	_, err = f.c.Create(t.Context(), provider.NewObject{Type: "posts", Title: "x"})
-	wantNotFound(t, err, "content type")
+	providertest.WantNotFound(t, err, "content type")
 }
 
 func TestCreateLostAnswerIsFoundNotRepeated(t *testing.T) {
@@ -299,7 +300,7 @@ func TestCreateFailuresAreNotRetried(t *testing.T) {
 			f := newFixture(t, cencoritest.DemoSecretKey)
 			f.fake.FailNextOn("POST", "/v1/memory/write", tc.status, map[string]string{"Retry-After": "1"}, `{"error":"internal_error"}`)
 			_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "once only", Fields: json.RawMessage(`{}`)})
-			wantKind(t, err, tc.kind)
+			providertest.WantKind(t, err, tc.kind)
 			if f.fake.Requests("/v1/memory/write") != 1 || f.fake.Requests("/v1/memory/list") != tc.readBck {
 				t.Errorf("writes %d, read-backs %d", f.fake.Requests("/v1/memory/write"), f.fake.Requests("/v1/memory/list"))
 			}
@@ -333,7 +334,7 @@ func TestDelete(t *testing.T) {
 		t.Error("still stored")
 	}
 	_, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory1)
-	wantNotFound(t, err, "object")
+	providertest.WantNotFound(t, err, "object")
 	// A lost answer is settled by reading again: gone means deleted.
 	f.fake.DropNextResponseOn("DELETE", "/v1/memory/"+cencoritest.SeedMemory2)
 	o, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory2)
@@ -346,7 +347,7 @@ func TestDelete(t *testing.T) {
 	// A 500 that did not delete: the read-back finds it, so the delete failed.
 	f.fake.FailNextOn("DELETE", "/v1/memory/"+cencoritest.SeedMemory3, 500, nil, `{"error":"internal_error"}`)
 	_, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory3)
-	wantKind(t, err, provider.ErrUnavailable)
+	providertest.WantKind(t, err, provider.ErrUnavailable)
 	if _, ok := f.fake.Memory(cencoritest.SeedMemory3); !ok {
 		t.Error("deleted after all")
 	}

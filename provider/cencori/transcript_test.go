@@ -14,6 +14,7 @@ import (
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
 	"github.com/keygate/keygate/provider/cencori/internal/transcript"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 // replayer answers keygate from one transcript: each request must be one
@@ -118,7 +119,7 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = c.Get(ctx, TypeMemories, provider.Ref{ID: o.ID})
-			wantNotFound(t, err, "object")
+			providertest.WantNotFound(t, err, "object")
 		},
 		"session-memory": func(t *testing.T, c *Client, _ transcript.Vars) {
 			ctx := t.Context()
@@ -192,7 +193,7 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 			rp := &replayer{tr: tr, vars: transcript.Vars{"key": cencoritest.DemoSecretKey}, used: make([]bool, len(tr.Exchanges))}
 			hs := httptest.NewServer(rp)
 			defer hs.Close()
-			f := newFixtureAt(t, cencoritest.DemoSecretKey, hs.URL, nil, newClock())
+			f := newFixtureAt(t, cencoritest.DemoSecretKey, hs.URL, nil, providertest.NewClock())
 			drive(t, f.c, rp.vars)
 			rp.mu.Lock()
 			defer rp.mu.Unlock()

@@ -19,7 +19,7 @@ func TestLowScopeShareOfBucketLimit(t *testing.T) {
 	fake := cosmictest.New()
 	ts := fake.Start()
 	t.Cleanup(ts.Close)
-	cfg, _, err := LoadConfig(fakeEnv(fake).get)
+	cfg, _, err := LoadConfig(fakeEnv(fake).Get)
 	if err != nil {
 		t.Fatal(err)
 	}
