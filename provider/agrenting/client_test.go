@@ -152,12 +152,8 @@ func TestCrossHostRedirectRefused(t *testing.T) {
 	fake := agrentingtest.New(agrentingtest.WithClock(clk.Now))
 	target := fake.Start()
 	defer target.Close()
-	other := strings.Replace(target.URL, "127.0.0.1", "localhost", 1)
-	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, other+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-	}))
-	defer redirector.Close()
-	f := newFixtureAt(t, keyEnv(), redirector.URL+"/api/v1", fake, clk)
+	redirector := providertest.CrossHostRedirector(t, target.URL, http.StatusTemporaryRedirect)
+	f := newFixtureAt(t, keyEnv(), redirector+"/api/v1", fake, clk)
 	_, err := f.c.List(t.Context(), tasksQ)
 	if err == nil || !strings.Contains(err.Error(), "redirect") {
 		t.Fatalf("%v", err)

@@ -13,19 +13,6 @@ import (
 	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
-func eq(path string, v any) provider.Condition {
-	return provider.Condition{Path: path, Op: provider.OpEq, Value: v}
-}
-
-func fieldsOf(t *testing.T, o provider.Object) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(o.Fields, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 func TestTypes(t *testing.T) {
 	f := newFixture(t, keyEnv())
 	types, err := f.c.Types(t.Context())
@@ -61,8 +48,8 @@ func TestListTasksPages(t *testing.T) {
 	if strings.Join(ids, ",") != "task_seed_3,task_seed_2,task_seed_1" {
 		t.Errorf("ids %v", ids)
 	}
-	p, err := f.c.List(ctx, provider.ListQuery{Type: "tasks", Limit: 10, Filter: []provider.Condition{eq("fields.status", "completed")}})
-	if err != nil || len(p.Objects) != 1 || fieldsOf(t, p.Objects[0])["status"] != "completed" || p.Objects[0].Title != "summarize: Summarize the keygate README" {
+	p, err := f.c.List(ctx, provider.ListQuery{Type: "tasks", Limit: 10, Filter: []provider.Condition{providertest.Eq("fields.status", "completed")}})
+	if err != nil || len(p.Objects) != 1 || providertest.FieldsOf(t, p.Objects[0])["status"] != "completed" || p.Objects[0].Title != "summarize: Summarize the keygate README" {
 		t.Fatalf("%+v %v", p, err)
 	}
 	p, err = f.c.List(ctx, provider.ListQuery{Type: "tasks", Limit: 10, Status: "draft"})
@@ -77,13 +64,13 @@ func TestListRefusals(t *testing.T) {
 		q     provider.ListQuery
 		field string
 	}{
-		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{eq("fields.capability", "x")}}, "filter"},
-		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{eq("status", "published")}}, "filter"},
+		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{providertest.Eq("fields.capability", "x")}}, "filter"},
+		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{providertest.Eq("status", "published")}}, "filter"},
 		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{{Path: "fields.status", Op: provider.OpIn, Value: []any{"a"}}}}, "filter"},
 		{provider.ListQuery{Type: "tasks", Sort: []provider.SortKey{{Path: "title"}}}, "sort"},
 		{provider.ListQuery{Type: "artifacts"}, "filter"},
-		{provider.ListQuery{Type: "artifacts", Filter: []provider.Condition{eq("fields.task_id", "a/b")}}, "filter"},
-		{provider.ListQuery{Type: "artifacts", Filter: []provider.Condition{eq("fields.task_id", "task_seed_1"), eq("fields.name", "x")}}, "filter"},
+		{provider.ListQuery{Type: "artifacts", Filter: []provider.Condition{providertest.Eq("fields.task_id", "a/b")}}, "filter"},
+		{provider.ListQuery{Type: "artifacts", Filter: []provider.Condition{providertest.Eq("fields.task_id", "task_seed_1"), providertest.Eq("fields.name", "x")}}, "filter"},
 	}
 	for _, tc := range cases {
 		tc.q.Limit = 5
@@ -95,7 +82,7 @@ func TestListRefusals(t *testing.T) {
 	if f.fake.Requests("/api/v1/tasks") != 0 {
 		t.Error("a refusal made a request")
 	}
-	_, err = f.c.List(t.Context(), provider.ListQuery{Type: "artifacts", Limit: 5, Filter: []provider.Condition{eq("task_id", "task_nope")}})
+	_, err = f.c.List(t.Context(), provider.ListQuery{Type: "artifacts", Limit: 5, Filter: []provider.Condition{providertest.Eq("task_id", "task_nope")}})
 	providertest.WantFieldError(t, err, "filter")
 	_, err = f.c.List(t.Context(), provider.ListQuery{Type: "tasks", Limit: 5, Cursor: "!!"})
 	providertest.WantFieldError(t, err, "cursor")
@@ -104,10 +91,10 @@ func TestListRefusals(t *testing.T) {
 func TestGetTask(t *testing.T) {
 	f := newFixture(t, keyEnv())
 	o, err := f.c.Get(t.Context(), "tasks", provider.Ref{ID: "task_seed_2"})
-	if err != nil || o.ID != "task_seed_2" || fieldsOf(t, o)["capability"] != "translate" {
+	if err != nil || o.ID != "task_seed_2" || providertest.FieldsOf(t, o)["capability"] != "translate" {
 		t.Fatalf("%+v %v", o, err)
 	}
-	if _, has := fieldsOf(t, o)["id"]; has {
+	if _, has := providertest.FieldsOf(t, o)["id"]; has {
 		t.Error("id kept in fields")
 	}
 	_, err = f.c.Get(t.Context(), "tasks", provider.Ref{ID: "task_nope"})
@@ -123,7 +110,7 @@ func TestCreateTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := fieldsOf(t, o)
+	fl := providertest.FieldsOf(t, o)
 	if fl["input"] != "Translate the README" || fl["status"] != "pending" || fl["max_price"] != "2.50" || fl["execution_mode"] != "async" {
 		t.Errorf("fields %v", fl)
 	}
@@ -131,7 +118,7 @@ func TestCreateTask(t *testing.T) {
 		t.Errorf("%d tasks", countTasks(f))
 	}
 	o, err = f.c.Create(ctx, provider.NewObject{Type: "tasks", Title: "x", Fields: json.RawMessage(`{"capability":"summarize","input":{"url":"https://example.com"}}`)})
-	if err != nil || fieldsOf(t, o)["input"].(map[string]any)["url"] != "https://example.com" {
+	if err != nil || providertest.FieldsOf(t, o)["input"].(map[string]any)["url"] != "https://example.com" {
 		t.Fatalf("%v %v", o, err)
 	}
 }
@@ -249,7 +236,7 @@ func TestArtifacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Title != "notes.md" || fieldsOf(t, o)["task_id"] != "task_seed_1" || fieldsOf(t, o)["content"] != "# Notes" {
+	if o.Title != "notes.md" || providertest.FieldsOf(t, o)["task_id"] != "task_seed_1" || providertest.FieldsOf(t, o)["content"] != "# Notes" {
 		t.Errorf("%+v", o)
 	}
 	got, err := f.c.Get(ctx, "artifacts", provider.Ref{ID: o.ID})
@@ -262,10 +249,10 @@ func TestArtifacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids := fieldsOf(t, o)["batch_ids"].([]any); len(ids) != 2 || fieldsOf(t, o)["content"] != `{"k":1}` {
-		t.Errorf("batch %v", fieldsOf(t, o))
+	if ids := providertest.FieldsOf(t, o)["batch_ids"].([]any); len(ids) != 2 || providertest.FieldsOf(t, o)["content"] != `{"k":1}` {
+		t.Errorf("batch %v", providertest.FieldsOf(t, o))
 	}
-	p, err := f.c.List(ctx, provider.ListQuery{Type: "artifacts", Limit: 1, Filter: []provider.Condition{eq("fields.task_id", "task_seed_1")}})
+	p, err := f.c.List(ctx, provider.ListQuery{Type: "artifacts", Limit: 1, Filter: []provider.Condition{providertest.Eq("fields.task_id", "task_seed_1")}})
 	if err != nil || len(p.Objects) != 1 || p.NextCursor == "" || p.Total != 3 {
 		t.Fatalf("%+v %v", p, err)
 	}

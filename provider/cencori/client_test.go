@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -214,12 +213,8 @@ func TestCrossHostRedirectRefused(t *testing.T) {
 	target := fake.Start()
 	defer target.Close()
 	// Same server, other host name: the redirect must not carry the key.
-	other := strings.Replace(target.URL, "127.0.0.1", "localhost", 1)
-	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, other+r.URL.RequestURI(), http.StatusFound)
-	}))
-	defer redirector.Close()
-	f := newFixtureAt(t, cencoritest.DemoSecretKey, redirector.URL, fake, clk)
+	redirector := providertest.CrossHostRedirector(t, target.URL, http.StatusFound)
+	f := newFixtureAt(t, cencoritest.DemoSecretKey, redirector, fake, clk)
 	_, err := f.c.List(t.Context(), listQ)
 	if err == nil || !strings.Contains(err.Error(), "redirect") {
 		t.Fatalf("%v", err)

@@ -13,19 +13,6 @@ import (
 	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
-func eq(path string, v any) provider.Condition {
-	return provider.Condition{Path: path, Op: provider.OpEq, Value: v}
-}
-
-func fieldsOf(t *testing.T, o provider.Object) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(o.Fields, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 func TestTypes(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	types, err := f.c.Types(t.Context())
@@ -55,7 +42,7 @@ func TestListPagesNewestFirst(t *testing.T) {
 		}
 		made = append([]string{o.ID}, made...)
 	}
-	q := provider.ListQuery{Type: "memories", Limit: 2, Filter: []provider.Condition{eq("fields.userId", "pager")}}
+	q := provider.ListQuery{Type: "memories", Limit: 2, Filter: []provider.Condition{providertest.Eq("fields.userId", "pager")}}
 	var got []string
 	for page := 0; ; page++ {
 		p, err := f.c.List(ctx, q)
@@ -88,8 +75,8 @@ func TestListPagesNewestFirst(t *testing.T) {
 		t.Errorf("title %q", p.Objects[0].Title)
 	}
 	// Namespace narrows.
-	p, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{eq("fields.namespace", "projects")}})
-	if err != nil || len(p.Objects) != 1 || fieldsOf(t, p.Objects[0])["namespace"] != "projects" {
+	p, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{providertest.Eq("fields.namespace", "projects")}})
+	if err != nil || len(p.Objects) != 1 || providertest.FieldsOf(t, p.Objects[0])["namespace"] != "projects" {
 		t.Fatalf("namespace: %+v %v", p, err)
 	}
 	// No memory is a draft.
@@ -106,14 +93,14 @@ func TestListPagesNewestFirst(t *testing.T) {
 func TestListQueryIsSemanticSearch(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	for _, path := range []string{"fields.query", "query"} {
-		p, err := f.c.List(t.Context(), provider.ListQuery{Type: "memories", Limit: 5, Filter: []provider.Condition{eq(path, "keygate MCP server")}})
+		p, err := f.c.List(t.Context(), provider.ListQuery{Type: "memories", Limit: 5, Filter: []provider.Condition{providertest.Eq(path, "keygate MCP server")}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(p.Objects) != 1 || p.NextCursor != "" || p.Total != 1 {
 			t.Fatalf("%s: %+v", path, p)
 		}
-		fl := fieldsOf(t, p.Objects[0])
+		fl := providertest.FieldsOf(t, p.Objects[0])
 		if fl["score"] == nil || !strings.Contains(fl["content"].(string), "MCP server") {
 			t.Errorf("hit fields %v", fl)
 		}
@@ -121,7 +108,7 @@ func TestListQueryIsSemanticSearch(t *testing.T) {
 	if f.fake.Requests("/v1/memory/search") != 2 || f.fake.Requests("/v1/memory/list") != 0 {
 		t.Errorf("search %d list %d", f.fake.Requests("/v1/memory/search"), f.fake.Requests("/v1/memory/list"))
 	}
-	_, err := f.c.List(t.Context(), provider.ListQuery{Type: "memories", Limit: 5, Cursor: "x", Filter: []provider.Condition{eq("query", "x")}})
+	_, err := f.c.List(t.Context(), provider.ListQuery{Type: "memories", Limit: 5, Cursor: "x", Filter: []provider.Condition{providertest.Eq("query", "x")}})
 	providertest.WantFieldError(t, err, "cursor")
 }
 
@@ -132,16 +119,16 @@ func TestListRefusals(t *testing.T) {
 		q     provider.ListQuery
 		field string
 	}{
-		{"unknown path", provider.ListQuery{Filter: []provider.Condition{eq("fields.author", "x")}}, "filter"},
-		{"built-in path", provider.ListQuery{Filter: []provider.Condition{eq("title", "x")}}, "filter"},
+		{"unknown path", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.author", "x")}}, "filter"},
+		{"built-in path", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("title", "x")}}, "filter"},
 		{"operator", provider.ListQuery{Filter: []provider.Condition{{Path: "fields.namespace", Op: provider.OpNe, Value: "x"}}}, "filter"},
-		{"number", provider.ListQuery{Filter: []provider.Condition{eq("fields.query", 3.0)}}, "filter"},
-		{"both ids", provider.ListQuery{Filter: []provider.Condition{eq("fields.sessionId", "s"), eq("fields.userId", "u")}}, "filter"},
-		{"bad scope", provider.ListQuery{Filter: []provider.Condition{eq("fields.scope", "org")}}, "filter"},
-		{"session scope without id", provider.ListQuery{Filter: []provider.Condition{eq("fields.scope", "session")}}, "filter"},
+		{"number", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.query", 3.0)}}, "filter"},
+		{"both ids", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.sessionId", "s"), providertest.Eq("fields.userId", "u")}}, "filter"},
+		{"bad scope", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.scope", "org")}}, "filter"},
+		{"session scope without id", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.scope", "session")}}, "filter"},
 		{"sort by title", provider.ListQuery{Sort: []provider.SortKey{{Path: "title"}}}, "sort"},
 		{"oldest first", provider.ListQuery{Sort: []provider.SortKey{{Path: "created_at"}}}, "sort"},
-		{"sorted search", provider.ListQuery{Filter: []provider.Condition{eq("query", "x")}, Sort: []provider.SortKey{{Path: "created_at", Desc: true}}}, "sort"},
+		{"sorted search", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("query", "x")}, Sort: []provider.SortKey{{Path: "created_at", Desc: true}}}, "sort"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,7 +151,7 @@ func TestGet(t *testing.T) {
 	if err != nil || o.ID != cencoritest.SeedMemory2 || !strings.HasPrefix(o.Title, "keygate is an MCP server") {
 		t.Fatalf("%+v %v", o, err)
 	}
-	fl := fieldsOf(t, o)
+	fl := providertest.FieldsOf(t, o)
 	if fl["scope"] != "user" || fl["scopeKey"] != "keygate" || fl["namespace"] != nil || fl["metadata"].(map[string]any)["source"] != "seed" {
 		t.Errorf("fields %v", fl)
 	}
@@ -197,7 +184,7 @@ func TestCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := fieldsOf(t, o)
+	fl := providertest.FieldsOf(t, o)
 	// The write's answer redacts the content; the read-back has the real text.
 	if fl["content"] != "Reach the user at someone@example.com" || fl["importance"] != 0.9 || fl["namespace"] != "people" || fl["scopeKey"] != "keygate" {
 		t.Errorf("fields %v", fl)

@@ -104,15 +104,15 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if meta, _ := fieldsOf(t, o)["metadata"].(map[string]any); o.ID != vars["id"] || o.Title != "Prefers dark mode. Uses TypeScript primarily." || meta["extractedFrom"] != "manual" {
+			if meta, _ := providertest.FieldsOf(t, o)["metadata"].(map[string]any); o.ID != vars["id"] || o.Title != "Prefers dark mode. Uses TypeScript primarily." || meta["extractedFrom"] != "manual" {
 				t.Errorf("created %+v", o)
 			}
-			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{eq("userId", "user_123")}})
+			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{providertest.Eq("userId", "user_123")}})
 			if err != nil || len(p.Objects) != 1 || p.Objects[0].ID != o.ID || p.NextCursor != "" || p.Total != 1 {
 				t.Fatalf("list %+v %v", p, err)
 			}
-			p, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 3, Filter: []provider.Condition{eq("userId", "user_123"), eq("query", "dark mode")}})
-			if err != nil || len(p.Objects) != 1 || fieldsOf(t, p.Objects[0])["score"] != 1.0 {
+			p, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 3, Filter: []provider.Condition{providertest.Eq("userId", "user_123"), providertest.Eq("query", "dark mode")}})
+			if err != nil || len(p.Objects) != 1 || providertest.FieldsOf(t, p.Objects[0])["score"] != 1.0 {
 				t.Fatalf("search %+v %v", p, err)
 			}
 			if _, err := c.Delete(ctx, TypeMemories, o.ID); err != nil {
@@ -127,14 +127,14 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if note, _ := fieldsOf(t, o)["keygate_note"].(string); o.ID != "" || !strings.Contains(note, "mem_session") {
+			if note, _ := providertest.FieldsOf(t, o)["keygate_note"].(string); o.ID != "" || !strings.Contains(note, "mem_session") {
 				t.Errorf("created %+v", o)
 			}
-			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{eq("sessionId", "chat_42")}})
+			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{providertest.Eq("sessionId", "chat_42")}})
 			if err != nil || len(p.Objects) != 1 || p.Objects[0].ID != "" {
 				t.Fatalf("list %+v %v", p, err)
 			}
-			p, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 20, Filter: []provider.Condition{eq("sessionId", "chat_42"), eq("query", "answers")}})
+			p, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 20, Filter: []provider.Condition{providertest.Eq("sessionId", "chat_42"), providertest.Eq("query", "answers")}})
 			if err != nil || len(p.Objects) != 1 {
 				t.Fatalf("search %+v %v", p, err)
 			}
@@ -161,11 +161,11 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 			if !errors.Is(err, provider.ErrUnsupported) || !strings.Contains(err.Error(), "project's settings") {
 				t.Errorf("create: %v", err)
 			}
-			_, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 20, Filter: []provider.Condition{eq("query", "tea")}})
+			_, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 20, Filter: []provider.Condition{providertest.Eq("query", "tea")}})
 			if !errors.Is(err, provider.ErrUnsupported) {
 				t.Errorf("search: %v", err)
 			}
-			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{eq("userId", "nobody")}})
+			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{providertest.Eq("userId", "nobody")}})
 			if err != nil || len(p.Objects) != 0 || p.Total != 0 {
 				t.Errorf("list %+v %v", p, err)
 			}

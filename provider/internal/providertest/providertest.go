@@ -7,9 +7,12 @@ package providertest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -208,4 +211,32 @@ func WantConfigError(t *testing.T, err error, name, value string) {
 	case value != "" && strings.Contains(err.Error(), value):
 		t.Errorf("error %q contains the value", err)
 	}
+}
+
+// Eq is the filter condition path $eq v.
+func Eq(path string, v any) provider.Condition {
+	return provider.Condition{Path: path, Op: provider.OpEq, Value: v}
+}
+
+// FieldsOf decodes an object's fields.
+func FieldsOf(t *testing.T, o provider.Object) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(o.Fields, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// CrossHostRedirector serves, until the test ends, a redirect of every
+// request to the same path on target (a loopback URL) under another host
+// name, and returns its URL: a client must not follow it with its key.
+func CrossHostRedirector(t *testing.T, target string, status int) string {
+	t.Helper()
+	other := strings.Replace(target, "127.0.0.1", "localhost", 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other+r.URL.RequestURI(), status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
