@@ -535,7 +535,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, in
 		s.write(w, s.route(r, rest, p, body, reqID))
 		return
 	}
-	// The idempotency state machine.
+	s.write(w, s.idempotent(r, rest, p, body, reqID, key, inj))
+}
+
+// idempotent is the idempotency state machine around a POST or PUT with a
+// key (docs/providers/agrenting.md, "Keys"): a key is kept with a
+// fingerprint of the request; the same key and body replays the answer, a
+// different body is refused, and a key still in progress is refused with
+// 409 IDEMPOTENCY_PENDING.
+func (s *Server) idempotent(r *http.Request, rest string, p *principal, body []byte, reqID, key string, inj *fakekit.Fault) reply {
 	sum := sha256.Sum256([]byte(p.agentID + "\x00" + key))
 	hashed := hex.EncodeToString(sum[:])
 	fp := sha256.Sum256(append([]byte(r.Method+" "+r.URL.Path+"\n"), body...))
@@ -547,31 +555,16 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, in
 		delete(s.idem, hashed)
 		e = nil
 	}
-	switch {
-	case e != nil && e.fingerprint != fingerprint:
-		s.mu.Unlock()
-		s.write(w, s.fail(reqID, 422, "IDEMPOTENCY_MISMATCH", "Idempotency key was already used with a different request", nil))
-		return
-	case e != nil && (e.state == "pending" || now.Before(e.pendingUntil)):
-		s.mu.Unlock()
-		s.write(w, s.fail(reqID, 409, "IDEMPOTENCY_PENDING", "A request with this idempotency key is still being processed", nil))
-		return
-	case e != nil && e.state == "completed":
-		st, b := http.StatusOK, e.body
-		s.mu.Unlock()
-		s.write(w, reply{st, b})
-		return
-	case e != nil && e.state == "failed_final":
-		st, b := e.status, e.body
-		s.mu.Unlock()
-		s.write(w, reply{st, b})
-		return
+	if e != nil {
+		defer s.mu.Unlock()
+		return s.replay(e, fingerprint, now, reqID)
 	}
 	e = &idemEntry{fingerprint: fingerprint, state: "pending", created: now}
 	s.idem[hashed] = e
 	s.mu.Unlock()
-	rep = s.route(r, rest, p, body, reqID)
+	rep := s.route(r, rest, p, body, reqID)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	switch {
 	case rep.status < 400:
 		e.state, e.status, e.body = "completed", rep.status, rep.body
@@ -585,8 +578,20 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, in
 	if inj != nil && inj.Stall > 0 {
 		e.pendingUntil = s.now().Add(inj.Stall)
 	}
-	s.mu.Unlock()
-	s.write(w, rep)
+	return rep
+}
+
+// replay answers a request whose key has a record. Callers hold mu.
+func (s *Server) replay(e *idemEntry, fingerprint string, now time.Time, reqID string) reply {
+	switch {
+	case e.fingerprint != fingerprint:
+		return s.fail(reqID, 422, "IDEMPOTENCY_MISMATCH", "Idempotency key was already used with a different request", nil)
+	case e.state == "pending" || now.Before(e.pendingUntil):
+		return s.fail(reqID, 409, "IDEMPOTENCY_PENDING", "A request with this idempotency key is still being processed", nil)
+	case e.state == "completed":
+		return reply{http.StatusOK, e.body}
+	}
+	return reply{e.status, e.body} // failed_final
 }
 
 func readAll(r *http.Request) ([]byte, error) {

@@ -569,42 +569,42 @@ func phpEvaluate(op string, a, b any, ops *object) bool {
 		return op == "$gt" && c > 0 || op == "$gte" && c >= 0 || op == "$lt" && c < 0 || op == "$lte" && c <= 0
 	case "$in", "$nin":
 		list, ok := b.([]any)
-		if !ok {
-			return false
-		}
-		in := slices.ContainsFunc(list, func(e any) bool { return phpLooseEqual(a, e) })
-		return in == (op == "$in")
+		return ok && slices.ContainsFunc(list, func(e any) bool { return phpLooseEqual(a, e) }) == (op == "$in")
 	case "$exists":
 		return true
 	case "$regex":
-		pat, ok := b.(string)
-		s, isStr := a.(string)
-		if !ok || !isStr {
-			return false
-		}
-		if !strings.HasPrefix(pat, "/") {
-			pat = "(?i)" + pat // Cockpit wraps a bare pattern as /pattern/iu
-		} else if end := strings.LastIndex(pat, "/"); end > 0 {
-			flags := pat[end+1:]
-			pat = pat[1:end]
-			if strings.Contains(flags, "i") {
-				pat = "(?i)" + pat
-			}
-		}
-		if o, _ := ops.get("$options"); o != nil {
-			if os, _ := o.(string); strings.Contains(os, "i") && !strings.HasPrefix(pat, "(?i)") {
-				pat = "(?i)" + pat
-			}
-		}
-		re, err := regexp.Compile(pat)
-		return err == nil && re.MatchString(s)
+		return phpRegex(a, b, ops)
 	case "$not":
-		if sub, ok := b.(*object); ok {
-			return !phpCheck(a, sub)
-		}
-		return false
+		sub, ok := b.(*object)
+		return ok && !phpCheck(a, sub)
 	}
 	return false // Unknown operator: Cockpit throws (a 500); the fake matches nothing
+}
+
+// phpRegex is $regex: a string matches the pattern, which Cockpit wraps as
+// /pattern/iu when it has no slashes; an i flag or $options i ignores case.
+func phpRegex(a, b any, ops *object) bool {
+	pat, ok := b.(string)
+	s, isStr := a.(string)
+	if !ok || !isStr {
+		return false
+	}
+	if !strings.HasPrefix(pat, "/") {
+		pat = "(?i)" + pat
+	} else if end := strings.LastIndex(pat, "/"); end > 0 {
+		flags := pat[end+1:]
+		pat = pat[1:end]
+		if strings.Contains(flags, "i") {
+			pat = "(?i)" + pat
+		}
+	}
+	if o, _ := ops.get("$options"); o != nil {
+		if os, _ := o.(string); strings.Contains(os, "i") && !strings.HasPrefix(pat, "(?i)") {
+			pat = "(?i)" + pat
+		}
+	}
+	re, err := regexp.Compile(pat)
+	return err == nil && re.MatchString(s)
 }
 
 // phpCompareForOp is the comparison UtilArrayQuery uses for $gt and
