@@ -737,67 +737,95 @@ func randomBytes(n int) []byte {
 }
 
 func (s *Server) route(r *http.Request, rest string, p *principal, body []byte, reqID string) reply {
+	if rep, ok := s.routeAgent(r, rest, p, body, reqID); ok {
+		return rep
+	}
+	if rep, ok := s.routeTasks(r, rest, p, body, reqID); ok {
+		return rep
+	}
+	return s.fail(reqID, 404, "ROUTE_NOT_FOUND", "Route not found", nil)
+}
+
+// routeAgent serves the agent's own routes: its key, session, balance,
+// credentials and record.
+func (s *Server) routeAgent(r *http.Request, rest string, p *principal, body []byte, reqID string) (reply, bool) {
 	m := r.Method
 	if rest == RotateKeyPath && m == http.MethodPost {
-		return s.rotateKey(p, reqID)
+		return s.rotateKey(p, reqID), true
 	}
 	if v, ok := match(s.revokePath, rest); ok && m == http.MethodDelete {
-		return s.revoke(p, v["agent_id"], v["id"], reqID)
+		return s.revoke(p, v["agent_id"], v["id"], reqID), true
 	}
-	if rest == "/auth/logout" && m == http.MethodDelete {
-		return s.logout(r, p, reqID)
-	}
-	if rest == "/ledger/balance" && m == http.MethodGet {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		a := s.agents[p.agentID]
-		return s.ok(reqID, 200, map[string]any{"available": money(a.Balance), "escrow": money(a.Escrow), "total": money(a.Balance + a.Escrow), "currency": "USD"}, nil)
+	switch {
+	case rest == "/auth/logout" && m == http.MethodDelete:
+		return s.logout(r, p, reqID), true
+	case rest == "/ledger/balance" && m == http.MethodGet:
+		return s.balance(p, reqID), true
 	}
 	if v, ok := match(CredentialsPath, rest); ok {
 		switch {
 		case m == http.MethodGet && s.noList:
-			return s.fail(reqID, 404, "ROUTE_NOT_FOUND", "Route not found", nil)
+			return s.fail(reqID, 404, "ROUTE_NOT_FOUND", "Route not found", nil), true
 		case m == http.MethodGet:
-			return s.listCredentials(p, v["agent_id"], reqID)
+			return s.listCredentials(p, v["agent_id"], reqID), true
 		case m == http.MethodPost:
-			return s.createCredential(p, v["agent_id"], body, reqID)
+			return s.createCredential(p, v["agent_id"], body, reqID), true
 		}
 	}
 	if v, ok := match("/agents/:id", rest); ok && m == http.MethodGet {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		a := s.agents[v["id"]]
-		if a == nil {
-			return s.fail(reqID, 404, "NOT_FOUND", "Agent not found", nil)
-		}
-		return s.ok(reqID, 200, agentJSON(a), nil)
+		return s.getAgent(v["id"], reqID), true
 	}
-	if rest == "/tasks" {
-		switch m {
-		case http.MethodGet:
-			return s.listTasks(r, p, reqID)
-		case http.MethodPost:
-			return s.createTask(p, body, reqID)
-		}
+	return reply{}, false
+}
+
+// routeTasks serves tasks and their artifacts.
+func (s *Server) routeTasks(r *http.Request, rest string, p *principal, body []byte, reqID string) (reply, bool) {
+	m := r.Method
+	switch {
+	case rest == "/tasks" && m == http.MethodGet:
+		return s.listTasks(r, p, reqID), true
+	case rest == "/tasks" && m == http.MethodPost:
+		return s.createTask(p, body, reqID), true
 	}
 	if v, ok := match("/tasks/:id", rest); ok && m == http.MethodGet {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		t := s.tasks[v["id"]]
-		if t == nil || !visible(t, p) {
-			return s.fail(reqID, 404, "NOT_FOUND", "Task not found", nil)
-		}
-		return s.ok(reqID, 200, taskJSON(t), nil)
+		return s.getTask(p, v["id"], reqID), true
 	}
 	if v, ok := match("/tasks/:id/artifacts", rest); ok {
 		switch m {
 		case http.MethodGet:
-			return s.listArtifacts(r, p, v["id"], reqID)
+			return s.listArtifacts(r, p, v["id"], reqID), true
 		case http.MethodPost:
-			return s.createArtifacts(p, v["id"], body, reqID)
+			return s.createArtifacts(p, v["id"], body, reqID), true
 		}
 	}
-	return s.fail(reqID, 404, "ROUTE_NOT_FOUND", "Route not found", nil)
+	return reply{}, false
+}
+
+func (s *Server) balance(p *principal, reqID string) reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.agents[p.agentID]
+	return s.ok(reqID, 200, map[string]any{"available": money(a.Balance), "escrow": money(a.Escrow), "total": money(a.Balance + a.Escrow), "currency": "USD"}, nil)
+}
+
+func (s *Server) getAgent(id, reqID string) reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.agents[id]
+	if a == nil {
+		return s.fail(reqID, 404, "NOT_FOUND", "Agent not found", nil)
+	}
+	return s.ok(reqID, 200, agentJSON(a), nil)
+}
+
+func (s *Server) getTask(p *principal, id, reqID string) reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tasks[id]
+	if t == nil || !visible(t, p) {
+		return s.fail(reqID, 404, "NOT_FOUND", "Task not found", nil)
+	}
+	return s.ok(reqID, 200, taskJSON(t), nil)
 }
 
 func money(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }

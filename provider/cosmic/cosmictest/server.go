@@ -407,22 +407,32 @@ var (
 
 // api serves the data plane.
 func (s *Server) api(w http.ResponseWriter, r *http.Request, p, body string) {
-	var m []string
-	route := ""
+	route, m := dataRoute(p)
+	switch {
+	case route == "":
+		routeNotFound(w)
+	case m[1] != s.bucket:
+		apiError(w, http.StatusNotFound, fmt.Sprintf("bucket with slug: '%s' not found", m[1]))
+	case s.authorized(w, r, route, m):
+		s.serveData(w, r, route, m, body)
+	}
+}
+
+// dataRoute names the data-plane route of path p, with its matches
+// (bucket, then id or type); "" when none fits.
+func dataRoute(p string) (string, []string) {
 	for name, re := range map[string]*regexp.Regexp{"objects": reObjects, "object": reObject, "types": reObjectTypes, "type": reObjectType} {
-		if m = re.FindStringSubmatch(p); m != nil {
-			route = name
-			break
+		if m := re.FindStringSubmatch(p); m != nil {
+			return name, m
 		}
 	}
-	if route == "" {
-		routeNotFound(w)
-		return
-	}
-	if m[1] != s.bucket {
-		apiError(w, http.StatusNotFound, fmt.Sprintf("bucket with slug: '%s' not found", m[1]))
-		return
-	}
+	return "", nil
+}
+
+// authorized checks the key a request needs, answering when it fails: the
+// read key (when the bucket has one) for a GET, the write key for a
+// write, and "Route not found" for any other method.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request, route string, m []string) bool {
 	switch {
 	case r.Method == http.MethodGet:
 		// The read key is the read_key query parameter; a bucket without
@@ -430,51 +440,47 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, p, body string) {
 		// read key.
 		if s.readKey != "" && r.URL.Query().Get("read_key") != s.readKey {
 			apiError(w, http.StatusUnauthorized, "Unauthorized: invalid read_key")
-			return
+			return false
 		}
 	case route == "objects" && r.Method == http.MethodPost, route == "object" && (r.Method == http.MethodPatch || r.Method == http.MethodDelete):
 		if s.lookupFirst && route == "object" && s.find(m[2]) == nil {
 			apiError(w, http.StatusNotFound, "Object not found")
-			return
+			return false
 		}
 		// The write key is a Bearer token on every write; the read key
 		// cannot write. Unknown: the 401 text for a wrong write key.
 		if s.writeKey == "" || r.Header.Get("Authorization") != "Bearer "+s.writeKey {
 			apiError(w, http.StatusUnauthorized, "Unauthorized: invalid write_key")
-			return
+			return false
 		}
 	default:
 		routeNotFound(w)
-		return
+		return false
 	}
-	switch route {
-	case "objects":
-		if r.Method == http.MethodPost {
-			s.createObject(w, body)
-			return
-		}
+	return true
+}
+
+// serveData serves an authorized data-plane request.
+func (s *Server) serveData(w http.ResponseWriter, r *http.Request, route string, m []string, body string) {
+	switch {
+	case route == "objects" && r.Method == http.MethodPost:
+		s.createObject(w, body)
+	case route == "objects":
 		s.listObjects(w, r.URL.Query())
-	case "object":
-		switch r.Method {
-		case http.MethodGet:
-			s.getObject(w, m[2], r.URL.Query())
-		case http.MethodPatch:
-			s.patchObject(w, m[2], body)
-		case http.MethodDelete:
-			s.deleteObject(w, m[2])
-		}
-	case "types":
-		if len(s.types) == 0 {
-			apiError(w, http.StatusNotFound, "No object types found")
-			return
-		}
+	case route == "object" && r.Method == http.MethodGet:
+		s.getObject(w, m[2], r.URL.Query())
+	case route == "object" && r.Method == http.MethodPatch:
+		s.patchObject(w, m[2], body)
+	case route == "object" && r.Method == http.MethodDelete:
+		s.deleteObject(w, m[2])
+	case route == "types" && len(s.types) == 0:
+		apiError(w, http.StatusNotFound, "No object types found")
+	case route == "types":
 		writeJSON(w, http.StatusOK, map[string]any{"object_types": s.types})
-	case "type":
-		for _, t := range s.types {
-			if t.Slug == m[2] {
-				writeJSON(w, http.StatusOK, map[string]any{"object_type": t})
-				return
-			}
+	case route == "type":
+		if t := s.typeNamed(m[2]); t != nil {
+			writeJSON(w, http.StatusOK, map[string]any{"object_type": *t})
+			return
 		}
 		apiError(w, http.StatusNotFound, "Object type not found")
 	}
