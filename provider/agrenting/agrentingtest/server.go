@@ -933,18 +933,19 @@ func (s *Server) listTasks(r *http.Request, p *principal, reqID string) reply {
 	return s.ok(reqID, 200, out, map[string]any{"pagination": pg})
 }
 
-func (s *Server) createTask(p *principal, body []byte, reqID string) reply {
-	var req struct {
-		Capability      *string         `json:"capability"`
-		Input           json.RawMessage `json:"input"`
-		MaxPrice        json.RawMessage `json:"max_price"`
-		ExecutionMode   *string         `json:"execution_mode"`
-		ProviderAgentID *string         `json:"provider_agent_id"`
-	}
+// taskRequest is the body of POST /tasks.
+type taskRequest struct {
+	Capability      *string         `json:"capability"`
+	Input           json.RawMessage `json:"input"`
+	MaxPrice        json.RawMessage `json:"max_price"`
+	ExecutionMode   *string         `json:"execution_mode"`
+	ProviderAgentID *string         `json:"provider_agent_id"`
+}
+
+// check returns the validation problems of req that need no state, by
+// field, and the price to escrow.
+func (req taskRequest) check() (map[string][]string, float64) {
 	details := map[string][]string{}
-	if err := json.Unmarshal(body, &req); err != nil {
-		return s.fail(reqID, 422, "VALIDATION_ERROR", "Validation failed", map[string][]string{"body": {"must be a JSON object"}})
-	}
 	if req.Capability == nil || strings.TrimSpace(*req.Capability) == "" {
 		details["capability"] = append(details["capability"], "can't be blank")
 	}
@@ -967,6 +968,15 @@ func (s *Server) createTask(p *principal, body []byte, reqID string) reply {
 	if req.ExecutionMode != nil && *req.ExecutionMode != "async" {
 		details["execution_mode"] = append(details["execution_mode"], "is invalid")
 	}
+	return details, price
+}
+
+func (s *Server) createTask(p *principal, body []byte, reqID string) reply {
+	var req taskRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return s.fail(reqID, 422, "VALIDATION_ERROR", "Validation failed", map[string][]string{"body": {"must be a JSON object"}})
+	}
+	details, price := req.check()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if req.ProviderAgentID != nil && *req.ProviderAgentID != "" && s.agents[*req.ProviderAgentID] == nil {
