@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -36,7 +37,17 @@ type Clock struct {
 }
 
 // NewClock returns a Clock at the real time.
-func NewClock() *Clock { return &Clock{t: time.Now()} }
+func NewClock() *Clock { return NewClockAt(time.Now()) }
+
+// NewClockAt returns a Clock at t.
+func NewClockAt(t time.Time) *Clock { return &Clock{t: t} }
+
+// Advance moves the clock by d, as time passing would.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
 
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
@@ -239,4 +250,42 @@ func CrossHostRedirector(t *testing.T, target string, status int) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// Answer is a fake's answer, its body decoded as a JSON object (nil when
+// the body is empty).
+type Answer struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+}
+
+// Call sends a request to a fake on loopback and reads its answer; the
+// test fails when no answer comes or its body is not a JSON object.
+func Call(t *testing.T, method, url string, headers map[string]string, body string) Answer {
+	t.Helper()
+	var rdr io.Reader
+	if body != "" {
+		rdr = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, url, rdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	a := Answer{Status: resp.StatusCode, Header: resp.Header}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &a.Body); err != nil {
+			t.Fatalf("%s %s: body %q is not a JSON object", method, req.URL.Path, raw)
+		}
+	}
+	return a
 }
