@@ -809,7 +809,7 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 
 // writeError maps a failed write: 400/422 validation to a FieldError
 // naming the keygate argument where the message allows, the rest as
-// upstreamError does.
+// upstream.API.Error does.
 func (c *Client) writeError(resp *upstream.Response, typ, id string) error {
 	ue := c.api.Error(resp)
 	if resp.Status != http.StatusBadRequest && resp.Status != http.StatusUnprocessableEntity {
