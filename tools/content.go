@@ -108,7 +108,7 @@ func (c *contentTools) tools() []ServerTool {
 			mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)), c.types),
 		newTool(ToolsetContent, auth.ContentRead, mcp.NewTool("content_list",
 			mcp.WithTitleAnnotation("List content"),
-			mcp.WithDescription("List objects of one type, newest first, with filtering, field selection, sorting and paging. Returns a compact summary (id, slug, title, status, modified_at) unless fields is given, the total count, and next_cursor when more pages exist."),
+			mcp.WithDescription("List objects of one type, newest first, with filtering, field selection, sorting and paging. Returns a compact summary (id, slug, title, status, modified_at) unless fields is given, the total count (exact up to 1,000; past that keygate's own store stops counting and says 1,000+ with total_is_lower_bound), and next_cursor when more pages exist."),
 			providerArg(), typeArg(),
 			mcp.WithObject("filter", mcp.Description(`Match field values. Keys: id, slug, title, status, version, created_at, modified_at, or a field path such as "fields.author" (a bare name means a field). Values: a value for equality, or an operator object: {"$in": [..]}, {"$ne": v}, {"$gt": v}, {"$gte": v}, {"$lt": v}, {"$lte": v}. Example: {"fields.author": "ada", "fields.views": {"$gt": 100}}.`)),
 			projectionArg("Default: id, slug, title, status, modified_at."),

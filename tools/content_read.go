@@ -16,12 +16,15 @@ import (
 
 // ListResult is content_list's structured answer.
 type ListResult struct {
-	Provider   string           `json:"provider"`
-	Type       string           `json:"type"`
-	Objects    []map[string]any `json:"objects"`
-	Count      int              `json:"count"`
-	Total      int              `json:"total"`
-	NextCursor string           `json:"next_cursor,omitempty"`
+	Provider string           `json:"provider"`
+	Type     string           `json:"type"`
+	Objects  []map[string]any `json:"objects"`
+	Count    int              `json:"count"`
+	Total    int              `json:"total"`
+	// TotalAtLeast: the provider stopped counting at Total rather than pay
+	// for an exact count over a large result (provider.Page).
+	TotalAtLeast bool   `json:"total_is_lower_bound,omitempty"`
+	NextCursor   string `json:"next_cursor,omitempty"`
 	// Truncated is set when the byte budget ended the page early or cut
 	// values; next_cursor then resumes at the first object left out.
 	Truncated bool        `json:"truncated,omitempty"`
@@ -59,7 +62,7 @@ func (c *contentTools) list(ctx context.Context, call *Call, args contentListArg
 		unmatched = shape.Unmatched(paths, projected)
 	}
 	return shape.FitResult(args.maxBytes(), func(room int) *mcp.CallToolResult {
-		res := ListResult{Provider: pr.Name, Type: typ, Total: page.Total, Content: shape.UntrustedNotice, Unmatched: unmatched}
+		res := ListResult{Provider: pr.Name, Type: typ, Total: page.Total, TotalAtLeast: page.TotalAtLeast, Content: shape.UntrustedNotice, Unmatched: unmatched}
 		stopped := res.page(objects, projected, room)
 		switch {
 		case stopped >= 0:
@@ -150,9 +153,12 @@ func shapedResult(format string, v any, text func() string) *mcp.CallToolResult 
 
 func renderList(r ListResult, paths []string) string {
 	var b strings.Builder
-	if r.Total >= 0 {
+	switch {
+	case r.Total >= 0 && r.TotalAtLeast:
+		fmt.Fprintf(&b, "%d of %d+ %s", r.Count, r.Total, r.Type)
+	case r.Total >= 0:
 		fmt.Fprintf(&b, "%d of %d %s", r.Count, r.Total, r.Type)
-	} else {
+	default:
 		fmt.Fprintf(&b, "%d %s (total unknown)", r.Count, r.Type)
 	}
 	if r.NextCursor != "" {
