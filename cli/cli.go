@@ -1,5 +1,5 @@
 // Package cli is keygate's command tree: serve (the default), token
-// create|list|revoke, audit, init and version. Flags, their
+// create|list|revoke, audit, init, doctor and version. Flags, their
 // KEYGATE_* variables and the help come from struct tags (config.Common and
 // config.Serve for the settings), parsed with github.com/alecthomas/kong.
 package cli
@@ -29,6 +29,7 @@ type CLI struct {
 	Token   TokenCmd   `cmd:"" help:"Create, list and revoke keygate tokens in the local store."`
 	Audit   AuditCmd   `cmd:"" help:"Print the audit journal, oldest first."`
 	Init    InitCmd    `cmd:"" help:"Add keygate to an MCP client's configuration (Claude Desktop, Claude Code, Cursor, VS Code)."`
+	Doctor  DoctorCmd  `cmd:"" help:"Check the configuration, the store, keygate's token and the providers, changing nothing."`
 	Version VersionCmd `cmd:"" help:"Print keygate's version."`
 }
 
