@@ -129,7 +129,11 @@ func (c *DoctorCmd) configuration(r *report, cfg config.Config, settings []setti
 	r.section("Configuration (a flag wins over the environment, the environment over the env file, the env file over the default)")
 	var rows [][]string
 	for _, s := range settings {
-		rows = append(rows, []string{"--" + s.flag.Name, shown(s.value), s.origin})
+		v := s.value
+		if s.flag.Name == "env-file" && cfg.EnvFile != "" {
+			v = cfg.EnvFile // as resolved against the working directory
+		}
+		rows = append(rows, []string{"--" + s.flag.Name, shown(v), s.origin})
 	}
 	tok := "not set"
 	if !cfg.Token.Secret.IsZero() {
