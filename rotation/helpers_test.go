@@ -5,8 +5,10 @@ package rotation_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +18,11 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/delivery"
+	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
+	"github.com/keygate/keygate/rotation/pgjournal"
 	"github.com/keygate/keygate/rotation/rotationtest"
 )
 
@@ -55,6 +59,12 @@ type fixture struct {
 
 	mu    sync.Mutex
 	store *local.Store // open store, for local fixtures
+
+	// journals is where the engine keeps journals: nil for files in
+	// stateDir, else Postgres (usePostgres) on db, named by dsn.
+	journals rotation.Journals
+	db       *sql.DB
+	dsn      string
 }
 
 // clock is frozen at t, moved only by Add, unless real is set: then it runs
@@ -167,7 +177,64 @@ func (f *fixture) backend() rotation.Backend {
 
 func (f *fixture) engine() *rotation.Engine {
 	return &rotation.Engine{Name: f.kind, Dir: f.stateDir, EnvFile: f.envFile, Legacy: tokenVar, Backend: f.backend(),
-		Places: delivery.Places{EnvFile: f.envFile, KeysDir: filepath.Join(f.dir, "keys")}, Now: f.clock.Now}
+		Places: delivery.Places{EnvFile: f.envFile, KeysDir: filepath.Join(f.dir, "keys")}, Now: f.clock.Now, Journals: f.journals}
+}
+
+// journalKinds are the two places an engine keeps its journals and locks,
+// for the tests that must hold for both.
+var journalKinds = []string{"files", "postgres"}
+
+// useJournals switches f to kind's journals. Postgres locks are waited for
+// patiently: a killed helper's lock is freed only once the server sees its
+// connection close.
+func (f *fixture) useJournals(kind string) { f.useJournalsWait(kind, 30*time.Second) }
+
+// useJournalsWait is useJournals with a lock wait for Postgres.
+func (f *fixture) useJournalsWait(kind string, wait time.Duration) {
+	f.t.Helper()
+	switch kind {
+	case "files":
+	case "postgres":
+		f.usePostgres(pgjournal.Options{LockWait: wait})
+	default:
+		f.t.Fatalf("unknown journal kind %q", kind)
+	}
+}
+
+// usePostgres keeps f's journals in a fresh database of the test server
+// (the test skips without one).
+func (f *fixture) usePostgres(opts pgjournal.Options) {
+	f.t.Helper()
+	f.dsn = pgtest.NewDatabase(f.t)
+	db, err := sql.Open("pgx", f.dsn)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	db.SetMaxOpenConns(20)
+	f.t.Cleanup(func() { db.Close() })
+	js, err := pgjournal.Open(f.t.Context(), db, opts)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.db, f.journals = db, js
+}
+
+// journalText is slot's journal as stored, "" when there is none.
+func (f *fixture) journalText(slot string) string {
+	f.t.Helper()
+	if f.db == nil {
+		b, err := os.ReadFile(filepath.Join(f.stateDir, slot+".journal"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			f.t.Fatal(err)
+		}
+		return string(b)
+	}
+	var text string
+	err := f.db.QueryRowContext(context.Background(), `SELECT journal::text FROM rotation_journal WHERE engine = $1 AND slot = $2`, f.kind, slot).Scan(&text)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		f.t.Fatal(err)
+	}
+	return text
 }
 
 func (f *fixture) keys() []provider.Key {
@@ -263,8 +330,17 @@ func redact(b []byte, f *fixture) string {
 // file, and a kill in preflight a probe. Those must be private.
 func (f *fixture) checkClean() {
 	f.t.Helper()
+	if f.db != nil {
+		var rows int
+		if err := f.db.QueryRowContext(context.Background(), `SELECT count(*) FROM rotation_journal`).Scan(&rows); err != nil || rows != 0 {
+			f.t.Errorf("%d journals left in the database (%v)", rows, err)
+		}
+	}
 	for _, dir := range []string{f.stateDir, filepath.Dir(f.envFile)} {
 		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) && dir == f.stateDir && f.db != nil {
+			continue // only other replicas rotated
+		}
 		if err != nil {
 			f.t.Fatal(err)
 		}
