@@ -43,6 +43,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	dropTestDatabase()
 	if helperDir != "" {
 		os.RemoveAll(helperDir)
 	}

@@ -5,10 +5,13 @@ package rotation_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +22,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/testtier"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
@@ -63,6 +67,7 @@ type fixture struct {
 	// journals is where the engine keeps journals: nil for files in
 	// stateDir, else Postgres (usePostgres) on db, named by dsn.
 	journals rotation.Journals
+	pg       *pgjournal.Journals
 	db       *sql.DB
 	dsn      string
 }
@@ -184,6 +189,15 @@ func (f *fixture) engine() *rotation.Engine {
 // for the tests that must hold for both.
 var journalKinds = []string{"files", "postgres"}
 
+// kindsFor returns the journal kinds a case of a table runs with: files
+// always; Postgres for the cases picked, and every case in the slow tier.
+func kindsFor(pick bool) []string {
+	if pick || testtier.Slow {
+		return journalKinds
+	}
+	return journalKinds[:1]
+}
+
 // useJournals switches f to kind's journals. Postgres locks are waited for
 // patiently: a killed helper's lock is freed only once the server sees its
 // connection close.
@@ -201,11 +215,12 @@ func (f *fixture) useJournalsWait(kind string, wait time.Duration) {
 	}
 }
 
-// usePostgres keeps f's journals in a fresh database of the test server
-// (the test skips without one).
+// usePostgres keeps f's journals in a schema of its own in the package's
+// test database (the test skips without a server). A schema is much
+// cheaper than a database, and its lock keys are its own.
 func (f *fixture) usePostgres(opts pgjournal.Options) {
 	f.t.Helper()
-	f.dsn = pgtest.NewDatabase(f.t)
+	f.dsn = testSchema(f.t)
 	db, err := sql.Open("pgx", f.dsn)
 	if err != nil {
 		f.t.Fatal(err)
@@ -216,7 +231,87 @@ func (f *fixture) usePostgres(opts pgjournal.Options) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.db, f.journals = db, js
+	f.db, f.journals, f.pg = db, js, js
+}
+
+// testDatabase is the package's test database, made on first use and
+// dropped by TestMain.
+var testDatabase struct {
+	once       sync.Once
+	admin, dsn string
+	name       string
+	err        error
+}
+
+// testSchema makes a fresh schema in the package's test database and
+// returns a connection string whose search_path is that schema.
+func testSchema(t *testing.T) string {
+	t.Helper()
+	admin := pgtest.Admin(t)
+	db := &testDatabase
+	db.once.Do(func() {
+		db.admin, db.name = admin, "kgtest_rotation_"+randomHex(6)
+		db.err = adminExec(admin, "CREATE DATABASE "+db.name)
+		db.dsn = pgtest.WithDatabase(t, admin, db.name)
+	})
+	if db.err != nil {
+		t.Fatalf("creating the test database: %v", db.err)
+	}
+	schema := "t_" + randomHex(6)
+	conn, err := sql.Open("pgx", db.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := sql.Open("pgx", db.dsn)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = conn.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+	})
+	// Commits in tests need not wait for the disk: the server is
+	// throwaway, and the tests kill keygate, never the server.
+	u, err := url.Parse(db.dsn)
+	if err != nil || u.Scheme == "" {
+		return db.dsn + " search_path=" + schema + " synchronous_commit=off"
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	q.Set("synchronous_commit", "off")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// dropTestDatabase drops the package's test database, if one was made.
+func dropTestDatabase() {
+	if db := &testDatabase; db.name != "" {
+		_ = adminExec(db.admin, "DROP DATABASE IF EXISTS "+db.name+" WITH (FORCE)")
+	}
+}
+
+// adminExec runs one statement on the admin connection; names in it are
+// the test's own (hex), never input.
+func adminExec(admin, stmt string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("pgx", admin)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, stmt)
+	return err
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // journalText is slot's journal as stored, "" when there is none.

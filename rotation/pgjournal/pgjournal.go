@@ -89,6 +89,10 @@ type Options struct {
 type Journals struct {
 	db   *sql.DB
 	opts Options
+	// schema is where the tables are: part of every lock key, so keygate
+	// installations in different schemas of one database never block
+	// each other.
+	schema string
 	// held has a token per lock held or being taken: it bounds the
 	// connections rotations hold.
 	held chan struct{}
@@ -112,15 +116,20 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Journals, error) {
 	if _, err := pgmigrate.Apply(ctx, db, Component, migrations); err != nil {
 		return nil, err
 	}
-	return &Journals{db: db, opts: opts, held: make(chan struct{}, opts.MaxHeld)}, nil
+	var schema string
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(current_schema(), '')`).Scan(&schema); err != nil {
+		return nil, fmt.Errorf("opening rotation journals: %w", err)
+	}
+	return &Journals{db: db, opts: opts, schema: schema, held: make(chan struct{}, opts.MaxHeld)}, nil
 }
 
-// LockKey is the advisory lock key of engine's slot: a hash, so any slot
-// name fits Postgres's bigint key. The "rotation" prefix keeps it apart
-// from other users of advisory locks.
-func LockKey(engine, slot string) int64 {
+// LockKey is the advisory lock key of engine's slot: a hash of the schema,
+// the engine's name and the slot, so any slot name fits Postgres's bigint
+// key. The "keygate-rotation" prefix keeps it apart from other users of
+// advisory locks in the database.
+func (js *Journals) LockKey(engine, slot string) int64 {
 	h := fnv.New64a()
-	h.Write([]byte("keygate-rotation\x00" + engine + "\x00" + slot))
+	h.Write([]byte("keygate-rotation\x00" + js.schema + "\x00" + engine + "\x00" + slot))
 	return int64(h.Sum64())
 }
 
@@ -143,7 +152,7 @@ func (js *Journals) Lock(ctx context.Context, engine, slot string) (rotation.Jou
 		}
 		return nil, fmt.Errorf("taking rotation lock: connecting to the database: %w", err)
 	}
-	l := &lock{js: js, conn: conn, engine: engine, slot: slot, key: LockKey(engine, slot)}
+	l := &lock{js: js, conn: conn, engine: engine, slot: slot, key: js.LockKey(engine, slot)}
 	if err := l.take(ctx); err != nil {
 		l.discard()
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -146,7 +147,7 @@ func TestLostSessionLosesTheLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lk.Release()
-	terminateHolder(t, db, "local", "local-k1")
+	terminateHolder(t, db, js.LockKey("local", "local-k1"))
 	err = lk.Save(ctx, rotation.JournalRecord{RotationID: "rot-0123456789abcdef01234567", Step: rotation.StepCreating, Replica: "r", Data: []byte(`{}`)})
 	if !errors.Is(err, rotation.ErrLockLost) || !strings.Contains(err.Error(), "database session") {
 		t.Fatalf("Save after the session ended = %v, want ErrLockLost", err)
@@ -185,11 +186,11 @@ func waitForWaiter(t *testing.T, db *sql.DB) {
 	}
 }
 
-// terminateHolder ends the session holding engine's slot lock, as a network
+// terminateHolder ends the session holding advisory lock key, as a network
 // failure or a database restart would.
-func terminateHolder(t *testing.T, db *sql.DB, engine, slot string) {
+func terminateHolder(t *testing.T, db *sql.DB, key int64) {
 	t.Helper()
-	k := uint64(pgjournal.LockKey(engine, slot))
+	k := uint64(key)
 	var ok bool
 	err := db.QueryRowContext(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_locks
 		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -264,4 +265,57 @@ func TestOpenRefusesANewerSchema(t *testing.T) {
 	if _, err := pgjournal.Open(t.Context(), db, pgjournal.Options{}); err == nil || !strings.Contains(err.Error(), "upgrade keygate") {
 		t.Fatalf("Open on a newer schema = %v", err)
 	}
+}
+
+// TestSchemasDoNotShareLocks: two keygate installations in different
+// schemas of one database lock the same slot independently; one schema's
+// replicas exclude each other.
+func TestSchemasDoNotShareLocks(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	ctx := t.Context()
+	open := func(schema string) *pgjournal.Journals {
+		db, err := sql.Open("pgx", withSearchPath(t, dsn, schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if _, err := db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema); err != nil {
+			t.Fatal(err)
+		}
+		js, err := pgjournal.Open(ctx, db, pgjournal.Options{LockWait: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	a, b, a2 := open("install_a"), open("install_b"), open("install_a")
+	la, err := a.Lock(ctx, "local", "KEYGATE_TOKEN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Release()
+	lb, err := b.Lock(ctx, "local", "KEYGATE_TOKEN")
+	if err != nil {
+		t.Fatalf("another schema's lock: %v", err)
+	}
+	lb.Release()
+	if _, err := a2.Lock(ctx, "local", "KEYGATE_TOKEN"); !errors.Is(err, rotation.ErrInProgress) {
+		t.Fatalf("same schema, another replica: %v, want ErrInProgress", err)
+	}
+}
+
+// withSearchPath returns dsn with search_path set to schema.
+func withSearchPath(t *testing.T, dsn, schema string) string {
+	t.Helper()
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return dsn + " search_path=" + schema
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
