@@ -136,7 +136,9 @@ func (js *Journals) LockKey(engine, slot string) int64 {
 // Lock takes the slot's advisory lock on a connection of its own, which it
 // keeps until Release.
 func (js *Journals) Lock(ctx context.Context, engine, slot string) (rotation.JournalLock, error) {
-	wctx, cancel := context.WithTimeout(ctx, js.opts.LockWait)
+	// One deadline for the whole wait: a place, a connection, the lock.
+	deadline := time.Now().Add(js.opts.LockWait)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	select {
 	case js.held <- struct{}{}:
@@ -153,7 +155,7 @@ func (js *Journals) Lock(ctx context.Context, engine, slot string) (rotation.Jou
 		return nil, fmt.Errorf("taking rotation lock: connecting to the database: %w", err)
 	}
 	l := &lock{js: js, conn: conn, engine: engine, slot: slot, key: js.LockKey(engine, slot)}
-	if err := l.take(ctx); err != nil {
+	if err := l.take(ctx, time.Until(deadline)); err != nil {
 		l.discard()
 		return nil, err
 	}
@@ -167,8 +169,7 @@ const lockNotAvailable = "55P03"
 // lock_timeout, set for this transaction only, so a refused wait leaves
 // nothing behind; a session-level advisory lock outlives the transaction
 // it was taken in.
-func (l *lock) take(ctx context.Context) error {
-	wait := l.js.opts.LockWait
+func (l *lock) take(ctx context.Context, wait time.Duration) error {
 	// The server's timeout fires first; the context only guards against a
 	// server that does not answer.
 	tctx, cancel := context.WithTimeout(ctx, wait+l.js.opts.OpTimeout)
@@ -184,7 +185,7 @@ func (l *lock) take(ctx context.Context) error {
 	_, err = tx.ExecContext(tctx, `SELECT pg_advisory_lock($1)`, l.key)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == lockNotAvailable {
-		return fmt.Errorf("rotating %s: %w (another replica or call held its lock for %s); try again when it has finished", l.slot, rotation.ErrInProgress, wait)
+		return fmt.Errorf("rotating %s: %w (another replica or call held its lock for %s); try again when it has finished", l.slot, rotation.ErrInProgress, l.js.opts.LockWait)
 	}
 	if err != nil {
 		return fmt.Errorf("taking rotation lock: %w", err)

@@ -42,7 +42,6 @@ type options struct {
 	loop, recoverOnly        bool
 	key, dest, keys          string
 	pg, replica              string
-	lockWait                 time.Duration
 }
 
 func run() int {
@@ -66,7 +65,6 @@ func run() int {
 	flag.StringVar(&o.key, "key", "", "rotate this key (someone else's) instead of the env file's credential")
 	flag.StringVar(&o.pg, "pg", "", "keep journals and locks in this Postgres database (rotation/pgjournal) instead of files in -dir")
 	flag.StringVar(&o.replica, "replica", "", "with -pg, this replica's name (default: host name and -dir)")
-	flag.DurationVar(&o.lockWait, "lock-wait", 0, "with -pg, how long to wait for a held lock (default pgjournal's)")
 	flag.StringVar(&o.dest, "dest", "", "with -key, where its new secret goes: \"\" (the keys directory), \"reveal\" or \"file:NAME.token\"")
 	flag.Parse()
 
@@ -100,7 +98,7 @@ func run() int {
 			return 2
 		}
 		defer db.Close()
-		js, err := pgjournal.Open(ctx, db, pgjournal.Options{LockWait: o.lockWait})
+		js, err := pgjournal.Open(ctx, db, pgjournal.Options{})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "crashtest:", err)
 			return 2
