@@ -174,6 +174,7 @@ func TestLostSessionStopsRotation(t *testing.T) {
 				slices.Contains(steps, rotation.StepOldRetired) {
 				t.Errorf("the rotation went on after losing its lock: steps %v", steps)
 			}
+			noSecrets(t, "the rotation tables", f.databaseText(), f.old)
 			if j := f.journalText(tokenVar); !strings.Contains(j, `"step": "`+string(tc.journal)+`"`) {
 				t.Errorf("journal = %s, want it left at step %s", j, tc.journal)
 			}
@@ -385,6 +386,7 @@ func TestAnotherReplicaSettles(t *testing.T) {
 			case journal != "" && rep.Replica != "replica-b":
 				t.Errorf("report %+v does not name replica B", rep)
 			}
+			noSecrets(t, "the rotation tables after A's recovery", f.databaseText())
 			// B restarts and settles what is left, or drops its pending
 			// file if A settled it.
 			if killed, stderr := runHelper(t, b("-recover-only")); killed {
@@ -446,4 +448,28 @@ func (f *fixture) checkAfterReplicas(t *testing.T, old provider.Key, dest, keysB
 		}
 	}
 	f.checkClean()
+}
+
+// databaseText is every row of the rotation tables, as JSON: what anyone
+// who can read the database (or its backups) sees. It must hold no secret.
+func (f *fixture) databaseText() string {
+	f.t.Helper()
+	rows, err := f.db.QueryContext(context.Background(), `SELECT row_to_json(j)::text FROM rotation_journal j
+		UNION ALL SELECT row_to_json(s)::text FROM rotation_settled s`)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			f.t.Fatal(err)
+		}
+		b.WriteString(line + "\n")
+	}
+	if err := rows.Err(); err != nil {
+		f.t.Fatal(err)
+	}
+	return b.String()
 }

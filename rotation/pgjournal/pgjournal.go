@@ -236,25 +236,32 @@ type lock struct {
 
 // do runs fn on the lock's connection, bounded by OpTimeout and not cut
 // short by the caller's cancellation: a query cancelled half-way ends the
-// session, and the rotation should stop at a step, not in one.
+// session, and the rotation should stop at a step, not in one. what, if
+// not "", prefixes the error (the engine names its writes itself).
 func (l *lock) do(ctx context.Context, what string, fn func(ctx context.Context, conn *sql.Conn) error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var err error
 	switch {
 	case l.released:
-		return fmt.Errorf("%s: the rotation lock was released", what)
+		err = errors.New("the rotation lock was released")
 	case l.lost != nil:
-		return fmt.Errorf("%s: %w: an earlier statement on its database session failed (%v)", what, rotation.ErrLockLost, l.lost)
+		err = fmt.Errorf("%w: an earlier statement on its database session failed (%v)", rotation.ErrLockLost, l.lost)
+	default:
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.js.opts.OpTimeout)
+		defer cancel()
+		if ferr := fn(ctx, l.conn); ferr != nil {
+			// Whatever failed, the session may be gone: a journal
+			// written after this could race a replica settling the
+			// rotation.
+			l.lost = ferr
+			err = fmt.Errorf("%w: its database session failed (%v)", rotation.ErrLockLost, ferr)
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.js.opts.OpTimeout)
-	defer cancel()
-	if err := fn(ctx, l.conn); err != nil {
-		// Whatever failed, the session may be gone: a journal written
-		// after this could race a replica settling the rotation.
-		l.lost = err
-		return fmt.Errorf("%s: %w: its database session failed (%v)", what, rotation.ErrLockLost, err)
+	if err != nil && what != "" {
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return nil
+	return err
 }
 
 func (l *lock) where() string {
@@ -282,7 +289,7 @@ func (l *lock) Load(ctx context.Context) (*rotation.JournalRecord, error) {
 }
 
 func (l *lock) Save(ctx context.Context, r rotation.JournalRecord) error {
-	return l.do(ctx, "writing rotation journal", func(ctx context.Context, conn *sql.Conn) error {
+	return l.do(ctx, "", func(ctx context.Context, conn *sql.Conn) error {
 		_, err := conn.ExecContext(ctx, `INSERT INTO rotation_journal (engine, slot, rotation_id, step, replica, journal)
 			VALUES ($1, $2, $3, $4, $5, $6::jsonb)
 			ON CONFLICT (engine, slot) DO UPDATE SET rotation_id = EXCLUDED.rotation_id, step = EXCLUDED.step,
@@ -293,7 +300,7 @@ func (l *lock) Save(ctx context.Context, r rotation.JournalRecord) error {
 }
 
 func (l *lock) Remove(ctx context.Context, s *rotation.Settlement) error {
-	return l.do(ctx, "removing rotation journal", func(ctx context.Context, conn *sql.Conn) error {
+	return l.do(ctx, "", func(ctx context.Context, conn *sql.Conn) error {
 		tx, err := conn.BeginTx(ctx, nil)
 		if err != nil {
 			return err
