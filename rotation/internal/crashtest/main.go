@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
+	"github.com/keygate/keygate/rotation/pgjournal"
 	"github.com/keygate/keygate/rotation/rotationtest"
 )
 
@@ -39,6 +41,7 @@ type options struct {
 	killAt, killIn, holdAt   string
 	loop, recoverOnly        bool
 	key, dest, keys          string
+	pg, replica              string
 }
 
 func run() int {
@@ -60,6 +63,8 @@ func run() int {
 	flag.BoolVar(&o.recoverOnly, "recover-only", false, "recover, then exit without rotating")
 	flag.StringVar(&o.keys, "keys", "", "keys directory (default: keys in -dir)")
 	flag.StringVar(&o.key, "key", "", "rotate this key (someone else's) instead of the env file's credential")
+	flag.StringVar(&o.pg, "pg", "", "keep journals and locks in this Postgres database (rotation/pgjournal) instead of files in -dir")
+	flag.StringVar(&o.replica, "replica", "", "with -pg, this replica's name (default: host name and -dir)")
 	flag.StringVar(&o.dest, "dest", "", "with -key, where its new secret goes: \"\" (the keys directory), \"reveal\" or \"file:NAME.token\"")
 	flag.Parse()
 
@@ -75,7 +80,7 @@ func run() int {
 	defer closeBackend()
 
 	phase := "recover"
-	eng := &rotation.Engine{Name: o.backend, Dir: o.dir, EnvFile: o.env, Legacy: o.name, Backend: backend,
+	eng := &rotation.Engine{Name: o.backend, Dir: o.dir, EnvFile: o.env, Legacy: o.name, Backend: backend, Replica: o.replica,
 		Places: delivery.Places{EnvFile: o.env, KeysDir: o.keys},
 		OnStep: func(s rotation.Step) {
 			switch {
@@ -86,6 +91,20 @@ func run() int {
 				select {}
 			}
 		}}
+	if o.pg != "" {
+		db, err := sql.Open("pgx", o.pg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crashtest:", err)
+			return 2
+		}
+		defer db.Close()
+		js, err := pgjournal.Open(ctx, db, pgjournal.Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crashtest:", err)
+			return 2
+		}
+		eng.Journals = js
+	}
 	if _, err := eng.Recover(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "crashtest: recover:", err)
 		return 1
