@@ -1,4 +1,4 @@
-package lbtest_test
+package haproxy_test
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keygate/keygate/internal/lbtest"
+	"github.com/keygate/keygate/internal/haproxy"
 )
 
 // TestRoundRobinWithoutStickiness: one client on one keep-alive connection
@@ -22,7 +22,7 @@ func TestRoundRobinWithoutStickiness(t *testing.T) {
 		t.Cleanup(srv.Close)
 		backends = append(backends, strings.TrimPrefix(srv.URL, "http://"))
 	}
-	lb := lbtest.Start(t, backends)
+	lb := haproxy.ForTest(t, backends)
 	var got []string
 	for range 6 {
 		resp, err := http.Get(lb.URL + "/mcp")
@@ -36,7 +36,7 @@ func TestRoundRobinWithoutStickiness(t *testing.T) {
 	if strings.Join(got, " ") != "r1 r2 r3 r1 r2 r3" {
 		t.Errorf("replicas in order %v, want round robin", got)
 	}
-	if n := lb.Requests(t); fmt.Sprint(n) != "[2 2 2]" {
-		t.Errorf("stats %v, want [2 2 2]", n)
+	if n, err := lb.Requests(); err != nil || fmt.Sprint(n) != "[2 2 2]" {
+		t.Errorf("stats %v (%v), want [2 2 2]", n, err)
 	}
 }
