@@ -162,6 +162,20 @@ func (r *Resource) InvalidTokenChallenge(description string, scopes []string) st
 	)
 }
 
+// InvalidRequestChallenge is the WWW-Authenticate value of a 401 for a
+// request whose credential is malformed: two Authorization headers, a
+// scheme other than Bearer, a token in the query string (RFC 6750 section
+// 3.1, invalid_request). Like the others it names the metadata, so a
+// client that sent a broken header can still discover how to get a token.
+func (r *Resource) InvalidRequestChallenge(description string, scopes []string) string {
+	return bearer(
+		"error", "invalid_request",
+		"error_description", description,
+		"resource_metadata", r.MetadataURL(),
+		"scope", strings.Join(r.orAll(scopes), " "),
+	)
+}
+
 // InsufficientScopeChallenge is the WWW-Authenticate value of a 403 for a
 // valid token without the scopes a request needs (RFC 6750 section 3.1,
 // MCP authorization "Runtime Insufficient Scope Errors"). needed should hold
