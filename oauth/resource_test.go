@@ -127,7 +127,7 @@ func TestByShape(t *testing.T) {
 		{"two parts", pat, jwt, "a.b", ""},
 		{"empty part", pat, jwt, "a..c", ""},
 		{"not base64url", pat, jwt, "a.b+c.d", ""},
-		{"too long", pat, jwt, strings.Repeat("a", maxJWTLen) + ".b.c", ""},
+		{"too long", pat, jwt, strings.Repeat("a", MaxJWTLen) + ".b.c", ""},
 	}
 	for _, tt := range tests {
 		p, err := ByShape(tt.pat, tt.jwt).Verify(t.Context(), tt.token)
