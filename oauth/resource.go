@@ -125,15 +125,22 @@ func (r *Resource) MetadataHandler() http.Handler {
 	return server.NewProtectedResourceMetadataHandler(r.Metadata())
 }
 
-// Register serves the metadata document on mux at both places MCP clients
-// look: the path-specific well-known URL and, for clients that only try the
-// root, /.well-known/oauth-protected-resource (MCP authorization,
+// MetadataPaths are both places MCP clients look for the metadata
+// document: the path-specific well-known URL and, for clients that only
+// try the root, /.well-known/oauth-protected-resource (MCP authorization,
 // "Protected Resource Metadata Discovery Requirements").
+func (r *Resource) MetadataPaths() []string {
+	if r.MetadataPath() == server.WellKnownProtectedResourcePath {
+		return []string{r.MetadataPath()}
+	}
+	return []string{r.MetadataPath(), server.WellKnownProtectedResourcePath}
+}
+
+// Register serves the metadata document on mux at MetadataPaths.
 func (r *Resource) Register(mux *http.ServeMux) {
 	h := r.MetadataHandler()
-	mux.Handle(r.MetadataPath(), h)
-	if r.MetadataPath() != server.WellKnownProtectedResourcePath {
-		mux.Handle(server.WellKnownProtectedResourcePath, h)
+	for _, p := range r.MetadataPaths() {
+		mux.Handle(p, h)
 	}
 }
 
