@@ -510,6 +510,10 @@ func TestOAuthExternalIssuer(t *testing.T) {
 		t.Fatalf("metadata %+v: want the issuer %s", prm, issuer.base)
 	}
 
+	if !s.works(t, s.token) {
+		t.Fatal("keygate tokens stopped working in external mode")
+	}
+
 	get := func(scopes ...string) string {
 		t.Helper()
 		tr := grant(t, issuer.base, resource, issuer.token, scopes...)
@@ -646,5 +650,144 @@ func TestHTTPSWithOAuth(t *testing.T) {
 		if resp.StatusCode == 200 {
 			t.Error("plain HTTP is served on the HTTPS port")
 		}
+	}
+}
+
+// TestOAuthBrowserPagesAndCORS: the authorization server's pages are
+// browser navigations, outside /mcp's Origin guard, and keep their own
+// protections; browser-based clients at an allowed origin may call the
+// metadata, token, registration and revocation endpoints and /mcp, and no
+// other origin may read them.
+func TestOAuthBrowserPagesAndCORS(t *testing.T) {
+	t.Parallel()
+	const appOrigin = "https://app.example"
+	in := newInstance(t)
+	s := serveOn(t, reserve(t), in, app.Options{}, "--allowed-origins", appOrigin)
+	resp, err := http.Post(s.base+authserver.RegisterPath, "application/json",
+		strings.NewReader(fmt.Sprintf(`{"client_name":"Browser test","redirect_uris":[%q],"token_endpoint_auth_method":"none"}`, oauthRedirect)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg struct {
+		ClientID string `json:"client_id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&reg)
+	resp.Body.Close()
+	sum := sha256.Sum256([]byte(rand.Text() + rand.Text()))
+	q := url.Values{"response_type": {"code"}, "client_id": {reg.ClientID}, "redirect_uri": {oauthRedirect}, "state": {"st"},
+		"scope": {"content:read"}, "code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+
+	b := browser()
+	resp, err = b.Get(s.base + authserver.AuthorizePath + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	page, err := resp.Location()
+	if err != nil {
+		t.Fatalf("authorize: %d", resp.StatusCode)
+	}
+	resp, err = b.Get(page.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") || resp.Header.Get("X-Frame-Options") != "DENY" ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("consent page headers: %v", resp.Header)
+	}
+	form := url.Values{"action": {"approve"}, "token": {s.token}, "scope": {"content:read"}}
+	for _, m := range hiddenField.FindAllStringSubmatch(string(body), -1) {
+		form.Set(m[1], m[2])
+	}
+	post := func(c *http.Client, origin string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, s.base+authserver.ConsentPath, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	// A form posted from another browser (no cookie) is refused by the
+	// consent page itself, not by /mcp's Origin guard.
+	if r := post(browser(), "https://evil.example"); r.StatusCode != http.StatusForbidden || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("forged consent: %d %s", r.StatusCode, r.Header.Get("Content-Type"))
+	}
+	// The person's own browser sends the page's origin, which need not be
+	// on /mcp's allow-list (behind a proxy it is the public URL's).
+	if r := post(b, "https://keygate.example.com"); r.StatusCode != http.StatusSeeOther {
+		t.Errorf("consent from the person's browser: %d", r.StatusCode)
+	}
+
+	preflight := func(path, origin string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodOptions, s.base+path, nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization, content-type, mcp-protocol-version")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, path := range []string{"/mcp", "/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource",
+		authserver.MetadataPath, authserver.TokenPath, authserver.RegisterPath, authserver.RevokePath} {
+		if r := preflight(path, appOrigin); r.StatusCode != http.StatusNoContent || r.Header.Get("Access-Control-Allow-Origin") != appOrigin ||
+			!strings.Contains(r.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+			t.Errorf("preflight of %s from %s: %d %v", path, appOrigin, r.StatusCode, r.Header)
+		}
+		r := preflight(path, "https://evil.example")
+		if got := r.Header.Get("Access-Control-Allow-Origin"); got != "" || (path == "/mcp" && r.StatusCode != http.StatusForbidden) {
+			t.Errorf("preflight of %s from another origin: %d, Access-Control-Allow-Origin %q", path, r.StatusCode, got)
+		}
+	}
+	for origin, want := range map[string]string{appOrigin: appOrigin, "https://evil.example": ""} {
+		req, _ := http.NewRequest(http.MethodGet, s.base+authserver.MetadataPath, nil)
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); resp.StatusCode != 200 || got != want {
+			t.Errorf("metadata from %s: %d, Access-Control-Allow-Origin %q", origin, resp.StatusCode, got)
+		}
+	}
+	r := s.post(t, map[string]string{"Origin": appOrigin, "Authorization": ""}, initBody)
+	if r.status != 401 || r.header.Get("Access-Control-Allow-Origin") != appOrigin || !strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+		t.Errorf("401 to an allowed origin: %d %v", r.status, r.header)
+	}
+}
+
+// TestOAuthOff: --oauth off serves no OAuth endpoint and keeps keygate
+// tokens' plain challenge; access tokens are refused.
+func TestOAuthOff(t *testing.T) {
+	t.Parallel()
+	s := serveOn(t, reserve(t), newInstance(t), app.Options{}, "--oauth", "off")
+	for _, path := range []string{"/.well-known/oauth-protected-resource/mcp", authserver.MetadataPath, authserver.TokenPath} {
+		resp, err := http.Get(s.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s with --oauth off: %d", path, resp.StatusCode)
+		}
+	}
+	if r := s.post(t, map[string]string{"Authorization": ""}, initBody); r.header.Get("WWW-Authenticate") != `Bearer realm="keygate"` {
+		t.Errorf("401 with --oauth off: %q", r.header.Get("WWW-Authenticate"))
+	}
+	if r := s.post(t, map[string]string{"Authorization": "Bearer aaaa.bbbb.cccc"}, initBody); r.status != 401 {
+		t.Errorf("an access token with --oauth off: %d", r.status)
+	}
+	if !s.works(t, s.token) {
+		t.Error("a keygate token does not work with --oauth off")
 	}
 }
