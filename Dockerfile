@@ -6,9 +6,10 @@
 #   docker build -t keygate .
 #   stdio, for a client that launches it:
 #     docker run -i --rm -v keygate-data:/data keygate
-#   streamable HTTP for a team (put TLS in front, or pass --tls-cert/--tls-key):
+#   streamable HTTP for a team (put TLS in front, or pass --tls-cert/--tls-key;
+#   --public-url is the URL clients use, which OAuth needs beyond loopback):
 #     docker run --rm -p 8080:8080 -v keygate-data:/data keygate \
-#       serve --transport http --addr 0.0.0.0:8080
+#       serve --transport http --addr 0.0.0.0:8080 --public-url https://keygate.example.com
 #
 # The first run creates the store and writes the admin token to
 # /data/.env; read it with: docker run --rm -v keygate-data:/data --entrypoint

@@ -265,9 +265,23 @@ func TestHostile_Row09_10_OriginAndHost(t *testing.T) {
 
 func TestHostile_Row11_AllInterfacesStillNeedsAToken(t *testing.T) {
 	t.Parallel()
-	s, _ := hServeHTTP(t, newInstance(t), "0.0.0.0:0", nil)
-	if !strings.Contains(s.stderr.String(), "listening beyond loopback") {
-		t.Errorf("no warning for 0.0.0.0:\n%s", s.stderr.String())
+	// With OAuth on (the default), keygate must be told the URL clients
+	// use; without it, it does not start.
+	if _, err := cli.ServeConfig(newInstance(t).args("--transport", "http", "--addr", "0.0.0.0:0"), cli.Options{Lookup: environ()}); err == nil ||
+		!strings.Contains(err.Error(), "KEYGATE_PUBLIC_URL (--public-url): is required") {
+		t.Errorf("0.0.0.0 without --public-url: %v", err)
+	}
+	s, _ := hServeHTTP(t, newInstance(t), "0.0.0.0:0", nil, "--oauth", "off")
+	for _, warning := range []string{"listening beyond loopback", "tokens travel in clear text", "--public-url https://"} {
+		if !strings.Contains(s.stderr.String(), warning) {
+			t.Errorf("no warning %q for 0.0.0.0:\n%s", warning, s.stderr.String())
+		}
+	}
+	// Behind a TLS-terminating proxy the public URL says so, and the
+	// clear-text warning goes.
+	behind, _ := hServeHTTP(t, newInstance(t), "0.0.0.0:0", nil, "--public-url", "https://keygate.example.com")
+	if out := behind.stderr.String(); !strings.Contains(out, "listening beyond loopback") || strings.Contains(out, "clear text") {
+		t.Errorf("0.0.0.0 behind a proxy:\n%s", out)
 	}
 	if r := s.post(t, map[string]string{"Authorization": ""}, initBody); r.status != 401 {
 		t.Errorf("no token on 0.0.0.0: %d", r.status)
@@ -465,7 +479,9 @@ func TestHostile_Row21_InsufficientScope(t *testing.T) {
 	sid := s.session(t, reader)
 	id := hGet(s.ok(t, reader, sid, "content_list", map[string]any{"type": "posts"}), "objects").([]any)[0].(map[string]any)["id"].(string)
 	r := s.call(t, reader, sid, "content_delete", map[string]any{"type": "posts", "id": id, "confirm": true})
-	if r.status != 403 || !strings.Contains(r.header.Get("WWW-Authenticate"), `scope="content:delete"`) {
+	// The scope to ask for is the one missing beside those held (MCP
+	// authorization, "Runtime Insufficient Scope Errors").
+	if r.status != 403 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="insufficient_scope", scope="content:read content:delete"`) {
 		t.Errorf("content_delete with content:read: %d %q", r.status, r.header.Get("WWW-Authenticate"))
 	}
 	s.ok(t, reader, sid, "content_get", map[string]any{"type": "posts", "id": id})

@@ -1,9 +1,13 @@
 package tools
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/auth"
 )
 
 // auditOutcome classifies a finished call for the journal.
@@ -36,11 +40,19 @@ func (m *middleware) auditRecord(t ServerTool, call *Call, outcome string) audit
 	if pr == "" && m.d.Providers != nil {
 		pr = m.d.Providers.Names()[0]
 	}
-	keyID := ""
-	if call.Caller != nil {
-		keyID = call.Caller.KeyID
+	keyID, detail := "", ""
+	if p := call.Caller; p != nil {
+		keyID = p.KeyID
+		switch {
+		case p.IsGrant():
+			// The grant acts with its approving key's authority
+			// (credentials.Service.Actor): the record names both.
+			detail = fmt.Sprintf("through OAuth grant %s approved by key %s", p.KeyID, p.CreatedBy)
+		case p.IsExternal():
+			detail = fmt.Sprintf("access token of the external issuer %s, subject %s", p.CreatedBy, strings.TrimPrefix(p.KeyID, auth.ExternalPrefix))
+		}
 	}
-	return audit.Record{Time: m.d.now().UTC(), Principal: keyID, Provider: pr, Tool: t.Tool.Name, Target: target, Outcome: outcome}
+	return audit.Record{Time: m.d.now().UTC(), Principal: keyID, Provider: pr, Tool: t.Tool.Name, Target: target, Outcome: outcome, Detail: detail}
 }
 
 // audit writes one record; a failure is logged, since the call it records

@@ -11,6 +11,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/oauth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/shape"
 )
@@ -94,12 +95,19 @@ type CredentialView struct {
 // env file came from.
 func credentialView(c auth.Credential, envFile string) CredentialView {
 	k := auth.Classify(c.Secret.Reveal())
+	if k == auth.UnknownKind && oauth.LooksLikeJWT(c.Secret.Reveal()) {
+		k = oauthAccessToken
+	}
 	v := CredentialView{Kind: k.ID, KindLabel: k.Label, Masked: c.Secret.Masked(), Source: string(c.Source), Variable: c.Var}
 	if c.Source == auth.SourceEnvFile {
 		v.EnvFile = envFile
 	}
 	return v
 }
+
+// oauthAccessToken is the kind of a bearer JWT, which keygate's /mcp takes
+// as an OAuth access token (oauth.ByShape).
+var oauthAccessToken = auth.Kind{ID: "oauth_access_token", Label: "OAuth access token"}
 
 // Whoami is auth_whoami's structured answer.
 type Whoami struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/query"
 	"github.com/keygate/keygate/shape"
 )
@@ -21,7 +22,7 @@ const maxExpiryDays = 365
 
 func credentialArg() mcp.ToolOption {
 	return mcp.WithString("credential", mcp.Required(),
-		mcp.Description(`The key id from credentials_list, or "current" for the keygate credential acting now.`),
+		mcp.Description(`The key id (or OAuth grant id, gr_...) from credentials_list, or "current" for the keygate credential acting now.`),
 		mcp.Pattern(`^([A-Za-z0-9_-]{1,64}|current)$`))
 }
 
@@ -72,7 +73,7 @@ func (c *credentialTools) tools() []ServerTool {
 	return []ServerTool{
 		newTool(ToolsetCredentials, auth.CredentialsRead, mcp.NewTool("credentials_list",
 			mcp.WithTitleAnnotation("List credentials"),
-			mcp.WithDescription("List the credential keygate is acting with (masked, kind, source, scopes) and, for providers that manage keys, the keys you may see (every key with admin; otherwise your own key and the keys it created): name, id, masked value, scopes, created, expires, last used, revoked. Secrets are never shown."),
+			mcp.WithDescription("List the credential keygate is acting with (masked, kind, source, scopes) and, for providers that manage keys, the keys you may see (every key with admin; otherwise your own key and the keys it created): name, id, masked value, scopes, created, expires, last used, revoked. On keygate's own store the list also holds the OAuth grants you may see (every grant with admin; otherwise those approved by your key or keys it created): client name, redirect host, scopes, approving key, created, expires, last used, revoked. Each entry has kind \"key\" or \"oauth_grant\". Secrets are never shown."),
 			providerArg(), maxBytesArg(), formatArg(), listCursorArg(),
 			mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
 			mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)), c.list),
@@ -100,7 +101,7 @@ func (c *credentialTools) tools() []ServerTool {
 		newTool(ToolsetCredentials, auth.CredentialsWrite, mcp.NewTool("credentials_revoke",
 			append([]mcp.ToolOption{
 				mcp.WithTitleAnnotation("Revoke credential"),
-				mcp.WithDescription("Revoke a key for good: it stops working on the next request, and so do its successors, its earlier versions still in a grace period and every key it or they created. Revoking an already revoked key revokes whatever of that lineage still works. The user is asked to confirm; use dry_run to preview."),
+				mcp.WithDescription("Revoke a key for good: it stops working on the next request, and so do its successors, its earlier versions still in a grace period and every key it or they created. Revoking an already revoked key revokes whatever of that lineage still works. Given an OAuth grant's id (gr_...), ends that grant and its access and refresh tokens at once; keys made through it stay, they belong to the key that approved it. The user is asked to confirm; use dry_run to preview."),
 				providerArg(), credentialArg(),
 				mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(true),
 				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true),
@@ -144,10 +145,15 @@ func (c *credentialTools) list(ctx context.Context, call *Call, args credentials
 	if !pr.Ring.Local && pr.Ring.Remote == nil {
 		return shapedResult(args.Format, out, func() string { return strings.TrimSuffix(b.String(), "\n") }), nil
 	}
-	all, err := c.d.Credentials.List(ctx, c.caller(ctx, call), pr.Ring)
+	listing, err := c.d.Credentials.ListCredentials(ctx, c.caller(ctx, call), pr.Ring)
 	if err != nil {
 		return providerError(err, "")
 	}
+	if listing.Note != "" {
+		out["note"] = listing.Note
+		b.WriteString("note: " + listing.Note + "\n")
+	}
+	all := credentialItems(listing)
 	offset, errRes := readOffsetCursor(args.Cursor, "keys/"+pr.Name)
 	if errRes != nil {
 		return errRes, nil
@@ -197,11 +203,37 @@ func (c *credentialTools) listUpstream(b *strings.Builder, out map[string]any, p
 	}
 }
 
-// listKeys adds the page of keys from offset that fits in room bytes.
-func (c *credentialTools) listKeys(b *strings.Builder, out map[string]any, pr Provider, all []provider.Key, offset, room int) {
+// KeyItem is a key as credentials_list lists it.
+type KeyItem struct {
+	Kind string `json:"kind"` // "key"
+	provider.Key
+}
+
+// GrantItem is an OAuth grant as credentials_list lists it: a credential
+// beside the keys, revoked with credentials_revoke.
+type GrantItem struct {
+	Kind string `json:"kind"` // "oauth_grant"
+	local.Grant
+}
+
+// credentialItems are a listing's keys, then its grants.
+func credentialItems(l credentials.Listing) []any {
+	out := make([]any, 0, len(l.Keys)+len(l.Grants))
+	for _, k := range l.Keys {
+		out = append(out, KeyItem{Kind: "key", Key: k})
+	}
+	for _, g := range l.Grants {
+		out = append(out, GrantItem{Kind: "oauth_grant", Grant: g})
+	}
+	return out
+}
+
+// listKeys adds the page of keys and grants from offset that fits in room
+// bytes.
+func (c *credentialTools) listKeys(b *strings.Builder, out map[string]any, pr Provider, all []any, offset, room int) {
 	keys, next := shape.PageItems(all, offset, room)
 	if keys == nil {
-		keys = []provider.Key{}
+		keys = []any{}
 	}
 	out["keys"] = keys
 	truncNote := ""
@@ -215,7 +247,13 @@ func (c *credentialTools) listKeys(b *strings.Builder, out map[string]any, pr Pr
 	if !pr.Ring.Local {
 		label = pr.Name + " key"
 	}
-	for _, k := range keys {
+	for _, item := range keys {
+		if g, ok := item.(GrantItem); ok {
+			fmt.Fprintf(b, "oauth grant %s %q via %s [%s] approved by key %s %s\n", g.ID, g.ClientName, g.RedirectHost,
+				strings.Join(g.Scopes, ", "), g.ApprovedBy, grantState(g.Grant, now))
+			continue
+		}
+		k := item.(KeyItem).Key
 		state := keyState(k, now)
 		if k.RevokedAt.IsZero() && c.expiry.soon(k.ExpiresAt) {
 			soon = append(soon, k.ID)
@@ -231,6 +269,16 @@ func (c *credentialTools) listKeys(b *strings.Builder, out map[string]any, pr Pr
 		out["expiring_soon"] = soon
 	}
 	b.WriteString(truncNote)
+}
+
+func grantState(g local.Grant, now time.Time) string {
+	switch {
+	case !g.RevokedAt.IsZero():
+		return "revoked " + g.RevokedAt.Format(time.DateOnly) + " (" + g.RevokedReason + ")"
+	case !g.ExpiresAt.After(now):
+		return "expired " + g.ExpiresAt.Format(time.DateOnly)
+	}
+	return "active, expires " + g.ExpiresAt.Format(time.DateOnly)
 }
 
 func keyState(k provider.Key, now time.Time) string {
@@ -359,6 +407,9 @@ func (c *credentialTools) revoke(ctx context.Context, call *Call, args credentia
 	if err != nil {
 		return providerError(err, "")
 	}
+	if plan.Grant != nil {
+		return c.revokeGrant(ctx, call, args, plan)
+	}
 	k := plan.Key
 	if plan.Noop {
 		// Revoking twice is a success that changes nothing: no prompt.
@@ -379,6 +430,36 @@ func (c *credentialTools) revoke(ctx context.Context, call *Call, args credentia
 	}
 	out := map[string]any{"provider": pr.Name, "revoked": true, "already_revoked": res.Already, "key": res.Key, "also_revoked": nonNil(res.AlsoRevoked)}
 	return shape.OK(out, removedText(out, revocationText(pr, plan, res), res.Removed, res.RemoveErr)), nil
+}
+
+// revokeGrant ends an OAuth grant, as revoke does a key.
+func (c *credentialTools) revokeGrant(ctx context.Context, call *Call, args credentialsRevokeArgs, plan credentials.RevokePlan) (*mcp.CallToolResult, error) {
+	pr, g := call.Provider, *plan.Grant
+	if plan.Noop {
+		return shape.OK(map[string]any{"provider": pr.Name, "revoked": true, "already_revoked": true, "grant": g, "also_revoked": []string{}},
+			fmt.Sprintf("OAuth grant %s for %q has already ended (%s); nothing changed", g.ID, g.ClientName, grantState(g, c.d.now()))), nil
+	}
+	what := fmt.Sprintf("Revoke OAuth grant %s, which lets %q (redirect host %s) act with [%s] of key %s? Its access and refresh tokens stop working at once; keys made through it stay.",
+		g.ID, g.ClientName, g.RedirectHost, strings.Join(g.Scopes, ", "), g.ApprovedBy)
+	if plan.InUse {
+		what += " This call acts through that grant: it is the last one."
+	}
+	if args.DryRun {
+		return shape.OK(map[string]any{"provider": pr.Name, "dry_run": true, "grant": g, "in_use": plan.InUse, "also_revokes": []string{}},
+			"dry run: "+what+" Nothing was changed."), nil
+	}
+	if r := confirmDestructive(ctx, call, args.Confirmation, what); r != nil {
+		return r, nil
+	}
+	res, err := c.d.Credentials.Revoke(ctx, plan)
+	if err != nil {
+		return providerError(err, "")
+	}
+	text := fmt.Sprintf("revoked OAuth grant %s for %q: its access and refresh tokens no longer work", res.Grant.ID, res.Grant.ClientName)
+	if res.Already {
+		text = fmt.Sprintf("OAuth grant %s for %q was already revoked; nothing changed", res.Grant.ID, res.Grant.ClientName)
+	}
+	return shape.OK(map[string]any{"provider": pr.Name, "revoked": true, "already_revoked": res.Already, "grant": res.Grant, "also_revoked": []string{}}, text), nil
 }
 
 // removedText reports the delivered copies of revoked keys keygate removed,

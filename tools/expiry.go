@@ -46,6 +46,14 @@ func (x expiry) daysLeft(t time.Time) int {
 
 // warning is the sentence keygate uses wherever it warns.
 func (x expiry) warning(p *auth.Principal) string {
+	switch {
+	case p.IsGrant():
+		// A grant cannot be rotated: the person approves the client again.
+		return fmt.Sprintf("OAuth grant %s expires %s, in %d days: the client must be approved again then, on keygate's consent page",
+			p.KeyID, p.ExpiresAt.UTC().Format(time.RFC3339), x.daysLeft(p.ExpiresAt))
+	case p.IsExternal():
+		return fmt.Sprintf("access token %s expires %s: the client gets a new one from its issuer", p.Masked, p.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	return fmt.Sprintf("keygate credential %s (%s) expires %s, in %d days: rotate it with credentials_rotate (credential \"current\") or create a new one",
 		p.KeyID, p.Masked, p.ExpiresAt.UTC().Format(time.RFC3339), x.daysLeft(p.ExpiresAt))
 }
@@ -60,7 +68,9 @@ type expiryWarnings struct {
 }
 
 func (w *expiryWarnings) warn(ctx context.Context, p *auth.Principal) {
-	if !w.soon(p.ExpiresAt) {
+	// An external issuer's access tokens live minutes by design, and each
+	// subject would leave an entry here: nothing to warn about.
+	if p.IsExternal() || !w.soon(p.ExpiresAt) {
 		return
 	}
 	if _, logged := w.given.LoadOrStore("log:"+p.KeyID, true); !logged {

@@ -1,8 +1,10 @@
 // Package transport serves keygate's MCP server over stdio and streamable
-// HTTP. The HTTP side adds what mcp-go leaves to us: an Origin allow-list,
-// bearer authentication against the local store, request-body limits,
-// insufficient_scope answers, session ids bound to the key that opened
-// them, and a health endpoint.
+// HTTP. The HTTP side adds what mcp-go leaves to us: an Origin allow-list
+// and CORS for the origins on it, bearer authentication (keygate tokens and,
+// when OAuth is on, access tokens), request-body limits, insufficient_scope
+// answers with OAuth challenges, session ids bound to the credential that
+// opened them, a health endpoint, and the routes OAuth adds beside /mcp
+// (metadata documents, the authorization server).
 package transport
 
 import (
@@ -16,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/oauth"
 )
 
 // DefaultMaxBodyBytes caps a request body; MCP requests are small.
@@ -42,8 +46,21 @@ const maxInflight = 256
 const maxListensPerKey = maxStreamsPerKey
 
 // maxAuthHeader caps the Authorization header before any parsing or
-// hashing, so junk tokens cost nothing.
+// hashing, so junk tokens cost nothing: enough for a keygate token.
+// HTTPConfig.MaxAuthHeader raises it for OAuth access tokens.
 const maxAuthHeader = 512
+
+// CORS for browser-based clients of /mcp (MCP transports: the session and
+// protocol version headers; Last-Event-ID resumes a stream) and of the
+// OAuth routes that browser clients call.
+const (
+	corsMCPMethods     = "GET, POST, DELETE, OPTIONS"
+	corsMCPHeaders     = "Authorization, Content-Type, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID"
+	corsRouteMethods   = "GET, HEAD, POST, OPTIONS"
+	corsRouteHeaders   = "Authorization, Content-Type, Mcp-Protocol-Version"
+	corsExposedHeaders = "Mcp-Session-Id, WWW-Authenticate"
+	corsMaxAge         = "600"
+)
 
 // Verifier checks a keygate token.
 type Verifier interface {
@@ -56,6 +73,30 @@ type Verifier interface {
 // own refusal come from the same decision.
 type ScopeCheck func(p auth.Principal, tool string) (need auth.Action, allowed, ok bool)
 
+// Challenger builds the WWW-Authenticate values of /mcp's 401 and 403
+// answers when /mcp is an OAuth protected resource; oauth.Resource is one.
+type Challenger interface {
+	Challenge(scopes []string) string
+	InvalidTokenChallenge(description string, scopes []string) string
+	InvalidRequestChallenge(description string, scopes []string) string
+	InsufficientScopeChallenge(needed []string, description string) string
+}
+
+// Route is a handler served beside /mcp, outside its Origin guard and
+// bearer check: the OAuth metadata documents and the authorization server,
+// whose authorize and consent pages are top-level browser navigations (the
+// consent page protects its form itself).
+type Route struct {
+	Pattern string // as http.ServeMux takes it
+	Handler http.Handler
+	// CORS marks a route that browser-based clients call (metadata
+	// documents, token, registration, revocation): requests from the
+	// origins allowed on /mcp get CORS headers there. Every other CORS
+	// header a route's handler sets is dropped, so the allow-list is the
+	// only CORS policy.
+	CORS bool
+}
+
 // HTTPConfig configures the streamable HTTP transport.
 type HTTPConfig struct {
 	Addr           string
@@ -65,6 +106,19 @@ type HTTPConfig struct {
 	ScopeCheck     ScopeCheck
 	Logger         *slog.Logger
 	Version        string
+	// Challenges, when set, makes /mcp an OAuth protected resource: every
+	// 401 and 403 names its metadata (RFC 9728 section 5.1). nil keeps the
+	// plain Bearer realm challenge of keygate tokens alone.
+	Challenges Challenger
+	// ChallengeScopes are the scopes a 401 tells a client to ask for.
+	ChallengeScopes []string
+	// Routes are served beside /mcp.
+	Routes []Route
+	// MaxAuthHeader caps the Authorization header; 0 is 512 bytes, enough
+	// for a keygate token. OAuth access tokens need more.
+	MaxAuthHeader int
+	// TLSCert and TLSKey, when set, serve HTTPS.
+	TLSCert, TLSKey string
 	// OnSessionEnd is called when a session ends: deleted, expired, or
 	// evicted past a cap.
 	OnSessionEnd func(sessionID string)
@@ -105,9 +159,15 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 	for _, o := range append(ownOrigins, cfg.AllowedOrigins...) {
 		h.allowed[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
 	}
+	if h.cfg.MaxAuthHeader <= 0 {
+		h.cfg.MaxAuthHeader = maxAuthHeader
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", h.originGuard(h.bearer(h.shed(h.limitAndScope(h.bindSession(h.mcp))))))
 	mux.HandleFunc("GET /healthz", h.healthz)
+	for _, rt := range cfg.Routes {
+		mux.Handle(rt.Pattern, h.hostGuard(h.cors(rt)))
+	}
 	return h, mux
 }
 
@@ -132,16 +192,129 @@ func (h *httpHandler) healthz(w http.ResponseWriter, _ *http.Request) {
 // not allowed (MCP transports spec; mcp-go checks only Host). "null" and
 // malformed origins are never allowed. Requests without Origin come from
 // non-browser clients and pass.
+//
+// A request from an allowed origin gets CORS headers, and its preflight is
+// answered here, before authentication: a browser sends it without the
+// Authorization header it asks about.
 func (h *httpHandler) originGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origins := r.Header.Values("Origin")
-		if len(origins) > 1 || (len(origins) == 1 && !h.allowed[strings.ToLower(strings.TrimSuffix(origins[0], "/"))]) {
+		if len(origins) > 1 || (len(origins) == 1 && !h.allowedOrigin(origins[0])) {
 			h.cfg.Logger.Warn("refused request from a disallowed origin", "remote", r.RemoteAddr)
 			writeJSONRPCError(w, http.StatusForbidden, nil, -32600, "forbidden: origin not allowed")
 			return
 		}
+		if len(origins) == 1 {
+			allowCORS(w.Header(), origins[0])
+			if isPreflight(r) {
+				preflightAnswer(w, corsMCPMethods, corsMCPHeaders)
+				return
+			}
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func (h *httpHandler) allowedOrigin(o string) bool {
+	return h.allowed[strings.ToLower(strings.TrimSuffix(o, "/"))]
+}
+
+// isPreflight reports whether r is a CORS preflight (Fetch standard).
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// allowCORS lets the page at origin read the response, and its
+// WWW-Authenticate challenge and session id. No credentials mode: a bearer
+// token is a header the page sets, not a cookie.
+func allowCORS(h http.Header, origin string) {
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", corsExposedHeaders)
+	h.Add("Vary", "Origin")
+}
+
+func preflightAnswer(w http.ResponseWriter, methods, headers string) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", methods)
+	h.Set("Access-Control-Allow-Headers", headers)
+	h.Set("Access-Control-Max-Age", corsMaxAge)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// cors applies the allow-list to a route: an allowed origin gets CORS on a
+// CORS route (its preflight answered here); any other request gets no CORS
+// header at all, whatever the route's handler set (the authorization
+// server's library allows every origin, the metadata handler "*").
+func (h *httpHandler) cors(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &corsWriter{ResponseWriter: w}
+		if origins := r.Header.Values("Origin"); rt.CORS && len(origins) == 1 && h.allowedOrigin(origins[0]) {
+			cw.origin = origins[0]
+			if isPreflight(r) {
+				allowCORS(w.Header(), cw.origin)
+				preflightAnswer(w, corsRouteMethods, corsRouteHeaders)
+				return
+			}
+		}
+		rt.Handler.ServeHTTP(cw, r)
+	})
+}
+
+// corsWriter replaces a handler's CORS headers with the allow-list's
+// (origin, or none) as the response starts.
+type corsWriter struct {
+	http.ResponseWriter
+	origin string
+	wrote  bool
+}
+
+func (c *corsWriter) WriteHeader(code int) {
+	if !c.wrote {
+		c.wrote = true
+		h := c.Header()
+		for k := range h {
+			if strings.HasPrefix(k, "Access-Control-") {
+				delete(h, k)
+			}
+		}
+		if c.origin != "" {
+			allowCORS(h, c.origin)
+		}
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *corsWriter) Write(p []byte) (int, error) {
+	if !c.wrote {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.ResponseWriter.Write(p)
+}
+
+func (c *corsWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// hostGuard refuses, on a loopback connection, a Host that is not a
+// loopback name: a page whose domain was rebound to 127.0.0.1 (DNS
+// rebinding) reaches keygate's routes under its own origin otherwise.
+// mcp-go applies the same rule to /mcp.
+func (h *httpHandler) hostGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		if ok && IsLoopback(local.String()) && !oauth.IsLoopbackHost(hostOnly(r.Host)) {
+			h.cfg.Logger.Warn("refused a request for a foreign Host on a loopback connection", "remote", r.RemoteAddr)
+			http.Error(w, "forbidden: this Host is not served on loopback", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostOnly is host without its port.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
 }
 
 // bearer authenticates every request with a keygate token. Every failure
@@ -160,7 +333,7 @@ func (h *httpHandler) bearer(next http.Handler) http.Handler {
 			h.unauthorized(w, "", "")
 			return
 		}
-		tok, ok := parseBearer(values)
+		tok, ok := parseBearer(values, h.cfg.MaxAuthHeader)
 		if !ok {
 			h.refused(r, "malformed_authorization")
 			h.unauthorized(w, "invalid_request", "send exactly one Authorization: Bearer <token> header")
@@ -185,8 +358,8 @@ func (h *httpHandler) bearer(next http.Handler) http.Handler {
 	})
 }
 
-func parseBearer(values []string) (string, bool) {
-	if len(values) != 1 || len(values[0]) > maxAuthHeader {
+func parseBearer(values []string, limit int) (string, bool) {
+	if len(values) != 1 || len(values[0]) > limit {
 		return "", false
 	}
 	scheme, tok, ok := strings.Cut(values[0], " ")
@@ -208,8 +381,19 @@ func (h *httpHandler) unauthorized(w http.ResponseWriter, code, desc string) {
 	if code != "" {
 		challenge += fmt.Sprintf(`, error=%q, error_description=%q`, code, desc)
 	}
-	w.Header().Set("WWW-Authenticate", challenge)
 	msg := "unauthorized: send Authorization: Bearer <keygate token>"
+	if c := h.cfg.Challenges; c != nil {
+		switch code {
+		case "":
+			challenge = c.Challenge(h.cfg.ChallengeScopes)
+		case "invalid_token":
+			challenge = c.InvalidTokenChallenge(desc, h.cfg.ChallengeScopes)
+		default:
+			challenge = c.InvalidRequestChallenge(desc, h.cfg.ChallengeScopes)
+		}
+		msg = "unauthorized: send Authorization: Bearer <keygate token or OAuth access token>; WWW-Authenticate names where to get one"
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
 	if desc != "" {
 		msg = "unauthorized: " + desc
 	}
@@ -298,7 +482,11 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 		}
 		if decoded && msg.Method == "tools/call" && h.cfg.ScopeCheck != nil {
 			if need, allowed, known := h.cfg.ScopeCheck(p, msg.Params.Name); known && !allowed {
-				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keygate", error="insufficient_scope", scope=%q`, string(need)))
+				challenge := fmt.Sprintf(`Bearer realm="keygate", error="insufficient_scope", scope=%q`, string(need))
+				if c := h.cfg.Challenges; c != nil {
+					challenge = c.InsufficientScopeChallenge(neededScopes(p.Scopes, need), fmt.Sprintf("%s needs %s", msg.Params.Name, need))
+				}
+				w.Header().Set("WWW-Authenticate", challenge)
 				writeJSONRPCError(w, http.StatusForbidden, msg.ID, -32003,
 					fmt.Sprintf("insufficient_scope: %s needs %s", msg.Params.Name, need))
 				return
@@ -306,6 +494,17 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// neededScopes are the scopes a client should ask for to call a tool that
+// needs act: those it holds, so asking again loses none of them (MCP
+// authorization, "Runtime Insufficient Scope Errors"), and act.
+func neededScopes(held auth.Scopes, act auth.Action) []string {
+	out := held.Strings()
+	if !slices.Contains(out, string(act)) {
+		out = append(out, string(act))
+	}
+	return out
 }
 
 // readBody reads all of body. A declared length, already checked against
@@ -507,6 +706,13 @@ func ServeHTTP(ctx context.Context, s *server.MCPServer, cfg HTTPConfig, ready f
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}
+	return Serve(ctx, ln, s, cfg, ready)
+}
+
+// Serve serves on ln, as ServeHTTP does, for a caller that listened
+// itself (keygate's public URL may depend on the port it got). It closes
+// ln.
+func Serve(ctx context.Context, ln net.Listener, s *server.MCPServer, cfg HTTPConfig, ready func(net.Addr)) error {
 	h, handler := newHTTPHandler(s, cfg, OwnOrigins(ln.Addr()))
 	go h.sessions.sweepPeriodically(ctx, sweepEvery)
 	srv := &http.Server{
@@ -521,7 +727,13 @@ func ServeHTTP(ctx context.Context, s *server.MCPServer, cfg HTTPConfig, ready f
 		ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving HTTP: %w", err)
