@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,8 +136,10 @@ func (b *Balancer) Requests(t testing.TB) []int {
 		}
 		for i, h := range header {
 			if h == "stot" && i < len(f) {
-				var n int
-				fmt.Sscan(f[i], &n)
+				n, err := strconv.Atoi(f[i])
+				if err != nil {
+					t.Fatalf("haproxy stats: stot of %s is %q, not a count", f[1], f[i])
+				}
 				out = append(out, n)
 			}
 		}
