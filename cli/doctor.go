@@ -61,10 +61,10 @@ func (c *DoctorCmd) Run(rt *invocation, kctx *kong.Context) error {
 	c.configuration(r, cfg, settingsOf(kctx, env), invalid)
 
 	store := c.store(rt.ctx, r, cfg)
-	if store != nil {
-		defer store.Close()
-	}
 	c.token(rt.ctx, r, cfg, store)
+	if store != nil {
+		_ = store.Close() // opened read-only: nothing is lost
+	}
 	c.providers(rt.ctx, r, env)
 
 	fmt.Fprintln(rt.Out)
@@ -111,7 +111,7 @@ func (r *report) table(rows [][]string) {
 	for _, row := range rows {
 		fmt.Fprintln(tw, "    "+strings.Join(row, "\t"))
 	}
-	tw.Flush()
+	_ = tw.Flush() // into a strings.Builder, which cannot fail
 	for line := range strings.Lines(b.String()) {
 		r.print("%s", strings.TrimRight(line, " \n"))
 	}

@@ -35,60 +35,90 @@ type InitCmd struct {
 const newConfigMode fs.FileMode = 0o644
 
 func (c *InitCmd) Run(rt *invocation, kctx *kong.Context) error {
-	client, err := findClient(c.Client)
+	plan, err := c.plan(rt, kctx)
+	if err != nil {
+		return err
+	}
+	file, err := readConfig(plan.path)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
+	}
+	next, changed, err := mergeEntry(file.src, plan.client, c.Name, plan.entry)
+	if err != nil {
+		return fmt.Errorf("init: %s: %w; keygate init changed nothing: fix the file, or move it aside and run keygate init again", plan.path, err)
+	}
+	switch {
+	case c.DryRun:
+		return c.printDryRun(rt, plan.path, plan.where, plan.entry, file, changed)
+	case !changed:
+		return c.keep(rt, plan, file)
+	}
+	return c.write(rt, plan, file, next)
+}
+
+// initPlan is what keygate init is to write, and where.
+type initPlan struct {
+	client mcpClient
+	scope  string
+	cfg    config.Config
+	entry  mcpEntry
+	path   string
+	where  string // the configuration path belongs to, as told to the user
+}
+
+// plan checks the arguments and works out the entry and the file it goes
+// in.
+func (c *InitCmd) plan(rt *invocation, kctx *kong.Context) (initPlan, error) {
+	client, err := findClient(c.Client)
+	if err != nil {
+		return initPlan{}, fmt.Errorf("init: %w", err)
 	}
 	scope, err := client.scope(strings.TrimSpace(c.Scope))
 	if err != nil {
-		return fmt.Errorf("init: %w", err)
+		return initPlan{}, fmt.Errorf("init: %w", err)
 	}
 	if err := checkServerName(c.Name); err != nil {
-		return fmt.Errorf("init: %w", err)
+		return initPlan{}, fmt.Errorf("init: %w", err)
 	}
 	env, err := rt.env(c.EnvFile)
 	if err != nil {
-		return err
+		return initPlan{}, err
 	}
 	cfg, err := c.Common.Config(env)
 	if err != nil {
-		return err
+		return initPlan{}, err
 	}
 	entry, err := c.entry(client, cfg, settingsOf(kctx, env))
 	if err != nil {
-		return fmt.Errorf("init: %w", err)
+		return initPlan{}, fmt.Errorf("init: %w", err)
 	}
 	path, err := c.configPath(client, scope, rt.resolver.lookup)
 	if err != nil {
-		return fmt.Errorf("init: %w", err)
+		return initPlan{}, fmt.Errorf("init: %w", err)
 	}
 	where := fmt.Sprintf("%s, %s configuration", client.title, scope)
 	if c.ConfigFile != "" {
 		where = client.title + " format"
 	}
+	return initPlan{client: client, scope: scope, cfg: cfg, entry: entry, path: path, where: where}, nil
+}
 
-	file, err := readConfig(path)
-	if err != nil {
-		return fmt.Errorf("init: %w", err)
-	}
-	next, changed, err := mergeEntry(file.src, client, c.Name, entry)
-	if err != nil {
-		return fmt.Errorf("init: %s: %w; keygate init changed nothing: fix the file, or move it aside and run keygate init again", path, err)
-	}
-	if c.DryRun {
-		return c.printDryRun(rt, path, where, entry, file, changed)
-	}
-	if !changed {
-		fmt.Fprintf(rt.Out, "%s already has this %q entry (%s); nothing changed\n", textsafe.Escape(path), c.Name, where)
-		if c.EmbedToken && file.exists && file.mode.Perm()&0o077 != 0 {
-			if err := os.Chmod(path, 0o600); err != nil {
-				return fmt.Errorf("init: %s holds keygate's token but is readable by others, and cannot be made private: %w", path, err)
-			}
-			fmt.Fprintf(rt.Out, "%s holds keygate's token: made it mode 0600\n", textsafe.Escape(path))
+// keep reports a file that already holds the entry, and makes it private
+// if it is to hold the token but others may read it.
+func (c *InitCmd) keep(rt *invocation, plan initPlan, file configFile) error {
+	fmt.Fprintf(rt.Out, "%s already has this %q entry (%s); nothing changed\n", textsafe.Escape(plan.path), c.Name, plan.where)
+	if c.EmbedToken && file.exists && file.mode.Perm()&0o077 != 0 {
+		if err := os.Chmod(plan.path, 0o600); err != nil {
+			return fmt.Errorf("init: %s holds keygate's token but is readable by others, and cannot be made private: %w", plan.path, err)
 		}
-		return nil
+		fmt.Fprintf(rt.Out, "%s holds keygate's token: made it mode 0600\n", textsafe.Escape(plan.path))
 	}
+	return nil
+}
 
+// write replaces the file with next, keeping a copy of what it held, and
+// says what was done and what to do next.
+func (c *InitCmd) write(rt *invocation, plan initPlan, file configFile, next []byte) error {
 	mode := newConfigMode
 	if file.exists {
 		mode = file.mode.Perm()
@@ -98,23 +128,24 @@ func (c *InitCmd) Run(rt *invocation, kctx *kong.Context) error {
 	}
 	backup := ""
 	if file.exists && len(file.src) > 0 {
-		if backup, err = writeBackup(path, file.src, time.Now()); err != nil {
-			return fmt.Errorf("init: keeping a copy of %s before changing it: %w; nothing changed", path, err)
+		var err error
+		if backup, err = writeBackup(plan.path, file.src, time.Now()); err != nil {
+			return fmt.Errorf("init: keeping a copy of %s before changing it: %w; nothing changed", plan.path, err)
 		}
 	}
-	if err := replaceFile(path, next, mode, file); err != nil {
+	if err := replaceFile(plan.path, next, mode, file); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
 	verb := "added"
-	if file.hadEntry(client, c.Name) {
+	if file.hadEntry(plan.client, c.Name) {
 		verb = "replaced"
 	}
-	fmt.Fprintf(rt.Out, "%s the %q entry in %s (%s)\n", verb, c.Name, textsafe.Escape(path), where)
+	fmt.Fprintf(rt.Out, "%s the %q entry in %s (%s)\n", verb, c.Name, textsafe.Escape(plan.path), plan.where)
 	if backup != "" {
 		fmt.Fprintf(rt.Out, "the previous file is kept as %s\n", textsafe.Escape(backup))
 	}
-	c.warnings(rt, cfg, path)
-	fmt.Fprintf(rt.Out, "next: %s\n", client.next(scope))
+	c.warnings(rt, plan.cfg, plan.path)
+	fmt.Fprintf(rt.Out, "next: %s\n", plan.client.next(plan.scope))
 	return nil
 }
 
@@ -144,7 +175,7 @@ func (c *InitCmd) entry(client mcpClient, cfg config.Config, settings []setting)
 		exe, err = filepath.EvalSymlinks(exe)
 	}
 	if err != nil {
-		return mcpEntry{}, fmt.Errorf("cannot tell where this keygate binary is (%v); run keygate init from the installed binary", err)
+		return mcpEntry{}, fmt.Errorf("cannot tell where this keygate binary is (%w); run keygate init from the installed binary", err)
 	}
 	e := mcpEntry{Command: exe, Args: []string{"serve", "--env-file", cfg.EnvFile}}
 	if client.stdioType {
@@ -213,13 +244,13 @@ func readConfig(path string) (configFile, error) {
 		}
 		return configFile{}, nil
 	case err != nil:
-		return configFile{}, fmt.Errorf("cannot read %s (%v); fix its permissions, or give another file with --config PATH", path, err)
+		return configFile{}, fmt.Errorf("cannot read %s (%w); fix its permissions, or give another file with --config PATH", path, err)
 	case !fi.Mode().IsRegular():
 		return configFile{}, fmt.Errorf("%s is not a regular file; give the client's config file with --config PATH", path)
 	}
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return configFile{}, fmt.Errorf("cannot read %s (%v); fix its permissions, or give another file with --config PATH", path, err)
+		return configFile{}, fmt.Errorf("cannot read %s (%w); fix its permissions, or give another file with --config PATH", path, err)
 	}
 	return configFile{src: src, exists: true, mode: fi.Mode()}, nil
 }
@@ -254,7 +285,7 @@ func mergeEntry(src []byte, client mcpClient, name string, e mcpEntry) ([]byte, 
 		if client.jsonc {
 			what = "not valid JSON (with comments)"
 		}
-		return nil, false, fmt.Errorf("%s (%v)", what, err)
+		return nil, false, fmt.Errorf("%s (%w)", what, err)
 	}
 	servers, err := doc.member(doc.root, client.key)
 	if err != nil {
@@ -289,15 +320,20 @@ func mergeEntry(src []byte, client mcpClient, name string, e mcpEntry) ([]byte, 
 // hold exactly the entry it meant to write.
 func checkMerged(next []byte, client mcpClient, name string, e mcpEntry) error {
 	doc, err := parseJSONDoc(next, client.jsonc)
+	var servers, m *jsonMember
 	if err == nil {
-		var servers, m *jsonMember
-		if servers, err = doc.member(doc.root, client.key); err == nil && servers != nil {
-			if m, err = doc.member(servers.value, name); err == nil && m != nil && doc.sameJSON(m.value, e) {
-				return nil
-			}
-		}
+		servers, err = doc.member(doc.root, client.key)
 	}
-	return fmt.Errorf("keygate could not merge its entry into this file's layout (%v); please report it", err)
+	if err == nil && servers != nil {
+		m, err = doc.member(servers.value, name)
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("keygate could not merge its entry into this file's layout (%w); please report it", err)
+	case m == nil || !doc.sameJSON(m.value, e):
+		return errors.New("keygate could not merge its entry into this file's layout (it does not read back as written); please report it")
+	}
+	return nil
 }
 
 // writeBackup keeps a copy of the file before keygate changes it, mode
@@ -343,7 +379,7 @@ func replaceFile(path string, data []byte, mode fs.FileMode, read configFile) er
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(target)+".keygate-*")
 	if err != nil {
-		return fmt.Errorf("cannot write in %s (%v); make it writable, or give another file with --config PATH", dir, err)
+		return fmt.Errorf("cannot write in %s (%w); make it writable, or give another file with --config PATH", dir, err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
 	_, werr := tmp.Write(data)

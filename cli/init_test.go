@@ -31,13 +31,13 @@ var initClients = []initClient{
 
 // initSetup is one run's temporary home, project and keygate instance.
 type initSetup struct {
-	in                  instance
-	home, xdg, project  string
-	client              initClient
-	config              string
-	wantCommand         string
-	wantArgs            []string
-	extraEnv, extraArgs []string
+	in                 instance
+	home, xdg, project string
+	client             initClient
+	config             string
+	wantCommand        string
+	wantArgs           []string
+	extraEnv           []string
 }
 
 func newInitSetup(t *testing.T, c initClient, in instance) *initSetup {

@@ -99,22 +99,12 @@ func blankJSONC(src []byte) ([]byte, error) {
 				return nil, err
 			}
 			i, lastComma = j-1, -1
-		case c == '/' && i+1 < len(out) && out[i+1] == '/':
-			for ; i < len(out) && out[i] != '\n'; i++ {
-				out[i] = ' '
+		case c == '/' && i+1 < len(out) && (out[i+1] == '/' || out[i+1] == '*'):
+			last, err := blankComment(src, out, i)
+			if err != nil {
+				return nil, err
 			}
-		case c == '/' && i+1 < len(out) && out[i+1] == '*':
-			end := bytes.Index(out[i+2:], []byte("*/"))
-			if end < 0 {
-				l, col := position(src, i)
-				return nil, &syntaxError{l, col, "a /* comment is never closed"}
-			}
-			for j := i; j < i+2+end+2; j++ {
-				if out[j] != '\n' && out[j] != '\r' {
-					out[j] = ' '
-				}
-			}
-			i += 2 + end + 1
+			i = last
 		case c == ',':
 			lastComma = i
 		case c == '}' || c == ']':
@@ -128,6 +118,30 @@ func blankJSONC(src []byte) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// blankComment blanks the comment ("//" to the end of the line, or /* to
+// */) that opens at out[i], keeping line breaks, and returns the offset of
+// its last byte. src is the text before blanking, for error positions.
+func blankComment(src, out []byte, i int) (int, error) {
+	if out[i+1] == '/' {
+		for ; i < len(out) && out[i] != '\n'; i++ {
+			out[i] = ' '
+		}
+		return i - 1, nil
+	}
+	end := bytes.Index(out[i+2:], []byte("*/"))
+	if end < 0 {
+		l, col := position(src, i)
+		return 0, &syntaxError{l, col, "a /* comment is never closed"}
+	}
+	last := i + 2 + end + 1
+	for j := i; j <= last; j++ {
+		if out[j] != '\n' && out[j] != '\r' {
+			out[j] = ' '
+		}
+	}
+	return last, nil
 }
 
 // stringEnd returns the offset just past the string that opens at start.

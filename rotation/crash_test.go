@@ -65,7 +65,7 @@ func crashHelper(t *testing.T) string {
 		}
 		out, err := exec.Command("go", append(args, "github.com/keygate/keygate/rotation/internal/crashtest")...).CombinedOutput()
 		if err != nil {
-			helperErr = fmt.Errorf("building the crash helper: %v\n%s", err, out)
+			helperErr = fmt.Errorf("building the crash helper: %w\n%s", err, out)
 		}
 	})
 	if helperErr != nil {

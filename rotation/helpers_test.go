@@ -359,17 +359,6 @@ func (f *fixture) live() []string {
 	return ids
 }
 
-func (f *fixture) key(id string) provider.Key {
-	f.t.Helper()
-	for _, k := range f.keys() {
-		if k.ID == id {
-			return k
-		}
-	}
-	f.t.Fatalf("no key %s", id)
-	return provider.Key{}
-}
-
 func (f *fixture) envValue() string {
 	f.t.Helper()
 	vars, err := auth.ReadEnvFile(f.envFile)

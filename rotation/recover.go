@@ -504,25 +504,32 @@ func (e *Engine) resolve(ctx context.Context, j *journal, rn run, mem *pending) 
 		// expect, or a crash in between): look for the key in it again.
 		st.pending = e.reparse(j, st)
 	}
+	err = e.settle(ctx, j, st, &r, rn, mem)
+	return r, err
+}
+
+// settle finishes, resumes, rolls back or adopts rotation j by what was
+// observed of it (st), filling in r.
+func (e *Engine) settle(ctx context.Context, j *journal, st state, r *Report, rn run, mem *pending) error {
 	switch {
 	case st.holdsNew(j):
 		// The delivery happened: finish it.
 		r.NewKeyID = st.dest.KeyID
-		return r, e.finish(ctx, j, st, &r, rn, auth.NewSecret(st.destValue), j.Dest)
+		return e.finish(ctx, j, st, r, rn, auth.NewSecret(st.destValue), j.Dest)
 	case !j.Dest.Durable() && stepReached(j.Step, StepSwapped):
 		// A secret shown in a result, or kept in a session, was handed
 		// over before the crash: there is nothing to put anywhere again.
 		r.NewKeyID = j.NewKeyID
-		return r, e.finish(ctx, j, st, &r, rn, auth.Secret{}, j.Dest)
+		return e.finish(ctx, j, st, r, rn, auth.Secret{}, j.Dest)
 	case st.oldAlive && st.pending != nil && j.Dest.Durable():
 		// The new key is safe but not yet in place: verify it again and
 		// resume, or undo it if it is not what it should be.
-		return r, e.resume(ctx, j, st, &r, rn)
+		return e.resume(ctx, j, st, r, rn)
 	case st.oldAlive:
 		// The new key's secret is lost, was never handed over, or there is
 		// no new key: the old key works, so every key the rotation made is
 		// an orphan.
-		return r, e.rollback(ctx, j, st, &r)
+		return e.rollback(ctx, j, st, r)
 	case j.HeldOld && st.destWorks:
 		// keygate's own credential works, but it is not the old key: a
 		// person replaced it meanwhile. Every key the rotation made is an
@@ -531,12 +538,12 @@ func (e *Engine) resolve(ctx context.Context, j *journal, rn run, mem *pending) 
 			r.Problem = fmt.Sprintf("%s now holds key %s, which is neither the rotation's old key nor its new one; old key %s was left alone",
 				j.Dest.Target, st.dest.KeyID, j.OldKeyID)
 		}
-		return r, e.rollback(ctx, j, st, &r)
+		return e.rollback(ctx, j, st, r)
 	case !j.HeldOld:
 		// Someone else's key that stopped working meanwhile (revoked with
 		// its lineage, or expired): its successor must not outlive it.
 		r.Problem = fmt.Sprintf("old key %s no longer works (revoked or expired during the rotation)", j.OldKeyID)
-		return r, e.rollback(ctx, j, st, &r)
+		return e.rollback(ctx, j, st, r)
 	default:
 		if st.pending == nil && mem != nil {
 			st.pending = mem
@@ -544,7 +551,7 @@ func (e *Engine) resolve(ctx context.Context, j *journal, rn run, mem *pending) 
 				st.replay = auth.NewSecret(mem.Replay)
 			}
 		}
-		return r, e.adopt(ctx, j, st, &r, rn)
+		return e.adopt(ctx, j, st, r, rn)
 	}
 }
 

@@ -290,26 +290,49 @@ func (e *Engine) Rotate(ctx context.Context, req Request) (Result, error) {
 	}
 	defer lk.Release()
 	e.step(StepLocked)
-	if j, err := e.loadJournal(ctx, lk, rn.slot); err != nil || j != nil {
-		if err != nil {
-			return Result{}, err
-		}
-		where := ""
-		if e.foreign(j) {
-			where = " on replica " + j.Replica
-		}
-		return Result{}, fmt.Errorf("rotating %s: %w (rotation %s stopped at step %q%s); restart keygate or run recovery to settle it",
-			rn.slot, ErrUnfinished, j.RotationID, j.Step, where)
+	if err := e.refuseUnfinished(ctx, lk, rn.slot); err != nil {
+		return Result{}, err
 	}
-
 	old, err := e.preflight(ctx, rn)
 	if err != nil {
 		return Result{}, err
 	}
 	e.step(StepPreflighted)
-	rid, err := newRotationID()
+	j, replay, err := e.begin(ctx, lk, rn, old)
 	if err != nil {
 		return Result{}, err
+	}
+	res, mem, err := e.forward(ctx, j, rn, replay)
+	if err == nil {
+		return res, nil
+	}
+	return e.settleFailed(ctx, j, rn, mem, res, err)
+}
+
+// refuseUnfinished gives ErrUnfinished when an earlier rotation of slot
+// left its journal behind.
+func (e *Engine) refuseUnfinished(ctx context.Context, lk JournalLock, slot string) error {
+	j, err := e.loadJournal(ctx, lk, slot)
+	if err != nil || j == nil {
+		return err
+	}
+	where := ""
+	if e.foreign(j) {
+		where = " on replica " + j.Replica
+	}
+	return fmt.Errorf("rotating %s: %w (rotation %s stopped at step %q%s); restart keygate or run recovery to settle it",
+		slot, ErrUnfinished, j.RotationID, j.Step, where)
+}
+
+// begin writes down the intent to rotate (the journal, at StepCreating)
+// and returns it with the replay credential, if the backend uses one. A
+// failure here has changed nothing but the replay credential, which it
+// ends.
+func (e *Engine) begin(ctx context.Context, lk JournalLock, rn run, old Holder) (*journal, auth.Secret, error) {
+	req := rn.req
+	rid, err := newRotationID()
+	if err != nil {
+		return nil, auth.Secret{}, err
 	}
 	j := &journal{Version: journalVersion, RotationID: rid, Slot: rn.slot, Backend: e.Name, Dest: req.Dest, HeldOld: !req.Old.IsZero(),
 		OldKeyID: old.KeyID, OldScopes: old.Scopes, Step: StepCreating, Grace: req.Grace, StartedAt: e.now().UTC(), lock: lk}
@@ -323,25 +346,29 @@ func (e *Engine) Rotate(ctx context.Context, req Request) (Result, error) {
 	// moment it exists a crash leaves it where recovery finds and ends it.
 	replay, err := e.openReplay(ctx, req.Old)
 	if err != nil {
-		return Result{}, err
+		return nil, auth.Secret{}, err
 	}
 	if !replay.IsZero() {
 		if err := e.savePending(rn.slot, pending{RotationID: rid, Replay: replay.Reveal()}); err != nil {
-			return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, j, nil, replay))
+			return nil, auth.Secret{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, j, nil, replay))
 		}
 		e.step(StepReplayKept)
 	}
 	if err := e.saveJournal(ctx, j); err != nil {
 		// No key exists yet: nothing to settle but the replay credential.
-		return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, j, nil, replay))
+		return nil, auth.Secret{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, j, nil, replay))
 	}
 	e.step(StepCreating)
 	e.log().Info("rotation started", "rotation_id", rid, "slot", rn.slot, "old_key_id", old.KeyID, "dest", req.Dest.String())
+	return j, replay, nil
+}
 
-	res, mem, err := e.forward(ctx, j, rn, replay)
-	if err == nil {
-		return res, nil
-	}
+// settleFailed settles a rotation that failed after its journal was
+// written, by the failure table, as a restart would, and says what
+// stands. res is what the failed rotation got as far as; mem is the new
+// key, if one was created.
+func (e *Engine) settleFailed(ctx context.Context, j *journal, rn run, mem *pending, res Result, err error) (Result, error) {
+	rid := j.RotationID
 	if errors.Is(err, ErrLockLost) {
 		// Another replica may be settling it already: doing anything
 		// more would race it. Recovery settles it from the journal.
@@ -349,7 +376,6 @@ func (e *Engine) Rotate(ctx context.Context, req Request) (Result, error) {
 		return res, fmt.Errorf("rotation %s stopped (its journal is at step %q): %w; nothing more was done here, so that recovery (on any replica) can settle it from the journal",
 			rid, j.saved, err)
 	}
-	// Settle by the failure table, as a restart would, and say what stands.
 	// A cancelled call must not leave a rotation half done.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()

@@ -121,7 +121,7 @@ func run(sizeList string, runs, deepSize, deepPage int, dir string) error {
 		}
 		meds, pages, err := measure(lists, runs)
 		if err != nil {
-			s.Close()
+			_ = s.Close()
 			return fmt.Errorf("%d posts: %w", n, err)
 		}
 		medians[n] = meds
@@ -130,11 +130,13 @@ func run(sizeList string, runs, deepSize, deepPage int, dir string) error {
 		}
 		if n == deepSize {
 			if deepOut, err = deep(ctx, s, n, runs, deepPage); err != nil {
-				s.Close()
+				_ = s.Close()
 				return err
 			}
 		}
-		s.Close()
+		if err := s.Close(); err != nil {
+			return fmt.Errorf("%d posts: %w", n, err)
+		}
 	}
 
 	fmt.Printf("### First page: wall ms / thread CPU ms (total reported)\n\n| query | %s |\n| --- |%s\n", header(sizes), strings.Repeat(" --- |", len(sizes)))
@@ -289,7 +291,7 @@ func makeStore(ctx context.Context, path string, n int) (*local.Store, time.Dura
 		return nil, 0, err
 	}
 	if err := s.Seed(ctx); err != nil {
-		s.Close()
+		_ = s.Close()
 		return nil, 0, err
 	}
 	if err := s.Close(); err != nil {

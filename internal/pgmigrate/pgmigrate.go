@@ -9,6 +9,7 @@ package pgmigrate
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 )
 
@@ -37,7 +38,7 @@ func Apply(ctx context.Context, db *sql.DB, component string, steps []string) (e
 	var version int
 	err = tx.QueryRowContext(ctx, `SELECT version FROM keygate_schema WHERE component = $1`, component).Scan(&version)
 	switch {
-	case err == sql.ErrNoRows:
+	case errors.Is(err, sql.ErrNoRows):
 		version, err = 0, nil
 	case err != nil:
 		return false, fmt.Errorf("migrating %s schema: reading its version: %w", component, err)

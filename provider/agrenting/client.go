@@ -17,6 +17,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -257,7 +258,7 @@ func (c *Client) answer(cl call, resp *upstream.Response) (result, *provider.Ups
 		return res, nil
 	}
 	ue := c.api.Error(resp)
-	if cl.method == http.MethodGet && ue.Kind == provider.ErrOutcomeUnknown {
+	if cl.method == http.MethodGet && errors.Is(ue.Kind, provider.ErrOutcomeUnknown) {
 		ue.Kind = provider.ErrUnavailable // a read changes nothing: it just failed
 	}
 	return res, ue
@@ -405,7 +406,7 @@ func except(resp *upstream.Response, e *provider.UpstreamError) {
 	switch {
 	case resp.OK():
 		e.Kind = provider.ErrOutcomeUnknown
-	case e.Kind == provider.ErrRateLimited && e.RetryAfter == 0:
+	case errors.Is(e.Kind, provider.ErrRateLimited) && e.RetryAfter == 0:
 		if m := retryAfterText().FindStringSubmatch(e.Message); m != nil {
 			n, _ := strconv.Atoi(m[1])
 			e.RetryAfter = time.Duration(n) * time.Second

@@ -144,12 +144,12 @@ func said(resp *upstream.Response) upstream.Said {
 func except(budget *upstream.Budget) func(*upstream.Response, *provider.UpstreamError) {
 	return func(resp *upstream.Response, e *provider.UpstreamError) {
 		switch {
-		case e.Code == "memory_quota_exceeded" && e.Kind != provider.ErrUnauthorized && e.Kind != provider.ErrPermission:
+		case e.Code == "memory_quota_exceeded" && !errors.Is(e.Kind, provider.ErrUnauthorized) && !errors.Is(e.Kind, provider.ErrPermission):
 			// A 429 that waiting a minute does not cure: the project's
 			// memory allowance is used up until it is raised
 			// (docs/providers/cencori.md, "Errors"). It holds nothing back.
 			e.Kind, e.RetryAfter = provider.ErrPermission, 0
-		case e.Kind == provider.ErrRateLimited:
+		case errors.Is(e.Kind, provider.ErrRateLimited):
 			budget.Hold(e.RetryAfter)
 		}
 		if e.Code == "memory_disabled" {

@@ -600,7 +600,9 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 // unknown, never guessed.
 func (c *Client) findWritten(ctx context.Context, w written, sent time.Time, cause error) (provider.Object, error) {
 	unknown := func(why string) error {
-		return fmt.Errorf("cencori: %w: the memory write got no usable answer (%s) and %s; list memories before writing it again", provider.ErrOutcomeUnknown, cause, why)
+		// The cause is kept as text: wrapped, its own kind (ErrUnavailable)
+		// would win over ErrOutcomeUnknown in tools/errors.go.
+		return fmt.Errorf("cencori: %w: the memory write got no usable answer (%s) and %s; list memories before writing it again", provider.ErrOutcomeUnknown, cause.Error(), why)
 	}
 	if ctx.Err() != nil {
 		return provider.Object{}, unknown("the call's time ran out before it could be checked")
@@ -708,7 +710,9 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 			if gerr == nil {
 				return provider.Object{}, c.memoryError(err, id) // still there: the delete failed
 			}
-			return provider.Object{}, fmt.Errorf("cencori: %w: deleting memory %s got no usable answer (%s), and reading it back failed", provider.ErrOutcomeUnknown, id, err)
+			// err as text, as in findWritten: the error must match
+			// ErrOutcomeUnknown only.
+			return provider.Object{}, fmt.Errorf("cencori: %w: deleting memory %s got no usable answer (%s), and reading it back failed", provider.ErrOutcomeUnknown, id, err.Error())
 		}
 		return provider.Object{}, c.memoryError(err, id)
 	}

@@ -288,6 +288,11 @@ func TestCreateFailuresAreNotRetried(t *testing.T) {
 			f.fake.FailNextOn("POST", "/v1/memory/write", tc.status, map[string]string{"Retry-After": "1"}, `{"error":"internal_error"}`)
 			_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "once only", Fields: json.RawMessage(`{}`)})
 			providertest.WantKind(t, err, tc.kind)
+			// An unknown outcome must not also read as "unavailable",
+			// which tools/errors.go would report first.
+			if errors.Is(tc.kind, provider.ErrOutcomeUnknown) && errors.Is(err, provider.ErrUnavailable) {
+				t.Errorf("%v matches ErrUnavailable too", err)
+			}
 			if f.fake.Requests("/v1/memory/write") != 1 || f.fake.Requests("/v1/memory/list") != tc.readBck {
 				t.Errorf("writes %d, read-backs %d", f.fake.Requests("/v1/memory/write"), f.fake.Requests("/v1/memory/list"))
 			}

@@ -225,7 +225,7 @@ func (a *API) Error(resp *Response) *provider.UpstreamError {
 	}
 	e := &provider.UpstreamError{Provider: a.Name, Status: resp.Status, Code: a.Clean(said.Code), Message: a.Clean(said.Message),
 		RequestID: a.requestID(resp), Kind: StatusKind(resp.Status)}
-	if e.Kind == provider.ErrRateLimited {
+	if errors.Is(e.Kind, provider.ErrRateLimited) {
 		e.RetryAfter, _ = a.Caller.wait(resp, a.now())
 	}
 	if a.Except != nil {

@@ -195,7 +195,7 @@ func TestAPIError(t *testing.T) {
 			resp.Header = http.Header{}
 		}
 		e := a.Error(resp)
-		if e.Kind != tc.kind || e.Status != tc.status || e.Provider != "test" || e.Code != tc.code || e.RetryAfter != tc.retryAfter || e.RequestID != tc.wantID {
+		if !errors.Is(e.Kind, tc.kind) || e.Status != tc.status || e.Provider != "test" || e.Code != tc.code || e.RetryAfter != tc.retryAfter || e.RequestID != tc.wantID {
 			t.Errorf("%d %s: %#v", tc.status, tc.body, e)
 		}
 		if tc.msg != "" && e.Message != tc.msg {
@@ -262,15 +262,15 @@ func TestAPIDo(t *testing.T) {
 func TestAPIBadAnswer(t *testing.T) {
 	a := testAPI(nil)
 	resp := &Response{Status: 200, Header: http.Header{}}
-	if e := a.BadAnswer(resp, true, "no id"); e.Kind != provider.ErrOutcomeUnknown || e.Message != "no id" {
+	if e := a.BadAnswer(resp, true, "no id"); !errors.Is(e.Kind, provider.ErrOutcomeUnknown) || e.Message != "no id" {
 		t.Errorf("write: %#v", e)
 	}
-	if e := a.BadAnswer(resp, false, "no list"); e.Kind != provider.ErrUnavailable {
+	if e := a.BadAnswer(resp, false, "no list"); !errors.Is(e.Kind, provider.ErrUnavailable) {
 		t.Errorf("read: %#v", e)
 	}
 	lost := &provider.UpstreamError{Provider: "test", Message: "connection reset", Kind: provider.ErrUnavailable}
 	e := a.Unsettled("update", "item", lost)
-	if e.Kind != provider.ErrOutcomeUnknown || e.Message != "the update was sent but no answer came back, and reading the item back could not tell whether it was applied (connection reset)" {
+	if !errors.Is(e.Kind, provider.ErrOutcomeUnknown) || e.Message != "the update was sent but no answer came back, and reading the item back could not tell whether it was applied (connection reset)" {
 		t.Errorf("unsettled: %#v", e)
 	}
 }

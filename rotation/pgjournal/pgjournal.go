@@ -246,7 +246,7 @@ func (l *lock) do(ctx context.Context, what string, fn func(ctx context.Context,
 	case l.released:
 		err = errors.New("the rotation lock was released")
 	case l.lost != nil:
-		err = fmt.Errorf("%w: an earlier statement on its database session failed (%v)", rotation.ErrLockLost, l.lost)
+		err = fmt.Errorf("%w: an earlier statement on its database session failed (%w)", rotation.ErrLockLost, l.lost)
 	default:
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.js.opts.OpTimeout)
 		defer cancel()
@@ -255,7 +255,7 @@ func (l *lock) do(ctx context.Context, what string, fn func(ctx context.Context,
 			// written after this could race a replica settling the
 			// rotation.
 			l.lost = ferr
-			err = fmt.Errorf("%w: its database session failed (%v)", rotation.ErrLockLost, ferr)
+			err = fmt.Errorf("%w: its database session failed (%w)", rotation.ErrLockLost, ferr)
 		}
 	}
 	if err != nil && what != "" {

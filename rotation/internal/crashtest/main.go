@@ -5,8 +5,9 @@
 // startup does, then rotates, and kills itself with SIGKILL at a chosen
 // step. The rotation package's crash tests run it as a subprocess.
 //
-// Exit status: 0 when it ran to the end, 1 when Rotate or Recover failed,
-// 2 on a usage or setup error; killed by SIGKILL at the chosen step.
+// Exit status: 0 when it ran to the end, 1 when Rotate or Recover failed or
+// the store it wrote could not be closed, 2 on a usage or setup error;
+// killed by SIGKILL at the chosen step.
 package main
 
 import (
@@ -44,7 +45,7 @@ type options struct {
 	pg, replica              string
 }
 
-func run() int {
+func run() (code int) {
 	var o options
 	flag.StringVar(&o.backend, "backend", "local", "local or platform")
 	flag.StringVar(&o.store, "store", "", "local store path")
@@ -77,7 +78,12 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "crashtest:", err)
 		return 2
 	}
-	defer closeBackend()
+	defer func() {
+		if err := closeBackend(); err != nil {
+			fmt.Fprintln(os.Stderr, "crashtest: closing the backend:", err)
+			code = max(code, 1)
+		}
+	}()
 
 	phase := "recover"
 	eng := &rotation.Engine{Name: o.backend, Dir: o.dir, EnvFile: o.env, Legacy: o.name, Backend: backend, Replica: o.replica,
@@ -156,17 +162,17 @@ func rotateOther(ctx context.Context, eng *rotation.Engine, o options) int {
 	return 0
 }
 
-func openBackend(ctx context.Context, o options) (rotation.Backend, func(), error) {
+func openBackend(ctx context.Context, o options) (rotation.Backend, func() error, error) {
 	switch o.backend {
 	case "local":
 		s, err := local.Open(ctx, o.store, local.Options{})
 		if err != nil {
 			return nil, nil, err
 		}
-		return s.RotationBackend(), func() { s.Close() }, nil
+		return s.RotationBackend(), s.Close, nil
 	case "platform":
 		p := rotationtest.Open(o.platform, rotationtest.Options{RevokesOldOnCreate: o.revokesOld, CreateReplays: o.replays, Sessions: o.sessions})
-		return p.Backend(), func() {}, nil
+		return p.Backend(), func() error { return nil }, nil
 	}
 	return nil, nil, errors.New("unknown backend " + o.backend)
 }
