@@ -91,6 +91,10 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 		}
 	})
 	h.mcp = server.NewStreamableHTTPServer(s,
+		// mcp-go's own lines (a client response to no request, a failed
+		// SSE write) go through keygate's logger and its redactor, in
+		// keygate's format; without it they go to slog.Default, as text.
+		server.WithStreamableHTTPLogger(cfg.Logger),
 		server.WithSessionIdManagerResolver(h.sessions),
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
 			// The bearer token was verified once, in bearer: the tools
