@@ -4,10 +4,16 @@ package app_test
 // they need a whole keygate: its logger, its configuration.
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // TestMCPGoLogsThroughKeygatesLogger: with --log-format json, the lines
@@ -63,5 +69,61 @@ func checkJSONLog(t *testing.T, logs, mcpGoLine, canary string) {
 	}
 	if !sawMCPGo {
 		t.Errorf("mcp-go's line %q is not in keygate's log:\n%.2000s", mcpGoLine, logs)
+	}
+}
+
+// confirmer approves every confirmation prompt and counts them.
+type confirmer struct{ asked atomic.Int32 }
+
+func (c *confirmer) Elicit(context.Context, mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	c.asked.Add(1)
+	return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{
+		Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"approve": true}}}, nil
+}
+
+// TestConfirmationOverHTTP: keygate does not advertise elicitation (a
+// client capability), yet a client over HTTP that declares it is asked to
+// confirm a destructive call, in each protocol era: over the POST's SSE
+// stream with a session (2025-03-26, 2025-11-25), as a multi round-trip
+// result (2026-07-28).
+func TestConfirmationOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := hStartHTTP(t, newInstance(t), nil)
+	sid := s.session(t, "")
+	objects := s.ok(t, "", sid, "content_list", map[string]any{"type": "posts"})["objects"].([]any)
+	for i, version := range []string{"2025-03-26", "2025-11-25", "2026-07-28"} {
+		t.Run(version, func(t *testing.T) {
+			asked := &confirmer{}
+			tr, err := transport.NewStreamableHTTP(s.url, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + s.token}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := client.NewClient(tr, client.WithElicitationHandler(asked), client.WithProtocolVersion(version))
+			t.Cleanup(func() { c.Close() })
+			ctx := context.Background()
+			if err := c.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			init, err := c.Initialize(ctx, mcp.InitializeRequest{})
+			if err != nil {
+				t.Fatalf("initialize: %v", err)
+			}
+			if init.Capabilities.Elicitation != nil {
+				t.Errorf("keygate advertises elicitation: %+v", init.Capabilities)
+			}
+			id := objects[i].(map[string]any)["id"].(string)
+			var req mcp.CallToolRequest
+			req.Params.Name, req.Params.Arguments = "content_delete", map[string]any{"type": "posts", "id": id}
+			res, err := c.CallTool(ctx, req)
+			if err != nil || res.IsError {
+				t.Fatalf("content_delete: %v %+v", err, res)
+			}
+			if asked.asked.Load() != 1 {
+				t.Errorf("the user was asked %d times, want once", asked.asked.Load())
+			}
+			if r := s.call(t, "", sid, "content_get", map[string]any{"type": "posts", "id": id}); hGet(r.last(), "result", "isError") != true {
+				t.Errorf("the approved delete did not happen: %.300s", r.body)
+			}
+		})
 	}
 }
