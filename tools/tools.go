@@ -153,7 +153,9 @@ func NewServer(d *Deps, opts Options) (*server.MCPServer, []ServerTool, error) {
 		// listChanged: a reloaded credential can change which tools a
 		// client may see, and keygate says so.
 		server.WithToolCapabilities(true),
-		server.WithElicitation(),
+		// No WithElicitation: elicitation is a client capability, and a
+		// server that lists it claims what it cannot do. keygate asks the
+		// user only when the client declared it (confirmDestructive).
 		// Logging lets keygate warn the client about its credentials
 		// (expiry, rejection) as MCP log notifications.
 		server.WithLogging(),

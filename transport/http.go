@@ -145,6 +145,10 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 		}
 	})
 	h.mcp = server.NewStreamableHTTPServer(s,
+		// mcp-go's own lines (a client response to no request, a failed
+		// SSE write) go through keygate's logger and its redactor, in
+		// keygate's format; without it they go to slog.Default, as text.
+		server.WithStreamableHTTPLogger(cfg.Logger),
 		server.WithSessionIdManagerResolver(h.sessions),
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
 			// The bearer token was verified once, in bearer: the tools
@@ -163,7 +167,7 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 		h.cfg.MaxAuthHeader = maxAuthHeader
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", h.originGuard(h.bearer(h.shed(h.limitAndScope(h.bindSession(h.mcp))))))
+	mux.Handle("/mcp", h.originGuard(allowMethods(h.bearer(h.shed(h.limitAndScope(h.checkMessage(h.bindSession(h.mcp))))))))
 	mux.HandleFunc("GET /healthz", h.healthz)
 	for _, rt := range cfg.Routes {
 		mux.Handle(rt.Pattern, h.hostGuard(h.cors(rt)))
@@ -538,6 +542,13 @@ const preallocMax = 64 << 10
 // key, and bounds GET streams.
 func (h *httpHandler) bindSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info := requestInfoFrom(r.Context())
+		if info.modern {
+			// 2026-07-28 has no sessions: mcp-go ignores Mcp-Session-Id on
+			// a POST and answers GET and DELETE with 405.
+			next.ServeHTTP(w, r)
+			return
+		}
 		p, _, _ := identity.VerifiedFrom(r.Context())
 		sid := r.Header.Get(server.HeaderKeySessionID)
 		switch {
@@ -560,7 +571,7 @@ func (h *httpHandler) bindSession(next http.Handler) http.Handler {
 			writeJSONRPCError(w, http.StatusNotFound, nil, -32001, "session not found")
 			return
 		}
-		rs := &requestSessions{m: h.sessions, keyID: p.KeyID}
+		rs := &requestSessions{m: h.sessions, keyID: p.KeyID, version: info.initVersion}
 		bw := &bindingWriter{ResponseWriter: w}
 		next.ServeHTTP(bw, r.WithContext(context.WithValue(r.Context(), requestSessionsKey{}, rs)))
 		if rs.issued != "" && !h.sessions.settle(rs.issued, bw.sid == rs.issued) {
