@@ -122,6 +122,17 @@ type HTTPConfig struct {
 	// OnSessionEnd is called when a session ends: deleted, expired, or
 	// evicted past a cap.
 	OnSessionEnd func(sessionID string)
+	// Stateless serves /mcp without sessions, for replicas behind a load
+	// balancer that may send each request to another process: initialize
+	// issues no Mcp-Session-Id, every POST stands alone (its answer, and
+	// any notification during it, come on its own response), and GET and
+	// DELETE get 405, as the spec lets a server without a stream or
+	// sessions answer. Nothing is held between requests, so there is
+	// nothing for one replica to know of another's.
+	Stateless bool
+	// Ready, when set, is asked by /healthz whether the store can be
+	// reached; an error makes it answer 503.
+	Ready func(context.Context) error
 	// OnAuthFailure is told of every refused bearer token (for the audit
 	// journal); reason is a code such as "invalid_token", never the token.
 	OnAuthFailure func(r *http.Request, reason string)
@@ -144,12 +155,16 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 			cfg.OnSessionEnd(id)
 		}
 	})
+	sessions := server.WithSessionIdManagerResolver(h.sessions)
+	if cfg.Stateless {
+		sessions = server.WithStateLess(true)
+	}
 	h.mcp = server.NewStreamableHTTPServer(s,
 		// mcp-go's own lines (a client response to no request, a failed
 		// SSE write) go through keygate's logger and its redactor, in
 		// keygate's format; without it they go to slog.Default, as text.
 		server.WithStreamableHTTPLogger(cfg.Logger),
-		server.WithSessionIdManagerResolver(h.sessions),
+		sessions,
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
 			// The bearer token was verified once, in bearer: the tools
 			// take that verification rather than repeat it.
@@ -167,7 +182,11 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 		h.cfg.MaxAuthHeader = maxAuthHeader
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", h.originGuard(allowMethods(h.bearer(h.shed(h.limitAndScope(h.checkMessage(h.bindSession(h.mcp))))))))
+	methods, sessionsMW := allowedMethods, h.bindSession
+	if cfg.Stateless {
+		methods, sessionsMW = statelessMethods, passThrough
+	}
+	mux.Handle("/mcp", h.originGuard(allowMethods(methods, h.bearer(h.shed(h.limitAndScope(h.checkMessage(sessionsMW(h.mcp))))))))
 	mux.HandleFunc("GET /healthz", h.healthz)
 	for _, rt := range cfg.Routes {
 		mux.Handle(rt.Pattern, h.hostGuard(h.cors(rt)))
@@ -187,10 +206,26 @@ type httpHandler struct {
 	mcp       *server.StreamableHTTPServer
 }
 
-func (h *httpHandler) healthz(w http.ResponseWriter, _ *http.Request) {
+func (h *httpHandler) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	if h.cfg.Ready != nil {
+		if err := h.cfg.Ready(r.Context()); err != nil {
+			// A load balancer's health check takes this replica out of
+			// rotation until its store is back; the cause is logged, not
+			// shown to whoever asks.
+			h.cfg.Logger.Warn("health check: store unavailable", "err", err)
+			w.Header().Set("Retry-After", storeRetryAfter)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "error": "the store cannot be reached", "version": h.cfg.Version})
+			return
+		}
+	}
 	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok", "version": h.cfg.Version})
 }
+
+// storeRetryAfter is the Retry-After, in seconds, of an answer given while
+// the store cannot be reached.
+const storeRetryAfter = "2"
 
 // originGuard answers 403 to a request whose Origin header is present and
 // not allowed (MCP transports spec; mcp-go checks only Host). "null" and
@@ -351,9 +386,12 @@ func (h *httpHandler) bearer(next http.Handler) http.Handler {
 			h.unauthorized(w, "invalid_token", "the token is invalid, expired or revoked")
 			return
 		case err != nil:
-			// Fail closed: a store we cannot read admits no one.
+			// Fail closed: a store we cannot read admits no one. The
+			// client may retry soon, on this replica or another.
 			h.cfg.Logger.Error("cannot verify bearer token", "err", err)
-			writeJSONRPCError(w, http.StatusServiceUnavailable, nil, -32603, "credential store unavailable")
+			w.Header().Set("Retry-After", storeRetryAfter)
+			writeJSONRPCError(w, http.StatusServiceUnavailable, nil, -32603,
+				"credential store unavailable: keygate cannot reach its store to check the token; retry in a few seconds (the operator can see why in keygate's log)")
 			return
 		}
 		p.Source = auth.SourceBearer

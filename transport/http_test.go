@@ -31,6 +31,14 @@ func (tt tokenTable) Verify(_ context.Context, tok string) (auth.Principal, erro
 
 func newTestHandler(t *testing.T) (http.Handler, *[]string) {
 	t.Helper()
+	h, _, calls := newTestHandlerWith(t, func(*HTTPConfig) {})
+	return h, calls
+}
+
+// newTestHandlerWith is newTestHandler with its configuration changed by
+// edit; it returns the handler's internals too.
+func newTestHandlerWith(t *testing.T, edit func(*HTTPConfig)) (http.Handler, *httpHandler, *[]string) {
+	t.Helper()
 	s := server.NewMCPServer("t", "1", server.WithToolCapabilities(false))
 	var calls []string
 	s.AddTool(mcp.NewTool("write_thing"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -46,7 +54,9 @@ func newTestHandler(t *testing.T) (http.Handler, *[]string) {
 		ScopeCheck: tools.ScopeCheckFor([]tools.ServerTool{{Tool: mcp.NewTool("write_thing"), Needs: auth.ContentWrite}}),
 		Logger:     slog.New(slog.DiscardHandler),
 	}
-	return NewHTTPHandler(s, cfg, []string{"http://127.0.0.1:9"}), &calls
+	edit(&cfg)
+	hh, mux := newHTTPHandler(s, cfg, []string{"http://127.0.0.1:9"})
+	return mux, hh, &calls
 }
 
 func do(t *testing.T, h http.Handler, method string, headers map[string]string, body string) *httptest.ResponseRecorder {

@@ -22,22 +22,37 @@ import (
 // session's stream, DELETE to end a session, HEAD, and OPTIONS.
 const allowedMethods = "GET, POST, DELETE, HEAD, OPTIONS"
 
+// statelessMethods are those /mcp serves without sessions
+// (HTTPConfig.Stateless): no session to stream from or to end.
+const statelessMethods = "POST, HEAD, OPTIONS"
+
+// passThrough is the session middleware of a stateless server: there is no
+// session to bind.
+func passThrough(next http.Handler) http.Handler { return next }
+
 // allowMethods answers OPTIONS with the methods /mcp serves, and any method
 // it does not serve with 405 and the same list (RFC 9110 sections 9.3.7
 // and 15.5.6); mcp-go answers both with 404, as if the endpoint were not
 // there. Neither needs a token: the answer is the same for everyone.
-func allowMethods(next http.Handler) http.Handler {
+func allowMethods(allowed string, next http.Handler) http.Handler {
+	served := map[string]bool{}
+	for _, m := range strings.Split(allowed, ", ") {
+		served[m] = m != http.MethodOptions
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodHead:
+		switch {
+		case served[r.Method]:
 			next.ServeHTTP(w, r)
-		case http.MethodOptions:
-			w.Header().Set("Allow", allowedMethods)
+		case r.Method == http.MethodOptions:
+			w.Header().Set("Allow", allowed)
 			w.WriteHeader(http.StatusNoContent)
 		default:
-			w.Header().Set("Allow", allowedMethods)
-			writeJSONRPCError(w, http.StatusMethodNotAllowed, nil, mcp.INVALID_REQUEST,
-				fmt.Sprintf("method %s is not allowed on the MCP endpoint: send JSON-RPC messages with POST (allowed: %s)", r.Method, allowedMethods))
+			w.Header().Set("Allow", allowed)
+			msg := fmt.Sprintf("method %s is not allowed on the MCP endpoint: send JSON-RPC messages with POST (allowed: %s)", r.Method, allowed)
+			if allowed == statelessMethods && (r.Method == http.MethodGet || r.Method == http.MethodDelete) {
+				msg = fmt.Sprintf("method %s is not allowed: this keygate serves without sessions (--http-sessions stateless), so there is no stream to open or session to end; every answer comes on its POST", r.Method)
+			}
+			writeJSONRPCError(w, http.StatusMethodNotAllowed, nil, mcp.INVALID_REQUEST, msg)
 		}
 	})
 }
@@ -93,7 +108,7 @@ func (h *httpHandler) checkMessage(next http.Handler) http.Handler {
 			// mcp-go answers -32700; 2026-07-28 has no sessions.
 		case in.method == methodInitialize && in.kind == kindRequest:
 			info.initVersion = in.negotiatedVersion()
-		case sid == "":
+		case sid == "" && !h.cfg.Stateless:
 			writeMessage(w, http.StatusBadRequest, missingSession(in.id))
 			return
 		}
@@ -134,6 +149,13 @@ func (h *httpHandler) serveBatch(next http.Handler, w http.ResponseWriter, r *ht
 	if modern {
 		writeMessage(w, http.StatusBadRequest, errorFrame(nil, mcp.INVALID_REQUEST,
 			"Invalid Request: protocol version "+mcp.ProtocolVersion20260728+" has no JSON-RPC batches: send each message in a POST of its own"))
+		return
+	}
+	if h.cfg.Stateless {
+		// Which version a batch may use is the session's, and there are
+		// no sessions.
+		writeMessage(w, http.StatusBadRequest, errorFrame(nil, mcp.INVALID_REQUEST,
+			"Invalid Request: this keygate serves without sessions (--http-sessions stateless), so it takes no JSON-RPC batches: send each message in a POST of its own"))
 		return
 	}
 	if sid == "" {
