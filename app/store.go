@@ -27,7 +27,7 @@ func (a *App) openStore(ctx context.Context) error {
 	store, err := local.Open(ctx, a.cfg.Store, local.Options{})
 	if err != nil {
 		// local's errors say "opening store" already; this adds which.
-		return fmt.Errorf("%s: %w", a.cfg.Store, err)
+		return fmt.Errorf("%s: %w", a.cfg.StoreName(), err)
 	}
 	a.store = store
 	if store.Created() {
@@ -91,7 +91,7 @@ func (a *App) firstRun(ctx context.Context) error {
 		werr = auth.SetEnvVar(a.cfg.EnvFile, auth.TokenVar, tok, auth.EnvWriteOptions{})
 	}
 	if werr == nil {
-		a.logger.Info("created the store, seeded example content and wrote an admin token", "store", a.cfg.Store,
+		a.logger.Info("created the store, seeded example content and wrote an admin token", "store", a.cfg.StoreName(),
 			"env_file", a.cfg.EnvFile, "variable", auth.TokenVar, "key_id", issued.Key.ID)
 		if a.tokenFollowsEnvFile() {
 			a.cfg.Token = auth.Credential{Secret: issued.Secret, Source: auth.SourceEnvFile, Var: auth.TokenVar}
@@ -100,7 +100,7 @@ func (a *App) firstRun(ctx context.Context) error {
 		}
 		return nil
 	}
-	fallback := filepath.Join(filepath.Dir(a.cfg.Store), "admin.token")
+	fallback := filepath.Join(a.cfg.DataDir, "admin.token")
 	if err := auth.WriteSecretFile(fallback, tok); err != nil {
 		return fmt.Errorf("cannot store the first-run admin token (env file: %v; %s: %w)", werr, fallback, err)
 	}

@@ -109,7 +109,7 @@ func (m *mcpServer) toolsChanged() {
 
 // serveStdio serves MCP on in and out until ctx is done or in ends.
 func (m *mcpServer) serveStdio(ctx context.Context, a *App, in io.Reader, out io.Writer) error {
-	a.logger.Info("serving MCP over stdio", "store", a.cfg.Store, "tools", len(m.served), "providers", m.providerNames())
+	a.logger.Info("serving MCP over stdio", "store", a.cfg.StoreName(), "tools", len(m.served), "providers", m.providerNames())
 	if f, ok := in.(*os.File); ok {
 		pollable, restore := transport.PollableStdin(f)
 		defer restore()
@@ -195,7 +195,7 @@ func (m *mcpServer) serveHTTP(ctx context.Context, a *App) error {
 		}
 	}
 	return transport.Serve(ctx, ln, m.server, m.httpConfig(a, oa), func(addr net.Addr) {
-		a.logger.Info("serving MCP over streamable HTTP", "url", publicURL+"/mcp", "store", a.cfg.Store, "oauth", a.cfg.OAuth,
+		a.logger.Info("serving MCP over streamable HTTP", "url", publicURL+"/mcp", "store", a.cfg.StoreName(), "oauth", a.cfg.OAuth,
 			"auth", "Authorization: Bearer <KEYGATE_TOKEN from "+a.cfg.EnvFile+">"+oauthHint(oa))
 		if a.opts.Listening != nil {
 			a.opts.Listening(addr)

@@ -75,7 +75,7 @@ func openOperator(rt *invocation, common config.Common, sub string, journaled bo
 	}
 	store, err := local.Open(rt.ctx, cfg.Store, local.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.Store, err)
+		return nil, fmt.Errorf("%s: %w", cfg.StoreName(), err)
 	}
 	o := &operator{cfg: cfg, store: store, tool: "token " + sub, ring: credentials.Ring{Provider: "local", Local: true},
 		svc: &credentials.Service{Store: store, Places: delivery.Places{EnvFile: cfg.EnvFile, KeysDir: cfg.KeysDir()}}}

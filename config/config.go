@@ -49,11 +49,12 @@ const (
 // field is a flag whose envvar tag names its KEYGATE_* twin; the cli
 // package resolves them in order of precedence and Config validates them.
 type Common struct {
-	Store     string `name:"store" envvar:"KEYGATE_STORE" default:"${default_store}" placeholder:"PATH" help:"Embedded SQLite store."`
+	Store     string `name:"store" envvar:"KEYGATE_STORE" default:"${default_store}" placeholder:"PATH|URL" help:"Embedded SQLite store (a file path), or a postgres://user@host/db URL: one store several keygate replicas share."`
+	DataDir   string `name:"data-dir" envvar:"KEYGATE_DATA_DIR" placeholder:"DIR" help:"Where this process keeps its local files (rotation journals and pending secrets, delivered key files, the audit file): by default the SQLite store's directory; with a postgres:// store, the directory of the default SQLite path."`
 	EnvFile   string `name:"env-file" envvar:"KEYGATE_ENV_FILE" default:".env" placeholder:"PATH" help:"Env file read at start-up and written for token delivery; it need not exist."`
 	LogLevel  string `name:"log-level" envvar:"KEYGATE_LOG_LEVEL" default:"info" placeholder:"LEVEL" help:"debug, info, warn or error (logs go to stderr)."`
 	LogFormat string `name:"log-format" envvar:"KEYGATE_LOG_FORMAT" default:"text" placeholder:"FORMAT" help:"text or json."`
-	AuditFile string `name:"audit-file" envvar:"KEYGATE_AUDIT_FILE" placeholder:"PATH" help:"Audit journal, JSON lines, mode 0600; by default audit.jsonl beside the store."`
+	AuditFile string `name:"audit-file" envvar:"KEYGATE_AUDIT_FILE" placeholder:"PATH" help:"Audit journal, JSON lines, mode 0600; by default audit.jsonl beside the store, or, with a postgres:// store, the store's audit table."`
 }
 
 // Serve are the settings of keygate serve.
@@ -75,7 +76,15 @@ type Serve struct {
 	TrustProxy     bool   `name:"trust-proxy" envvar:"KEYGATE_TRUST_PROXY" help:"Take the client's address from the last X-Forwarded-For entry (for rate limits and the audit journal): only behind a reverse proxy that sets it."`
 	TLSCert        string `name:"tls-cert" envvar:"KEYGATE_TLS_CERT" placeholder:"PATH" help:"Serve HTTPS with this PEM certificate (chain), with --tls-key."`
 	TLSKey         string `name:"tls-key" envvar:"KEYGATE_TLS_KEY" placeholder:"PATH" help:"The PEM private key of --tls-cert."`
+	HTTPSessions   string `name:"http-sessions" envvar:"KEYGATE_HTTP_SESSIONS" default:"auto" placeholder:"auto|stateful|stateless" help:"Over HTTP: stateful (MCP sessions held in this process), stateless (none, so replicas behind a load balancer can each serve any request) or auto (stateless with a postgres:// store, else stateful)."`
 }
+
+// Session modes of --http-sessions.
+const (
+	SessionsAuto      = "auto"
+	SessionsStateful  = "stateful"
+	SessionsStateless = "stateless"
+)
 
 // OAuth modes of --oauth.
 const (
@@ -88,8 +97,14 @@ const (
 type Config struct {
 	Transport      string
 	Addr           string
-	Store          string
-	EnvFile        string // absolute, or "" for none
+	// Store is the SQLite store's path or the Postgres URL, as given: it
+	// may hold a password, so show StoreName instead.
+	Store string
+	// DataDir holds this process's local files (RotationDir, KeysDir).
+	DataDir string
+	EnvFile string // absolute, or "" for none
+	// AuditFile is the audit journal's file, or "" for the Postgres
+	// store's audit table.
 	AuditFile      string
 	ReadOnly       bool
 	Toolsets       []string
@@ -116,6 +131,8 @@ type Config struct {
 	TrustProxy     bool
 	TLSCert        string
 	TLSKey         string
+	// Stateless serves HTTP without MCP sessions (--http-sessions).
+	Stateless bool
 
 	// Token is keygate's own credential (KEYGATE_TOKEN), if set.
 	Token auth.Credential
@@ -125,11 +142,43 @@ type Config struct {
 }
 
 // RotationDir holds the rotation engines' journals, pending and lock
-// files, beside the store (not beside the env file, which may be shared).
-func (c Config) RotationDir() string { return filepath.Join(filepath.Dir(c.Store), "rotation") }
+// files, in the data directory (not beside the env file, which may be
+// shared).
+func (c Config) RotationDir() string { return filepath.Join(c.DataDir, "rotation") }
 
 // KeysDir is where new keys are delivered as files by default.
-func (c Config) KeysDir() string { return filepath.Join(filepath.Dir(c.Store), "keys") }
+func (c Config) KeysDir() string { return filepath.Join(c.DataDir, "keys") }
+
+// Postgres reports whether the store is a Postgres database.
+func (c Config) Postgres() bool { return IsPostgresURL(c.Store) }
+
+// IsPostgresURL reports whether a --store value names a Postgres database
+// rather than a SQLite file.
+func IsPostgresURL(store string) bool {
+	return strings.HasPrefix(store, "postgres://") || strings.HasPrefix(store, "postgresql://")
+}
+
+// StoreName is the store as keygate shows it: the path, or the URL with its
+// password (in the user part or a password parameter) masked.
+func (c Config) StoreName() string { return StoreName(c.Store) }
+
+// StoreName masks the password of a Postgres URL; a path is returned as
+// is. A URL that does not parse is shown by its scheme alone.
+func StoreName(store string) string {
+	if !IsPostgresURL(store) {
+		return store
+	}
+	u, err := url.Parse(store)
+	if err != nil {
+		return strings.SplitN(store, "://", 2)[0] + "://(unparsable URL)"
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
 
 // DefaultStorePath is $XDG_DATA_HOME/keygate/keygate.db, else
 // ~/.local/share/keygate/keygate.db.
@@ -159,12 +208,24 @@ func Invalid(flag, problem string) error {
 func (s Common) Config(env Env) (Config, error) {
 	c := Config{Env: env, Store: strings.TrimSpace(s.Store), LogFormat: strings.TrimSpace(s.LogFormat)}
 	var errs []error
-	if c.Store == "" {
-		errs = append(errs, Invalid("store", "must not be empty; give the path of the SQLite store"))
+	switch {
+	case c.Store == "":
+		errs = append(errs, Invalid("store", "must not be empty; give the path of the SQLite store or a postgres:// URL"))
+	case c.Postgres():
+		errs = append(errs, checkPostgresURL(c.Store))
+	case strings.Contains(c.Store, "://"):
+		errs = append(errs, Invalid("store", "is a URL keygate cannot use: give a SQLite file path, or a postgres://user@host:5432/db URL"))
+	}
+	switch c.DataDir = strings.TrimSpace(s.DataDir); {
+	case c.DataDir != "":
+	case c.Postgres():
+		c.DataDir = filepath.Dir(DefaultStorePath())
+	default:
+		c.DataDir = filepath.Dir(c.Store)
 	}
 	c.AuditFile = strings.TrimSpace(s.AuditFile)
-	if c.AuditFile == "" && c.Store != "" {
-		c.AuditFile = filepath.Join(filepath.Dir(c.Store), "audit.jsonl")
+	if c.AuditFile == "" && c.Store != "" && !c.Postgres() {
+		c.AuditFile = filepath.Join(c.DataDir, "audit.jsonl")
 	}
 	if c.EnvFile = strings.TrimSpace(s.EnvFile); c.EnvFile != "" {
 		if abs, err := filepath.Abs(c.EnvFile); err == nil {
@@ -223,7 +284,30 @@ func (s Serve) Config(env Env) (Config, error) {
 	if c.Transport == "http" {
 		errs = append(errs, s.httpSettings(&c)...)
 	}
+	switch strings.TrimSpace(s.HTTPSessions) {
+	case SessionsAuto, "":
+		c.Stateless = c.Postgres()
+	case SessionsStateful:
+	case SessionsStateless:
+		c.Stateless = true
+	default:
+		errs = append(errs, Invalid("http-sessions", "must be auto, stateful or stateless"))
+	}
 	return c, errors.Join(errs...)
+}
+
+// checkPostgresURL checks the shape of a postgres:// store URL; the
+// driver checks the rest when it connects. The error never repeats the
+// URL, which may hold a password.
+func checkPostgresURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return Invalid("store", "is not a valid URL: write it as postgres://user:password@host:5432/database (percent-encode special characters in the password), or leave the password out and set PGPASSWORD")
+	case strings.TrimPrefix(u.Path, "/") == "" && u.Query().Get("dbname") == "":
+		return Invalid("store", "names no database: write it as postgres://user@host:5432/database")
+	}
+	return nil
 }
 
 // checkAddr wants host:port. A bare host is the likely slip, and the fix

@@ -73,6 +73,10 @@ func TestErrorsNameTheSettingNotTheValue(t *testing.T) {
 		{"addr without port", func(s *Serve) { s.Transport, s.Addr = "http", "127.0.0.1" }, "has no port; give host:port, e.g. 127.0.0.1:8080"},
 		{"addr with a bad port", func(s *Serve) { s.Transport, s.Addr = "http", "127.0.0.1:"+secret }, "needs a port number"},
 		{"addr of another shape", func(s *Serve) { s.Transport, s.Addr = "http", "[::1" }, "must be host:port"},
+		{"store URL that does not parse", func(s *Serve) { s.Store = "postgres://u:" + secret + "@h:x/db" }, "invalid KEYGATE_STORE (--store): is not a valid URL"},
+		{"store URL without a database", func(s *Serve) { s.Store = "postgres://u:" + secret + "@h:5432/" }, "names no database"},
+		{"store URL of another database", func(s *Serve) { s.Store = "mysql://u:" + secret + "@h/db" }, "a postgres://user@host:5432/db URL"},
+		{"http sessions", func(s *Serve) { s.HTTPSessions = secret }, "invalid KEYGATE_HTTP_SESSIONS (--http-sessions)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,6 +92,44 @@ func TestErrorsNameTheSettingNotTheValue(t *testing.T) {
 	s.LogFormat, s.Transport = "xml", "pigeon"
 	if _, err := s.Config(env()); err == nil || !strings.Contains(err.Error(), "KEYGATE_LOG_FORMAT") || !strings.Contains(err.Error(), "KEYGATE_TRANSPORT") {
 		t.Errorf("want both problems at once: %v", err)
+	}
+}
+
+// TestPostgresStore: a postgres:// store keeps its local files in the data
+// directory, audits to its own table, serves HTTP without sessions unless
+// told otherwise, and is shown with its password masked.
+func TestPostgresStore(t *testing.T) {
+	const password = "canary-pg-password"
+	tests := []struct {
+		name, store, dataDir, sessions string
+		wantDataDir, wantAudit         string
+		wantStateless                  bool
+	}{
+		{"SQLite", "/tmp/k/keygate.db", "", "auto", "/tmp/k", "/tmp/k/audit.jsonl", false},
+		{"SQLite, stateless on request", "/tmp/k/keygate.db", "", "stateless", "/tmp/k", "/tmp/k/audit.jsonl", true},
+		{"Postgres", "postgres://kg:" + password + "@127.0.0.1:5432/keygate", "/srv/kg", "auto", "/srv/kg", "", true},
+		{"Postgres, password as a parameter", "postgresql://kg@127.0.0.1/keygate?password=" + password, "/srv/kg", "", "/srv/kg", "", true},
+		{"Postgres, stateful on request", "postgres://kg@127.0.0.1/keygate", "", "stateful", filepath.Dir(DefaultStorePath()), "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := defaults()
+			s.Transport, s.OAuth = "http", "off"
+			s.Store, s.DataDir, s.HTTPSessions = tc.store, tc.dataDir, tc.sessions
+			c, err := s.Config(env())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.DataDir != tc.wantDataDir || c.AuditFile != tc.wantAudit || c.Stateless != tc.wantStateless {
+				t.Errorf("data dir %q, audit %q, stateless %v; want %q, %q, %v", c.DataDir, c.AuditFile, c.Stateless, tc.wantDataDir, tc.wantAudit, tc.wantStateless)
+			}
+			if c.RotationDir() != filepath.Join(tc.wantDataDir, "rotation") || c.KeysDir() != filepath.Join(tc.wantDataDir, "keys") {
+				t.Errorf("rotation %s, keys %s", c.RotationDir(), c.KeysDir())
+			}
+			if name := c.StoreName(); strings.Contains(name, password) || !strings.Contains(name, "127.0.0.1") && c.Postgres() {
+				t.Errorf("store shown as %q", name)
+			}
+		})
 	}
 }
 
