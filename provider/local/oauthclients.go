@@ -54,7 +54,7 @@ func (s *Store) RegisterOAuthClient(ctx context.Context, c OAuthClient, lim Clie
 		return OAuthClient{}, fmt.Errorf("encoding redirect URIs: %w", err)
 	}
 	c.CreatedAt = now
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx querier) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM oauth_clients WHERE created_at <= ?2 AND `+idleClientsWhere,
 			nowN, toNanos(now.Add(-lim.IdleTTL))); err != nil {
 			return fmt.Errorf("deleting idle clients: %w", err)
