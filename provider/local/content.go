@@ -151,8 +151,8 @@ func (s *Store) Get(ctx context.Context, typ string, ref provider.Ref) (provider
 	if !s.d.pg {
 		qctx = context.WithoutCancel(ctx)
 	}
-	err = stmt.QueryRowContext(qctx, name, typ).Scan(&id, &otype, &slug, &title, &status, &version, &fields, &created, &modified)
-	err = s.d.fail(err)
+	r := &row{d: s.d, tries: s.ro.tries(), run: func() *sql.Row { return stmt.QueryRowContext(qctx, name, typ) }}
+	err = r.Scan(&id, &otype, &slug, &title, &status, &version, &fields, &created, &modified)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return provider.Object{}, &provider.NotFoundError{What: "content type", Name: typ}

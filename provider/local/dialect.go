@@ -201,7 +201,7 @@ func lostDatabase(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, pgconn.ErrConnClosed) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
@@ -250,13 +250,57 @@ type querier struct {
 	d   *dialect
 }
 
+// staleTries bounds how often a statement run on a Postgres pool, outside
+// a transaction, is tried: once, then again on another connection each
+// time the one it ran on turns out to have died (after a restart of the
+// server, every idle connection has), up to a pool's size. These
+// statements are reads, or last-use stamps that write the same value
+// again, so running one twice is harmless.
+const staleTries = max(pgReadConns, pgWriteConns) + 1
+
+// staleConn reports whether err is a connection that had died: the
+// database was lost, but not when connecting, so another connection may
+// work.
+func staleConn(err error) bool {
+	var ce *pgconn.ConnectError
+	return lostDatabase(err) && !errors.As(err, &ce)
+}
+
+// onPool reports whether q runs on a Postgres pool rather than in a
+// transaction.
+func (q querier) onPool() bool {
+	_, ok := q.raw.(*sql.DB)
+	return ok && q.d.pg
+}
+
+func (q querier) tries() int {
+	if q.onPool() {
+		return staleTries
+	}
+	return 1
+}
+
 func (q querier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, err := q.raw.ExecContext(ctx, q.d.bind(query), args...)
+	query = q.d.bind(query)
+	var res sql.Result
+	var err error
+	for range q.tries() {
+		if res, err = q.raw.ExecContext(ctx, query, args...); !staleConn(err) {
+			break
+		}
+	}
 	return res, q.d.fail(err)
 }
 
 func (q querier) QueryContext(ctx context.Context, query string, args ...any) (*rows, error) {
-	r, err := q.raw.QueryContext(ctx, q.d.bind(query), args...)
+	query = q.d.bind(query)
+	var r *sql.Rows
+	var err error
+	for range q.tries() {
+		if r, err = q.raw.QueryContext(ctx, query, args...); !staleConn(err) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, q.d.fail(err)
 	}
@@ -264,7 +308,8 @@ func (q querier) QueryContext(ctx context.Context, query string, args ...any) (*
 }
 
 func (q querier) QueryRowContext(ctx context.Context, query string, args ...any) *row {
-	return &row{r: q.raw.QueryRowContext(ctx, q.d.bind(query), args...), d: q.d}
+	query = q.d.bind(query)
+	return &row{d: q.d, tries: q.tries(), run: func() *sql.Row { return q.raw.QueryRowContext(ctx, query, args...) }}
 }
 
 // rows is *sql.Rows whose errors say when the database was lost.
@@ -276,14 +321,23 @@ type rows struct {
 func (r *rows) Scan(dest ...any) error { return r.d.fail(r.Rows.Scan(dest...)) }
 func (r *rows) Err() error             { return r.d.fail(r.Rows.Err()) }
 
-// row is *sql.Row whose error says when the database was lost; it keeps
-// sql.ErrNoRows as it is.
+// row is a *sql.Row, run when scanned, whose error says when the database
+// was lost; it keeps sql.ErrNoRows as it is.
 type row struct {
-	r *sql.Row
-	d *dialect
+	d     *dialect
+	tries int
+	run   func() *sql.Row
 }
 
-func (r *row) Scan(dest ...any) error { return r.d.fail(r.r.Scan(dest...)) }
+func (r *row) Scan(dest ...any) error {
+	var err error
+	for range r.tries {
+		if err = r.run().Scan(dest...); !staleConn(err) {
+			break
+		}
+	}
+	return r.d.fail(err)
+}
 
 // notifyChannel is the Postgres channel on which every transaction that
 // ends or changes a key or a grant announces its id (WatchKeys).

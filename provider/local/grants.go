@@ -232,7 +232,8 @@ func (s *Store) LiveGrant(ctx context.Context, id string) (Grant, error) {
 	if err != nil {
 		return Grant{}, fmt.Errorf("reading grant %s: %w", id, err)
 	}
-	g, live, keyEnded, err := scanGrantState(&row{r: st.QueryRowContext(ctx, id, toNanos(now), maxLineage), d: s.d}, id, now)
+	r := &row{d: s.d, tries: s.ro.tries(), run: func() *sql.Row { return st.QueryRowContext(ctx, id, toNanos(now), maxLineage) }}
+	g, live, keyEnded, err := scanGrantState(r, id, now)
 	if err != nil {
 		return Grant{}, err
 	}

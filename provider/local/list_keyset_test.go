@@ -46,6 +46,13 @@ func mixedFields(r *rand.Rand) json.RawMessage {
 func newMixedStore(t *testing.T, r *rand.Rand, n int) (*Store, *testClock) {
 	t.Helper()
 	s, clock := newTestStore(t)
+	fillMixed(t, s, clock, r, n)
+	return s, clock
+}
+
+// fillMixed makes newMixedStore's type and objects in s.
+func fillMixed(t *testing.T, s *Store, clock *testClock, r *rand.Rand, n int) {
+	t.Helper()
 	if err := s.CreateType(t.Context(), contentType("mix", "a", "b", "n")); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +69,6 @@ func newMixedStore(t *testing.T, r *rand.Rand, n int) (*Store, *testClock) {
 			t.Fatal(err)
 		}
 	}
-	return s, clock
 }
 
 func createMixed(t *testing.T, s *Store, clock *testClock, r *rand.Rand, slug string) provider.Object {

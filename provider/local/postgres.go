@@ -176,7 +176,8 @@ type pgTarget struct {
 	secret string // the password, "" when none
 }
 
-func (t *pgTarget) String() string { return t.shown }
+func (t pgTarget) String() string   { return t.shown }
+func (t pgTarget) GoString() string { return t.shown }
 
 // redact removes the password from text.
 func (t *pgTarget) redact(text string) string {
@@ -197,19 +198,23 @@ func maskURL(raw string) string {
 	if err != nil {
 		return "(a Postgres URL that cannot be parsed, not shown: it may hold a password)"
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "***")
+	// url escapes "*", so the mask goes in after: a placeholder that
+	// needs no escaping stands for it.
+	const mask = "MASKEDBYKEYGATE"
+	_, has := u.User.Password()
+	if has {
+		u.User = url.UserPassword(u.User.Username(), mask)
 	}
 	if u.RawQuery != "" {
 		q := u.Query()
 		for _, k := range []string{"password", "sslpassword"} {
 			if q.Has(k) {
-				q.Set(k, "MASKED")
+				q.Set(k, mask)
 			}
 		}
-		u.RawQuery = strings.ReplaceAll(q.Encode(), "MASKED", "***")
+		u.RawQuery = q.Encode()
 	}
-	return u.String()
+	return strings.ReplaceAll(u.String(), mask, "***")
 }
 
 // pgOpenError is a failure to open the store on Postgres. Its text names

@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"modernc.org/sqlite"
+
+	"github.com/keygate/keygate/provider"
 )
 
 // Options configures a Store.
@@ -231,7 +233,7 @@ func (l *lazyStmt) close() error {
 const (
 	maxTxAttempts  = 10
 	firstTxBackoff = time.Millisecond
-	maxTxBackoff   = 100 * time.Millisecond
+	maxTxBackoff   = 250 * time.Millisecond
 )
 
 // inWriteTx runs fn in a write transaction. fn must use only tx. On SQLite
@@ -252,7 +254,7 @@ func (s *Store) inWriteTx(ctx context.Context, fn func(tx querier) error) error 
 			return err
 		}
 		if attempt == maxTxAttempts {
-			return fmt.Errorf("gave up after %d attempts, each undone by a concurrent change: %w", attempt, err)
+			return &busyError{attempts: attempt, cause: err}
 		}
 		s.retries.Add(1)
 		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
@@ -266,6 +268,21 @@ func (s *Store) inWriteTx(ctx context.Context, fn func(tx querier) error) error 
 	}
 }
 
+// busyError is a Postgres write transaction that concurrent writers undid
+// maxTxAttempts times. Nothing was written; it matches
+// provider.ErrUnavailable, since trying again shortly is the fix.
+type busyError struct {
+	attempts int
+	cause    error
+}
+
+func (e *busyError) Error() string {
+	return fmt.Sprintf("the store is busy: concurrent changes to the same keys or objects undid this change %d times, and nothing was saved; retry shortly (%v)",
+		e.attempts, e.cause)
+}
+
+func (e *busyError) Unwrap() []error { return []error{provider.ErrUnavailable, e.cause} }
+
 // inReadTx runs fn in a read transaction, so the queries in it see one
 // snapshot of the store.
 func (s *Store) inReadTx(ctx context.Context, fn func(tx querier) error) error {
@@ -278,6 +295,11 @@ func (s *Store) inReadTx(ctx context.Context, fn func(tx querier) error) error {
 
 func inTx(ctx context.Context, d *dialect, db *sql.DB, opts *sql.TxOptions, fn func(tx querier) error) error {
 	tx, err := db.BeginTx(ctx, opts)
+	// BEGIN is the first statement on a connection taken from the pool:
+	// if that connection had died, another is tried (staleTries).
+	for try := 1; d.pg && try < staleTries && staleConn(err); try++ {
+		tx, err = db.BeginTx(ctx, opts)
+	}
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", d.fail(err))
 	}
