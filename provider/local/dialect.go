@@ -377,7 +377,7 @@ func (d *dialect) checkStorableJSON(compact string) error {
 			continue
 		}
 		if strings.HasPrefix(compact[i+1:], "u0000") {
-			return &provider.FieldError{Field: "fields", Problem: `holds the escape \u0000, which this store (Postgres) cannot keep`,
+			return &provider.FieldError{Field: "fields", Problem: `holds the character U+0000 (written \u0000), which this store (Postgres) cannot keep`,
 				Fix: "remove the character from the text"}
 		}
 		i++ // the escaped character

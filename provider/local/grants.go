@@ -174,6 +174,11 @@ func (s *Store) CreateGrant(ctx context.Context, ng NewGrant) (Grant, error) {
 	if !ng.ExpiresAt.After(now) {
 		return Grant{}, &provider.FieldError{Field: "expires_at", Problem: "the grant would already be expired", Fix: "use a key that has not expired"}
 	}
+	for field, text := range map[string]string{"client_name": ng.ClientName, "redirect_uri": ng.RedirectHost, "resource": ng.Resource} {
+		if err := s.d.checkStorable(field, text); err != nil {
+			return Grant{}, err
+		}
+	}
 	scopes, err := json.Marshal(ng.Scopes.Strings())
 	if err != nil {
 		return Grant{}, fmt.Errorf("encoding grant scopes: %w", err)

@@ -43,6 +43,9 @@ func (s *Store) CreateKey(ctx context.Context, nk provider.NewKey) (provider.Iss
 	if name == "" || utf8.RuneCountInString(name) > maxKeyNameLen {
 		return provider.IssuedKey{}, &provider.FieldError{Field: "name", Problem: fmt.Sprintf("must be 1 to %d characters", maxKeyNameLen), Fix: `say what the key is for, e.g. "ci-publisher"`}
 	}
+	if err := s.d.checkStorable("name", name); err != nil {
+		return provider.IssuedKey{}, err
+	}
 	scopes, err := auth.ParseScopes(nk.Scopes.Strings())
 	if err != nil {
 		return provider.IssuedKey{}, &provider.FieldError{Field: "scopes", Problem: err.Error(), Fix: "use scopes such as content:read or content:write:posts"}

@@ -467,7 +467,6 @@ func (s *Store) WatchKeys(ctx context.Context, fn func(ids []string)) {
 
 func (s *Store) listen(ctx context.Context) (*pgx.Conn, error) {
 	cfg := s.pg.connConfig(watcherName, true)
-	cfg.RuntimeParams["application_name"] = watcherName
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
