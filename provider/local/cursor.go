@@ -213,7 +213,7 @@ func (r listRun) anchorValues(id string, version uint64) ([]any, bool, error) {
 	query := "SELECT version" + r.sp.keySelect() + " FROM objects WHERE type = ? AND id = ?"
 	var got int64
 	keyDest, values := r.sp.keyDest()
-	err := r.tx.QueryRowContext(r.ctx, query, r.sp.typ, id).Scan(append([]any{&got}, keyDest...)...)
+	err := r.tx.QueryRowContext(r.ctx, query, r.sp.d.planned([]any{r.sp.typ, id})...).Scan(append([]any{&got}, keyDest...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}

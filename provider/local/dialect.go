@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -337,6 +338,20 @@ func (r *row) Scan(dest ...any) error {
 		}
 	}
 	return r.d.fail(err)
+}
+
+// planned returns a listing statement's arguments so that Postgres plans
+// the statement for these values each time it runs. pgx otherwise prepares
+// a named statement, whose plan Postgres may make once for any values
+// (a generic plan), and a field index is partial, on one type: a plan made
+// for any type could not use it. As an unnamed statement, the listing is
+// planned when its values are bound. Other statements keep their cached
+// plans.
+func (d *dialect) planned(args []any) []any {
+	if !d.pg {
+		return args
+	}
+	return append([]any{pgx.QueryExecModeCacheDescribe}, args...)
 }
 
 // notifyChannel is the Postgres channel on which every transaction that

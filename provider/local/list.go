@@ -379,7 +379,7 @@ func (r listRun) count(upTo int) (int, error) {
 	args := append(append([]any{}, r.sp.args...), upTo)
 	r.trace(query, args)
 	var n int
-	err := r.tx.QueryRowContext(r.ctx, query, args...).Scan(&n)
+	err := r.tx.QueryRowContext(r.ctx, query, r.sp.d.planned(args)...).Scan(&n)
 	return n, err
 }
 
@@ -429,7 +429,7 @@ func (r listRun) fetch(where string, whereArgs []any, cond *term, orderFrom int,
 	query := b.String()
 	r.trace(query, args)
 
-	rows, err := r.tx.QueryContext(r.ctx, query, args...)
+	rows, err := r.tx.QueryContext(r.ctx, query, r.sp.d.planned(args)...)
 	if err != nil {
 		return nil, err
 	}
@@ -587,7 +587,11 @@ func (sp *listSpec) afterRanges(pos position, plus bool) []keyRange {
 		}
 		out = append(out, keyRange{cond: allOf(eq), orderFrom: m})
 	}
-	for j := m - 1; j >= 0; j-- {
+	last := m
+	if sp.d.pg {
+		out, last = sp.pgMergedRuns(out, pos, plus)
+	}
+	for j := last - 1; j >= 0; j-- {
 		prefix := make([]term, j, j+1)
 		for i, k := range sp.keys[:j] {
 			prefix[i] = equalTo(k, pos.values[i], plus)

@@ -19,20 +19,30 @@ import (
 // field or JSON null) first, then numbers and booleans by value (true is 1,
 // false 0), then strings, arrays and objects by their text, byte by byte.
 // jsonb orders differently (by type first, and booleans after strings), so
-// each JSON sort key is three columns, computed by functions the schema
-// defines (pgMigrations):
+// each JSON sort key is three columns of the jsonb value v:
 //
-//	keygate_json_rank(v)  NULL, 1 (number, boolean) or 2 (string, array, object)
-//	keygate_json_num(v)   the number, 1 or 0 for a boolean, 0 for rank 2
-//	keygate_json_text(v)  the string, the JSON of an array or object, '' for rank 1
+//	rank  NULL, 1 (number, boolean) or 2 (string, array, object)
+//	num   the number, 1 or 0 for a boolean, 0 for rank 2
+//	text  the string, the JSON of an array or object, '' for rank 1
 //
 // compared as a row, the text in the "C" collation (bytes, as SQLite's
-// BINARY). The field indexes hold the same three columns.
+// BINARY). The field indexes hold the same three columns. Each is written
+// out as a CASE, not as a function: Postgres would parse a SQL function's
+// body again each time it plans a statement that calls it.
 
-// pgText's COLLATE "C" makes the text compare byte by byte, like SQLite.
-func pgRank(v string) string { return "keygate_json_rank(" + v + ")" }
-func pgNum(v string) string  { return "keygate_json_num(" + v + ")" }
-func pgText(v string) string { return `keygate_json_text(` + v + `) COLLATE "C"` }
+func pgRank(v string) string {
+	return "(CASE jsonb_typeof(" + v + ") WHEN 'number' THEN 1 WHEN 'boolean' THEN 1 WHEN 'string' THEN 2 WHEN 'array' THEN 2 WHEN 'object' THEN 2 END::smallint)"
+}
+
+func pgNum(v string) string {
+	return "(CASE jsonb_typeof(" + v + ") WHEN 'number' THEN (" + v + ")::numeric WHEN 'boolean' THEN CASE WHEN (" + v +
+		")::boolean THEN 1 ELSE 0 END WHEN 'string' THEN 0 WHEN 'array' THEN 0 WHEN 'object' THEN 0 END)"
+}
+
+func pgText(v string) string {
+	return "(CASE jsonb_typeof(" + v + ") WHEN 'string' THEN (" + v + ") #>> '{}' WHEN 'array' THEN (" + v + ")::text WHEN 'object' THEN (" + v +
+		`)::text WHEN 'number' THEN '' WHEN 'boolean' THEN '' END COLLATE "C")`
+}
 
 // pgNumParam is a numeric parameter bound as its exact decimal text.
 const pgNumParam = "CAST(CAST(? AS text) AS numeric)"
@@ -211,8 +221,11 @@ func pgFieldIndexName(typ, field string) string {
 }
 
 // pgCreateFieldIndexes is createFieldIndexes for Postgres: per declared
-// field, a partial index (type, rank NULLS FIRST, number, text, modified_at,
-// id, jsonb_typeof) over the type's objects.
+// field, a partial index (rank NULLS FIRST, number, text, modified_at, id,
+// jsonb_typeof) over the type's objects. Unlike SQLite's it does not lead
+// with type: Postgres drops from a scan's conditions those the index's
+// predicate implies (type = 't'), and a scan with no condition on the first
+// column could not seek the others.
 func pgCreateFieldIndexes(ctx context.Context, q querier, typ string, fields []string) error {
 	if !auth.TypeNamePattern().MatchString(typ) {
 		return fmt.Errorf("indexing content type %q: not a type name", typ)
@@ -222,11 +235,66 @@ func pgCreateFieldIndexes(ctx context.Context, q querier, typ string, fields []s
 			return fmt.Errorf("indexing field %q of content type %s: not a field name", f, typ)
 		}
 		v := pgJSONValue("fields." + f)
-		ddl := `CREATE INDEX IF NOT EXISTS "` + pgFieldIndexName(typ, f) + `" ON objects (type, ` + pgRank(v) + ` NULLS FIRST, ` +
-			pgNum(v) + `, (` + pgText(v) + `), modified_at, id, jsonb_typeof(` + v + `)) WHERE type = '` + typ + `'`
-		if _, err := q.ExecContext(ctx, ddl); err != nil {
-			return fmt.Errorf("indexing field %s of content type %s: %w", f, typ, err)
+		name := pgFieldIndexName(typ, f)
+		index := `CREATE INDEX IF NOT EXISTS "` + name + `" ON objects (` + pgRank(v) + ` NULLS FIRST, ` +
+			pgNum(v) + `, ` + pgText(v) + `, modified_at, id, jsonb_typeof(` + v + `)) WHERE type = '` + typ + `'`
+		// Postgres keeps no statistics for a partial index's columns, and
+		// without them it guesses how many objects a filter matches, and
+		// guesses wrong when it multiplies the guesses of the columns,
+		// which always go together. These statistics give it the values
+		// and how they depend on each other (and on the type).
+		stats := `CREATE STATISTICS IF NOT EXISTS "` + name + `" (dependencies, mcv) ON type, ` + pgRank(v) + `, ` +
+			pgNum(v) + `, ` + pgText(v) + `, jsonb_typeof(` + v + `) FROM objects`
+		for _, ddl := range []string{index, stats} {
+			if _, err := q.ExecContext(ctx, ddl); err != nil {
+				return fmt.Errorf("indexing field %s of content type %s: %w", f, typ, err)
+			}
 		}
 	}
 	return nil
+}
+
+// pgMergedRuns appends to out the runs after pos in the longest suffix of
+// the sort keys that one row comparison can seek, and returns where that
+// suffix starts (afterRanges splits the keys before it as on SQLite). On
+// Postgres ROW(a, b) > ROW(x, y) is one index seek over (a, b), so keys
+// sharing a direction need not be a run each, and a later page is one
+// statement, like the first. The suffix's keys share a direction, and
+// hold no NULL at pos; only its first key may be a JSON value, whose NULLs
+// come last when descending and are then a run of their own.
+func (sp *listSpec) pgMergedRuns(out []keyRange, pos position, plus bool) ([]keyRange, int) {
+	m := len(sp.keys)
+	if pos.values[m-1] == nil {
+		return out, m
+	}
+	s := m - 1
+	for s > 0 && sp.keys[s-1].desc == sp.keys[m-1].desc && pos.values[s-1] != nil && !sp.keys[s].tuple {
+		s--
+	}
+	prefix := make([]term, s, s+1)
+	for i, k := range sp.keys[:s] {
+		prefix[i] = equalTo(k, pos.values[i], plus)
+	}
+	var cols, marks []string
+	var args []any
+	for i, k := range sp.keys[s:] {
+		cols = append(cols, k.cols(plus)...)
+		if k.tuple {
+			jk := pos.values[s+i].(jsonKey)
+			marks, args = append(marks, "?", pgNumParam, "?"), append(args, jk.rank, jk.num, jk.text)
+			continue
+		}
+		marks, args = append(marks, "?"), append(args, pos.values[s+i])
+	}
+	op := " > "
+	if sp.keys[m-1].desc {
+		op = " < "
+	}
+	row := term{sql: "ROW(" + strings.Join(cols, ", ") + ")" + op + "ROW(" + strings.Join(marks, ", ") + ")", args: args}
+	out = append(out, keyRange{cond: allOf(append(prefix[:s:s], row)), orderFrom: s})
+	if k := sp.keys[s]; k.tuple && k.desc {
+		nulls := term{sql: k.cols(plus)[0] + " IS NULL"}
+		out = append(out, keyRange{cond: allOf(append(prefix[:s:s], nulls)), orderFrom: s + 1})
+	}
+	return out, s
 }

@@ -46,24 +46,10 @@ const pgSyncLock = 0x6b67737473796e63
 // component "store"). Only ever append. Step 1 is the SQLite schema as of its
 // migration 5, in Postgres types: timestamps stay BIGINT Unix nanoseconds,
 // JSON is JSONB, blobs are BYTEA, and text compares byte by byte (COLLATE
-// "C", as SQLite's BINARY). The three keygate_json_* functions give the
-// sort columns of a JSON value (pgjson.go). The field indexes depend on the
+// "C", as SQLite's BINARY). The field indexes (pgjson.go) depend on the
 // data, so pgSyncListSchema makes them.
 var pgMigrations = []string{
 	`
-CREATE FUNCTION keygate_json_rank(v jsonb) RETURNS smallint LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-	SELECT CASE jsonb_typeof(v) WHEN 'number' THEN 1 WHEN 'boolean' THEN 1
-		WHEN 'string' THEN 2 WHEN 'array' THEN 2 WHEN 'object' THEN 2 END::smallint
-$$;
-CREATE FUNCTION keygate_json_num(v jsonb) RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-	SELECT CASE jsonb_typeof(v) WHEN 'number' THEN v::numeric WHEN 'boolean' THEN CASE WHEN v::boolean THEN 1 ELSE 0 END
-		WHEN 'string' THEN 0 WHEN 'array' THEN 0 WHEN 'object' THEN 0 END
-$$;
-CREATE FUNCTION keygate_json_text(v jsonb) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-	SELECT CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{}' WHEN 'array' THEN v::text WHEN 'object' THEN v::text
-		WHEN 'number' THEN '' WHEN 'boolean' THEN '' END
-$$;
-
 CREATE TABLE content_types (
 	name        TEXT COLLATE "C" NOT NULL,
 	description TEXT COLLATE "C" NOT NULL DEFAULT '',
@@ -275,15 +261,12 @@ func parsePGTarget(target string) (*pgTarget, error) {
 }
 
 // connConfig is the configuration of one of the store's connections, named
-// for pg_stat_activity. Every statement is planned with its parameters'
-// values (plan_cache_mode): a field index is partial, on one type, and a
-// plan made for any type could not use it.
+// for pg_stat_activity.
 func (t *pgTarget) connConfig(name string, readOnly bool) *pgx.ConnConfig {
 	c := t.cfg.Copy()
 	if c.RuntimeParams["application_name"] == "" {
 		c.RuntimeParams["application_name"] = name
 	}
-	c.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	if readOnly {
 		// A bug can never write through the readers.
 		c.RuntimeParams["default_transaction_read_only"] = "on"
@@ -344,8 +327,11 @@ func pgSyncListSchema(ctx context.Context, s *Store) error {
 			cursorSecretName, secret); err != nil {
 			return fmt.Errorf("storing the list cursor key: %w", err)
 		}
-		have := map[string]bool{}
-		rows, err := tx.QueryContext(ctx, `SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'objects'`)
+		// A field has its index and its statistics, of the same name.
+		have := map[string]int{}
+		rows, err := tx.QueryContext(ctx, `
+			SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'objects'
+			UNION ALL SELECT stxname FROM pg_statistic_ext WHERE stxnamespace = current_schema()::regnamespace`)
 		if err != nil {
 			return fmt.Errorf("reading indexes: %w", err)
 		}
@@ -355,7 +341,7 @@ func pgSyncListSchema(ctx context.Context, s *Store) error {
 				rows.Close()
 				return fmt.Errorf("reading indexes: %w", err)
 			}
-			have[name] = true
+			have[name]++
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -378,7 +364,7 @@ func pgSyncListSchema(ctx context.Context, s *Store) error {
 				return fmt.Errorf("reading content type %s: fields: %w", name, err)
 			}
 			for _, f := range fields {
-				if !have[pgFieldIndexName(name, f)] {
+				if have[pgFieldIndexName(name, f)] < 2 {
 					missing[name] = append(missing[name], f)
 				}
 			}
