@@ -24,6 +24,7 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/oauth/authserver"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
 )
@@ -44,6 +45,13 @@ type Options struct {
 	TuneProcess bool
 	// Listening, if set, is told the HTTP address once keygate listens.
 	Listening func(net.Addr)
+	// OAuthNow is the clock of OAuth token issue and checks; nil is
+	// time.Now. Tests move it to expire tokens.
+	OAuthNow func() time.Time
+	// OAuthCIMD, if set, replaces how the embedded authorization server
+	// fetches Client ID Metadata Documents: tests serve them from a
+	// loopback https server whose CA it trusts.
+	OAuthCIMD *authserver.CIMDConfig
 }
 
 // App is a built keygate.
@@ -144,10 +152,14 @@ func (a *App) Run(ctx context.Context) error {
 	return a.mcp.serveHTTP(ctx, a)
 }
 
-// HTTPHandler is keygate's HTTP handler (/mcp, /healthz) for a listener at
-// addr, for tests and embedders that run their own server. The env-file
-// watcher does not run; Reload applies the env file on demand.
-func (a *App) HTTPHandler(addr net.Addr) http.Handler { return a.mcp.httpHandler(a, addr) }
+// HTTPHandler is keygate's HTTP handler (/mcp, /healthz and, with OAuth,
+// its metadata and authorization server) for a listener at addr, for tests
+// and embedders that run their own server. The env-file watcher does not
+// run; Reload applies the env file on demand. It fails when OAuth cannot
+// be set up (an external issuer that cannot be reached, say).
+func (a *App) HTTPHandler(ctx context.Context, addr net.Addr) (http.Handler, error) {
+	return a.mcp.httpHandler(ctx, a, addr)
+}
 
 // Watching is closed once the env-file watcher (started by Run) watches
 // the env file and SIGHUP, so a change made after it is not missed.

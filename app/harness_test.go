@@ -330,7 +330,11 @@ func hStartHTTP(t *testing.T, in instance, env []string, extra ...string) *hServ
 	s.app = build(t, serveConfig(t, in, env, append([]string{"--transport", "http", "--addr", "127.0.0.1:0"}, extra...)...),
 		app.Options{Stderr: s.stderr, Version: "test"})
 	srv := httptest.NewUnstartedServer(nil)
-	srv.Config.Handler = s.app.HTTPHandler(srv.Listener.Addr())
+	h, err := s.app.HTTPHandler(context.Background(), srv.Listener.Addr())
+	if err != nil {
+		t.Fatalf("HTTP handler: %v", err)
+	}
+	srv.Config.Handler = h
 	srv.Start()
 	t.Cleanup(srv.Close)
 	s.listening(t, srv.Listener.Addr())

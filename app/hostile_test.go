@@ -38,9 +38,15 @@ import (
 func TestHostile_Row01_MalformedJSON(t *testing.T) {
 	t.Parallel()
 	s := hStartHTTP(t, newInstance(t), nil)
-	for _, body := range []string{`{bad`, `{"jsonrpc":"2.0","id":1,`, "\xff\xfe\x00", `"just a string"`, `12`} {
+	for _, body := range []string{`{bad`, `{"jsonrpc":"2.0","id":1,`, "\xff\xfe\x00"} {
 		r := s.post(t, nil, body)
 		if r.status != 400 || r.errCode() != -32700 || hGet(r.last(), "id") != nil {
+			t.Errorf("%q: %d %s", body, r.status, r.body)
+		}
+	}
+	// Valid JSON that is no JSON-RPC object is an invalid request (row 3).
+	for _, body := range []string{`"just a string"`, `12`} {
+		if r := s.post(t, nil, body); r.status != 400 || r.errCode() != -32600 || hGet(r.last(), "id") != nil {
 			t.Errorf("%q: %d %s", body, r.status, r.body)
 		}
 	}
@@ -81,10 +87,11 @@ func TestHostile_Row02_StdioMalformedLine(t *testing.T) {
 func TestHostile_Row03_InvalidJSONRPC(t *testing.T) {
 	t.Parallel()
 	s := hStartHTTP(t, newInstance(t), nil)
-	// A batch: refused. mcp-go answers -32700 (it does not decode arrays)
-	// rather than -32600; either way no message in it runs.
+	// A batch holding initialize: refused with -32600 (initialize is sent
+	// alone, and batches need a session of a version that has them); no
+	// message in it runs. transport.TestHTTPBatches has the rest.
 	r := s.post(t, nil, `[`+initBody+`]`)
-	if r.status != 400 || r.errCode() != -32700 || r.header.Get("Mcp-Session-Id") != "" {
+	if r.status != 400 || r.errCode() != -32600 || r.header.Get("Mcp-Session-Id") != "" {
 		t.Errorf("batch: %d %s", r.status, r.body)
 	}
 	// No "jsonrpc": -32600.
@@ -93,10 +100,12 @@ func TestHostile_Row03_InvalidJSONRPC(t *testing.T) {
 	if r.errCode() != -32600 {
 		t.Errorf("no jsonrpc: %d %s", r.status, r.body)
 	}
-	// An object id: mcp-go accepts it and echoes it (JSON-RPC allows only
-	// strings, numbers and null). Recorded, not asserted.
+	// An object id: -32600 with id null (MCP ids are strings or integers);
+	// transport.TestHTTPAnswersToMalformedMessages has every other shape.
 	r = s.post(t, map[string]string{"Mcp-Session-Id": sid}, `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`)
-	t.Logf("object id: %d %s (mcp-go deviation: JSON-RPC ids must be strings, numbers or null)", r.status, strings.TrimSpace(r.body))
+	if r.status != 400 || r.errCode() != -32600 || hGet(r.last(), "id") != nil {
+		t.Errorf("object id: %d %s", r.status, r.body)
+	}
 	s.alive(t)
 }
 
@@ -265,9 +274,23 @@ func TestHostile_Row09_10_OriginAndHost(t *testing.T) {
 
 func TestHostile_Row11_AllInterfacesStillNeedsAToken(t *testing.T) {
 	t.Parallel()
-	s, _ := hServeHTTP(t, newInstance(t), "0.0.0.0:0", nil)
-	if !strings.Contains(s.stderr.String(), "listening beyond loopback") {
-		t.Errorf("no warning for 0.0.0.0:\n%s", s.stderr.String())
+	// With OAuth on (the default), keygate must be told the URL clients
+	// use; without it, it does not start.
+	if _, err := cli.ServeConfig(newInstance(t).args("--transport", "http", "--addr", "0.0.0.0:0"), cli.Options{Lookup: environ()}); err == nil ||
+		!strings.Contains(err.Error(), "KEYGATE_PUBLIC_URL (--public-url): is required") {
+		t.Errorf("0.0.0.0 without --public-url: %v", err)
+	}
+	s, _ := hServeHTTP(t, newInstance(t), "0.0.0.0:0", nil, "--oauth", "off")
+	for _, warning := range []string{"listening beyond loopback", "tokens travel in clear text", "--public-url https://"} {
+		if !strings.Contains(s.stderr.String(), warning) {
+			t.Errorf("no warning %q for 0.0.0.0:\n%s", warning, s.stderr.String())
+		}
+	}
+	// Behind a TLS-terminating proxy the public URL says so, and the
+	// clear-text warning goes.
+	behind, _ := hServeHTTP(t, newInstance(t), "0.0.0.0:0", nil, "--public-url", "https://keygate.example.com")
+	if out := behind.stderr.String(); !strings.Contains(out, "listening beyond loopback") || strings.Contains(out, "clear text") {
+		t.Errorf("0.0.0.0 behind a proxy:\n%s", out)
 	}
 	if r := s.post(t, map[string]string{"Authorization": ""}, initBody); r.status != 401 {
 		t.Errorf("no token on 0.0.0.0: %d", r.status)
@@ -465,7 +488,9 @@ func TestHostile_Row21_InsufficientScope(t *testing.T) {
 	sid := s.session(t, reader)
 	id := hGet(s.ok(t, reader, sid, "content_list", map[string]any{"type": "posts"}), "objects").([]any)[0].(map[string]any)["id"].(string)
 	r := s.call(t, reader, sid, "content_delete", map[string]any{"type": "posts", "id": id, "confirm": true})
-	if r.status != 403 || !strings.Contains(r.header.Get("WWW-Authenticate"), `scope="content:delete"`) {
+	// The scope to ask for is the one missing beside those held (MCP
+	// authorization, "Runtime Insufficient Scope Errors").
+	if r.status != 403 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="insufficient_scope", scope="content:read content:delete"`) {
 		t.Errorf("content_delete with content:read: %d %q", r.status, r.header.Get("WWW-Authenticate"))
 	}
 	s.ok(t, reader, sid, "content_get", map[string]any{"type": "posts", "id": id})

@@ -12,12 +12,16 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/oauth"
 	"github.com/keygate/keygate/tools"
 	"github.com/keygate/keygate/transport"
 )
@@ -53,7 +57,7 @@ func (a *App) buildServer() error {
 		Providers: tools.NewProviders(m.providerList(a.remotes.list())...),
 		Identity:  a.ident,
 		Redactor:  a.redactor,
-		Credentials: &credentials.Service{Store: a.store, Places: a.places, Learn: a.redactor.Add,
+		Credentials: &credentials.Service{Store: a.store, Grants: a.store, Places: a.places, Learn: a.redactor.Add,
 			Changed: a.ident.Invalidate},
 		EnvFile:       a.cfg.EnvFile,
 		Audit:         a.journal,
@@ -96,7 +100,7 @@ func (m *mcpServer) setRemotes(remotes []remote) {
 func (m *mcpServer) providerNames() []string { return m.deps.Providers.Names() }
 
 // visibleTools lists the tools p may see (nil: no valid credential).
-func (m *mcpServer) visibleTools(p *auth.Principal) []string { return m.deps.VisibleTools(p) }
+func (m *mcpServer) visibleTools(p *auth.Principal) []string { return tools.VisibleTools(m.served, p) }
 
 // toolsChanged tells every client to fetch tools/list again.
 func (m *mcpServer) toolsChanged() {
@@ -118,48 +122,109 @@ func (m *mcpServer) serveStdio(ctx context.Context, a *App, in io.Reader, out io
 	return nil
 }
 
-// httpConfig is the streamable HTTP transport's configuration.
-func (m *mcpServer) httpConfig(a *App) transport.HTTPConfig {
-	return transport.HTTPConfig{
+// httpConfig is the streamable HTTP transport's configuration; oa is the
+// OAuth side (nil with --oauth off).
+func (m *mcpServer) httpConfig(a *App, oa *oauthSetup) transport.HTTPConfig {
+	cfg := transport.HTTPConfig{
 		Addr:           a.cfg.Addr,
 		AllowedOrigins: a.cfg.AllowedOrigins,
 		MaxBodyBytes:   a.cfg.MaxBodyBytes,
 		Verifier:       a.verifier,
-		ScopeCheck: func(_ *http.Request, p auth.Principal, tool string) (auth.Action, bool, bool) {
-			need, ok := tools.Needs(m.served, tool)
-			return need, need == "" || p.Scopes.AllowsSome(need), ok
-		},
-		Logger:       a.logger,
-		Version:      a.opts.Version,
-		OnSessionEnd: a.ident.ForgetSession,
+		ScopeCheck:     tools.ScopeCheckFor(m.served),
+		Logger:         a.logger,
+		Version:        a.opts.Version,
+		OnSessionEnd:   a.ident.ForgetSession,
+		TLSCert:        a.cfg.TLSCert,
+		TLSKey:         a.cfg.TLSKey,
 		// Refusals are coalesced per reason and client host and never
 		// synced one by one: a flood of them costs little disk and no
 		// flushes (audit.Log.WriteRefusal).
 		OnAuthFailure: func(r *http.Request, reason string) {
-			if err := a.journal.WriteRefusal(audit.Record{Tool: "http", Outcome: audit.OutcomeDenied, Detail: reason, Remote: r.RemoteAddr}); err != nil {
+			if err := a.journal.WriteRefusal(audit.Record{Tool: "http", Outcome: audit.OutcomeDenied, Detail: reason, Remote: a.clientAddress(r)}); err != nil {
 				a.logger.Error("cannot write the audit journal", "err", err)
 			}
 		},
 	}
+	if oa != nil {
+		// keygate tokens keep working beside access tokens, each checked
+		// by its own verifier: keygate tokens through the short cache the
+		// tools share, access tokens against their grant on every request
+		// (authserver.Verifier), so a revoked grant ends at once.
+		cfg.Verifier = oauth.ByShape(a.verifier, oa.tokens)
+		cfg.Challenges = oa.resource
+		cfg.ChallengeScopes = challengeScopes(m.served)
+		cfg.MaxAuthHeader = len("Bearer ") + oauth.MaxJWTLen
+		for _, r := range oa.routes() {
+			cfg.Routes = append(cfg.Routes, transport.Route{Pattern: r.pattern, Handler: r.handler, CORS: r.cors})
+		}
+	}
+	return cfg
+}
+
+// challengeScopes are the scopes a client without a token is told to ask
+// for: those the served tools need, and no more (admin, which no tool
+// needs, is left for the person to grant on purpose).
+func challengeScopes(served []tools.ServerTool) []string {
+	var out []string
+	for _, act := range auth.AllActions {
+		if slices.ContainsFunc(served, func(t tools.ServerTool) bool { return t.Needs == act }) {
+			out = append(out, string(act))
+		}
+	}
+	return out
 }
 
 // serveHTTP listens on the configured address and serves until ctx is
 // done, then drains.
 func (m *mcpServer) serveHTTP(ctx context.Context, a *App) error {
-	if !transport.IsLoopback(a.cfg.Addr) {
-		a.logger.Warn("listening beyond loopback: every request still needs a keygate bearer token", "addr", a.cfg.Addr)
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", a.cfg.Addr, err)
 	}
-	return transport.ServeHTTP(ctx, m.server, m.httpConfig(a), func(addr net.Addr) {
-		a.logger.Info("serving MCP over streamable HTTP", "url", transport.MCPURL(addr), "store", a.cfg.Store,
-			"auth", "Authorization: Bearer <KEYGATE_TOKEN from "+a.cfg.EnvFile+">")
+	publicURL := a.cfg.ResolvePublicURL(ln.Addr())
+	oa, err := a.oauthFor(ctx, publicURL)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if !transport.IsLoopback(a.cfg.Addr) {
+		a.logger.Warn("listening beyond loopback: every request still needs a keygate token or an OAuth access token", "addr", a.cfg.Addr)
+		if a.cfg.TLSCert == "" && !strings.HasPrefix(publicURL, "https://") {
+			a.logger.Warn("serving plain HTTP beyond loopback: tokens travel in clear text unless a TLS-terminating proxy is in front; "+
+				"serve HTTPS with --tls-cert and --tls-key, or, behind such a proxy, say so with --public-url https://...", "addr", a.cfg.Addr)
+		}
+	}
+	return transport.Serve(ctx, ln, m.server, m.httpConfig(a, oa), func(addr net.Addr) {
+		a.logger.Info("serving MCP over streamable HTTP", "url", publicURL+"/mcp", "store", a.cfg.Store, "oauth", a.cfg.OAuth,
+			"auth", "Authorization: Bearer <KEYGATE_TOKEN from "+a.cfg.EnvFile+">"+oauthHint(oa))
 		if a.opts.Listening != nil {
 			a.opts.Listening(addr)
 		}
 	})
 }
 
-// httpHandler is the HTTP handler (/mcp, /healthz) for a listener at addr,
-// for a server the caller runs.
-func (m *mcpServer) httpHandler(a *App, addr net.Addr) http.Handler {
-	return transport.NewHTTPHandler(m.server, m.httpConfig(a), transport.OwnOrigins(addr))
+// oauthHint says how else a client authenticates.
+func oauthHint(oa *oauthSetup) string {
+	if oa == nil {
+		return ""
+	}
+	return " or an OAuth access token (discovery: " + oa.resource.MetadataURL() + ")"
+}
+
+// oauthFor sets OAuth up for publicURL, unless it is off.
+func (a *App) oauthFor(ctx context.Context, publicURL string) (*oauthSetup, error) {
+	if a.cfg.OAuth == "" || a.cfg.OAuth == config.OAuthOff {
+		return nil, nil
+	}
+	return a.setUpOAuth(ctx, publicURL)
+}
+
+// httpHandler is the HTTP handler (/mcp, /healthz and, with OAuth, its
+// routes) for a listener at addr, for a server the caller runs.
+func (m *mcpServer) httpHandler(ctx context.Context, a *App, addr net.Addr) (http.Handler, error) {
+	oa, err := a.oauthFor(ctx, a.cfg.ResolvePublicURL(addr))
+	if err != nil {
+		return nil, err
+	}
+	return transport.NewHTTPHandler(m.server, m.httpConfig(a, oa), transport.OwnOrigins(addr)), nil
 }

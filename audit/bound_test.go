@@ -81,13 +81,24 @@ func TestRecordSizeIsBounded(t *testing.T) {
 	}
 }
 
+// TestBoundIdentifiesValues: the digest of a capped value matches the
+// digest of the same value built apart (so a reader can match a value they
+// already have), and differs for a value of the same length that differs in
+// one byte.
 func TestBoundIdentifiesValues(t *testing.T) {
-	a, b := strings.Repeat("a", 512), strings.Repeat("a", 511)+"b"
-	if bound(a) != bound(a) || bound(a) == bound(b) {
-		t.Errorf("digests do not tell values apart: %s %s", bound(a), bound(b))
+	a := strings.Repeat("a", 512)
+	same := strings.Repeat("a", 511) + "a"
+	other := strings.Repeat("a", 511) + "b"
+	for _, v := range []string{a, same, other} {
+		if got := bound(v); !strings.HasPrefix(got, "[512 bytes sha256:") {
+			t.Fatalf("bound(%.10s...) = %.40s, want a digest", v, got)
+		}
 	}
-	if !strings.HasPrefix(bound(a), "[512 bytes sha256:") {
-		t.Errorf("bound = %s", bound(a))
+	if bound(a) != bound(same) {
+		t.Errorf("equal values, different digests: %s %s", bound(a), bound(same))
+	}
+	if bound(a) == bound(other) {
+		t.Errorf("different values, same digest: %s", bound(a))
 	}
 }
 

@@ -3,6 +3,7 @@ package auth
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -30,6 +31,29 @@ type Principal struct {
 	CreatedBy  string
 	Source     Source
 }
+
+// The principal of an OAuth access token is not a keygate key, and says so
+// by the shape of its KeyID: a key's id is 12 base62 characters
+// (ParseToken), which hold neither "_" nor ":".
+const (
+	// GrantPrefix starts the id of an OAuth grant of keygate's embedded
+	// authorization server (provider/local, CreateGrant), the principal of
+	// the access tokens minted from it; CreatedBy is the key that approved
+	// it.
+	GrantPrefix = "gr_"
+	// ExternalPrefix starts the principal of an access token of an external
+	// issuer (oauth/external): "ext:" and the token's subject. It holds no
+	// keygate key.
+	ExternalPrefix = "ext:"
+)
+
+// IsGrant reports whether p is an OAuth grant of keygate's own
+// authorization server.
+func (p Principal) IsGrant() bool { return strings.HasPrefix(p.KeyID, GrantPrefix) }
+
+// IsExternal reports whether p is the subject of an external issuer's
+// access token.
+func (p Principal) IsExternal() bool { return strings.HasPrefix(p.KeyID, ExternalPrefix) }
 
 // Secret holds a credential in memory. Every way of printing it prints
 // [REDACTED]; only Reveal gives the value, so a secret cannot leak through a

@@ -77,7 +77,7 @@ func TestParseTokenRejectsShapes(t *testing.T) {
 	}
 	for name, in := range tests {
 		t.Run(name, func(t *testing.T) {
-			if _, reason, err := ParseToken(in); err != ErrInvalidToken || reason != "bad_shape" {
+			if _, reason, err := ParseToken(in); !errors.Is(err, ErrInvalidToken) || reason != "bad_shape" {
 				t.Errorf("got %v (%s), want ErrInvalidToken for bad_shape", err, reason)
 			}
 		})
@@ -131,7 +131,7 @@ func FuzzParseToken(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		p, _, err := ParseToken(s)
 		if err != nil {
-			if err != ErrInvalidToken {
+			if !errors.Is(err, ErrInvalidToken) {
 				t.Fatalf("error %v is not ErrInvalidToken", err)
 			}
 			return

@@ -1,7 +1,7 @@
 // Package cli is keygate's command tree: serve (the default), token
-// create|list|revoke, audit and version. Flags, their KEYGATE_* variables
-// and the help come from struct tags (config.Common and config.Serve for the
-// settings), parsed with github.com/alecthomas/kong.
+// create|list|revoke, audit, init, doctor and version. Flags, their
+// KEYGATE_* variables and the help come from struct tags (config.Common and
+// config.Serve for the settings), parsed with github.com/alecthomas/kong.
 package cli
 
 import (
@@ -28,6 +28,8 @@ type CLI struct {
 	Serve   ServeCmd   `cmd:"" default:"withargs" help:"Serve MCP over stdio (the default) or streamable HTTP."`
 	Token   TokenCmd   `cmd:"" help:"Create, list and revoke keygate tokens in the local store."`
 	Audit   AuditCmd   `cmd:"" help:"Print the audit journal, oldest first."`
+	Init    InitCmd    `cmd:"" help:"Add keygate to an MCP client's configuration (Claude Desktop, Claude Code, Cursor, VS Code)."`
+	Doctor  DoctorCmd  `cmd:"" help:"Check the configuration, the store, keygate's token and the providers, changing nothing."`
 	Version VersionCmd `cmd:"" help:"Print keygate's version."`
 }
 

@@ -54,7 +54,7 @@ func TestHelpListsEveryCommandFlagAndVariable(t *testing.T) {
 		if code != 0 || stderr != "" {
 			t.Fatalf("keygate %v: exit %d, stderr %q", args, code, stderr)
 		}
-		want := []string{"serve", "token create", "token list", "token revoke", "audit", "version", config.TokenVariable.Name}
+		want := []string{"serve", "token create", "token list", "token revoke", "audit", "init", "doctor", "version", config.TokenVariable.Name}
 		for _, s := range serveSettings(t) {
 			want = append(want, "--"+s.flag, "$"+s.env)
 		}
@@ -86,6 +86,8 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		{[]string{"token", "list", "--help"}, "Usage: keygate token list"},
 		{[]string{"token", "revoke", "--help"}, "Usage: keygate token revoke"},
 		{[]string{"audit", "--help"}, "Usage: keygate audit"},
+		{[]string{"init", "--help"}, "Usage: keygate init --client=CLIENT"},
+		{[]string{"doctor", "--help"}, "Usage: keygate doctor"},
 		{[]string{"version", "--help"}, "Usage: keygate version"},
 	} {
 		stdout, stderr, code := keygate(t, nil, "", tc.args...)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
@@ -15,7 +16,7 @@ type ServeCmd struct {
 	config.Serve
 }
 
-func (c *ServeCmd) Run(rt *invocation) error {
+func (c *ServeCmd) Run(rt *invocation) (err error) {
 	cfg, err := c.config(rt)
 	if err != nil {
 		return err
@@ -27,7 +28,12 @@ func (c *ServeCmd) Run(rt *invocation) error {
 	if err != nil {
 		return err
 	}
-	defer a.Close()
+	defer func() {
+		// Closing flushes the audit journal and closes the store.
+		if cerr := a.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("serve: shutting down: %w", cerr))
+		}
+	}()
 	return a.Run(rt.ctx)
 }
 

@@ -83,18 +83,25 @@ func openOperator(rt *invocation, common config.Common, sub string, journaled bo
 		// The redactor masks anything shaped like a credential that an
 		// argument might carry.
 		if o.journal, err = audit.Open(cfg.AuditFile, auth.NewRedactor().Redact); err != nil {
-			store.Close()
+			_ = store.Close()
 			return nil, fmt.Errorf("%s: %w", o.tool, err)
 		}
 	}
 	return o, nil
 }
 
-func (o *operator) Close() {
+// close closes the audit journal and the store. What the command did is
+// done by then, so a failure is a warning on w: the journal's last records
+// or the store's last write may not have reached the disk.
+func (o *operator) close(w io.Writer) {
+	var errs []error
 	if o.journal != nil {
-		o.journal.Close()
+		errs = append(errs, o.journal.Close())
 	}
-	o.store.Close()
+	errs = append(errs, o.store.Close())
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(w, "warning: %s: %v\n", o.tool, err)
+	}
 }
 
 func (o *operator) record(target, outcome string) error {
@@ -116,7 +123,7 @@ func (c *TokenCreateCmd) Run(rt *invocation) error {
 	if err != nil {
 		return err
 	}
-	defer o.Close()
+	defer o.close(rt.Err)
 	deliver := "reveal"
 	if c.EnvVar != "" {
 		deliver = "env:" + c.EnvVar
@@ -155,7 +162,7 @@ func (c *TokenListCmd) Run(rt *invocation) error {
 	if err != nil {
 		return err
 	}
-	defer o.Close()
+	defer o.close(rt.Err)
 	keys, err := o.svc.List(rt.ctx, credentials.OperatorCaller, o.ring)
 	if err != nil {
 		return err
@@ -196,7 +203,7 @@ func (c *TokenRevokeCmd) Run(rt *invocation) error {
 	if err != nil {
 		return err
 	}
-	defer o.Close()
+	defer o.close(rt.Err)
 	if err := o.record(id, audit.OutcomeAttempt); err != nil {
 		return fmt.Errorf("token revoke: refused, the audit journal cannot be written: %w", err)
 	}

@@ -10,10 +10,13 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +25,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/oauth"
 )
 
 // Defaults that are not plain strings in the tags below. The tools and
@@ -62,7 +66,23 @@ type Serve struct {
 	AllowedOrigins string `name:"allowed-origins" envvar:"KEYGATE_ALLOWED_ORIGINS" placeholder:"LIST" help:"Comma-separated browser origins allowed on /mcp, besides keygate's own loopback origin."`
 	MaxBodyBytes   string `name:"max-body-bytes" envvar:"KEYGATE_MAX_BODY_BYTES" default:"1048576" placeholder:"BYTES" help:"Largest HTTP request body (413 beyond), 1024 to 67108864."`
 	ExpiryWarning  string `name:"expiry-warning" envvar:"KEYGATE_EXPIRY_WARNING" default:"168h" placeholder:"DURATION" help:"Flag credentials expiring within this long."`
+	OAuth          string `name:"oauth" envvar:"KEYGATE_OAUTH" default:"embedded" placeholder:"embedded|external|off" help:"Over HTTP: embedded (keygate is its own OAuth authorization server), external (trust --oauth-issuer's tokens) or off (keygate tokens only, which work in every mode). stdio ignores it."`
+	PublicURL      string `name:"public-url" envvar:"KEYGATE_PUBLIC_URL" placeholder:"URL" help:"The URL clients reach keygate at, scheme://host[:port] (behind a reverse proxy, the proxy's): the OAuth resource is <URL>/mcp and the issuer <URL>. Default http://--addr on loopback (https with --tls-cert); required beyond loopback with OAuth on."`
+	OAuthIssuer    string `name:"oauth-issuer" envvar:"KEYGATE_OAUTH_ISSUER" placeholder:"URL" help:"With --oauth external: the issuer whose access tokens keygate accepts, exactly as its metadata names it."`
+	OAuthAudience  string `name:"oauth-audience" envvar:"KEYGATE_OAUTH_AUDIENCE" placeholder:"URL" help:"With --oauth external: the audience tokens must name (default: the resource, <public URL>/mcp)."`
+	OAuthScopeMap  string `name:"oauth-scope-map" envvar:"KEYGATE_OAUTH_SCOPE_MAP" placeholder:"LIST" help:"With --oauth external: issuer scope=keygate scope pairs, comma-separated (repeat an issuer scope to map it to several); unmapped scopes grant nothing."`
+	OAuthResources string `name:"oauth-resources" envvar:"KEYGATE_OAUTH_RESOURCES" placeholder:"LIST" help:"With --oauth embedded: other keygates' /mcp URLs (comma-separated) that trust this one as their --oauth-issuer; clients name one with the resource parameter."`
+	TrustProxy     bool   `name:"trust-proxy" envvar:"KEYGATE_TRUST_PROXY" help:"Take the client's address from the last X-Forwarded-For entry (for rate limits and the audit journal): only behind a reverse proxy that sets it."`
+	TLSCert        string `name:"tls-cert" envvar:"KEYGATE_TLS_CERT" placeholder:"PATH" help:"Serve HTTPS with this PEM certificate (chain), with --tls-key."`
+	TLSKey         string `name:"tls-key" envvar:"KEYGATE_TLS_KEY" placeholder:"PATH" help:"The PEM private key of --tls-cert."`
 }
+
+// OAuth modes of --oauth.
+const (
+	OAuthEmbedded = "embedded"
+	OAuthExternal = "external"
+	OAuthOff      = "off"
+)
 
 // Config is everything a keygate command runs with, validated.
 type Config struct {
@@ -78,6 +98,24 @@ type Config struct {
 	AllowedOrigins []string
 	MaxBodyBytes   int64
 	ExpiryWarning  time.Duration
+
+	// OAuth is the OAuth mode over HTTP: OAuthEmbedded, OAuthExternal or
+	// OAuthOff.
+	OAuth string
+	// PublicURL is the canonical URL clients reach keygate at, or "" to
+	// take it from the listening address (ResolvePublicURL).
+	PublicURL string
+	// OAuthIssuer, OAuthAudience ("" for the resource) and OAuthScopes
+	// (issuer scope -> keygate scopes) configure the external mode.
+	OAuthIssuer   string
+	OAuthAudience string
+	OAuthScopes   map[string][]string
+	// OAuthResources are other keygates' resources the embedded
+	// authorization server issues tokens for.
+	OAuthResources []string
+	TrustProxy     bool
+	TLSCert        string
+	TLSKey         string
 
 	// Token is keygate's own credential (KEYGATE_TOKEN), if set.
 	Token auth.Credential
@@ -182,6 +220,9 @@ func (s Serve) Config(env Env) (Config, error) {
 	if c.ExpiryWarning, err = time.ParseDuration(strings.TrimSpace(s.ExpiryWarning)); err != nil || c.ExpiryWarning <= 0 {
 		errs = append(errs, Invalid("expiry-warning", "must be a positive duration such as 168h"))
 	}
+	if c.Transport == "http" {
+		errs = append(errs, s.httpSettings(&c)...)
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -230,4 +271,184 @@ func origins(list string) ([]string, error) {
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// httpSettings validates what only HTTP uses: OAuth, the public URL and
+// TLS. stdio ignores them.
+func (s Serve) httpSettings(c *Config) []error {
+	var errs []error
+	c.TrustProxy = s.TrustProxy
+	switch c.OAuth = strings.TrimSpace(s.OAuth); c.OAuth {
+	case OAuthEmbedded, OAuthExternal, OAuthOff:
+	default:
+		errs = append(errs, Invalid("oauth", "must be embedded, external or off"))
+	}
+	c.TLSCert, c.TLSKey = strings.TrimSpace(s.TLSCert), strings.TrimSpace(s.TLSKey)
+	errs = append(errs, checkTLS(c.TLSCert, c.TLSKey))
+	if raw := strings.TrimSpace(s.PublicURL); raw != "" {
+		u, err := publicURL(raw)
+		switch {
+		case err != nil:
+			errs = append(errs, Invalid("public-url", urlProblem(raw, err)))
+		case c.TLSCert != "" && strings.HasPrefix(u, "http://"):
+			errs = append(errs, Invalid("public-url", "must be https when keygate serves HTTPS itself (--tls-cert)"))
+		}
+		c.PublicURL = u
+	} else if c.OAuth != OAuthOff && !loopbackAddr(c.Addr) {
+		errs = append(errs, Invalid("public-url", "is required when --addr listens beyond loopback with OAuth on: give the URL clients reach keygate at, "+
+			"e.g. https://keygate.example.com (behind a reverse proxy, the proxy's URL), or pass --oauth off to accept keygate tokens only"))
+	}
+
+	external := map[string]string{"oauth-issuer": s.OAuthIssuer, "oauth-audience": s.OAuthAudience, "oauth-scope-map": s.OAuthScopeMap}
+	for _, flag := range []string{"oauth-issuer", "oauth-audience", "oauth-scope-map"} {
+		if strings.TrimSpace(external[flag]) != "" && c.OAuth != OAuthExternal {
+			errs = append(errs, Invalid(flag, "applies to --oauth external only; set --oauth external, or remove it"))
+		}
+	}
+	if strings.TrimSpace(s.OAuthResources) != "" && c.OAuth != OAuthEmbedded {
+		errs = append(errs, Invalid("oauth-resources", "applies to --oauth embedded only; remove it"))
+	}
+	if c.OAuth == OAuthExternal {
+		errs = append(errs, s.externalSettings(c)...)
+	}
+	if c.OAuth == OAuthEmbedded {
+		for r := range strings.SplitSeq(s.OAuthResources, ",") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			canon, err := oauth.CanonicalURL(r)
+			if err != nil {
+				errs = append(errs, Invalid("oauth-resources", "each must be another keygate's /mcp URL, such as https://other.example.com/mcp: "+urlProblem(r, err)))
+				continue
+			}
+			c.OAuthResources = append(c.OAuthResources, canon)
+		}
+	}
+	return errs
+}
+
+// externalSettings validates the external issuer's settings.
+func (s Serve) externalSettings(c *Config) []error {
+	var errs []error
+	c.OAuthIssuer = strings.TrimSpace(s.OAuthIssuer)
+	if c.OAuthIssuer == "" {
+		errs = append(errs, Invalid("oauth-issuer", "is required with --oauth external: the issuer identifier, e.g. https://login.example.com/realms/mcp"))
+	} else if _, err := oauth.CanonicalURL(c.OAuthIssuer); err != nil {
+		errs = append(errs, Invalid("oauth-issuer", urlProblem(c.OAuthIssuer, err)))
+	}
+	if a := strings.TrimSpace(s.OAuthAudience); a != "" {
+		canon, err := oauth.CanonicalURL(a)
+		if err != nil {
+			errs = append(errs, Invalid("oauth-audience", urlProblem(a, err)))
+		}
+		c.OAuthAudience = canon
+	}
+	var err error
+	if c.OAuthScopes, err = scopeMap(s.OAuthScopeMap); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// scopeMap parses --oauth-scope-map: issuer=keygate pairs, separated by
+// commas; an issuer scope named twice maps to both keygate scopes.
+func scopeMap(list string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for pair := range strings.SplitSeq(list, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		ext, kg, ok := strings.Cut(pair, "=")
+		ext, kg = strings.TrimSpace(ext), strings.TrimSpace(kg)
+		if !ok || ext == "" || kg == "" {
+			return nil, Invalid("oauth-scope-map", "each entry must be issuer-scope=keygate-scope, e.g. mcp.read=content:read,mcp.admin=admin")
+		}
+		sc, err := auth.ParseScope(kg)
+		if err != nil {
+			return nil, Invalid("oauth-scope-map", "maps an issuer scope to something that is not a keygate scope; use content:read, content:write, content:delete (each optionally :TYPE), credentials:read, credentials:write or admin")
+		}
+		if !slices.Contains(out[ext], sc.String()) {
+			out[ext] = append(out[ext], sc.String())
+		}
+	}
+	if len(out) == 0 {
+		return nil, Invalid("oauth-scope-map", "is required with --oauth external: map the issuer's scopes to keygate's, e.g. mcp.read=content:read")
+	}
+	return out, nil
+}
+
+// publicURL checks the public URL: an origin (no path), https or http on
+// loopback, in canonical form.
+func publicURL(raw string) (string, error) {
+	canon, err := oauth.CanonicalURL(raw)
+	if err != nil {
+		return "", err
+	}
+	if u, _ := url.Parse(canon); u.Path != "" {
+		return "", errors.New("must be scheme://host[:port] with no path, e.g. https://keygate.example.com: keygate serves /mcp and its OAuth endpoints at the root of that URL")
+	}
+	return canon, nil
+}
+
+// urlProblem is oauth.CanonicalURL's complaint about raw without raw,
+// which may hold a password: errors never repeat a value.
+func urlProblem(raw string, err error) string {
+	msg := strings.ReplaceAll(err.Error(), strconv.Quote(strings.TrimSpace(raw)), "the URL")
+	if strings.Contains(msg, strings.TrimSpace(raw)) {
+		return "is not a URL; give one such as https://keygate.example.com"
+	}
+	return msg
+}
+
+// checkTLS wants both files or neither, readable, holding a certificate
+// and its key.
+func checkTLS(cert, key string) error {
+	switch {
+	case cert == "" && key == "":
+		return nil
+	case key == "":
+		return Invalid("tls-key", "is missing: --tls-cert needs the certificate's private key in --tls-key; give both or neither")
+	case cert == "":
+		return Invalid("tls-cert", "is missing: --tls-key needs its certificate in --tls-cert; give both or neither")
+	}
+	for flag, path := range map[string]string{"tls-cert": cert, "tls-key": key} {
+		f, err := os.Open(path)
+		if err != nil {
+			return Invalid(flag, "cannot be read ("+pathProblem(err)+"); give a PEM file keygate may read")
+		}
+		f.Close()
+	}
+	if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+		return Invalid("tls-cert", "and --tls-key do not hold a PEM certificate and its private key ("+err.Error()+")")
+	}
+	return nil
+}
+
+// pathProblem is an os error without the path it names.
+func pathProblem(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// loopbackAddr reports whether a listen address binds loopback only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && host != "" && oauth.IsLoopbackHost(host)
+}
+
+// ResolvePublicURL is the URL clients reach keygate at once it listens on
+// addr: PublicURL, or the listening address itself (https when keygate
+// serves TLS).
+func (c Config) ResolvePublicURL(addr net.Addr) string {
+	if c.PublicURL != "" {
+		return c.PublicURL
+	}
+	scheme := "http"
+	if c.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + addr.String()
 }

@@ -1,10 +1,20 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/auth"
 )
@@ -13,7 +23,8 @@ import (
 // gives them when nothing is set.
 func defaults() Serve {
 	return Serve{Common: Common{Store: "/tmp/k/keygate.db", EnvFile: ".env", LogLevel: "info", LogFormat: "text"},
-		Transport: "stdio", Addr: "127.0.0.1:8080", Toolsets: "auth,credentials,content", MaxBodyBytes: "1048576", ExpiryWarning: "168h"}
+		Transport: "stdio", Addr: "127.0.0.1:8080", Toolsets: "auth,credentials,content", MaxBodyBytes: "1048576", ExpiryWarning: "168h",
+		OAuth: "embedded"}
 }
 
 func env(kv ...string) Env {
@@ -86,7 +97,7 @@ func TestAddrIsCheckedOnlyForHTTP(t *testing.T) {
 	if _, err := s.Config(env()); err != nil {
 		t.Errorf("stdio refused an address it does not use: %v", err)
 	}
-	for _, ok := range []string{"127.0.0.1:0", "[::1]:8080", ":8080", "localhost:65535"} {
+	for _, ok := range []string{"127.0.0.1:0", "[::1]:8080", "localhost:65535"} {
 		s.Transport, s.Addr = "http", ok
 		if _, err := s.Config(env()); err != nil {
 			t.Errorf("%s: %v", ok, err)
@@ -182,4 +193,136 @@ func TestProvidersNameTheirVariables(t *testing.T) {
 		}
 	}
 
+}
+
+// writeCert writes a self-signed certificate and its key, PEM, into dir.
+func writeCert(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+// TestHTTPSettings: OAuth, the public URL and TLS, validated over HTTP
+// only, each error naming the flag and the fix and never the value.
+func TestHTTPSettings(t *testing.T) {
+	const secret = "SECRETSECRET"
+	dir := t.TempDir()
+	cert, key := writeCert(t, dir)
+	other, _ := writeCert(t, t.TempDir())
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
+	http := func(set func(*Serve)) (Config, error) {
+		s := defaults()
+		s.Transport = "http"
+		if set != nil {
+			set(&s)
+		}
+		return s.Config(env())
+	}
+
+	c, err := http(nil)
+	if err != nil || c.OAuth != OAuthEmbedded || c.PublicURL != "" || c.ResolvePublicURL(addr) != "http://127.0.0.1:8080" {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+	s := defaults()
+	s.OAuth, s.PublicURL, s.TLSCert = "pigeon", "nope", "/nonexistent"
+	if _, err := s.Config(env()); err != nil {
+		t.Errorf("stdio refused settings it ignores: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		set  func(*Serve)
+		want string // "" for valid
+		then func(t *testing.T, c Config)
+	}{
+		{"unknown mode", func(s *Serve) { s.OAuth = secret }, "invalid KEYGATE_OAUTH (--oauth): must be embedded, external or off", nil},
+		{"beyond loopback without a public URL", func(s *Serve) { s.Addr = "0.0.0.0:8080" }, "invalid KEYGATE_PUBLIC_URL (--public-url): is required when --addr listens beyond loopback", nil},
+		{"all interfaces without a public URL", func(s *Serve) { s.Addr = ":8080" }, "is required when --addr listens beyond loopback", nil},
+		{"beyond loopback with OAuth off", func(s *Serve) { s.Addr, s.OAuth = "0.0.0.0:8080", "off" }, "", nil},
+		{"beyond loopback with a public URL", func(s *Serve) { s.Addr, s.PublicURL = "0.0.0.0:8080", "https://Keygate.Example.com/" }, "",
+			func(t *testing.T, c Config) {
+				if c.ResolvePublicURL(addr) != "https://keygate.example.com" {
+					t.Errorf("public URL %q", c.ResolvePublicURL(addr))
+				}
+			}},
+		{"public URL with a path", func(s *Serve) { s.PublicURL = "https://keygate.example.com/" + secret }, "invalid KEYGATE_PUBLIC_URL (--public-url): must be scheme://host[:port] with no path", nil},
+		{"public URL in clear text", func(s *Serve) { s.PublicURL = "http://user:" + secret + "@keygate.example.com" }, "must use https", nil},
+		{"public URL that is not one", func(s *Serve) { s.PublicURL = "::" + secret }, "invalid KEYGATE_PUBLIC_URL (--public-url)", nil},
+		{"issuer without external", func(s *Serve) { s.OAuthIssuer = "https://idp.example" }, "invalid KEYGATE_OAUTH_ISSUER (--oauth-issuer): applies to --oauth external only", nil},
+		{"scope map without external", func(s *Serve) { s.OAuthScopeMap = "a=admin" }, "invalid KEYGATE_OAUTH_SCOPE_MAP (--oauth-scope-map): applies to --oauth external only", nil},
+		{"resources with external", func(s *Serve) {
+			s.OAuth, s.OAuthIssuer, s.OAuthScopeMap, s.OAuthResources = "external", "https://idp.example", "a=admin", "https://other.example/mcp"
+		}, "invalid KEYGATE_OAUTH_RESOURCES (--oauth-resources): applies to --oauth embedded only", nil},
+		{"bad resource", func(s *Serve) { s.OAuthResources = "http://" + secret + ".example/mcp" }, "invalid KEYGATE_OAUTH_RESOURCES (--oauth-resources)", nil},
+		{"resources", func(s *Serve) { s.OAuthResources = "https://A.example/mcp, https://b.example/mcp/" }, "",
+			func(t *testing.T, c Config) {
+				if !slices.Equal(c.OAuthResources, []string{"https://a.example/mcp", "https://b.example/mcp"}) {
+					t.Errorf("resources %v", c.OAuthResources)
+				}
+			}},
+		{"external without issuer", func(s *Serve) { s.OAuth, s.OAuthScopeMap = "external", "a=admin" }, "invalid KEYGATE_OAUTH_ISSUER (--oauth-issuer): is required with --oauth external", nil},
+		{"external issuer in clear text", func(s *Serve) {
+			s.OAuth, s.OAuthIssuer, s.OAuthScopeMap = "external", "http://"+secret+".example", "a=admin"
+		}, "invalid KEYGATE_OAUTH_ISSUER (--oauth-issuer): the URL must use https", nil},
+		{"external without scope map", func(s *Serve) { s.OAuth, s.OAuthIssuer = "external", "https://idp.example" }, "invalid KEYGATE_OAUTH_SCOPE_MAP (--oauth-scope-map): is required with --oauth external", nil},
+		{"scope map entry without =", func(s *Serve) { s.OAuth, s.OAuthIssuer, s.OAuthScopeMap = "external", "https://idp.example", secret }, "each entry must be issuer-scope=keygate-scope", nil},
+		{"scope map to no keygate scope", func(s *Serve) {
+			s.OAuth, s.OAuthIssuer, s.OAuthScopeMap = "external", "https://idp.example", "a="+secret
+		}, "maps an issuer scope to something that is not a keygate scope", nil},
+		{"external", func(s *Serve) {
+			s.OAuth, s.OAuthIssuer, s.OAuthAudience = "external", "https://idp.example/realms/x", "https://keygate.example.com/mcp/"
+			s.OAuthScopeMap = "read:content=content:read, write=content:write,write=content:delete:posts,write=content:write"
+		}, "", func(t *testing.T, c Config) {
+			if c.OAuthIssuer != "https://idp.example/realms/x" || c.OAuthAudience != "https://keygate.example.com/mcp" ||
+				!slices.Equal(c.OAuthScopes["read:content"], []string{"content:read"}) ||
+				!slices.Equal(c.OAuthScopes["write"], []string{"content:write", "content:delete:posts"}) {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"certificate without key", func(s *Serve) { s.TLSCert = cert }, "invalid KEYGATE_TLS_KEY (--tls-key): is missing", nil},
+		{"key without certificate", func(s *Serve) { s.TLSKey = key }, "invalid KEYGATE_TLS_CERT (--tls-cert): is missing", nil},
+		{"unreadable certificate", func(s *Serve) { s.TLSCert, s.TLSKey = filepath.Join(dir, secret), key }, "invalid KEYGATE_TLS_CERT (--tls-cert): cannot be read (no such file or directory)", nil},
+		{"certificate of another key", func(s *Serve) { s.TLSCert, s.TLSKey = other, key }, "do not hold a PEM certificate and its private key", nil},
+		{"TLS", func(s *Serve) { s.TLSCert, s.TLSKey = cert, key }, "", func(t *testing.T, c Config) {
+			if c.ResolvePublicURL(addr) != "https://127.0.0.1:8080" {
+				t.Errorf("public URL with TLS %q", c.ResolvePublicURL(addr))
+			}
+		}},
+		{"TLS with a clear-text public URL", func(s *Serve) { s.TLSCert, s.TLSKey, s.PublicURL = cert, key, "http://127.0.0.1:8080" }, "must be https when keygate serves HTTPS itself", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := http(tc.set)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			case err != nil && strings.Contains(err.Error(), secret):
+				t.Fatalf("the error repeats the value: %v", err)
+			}
+			if tc.then != nil {
+				tc.then(t, c)
+			}
+		})
+	}
 }

@@ -79,8 +79,11 @@ func run(keygate string, command []string) (int, error) {
 		_ = kg.Wait()
 	}()
 	vars, err := auth.ReadEnvFile(envFile)
-	if err != nil || vars["KEYGATE_TOKEN"] == "" {
-		return 0, fmt.Errorf("keygate wrote no KEYGATE_TOKEN to %s: %v", envFile, err)
+	if err != nil {
+		return 0, fmt.Errorf("reading the token keygate wrote to %s: %w", envFile, err)
+	}
+	if vars["KEYGATE_TOKEN"] == "" {
+		return 0, fmt.Errorf("keygate wrote no KEYGATE_TOKEN to %s", envFile)
 	}
 	token := vars["KEYGATE_TOKEN"]
 

@@ -84,6 +84,9 @@ type Service struct {
 	Places delivery.Places
 	// Learn registers a new secret with keygate's redactor.
 	Learn func(secret string)
+	// Grants are the embedded authorization server's grants, listed and
+	// revoked like keys on keygate's own ring; nil when there are none.
+	Grants Grants
 	// Changed is called after any key changed, so no one acts on a
 	// cached verification.
 	Changed func()
@@ -123,10 +126,17 @@ type Caller struct {
 // OperatorCaller is the token CLI.
 var OperatorCaller = Caller{}
 
-// Actor gathers what the policy needs to know about the caller.
+// Actor gathers what the policy needs to know about the caller. An OAuth
+// grant acts as the key that approved it, narrowed to the grant; an
+// external issuer's subject holds no key (grants.go).
 func (s *Service) Actor(ctx context.Context, c Caller) (policy.Actor, error) {
-	if c.Principal == nil {
+	switch {
+	case c.Principal == nil:
 		return policy.Operator, nil
+	case c.Principal.IsGrant():
+		return s.grantActor(ctx, *c.Principal)
+	case c.Principal.IsExternal():
+		return externalActor(*c.Principal), nil
 	}
 	a := policy.Actor{Principal: *c.Principal}
 	var err error
@@ -152,6 +162,12 @@ func errUnsupported(r Ring, what string) error {
 // not see every key, a key that does not exist looks like one it may not
 // touch: the answer must not tell it which ids exist.
 func (s *Service) target(ctx context.Context, a policy.Actor, act policy.Action, r Ring, id string) (policy.Target, provider.Key, error) {
+	if s.isGrantID(r, id) {
+		// Only revocation is planned on grants (planGrantRevoke); for any
+		// other action the policy refuses a grant.
+		t, _, err := s.grantTarget(ctx, a, act, r, id)
+		return t, provider.Key{ID: id}, err
+	}
 	if !r.Local {
 		return policy.Target{Provider: r.Provider, Remote: true, ID: id}, provider.Key{ID: id}, nil
 	}
@@ -177,6 +193,10 @@ func (s *Service) List(ctx context.Context, c Caller, r Ring) ([]provider.Key, e
 	if err != nil {
 		return nil, err
 	}
+	return s.listKeys(ctx, a, r)
+}
+
+func (s *Service) listKeys(ctx context.Context, a policy.Actor, r Ring) ([]provider.Key, error) {
 	if !r.Local {
 		if r.Remote == nil {
 			return nil, nil
@@ -306,15 +326,20 @@ func (s *Service) Create(ctx context.Context, c Caller, r Ring, req CreateReques
 }
 
 // ResolveKey turns the credential argument into a key id: "current" is the
-// caller's own key on keygate's store, and keygate's own credential on a
-// remote provider ("" when the provider cannot name it).
+// caller's own credential on keygate's store (its key, or the OAuth grant
+// it acts through), and keygate's own credential on a remote provider (""
+// when the provider cannot name it).
 func (s *Service) ResolveKey(ctx context.Context, c Caller, r Ring, arg string) (string, bool, error) {
 	if arg != "current" {
 		return arg, false, nil
 	}
 	if r.Local {
-		if c.Principal == nil {
+		switch {
+		case c.Principal == nil:
 			return "", false, &provider.FieldError{Field: "credential", Problem: `"current" names the key a caller acts with, and the operator has none`, Fix: "pass the key's id"}
+		case c.Principal.IsExternal():
+			return "", false, &provider.FieldError{Field: "credential", Problem: `"current" names the keygate credential a caller acts with, and an access token from an external issuer stands for none`,
+				Fix: "pass a key's id (credentials_list shows them)"}
 		}
 		return c.Principal.KeyID, true, nil
 	}

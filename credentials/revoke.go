@@ -6,6 +6,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/local"
 )
 
 // RevokePlan is a revocation the policy allowed, before anything changed.
@@ -13,8 +14,11 @@ type RevokePlan struct {
 	ring Ring
 	// Key is the key to revoke (on a remote provider only its id is known).
 	Key provider.Key
+	// Grant, when set, is the OAuth grant to revoke instead of a key: it
+	// ends with its access and refresh tokens; nothing else falls with it.
+	Grant *local.Grant
 	// InUse: keygate itself runs on this key, or on a key that falls with
-	// it.
+	// it; for a grant, the caller acts through it.
 	InUse bool
 	// Falls lists the other keys of its lineage that still work and would
 	// be revoked with it.
@@ -25,7 +29,7 @@ type RevokePlan struct {
 }
 
 // PlanRevoke decides whether the caller may revoke key arg ("current" or
-// an id) and changes nothing.
+// an id; on keygate's store, also an OAuth grant's id) and changes nothing.
 func (s *Service) PlanRevoke(ctx context.Context, c Caller, r Ring, arg string) (RevokePlan, error) {
 	if !r.Local && r.Remote == nil {
 		return RevokePlan{}, errUnsupported(r, "revoke")
@@ -37,6 +41,9 @@ func (s *Service) PlanRevoke(ctx context.Context, c Caller, r Ring, arg string) 
 	id, _, err := s.ResolveKey(ctx, c, r, arg)
 	if err != nil {
 		return RevokePlan{}, err
+	}
+	if s.isGrantID(r, id) {
+		return s.planGrantRevoke(ctx, a, c, r, id)
 	}
 	t, key, err := s.target(ctx, a, policy.Revoke, r, id)
 	if err != nil {
@@ -81,6 +88,8 @@ func (s *Service) fallsWith(ctx context.Context, held, id string) bool {
 // Revoked is a finished revocation.
 type Revoked struct {
 	Key provider.Key
+	// Grant is the revoked OAuth grant, when the plan was for one.
+	Grant *local.Grant
 	// Already: the key was revoked before (its lineage is revoked anyway).
 	Already bool
 	// AlsoRevoked are the other keys that fell with it: its successors,
@@ -98,6 +107,9 @@ type Revoked struct {
 // Revoke carries out a plan. On keygate's store it takes the key's whole
 // lineage with it, even when the key itself was revoked before.
 func (s *Service) Revoke(ctx context.Context, p RevokePlan) (Revoked, error) {
+	if p.Grant != nil {
+		return s.revokeGrant(ctx, p)
+	}
 	if !p.ring.Local {
 		k, already, err := p.ring.Remote.RevokeKey(ctx, p.Key.ID)
 		if err != nil {

@@ -1,7 +1,9 @@
 // Package identity says who is calling: it verifies the credential a call
-// acts with (an HTTP bearer token, a token given to auth_authenticate for
-// one session, or keygate's own process credential) on every call, through
-// a short-lived cache of verifications.
+// acts with (a token given to auth_authenticate for one session, or
+// keygate's own process credential) on every call, through a short-lived
+// cache of verifications. An HTTP bearer token is verified once, by the
+// transport, which hands the verified principal down in the request's
+// context (WithVerified).
 package identity
 
 import (
@@ -53,31 +55,67 @@ func NewHTTPIdentity(v Verifier) *Identity {
 	return &Identity{verifier: v, perRequest: true, sessions: map[string]auth.Credential{}}
 }
 
+type verifiedKey struct{}
+
+// verified is a credential the transport verified for this request.
+type verified struct {
+	p    auth.Principal
+	cred auth.Credential
+}
+
+// WithVerified records in ctx that the transport verified cred and found
+// it to be p (the HTTP bearer token): Resolve answers with p instead of
+// verifying cred again.
+func WithVerified(ctx context.Context, p auth.Principal, cred auth.Credential) context.Context {
+	return context.WithValue(ctx, verifiedKey{}, verified{p: p, cred: cred})
+}
+
+// VerifiedFrom returns what WithVerified recorded.
+func VerifiedFrom(ctx context.Context) (auth.Principal, auth.Credential, bool) {
+	v, ok := ctx.Value(verifiedKey{}).(verified)
+	return v.p, v.cred, ok
+}
+
 // Credential returns the credential acting for ctx, unverified.
 func (id *Identity) Credential(ctx context.Context) (auth.Credential, bool) {
+	c, _, ok := id.acting(ctx)
+	return c, ok
+}
+
+// acting picks the credential acting for ctx: a session's own, then the
+// one the transport brought (already verified, when pre is non-nil), then
+// the process credential.
+func (id *Identity) acting(ctx context.Context) (c auth.Credential, pre *auth.Principal, ok bool) {
 	id.mu.RLock()
 	defer id.mu.RUnlock()
 	if sid := id.SessionID(ctx); sid != "" {
 		if c, ok := id.sessions[sid]; ok {
-			return c, true
+			return c, nil, true
 		}
 	}
+	if p, c, ok := VerifiedFrom(ctx); ok {
+		return c, &p, true
+	}
 	if c, ok := auth.CredentialFrom(ctx); ok {
-		return c, true
+		return c, nil, true
 	}
 	if !id.process.Secret.IsZero() {
-		return id.process, true
+		return id.process, nil, true
 	}
-	return auth.Credential{}, false
+	return auth.Credential{}, nil, false
 }
 
-// Resolve verifies the credential acting for ctx. The error is
-// ErrNoCredential, auth.ErrInvalidToken, or a store fault; callers fail
-// closed on all of them.
+// Resolve verifies the credential acting for ctx, or takes the transport's
+// verification of it (WithVerified). The error is ErrNoCredential,
+// auth.ErrInvalidToken, or a store fault; callers fail closed on all of
+// them.
 func (id *Identity) Resolve(ctx context.Context) (auth.Principal, auth.Credential, error) {
-	cred, ok := id.Credential(ctx)
+	cred, pre, ok := id.acting(ctx)
 	if !ok {
 		return auth.Principal{}, auth.Credential{}, ErrNoCredential
+	}
+	if pre != nil {
+		return *pre, cred, nil
 	}
 	p, err := id.verifier.Verify(ctx, cred.Secret.Reveal())
 	if err != nil {

@@ -16,9 +16,10 @@ import (
 const DefaultVerifyCacheTTL = time.Second
 
 // CachingVerifier remembers successful verifications for a short time, so
-// one tool call does not verify the same token against the store two or
-// three times (HTTP bearer check, tool filter, call wrapper). Failures are
-// never cached. It is safe for concurrent use.
+// a client's calls in quick succession do not each verify the same token
+// against the store, and over stdio the tool filter and the call
+// middleware of one call share one verification. Failures are never
+// cached. It is safe for concurrent use.
 type CachingVerifier struct {
 	next Verifier
 	ttl  time.Duration

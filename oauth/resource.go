@@ -125,15 +125,22 @@ func (r *Resource) MetadataHandler() http.Handler {
 	return server.NewProtectedResourceMetadataHandler(r.Metadata())
 }
 
-// Register serves the metadata document on mux at both places MCP clients
-// look: the path-specific well-known URL and, for clients that only try the
-// root, /.well-known/oauth-protected-resource (MCP authorization,
+// MetadataPaths are both places MCP clients look for the metadata
+// document: the path-specific well-known URL and, for clients that only
+// try the root, /.well-known/oauth-protected-resource (MCP authorization,
 // "Protected Resource Metadata Discovery Requirements").
+func (r *Resource) MetadataPaths() []string {
+	if r.MetadataPath() == server.WellKnownProtectedResourcePath {
+		return []string{r.MetadataPath()}
+	}
+	return []string{r.MetadataPath(), server.WellKnownProtectedResourcePath}
+}
+
+// Register serves the metadata document on mux at MetadataPaths.
 func (r *Resource) Register(mux *http.ServeMux) {
 	h := r.MetadataHandler()
-	mux.Handle(r.MetadataPath(), h)
-	if r.MetadataPath() != server.WellKnownProtectedResourcePath {
-		mux.Handle(server.WellKnownProtectedResourcePath, h)
+	for _, p := range r.MetadataPaths() {
+		mux.Handle(p, h)
 	}
 }
 
@@ -156,6 +163,20 @@ func (r *Resource) Challenge(scopes []string) string {
 func (r *Resource) InvalidTokenChallenge(description string, scopes []string) string {
 	return bearer(
 		"error", "invalid_token",
+		"error_description", description,
+		"resource_metadata", r.MetadataURL(),
+		"scope", strings.Join(r.orAll(scopes), " "),
+	)
+}
+
+// InvalidRequestChallenge is the WWW-Authenticate value of a 401 for a
+// request whose credential is malformed: two Authorization headers, a
+// scheme other than Bearer, a token in the query string (RFC 6750 section
+// 3.1, invalid_request). Like the others it names the metadata, so a
+// client that sent a broken header can still discover how to get a token.
+func (r *Resource) InvalidRequestChallenge(description string, scopes []string) string {
+	return bearer(
+		"error", "invalid_request",
 		"error_description", description,
 		"resource_metadata", r.MetadataURL(),
 		"scope", strings.Join(r.orAll(scopes), " "),

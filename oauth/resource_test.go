@@ -94,6 +94,8 @@ func TestChallenges(t *testing.T) {
 			`Bearer ` + meta + `, scope="content:read content:write content:delete credentials:read credentials:write admin"`},
 		{"401 bad token", r.InvalidTokenChallenge("the token has expired", []string{"content:read"}),
 			`Bearer error="invalid_token", error_description="the token has expired", ` + meta + `, scope="content:read"`},
+		{"401 malformed header", r.InvalidRequestChallenge("send one Authorization header", []string{"content:read"}),
+			`Bearer error="invalid_request", error_description="send one Authorization header", ` + meta + `, scope="content:read"`},
 		{"403", r.InsufficientScopeChallenge([]string{"content:read", "content:write"}, `needs "content:write"`),
 			`Bearer error="insufficient_scope", scope="content:read content:write", ` + meta + `, error_description="needs \"content:write\""`},
 		{"403 with a line break in the description", r.InsufficientScopeChallenge([]string{"admin"}, "a\r\nSet-Cookie: x"),
@@ -125,7 +127,7 @@ func TestByShape(t *testing.T) {
 		{"two parts", pat, jwt, "a.b", ""},
 		{"empty part", pat, jwt, "a..c", ""},
 		{"not base64url", pat, jwt, "a.b+c.d", ""},
-		{"too long", pat, jwt, strings.Repeat("a", maxJWTLen) + ".b.c", ""},
+		{"too long", pat, jwt, strings.Repeat("a", MaxJWTLen) + ".b.c", ""},
 	}
 	for _, tt := range tests {
 		p, err := ByShape(tt.pat, tt.jwt).Verify(t.Context(), tt.token)

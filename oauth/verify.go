@@ -38,15 +38,15 @@ func ByShape(pat, jwt Verifier) Verifier {
 	})
 }
 
-// maxJWTLen bounds the tokens LooksLikeJWT accepts: far beyond any access
+// MaxJWTLen bounds the tokens LooksLikeJWT accepts: far beyond any access
 // token keygate or a usual issuer makes, short enough that a huge header is
 // refused before anything parses it.
-const maxJWTLen = 8 << 10
+const MaxJWTLen = 8 << 10
 
 // LooksLikeJWT reports whether token has the shape of a compact JWS: three
 // non-empty base64url parts joined by dots. It says nothing of validity.
 func LooksLikeJWT(token string) bool {
-	if len(token) > maxJWTLen {
+	if len(token) > MaxJWTLen {
 		return false
 	}
 	parts := strings.Split(token, ".")

@@ -32,9 +32,21 @@ const MaxLiveDescendants = 64
 
 // Actor is who asks: a verified keygate key, or the operator (the token CLI,
 // which acts with the authority of whoever can open the store file).
+//
+// An OAuth grant of keygate's own authorization server acts as the key that
+// approved it, narrowed: Principal is that key (or the key it was rotated
+// into, which the grant follows), with the grant's scopes and a lifetime no
+// longer than the grant's, and Grant names the grant. The subject of an
+// external issuer's access token holds no key: External is set, and it may
+// make or change no key, unless its scopes map to admin, when it acts as
+// the operator (Operator is set too).
 type Actor struct {
 	Operator  bool
 	Principal auth.Principal
+	// Grant is the OAuth grant (gr_...) the actor acts through, if any.
+	Grant string
+	// External marks the subject of an external issuer's access token.
+	External bool
 	// SupersededBy is the key the actor's key was rotated into, when it was
 	// rotated: the actor's key is an earlier version, working only until
 	// its grace period ends. Such a key may not make or change keys, not
@@ -64,6 +76,11 @@ type Target struct {
 	// Successors are the keys this one was rotated into, nearest first
 	// (rotated_to, then its rotated_to, ...).
 	Successors []string
+	// Grant marks an OAuth grant (ID is its gr_ id), which is treated as a
+	// credential its approving key created: Ancestors start with that key,
+	// Successors are the keys that key was rotated into, Scopes and
+	// ExpiresAt are the grant's.
+	Grant bool
 }
 
 // Decision is an answer with its reason. A refusal names the argument to
@@ -138,21 +155,40 @@ func Decide(a Actor, act Action, t Target) Decision {
 }
 
 func decideList(a Actor, t Target) Decision {
+	if a.External && !a.admin() {
+		return deny("", externalHoldsNoKey("owns no keys or grants to list"), "use a keygate token to list its keys, or map an issuer scope to admin (--oauth-scope-map) to see every key")
+	}
 	if !a.holds(auth.CredentialsRead) {
 		return deny("", "listing keys needs credentials:read", "use a key with credentials:read")
 	}
 	if a.admin() || a.Owns(t) || (t.Remote && a.holds(auth.CredentialsRead)) {
 		return allow()
 	}
+	if t.Grant {
+		return deny("credential", fmt.Sprintf("grant %s was approved neither by your key nor by a key it created", t.ID),
+			"only admin keys see every grant")
+	}
 	return deny("credential", fmt.Sprintf("key %s is neither yours nor one your key created", t.ID),
 		"only admin keys see every key")
 }
+
+// externalHoldsNoKey says why an external issuer's subject cannot do
+// something with keys.
+func externalHoldsNoKey(what string) string {
+	return "an access token from an external issuer stands for no keygate key, so it " + what
+}
+
+// externalFix is how an external issuer's subject gets to manage keys.
+const externalFix = "use a keygate token (kg_pat_...) or an access token of keygate's own authorization server (--oauth embedded); or map an issuer scope to admin (--oauth-scope-map), which then acts as the operator"
 
 // decideCreate decides whether a may create a key with t's scopes and
 // expiry on t's provider; t.ID is empty.
 func decideCreate(a Actor, t Target) Decision {
 	if a.Operator {
 		return allow()
+	}
+	if a.External {
+		return deny("", externalHoldsNoKey("cannot create keys: a new key must belong to a key that outlives the token"), externalFix)
 	}
 	if t.Remote {
 		if !a.admin() {
@@ -184,8 +220,15 @@ func decideCreate(a Actor, t Target) Decision {
 }
 
 func decideChange(a Actor, act Action, t Target) Decision {
+	if t.Grant && act == Rotate {
+		return deny("credential", fmt.Sprintf("grant %s cannot be rotated: its client gets new access tokens by refreshing them", t.ID),
+			"revoke it with credentials_revoke if it should stop working; the person then approves the client again")
+	}
 	if a.Operator {
 		return allow()
+	}
+	if a.External {
+		return deny("", externalHoldsNoKey(fmt.Sprintf("owns no credential and cannot %s one", act)), externalFix)
 	}
 	if t.Remote {
 		if !a.admin() {
@@ -201,13 +244,21 @@ func decideChange(a Actor, act Action, t Target) Decision {
 		return notSuperseded(a)
 	}
 	if !a.admin() && !a.Owns(t) {
+		if t.Grant {
+			return deny("credential", fmt.Sprintf("grant %s was approved neither by your key nor by a key it created, so your key may not %s it", t.ID, act),
+				"ask the owner of the key that approved it, or an admin, to do it")
+		}
 		return deny("credential", fmt.Sprintf("key %s is neither yours nor one your key created, so your key may not %s it", t.ID, act),
 			"ask its owner, or an admin, to do it")
 	}
 	if missing := a.Principal.Scopes.Missing(t.Scopes); len(missing) > 0 {
-		return deny("credential", fmt.Sprintf("your credential cannot %s a key with broader scopes: key %s holds %s, which yours (%s) does not cover",
-			act, t.ID, strings.Join(missing.Strings(), ", "), scopeList(a.Principal.Scopes)),
-			"use a credential whose scopes cover the key's, such as an admin key")
+		what := "key"
+		if t.Grant {
+			what = "grant"
+		}
+		return deny("credential", fmt.Sprintf("your credential cannot %s a %s with broader scopes: %s %s holds %s, which yours (%s) does not cover",
+			act, what, what, t.ID, strings.Join(missing.Strings(), ", "), scopeList(a.Principal.Scopes)),
+			"use a credential whose scopes cover the "+what+"'s, such as an admin key")
 	}
 	if act == Rotate && !a.Principal.ExpiresAt.IsZero() && t.ExpiresAt.After(a.Principal.ExpiresAt) {
 		// The successor keeps t's expiry: it must not outlive the key that

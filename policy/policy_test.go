@@ -43,6 +43,26 @@ func TestDecide(t *testing.T) {
 	newLate := Target{Provider: "local", Scopes: scopes(t, "content:read"), ExpiresAt: month.Add(time.Hour)}
 	newRemote := Target{Provider: "agrenting", Remote: true}
 
+	// An OAuth grant the admin key approved for content:read and
+	// credentials:write, for a week: it acts as the admin key, narrowed.
+	week := now.Add(7 * 24 * time.Hour)
+	viaGrant := actor("ADMIN0000000", week, "content:read", "credentials:write")
+	viaGrant.Grant = "gr_admins"
+	newInWeek := Target{Provider: "local", Scopes: scopes(t, "content:read"), ExpiresAt: week.Add(-time.Hour)}
+	grantOf := func(id string, ancestors []string, successors []string, s ...string) Target {
+		return Target{Provider: "local", ID: id, Grant: true, Scopes: scopes(t, s...), ExpiresAt: month, Ancestors: ancestors, Successors: successors}
+	}
+	writersGrant := grantOf("gr_writers", []string{"WRITER000000", "ADMIN0000000"}, nil, "content:read")
+	childsGrant := grantOf("gr_childs", []string{"CHILD0000000", "WRITER000000", "ADMIN0000000"}, nil, "content:read")
+	predecessorsGrant := grantOf("gr_predecessors", []string{"OLDWRITER000"}, []string{"WRITER000000"}, "content:read")
+	colleaguesGrant := grantOf("gr_colleagues", []string{"COLLEAGUE000", "ADMIN0000000"}, nil, "content:read")
+	broadGrant := grantOf("gr_broad", []string{"WRITER000000"}, nil, "admin")
+	// The subject of an external issuer's token, mapped to credentials
+	// scopes; and one mapped to admin, which acts as the operator.
+	external := Actor{External: true, Principal: auth.Principal{KeyID: "ext:alice", Scopes: scopes(t, "credentials:read", "credentials:write", "content:read")}}
+	externalAdmin := Actor{External: true, Operator: true}
+	writerReader := actor("WRITER000000", month, "credentials:read")
+
 	for _, tc := range []struct {
 		name  string
 		a     Actor
@@ -84,6 +104,31 @@ func TestDecide(t *testing.T) {
 		{"reader lists remote keys", reader, List, remote, true, ""},
 		{"operator rotates anything", Operator, Rotate, colleague, true, ""},
 		{"operator creates anything", Operator, Create, newWide, true, ""},
+
+		{"writer lists the grants its key approved", writerReader, List, writersGrant, true, ""},
+		{"writer lists the grants its child approved", writerReader, List, childsGrant, true, ""},
+		{"writer does not list a colleague's grant", writerReader, List, colleaguesGrant, false, "credential"},
+		{"admin lists every grant", admin, List, colleaguesGrant, true, ""},
+		{"writer revokes a grant its key approved", writer, Revoke, writersGrant, true, ""},
+		{"writer revokes a grant its child approved", writer, Revoke, childsGrant, true, ""},
+		{"writer revokes a grant its earlier version approved", writer, Revoke, predecessorsGrant, true, ""},
+		{"writer may not revoke a colleague's grant", writer, Revoke, colleaguesGrant, false, "credential"},
+		{"writer may not revoke a broader grant", writer, Revoke, broadGrant, false, "credential"},
+		{"reader may not revoke a grant", reader, Revoke, writersGrant, false, ""},
+		{"nobody rotates a grant", admin, Rotate, writersGrant, false, "credential"},
+		{"not even the operator rotates a grant", Operator, Rotate, writersGrant, false, "credential"},
+		{"a grant creates within its own scopes", viaGrant, Create, newInWeek, true, ""},
+		{"a grant may not create beyond its scopes though its key could", viaGrant, Create, newWide, false, "scopes"},
+		{"a grant may not create a key that outlives it", viaGrant, Create, newNarrow, false, "expires_in_days"},
+		{"a grant may not revoke a key broader than it though its key could", viaGrant, Revoke, broader, false, "credential"},
+		{"a grant may not create remote keys though its key could", viaGrant, Create, newRemote, false, "scopes"},
+		{"external subject lists nothing", external, List, own, false, ""},
+		{"external subject creates nothing", external, Create, newNarrow, false, ""},
+		{"external subject rotates nothing", external, Rotate, own, false, ""},
+		{"external subject revokes nothing", external, Revoke, colleague, false, ""},
+		{"external subject revokes no grant", external, Revoke, colleaguesGrant, false, ""},
+		{"external admin acts as the operator", externalAdmin, Create, newWide, true, ""},
+		{"external admin revokes", externalAdmin, Revoke, colleaguesGrant, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Decide(tc.a, tc.act, tc.t)

@@ -118,7 +118,10 @@ type UpstreamError struct {
 }
 
 func (e *UpstreamError) Error() string {
-	s := fmt.Sprintf("%s answered %d", e.Provider, e.Status)
+	s := e.Provider
+	if e.Status != 0 { // 0: no answer came
+		s += fmt.Sprintf(" answered %d", e.Status)
+	}
 	if e.Code != "" {
 		s += " " + e.Code
 	}

@@ -43,6 +43,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	dropTestDatabase()
 	if helperDir != "" {
 		os.RemoveAll(helperDir)
 	}
@@ -64,7 +65,7 @@ func crashHelper(t *testing.T) string {
 		}
 		out, err := exec.Command("go", append(args, "github.com/keygate/keygate/rotation/internal/crashtest")...).CombinedOutput()
 		if err != nil {
-			helperErr = fmt.Errorf("building the crash helper: %v\n%s", err, out)
+			helperErr = fmt.Errorf("building the crash helper: %w\n%s", err, out)
 		}
 	})
 	if helperErr != nil {
@@ -112,6 +113,9 @@ func newCrashFixture(t *testing.T, sc crashScenario) *fixture {
 
 func (f *fixture) helperArgs(sc crashScenario, extra ...string) []string {
 	args := []string{"-backend", f.kind, "-env", f.envFile, "-dir", f.stateDir, "-var", tokenVar, "-grace", sc.grace.String()}
+	if f.dsn != "" {
+		args = append(args, "-pg", f.dsn)
+	}
 	if f.kind == "local" {
 		args = append(args, "-store", f.storePath)
 	} else {
@@ -187,22 +191,31 @@ func TestCrashAtEveryStep(t *testing.T) {
 	runs := crashRuns(t)
 	for _, sc := range crashScenarios {
 		runs := max(1, (runs*sc.share+99)/100)
-		t.Run(sc.name, func(t *testing.T) {
-			var ty tally
-			t.Cleanup(func() { t.Logf("%d runs per kill point; recovery outcomes:\n%s", runs, &ty) })
-			for _, step := range rotation.Steps(newCrashFixture(t, sc).backend()) {
-				for run := range runs {
-					t.Run(fmt.Sprintf("%s/%d", step, run), func(t *testing.T) {
-						t.Parallel()
-						f := newCrashFixture(t, sc)
-						if killed, stderr := runHelper(t, f.helperArgs(sc, "-kill-at", string(step))); !killed {
-							t.Fatalf("the helper never reached step %s: %s", step, stderr)
-						}
-						ty.add(string(step), restartAndCheck(t, f, sc, run == 0))
-					})
+		t.Run(sc.name, func(t *testing.T) { crashAtEveryStep(t, sc, runs, "files", nil) })
+	}
+}
+
+// crashAtEveryStep kills the helper at every step of sc's rotation (or
+// only those of only, when it is not nil), runs times each, with journals
+// kept as the journals kind says.
+func crashAtEveryStep(t *testing.T, sc crashScenario, runs int, journals string, only []rotation.Step) {
+	var ty tally
+	t.Cleanup(func() { t.Logf("%d runs per kill point; recovery outcomes:\n%s", runs, &ty) })
+	for _, step := range rotation.Steps(newCrashFixture(t, sc).backend()) {
+		if only != nil && !slices.Contains(only, step) {
+			continue
+		}
+		for run := range runs {
+			t.Run(fmt.Sprintf("%s/%d", step, run), func(t *testing.T) {
+				t.Parallel()
+				f := newCrashFixture(t, sc)
+				f.useJournals(journals)
+				if killed, stderr := runHelper(t, f.helperArgs(sc, "-kill-at", string(step))); !killed {
+					t.Fatalf("the helper never reached step %s: %s", step, stderr)
 				}
-			}
-		})
+				ty.add(string(step), restartAndCheck(t, f, sc, run == 0))
+			})
+		}
 	}
 }
 
@@ -341,7 +354,7 @@ func TestRotationInAnotherProcess(t *testing.T) {
 func restartAndCheck(t *testing.T, f *fixture, sc crashScenario, again bool) rotation.Action {
 	t.Helper()
 	ctx := t.Context()
-	journal := readIfExists(t, filepath.Join(f.stateDir, tokenVar+".journal"))
+	journal := f.journalText(tokenVar)
 	pending := readIfExists(t, filepath.Join(f.stateDir, tokenVar+".pending"))
 	noSecrets(t, "journal", journal, f.old)
 	if strings.Contains(pending, f.old.Reveal()) {

@@ -5,8 +5,13 @@ package rotation_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +21,12 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/delivery"
+	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/testtier"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
+	"github.com/keygate/keygate/rotation/pgjournal"
 	"github.com/keygate/keygate/rotation/rotationtest"
 )
 
@@ -55,6 +63,13 @@ type fixture struct {
 
 	mu    sync.Mutex
 	store *local.Store // open store, for local fixtures
+
+	// journals is where the engine keeps journals: nil for files in
+	// stateDir, else Postgres (usePostgres) on db, named by dsn.
+	journals rotation.Journals
+	pg       *pgjournal.Journals
+	db       *sql.DB
+	dsn      string
 }
 
 // clock is frozen at t, moved only by Add, unless real is set: then it runs
@@ -167,7 +182,154 @@ func (f *fixture) backend() rotation.Backend {
 
 func (f *fixture) engine() *rotation.Engine {
 	return &rotation.Engine{Name: f.kind, Dir: f.stateDir, EnvFile: f.envFile, Legacy: tokenVar, Backend: f.backend(),
-		Places: delivery.Places{EnvFile: f.envFile, KeysDir: filepath.Join(f.dir, "keys")}, Now: f.clock.Now}
+		Places: delivery.Places{EnvFile: f.envFile, KeysDir: filepath.Join(f.dir, "keys")}, Now: f.clock.Now, Journals: f.journals}
+}
+
+// journalKinds are the two places an engine keeps its journals and locks,
+// for the tests that must hold for both.
+var journalKinds = []string{"files", "postgres"}
+
+// kindsFor returns the journal kinds a case of a table runs with: files
+// always; Postgres for the cases picked, and every case in the slow tier.
+func kindsFor(pick bool) []string {
+	if pick || testtier.Slow {
+		return journalKinds
+	}
+	return journalKinds[:1]
+}
+
+// useJournals switches f to kind's journals. Postgres locks are waited for
+// patiently: a killed helper's lock is freed only once the server sees its
+// connection close.
+func (f *fixture) useJournals(kind string) { f.useJournalsWait(kind, 30*time.Second) }
+
+// useJournalsWait is useJournals with a lock wait for Postgres.
+func (f *fixture) useJournalsWait(kind string, wait time.Duration) {
+	f.t.Helper()
+	switch kind {
+	case "files":
+	case "postgres":
+		f.usePostgres(pgjournal.Options{LockWait: wait})
+	default:
+		f.t.Fatalf("unknown journal kind %q", kind)
+	}
+}
+
+// usePostgres keeps f's journals in a schema of its own in the package's
+// test database (the test skips without a server). A schema is much
+// cheaper than a database, and its lock keys are its own.
+func (f *fixture) usePostgres(opts pgjournal.Options) {
+	f.t.Helper()
+	f.dsn = testSchema(f.t)
+	db, err := sql.Open("pgx", f.dsn)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	db.SetMaxOpenConns(20)
+	f.t.Cleanup(func() { db.Close() })
+	js, err := pgjournal.Open(f.t.Context(), db, opts)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.db, f.journals, f.pg = db, js, js
+}
+
+// testDatabase is the package's test database, made on first use and
+// dropped by TestMain.
+var testDatabase struct {
+	once       sync.Once
+	admin, dsn string
+	name       string
+	err        error
+}
+
+// testSchema makes a fresh schema in the package's test database and
+// returns a connection string whose search_path is that schema.
+func testSchema(t *testing.T) string {
+	t.Helper()
+	admin := pgtest.Admin(t)
+	db := &testDatabase
+	db.once.Do(func() {
+		db.admin, db.name = admin, "kgtest_rotation_"+randomHex(6)
+		db.err = adminExec(admin, "CREATE DATABASE "+db.name)
+		db.dsn = pgtest.WithDatabase(t, admin, db.name)
+	})
+	if db.err != nil {
+		t.Fatalf("creating the test database: %v", db.err)
+	}
+	schema := "t_" + randomHex(6)
+	conn, err := sql.Open("pgx", db.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := sql.Open("pgx", db.dsn)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = conn.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+	})
+	// Commits in tests need not wait for the disk: the server is
+	// throwaway, and the tests kill keygate, never the server.
+	u, err := url.Parse(db.dsn)
+	if err != nil || u.Scheme == "" {
+		return db.dsn + " search_path=" + schema + " synchronous_commit=off"
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	q.Set("synchronous_commit", "off")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// dropTestDatabase drops the package's test database, if one was made.
+func dropTestDatabase() {
+	if db := &testDatabase; db.name != "" {
+		_ = adminExec(db.admin, "DROP DATABASE IF EXISTS "+db.name+" WITH (FORCE)")
+	}
+}
+
+// adminExec runs one statement on the admin connection; names in it are
+// the test's own (hex), never input.
+func adminExec(admin, stmt string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("pgx", admin)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, stmt)
+	return err
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// journalText is slot's journal as stored, "" when there is none.
+func (f *fixture) journalText(slot string) string {
+	f.t.Helper()
+	if f.db == nil {
+		b, err := os.ReadFile(filepath.Join(f.stateDir, slot+".journal"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			f.t.Fatal(err)
+		}
+		return string(b)
+	}
+	var text string
+	err := f.db.QueryRowContext(context.Background(), `SELECT journal::text FROM rotation_journal WHERE engine = $1 AND slot = $2`, f.kind, slot).Scan(&text)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		f.t.Fatal(err)
+	}
+	return text
 }
 
 func (f *fixture) keys() []provider.Key {
@@ -195,17 +357,6 @@ func (f *fixture) live() []string {
 		}
 	}
 	return ids
-}
-
-func (f *fixture) key(id string) provider.Key {
-	f.t.Helper()
-	for _, k := range f.keys() {
-		if k.ID == id {
-			return k
-		}
-	}
-	f.t.Fatalf("no key %s", id)
-	return provider.Key{}
 }
 
 func (f *fixture) envValue() string {
@@ -263,8 +414,17 @@ func redact(b []byte, f *fixture) string {
 // file, and a kill in preflight a probe. Those must be private.
 func (f *fixture) checkClean() {
 	f.t.Helper()
+	if f.db != nil {
+		var rows int
+		if err := f.db.QueryRowContext(context.Background(), `SELECT count(*) FROM rotation_journal`).Scan(&rows); err != nil || rows != 0 {
+			f.t.Errorf("%d journals left in the database (%v)", rows, err)
+		}
+	}
 	for _, dir := range []string{f.stateDir, filepath.Dir(f.envFile)} {
 		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) && dir == f.stateDir && f.db != nil {
+			continue // only other replicas rotated
+		}
 		if err != nil {
 			f.t.Fatal(err)
 		}

@@ -54,6 +54,15 @@ type journal struct {
 	StartedAt time.Time     `json:"started_at"`
 	// Var is version 1's name for Slot and Dest's variable.
 	Var string `json:"var,omitempty"`
+	// Replica is the replica whose Dir holds the pending file, when the
+	// journal is shared by replicas (Engine.Journals set); "" in a file
+	// journal, which lives beside its pending file.
+	Replica string `json:"replica,omitempty"`
+
+	// lock is the slot's lock, held while the journal is in use: every
+	// write goes through it. saved is the step last written.
+	lock  JournalLock
+	saved Step
 }
 
 // pending holds the new secret from the moment the backend returns it until
@@ -88,23 +97,27 @@ func newRotationID() (string, error) {
 func (e *Engine) journalPath(slot string) string { return filepath.Join(e.Dir, slot+".journal") }
 func (e *Engine) pendingPath(slot string) string { return filepath.Join(e.Dir, slot+".pending") }
 
-// loadJournal returns the unfinished rotation of slot, or nil when there is
-// none.
-func (e *Engine) loadJournal(slot string) (*journal, error) {
-	var j journal
-	found, err := readJSON(e.journalPath(slot), &j)
-	if err != nil || !found {
+// loadJournal returns the unfinished rotation of the slot lk locks, or nil
+// when there is none.
+func (e *Engine) loadJournal(ctx context.Context, lk JournalLock, slot string) (*journal, error) {
+	rec, err := lk.Load(ctx)
+	if err != nil || rec == nil {
 		return nil, err
+	}
+	var j journal
+	if err := json.Unmarshal(rec.Data, &j); err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON; move it away and restart", rec.Where)
 	}
 	if j.Version == 1 {
 		j.upgrade(e)
 	}
 	switch {
 	case j.Version != journalVersion:
-		return nil, fmt.Errorf("rotation journal %s has version %d; this keygate reads only %d", e.journalPath(slot), j.Version, journalVersion)
+		return nil, fmt.Errorf("rotation journal %s has version %d; this keygate reads only %d", rec.Where, j.Version, journalVersion)
 	case !rotationIDPattern().MatchString(j.RotationID) || j.Slot != slot:
-		return nil, fmt.Errorf("rotation journal %s is not a journal of %s; move it away and restart", e.journalPath(slot), slot)
+		return nil, fmt.Errorf("rotation journal %s is not a journal of %s; move it away and restart", rec.Where, slot)
 	}
+	j.lock, j.saved = lk, j.Step
 	return &j, nil
 }
 
@@ -115,38 +128,38 @@ func (j *journal) upgrade(e *Engine) {
 	j.Dest = delivery.EnvVar(j.Var)
 }
 
-func (e *Engine) saveJournal(j *journal) error {
-	if err := e.writeFile(e.journalPath(j.Slot), j); err != nil {
+func (e *Engine) saveJournal(ctx context.Context, j *journal) error {
+	b, err := json.Marshal(j)
+	if err != nil {
 		return fmt.Errorf("writing rotation journal: %w", err)
 	}
+	if err := j.lock.Save(ctx, JournalRecord{RotationID: j.RotationID, Step: j.Step, Replica: j.Replica, Data: b}); err != nil {
+		return fmt.Errorf("writing rotation journal: %w", err)
+	}
+	j.saved = j.Step
 	return nil
 }
 
 // slots lists the slots of this engine that have a journal or a pending
 // file: the rotations Recover must settle. A version 1 journal belongs to
-// the engine whose Legacy names its variable.
-func (e *Engine) slots() ([]string, error) {
-	entries, err := os.ReadDir(e.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+// the engine whose Legacy names its variable; a shared journal may be
+// another replica's.
+func (e *Engine) slots(ctx context.Context) ([]string, error) {
+	out, err := e.journals().Slots(ctx, e.Name)
 	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(e.Dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading rotation directory: %w", err)
 	}
-	var out []string
 	for _, ent := range entries {
-		name := ent.Name()
-		slot, ok := strings.CutSuffix(name, ".journal")
-		if !ok {
-			slot, ok = strings.CutSuffix(name, ".pending")
-		}
-		if !ok || !ent.Type().IsRegular() || !slotPattern().MatchString(slot) || slices.Contains(out, slot) {
-			continue
-		}
-		if e.owns(slot) {
+		slot, ok := strings.CutSuffix(ent.Name(), ".pending")
+		if ok && ent.Type().IsRegular() && slotPattern().MatchString(slot) && !slices.Contains(out, slot) {
 			out = append(out, slot)
 		}
 	}
+	out = slices.DeleteFunc(out, func(slot string) bool { return !slotPattern().MatchString(slot) || !e.owns(slot) })
 	slices.Sort(out)
 	return out, nil
 }
@@ -187,17 +200,21 @@ func (e *Engine) savePending(slot string, p pending) error {
 }
 
 // clear ends a rotation: the pending file goes first, so a pending secret
-// never outlives the journal that explains it.
-func (e *Engine) clear(ctx context.Context, slot string, replay auth.Secret) error {
-	// Every caller has settled the rotation, so nothing can need a replay
-	// any more; ending it while the pending file still names it means a
-	// crash cannot leave it open.
-	e.closeReplay(ctx, replay)
-	if err := removeDurably(e.pendingPath(slot)); err != nil {
-		return fmt.Errorf("removing pending file: %w", err)
+// never outlives the journal that explains it. A rotation of another
+// replica has its pending file there, out of reach: settled records what
+// became of it, for that replica to drop the file.
+func (e *Engine) clear(ctx context.Context, j *journal, settled *Settlement, replay auth.Secret) error {
+	if settled == nil {
+		// Every caller has settled the rotation, so nothing can need a
+		// replay any more; ending it while the pending file still names
+		// it means a crash cannot leave it open.
+		e.closeReplay(ctx, replay)
+		if err := removeDurably(e.pendingPath(j.Slot)); err != nil {
+			return fmt.Errorf("removing pending file: %w", err)
+		}
 	}
 	e.step(StepPendingRemoved)
-	if err := removeDurably(e.journalPath(slot)); err != nil {
+	if err := j.lock.Remove(ctx, settled); err != nil {
 		return fmt.Errorf("removing rotation journal: %w", err)
 	}
 	e.step(StepDone)

@@ -24,6 +24,10 @@ const (
 	ActionCompleted  Action = "completed"   // the destination holds the new key; the old key is retired
 	ActionPending    Action = "pending"     // the destination could not be written: the new key waits in the pending file
 	ActionLost       Action = "lost"        // no working credential could be put in place
+	// ActionDropped: another replica settled the rotation, which could not
+	// reach this replica's pending file; the file was dropped here, and any
+	// key in it that the settlement did not keep was discarded.
+	ActionDropped Action = "dropped"
 )
 
 // Fates of a key the rotation made.
@@ -58,6 +62,9 @@ type Report struct {
 	Keys []KeyFate
 	// Problem says what needs a human, if anything.
 	Problem string
+	// Replica is the replica the rotation ran on, when it was not this
+	// one (shared journals only).
+	Replica string
 	// Current is, for keygate's own credential (a destination that held
 	// the old key), the destination's credential after recovery when it
 	// works: keygate should act with it.
@@ -72,6 +79,9 @@ func (r Report) Summary() string {
 	switch r.Action {
 	case ActionNone, "":
 		s = "no unfinished rotation"
+		if r.RotationID != "" {
+			s = fmt.Sprintf("rotation %s is unfinished and was left as it was", r.RotationID)
+		}
 	case ActionCleared:
 		s = fmt.Sprintf("rotation %s had created no key, so nothing was changed; the old key still works", r.RotationID)
 	case ActionRolledBack:
@@ -86,6 +96,11 @@ func (r Report) Summary() string {
 			r.RotationID, r.NewKeyID, where)
 	case ActionLost:
 		s = fmt.Sprintf("rotation %s could not put a working key in %s", r.RotationID, where)
+	case ActionDropped:
+		s = fmt.Sprintf("rotation %s had been settled by another replica; its pending file here was dropped", r.RotationID)
+	}
+	if r.Replica != "" && r.Action != ActionDropped {
+		s += fmt.Sprintf(" [rotation of replica %s]", r.Replica)
 	}
 	if r.Problem != "" {
 		s += " (" + r.Problem + ")"
@@ -132,7 +147,10 @@ func (e *Engine) Recover(ctx context.Context) ([]Report, error) {
 	if err := e.prepare(); err != nil {
 		return nil, err
 	}
-	slots, err := e.slots()
+	if err := e.forgetSettled(ctx); err != nil {
+		return nil, err
+	}
+	slots, err := e.slots(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -156,21 +174,30 @@ func (e *Engine) RecoverSlot(ctx context.Context, slot string) (Report, error) {
 	if err := e.prepare(); err != nil {
 		return r, err
 	}
-	lk, err := e.lock(slot)
+	lk, err := e.journals().Lock(ctx, e.Name, slot)
 	if err != nil {
 		return r, err
 	}
 	defer lk.Release()
 	removed := e.removeStaleTemps(slot, e.EnvFile)
-	j, err := e.loadJournal(slot)
+	j, err := e.loadJournal(ctx, lk, slot)
 	if err == nil && j == nil {
-		j, err = e.strayPending(slot)
+		var dropped bool
+		if dropped, err = e.dropSettled(ctx, slot, &r); dropped || err != nil {
+			r.TempFilesRemoved = removed
+			return r, err
+		}
+		j, err = e.strayPending(lk, slot)
 	}
 	if err != nil || j == nil {
 		r.TempFilesRemoved = removed
 		return r, err
 	}
-	r, err = e.resolve(ctx, j, run{slot: slot}, nil)
+	if e.foreign(j) && !e.holdsPending(j) {
+		r, err = e.resolveForeign(ctx, j)
+	} else {
+		r, err = e.resolve(ctx, j, run{slot: slot}, nil)
+	}
 	r.TempFilesRemoved = removed
 	if err != nil {
 		e.log().Error("rotation recovery incomplete", "outcome", r, "error", err.Error())
@@ -184,7 +211,7 @@ func (e *Engine) RecoverSlot(ctx context.Context, slot string) (Report, error) {
 // never leaves, but a person might) into a journal that knows only the new
 // key: for keygate's own credential (a legacy slot), the key is adopted if
 // the env file holds it and discarded if not; for any other key, discarded.
-func (e *Engine) strayPending(slot string) (*journal, error) {
+func (e *Engine) strayPending(lk JournalLock, slot string) (*journal, error) {
 	p, err := e.loadPending(slot, "")
 	if err != nil || p == nil {
 		return nil, err
@@ -192,11 +219,140 @@ func (e *Engine) strayPending(slot string) (*journal, error) {
 	if !rotationIDPattern().MatchString(p.RotationID) {
 		return nil, fmt.Errorf("pending file %s has no valid rotation id; move it away and restart", e.pendingPath(slot))
 	}
-	j := &journal{Version: journalVersion, RotationID: p.RotationID, Slot: slot, Backend: e.Name, NewKeyID: p.KeyID, Dest: delivery.Spec{Kind: delivery.Reveal}}
+	j := &journal{Version: journalVersion, RotationID: p.RotationID, Slot: slot, Backend: e.Name, NewKeyID: p.KeyID, Dest: delivery.Spec{Kind: delivery.Reveal},
+		lock: lk}
 	if slot == e.Legacy {
 		j.Dest, j.HeldOld, j.EnvFile = delivery.EnvVar(slot), true, e.EnvFile
 	}
 	return j, nil
+}
+
+// dropSettled handles a pending file whose rotation another replica
+// settled (it could not reach the file): the file is removed rather than
+// acted on, since the settlement decided the fate of the rotation's keys.
+// A key in the file that the settlement did not keep is discarded, in case
+// it was made after the settling replica listed the rotation's keys.
+func (e *Engine) dropSettled(ctx context.Context, slot string, r *Report) (bool, error) {
+	p, err := e.loadPending(slot, "")
+	if err != nil || p == nil || e.Journals == nil {
+		return false, err
+	}
+	settled, err := e.Journals.Settlements(ctx, e.Name, e.replica())
+	if err != nil {
+		return false, err
+	}
+	i := slices.IndexFunc(settled, func(s Settlement) bool { return s.RotationID == p.RotationID && s.Slot == slot })
+	if i < 0 {
+		return false, nil
+	}
+	s := settled[i]
+	r.RotationID, r.Action, r.NewKeyID = p.RotationID, ActionDropped, s.KeptKeyID
+	if p.KeyID != "" && p.KeyID != s.KeptKeyID {
+		if err := e.Backend.Discard(ctx, p.KeyID); err != nil {
+			return true, fmt.Errorf("dropping the pending file of rotation %s, settled by replica %s: discarding key %s: %w; recovery retries at the next start",
+				p.RotationID, s.By, p.KeyID, err)
+		}
+		r.Keys = append(r.Keys, KeyFate{KeyID: p.KeyID, Fate: FateDiscarded})
+	}
+	e.closeReplay(ctx, auth.NewSecret(p.Replay))
+	if err := removeDurably(e.pendingPath(slot)); err != nil {
+		return true, fmt.Errorf("removing pending file: %w", err)
+	}
+	e.forget(ctx, s)
+	e.log().Info("dropped the pending file of a rotation another replica settled", "rotation_id", p.RotationID, "settled_by", s.By,
+		"action", string(s.Action))
+	return true, nil
+}
+
+// forgetSettled deletes the settlements of this replica's rotations that
+// left no pending file here (the replica died before writing it, or after
+// removing it), so they do not pile up; the others are used and deleted by
+// dropSettled as their slots are recovered.
+func (e *Engine) forgetSettled(ctx context.Context) error {
+	if e.Journals == nil {
+		return nil
+	}
+	settled, err := e.Journals.Settlements(ctx, e.Name, e.replica())
+	if err != nil {
+		return err
+	}
+	for _, s := range settled {
+		if p, err := e.loadPending(s.Slot, s.RotationID); err == nil && p == nil {
+			e.forget(ctx, s)
+		}
+	}
+	return nil
+}
+
+// forget deletes a used settlement; one left behind only takes a row.
+func (e *Engine) forget(ctx context.Context, s Settlement) {
+	if err := e.Journals.Forget(ctx, s.RotationID); err != nil {
+		e.log().Warn("could not delete a used settlement record", "rotation_id", s.RotationID, "error", err.Error())
+	}
+}
+
+// ErrOtherReplica: the unfinished rotation ran on another replica, which
+// alone can settle it. It wraps ErrInProgress: to this replica it is a
+// rotation still in progress elsewhere.
+var ErrOtherReplica = fmt.Errorf("%w on another replica", ErrInProgress)
+
+// holdsPending reports whether this replica's Dir has the pending file of
+// rotation j (its replica name may have changed, or Dir be shared): the
+// rotation can then be settled here like this replica's own.
+func (e *Engine) holdsPending(j *journal) bool {
+	p, err := e.loadPending(j.Slot, j.RotationID)
+	return err == nil && p != nil
+}
+
+// resolveForeign settles a rotation another replica abandoned (its lock is
+// free). That replica's pending file is out of reach, and so are its
+// durable destinations (its env file, its keys directory), so only the
+// journal says whether the new key was delivered: from StepSwapped on it
+// was, and the rotation is finished; below StepVerified it never was (the
+// journal records StepVerified before any destination is touched), and
+// every key the rotation made is discarded, as when a crash loses the
+// pending secret. In between, or for that replica's own credential, the
+// delivery may have happened where only it can see: the rotation is left
+// to it, both keys working.
+func (e *Engine) resolveForeign(ctx context.Context, j *journal) (Report, error) {
+	r := Report{RotationID: j.RotationID, Slot: j.Slot, Dest: j.Dest, Step: j.Step, OldKeyID: j.OldKeyID, NewKeyID: j.NewKeyID,
+		Action: ActionNone, Replica: j.Replica}
+	delivered := stepReached(j.Step, StepSwapped)
+	leave := func(why string) (Report, error) {
+		r.Problem = why + "; only that replica can settle it: start keygate there"
+		return r, fmt.Errorf("rotation %s of %s stopped at step %q on replica %s: %w: %s", j.RotationID, j.Slot, j.Step, j.Replica, ErrOtherReplica, r.Problem)
+	}
+	switch {
+	case delivered:
+	case j.HeldOld:
+		return leave(fmt.Sprintf("it rotates that replica's own credential, in its env file %s", j.EnvFile))
+	case j.Dest.Durable() && stepReached(j.Step, StepVerified):
+		return leave(fmt.Sprintf("its new key %s may already be in %s there, which this replica cannot see", j.NewKeyID, j.Dest))
+	}
+	var st state
+	switch tagged, err := e.Backend.Tagged(ctx, TagQuery{RotationID: j.RotationID, OldKeyID: j.OldKeyID}); {
+	case errors.Is(err, auth.ErrInvalidToken):
+		st.taggedErr = err
+	case err != nil:
+		return r, fmt.Errorf("settling rotation %s of replica %s: listing its keys: %w; nothing was changed", j.RotationID, j.Replica, err)
+	default:
+		st.tagged = tagged
+	}
+	if delivered {
+		// That replica handed the new key over; nothing is delivered here.
+		return r, e.finish(ctx, j, st, &r, run{slot: j.Slot}, auth.Secret{}, j.Dest)
+	}
+	r.Problem = fmt.Sprintf("the new key's secret was on replica %s, out of reach, and had not been delivered", j.Replica)
+	return r, e.rollback(ctx, j, st, &r)
+}
+
+// settlement is what clear records for a rotation of another replica:
+// which of its keys stays in use, so that replica drops its pending file.
+func (e *Engine) settlement(j *journal, r *Report, kept string) *Settlement {
+	if !e.foreign(j) || e.holdsPending(j) {
+		return nil
+	}
+	return &Settlement{RotationID: j.RotationID, Engine: e.Name, Slot: j.Slot, Replica: j.Replica, By: e.replica(), Action: r.Action, KeptKeyID: kept}
 }
 
 // state is what recovery observes, rather than what the journal claims: a
@@ -348,25 +504,32 @@ func (e *Engine) resolve(ctx context.Context, j *journal, rn run, mem *pending) 
 		// expect, or a crash in between): look for the key in it again.
 		st.pending = e.reparse(j, st)
 	}
+	err = e.settle(ctx, j, st, &r, rn, mem)
+	return r, err
+}
+
+// settle finishes, resumes, rolls back or adopts rotation j by what was
+// observed of it (st), filling in r.
+func (e *Engine) settle(ctx context.Context, j *journal, st state, r *Report, rn run, mem *pending) error {
 	switch {
 	case st.holdsNew(j):
 		// The delivery happened: finish it.
 		r.NewKeyID = st.dest.KeyID
-		return r, e.finish(ctx, j, st, &r, rn, auth.NewSecret(st.destValue), j.Dest)
+		return e.finish(ctx, j, st, r, rn, auth.NewSecret(st.destValue), j.Dest)
 	case !j.Dest.Durable() && stepReached(j.Step, StepSwapped):
 		// A secret shown in a result, or kept in a session, was handed
 		// over before the crash: there is nothing to put anywhere again.
 		r.NewKeyID = j.NewKeyID
-		return r, e.finish(ctx, j, st, &r, rn, auth.Secret{}, j.Dest)
+		return e.finish(ctx, j, st, r, rn, auth.Secret{}, j.Dest)
 	case st.oldAlive && st.pending != nil && j.Dest.Durable():
 		// The new key is safe but not yet in place: verify it again and
 		// resume, or undo it if it is not what it should be.
-		return r, e.resume(ctx, j, st, &r, rn)
+		return e.resume(ctx, j, st, r, rn)
 	case st.oldAlive:
 		// The new key's secret is lost, was never handed over, or there is
 		// no new key: the old key works, so every key the rotation made is
 		// an orphan.
-		return r, e.rollback(ctx, j, st, &r)
+		return e.rollback(ctx, j, st, r)
 	case j.HeldOld && st.destWorks:
 		// keygate's own credential works, but it is not the old key: a
 		// person replaced it meanwhile. Every key the rotation made is an
@@ -375,12 +538,12 @@ func (e *Engine) resolve(ctx context.Context, j *journal, rn run, mem *pending) 
 			r.Problem = fmt.Sprintf("%s now holds key %s, which is neither the rotation's old key nor its new one; old key %s was left alone",
 				j.Dest.Target, st.dest.KeyID, j.OldKeyID)
 		}
-		return r, e.rollback(ctx, j, st, &r)
+		return e.rollback(ctx, j, st, r)
 	case !j.HeldOld:
 		// Someone else's key that stopped working meanwhile (revoked with
 		// its lineage, or expired): its successor must not outlive it.
 		r.Problem = fmt.Sprintf("old key %s no longer works (revoked or expired during the rotation)", j.OldKeyID)
-		return r, e.rollback(ctx, j, st, &r)
+		return e.rollback(ctx, j, st, r)
 	default:
 		if st.pending == nil && mem != nil {
 			st.pending = mem
@@ -388,7 +551,7 @@ func (e *Engine) resolve(ctx context.Context, j *journal, rn run, mem *pending) 
 				st.replay = auth.NewSecret(mem.Replay)
 			}
 		}
-		return r, e.adopt(ctx, j, st, &r, rn)
+		return e.adopt(ctx, j, st, r, rn)
 	}
 }
 
@@ -425,7 +588,15 @@ func (e *Engine) resume(ctx context.Context, j *journal, st state, r *Report, rn
 		r.Problem = err.Error()
 		return e.rollback(ctx, j, st, r)
 	}
-	to, err := e.deliver(j, rn.req.Follow, j.NewKeyID, next)
+	if !stepReached(j.Step, StepVerified) {
+		// Journaled before the destination is touched, as Rotate does: a
+		// replica that finds this journal abandoned then knows that below
+		// this step the new key never reached its destination.
+		if err := e.record(ctx, j, StepVerified); err != nil {
+			return fmt.Errorf("settling rotation %s: %w; nothing was changed", j.RotationID, err)
+		}
+	}
+	to, err := e.deliver(ctx, j, rn.req.Follow, j.NewKeyID, next)
 	if err != nil {
 		r.Action, r.Problem = ActionPending, err.Error()+"; old key "+j.OldKeyID+" still works"
 		for _, id := range st.made(j) {
@@ -470,7 +641,7 @@ func (e *Engine) adopt(ctx context.Context, j *journal, st state, r *Report, rn 
 			return fmt.Errorf("settling rotation %s: replaying the create: %w; nothing was changed", j.RotationID, err)
 		}
 		next = issued.Secret
-		if err := e.persist(j, issued, st.replay); err != nil {
+		if err := e.persist(ctx, j, issued, st.replay); err != nil {
 			e.log().Warn("could not persist the replayed key; delivering it directly", "rotation_id", j.RotationID, "error", err.Error())
 			j.NewKeyID = issued.Key.ID
 		}
@@ -491,7 +662,7 @@ func (e *Engine) adopt(ctx context.Context, j *journal, st state, r *Report, rn 
 		// A key with the wrong scopes still beats no key at all.
 		r.Problem = err.Error() + "; adopted anyway because the old key no longer works"
 	}
-	to, err := e.deliver(j, rn.req.Follow, j.NewKeyID, next)
+	to, err := e.deliver(ctx, j, rn.req.Follow, j.NewKeyID, next)
 	if err != nil {
 		r.Action, r.Problem, r.Current = ActionPending, err.Error(), next
 		for _, id := range st.made(j) {
@@ -554,7 +725,7 @@ func (e *Engine) finish(ctx context.Context, j *journal, st state, r *Report, rn
 		return err
 	}
 	r.Keys = append(r.Keys, KeyFate{KeyID: keep, Fate: FateAdopted})
-	return e.clear(ctx, j.Slot, st.replay)
+	return e.clear(ctx, j, e.settlement(j, r, keep), st.replay)
 }
 
 // rollback discards every key the rotation made and clears the journal.
@@ -579,7 +750,7 @@ func (e *Engine) rollback(ctx context.Context, j *journal, st state, r *Report) 
 	if err := e.discardAll(ctx, ids, keep, r); err != nil {
 		return err
 	}
-	return e.clear(ctx, j.Slot, st.replay)
+	return e.clear(ctx, j, e.settlement(j, r, keep), st.replay)
 }
 
 // lost discards the keys no one can use any more, clears the journal and
@@ -601,7 +772,7 @@ func (e *Engine) lost(ctx context.Context, j *journal, st state, r *Report, why 
 		return fmt.Errorf("settling rotation %s: %w: %s; %s, and restart keygate: it then revokes the key the rotation made, which no one can use",
 			j.RotationID, ErrCredentialLost, why, fix)
 	}
-	if err := e.clear(ctx, j.Slot, st.replay); err != nil {
+	if err := e.clear(ctx, j, e.settlement(j, r, ""), st.replay); err != nil {
 		return err
 	}
 	return fmt.Errorf("settling rotation %s: %w: %s; %s", j.RotationID, ErrCredentialLost, why, fix)

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -83,14 +84,25 @@ var (
 
 // Engine rotates the keys of one backend. Its zero value is not usable; set
 // Name, Dir, Backend and Places. It is safe for concurrent use, and two
-// engines (or processes) on the same Dir exclude each other per key.
+// engines (or processes) on the same Dir, or replicas sharing Journals,
+// exclude each other per key.
 type Engine struct {
 	// Name is the backend's provider name ("local", "agrenting"). It
 	// prefixes the engine's slots and is recorded in its journals.
 	Name string
 	// Dir holds the journal, pending and lock files (mode 0700, created
 	// if missing). Put it beside the store, not beside the env file.
+	// With Journals set it holds only the pending files.
 	Dir string
+	// Journals keeps the journals and takes the locks; nil keeps them as
+	// files in Dir. Replicas that share one database set it to the same
+	// shared store (rotation/pgjournal), so each sees the others'
+	// unfinished rotations (docs/rotation-replicas.md).
+	Journals Journals
+	// Replica names this process among the replicas sharing Journals. It
+	// is recorded in every journal, because only this replica can read
+	// the pending file in its Dir; default: the host name and Dir.
+	Replica string
 	// EnvFile is the absolute path of keygate's env file, the one Places
 	// writes env destinations into; "" when there is none.
 	EnvFile string
@@ -173,6 +185,28 @@ type run struct {
 	slot string
 }
 
+// replica names this process in shared journals.
+func (e *Engine) replica() string {
+	if e.Replica != "" {
+		return e.Replica
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	dir, err := filepath.Abs(e.Dir)
+	if err != nil {
+		dir = e.Dir
+	}
+	return host + ":" + dir
+}
+
+// foreign reports whether j is a shared journal of another replica, whose
+// pending file (and destination files) this one cannot reach.
+func (e *Engine) foreign(j *journal) bool {
+	return e.Journals != nil && j.Replica != "" && j.Replica != e.replica()
+}
+
 // prepare checks the configuration and creates Dir.
 func (e *Engine) prepare() error {
 	switch {
@@ -250,58 +284,98 @@ func (e *Engine) Rotate(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	lk, err := e.lock(rn.slot)
+	lk, err := e.journals().Lock(ctx, e.Name, rn.slot)
 	if err != nil {
 		return Result{}, err
 	}
 	defer lk.Release()
 	e.step(StepLocked)
-	if j, err := e.loadJournal(rn.slot); err != nil || j != nil {
-		if err != nil {
-			return Result{}, err
-		}
-		return Result{}, fmt.Errorf("rotating %s: %w (rotation %s stopped at step %q); restart keygate or run recovery to settle it",
-			rn.slot, ErrUnfinished, j.RotationID, j.Step)
+	if err := e.refuseUnfinished(ctx, lk, rn.slot); err != nil {
+		return Result{}, err
 	}
-
 	old, err := e.preflight(ctx, rn)
 	if err != nil {
 		return Result{}, err
 	}
 	e.step(StepPreflighted)
-	rid, err := newRotationID()
+	j, replay, err := e.begin(ctx, lk, rn, old)
 	if err != nil {
 		return Result{}, err
+	}
+	res, mem, err := e.forward(ctx, j, rn, replay)
+	if err == nil {
+		return res, nil
+	}
+	return e.settleFailed(ctx, j, rn, mem, res, err)
+}
+
+// refuseUnfinished gives ErrUnfinished when an earlier rotation of slot
+// left its journal behind.
+func (e *Engine) refuseUnfinished(ctx context.Context, lk JournalLock, slot string) error {
+	j, err := e.loadJournal(ctx, lk, slot)
+	if err != nil || j == nil {
+		return err
+	}
+	where := ""
+	if e.foreign(j) {
+		where = " on replica " + j.Replica
+	}
+	return fmt.Errorf("rotating %s: %w (rotation %s stopped at step %q%s); restart keygate or run recovery to settle it",
+		slot, ErrUnfinished, j.RotationID, j.Step, where)
+}
+
+// begin writes down the intent to rotate (the journal, at StepCreating)
+// and returns it with the replay credential, if the backend uses one. A
+// failure here has changed nothing but the replay credential, which it
+// ends.
+func (e *Engine) begin(ctx context.Context, lk JournalLock, rn run, old Holder) (*journal, auth.Secret, error) {
+	req := rn.req
+	rid, err := newRotationID()
+	if err != nil {
+		return nil, auth.Secret{}, err
+	}
+	j := &journal{Version: journalVersion, RotationID: rid, Slot: rn.slot, Backend: e.Name, Dest: req.Dest, HeldOld: !req.Old.IsZero(),
+		OldKeyID: old.KeyID, OldScopes: old.Scopes, Step: StepCreating, Grace: req.Grace, StartedAt: e.now().UTC(), lock: lk}
+	if req.Dest.Kind == delivery.Env {
+		j.EnvFile = e.EnvFile
+	}
+	if e.Journals != nil {
+		j.Replica = e.replica()
 	}
 	// The replay credential is stored before the intent, so that from the
 	// moment it exists a crash leaves it where recovery finds and ends it.
 	replay, err := e.openReplay(ctx, req.Old)
 	if err != nil {
-		return Result{}, err
+		return nil, auth.Secret{}, err
 	}
 	if !replay.IsZero() {
 		if err := e.savePending(rn.slot, pending{RotationID: rid, Replay: replay.Reveal()}); err != nil {
-			return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, rn.slot, replay))
+			return nil, auth.Secret{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, j, nil, replay))
 		}
 		e.step(StepReplayKept)
 	}
-	j := &journal{Version: journalVersion, RotationID: rid, Slot: rn.slot, Backend: e.Name, Dest: req.Dest, HeldOld: !req.Old.IsZero(),
-		OldKeyID: old.KeyID, OldScopes: old.Scopes, Step: StepCreating, Grace: req.Grace, StartedAt: e.now().UTC()}
-	if req.Dest.Kind == delivery.Env {
-		j.EnvFile = e.EnvFile
-	}
-	if err := e.saveJournal(j); err != nil {
+	if err := e.saveJournal(ctx, j); err != nil {
 		// No key exists yet: nothing to settle but the replay credential.
-		return Result{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, rn.slot, replay))
+		return nil, auth.Secret{}, errors.Join(fmt.Errorf("rotation refused before any change: %w", err), e.clear(ctx, j, nil, replay))
 	}
 	e.step(StepCreating)
 	e.log().Info("rotation started", "rotation_id", rid, "slot", rn.slot, "old_key_id", old.KeyID, "dest", req.Dest.String())
+	return j, replay, nil
+}
 
-	res, mem, err := e.forward(ctx, j, rn, replay)
-	if err == nil {
-		return res, nil
+// settleFailed settles a rotation that failed after its journal was
+// written, by the failure table, as a restart would, and says what
+// stands. res is what the failed rotation got as far as; mem is the new
+// key, if one was created.
+func (e *Engine) settleFailed(ctx context.Context, j *journal, rn run, mem *pending, res Result, err error) (Result, error) {
+	rid := j.RotationID
+	if errors.Is(err, ErrLockLost) {
+		// Another replica may be settling it already: doing anything
+		// more would race it. Recovery settles it from the journal.
+		e.log().Error("rotation stopped: its lock was lost", "rotation_id", rid, "journal_step", string(j.saved), "error", err.Error())
+		return res, fmt.Errorf("rotation %s stopped (its journal is at step %q): %w; nothing more was done here, so that recovery (on any replica) can settle it from the journal",
+			rid, j.saved, err)
 	}
-	// Settle by the failure table, as a restart would, and say what stands.
 	// A cancelled call must not leave a rotation half done.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
@@ -375,8 +449,8 @@ func (e *Engine) forward(ctx context.Context, j *journal, rn run, replay auth.Se
 // afterCreate persists, verifies and delivers the new key, then retires the
 // old one and clears the journal.
 func (e *Engine) afterCreate(ctx context.Context, j *journal, rn run, issued provider.IssuedKey, replay auth.Secret, res Result) (Result, error) {
-	if err := e.persist(j, issued, replay); err != nil {
-		if !e.Backend.Traits().RevokesOldOnCreate {
+	if err := e.persist(ctx, j, issued, replay); err != nil {
+		if !e.Backend.Traits().RevokesOldOnCreate || errors.Is(err, ErrLockLost) {
 			return res, err
 		}
 		// The old key is already dead and the secret is only in memory:
@@ -387,10 +461,10 @@ func (e *Engine) afterCreate(ctx context.Context, j *journal, rn run, issued pro
 	if _, err := e.verifyNew(ctx, j, issued.Secret); err != nil {
 		return res, err
 	}
-	if err := e.record(j, StepVerified); err != nil {
+	if err := e.record(ctx, j, StepVerified); err != nil {
 		return res, err
 	}
-	to, err := e.deliver(j, rn.req.Follow, issued.Key.ID, issued.Secret)
+	to, err := e.deliver(ctx, j, rn.req.Follow, issued.Key.ID, issued.Secret)
 	if err != nil {
 		return res, err
 	}
@@ -405,7 +479,7 @@ func (e *Engine) afterCreate(ctx context.Context, j *journal, rn run, issued pro
 			return res, err
 		}
 	}
-	if err := e.clear(ctx, j.Slot, replay); err != nil {
+	if err := e.clear(ctx, j, nil, replay); err != nil {
 		return res, err
 	}
 	e.log().Info("rotation done", "rotation_id", j.RotationID, "old_key_id", j.OldKeyID, "new_key_id", issued.Key.ID,
@@ -415,19 +489,19 @@ func (e *Engine) afterCreate(ctx context.Context, j *journal, rn run, issued pro
 
 // persist stores the new secret before anything else happens to it, then
 // records the new key's id.
-func (e *Engine) persist(j *journal, issued provider.IssuedKey, replay auth.Secret) error {
+func (e *Engine) persist(ctx context.Context, j *journal, issued provider.IssuedKey, replay auth.Secret) error {
 	if err := e.savePending(j.Slot, pending{RotationID: j.RotationID, KeyID: issued.Key.ID, Secret: issued.Secret.Reveal(), Replay: replay.Reveal()}); err != nil {
 		return err
 	}
 	e.step(StepPendingWritten)
 	j.NewKeyID = issued.Key.ID
-	return e.record(j, StepPersisted)
+	return e.record(ctx, j, StepPersisted)
 }
 
 // record moves the journal to step s.
-func (e *Engine) record(j *journal, s Step) error {
+func (e *Engine) record(ctx context.Context, j *journal, s Step) error {
 	j.Step = s
-	if err := e.saveJournal(j); err != nil {
+	if err := e.saveJournal(ctx, j); err != nil {
 		return err
 	}
 	e.step(s)
@@ -491,7 +565,7 @@ func diff(a, b []string) []string {
 // deliver puts next where the journal says (durably, for an env variable
 // or a file), lets keygate's own credential follow it, and records the
 // step. It returns where the secret went.
-func (e *Engine) deliver(j *journal, follow func(auth.Secret), keyID string, next auth.Secret) (delivery.Spec, error) {
+func (e *Engine) deliver(ctx context.Context, j *journal, follow func(auth.Secret), keyID string, next auth.Secret) (delivery.Spec, error) {
 	to, err := e.Places.Put(j.Dest, keyID, next)
 	if err != nil {
 		if e.Backend.Traits().RevokesOldOnCreate && follow != nil {
@@ -505,7 +579,7 @@ func (e *Engine) deliver(j *journal, follow func(auth.Secret), keyID string, nex
 	if follow != nil {
 		follow(next)
 	}
-	return to, e.record(j, StepSwapped)
+	return to, e.record(ctx, j, StepSwapped)
 }
 
 // retireOld ends the old key: at once with no grace (or when the provider

@@ -40,55 +40,58 @@ func TestRotate(t *testing.T) {
 		{"platform that revokes on create, grace asked", "platform", rotationtest.Options{RevokesOldOnCreate: true}, time.Hour},
 		{"platform with overlap, with grace", "platform", rotationtest.Options{}, 30 * time.Minute},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, tc.kind, tc.popts)
-			var logs bytes.Buffer
-			eng := f.engine()
-			eng.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
-			var swaps []auth.Secret
-			follow := func(next auth.Secret) { swaps = append(swaps, next) }
-			var steps []rotation.Step
-			eng.OnStep = func(s rotation.Step) {
-				steps = append(steps, s)
-				checkFilesPrivate(t, f, s)
-			}
+	for i, tc := range tests {
+		for _, jk := range kindsFor(i == 0 || i == 3) {
+			t.Run(jk+"/"+tc.name, func(t *testing.T) {
+				f := newFixture(t, tc.kind, tc.popts)
+				f.useJournals(jk)
+				var logs bytes.Buffer
+				eng := f.engine()
+				eng.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+				var swaps []auth.Secret
+				follow := func(next auth.Secret) { swaps = append(swaps, next) }
+				var steps []rotation.Step
+				eng.OnStep = func(s rotation.Step) {
+					steps = append(steps, s)
+					checkFilesPrivate(t, f, s)
+				}
 
-			res, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, tc.grace, follow))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := rotation.Steps(eng.Backend); !slices.Equal(steps, want) {
-				t.Errorf("steps = %v, want %v", steps, want)
-			}
-			if id, ok := f.works(res.NewSecret.Reveal()); !ok || id != res.New.ID || res.New.ID == f.oldID || res.OldKeyID != f.oldID {
-				t.Errorf("result %+v: new secret works=%v as %s", res, ok, id)
-			}
-			f.checkEnvFile(res.NewSecret.Reveal())
-			if len(swaps) != 1 || swaps[0] != res.NewSecret {
-				t.Errorf("follow calls = %d, want one to the new secret", len(swaps))
-			}
-			f.checkClean()
-			noSecrets(t, "log", logs.String(), f.old, res.NewSecret)
+				res, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, tc.grace, follow))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := rotation.Steps(eng.Backend); !slices.Equal(steps, want) {
+					t.Errorf("steps = %v, want %v", steps, want)
+				}
+				if id, ok := f.works(res.NewSecret.Reveal()); !ok || id != res.New.ID || res.New.ID == f.oldID || res.OldKeyID != f.oldID {
+					t.Errorf("result %+v: new secret works=%v as %s", res, ok, id)
+				}
+				f.checkEnvFile(res.NewSecret.Reveal())
+				if len(swaps) != 1 || swaps[0] != res.NewSecret {
+					t.Errorf("follow calls = %d, want one to the new secret", len(swaps))
+				}
+				f.checkClean()
+				noSecrets(t, "log", logs.String(), f.old, res.NewSecret)
 
-			effective := tc.grace
-			if tc.popts.RevokesOldOnCreate {
-				effective = 0
-			}
-			if want := f.clock.Now().Add(effective); !res.OldStopsAt.Equal(want) {
-				t.Errorf("OldStopsAt = %v, want %v", res.OldStopsAt, want)
-			}
-			if _, ok := f.works(f.old.Reveal()); ok != (effective > 0) {
-				t.Errorf("old key works = %v right after the rotation, grace %v", ok, effective)
-			}
-			f.clock.Add(effective)
-			if _, ok := f.works(f.old.Reveal()); ok {
-				t.Error("old key still works after the grace period")
-			}
-			if live := f.live(); !slices.Equal(live, []string{res.New.ID}) {
-				t.Errorf("live keys = %v, want only the new one", live)
-			}
-		})
+				effective := tc.grace
+				if tc.popts.RevokesOldOnCreate {
+					effective = 0
+				}
+				if want := f.clock.Now().Add(effective); !res.OldStopsAt.Equal(want) {
+					t.Errorf("OldStopsAt = %v, want %v", res.OldStopsAt, want)
+				}
+				if _, ok := f.works(f.old.Reveal()); ok != (effective > 0) {
+					t.Errorf("old key works = %v right after the rotation, grace %v", ok, effective)
+				}
+				f.clock.Add(effective)
+				if _, ok := f.works(f.old.Reveal()); ok {
+					t.Error("old key still works after the grace period")
+				}
+				if live := f.live(); !slices.Equal(live, []string{res.New.ID}) {
+					t.Errorf("live keys = %v, want only the new one", live)
+				}
+			})
+		}
 	}
 }
 
@@ -99,6 +102,7 @@ func checkFilesPrivate(t *testing.T, f *fixture, s rotation.Step) {
 	if fi, err := os.Stat(f.stateDir); err == nil && fi.Mode().Perm() != 0o700 {
 		t.Errorf("at %s: rotation dir mode %v", s, fi.Mode().Perm())
 	}
+	noSecrets(t, "journal at "+string(s), f.journalText(tokenVar), f.old)
 	for _, name := range []string{tokenVar + ".journal", tokenVar + ".pending"} {
 		path := filepath.Join(f.stateDir, name)
 		b, err := os.ReadFile(path)
@@ -294,47 +298,50 @@ func failProbe(errno syscall.Errno, dirName string) func(*testing.T, *fixture, *
 // write failed" row: both keys are kept, the old one is never revoked, and
 // a later Recover finishes the job.
 func TestEnvWriteFailsAfterVerify(t *testing.T) {
-	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EROFS, syscall.EACCES} {
-		t.Run(errno.Error(), func(t *testing.T) {
-			f := newFixture(t, "local", rotationtest.Options{})
-			eng := f.engine()
-			eng.Places = failingPut{eng.Places, &fs.PathError{Op: "write", Path: f.envFile, Err: errno}}
-			swapped := false
-			follow := func(auth.Secret) { swapped = true }
+	for i, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EROFS, syscall.EACCES} {
+		for _, jk := range kindsFor(i == 0) {
+			t.Run(jk+"/"+errno.Error(), func(t *testing.T) {
+				f := newFixture(t, "local", rotationtest.Options{})
+				f.useJournals(jk)
+				eng := f.engine()
+				eng.Places = failingPut{eng.Places, &fs.PathError{Op: "write", Path: f.envFile, Err: errno}}
+				swapped := false
+				follow := func(auth.Secret) { swapped = true }
 
-			_, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, follow))
-			if !errors.Is(err, rotation.ErrSwapFailed) || !errors.Is(err, errno) {
-				t.Fatalf("error = %v, want ErrSwapFailed and %v", err, errno)
-			}
-			noSecrets(t, "error", err.Error(), f.old)
-			if swapped {
-				t.Error("keygate switched to a key the env file does not hold")
-			}
-			f.checkEnvFile(f.old.Reveal())
-			if _, ok := f.works(f.old.Reveal()); !ok {
-				t.Fatal("the old key was revoked although the env file still holds it")
-			}
-			if live := f.live(); len(live) != 2 {
-				t.Errorf("live keys = %v, want the old and the new (kept in the pending file)", live)
-			}
-			if _, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil)); !errors.Is(err, rotation.ErrUnfinished) {
-				t.Errorf("second Rotate: %v, want ErrUnfinished", err)
-			}
+				_, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, follow))
+				if !errors.Is(err, rotation.ErrSwapFailed) || !errors.Is(err, errno) {
+					t.Fatalf("error = %v, want ErrSwapFailed and %v", err, errno)
+				}
+				noSecrets(t, "error", err.Error(), f.old)
+				if swapped {
+					t.Error("keygate switched to a key the env file does not hold")
+				}
+				f.checkEnvFile(f.old.Reveal())
+				if _, ok := f.works(f.old.Reveal()); !ok {
+					t.Fatal("the old key was revoked although the env file still holds it")
+				}
+				if live := f.live(); len(live) != 2 {
+					t.Errorf("live keys = %v, want the old and the new (kept in the pending file)", live)
+				}
+				if _, err := eng.Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil)); !errors.Is(err, rotation.ErrUnfinished) {
+					t.Errorf("second Rotate: %v, want ErrUnfinished", err)
+				}
 
-			// The disk is fixed; keygate restarts.
-			rep, err := f.engine().RecoverSlot(t.Context(), tokenVar)
-			if err != nil || rep.Action != rotation.ActionCompleted {
-				t.Fatalf("Recover = %+v, %v; want completed", rep, err)
-			}
-			f.checkEnvFile(rep.Current.Reveal())
-			if _, ok := f.works(f.old.Reveal()); ok {
-				t.Error("old key still works after recovery finished the rotation")
-			}
-			if !slices.Equal(f.live(), []string{rep.NewKeyID}) {
-				t.Errorf("live keys = %v, want only %s", f.live(), rep.NewKeyID)
-			}
-			f.checkClean()
-		})
+				// The disk is fixed; keygate restarts.
+				rep, err := f.engine().RecoverSlot(t.Context(), tokenVar)
+				if err != nil || rep.Action != rotation.ActionCompleted {
+					t.Fatalf("Recover = %+v, %v; want completed", rep, err)
+				}
+				f.checkEnvFile(rep.Current.Reveal())
+				if _, ok := f.works(f.old.Reveal()); ok {
+					t.Error("old key still works after recovery finished the rotation")
+				}
+				if !slices.Equal(f.live(), []string{rep.NewKeyID}) {
+					t.Errorf("live keys = %v, want only %s", f.live(), rep.NewKeyID)
+				}
+				f.checkClean()
+			})
+		}
 	}
 }
 
@@ -416,39 +423,42 @@ func TestCreateResponseLost(t *testing.T) {
 		{"old dies, session died with it: reported lost", rotationtest.Options{RevokesOldOnCreate: true, CreateReplays: true, Sessions: true, SessionsDieWithKey: true},
 			rotation.ErrCredentialLost, "replaying the rotation was refused", false},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.popts.LoseCreateResponse = true
-			f := newFixture(t, "platform", tc.popts)
-			res, err := f.engine().Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil))
-			if tc.adopted {
-				if err != nil {
-					t.Fatal(err)
+	for i, tc := range tests {
+		for _, jk := range kindsFor(i == 0 || i == 3) {
+			t.Run(jk+"/"+tc.name, func(t *testing.T) {
+				tc.popts.LoseCreateResponse = true
+				f := newFixture(t, "platform", tc.popts)
+				f.useJournals(jk)
+				res, err := f.engine().Rotate(t.Context(), rotation.Own(tokenVar, f.old, 0, nil))
+				if tc.adopted {
+					if err != nil {
+						t.Fatal(err)
+					}
+					f.checkEnvFile(res.NewSecret.Reveal())
+					if !slices.Equal(f.live(), []string{res.New.ID}) {
+						t.Errorf("live keys = %v, want only %s", f.live(), res.New.ID)
+					}
+					f.checkClean()
+					if n, err := rotationtest.Open(f.platformPath, tc.popts).LiveSessions(); err != nil || n != 0 {
+						t.Errorf("%d replay sessions left open (%v), want all closed", n, err)
+					}
+					return
 				}
-				f.checkEnvFile(res.NewSecret.Reveal())
-				if !slices.Equal(f.live(), []string{res.New.ID}) {
-					t.Errorf("live keys = %v, want only %s", f.live(), res.New.ID)
+				if err == nil || !strings.Contains(err.Error(), "timeout") || !strings.Contains(err.Error(), tc.contains) {
+					t.Fatalf("error = %v, want the timeout and %q", err, tc.contains)
+				}
+				if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+					t.Errorf("error is not %v", tc.wantErr)
+				}
+				// Every key the rotation made is revoked: none is left behind.
+				for _, k := range f.keys() {
+					if k.ID != f.oldID && k.RevokedAt.IsZero() {
+						t.Errorf("key %s made by the rotation is still live", k.ID)
+					}
 				}
 				f.checkClean()
-				if n, err := rotationtest.Open(f.platformPath, tc.popts).LiveSessions(); err != nil || n != 0 {
-					t.Errorf("%d replay sessions left open (%v), want all closed", n, err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), "timeout") || !strings.Contains(err.Error(), tc.contains) {
-				t.Fatalf("error = %v, want the timeout and %q", err, tc.contains)
-			}
-			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
-				t.Errorf("error is not %v", tc.wantErr)
-			}
-			// Every key the rotation made is revoked: none is left behind.
-			for _, k := range f.keys() {
-				if k.ID != f.oldID && k.RevokedAt.IsZero() {
-					t.Errorf("key %s made by the rotation is still live", k.ID)
-				}
-			}
-			f.checkClean()
-		})
+			})
+		}
 	}
 }
 
@@ -509,38 +519,41 @@ func TestJournalWriteFailures(t *testing.T) {
 // that the credential has changed.
 func TestConcurrentRotations(t *testing.T) {
 	for _, kind := range []string{"local", "platform"} {
-		t.Run(kind, func(t *testing.T) {
-			f := newFixture(t, kind, rotationtest.Options{RevokesOldOnCreate: kind == "platform"})
-			const n = 8
-			var wg sync.WaitGroup
-			errs := make([]error, n)
-			for i := range n {
-				wg.Go(func() {
-					_, errs[i] = f.engine().Rotate(context.Background(), rotation.Own(tokenVar, f.old, 0, nil))
-				})
-			}
-			wg.Wait()
-			ok := 0
-			for _, err := range errs {
-				switch {
-				case err == nil:
-					ok++
-				case errors.Is(err, rotation.ErrInProgress) || errors.Is(err, rotation.ErrNotHeld):
-					if errors.Is(err, rotation.ErrInProgress) && !strings.Contains(err.Error(), "rotation in progress") {
-						t.Errorf("error %q does not say \"rotation in progress\"", err)
-					}
-				default:
-					t.Errorf("unexpected error: %v", err)
+		for _, jk := range journalKinds {
+			t.Run(jk+"/"+kind, func(t *testing.T) {
+				f := newFixture(t, kind, rotationtest.Options{RevokesOldOnCreate: kind == "platform"})
+				f.useJournals(jk)
+				const n = 8
+				var wg sync.WaitGroup
+				errs := make([]error, n)
+				for i := range n {
+					wg.Go(func() {
+						_, errs[i] = f.engine().Rotate(context.Background(), rotation.Own(tokenVar, f.old, 0, nil))
+					})
 				}
-			}
-			if keys := f.keys(); ok != 1 || len(keys) != 2 {
-				t.Fatalf("%d rotations succeeded and %d keys exist; want 1 and 2", ok, len(keys))
-			}
-			id, works := f.works(f.envValue())
-			if !works || !slices.Equal(f.live(), []string{id}) {
-				t.Errorf("live keys = %v, env key %s works=%v", f.live(), id, works)
-			}
-		})
+				wg.Wait()
+				ok := 0
+				for _, err := range errs {
+					switch {
+					case err == nil:
+						ok++
+					case errors.Is(err, rotation.ErrInProgress) || errors.Is(err, rotation.ErrNotHeld):
+						if errors.Is(err, rotation.ErrInProgress) && !strings.Contains(err.Error(), "rotation in progress") {
+							t.Errorf("error %q does not say \"rotation in progress\"", err)
+						}
+					default:
+						t.Errorf("unexpected error: %v", err)
+					}
+				}
+				if keys := f.keys(); ok != 1 || len(keys) != 2 {
+					t.Fatalf("%d rotations succeeded and %d keys exist; want 1 and 2", ok, len(keys))
+				}
+				id, works := f.works(f.envValue())
+				if !works || !slices.Equal(f.live(), []string{id}) {
+					t.Errorf("live keys = %v, env key %s works=%v", f.live(), id, works)
+				}
+			})
+		}
 	}
 }
 
@@ -558,8 +571,18 @@ func (g gatedBackend) Create(ctx context.Context, req rotation.CreateRequest) (p
 	return g.Backend.Create(ctx, req)
 }
 
+// TestSecondRotationWhileOneIsInFlight: a rotation of the same key, by this
+// process or another replica, waits a bounded time for the lock and is
+// refused with ErrInProgress; so is recovery.
 func TestSecondRotationWhileOneIsInFlight(t *testing.T) {
+	for _, jk := range journalKinds {
+		t.Run(jk, func(t *testing.T) { testSecondRotationWhileOneIsInFlight(t, jk) })
+	}
+}
+
+func testSecondRotationWhileOneIsInFlight(t *testing.T, journals string) {
 	f := newFixture(t, "local", rotationtest.Options{})
+	f.useJournalsWait(journals, 300*time.Millisecond)
 	gate := gatedBackend{Backend: f.backend(), entered: make(chan struct{}), release: make(chan struct{})}
 	first := f.engine()
 	first.Backend = gate
@@ -597,7 +620,14 @@ func TestRecoverWithNothingToDo(t *testing.T) {
 // deleted the journal) is not ignored: its key is revoked, since the env
 // file does not hold it.
 func TestRecoverStrayPending(t *testing.T) {
+	for _, jk := range journalKinds {
+		t.Run(jk, func(t *testing.T) { testRecoverStrayPending(t, jk) })
+	}
+}
+
+func testRecoverStrayPending(t *testing.T, journals string) {
 	f := newFixture(t, "local", rotationtest.Options{})
+	f.useJournals(journals)
 	const rid = "rot-0123456789abcdef01234567"
 	issued, err := f.openStore().RotateKey(t.Context(), f.oldID, rid)
 	must(t, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,59 +11,73 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/oauth"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/shape"
 )
 
 // EnvTokenVar is the variable that holds keygate's own credential.
 const EnvTokenVar = auth.TokenVar
 
-func authTools(d *Deps) []ServerTool {
+// authTools are the tools that say who is calling and what it may do.
+type authTools struct {
+	d       *Deps
+	catalog *catalog
+	inspect *inspector
+	expiry  expiry
+}
+
+type whoamiArgs struct {
+	Common
+}
+
+type checkScopesArgs struct {
+	Common
+	Operations []string `json:"operations"`
+	Tool       string   `json:"tool"`
+}
+
+type authenticateArgs struct {
+	Common
+	Token string `json:"token"`
+	Save  bool   `json:"save"`
+}
+
+func (a *authTools) tools() []ServerTool {
 	return []ServerTool{
-		{
-			Toolset: ToolsetAuth,
-			Tool: mcp.NewTool("auth_whoami",
-				mcp.WithTitleAnnotation("Who am I"),
-				mcp.WithDescription("Show the credential keygate is acting with: provider, credential kind, masked value, where it came from, owner, scopes, creation/expiry/last use, days until expiry, and which tools it unlocks. Call this first, and whenever a call is refused."),
-				providerArg(),
-				mcp.WithReadOnlyHintAnnotation(true),
-				mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true),
-				mcp.WithOpenWorldHintAnnotation(true),
-			),
-			Handler: d.whoami,
-		},
-		{
-			Toolset: ToolsetAuth,
-			Tool: mcp.NewTool("auth_check_scopes",
-				mcp.WithTitleAnnotation("Check scopes"),
-				mcp.WithDescription("Before acting, check whether the current credential may perform operations (scopes such as \"content:write:posts\") or call a tool. For each: allowed or denied, why, and which scope or key is missing. Answers denied when it cannot tell. With no operations and no tool, checks every tool."),
-				providerArg(),
-				mcp.WithArray("operations",
-					mcp.Description("Scopes to check, e.g. [\"content:read\", \"content:write:posts\", \"credentials:write\"]."),
-					mcp.WithStringItems(mcp.MaxLength(100)), mcp.MaxItems(20)),
-				mcp.WithString("tool", mcp.Description("A tool name to check, e.g. \"content_delete\"."), mcp.MaxLength(64)),
-				mcp.WithReadOnlyHintAnnotation(true),
-				mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true),
-				mcp.WithOpenWorldHintAnnotation(true),
-			),
-			Handler: d.checkScopes,
-		},
-		{
-			Toolset: ToolsetAuth,
-			Tool: mcp.NewTool("auth_authenticate",
-				mcp.WithTitleAnnotation("Authenticate for this session"),
-				mcp.WithDescription("Use a keygate token (kg_pat_...) for the rest of this session only. The token is verified first, kept in memory, never echoed, and written to the env file only if save is true. Warning: a token pasted into a chat is exposed to the model and the chat history; prefer setting KEYGATE_TOKEN in the environment or .env file."),
-				providerArg(),
-				mcp.WithString("token", mcp.Required(), mcp.Description("The token to use, kg_pat_ followed by 51 characters."), mcp.MinLength(1), mcp.MaxLength(256)),
-				mcp.WithBoolean("save", mcp.Description("Also write it to the env file as KEYGATE_TOKEN so later runs use it (default false)."), mcp.DefaultBool(false)),
-				mcp.WithReadOnlyHintAnnotation(false),
-				mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true),
-				mcp.WithOpenWorldHintAnnotation(false),
-			),
-			Handler: d.authenticate,
-		},
+		newTool(ToolsetAuth, "", mcp.NewTool("auth_whoami",
+			mcp.WithTitleAnnotation("Who am I"),
+			mcp.WithDescription("Show the credential keygate is acting with: provider, credential kind, masked value, where it came from, owner, scopes, creation/expiry/last use, days until expiry, and which tools it unlocks. Call this first, and whenever a call is refused."),
+			providerArg(),
+			mcp.WithReadOnlyHintAnnotation(true),
+			mcp.WithDestructiveHintAnnotation(false),
+			mcp.WithIdempotentHintAnnotation(true),
+			mcp.WithOpenWorldHintAnnotation(true),
+		), a.whoami),
+		newTool(ToolsetAuth, "", mcp.NewTool("auth_check_scopes",
+			mcp.WithTitleAnnotation("Check scopes"),
+			mcp.WithDescription("Before acting, check whether the current credential may perform operations (scopes such as \"content:write:posts\") or call a tool. For each: allowed or denied, why, and which scope or key is missing. Answers denied when it cannot tell. With no operations and no tool, checks every tool."),
+			providerArg(),
+			mcp.WithArray("operations",
+				mcp.Description("Scopes to check, e.g. [\"content:read\", \"content:write:posts\", \"credentials:write\"]."),
+				mcp.WithStringItems(mcp.MaxLength(100)), mcp.MaxItems(20)),
+			mcp.WithString("tool", mcp.Description("A tool name to check, e.g. \"content_delete\"."), mcp.MaxLength(64)),
+			mcp.WithReadOnlyHintAnnotation(true),
+			mcp.WithDestructiveHintAnnotation(false),
+			mcp.WithIdempotentHintAnnotation(true),
+			mcp.WithOpenWorldHintAnnotation(true),
+		), a.checkScopes),
+		newTool(ToolsetAuth, "", mcp.NewTool("auth_authenticate",
+			mcp.WithTitleAnnotation("Authenticate for this session"),
+			mcp.WithDescription("Use a keygate token (kg_pat_...) for the rest of this session only. The token is verified first, kept in memory, never echoed, and written to the env file only if save is true. Warning: a token pasted into a chat is exposed to the model and the chat history; prefer setting KEYGATE_TOKEN in the environment or .env file."),
+			providerArg(),
+			mcp.WithString("token", mcp.Required(), mcp.Description("The token to use, kg_pat_ followed by 51 characters."), mcp.MinLength(1), mcp.MaxLength(256)),
+			mcp.WithBoolean("save", mcp.Description("Also write it to the env file as KEYGATE_TOKEN so later runs use it (default false)."), mcp.DefaultBool(false)),
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(false),
+			mcp.WithIdempotentHintAnnotation(true),
+			mcp.WithOpenWorldHintAnnotation(false),
+		), a.authenticate),
 	}
 }
 
@@ -78,14 +91,23 @@ type CredentialView struct {
 	EnvFile   string `json:"env_file,omitempty"`
 }
 
-func (d *Deps) credentialView(c auth.Credential) CredentialView {
+// credentialView describes c; envFile is where a credential read from the
+// env file came from.
+func credentialView(c auth.Credential, envFile string) CredentialView {
 	k := auth.Classify(c.Secret.Reveal())
+	if k == auth.UnknownKind && oauth.LooksLikeJWT(c.Secret.Reveal()) {
+		k = oauthAccessToken
+	}
 	v := CredentialView{Kind: k.ID, KindLabel: k.Label, Masked: c.Secret.Masked(), Source: string(c.Source), Variable: c.Var}
 	if c.Source == auth.SourceEnvFile {
-		v.EnvFile = d.EnvFile
+		v.EnvFile = envFile
 	}
 	return v
 }
+
+// oauthAccessToken is the kind of a bearer JWT, which keygate's /mcp takes
+// as an OAuth access token (oauth.ByShape).
+var oauthAccessToken = auth.Kind{ID: "oauth_access_token", Label: "OAuth access token"}
 
 // Whoami is auth_whoami's structured answer.
 type Whoami struct {
@@ -111,80 +133,82 @@ type Whoami struct {
 	Upstream []provider.Description `json:"upstream,omitempty"`
 }
 
-// HiddenTool is a tool the credential cannot use, and why.
-type HiddenTool struct {
-	Tool  string `json:"tool"`
-	Needs string `json:"needs"`
-}
-
-func (d *Deps) whoami(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
-	if errRes != nil {
-		return errRes, nil
-	}
-	w := Whoami{Provider: pr.Name, Scopes: []string{}}
-	if cred, ok := d.Identity.Credential(ctx); ok {
-		v := d.credentialView(cred)
+func (a *authTools) whoami(ctx context.Context, call *Call, args whoamiArgs) (*mcp.CallToolResult, error) {
+	w := Whoami{Provider: call.Provider.Name, Scopes: []string{}}
+	if cred, ok := a.d.Identity.Credential(ctx); ok {
+		v := credentialView(cred, a.d.EnvFile)
 		w.Credential = &v
 	}
 	if call.Caller == nil {
-		p := credentialProblem(call.credErr).StructuredContent.(map[string]any)["error"].(Problem)
-		if why := d.diagnose(ctx, call.Cred); why != nil {
+		p := problemOf(credentialProblem(call.credErr))
+		if why := a.diagnose(ctx, call.Cred); why != nil {
 			p = *why
 		}
 		w.Problem, w.Fix = p.Problem, p.Fix
 	} else {
-		p := call.Caller
-		w.Authenticated = true
-		w.KeyID, w.Owner, w.CreatedBy = p.KeyID, p.Name, p.CreatedBy
-		w.Scopes = p.Scopes.Strings()
-		w.CreatedAt = timePtr(p.CreatedAt)
-		w.ExpiresAt = timePtr(p.ExpiresAt)
-		w.LastUsedAt = timePtr(p.LastUsedAt)
-		if !p.ExpiresAt.IsZero() {
-			days := d.daysLeft(p.ExpiresAt)
-			w.DaysUntilExpiry = &days
-		}
-		if d.expiresSoon(p.ExpiresAt) {
-			w.ExpiresSoon = true
-			w.Warnings = append(w.Warnings, d.expiryWarning(p))
-		}
-	}
-	w.ToolsAvailable, w.ToolsHidden = d.toolAccess(call.Caller)
-	// keygate's own credential gates every provider, so it is always
-	// reported; remote credentials are described (masked, checked live) to
-	// authenticated callers only.
-	if call.Caller != nil {
-		targets := d.Providers.Remote()
-		if call.Req.GetString("provider", "") != "" {
+		a.describeCaller(&w, call.Caller)
+		// keygate's own credential gates every provider, so it is always
+		// reported; remote credentials are described (masked, checked
+		// live) to authenticated callers only: the one asked for, or all.
+		targets := a.d.Providers.Remote()
+		if args.Provider != "" {
 			targets = nil
-			if pr.Inspect != nil {
-				targets = []Provider{pr}
+			if call.Provider.Inspect != nil {
+				targets = []Provider{call.Provider}
 			}
 		}
-		w.Upstream = d.describeAll(ctx, targets)
-		for _, u := range w.Upstream {
-			for _, c := range u.Credentials {
-				if d.expiresSoon(c.ExpiresAt) {
-					w.Warnings = append(w.Warnings, fmt.Sprintf("%s credential %s (%s) expires %s, in %d days: rotate it in the provider's dashboard and update %s",
-						u.Provider, c.Name, c.Masked, c.ExpiresAt.UTC().Format(time.RFC3339), d.daysLeft(c.ExpiresAt), c.Name))
-				}
+		w.Upstream = a.describeAll(ctx, targets)
+		w.Warnings = append(w.Warnings, a.upstreamWarnings(w.Upstream)...)
+	}
+	w.ToolsAvailable, w.ToolsHidden = a.catalog.access(call.Caller)
+	w.Provider = "local"
+	return shape.OK(w, renderWhoami(w)), nil
+}
+
+// describeCaller fills in what keygate knows of the verified caller.
+func (a *authTools) describeCaller(w *Whoami, p *auth.Principal) {
+	w.Authenticated = true
+	w.KeyID, w.Owner, w.CreatedBy = p.KeyID, p.Name, p.CreatedBy
+	w.Scopes = p.Scopes.Strings()
+	w.CreatedAt, w.ExpiresAt, w.LastUsedAt = timePtr(p.CreatedAt), timePtr(p.ExpiresAt), timePtr(p.LastUsedAt)
+	if !p.ExpiresAt.IsZero() {
+		days := a.expiry.daysLeft(p.ExpiresAt)
+		w.DaysUntilExpiry = &days
+	}
+	if a.expiry.soon(p.ExpiresAt) {
+		w.ExpiresSoon = true
+		w.Warnings = append(w.Warnings, a.expiry.warning(p))
+	}
+}
+
+// upstreamWarnings warns of remote credentials that expire soon.
+func (a *authTools) upstreamWarnings(upstream []provider.Description) []string {
+	var out []string
+	for _, u := range upstream {
+		for _, c := range u.Credentials {
+			if a.expiry.soon(c.ExpiresAt) {
+				out = append(out, fmt.Sprintf("%s credential %s (%s) expires %s, in %d days: rotate it in the provider's dashboard and update %s",
+					u.Provider, c.Name, c.Masked, c.ExpiresAt.UTC().Format(time.RFC3339), a.expiry.daysLeft(c.ExpiresAt), c.Name))
 			}
 		}
 	}
-	w.Provider = "local"
-	return okResult(w, renderWhoami(w)), nil
+	return out
+}
+
+// problemOf is the structured problem of an error result.
+func problemOf(res *mcp.CallToolResult) shape.Problem {
+	return res.StructuredContent.(map[string]any)["error"].(shape.Problem)
 }
 
 // describeAll asks each remote provider about its credentials, at once,
-// sharing recent answers between callers (d.describe). A provider that
+// sharing recent answers between callers (inspector). A provider that
 // cannot answer is reported with the problem, not dropped.
-func (d *Deps) describeAll(ctx context.Context, ps []Provider) []provider.Description {
+func (a *authTools) describeAll(ctx context.Context, ps []Provider) []provider.Description {
 	out := make([]provider.Description, len(ps))
 	var wg sync.WaitGroup
 	for i, pr := range ps {
 		wg.Go(func() {
-			desc, err := d.describe(ctx, pr)
+			desc, err := a.inspect.describe(ctx, pr)
 			if err != nil {
 				desc = provider.Description{Provider: pr.Name, Problems: []string{upstreamDetail(err)}}
 			}
@@ -205,15 +229,15 @@ func (d *Deps) describeAll(ctx context.Context, ps []Provider) []provider.Descri
 // when it expired or was revoked. Over stdio the person reading this owns
 // the store, so there is nothing to hide; over HTTP every refusal stays the
 // same generic "invalid token".
-func (d *Deps) diagnose(ctx context.Context, cred auth.Credential) *Problem {
-	if d.Identity.PerRequest() || cred.Source == auth.SourceBearer || cred.Secret.IsZero() || d.Credentials == nil {
+func (a *authTools) diagnose(ctx context.Context, cred auth.Credential) *shape.Problem {
+	if a.d.Identity.PerRequest() || cred.Source == auth.SourceBearer || cred.Secret.IsZero() || a.d.Credentials == nil {
 		return nil
 	}
 	parsed, _, err := auth.ParseToken(cred.Secret.Reveal())
 	if err != nil {
 		return nil
 	}
-	l, err := d.Credentials.Store.Lineage(ctx, parsed.PublicID)
+	l, err := a.d.Credentials.Store.Lineage(ctx, parsed.PublicID)
 	if err != nil {
 		return nil
 	}
@@ -222,30 +246,11 @@ func (d *Deps) diagnose(ctx context.Context, cred auth.Credential) *Problem {
 		k.Name, strings.Join(k.Scopes, ","), firstNonEmpty(cred.Var, EnvTokenVar))
 	switch {
 	case !k.RevokedAt.IsZero():
-		return &Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) was revoked on %s", k.Masked, k.ID, k.Name, k.RevokedAt.UTC().Format(time.RFC3339)), Fix: fix}
-	case !k.ExpiresAt.After(d.now()):
-		return &Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) expired on %s", k.Masked, k.ID, k.Name, k.ExpiresAt.UTC().Format(time.RFC3339)), Fix: fix}
+		return &shape.Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) was revoked on %s", k.Masked, k.ID, k.Name, k.RevokedAt.UTC().Format(time.RFC3339)), Fix: fix}
+	case !k.ExpiresAt.After(a.d.now()):
+		return &shape.Problem{Problem: fmt.Sprintf("keygate's credential %s (key %s, %q) expired on %s", k.Masked, k.ID, k.Name, k.ExpiresAt.UTC().Format(time.RFC3339)), Fix: fix}
 	}
 	return nil
-}
-
-// VisibleTools lists the served tools a credential with principal p may see
-// (nil: no valid credential), in registry order.
-func (d *Deps) VisibleTools(p *auth.Principal) []string {
-	avail, _ := d.toolAccess(p)
-	return avail
-}
-
-func (d *Deps) toolAccess(p *auth.Principal) (avail []string, hidden []HiddenTool) {
-	avail = []string{}
-	for _, t := range d.selected {
-		if t.Needs == "" || (p != nil && p.Scopes.AllowsSome(t.Needs)) {
-			avail = append(avail, t.Tool.Name)
-		} else {
-			hidden = append(hidden, HiddenTool{Tool: t.Tool.Name, Needs: string(t.Needs)})
-		}
-	}
-	return avail, hidden
 }
 
 func renderWhoami(w Whoami) string {
@@ -292,7 +297,7 @@ func renderDescription(u provider.Description) string {
 		fmt.Fprintf(&b, ", owner %s", u.Owner)
 	}
 	for _, c := range u.Credentials {
-		fmt.Fprintf(&b, "\n  %s %s %s (from %s): %s", lineStart(c.Name), c.Label, c.Masked, c.Source, c.Verified)
+		fmt.Fprintf(&b, "\n  %s %s %s (from %s): %s", shape.LineStart(c.Name), c.Label, c.Masked, c.Source, c.Verified)
 		if len(c.Grants) > 0 {
 			fmt.Fprintf(&b, "; grants %s", strings.Join(c.Grants, ", "))
 		}
@@ -314,65 +319,90 @@ type ScopeCheck struct {
 	Fix     string `json:"fix,omitempty"`
 }
 
-func (d *Deps) checkScopes(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
+func (a *authTools) checkScopes(ctx context.Context, call *Call, args checkScopesArgs) (*mcp.CallToolResult, error) {
+	var noCred string
+	if call.Caller == nil {
+		noCred = problemOf(credentialProblem(call.credErr)).Problem
+	}
+	scopes, errRes := parseOperations(args.Operations)
 	if errRes != nil {
 		return errRes, nil
 	}
-	ops := call.Req.GetStringSlice("operations", nil)
-	toolName := call.Req.GetString("tool", "")
 	var checks []ScopeCheck
-	var noCred string
-	if call.Caller == nil {
-		noCred = credentialProblem(call.credErr).StructuredContent.(map[string]any)["error"].(Problem).Problem
-	}
-	for i, op := range ops {
-		sc, err := auth.ParseScope(op)
-		if err != nil {
-			return errorResult(fmt.Sprintf("operations[%d]", i), err.Error(), "pass scopes such as content:read or content:write:posts"), nil
-		}
+	for _, sc := range scopes {
 		checks = append(checks, checkScope(call.Caller, sc, noCred))
 	}
-	all, served := d.all, d.selected
-	var names []string
-	switch {
-	case toolName != "":
-		names = []string{toolName}
-	case len(ops) == 0:
-		for _, t := range served {
-			names = append(names, t.Tool.Name)
-		}
-	}
+	names := args.toolsToCheck(a.catalog)
 	for _, name := range names {
-		i := slices.IndexFunc(all, func(t ServerTool) bool { return t.Tool.Name == name })
-		if i < 0 {
-			return errorResult("tool", fmt.Sprintf("no tool named %q", name), "use a tool name from tools/list, e.g. content_list"), nil
-		}
-		t := all[i]
-		c := ScopeCheck{Check: "tool " + name}
-		switch {
-		case !slices.ContainsFunc(served, func(s ServerTool) bool { return s.Tool.Name == name }):
-			c.Reason = "not served by this keygate (disabled by --toolsets or --read-only)"
-			c.Fix = "restart keygate with the toolset enabled and without --read-only"
-		case t.Needs == "":
-			c.Allowed, c.Reason = true, "needs no scope"
-		default:
-			c = checkScope(call.Caller, auth.Scope{Action: t.Needs}, noCred)
-			c.Check = "tool " + name
-			if call.Caller != nil && call.Caller.Scopes.AllowsSome(t.Needs) && !call.Caller.Scopes.Allows(t.Needs, "") {
-				c.Allowed, c.Reason = true, "allowed for some types only: "+narrowedTypes(call.Caller.Scopes, t.Needs)
-			}
+		c, errRes := a.checkTool(call.Caller, name, noCred)
+		if errRes != nil {
+			return errRes, nil
 		}
 		checks = append(checks, c)
 	}
-	if pr.Inspect != nil && call.Caller != nil {
-		upstream, errRes := d.upstreamChecks(ctx, pr, ops, names, all)
+	if call.Provider.Inspect != nil && call.Caller != nil {
+		upstream, errRes := a.upstreamChecks(ctx, call.Provider, scopes, names)
 		if errRes != nil {
 			return errRes, nil
 		}
 		checks = combineChecks(checks, upstream)
 	}
-	res := map[string]any{"provider": pr.Name, "checks": checks}
+	return shape.OK(map[string]any{"provider": call.Provider.Name, "checks": checks}, renderChecks(checks)), nil
+}
+
+// parseOperations reads the scopes auth_check_scopes is asked about.
+func parseOperations(ops []string) ([]auth.Scope, *mcp.CallToolResult) {
+	out := make([]auth.Scope, 0, len(ops))
+	for i, op := range ops {
+		sc, err := auth.ParseScope(op)
+		if err != nil {
+			return nil, shape.Error(fmt.Sprintf("operations[%d]", i), err.Error(), "pass scopes such as content:read or content:write:posts")
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
+
+// toolsToCheck are the tools asked about: the one named, or every served
+// tool when neither a tool nor operations were given.
+func (args checkScopesArgs) toolsToCheck(c *catalog) []string {
+	switch {
+	case args.Tool != "":
+		return []string{args.Tool}
+	case len(args.Operations) == 0:
+		names := make([]string, 0, len(c.served))
+		for _, t := range c.served {
+			names = append(names, t.Tool.Name)
+		}
+		return names
+	}
+	return nil
+}
+
+// checkTool answers whether p may call the tool named name.
+func (a *authTools) checkTool(p *auth.Principal, name, noCred string) (ScopeCheck, *mcp.CallToolResult) {
+	t, served, ok := a.catalog.lookup(name)
+	if !ok {
+		return ScopeCheck{}, shape.Error("tool", fmt.Sprintf("no tool named %q", name), "use a tool name from tools/list, e.g. content_list")
+	}
+	c := ScopeCheck{Check: "tool " + name}
+	switch {
+	case !served:
+		c.Reason = "not served by this keygate (disabled by --toolsets or --read-only)"
+		c.Fix = "restart keygate with the toolset enabled and without --read-only"
+	case t.Needs == "":
+		c.Allowed, c.Reason = true, "needs no scope"
+	default:
+		c = checkScope(p, auth.Scope{Action: t.Needs}, noCred)
+		c.Check = "tool " + name
+		if p != nil && p.Scopes.AllowsSome(t.Needs) && !p.Scopes.Allows(t.Needs, "") {
+			c.Allowed, c.Reason = true, "allowed for some types only: "+narrowedTypes(p.Scopes, t.Needs)
+		}
+	}
+	return c, nil
+}
+
+func renderChecks(checks []ScopeCheck) string {
 	var b strings.Builder
 	for _, c := range checks {
 		verdict := "denied"
@@ -385,7 +415,7 @@ func (d *Deps) checkScopes(ctx context.Context, call *Call) (*mcp.CallToolResult
 		}
 		b.WriteString("\n")
 	}
-	return okResult(res, strings.TrimSuffix(b.String(), "\n")), nil
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // checkScope answers one scope question, failing closed when there is no
@@ -408,32 +438,30 @@ func checkScope(p *auth.Principal, want auth.Scope, noCred string) ScopeCheck {
 
 // upstreamChecks asks a remote provider whether its own credentials allow
 // the same operations (for a tool: the scope it needs). The answers line up
-// with checks: ops first, then tools; nil where the provider has no say
+// with checks: scopes first, then tools; nil where the provider has no say
 // (a tool that needs no scope).
-func (d *Deps) upstreamChecks(ctx context.Context, pr Provider, ops, tools []string, all []ServerTool) ([]*provider.Access, *mcp.CallToolResult) {
-	var scopes []provider.Operation
+func (a *authTools) upstreamChecks(ctx context.Context, pr Provider, scopes []auth.Scope, tools []string) ([]*provider.Access, *mcp.CallToolResult) {
+	var ops []provider.Operation
 	var at []int // index in the answer list of each asked operation
-	for i, op := range ops {
-		sc, _ := auth.ParseScope(op) // already validated
-		scopes, at = append(scopes, provider.Operation{Scope: sc}), append(at, i)
+	for i, sc := range scopes {
+		ops, at = append(ops, provider.Operation{Scope: sc}), append(at, i)
 	}
 	for j, name := range tools {
 		// A tool asks about itself: tools that need the same scope may
 		// do different things upstream.
-		i := slices.IndexFunc(all, func(t ServerTool) bool { return t.Tool.Name == name })
-		if all[i].Needs != "" {
-			scopes, at = append(scopes, provider.Operation{Scope: auth.Scope{Action: all[i].Needs}, Tool: name}), append(at, len(ops)+j)
+		if t, _, _ := a.catalog.lookup(name); t.Needs != "" {
+			ops, at = append(ops, provider.Operation{Scope: auth.Scope{Action: t.Needs}, Tool: name}), append(at, len(scopes)+j)
 		}
 	}
-	out := make([]*provider.Access, len(ops)+len(tools))
-	if len(scopes) == 0 {
+	out := make([]*provider.Access, len(scopes)+len(tools))
+	if len(ops) == 0 {
 		return out, nil
 	}
-	access, err := d.checkAccess(ctx, pr, scopes)
+	access, err := a.inspect.checkAccess(ctx, pr, ops)
 	if err != nil {
 		res, ferr := providerError(err, "")
 		if ferr != nil {
-			res = errorResult("provider", "could not check "+pr.Name+"'s credentials: "+upstreamDetail(err), "retry; auth_whoami checks reachability")
+			res = shape.Error("provider", "could not check "+pr.Name+"'s credentials: "+upstreamDetail(err), "retry; auth_whoami checks reachability")
 		}
 		return nil, res
 	}
@@ -483,27 +511,22 @@ func narrowedTypes(ss auth.Scopes, a auth.Action) string {
 	return strings.Join(types, ", ")
 }
 
-func (d *Deps) authenticate(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
-	if errRes != nil {
-		return errRes, nil
-	}
-	tok := strings.TrimSpace(call.Req.GetString("token", ""))
-	save := call.Req.GetBool("save", false)
-	if save && d.Identity.PerRequest() {
+func (a *authTools) authenticate(ctx context.Context, call *Call, args authenticateArgs) (*mcp.CallToolResult, error) {
+	tok := strings.TrimSpace(args.Token)
+	if args.Save && a.d.Identity.PerRequest() {
 		// Over HTTP the env file is the operator's, holding the token the
 		// server and any stdio keygate sharing it run on: no caller may
 		// replace it.
-		return errorResult("save", "over HTTP keygate never writes a caller's token into the operator's env file",
+		return shape.Error("save", "over HTTP keygate never writes a caller's token into the operator's env file",
 			"leave save out: the token then acts for this session only; or send it as the Authorization: Bearer header"), nil
 	}
 	if _, _, err := auth.ParseToken(tok); err != nil {
-		return errorResult("token", "not a valid keygate token (expected kg_pat_ followed by 51 letters and digits, with a valid checksum)",
+		return shape.Error("token", "not a valid keygate token (expected kg_pat_ followed by 51 letters and digits, with a valid checksum)",
 			"copy the whole token again; it is shown once when created"), nil
 	}
-	p, err := d.Identity.Verify(ctx, tok)
+	p, err := a.d.Identity.Verify(ctx, tok)
 	if errors.Is(err, auth.ErrInvalidToken) {
-		return errorResult("token", "invalid token", "check that the token is not revoked or expired (credentials_list), or create a new one"), nil
+		return shape.Error("token", "invalid token", "check that the token is not revoked or expired (credentials_list), or create a new one"), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("verifying token: %w", err)
@@ -511,21 +534,21 @@ func (d *Deps) authenticate(ctx context.Context, call *Call) (*mcp.CallToolResul
 	// Only a verified secret joins the redactor: anything else a caller
 	// sends could mask keygate's own output for everyone, and each value
 	// makes every later redaction pass slower.
-	d.Redactor.Add(tok)
+	a.d.Redactor.Add(tok)
 	cred := auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceSession}
-	if !d.Identity.SetSession(ctx, cred) {
-		return errorResult("token", "this connection has no lasting session to keep the token in (each request stands alone)",
+	if !a.d.Identity.SetSession(ctx, cred) {
+		return shape.Error("token", "this connection has no lasting session to keep the token in (each request stands alone)",
 			"send the token as the Authorization: Bearer header, or set KEYGATE_TOKEN"), nil
 	}
 	saved := ""
-	if save {
-		if err := auth.SetEnvVar(d.EnvFile, EnvTokenVar, tok, auth.EnvWriteOptions{Overwrite: true}); err != nil {
-			return errorResult("save", "the token is in use for this session but could not be saved: "+err.Error(), "check that the env file's directory is writable"), nil
+	if args.Save {
+		if err := auth.SetEnvVar(a.d.EnvFile, EnvTokenVar, tok, auth.EnvWriteOptions{Overwrite: true}); err != nil {
+			return shape.Error("save", "the token is in use for this session but could not be saved: "+err.Error(), "check that the env file's directory is writable"), nil
 		}
-		saved = d.EnvFile
+		saved = a.d.EnvFile
 	}
 	out := map[string]any{
-		"provider": pr.Name, "authenticated": true, "key_id": p.KeyID, "owner": p.Name,
+		"provider": call.Provider.Name, "authenticated": true, "key_id": p.KeyID, "owner": p.Name,
 		"masked": auth.Mask(tok), "scopes": p.Scopes.Strings(), "expires_at": timePtr(p.ExpiresAt),
 		"session_only": saved == "", "saved_to": saved,
 	}
@@ -533,7 +556,7 @@ func (d *Deps) authenticate(ctx context.Context, call *Call) (*mcp.CallToolResul
 	if saved != "" {
 		text += "; saved to " + saved + " as " + EnvTokenVar
 	}
-	return okResult(out, text), nil
+	return shape.OK(out, text), nil
 }
 
 func timePtr(t time.Time) *time.Time {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/keygate/keygate/shape"
 )
 
 const confirmID = "confirm"
@@ -14,12 +16,12 @@ const confirmID = "confirm"
 // model's own confirm flag does not count; otherwise confirm: true is
 // required. It returns a non-nil result when the call must stop here: a
 // prompt to show, a refusal, or the user's "no".
-func confirmDestructive(ctx context.Context, req mcp.CallToolRequest, message string) *mcp.CallToolResult {
-	if ans := server.ElicitationResponse(req.Params.InputResponses, confirmID); ans != nil {
+func confirmDestructive(ctx context.Context, call *Call, args Confirmation, message string) *mcp.CallToolResult {
+	if ans := server.ElicitationResponse(call.Req.Params.InputResponses, confirmID); ans != nil {
 		if ans.Action == mcp.ElicitationResponseActionAccept && approved(ans.Content) {
 			return nil
 		}
-		return okResult(map[string]any{"cancelled": true, "changed": false},
+		return shape.OK(map[string]any{"cancelled": true, "changed": false},
 			"cancelled: the user did not approve; nothing was changed")
 	}
 	if clientCanElicit(ctx) {
@@ -35,10 +37,10 @@ func confirmDestructive(ctx context.Context, req mcp.CallToolRequest, message st
 			},
 		}).ToolResult()
 	}
-	if req.GetBool("confirm", false) {
+	if args.Confirm {
 		return nil
 	}
-	return errorResult("confirm", message+" This client cannot show a confirmation prompt",
+	return shape.Error("confirm", message+" This client cannot show a confirmation prompt",
 		"ask the user, then call again with confirm: true (or dry_run: true to preview)")
 }
 

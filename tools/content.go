@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,11 +11,8 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
-)
-
-const (
-	defaultLimit = 20
-	maxLimit     = 100
+	"github.com/keygate/keygate/query"
+	"github.com/keygate/keygate/shape"
 )
 
 func typeArg() mcp.ToolOption {
@@ -40,108 +38,134 @@ func statusArg(desc string) mcp.ToolOption {
 	return mcp.WithString("status", mcp.Description(desc), mcp.Enum(provider.StatusDraft, provider.StatusPublished))
 }
 
-func contentTools(d *Deps) []ServerTool {
+// contentTools read and write a provider's content.
+type contentTools struct {
+	d *Deps
+}
+
+type contentTypesArgs struct {
+	Common
+	Budget
+	Cursor string `json:"cursor"`
+}
+
+type contentListArgs struct {
+	Common
+	TypeArg
+	Budget
+	Filter map[string]any `json:"filter"`
+	Fields []string       `json:"fields"`
+	Sort   string         `json:"sort"`
+	Limit  float64        `json:"limit"`
+	Cursor string         `json:"cursor"`
+	Status string         `json:"status"`
+}
+
+type contentGetArgs struct {
+	Common
+	TypeArg
+	Budget
+	ID     string   `json:"id"`
+	Slug   string   `json:"slug"`
+	Fields []string `json:"fields"`
+	Cursor string   `json:"cursor"`
+}
+
+type contentCreateArgs struct {
+	Common
+	TypeArg
+	Title  string          `json:"title"`
+	Slug   string          `json:"slug"`
+	Status string          `json:"status"`
+	Fields json.RawMessage `json:"fields"`
+}
+
+type contentUpdateArgs struct {
+	Common
+	TypeArg
+	ID              string          `json:"id"`
+	Title           *string         `json:"title"`
+	Slug            *string         `json:"slug"`
+	Status          *string         `json:"status"`
+	Fields          json.RawMessage `json:"fields"`
+	ExpectedVersion *float64        `json:"expected_version"`
+}
+
+type contentDeleteArgs struct {
+	Common
+	TypeArg
+	Confirmation
+	ID string `json:"id"`
+}
+
+func (c *contentTools) tools() []ServerTool {
 	return []ServerTool{
-		{
-			Toolset: ToolsetContent, Needs: auth.ContentRead, Handler: d.contentTypes,
-			Tool: mcp.NewTool("content_types",
-				mcp.WithTitleAnnotation("List content types"),
-				mcp.WithDescription("List the content types you can read, with their known fields and object counts. Call this before content_list when you do not know the type names."),
-				providerArg(), maxBytesArg(), formatArg(), listCursorArg(),
-				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)),
-		},
-		{
-			Toolset: ToolsetContent, Needs: auth.ContentRead, Handler: d.contentList,
-			Tool: mcp.NewTool("content_list",
-				mcp.WithTitleAnnotation("List content"),
-				mcp.WithDescription("List objects of one type, newest first, with filtering, field selection, sorting and paging. Returns a compact summary (id, slug, title, status, modified_at) unless fields is given, the total count, and next_cursor when more pages exist."),
-				providerArg(), typeArg(),
-				mcp.WithObject("filter", mcp.Description(`Match field values. Keys: id, slug, title, status, version, created_at, modified_at, or a field path such as "fields.author" (a bare name means a field). Values: a value for equality, or an operator object: {"$in": [..]}, {"$ne": v}, {"$gt": v}, {"$gte": v}, {"$lt": v}, {"$lte": v}. Example: {"fields.author": "ada", "fields.views": {"$gt": 100}}.`)),
-				projectionArg("Default: id, slug, title, status, modified_at."),
-				mcp.WithString("sort", mcp.Description("Comma-separated keys, - for descending, e.g. \"-modified_at\" or \"fields.author,title\". Default: -modified_at."), mcp.MaxLength(200)),
-				mcp.WithNumber("limit", mcp.Description("Objects per page, 1 to 100 (default 20)."), mcp.Min(1), mcp.Max(maxLimit), mcp.DefaultNumber(defaultLimit)),
-				mcp.WithString("cursor", mcp.Description("next_cursor from the previous page of the same query."), mcp.MaxLength(512)),
-				statusArg("Only objects with this status (default: any)."),
-				maxBytesArg(), formatArg(),
-				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)),
-		},
-		{
-			Toolset: ToolsetContent, Needs: auth.ContentRead, Handler: d.contentGet,
-			Tool: mcp.NewTool("content_get",
-				mcp.WithTitleAnnotation("Get content"),
-				mcp.WithDescription("Get one object by id or by slug (give exactly one). Returns the whole object, including its version for content_update, unless fields is given. Values too large for max_bytes are shortened and listed under truncated, each with a cursor: call content_get again with type and that cursor (instead of id) to read the rest."),
-				providerArg(), typeArg(),
-				idArg(false, "The object's id."),
-				mcp.WithString("slug", mcp.Description("The object's slug, instead of id."), mcp.Pattern(provider.SlugPattern.String())),
-				projectionArg("Default: the whole object."),
-				mcp.WithString("cursor", mcp.Description("A cursor from the truncated list of an earlier content_get: returns the next part of that value."), mcp.MaxLength(1024)),
-				maxBytesArg(), formatArg(),
-				mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)),
-		},
-		{
-			Toolset: ToolsetContent, Needs: auth.ContentWrite, Handler: d.contentCreate,
-			Tool: mcp.NewTool("content_create",
-				mcp.WithTitleAnnotation("Create content"),
-				mcp.WithDescription("Create an object. The slug is derived from the title when left out; a slug already used in the type is refused. New objects are drafts unless status is \"published\"."),
-				providerArg(), typeArg(),
-				mcp.WithString("title", mcp.Required(), mcp.Description("Title, 1 to 300 characters."), mcp.MinLength(1), mcp.MaxLength(300)),
-				mcp.WithString("slug", mcp.Description("URL name: lower-case letters, digits and single hyphens. Default: derived from the title."), mcp.Pattern(provider.SlugPattern.String()), mcp.MaxLength(128)),
-				statusArg("draft (default) or published."),
-				mcp.WithObject("fields", mcp.Required(), mcp.Description("The type's field values as a JSON object, e.g. {\"body\": \"...\", \"author\": \"ada\"}. content_types lists known fields.")),
-				mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true)),
-		},
-		{
-			Toolset: ToolsetContent, Needs: auth.ContentWrite, Handler: d.contentUpdate,
-			Tool: mcp.NewTool("content_update",
-				mcp.WithTitleAnnotation("Update content"),
-				mcp.WithDescription("Change some attributes of an object; what you leave out stays. fields is merged key by key (null removes a key). Pass expected_version (from content_get) to refuse the update if someone changed the object meanwhile."),
-				providerArg(), typeArg(),
-				idArg(true, "The object's id."),
-				mcp.WithString("title", mcp.Description("New title."), mcp.MinLength(1), mcp.MaxLength(300)),
-				mcp.WithString("slug", mcp.Description("New slug."), mcp.Pattern(provider.SlugPattern.String()), mcp.MaxLength(128)),
-				statusArg("New status."),
-				mcp.WithObject("fields", mcp.Description("Field values to set; null removes a field.")),
-				mcp.WithNumber("expected_version", mcp.Description("The version you read; the update is refused if the object has moved on."), mcp.Min(1)),
-				mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
-				mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true)),
-		},
-		{
-			Toolset: ToolsetContent, Needs: auth.ContentDelete, Handler: d.contentDelete,
-			Tool: mcp.NewTool("content_delete",
-				append([]mcp.ToolOption{
-					mcp.WithTitleAnnotation("Delete content"),
-					mcp.WithDescription("Delete an object for good. The user is asked to confirm; use dry_run to see what would be deleted."),
-					providerArg(), typeArg(), idArg(true, "The object's id."),
-					mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(true),
-					mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true),
-				}, confirmArgs()...)...),
-		},
+		newTool(ToolsetContent, auth.ContentRead, mcp.NewTool("content_types",
+			mcp.WithTitleAnnotation("List content types"),
+			mcp.WithDescription("List the content types you can read, with their known fields and object counts. Call this before content_list when you do not know the type names."),
+			providerArg(), maxBytesArg(), formatArg(), listCursorArg(),
+			mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
+			mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)), c.types),
+		newTool(ToolsetContent, auth.ContentRead, mcp.NewTool("content_list",
+			mcp.WithTitleAnnotation("List content"),
+			mcp.WithDescription("List objects of one type, newest first, with filtering, field selection, sorting and paging. Returns a compact summary (id, slug, title, status, modified_at) unless fields is given, the total count (exact up to 1,000; past that keygate's own store stops counting and says 1,000+ with total_is_lower_bound), and next_cursor when more pages exist."),
+			providerArg(), typeArg(),
+			mcp.WithObject("filter", mcp.Description(`Match field values. Keys: id, slug, title, status, version, created_at, modified_at, or a field path such as "fields.author" (a bare name means a field). Values: a value for equality, or an operator object: {"$in": [..]}, {"$ne": v}, {"$gt": v}, {"$gte": v}, {"$lt": v}, {"$lte": v}. Example: {"fields.author": "ada", "fields.views": {"$gt": 100}}.`)),
+			projectionArg("Default: id, slug, title, status, modified_at."),
+			mcp.WithString("sort", mcp.Description("Comma-separated keys, - for descending, e.g. \"-modified_at\" or \"fields.author,title\". Default: -modified_at."), mcp.MaxLength(200)),
+			mcp.WithNumber("limit", mcp.Description("Objects per page, 1 to 100 (default 20)."), mcp.Min(1), mcp.Max(query.MaxLimit), mcp.DefaultNumber(query.DefaultLimit)),
+			mcp.WithString("cursor", mcp.Description("next_cursor from the previous page of the same query."), mcp.MaxLength(512)),
+			statusArg("Only objects with this status (default: any)."),
+			maxBytesArg(), formatArg(),
+			mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
+			mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)), c.list),
+		newTool(ToolsetContent, auth.ContentRead, mcp.NewTool("content_get",
+			mcp.WithTitleAnnotation("Get content"),
+			mcp.WithDescription("Get one object by id or by slug (give exactly one). Returns the whole object, including its version for content_update, unless fields is given. Values too large for max_bytes are shortened and listed under truncated, each with a cursor: call content_get again with type and that cursor (instead of id) to read the rest."),
+			providerArg(), typeArg(),
+			idArg(false, "The object's id."),
+			mcp.WithString("slug", mcp.Description("The object's slug, instead of id."), mcp.Pattern(provider.SlugPattern.String())),
+			projectionArg("Default: the whole object."),
+			mcp.WithString("cursor", mcp.Description("A cursor from the truncated list of an earlier content_get: returns the next part of that value."), mcp.MaxLength(1024)),
+			maxBytesArg(), formatArg(),
+			mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
+			mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true)), c.get),
+		newTool(ToolsetContent, auth.ContentWrite, mcp.NewTool("content_create",
+			mcp.WithTitleAnnotation("Create content"),
+			mcp.WithDescription("Create an object. The slug is derived from the title when left out; a slug already used in the type is refused. New objects are drafts unless status is \"published\"."),
+			providerArg(), typeArg(),
+			mcp.WithString("title", mcp.Required(), mcp.Description("Title, 1 to 300 characters."), mcp.MinLength(1), mcp.MaxLength(300)),
+			mcp.WithString("slug", mcp.Description("URL name: lower-case letters, digits and single hyphens. Default: derived from the title."), mcp.Pattern(provider.SlugPattern.String()), mcp.MaxLength(128)),
+			statusArg("draft (default) or published."),
+			mcp.WithObject("fields", mcp.Description("The type's field values as a JSON object, e.g. {\"body\": \"...\", \"author\": \"ada\"}. content_types lists known fields. Default: {} (no fields).")),
+			mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
+			mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true)), c.create),
+		newTool(ToolsetContent, auth.ContentWrite, mcp.NewTool("content_update",
+			mcp.WithTitleAnnotation("Update content"),
+			mcp.WithDescription("Change some attributes of an object; what you leave out stays. fields is merged key by key (null removes a key). Pass expected_version (from content_get) to refuse the update if someone changed the object meanwhile."),
+			providerArg(), typeArg(),
+			idArg(true, "The object's id."),
+			mcp.WithString("title", mcp.Description("New title."), mcp.MinLength(1), mcp.MaxLength(300)),
+			mcp.WithString("slug", mcp.Description("New slug."), mcp.Pattern(provider.SlugPattern.String()), mcp.MaxLength(128)),
+			statusArg("New status."),
+			mcp.WithObject("fields", mcp.Description("Field values to set; null removes a field.")),
+			mcp.WithNumber("expected_version", mcp.Description("The version you read; the update is refused if the object has moved on."), mcp.Min(1)),
+			mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(false),
+			mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true)), c.update),
+		newTool(ToolsetContent, auth.ContentDelete, mcp.NewTool("content_delete",
+			append([]mcp.ToolOption{
+				mcp.WithTitleAnnotation("Delete content"),
+				mcp.WithDescription("Delete an object for good. The user is asked to confirm; use dry_run to see what would be deleted."),
+				providerArg(), typeArg(), idArg(true, "The object's id."),
+				mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(true),
+				mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(true),
+			}, confirmArgs()...)...), c.delete),
 	}
 }
 
-// typeAllowed refuses a call on a type the caller's scopes do not reach.
-func typeAllowed(call *Call, a auth.Action, typ string) *mcp.CallToolResult {
-	if call.Caller.Scopes.Allows(a, typ) {
-		return nil
-	}
-	return errorResult("type", fmt.Sprintf("insufficient_scope: your credential does not grant %s on %q (it holds %s)", a, typ, scopeList(call.Caller.Scopes)),
-		fmt.Sprintf("use a type you may access, or a key with %s:%s", a, typ))
-}
-
-func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
-	if errRes != nil {
-		return errRes, nil
-	}
-	budget, errRes := readMaxBytes(call)
-	if errRes != nil {
-		return errRes, nil
-	}
-	offset, errRes := readOffsetCursor(call, "types/"+pr.Name)
+func (c *contentTools) types(ctx context.Context, call *Call, args contentTypesArgs) (*mcp.CallToolResult, error) {
+	pr := call.Provider
+	offset, errRes := readOffsetCursor(args.Cursor, "types/"+pr.Name)
 	if errRes != nil {
 		return errRes, nil
 	}
@@ -152,22 +176,31 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 	readable := []provider.ContentType{}
 	for _, t := range all {
 		if call.Caller.Scopes.Allows(auth.ContentRead, t.Name) {
-			readable = append(readable, sanitizeType(t))
+			readable = append(readable, shape.SanitizeType(t))
 		}
 	}
-	types, next := pageItems(readable, offset, budget-envelopeBytes)
-	if types == nil {
-		types = []provider.ContentType{}
-	}
-	out := map[string]any{"provider": pr.Name, "types": types, "content_trust": untrustedNotice}
+	return shape.FitResult(args.maxBytes(), func(room int) *mcp.CallToolResult {
+		types, next := shape.PageItems(readable, offset, room)
+		if types == nil {
+			types = []provider.ContentType{}
+		}
+		out := map[string]any{"provider": pr.Name, "types": types, "content_trust": shape.UntrustedNotice}
+		if next > 0 {
+			out["next_cursor"], out["truncated"] = query.OffsetCursor("types/"+pr.Name, next), true
+		}
+		return shapedResult(args.Format, out, func() string { return renderTypes(pr.Name, types, len(readable), out["next_cursor"]) })
+	}), nil
+}
+
+// renderTypes is content_types' text: type names, descriptions and field
+// names are the provider's words, fenced as data like content.
+func renderTypes(providerName string, types []provider.ContentType, readable int, next any) string {
 	var b strings.Builder
-	// Type names, descriptions and field names are the provider's words:
-	// fenced as data, like content.
 	if len(types) > 0 {
-		fmt.Fprintf(&b, "--- data from %s (%s) ---\n", pr.Name, untrustedNotice)
+		fmt.Fprintf(&b, "--- data from %s (%s) ---\n", providerName, shape.UntrustedNotice)
 	}
 	for _, t := range types {
-		b.WriteString(lineStart(t.Name))
+		b.WriteString(shape.LineStart(t.Name))
 		if t.Count >= 0 {
 			fmt.Fprintf(&b, " (%d objects)", t.Count)
 		} else {
@@ -177,185 +210,118 @@ func (d *Deps) contentTypes(ctx context.Context, call *Call) (*mcp.CallToolResul
 			fmt.Fprintf(&b, ": %s", strings.Join(t.Fields, ", "))
 		}
 		if t.Description != "" {
-			fmt.Fprintf(&b, " - %s", oneLine(t.Description))
+			fmt.Fprintf(&b, " - %s", shape.OneLine(t.Description))
 		}
 		b.WriteString("\n")
 	}
 	if len(types) > 0 {
 		b.WriteString("--- end of data ---\n")
 	}
-	if len(readable) == 0 {
+	if readable == 0 {
 		b.WriteString("no content types you can read")
 	}
-	if next > 0 {
-		out["next_cursor"], out["truncated"] = offsetCursor("types/"+pr.Name, next), true
-		fmt.Fprintf(&b, "TRUNCATED: %d of %d types shown (max_bytes); next_cursor=%s", len(types), len(readable), out["next_cursor"])
+	if next != nil {
+		fmt.Fprintf(&b, "TRUNCATED: %d of %d types shown (max_bytes); next_cursor=%s", len(types), readable, next)
 	}
-	return shapedResult(call, out, func() string { return strings.TrimSuffix(b.String(), "\n") }), nil
-}
-
-// sanitizeType is a content type as the model may see it. Its name and
-// field names are identifiers, kept on one line even in the structured
-// content; the description is text, sanitised.
-func sanitizeType(t provider.ContentType) provider.ContentType {
-	t.Name, t.Description = oneLine(t.Name), sanitizeString(t.Description)
-	if t.Fields != nil {
-		fields := make([]string, len(t.Fields))
-		for i, f := range t.Fields {
-			fields[i] = oneLine(f)
-		}
-		t.Fields = fields
-	}
-	return t
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // writeResult answers a write with the object as stored, shaped like a
 // content_get result within the default budget: a write of a 1 MB body must
 // not echo 1 MB back to the model.
 func writeResult(pr Provider, verb string, obj provider.Object) (*mcp.CallToolResult, error) {
-	m, err := wholeObject(obj)
+	m, err := shape.WholeObject(obj)
 	if err != nil {
 		return nil, err
 	}
-	res := GetResult{Provider: pr.Name, Object: m, Content: untrustedNotice}
-	if encodedLen(m) > defaultMaxBytes-envelopeBytes {
-		if fitted, cuts, ok := fit(any(m), defaultMaxBytes-envelopeBytes); ok {
-			res.Object, res.Cuts = fitted.(map[string]any), cuts
-		} else {
-			res.Object = summary(obj)
+	return shape.FitResult(shape.DefaultMaxBytes, func(room int) *mcp.CallToolResult {
+		res := GetResult{Provider: pr.Name, Object: m, Content: shape.UntrustedNotice}
+		if shape.EncodedLen(m) > room {
+			if fitted, cuts, ok := shape.Fit(any(m), room); ok {
+				res.Object, res.Cuts = fitted.(map[string]any), cuts
+			} else {
+				res.Object = shape.Summary(obj)
+			}
 		}
-	}
-	out := map[string]any{"provider": pr.Name, verb: true, "object": res.Object, "content_trust": untrustedNotice}
-	if len(res.Cuts) > 0 {
-		out["truncated"] = res.Cuts
-	}
-	return okResult(out, verb+" "+renderGet(res, nil)), nil
+		out := map[string]any{"provider": pr.Name, verb: true, "object": res.Object, "content_trust": shape.UntrustedNotice}
+		if len(res.Cuts) > 0 {
+			out["truncated"] = res.Cuts
+		}
+		return shape.OK(out, verb+" "+renderGet(res, nil))
+	}), nil
 }
 
-// objectFields reads the fields argument as a JSON object.
-func objectFields(args map[string]any) (json.RawMessage, *mcp.CallToolResult) {
-	raw, ok := args["fields"]
-	if !ok || raw == nil {
-		return nil, nil
+// objectFields is a fields argument as JSON; JSON null is no fields.
+func objectFields(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
 	}
-	if _, ok := raw.(map[string]any); !ok {
-		return nil, errorResult("fields", "must be a JSON object", `write {"name": value}`)
-	}
-	b, err := json.Marshal(raw)
-	if err != nil {
-		return nil, errorResult("fields", "cannot be encoded as JSON", "send plain strings, numbers, booleans, lists and objects")
-	}
-	return b, nil
+	return raw
 }
 
-func (d *Deps) contentCreate(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	args := call.Req.GetArguments()
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
-	if errRes != nil {
-		return errRes, nil
-	}
-	typ := call.Req.GetString("type", "")
-	if r := typeAllowed(call, auth.ContentWrite, typ); r != nil {
-		return r, nil
-	}
-	title := strings.TrimSpace(call.Req.GetString("title", ""))
+func (c *contentTools) create(ctx context.Context, call *Call, args contentCreateArgs) (*mcp.CallToolResult, error) {
+	title := strings.TrimSpace(args.Title)
 	if title == "" {
-		return errorResult("title", "is required and cannot be blank", "give the object a title"), nil
+		return shape.Error("title", "is required and cannot be blank", "give the object a title"), nil
 	}
-	slug := call.Req.GetString("slug", "")
+	slug := args.Slug
 	if slug == "" {
 		// Slugify the redacted title: a key pasted into a title must not
 		// live on, lower-cased and hyphenated, in the slug where no key
 		// pattern would recognise it.
-		if slug = provider.Slugify(d.Redactor.Redact(title)); slug == "" {
-			return errorResult("slug", "cannot be derived from this title (no letters or digits)", "pass a slug such as \"my-post\""), nil
+		if slug = provider.Slugify(c.d.Redactor.Redact(title)); slug == "" {
+			return shape.Error("slug", "cannot be derived from this title (no letters or digits)", "pass a slug such as \"my-post\""), nil
 		}
 	}
-	fields, r := objectFields(args)
-	if r != nil {
-		return r, nil
-	}
+	fields := objectFields(args.Fields)
 	if fields == nil {
-		return errorResult("fields", "is required", "pass the field values as an object, {} if there are none"), nil
+		fields = json.RawMessage(`{}`) // a title-only object
 	}
-	obj, err := pr.Content.Create(ctx, provider.NewObject{Type: typ, Title: title, Slug: slug,
-		Status: call.Req.GetString("status", provider.StatusDraft), Fields: fields})
+	status := cmp.Or(args.Status, provider.StatusDraft)
+	obj, err := call.Provider.Content.Create(ctx, provider.NewObject{Type: args.Type, Title: title, Slug: slug, Status: status, Fields: fields})
 	if err != nil {
-		return providerError(err, typ)
+		return providerError(err, args.Type)
 	}
-	return writeResult(pr, "created", obj)
+	return writeResult(call.Provider, "created", obj)
 }
 
-func (d *Deps) contentUpdate(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	args := call.Req.GetArguments()
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
-	if errRes != nil {
-		return errRes, nil
-	}
-	typ := call.Req.GetString("type", "")
-	if r := typeAllowed(call, auth.ContentWrite, typ); r != nil {
-		return r, nil
-	}
-	p := provider.Patch{Type: typ, ID: call.Req.GetString("id", "")}
-	for name, dst := range map[string]**string{"title": &p.Title, "slug": &p.Slug, "status": &p.Status} {
-		if v, ok := args[name].(string); ok {
-			*dst = &v
-		}
-	}
+func (c *contentTools) update(ctx context.Context, call *Call, args contentUpdateArgs) (*mcp.CallToolResult, error) {
+	p := provider.Patch{Type: args.Type, ID: args.ID, Title: args.Title, Slug: args.Slug, Status: args.Status, Fields: objectFields(args.Fields)}
 	if p.Title != nil && strings.TrimSpace(*p.Title) == "" {
-		return errorResult("title", "cannot be blank", "leave title out to keep it, or give a new one"), nil
+		return shape.Error("title", "cannot be blank", "leave title out to keep it, or give a new one"), nil
 	}
-	fields, r := objectFields(args)
-	if r != nil {
-		return r, nil
-	}
-	p.Fields = fields
-	if _, ok := args["expected_version"]; ok {
-		v := int64(call.Req.GetInt("expected_version", 0))
+	if args.ExpectedVersion != nil {
+		v := int64(*args.ExpectedVersion)
 		p.ExpectedVersion = &v
 	}
 	if p.Title == nil && p.Slug == nil && p.Status == nil && p.Fields == nil {
-		return errorResult("", "nothing to update", "pass at least one of title, slug, status or fields"), nil
+		return shape.Error("", "nothing to update", "pass at least one of title, slug, status or fields"), nil
 	}
-	obj, err := pr.Content.Update(ctx, p)
+	obj, err := call.Provider.Content.Update(ctx, p)
 	if err != nil {
-		return providerError(err, typ)
+		return providerError(err, args.Type)
 	}
-	return writeResult(pr, "updated", obj)
+	return writeResult(call.Provider, "updated", obj)
 }
 
-func (d *Deps) contentDelete(ctx context.Context, call *Call) (*mcp.CallToolResult, error) {
-	pr, errRes := d.Providers.Pick(call.Req.GetString("provider", ""))
-	if errRes != nil {
-		return errRes, nil
-	}
-	typ := call.Req.GetString("type", "")
-	if r := typeAllowed(call, auth.ContentDelete, typ); r != nil {
-		return r, nil
-	}
-	id := call.Req.GetString("id", "")
-	obj, err := pr.Content.Get(ctx, typ, provider.Ref{ID: id})
+func (c *contentTools) delete(ctx context.Context, call *Call, args contentDeleteArgs) (*mcp.CallToolResult, error) {
+	pr, typ := call.Provider, args.Type
+	obj, err := pr.Content.Get(ctx, typ, provider.Ref{ID: args.ID})
 	if err != nil {
 		return providerError(err, typ)
 	}
-	what := fmt.Sprintf("Delete %s %s %q (%s, version %d)? This cannot be undone.", typ, oneLine(obj.ID), oneLine(obj.Title), oneLine(obj.Status), obj.Version)
-	if call.Req.GetBool("dry_run", false) {
-		return okResult(map[string]any{"provider": pr.Name, "dry_run": true, "would_delete": summary(obj)},
-			fmt.Sprintf("dry run: would delete %s %s %s [%s] v%d; nothing was changed", typ, oneLine(obj.ID), oneLine(obj.Title), oneLine(obj.Status), obj.Version)), nil
+	if args.DryRun {
+		return shape.OK(map[string]any{"provider": pr.Name, "dry_run": true, "would_delete": shape.Summary(obj)},
+			fmt.Sprintf("dry run: would delete %s %s %s [%s] v%d; nothing was changed", typ, shape.OneLine(obj.ID), shape.OneLine(obj.Title), shape.OneLine(obj.Status), obj.Version)), nil
 	}
-	if r := confirmDestructive(ctx, call.Req, what); r != nil {
+	what := fmt.Sprintf("Delete %s %s %q (%s, version %d)? This cannot be undone.", typ, shape.OneLine(obj.ID), shape.OneLine(obj.Title), shape.OneLine(obj.Status), obj.Version)
+	if r := confirmDestructive(ctx, call, args.Confirmation, what); r != nil {
 		return r, nil
 	}
-	deleted, err := pr.Content.Delete(ctx, typ, id)
+	deleted, err := pr.Content.Delete(ctx, typ, args.ID)
 	if err != nil {
 		return providerError(err, typ)
 	}
-	return okResult(map[string]any{"provider": pr.Name, "deleted": true, "object": summary(deleted)},
-		fmt.Sprintf("deleted %s %s %q", typ, oneLine(deleted.ID), oneLine(deleted.Title))), nil
-}
-
-// summary is an object's attributes, sanitised, without its fields.
-func summary(o provider.Object) map[string]any {
-	return map[string]any{"id": sanitizeString(o.ID), "type": sanitizeString(o.Type), "slug": sanitizeString(o.Slug),
-		"title": sanitizeString(o.Title), "status": sanitizeString(o.Status), "version": o.Version}
+	return shape.OK(map[string]any{"provider": pr.Name, "deleted": true, "object": shape.Summary(deleted)},
+		fmt.Sprintf("deleted %s %s %q", typ, shape.OneLine(deleted.ID), shape.OneLine(deleted.Title))), nil
 }

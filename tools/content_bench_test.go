@@ -18,11 +18,14 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/credentials"
+	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cosmic"
 	"github.com/keygate/keygate/provider/cosmic/cosmictest"
 	"github.com/keygate/keygate/provider/local"
+	"github.com/keygate/keygate/query"
+	"github.com/keygate/keygate/shape"
 )
 
 // Benchmarks for the figures in bench/README.md: one content_get or
@@ -73,18 +76,13 @@ func newBenchEnv(b *testing.B, n int) *benchEnv {
 	}
 	redactor := auth.NewRedactor()
 	redactor.Add(issued.Secret.Reveal())
-	deps := &Deps{
-		Providers: NewProviders(Provider{Name: "local", Content: store, Ring: credentials.Ring{Provider: "local", Local: true}}),
-		// The verification cache, as main.go sets it up: a call verifies
-		// its token against the store at most once a second.
-		Identity: identity.NewIdentity(identity.NewCachingVerifier(store, identity.DefaultVerifyCacheTTL, nil),
-			auth.Credential{Secret: issued.Secret, Source: auth.SourceEnvFile, Var: EnvTokenVar}),
-		Redactor: redactor,
-		EnvFile:  filepath.Join(dir, ".env"),
-		// The text handler and redacting ReplaceAttr, as in main.go, into
-		// a discarding writer.
-		Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{ReplaceAttr: redactor.SlogReplaceAttr})),
-	}
+	// The verification cache and the redacting text logger, as main.go
+	// sets them up: a call verifies its token against the store at most
+	// once a second, and logs into a discarding writer.
+	ident := identity.NewIdentity(identity.NewCachingVerifier(store, identity.DefaultVerifyCacheTTL, nil),
+		auth.Credential{Secret: issued.Secret, Source: auth.SourceEnvFile, Var: EnvTokenVar})
+	deps := newDeps(store, ident, redactor, delivery.Places{EnvFile: filepath.Join(dir, ".env"), KeysDir: filepath.Join(dir, "keys")},
+		slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{ReplaceAttr: redactor.SlogReplaceAttr})), nil)
 	s, _, err := NewServer(deps, Options{Version: "bench"})
 	if err != nil {
 		b.Fatal(err)
@@ -181,11 +179,11 @@ func BenchmarkCallSteps(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	whole, err := wholeObject(obj)
+	whole, err := shape.WholeObject(obj)
 	if err != nil {
 		b.Fatal(err)
 	}
-	res := GetResult{Provider: "local", Object: whole, Content: untrustedNotice}
+	res := GetResult{Provider: "local", Object: whole, Content: shape.UntrustedNotice}
 	text := renderGet(res, nil)
 
 	b.Run("verify credential (Identity.Resolve, cached)", func(b *testing.B) {
@@ -219,7 +217,7 @@ func BenchmarkCallSteps(b *testing.B) {
 	})
 	b.Run("wholeObject (decode, sanitise)", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := wholeObject(obj); err != nil {
+			if _, err := shape.WholeObject(obj); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -243,7 +241,7 @@ func BenchmarkCallSteps(b *testing.B) {
 	b.Run("redactResult", func(b *testing.B) {
 		for b.Loop() {
 			r := mcp.NewToolResultStructured(res.encode(objJSON), text)
-			redactResult(e.deps.Redactor, r, nil)
+			shape.Redact(e.deps.Redactor, r, nil)
 		}
 	})
 	b.Run("log line", func(b *testing.B) {
@@ -263,12 +261,12 @@ func BenchmarkProject(b *testing.B) {
 		name  string
 		paths []string
 	}{
-		{"default list fields", defaultListFields},
+		{"default list fields", query.DefaultListFields},
 		{"title+author+tags", []string{"title", "fields.author", "fields.tags"}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := project(obj, c.paths); err != nil {
+				if _, err := shape.Project(obj, c.paths); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -285,19 +283,19 @@ func BenchmarkFit(b *testing.B) {
 	}
 	v := map[string]any{"id": "obj_x", "title": "Big", "fields": map[string]any{
 		"body": strings.Repeat("All work and no play makes a long post. ", 1600), "tags": tags, "author": "ada"}}
-	budget := defaultMaxBytes - envelopeBytes
-	if _, _, ok := fit(v, budget); !ok {
+	budget := shape.DefaultMaxBytes - shape.EnvelopeBytes
+	if _, _, ok := shape.Fit(v, budget); !ok {
 		b.Fatal("does not fit")
 	}
 	b.Run("over budget", func(b *testing.B) {
 		for b.Loop() {
-			fit(v, budget)
+			shape.Fit(v, budget)
 		}
 	})
 	small := map[string]any{"id": "obj_x", "title": "Small", "fields": map[string]any{"body": "short", "author": "ada"}}
 	b.Run("within budget", func(b *testing.B) {
 		for b.Loop() {
-			fit(small, budget)
+			shape.Fit(small, budget)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/shape"
 )
 
 // content_get's fast path (the object encoded once, reused for the
@@ -18,13 +19,13 @@ func TestGetResultFromEncodedObject(t *testing.T) {
 		`{"we\"ird.key":"line\nbreak","--- end of data ---":"\u2028"}`,
 		`{}`,
 	} {
-		m, err := wholeObject(provider.Object{ID: "obj_1", Type: "posts", Slug: "s", Title: "T <b>", Status: "draft", Version: 2,
+		m, err := shape.WholeObject(provider.Object{ID: "obj_1", Type: "posts", Slug: "s", Title: "T <b>", Status: "draft", Version: 2,
 			Fields: json.RawMessage(fields), CreatedAt: at, ModifiedAt: at})
 		if err != nil {
 			t.Fatal(err)
 		}
-		res := GetResult{Provider: "local", Object: m, Content: untrustedNotice}
-		objJSON, err := marshalValue(m)
+		res := GetResult{Provider: "local", Object: m, Content: shape.UntrustedNotice}
+		objJSON, err := shape.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,9 +1,12 @@
 package tools
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/keygate/keygate/provider"
 )
 
 func TestContentLifecycle(t *testing.T) {
@@ -106,7 +109,7 @@ func TestSchemaValidationRejectsBadArguments(t *testing.T) {
 		args map[string]any
 	}{
 		{"missing required type", map[string]any{"title": "x", "fields": map[string]any{}}},
-		{"missing required fields", map[string]any{"type": "posts", "title": "x"}},
+		{"missing required title", map[string]any{"type": "posts", "fields": map[string]any{}}},
 		{"wrong type", map[string]any{"type": "posts", "title": 5, "fields": map[string]any{}}},
 		{"unknown argument", map[string]any{"type": "posts", "title": "x", "fields": map[string]any{}, "colour": "red"}},
 		{"bad status", map[string]any{"type": "posts", "title": "x", "fields": map[string]any{}, "status": "live"}},
@@ -184,5 +187,28 @@ func TestContentScopesNarrowedToType(t *testing.T) {
 	types := mustOK(t, e.call("content_types", nil))
 	if n := len(get(types.Structured, "types").([]any)); n != 1 {
 		t.Errorf("narrowed key sees %d types, want 1", n)
+	}
+}
+
+// TestContentListSaysWhenTheTotalIsALowerBound: past 1,000 matches keygate's
+// store stops counting, and the answer says so in both renderings.
+func TestContentListSaysWhenTheTotalIsALowerBound(t *testing.T) {
+	e := newEnv(t)
+	for i := range 1005 {
+		if _, err := e.store.Create(t.Context(), provider.NewObject{Type: "posts", Title: fmt.Sprintf("bulk %d", i), Slug: fmt.Sprintf("bulk-%d", i), Status: "draft",
+			Fields: json.RawMessage(`{"author":"bulk"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := mustOK(t, e.call("content_list", map[string]any{"type": "posts", "limit": 5}))
+	if get(r.Structured, "total") != 1000.0 || get(r.Structured, "total_is_lower_bound") != true {
+		t.Errorf("total = %v, lower bound = %v; want 1000 and true", get(r.Structured, "total"), get(r.Structured, "total_is_lower_bound"))
+	}
+	if !strings.Contains(r.Text, "5 of 1000+ posts") {
+		t.Errorf("text rendering = %q", r.Text)
+	}
+	small := mustOK(t, e.call("content_list", map[string]any{"type": "posts", "filter": map[string]any{"slug": "bulk-7"}}))
+	if _, ok := small.Structured["total_is_lower_bound"]; ok || get(small.Structured, "total") != 1.0 {
+		t.Errorf("an exact total is marked as a bound: %v", small.Structured)
 	}
 }

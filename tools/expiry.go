@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -16,50 +17,70 @@ import (
 // starts warning about it.
 const DefaultExpiryWarning = 7 * 24 * time.Hour
 
-func (d *Deps) expiryWindow() time.Duration {
-	if d.ExpiryWarning > 0 {
-		return d.ExpiryWarning
+// expiry says when a credential expires soon, and how to say so, by the
+// Deps' clock and warning window.
+type expiry struct{ d *Deps }
+
+func (x expiry) window() time.Duration {
+	if x.d.ExpiryWarning > 0 {
+		return x.d.ExpiryWarning
 	}
 	return DefaultExpiryWarning
 }
 
-// expiresSoon reports whether a credential expiring at t is inside the
-// warning window (and not yet expired).
-func (d *Deps) expiresSoon(t time.Time) bool {
+// soon reports whether a credential expiring at t is inside the warning
+// window (and not yet expired).
+func (x expiry) soon(t time.Time) bool {
 	if t.IsZero() {
 		return false
 	}
-	left := t.Sub(d.now())
-	return left > 0 && left <= d.expiryWindow()
+	left := t.Sub(x.d.now())
+	return left > 0 && left <= x.window()
 }
 
-// daysLeft counts whole days until t, rounding down.
-func (d *Deps) daysLeft(t time.Time) int {
-	return int(math.Floor(t.Sub(d.now()).Hours() / 24))
+// daysLeft counts the days until t, a part of a day counting as a day: a
+// key issued for 365 days has 365 left until its last day begins.
+func (x expiry) daysLeft(t time.Time) int {
+	return int(math.Ceil(t.Sub(x.d.now()).Hours() / 24))
 }
 
-// expiryWarning is the sentence keygate uses wherever it warns.
-func (d *Deps) expiryWarning(p *auth.Principal) string {
+// warning is the sentence keygate uses wherever it warns.
+func (x expiry) warning(p *auth.Principal) string {
+	switch {
+	case p.IsGrant():
+		// A grant cannot be rotated: the person approves the client again.
+		return fmt.Sprintf("OAuth grant %s expires %s, in %d days: the client must be approved again then, on keygate's consent page",
+			p.KeyID, p.ExpiresAt.UTC().Format(time.RFC3339), x.daysLeft(p.ExpiresAt))
+	case p.IsExternal():
+		return fmt.Sprintf("access token %s expires %s: the client gets a new one from its issuer", p.Masked, p.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	return fmt.Sprintf("keygate credential %s (%s) expires %s, in %d days: rotate it with credentials_rotate (credential \"current\") or create a new one",
-		p.KeyID, p.Masked, p.ExpiresAt.UTC().Format(time.RFC3339), d.daysLeft(p.ExpiresAt))
+		p.KeyID, p.Masked, p.ExpiresAt.UTC().Format(time.RFC3339), x.daysLeft(p.ExpiresAt))
 }
 
-// warnExpiry tells the client, once per session and key, that the acting
-// credential expires soon, as an MCP log notification at warning level
-// (the client's chosen log level decides whether it is shown). The same
-// warning is logged to stderr once per key.
-func (d *Deps) warnExpiry(ctx context.Context, p *auth.Principal) {
-	if !d.expiresSoon(p.ExpiresAt) {
+// expiryWarnings tells the client, once per session and key, that the
+// acting credential expires soon, as an MCP log notification at warning
+// level (the client's chosen log level decides whether it is shown). The
+// same warning is logged to stderr once per key.
+type expiryWarnings struct {
+	expiry
+	given sync.Map // "log:key" and "session:key" -> true
+}
+
+func (w *expiryWarnings) warn(ctx context.Context, p *auth.Principal) {
+	// An external issuer's access tokens live minutes by design, and each
+	// subject would leave an entry here: nothing to warn about.
+	if p.IsExternal() || !w.soon(p.ExpiresAt) {
 		return
 	}
-	if _, logged := d.warned.LoadOrStore("log:"+p.KeyID, true); !logged {
-		d.Logger.Warn("credential expires soon", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC(), "days_left", d.daysLeft(p.ExpiresAt))
+	if _, logged := w.given.LoadOrStore("log:"+p.KeyID, true); !logged {
+		w.d.Logger.Warn("credential expires soon", "key_id", p.KeyID, "expires_at", p.ExpiresAt.UTC(), "days_left", w.daysLeft(p.ExpiresAt))
 	}
-	sid := d.Identity.SessionID(ctx)
+	sid := w.d.Identity.SessionID(ctx)
 	if sid == "" {
 		sid = "request"
 	}
-	if _, sent := d.warned.LoadOrStore(sid+":"+p.KeyID, true); sent {
+	if _, sent := w.given.LoadOrStore(sid+":"+p.KeyID, true); sent {
 		return
 	}
 	srv := server.ServerFromContext(ctx)
@@ -67,8 +88,8 @@ func (d *Deps) warnExpiry(ctx context.Context, p *auth.Principal) {
 		return
 	}
 	n := mcp.NewLoggingMessageNotification(mcp.LoggingLevelWarning, "keygate", map[string]any{
-		"warning": "credential_expiring", "key_id": p.KeyID, "expires_at": p.ExpiresAt.UTC(), "message": d.expiryWarning(p)})
+		"warning": "credential_expiring", "key_id": p.KeyID, "expires_at": p.ExpiresAt.UTC(), "message": w.warning(p)})
 	if err := srv.SendLogMessageToClient(ctx, n); err != nil {
-		d.Logger.Debug("expiry warning not sent to the client", "err", err)
+		w.d.Logger.Debug("expiry warning not sent to the client", "err", err)
 	}
 }

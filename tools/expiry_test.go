@@ -2,6 +2,7 @@ package tools
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -120,5 +121,32 @@ func TestWhoamiSaysWhyOwnCredentialFailed(t *testing.T) {
 	who = mustOK(t, e.call("auth_whoami", nil))
 	if !strings.Contains(who.Text, "was revoked on") {
 		t.Errorf("revoked credential: %s", who.Text)
+	}
+}
+
+// TestDaysUntilExpiryCountsPartDays: a part of a day counts as a day, so a
+// key issued for 365 days says 365 days an hour later, not 364.
+func TestDaysUntilExpiryCountsPartDays(t *testing.T) {
+	e := newEnv(t) // the admin key expires in exactly 365 days
+	tests := []struct {
+		after time.Duration
+		want  int
+	}{
+		{0, 365},
+		{time.Hour, 365},
+		{24*time.Hour - time.Second, 365},
+		{24 * time.Hour, 364},
+		{364*24*time.Hour + time.Hour, 1},
+	}
+	start := e.clock.t
+	for _, tc := range tests {
+		e.clock.t = start.Add(tc.after)
+		r := mustOK(t, e.call("auth_whoami", nil))
+		if got := get(r.Structured, "days_until_expiry"); got != float64(tc.want) {
+			t.Errorf("after %v: days_until_expiry = %v, want %d", tc.after, got, tc.want)
+		}
+		if want := fmt.Sprintf("(%d days)", tc.want); !strings.Contains(r.Text, want) {
+			t.Errorf("after %v: text does not say %s: %s", tc.after, want, r.Text)
+		}
 	}
 }

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
@@ -32,21 +34,24 @@ func (c *clock) Now() time.Time { return c.t }
 // env is one keygate instance over the real embedded store, reached through
 // an in-process MCP client.
 type env struct {
-	t         *testing.T
-	store     *local.Store
-	deps      *Deps
-	admin     string // the admin token keygate acts with
-	adminID   string
-	envFile   string
-	clock     *clock
-	logs      *strings.Builder
-	elicit    client.ElicitationHandler
-	options   Options
-	client    *client.Client
-	redactor  *auth.Redactor
-	auditPath string
-	journal   *audit.Log
-	engine    *rotation.Engine
+	t       *testing.T
+	store   *local.Store
+	deps    *Deps
+	admin   string // the admin token keygate acts with
+	adminID string
+	envFile string
+	clock   *clock
+	logs    *strings.Builder
+	elicit  client.ElicitationHandler
+	options Options
+	client  *client.Client
+	server  *server.MCPServer
+	// serverOpts are the options server was built with.
+	serverOpts Options
+	redactor   *auth.Redactor
+	auditPath  string
+	journal    *audit.Log
+	engine     *rotation.Engine
 }
 
 type envOption func(*env)
@@ -92,19 +97,31 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	places := delivery.Places{EnvFile: e.envFile, KeysDir: filepath.Join(dir, "keys")}
 	e.engine = &rotation.Engine{Name: "local", Dir: filepath.Join(dir, "rotation"), EnvFile: e.envFile, Legacy: EnvTokenVar,
 		Backend: store.RotationBackend(), Places: places, Now: e.clock.Now}
-	e.deps = &Deps{
-		Identity: identity.NewIdentity(store, auth.Credential{Secret: auth.NewSecret(e.admin), Source: auth.SourceEnvFile, Var: EnvTokenVar}),
-		Redactor: e.redactor,
-		EnvFile:  e.envFile,
-		Audit:    journal,
-		Logger:   slog.New(slog.NewTextHandler(writerFunc(func(p []byte) { e.logs.Write(p) }), &slog.HandlerOptions{ReplaceAttr: e.redactor.SlogReplaceAttr})),
-		Now:      e.clock.Now,
-	}
-	e.deps.Credentials = &credentials.Service{Store: store, Places: places, Learn: e.redactor.Add,
-		Changed: func() { e.deps.Identity.Invalidate() }, Now: e.clock.Now}
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) { e.logs.Write(p) }), &slog.HandlerOptions{ReplaceAttr: e.redactor.SlogReplaceAttr}))
+	e.deps = newDeps(store, identity.NewIdentity(store, auth.Credential{Secret: auth.NewSecret(e.admin), Source: auth.SourceEnvFile, Var: EnvTokenVar}),
+		e.redactor, places, logger, e.clock.Now)
+	e.deps.Audit = journal
+	e.deps.Credentials.Changed = func() { e.deps.Identity.Invalidate() }
 	e.deps.Providers = NewProviders(e.localProvider(store))
 	e.connect()
 	return e
+}
+
+// newDeps wires the tools over the local store as main.go does, the one
+// way this package's tests build them: content and keys from store, keys
+// delivered to places; now may be nil (the wall clock). The audit journal
+// is off until a test sets Audit.
+func newDeps(store *local.Store, ident *identity.Identity, redactor *auth.Redactor, places delivery.Places, logger *slog.Logger, now func() time.Time) *Deps {
+	return &Deps{
+		Providers:   NewProviders(Provider{Name: "local", Content: store, Ring: credentials.Ring{Provider: "local", Local: true}}),
+		Identity:    ident,
+		Redactor:    redactor,
+		Credentials: &credentials.Service{Store: store, Places: places, Learn: redactor.Add, Changed: ident.Invalidate, Now: now},
+		EnvFile:     places.EnvFile,
+		HTTP:        ident.PerRequest(),
+		Logger:      logger,
+		Now:         now,
+	}
 }
 
 // localProvider is the embedded store as keygate wires it, with content
@@ -123,13 +140,19 @@ type writerFunc func([]byte)
 
 func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
 
-// connect (re)builds the server and an initialized client.
+// connect builds the server, again only when the options changed (as
+// one keygate serves every caller, sharing its state between them), and
+// an initialized client.
 func (e *env) connect() {
 	e.t.Helper()
-	s, _, err := NewServer(e.deps, e.options)
-	if err != nil {
-		e.t.Fatal(err)
+	if e.server == nil || !reflect.DeepEqual(e.options, e.serverOpts) {
+		s, _, err := NewServer(e.deps, e.options)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.server, e.serverOpts = s, e.options
 	}
+	s := e.server
 	var copts []client.ClientOption
 	if e.elicit != nil {
 		copts = append(copts, client.WithElicitationHandler(e.elicit))

@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/query"
+	"github.com/keygate/keygate/shape"
 )
 
 // readAll follows every continuation cursor of a truncated value and
@@ -50,12 +54,12 @@ func TestContentGetBudgetOneMegabyte(t *testing.T) {
 	// the cut respects UTF-8.
 	body := "x" + strings.Repeat("é", 512<<10)
 	created := mustOK(t, e.call("content_create", map[string]any{"type": "posts", "title": "Huge", "fields": map[string]any{"body": body, "author": "ada"}}))
-	if n := len(mustJSON(created.raw.StructuredContent)); n > defaultMaxBytes {
+	if n := len(mustJSON(created.raw.StructuredContent)); n > shape.DefaultMaxBytes {
 		t.Errorf("content_create echoed %d bytes", n)
 	}
 	id := get(created.Structured, "object", "id").(string)
 
-	for _, maxBytes := range []int{defaultMaxBytes, 64 << 10} {
+	for _, maxBytes := range []int{shape.DefaultMaxBytes, 64 << 10} {
 		t.Run(fmt.Sprint(maxBytes), func(t *testing.T) {
 			r := mustOK(t, e.call("content_get", map[string]any{"type": "posts", "id": id, "max_bytes": maxBytes}))
 			if n := len(mustJSON(r.raw.StructuredContent)); n > maxBytes {
@@ -104,7 +108,7 @@ func TestContentGetBudgetNestedAndArrays(t *testing.T) {
 
 	var r result
 	r = mustOK(t, e.call("content_get", map[string]any{"type": "notes", "id": id}))
-	if n := max(len(mustJSON(r.raw.StructuredContent)), len(r.Text)); n > defaultMaxBytes {
+	if n := max(len(mustJSON(r.raw.StructuredContent)), len(r.Text)); n > shape.DefaultMaxBytes {
 		t.Fatalf("%d bytes over the default budget", n)
 	}
 	cuts := get(r.Structured, "truncated").([]any)
@@ -223,7 +227,7 @@ func TestContentIsSanitizedAndMarkedAsData(t *testing.T) {
 	} {
 		out := r.Text + mustJSON(r.raw.StructuredContent)
 		for _, c := range out {
-			if invisible(c) && c != '\n' {
+			if shape.Invisible(c) && c != '\n' {
 				t.Fatalf("invisible %U reached the model", c)
 			}
 		}
@@ -251,39 +255,6 @@ func TestFormatJSON(t *testing.T) {
 		t.Errorf("text rendering (%d bytes) is not more compact than JSON (%d)", len(text.Text), len(r.Text))
 	}
 	mustFail(t, e.call("content_list", map[string]any{"type": "posts", "max_bytes": 10}), "max_bytes", "minimum")
-}
-
-func TestFit(t *testing.T) {
-	tests := []struct {
-		name   string
-		v      any
-		budget int
-		ok     bool
-	}{
-		{"already fits", map[string]any{"a": "b"}, 100, true},
-		{"long string", map[string]any{"a": strings.Repeat("x", 10000)}, 1000, true},
-		{"long array", map[string]any{"a": make([]any, 10000)}, 1000, true},
-		{"too many keys", manyKeys(500), 1000, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			out, _, ok := fit(tc.v, tc.budget)
-			if ok != tc.ok {
-				t.Fatalf("ok = %v", ok)
-			}
-			if ok && encodedLen(out) > tc.budget {
-				t.Errorf("%d bytes over budget %d", encodedLen(out), tc.budget)
-			}
-		})
-	}
-}
-
-func manyKeys(n int) map[string]any {
-	m := map[string]any{}
-	for i := range n {
-		m[fmt.Sprintf("key-%04d", i)] = i
-	}
-	return m
 }
 
 func TestListToolsPageWithinBudget(t *testing.T) {
@@ -321,7 +292,7 @@ func TestListToolsPageWithinBudget(t *testing.T) {
 		t.Errorf("paged through %d keys, want 41", len(seen))
 	}
 	mustFail(t, e.call("credentials_list", map[string]any{"cursor": "bogus"}), "cursor", "not a cursor")
-	mustFail(t, e.call("content_types", map[string]any{"cursor": offsetCursor("keys/local", 3)}), "cursor", "not a cursor")
+	mustFail(t, e.call("content_types", map[string]any{"cursor": query.OffsetCursor("keys/local", 3)}), "cursor", "not a cursor")
 }
 
 // TestContentGetHeaderShowsOnlyWhatWasProjected: with fields, the header
@@ -380,7 +351,9 @@ func TestValuesCannotStartAFenceLine(t *testing.T) {
 		{"content_list", map[string]any{"type": "notes", "fields": []any{"title", "fields.body"}}, 2},
 		{"content_list", map[string]any{"type": "notes"}, 2},
 		{"content_get", map[string]any{"type": "notes", "id": id, "fields": []any{"title"}}, 2},
-		{"content_get", map[string]any{"type": "notes", "id": id, "max_bytes": 1024}, 2},
+		// The smallest budget that holds this object's attributes, text and
+		// structured content together, with its values cut.
+		{"content_get", map[string]any{"type": "notes", "id": id, "max_bytes": 2048}, 2},
 		{"content_delete", map[string]any{"type": "notes", "id": id, "dry_run": true}, 0},
 	} {
 		r := mustOK(t, e.call(c.tool, c.args))
@@ -418,7 +391,7 @@ func checkContained(t *testing.T, what string, r result, fences int) {
 		switch x := v.(type) {
 		case string:
 			for _, c := range x {
-				if invisible(c) || c == '\u0085' || c == '\v' || c == '\f' || c == '\u2028' || c == '\u2029' {
+				if shape.Invisible(c) || c == '\u0085' || c == '\v' || c == '\f' || c == '\u2028' || c == '\u2029' {
 					t.Errorf("%s: %U reached the model in %q", what, c, x)
 					return
 				}
@@ -436,4 +409,103 @@ func checkContained(t *testing.T, what string, r result, fences int) {
 	}
 	walk(r.Text)
 	walk(r.Structured)
+}
+
+// resultBytes is the size of a result as the client receives it.
+func resultBytes(t *testing.T, r result) int {
+	t.Helper()
+	b, err := json.Marshal(r.raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(b)
+}
+
+// TestMaxBytesBoundsTheWholeResult: max_bytes bounds the result the client
+// receives, text and structured content together, not each on its own
+// (which let a result reach twice the budget).
+func TestMaxBytesBoundsTheWholeResult(t *testing.T) {
+	e := newEnv(t)
+	body := strings.Repeat("budget words ", 4000)
+	var id string
+	for i := range 30 {
+		r := mustOK(t, e.call("content_create", map[string]any{"type": "posts", "title": fmt.Sprintf("Whole %02d", i),
+			"fields": map[string]any{"body": body[:2000+i*50], "tags": []any{"a", "b"}}}))
+		id = get(r.Structured, "object", "id").(string)
+	}
+	for i := range 40 {
+		e.mint(fmt.Sprintf("whole-%02d-%s", i, strings.Repeat("n", 60)), "content:read")
+	}
+	for _, maxBytes := range []int{shape.MinMaxBytes, 4096, shape.DefaultMaxBytes} {
+		for _, c := range []struct {
+			tool string
+			args map[string]any
+		}{
+			{"content_get", map[string]any{"type": "posts", "id": id}},
+			{"content_get", map[string]any{"type": "posts", "id": id, "format": "json"}},
+			{"content_list", map[string]any{"type": "posts", "fields": []any{"id", "title", "fields.body"}, "limit": 100}},
+			{"content_list", map[string]any{"type": "posts", "limit": 100, "format": "json"}},
+			{"credentials_list", map[string]any{}},
+			{"content_types", map[string]any{}},
+		} {
+			args := maps.Clone(c.args)
+			args["max_bytes"] = maxBytes
+			r := e.call(c.tool, args)
+			if r.IsError && (maxBytes > shape.MinMaxBytes || get(r.Structured, "error", "field") != "max_bytes") {
+				t.Errorf("%s %v at %d: %s", c.tool, c.args, maxBytes, r.Text)
+			}
+			if n := resultBytes(t, r); n > maxBytes {
+				t.Errorf("%s %v: the result is %d bytes, over max_bytes %d", c.tool, c.args, n, maxBytes)
+			}
+		}
+	}
+	// A write echoes the object within the default budget, whole.
+	r := mustOK(t, e.call("content_create", map[string]any{"type": "posts", "title": "Whole echo", "fields": map[string]any{"body": body}}))
+	if n := resultBytes(t, r); n > shape.DefaultMaxBytes {
+		t.Errorf("content_create echoed %d bytes, over %d", n, shape.DefaultMaxBytes)
+	}
+}
+
+// TestContentCreateTitleOnly: fields is optional; an object with a title
+// alone is created with no fields.
+func TestContentCreateTitleOnly(t *testing.T) {
+	e := newEnv(t)
+	r := mustOK(t, e.call("content_create", map[string]any{"type": "posts", "title": "Just a title"}))
+	if f := get(r.Structured, "object", "fields"); !reflect.DeepEqual(f, map[string]any{}) {
+		t.Errorf("fields = %#v, want {}", f)
+	}
+	got := mustOK(t, e.call("content_get", map[string]any{"type": "posts", "id": get(r.Structured, "object", "id")}))
+	if get(got.Structured, "object", "title") != "Just a title" {
+		t.Errorf("stored object: %s", got.Text)
+	}
+}
+
+// TestUnmatchedFieldsAreNamed: a fields path that matches nothing in any
+// object is named, in the text and the structured content, and the call
+// still succeeds with what did match.
+func TestUnmatchedFieldsAreNamed(t *testing.T) {
+	e := newEnv(t)
+	list := mustOK(t, e.call("content_list", map[string]any{"type": "posts", "fields": []any{"id", "fields.nope", "fields.author", "fields.tags.99"}}))
+	if got := get(list.Structured, "unmatched_fields"); !reflect.DeepEqual(got, []any{"fields.nope", "fields.tags.99"}) {
+		t.Errorf("content_list unmatched_fields = %v", got)
+	}
+	if !strings.Contains(list.Text, "fields fields.nope, fields.tags.99 matched nothing") {
+		t.Errorf("content_list text does not name them: %s", list.Text)
+	}
+	if len(get(list.Structured, "objects").([]any)) == 0 {
+		t.Fatal("no objects")
+	}
+	id := get(list.Structured, "objects", 0, "id")
+	one := mustOK(t, e.call("content_get", map[string]any{"type": "posts", "id": id, "fields": []any{"title", "fields.nope"}}))
+	if got := get(one.Structured, "unmatched_fields"); !reflect.DeepEqual(got, []any{"fields.nope"}) {
+		t.Errorf("content_get unmatched_fields = %v", got)
+	}
+	if !strings.Contains(one.Text, "fields fields.nope matched nothing") || get(one.Structured, "object", "title") == nil {
+		t.Errorf("content_get: %s", one.Text)
+	}
+	// Paths that all match say nothing more.
+	all := mustOK(t, e.call("content_list", map[string]any{"type": "posts", "fields": []any{"id", "title"}}))
+	if _, ok := all.Structured["unmatched_fields"]; ok || strings.Contains(all.Text, "matched nothing") {
+		t.Errorf("matched paths reported: %s", all.Text)
+	}
 }

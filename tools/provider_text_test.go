@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/provider/cockpit/cockpittest"
 	"github.com/keygate/keygate/provider/cosmic"
 	"github.com/keygate/keygate/provider/cosmic/cosmictest"
+	"github.com/keygate/keygate/shape"
 )
 
 // hostileText is provider text built to escape its place in a result: fence
@@ -210,7 +211,7 @@ func TestProviderTypeNamesAreDefusedAndFenced(t *testing.T) {
 		if !strings.HasPrefix(r.Text, "--- data from "+name+" (") || !strings.Contains(r.Text, "\n--- end of data ---") {
 			t.Errorf("%s content_types is not fenced as data:\n%s", name, r.Text)
 		}
-		if get(r.Structured, "content_trust") != untrustedNotice {
+		if get(r.Structured, "content_trust") != shape.UntrustedNotice {
 			t.Errorf("%s content_types does not say its content is untrusted", name)
 		}
 	}

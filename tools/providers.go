@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/shape"
 )
 
 // ContentStore is what the content tools need from a provider.
@@ -113,13 +114,66 @@ func (p *Providers) Pick(name string) (Provider, *mcp.CallToolResult) {
 			return pr, nil
 		}
 	}
-	return Provider{}, errorResult("provider", fmt.Sprintf("provider %q is not configured", name),
+	return Provider{}, shape.Error("provider", fmt.Sprintf("provider %q is not configured", name),
 		fmt.Sprintf("use one of: %s (or leave provider out for %s)", strings.Join(p.Names(), ", "), list[0].Name))
 }
 
-// providerArg is the schema of the optional provider argument every tool takes.
-func providerArg() mcp.ToolOption {
-	return mcp.WithString("provider",
-		mcp.Description("Which configured back end to use (default: the first configured, normally \"local\"). auth_whoami lists them."),
-		mcp.Pattern(`^[a-z][a-z0-9_-]{0,31}$`))
+// guardProvider routes what a remote provider says about itself (its
+// description, access answers and keys) through the sanitiser, so every
+// tool that shows it, whichever handler renders it, shows it sanitised and
+// with identifiers on one line. Content objects are sanitised where they
+// are decoded (shape.Project, shape.WholeObject), content types by
+// content_types.
+func guardProvider(p Provider) Provider {
+	if p.Inspect != nil {
+		if _, done := p.Inspect.(sanitizedInspector); !done {
+			p.Inspect = sanitizedInspector{p.Inspect}
+		}
+	}
+	if p.Ring.Remote != nil {
+		if _, done := p.Ring.Remote.(sanitizedKeys); !done {
+			p.Ring.Remote = sanitizedKeys{p.Ring.Remote}
+		}
+	}
+	return p
+}
+
+// sanitizedInspector is an Inspector whose answers are sanitised.
+type sanitizedInspector struct{ Inspector }
+
+func (s sanitizedInspector) Describe(ctx context.Context) (provider.Description, error) {
+	d, err := s.Inspector.Describe(ctx)
+	return shape.SanitizeDescription(d), err
+}
+
+func (s sanitizedInspector) CheckAccess(ctx context.Context, ops []provider.Operation) ([]provider.Access, error) {
+	access, err := s.Inspector.CheckAccess(ctx, ops)
+	return shape.SanitizeAccess(access), err
+}
+
+// sanitizedKeys is a provider's key API whose keys are shown sanitised.
+// The secret of an issued key is passed on untouched.
+type sanitizedKeys struct{ credentials.RemoteKeys }
+
+func (s sanitizedKeys) ListKeys(ctx context.Context) ([]provider.Key, error) {
+	keys, err := s.RemoteKeys.ListKeys(ctx)
+	if keys == nil {
+		return nil, err
+	}
+	out := make([]provider.Key, len(keys))
+	for i, k := range keys {
+		out[i] = shape.SanitizeKey(k)
+	}
+	return out, err
+}
+
+func (s sanitizedKeys) CreateKey(ctx context.Context, name string) (provider.IssuedKey, error) {
+	ik, err := s.RemoteKeys.CreateKey(ctx, name)
+	ik.Key = shape.SanitizeKey(ik.Key)
+	return ik, err
+}
+
+func (s sanitizedKeys) RevokeKey(ctx context.Context, id string) (provider.Key, bool, error) {
+	k, already, err := s.RemoteKeys.RevokeKey(ctx, id)
+	return shape.SanitizeKey(k), already, err
 }

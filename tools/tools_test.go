@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/keygate/keygate/auth"
@@ -152,5 +154,35 @@ func TestEveryInputSchemaCompiles(t *testing.T) {
 		if _, err := compileInputSchema(tool.Tool); err != nil {
 			t.Errorf("%s: %v", tool.Tool.Name, err)
 		}
+	}
+}
+
+// TestArgumentStructsMatchSchemas: every field of a tool's argument struct
+// is a property of its hand-written input schema, and every property a
+// field, so what the schema accepts is what the handler reads.
+func TestArgumentStructsMatchSchemas(t *testing.T) {
+	for _, tool := range All(&Deps{}) {
+		t.Run(tool.Tool.Name, func(t *testing.T) {
+			fields := map[string]bool{}
+			for _, f := range reflect.VisibleFields(tool.args) {
+				if f.Anonymous || !f.IsExported() {
+					continue
+				}
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				if name == "" || name == "-" {
+					t.Errorf("field %s has no JSON name", f.Name)
+					continue
+				}
+				fields[name] = true
+				if _, ok := tool.Tool.InputSchema.Properties[name]; !ok {
+					t.Errorf("argument %q is not in the input schema", name)
+				}
+			}
+			for prop := range tool.Tool.InputSchema.Properties {
+				if !fields[prop] {
+					t.Errorf("schema property %q has no argument field", prop)
+				}
+			}
+		})
 	}
 }

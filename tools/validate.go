@@ -14,6 +14,8 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+
+	"github.com/keygate/keygate/shape"
 )
 
 // argValidator checks tool arguments against the tool's input schema.
@@ -87,7 +89,7 @@ func (v *argValidator) check(tool string, req mcp.CallToolRequest) *mcp.CallTool
 	if err != nil {
 		// A schema that does not compile is a bug; refuse rather than run
 		// the tool unchecked.
-		return errorResult("", "keygate cannot check this tool's arguments: "+err.Error(), "report this as a bug in keygate")
+		return shape.Error("", "keygate cannot check this tool's arguments: "+err.Error(), "report this as a bug in keygate")
 	}
 	if s == nil {
 		return nil
@@ -102,10 +104,10 @@ func (v *argValidator) check(tool string, req mcp.CallToolRequest) *mcp.CallTool
 		// go through JSON first, so the validator sees JSON types only.
 		raw, err := json.Marshal(args)
 		if err != nil {
-			return errorResult("", "the arguments are not valid JSON", "send a JSON object of arguments")
+			return shape.Error("", "the arguments are not valid JSON", "send a JSON object of arguments")
 		}
 		if inst, err = jsonschema.UnmarshalJSON(bytes.NewReader(raw)); err != nil {
-			return errorResult("", "the arguments are not valid JSON", "send a JSON object of arguments")
+			return shape.Error("", "the arguments are not valid JSON", "send a JSON object of arguments")
 		}
 	}
 	err = s.Validate(inst)
@@ -116,9 +118,9 @@ func (v *argValidator) check(tool string, req mcp.CallToolRequest) *mcp.CallTool
 	var leaves []*jsonschema.ValidationError
 	collectLeaves(verr, &leaves)
 	if len(leaves) == 0 {
-		return errorResult("", "the arguments do not match the tool's input schema", "check the tool's description")
+		return shape.Error("", "the arguments do not match the tool's input schema", "check the tool's description")
 	}
-	var problems []Problem
+	var problems []shape.Problem
 	for _, l := range leaves {
 		problems = append(problems, describeLeaf(l))
 	}
@@ -131,7 +133,7 @@ func (v *argValidator) check(tool string, req mcp.CallToolRequest) *mcp.CallTool
 		}
 		first.Problem += "; also " + strings.Join(rest, "; ")
 	}
-	return errorResult(first.Field, first.Problem, first.Fix)
+	return shape.Error(first.Field, first.Problem, first.Fix)
 }
 
 // decodedJSON reports whether v holds only what encoding/json decodes JSON
@@ -189,39 +191,39 @@ func fieldName(loc []string) string {
 
 // describeLeaf explains one violation using only what the schema says
 // (names, limits, patterns, allowed values) and the JSON type of the value.
-func describeLeaf(e *jsonschema.ValidationError) Problem {
+func describeLeaf(e *jsonschema.ValidationError) shape.Problem {
 	field := fieldName(e.InstanceLocation)
 	switch k := e.ErrorKind.(type) {
 	case *kind.Required:
-		return Problem{Field: joinField(field, k.Missing[0]), Problem: "is required", Fix: "pass " + strings.Join(k.Missing, ", ")}
+		return shape.Problem{Field: joinField(field, k.Missing[0]), Problem: "is required", Fix: "pass " + strings.Join(k.Missing, ", ")}
 	case *kind.AdditionalProperties:
-		return Problem{Field: joinField(field, k.Properties[0]), Problem: "is not an argument of this tool", Fix: "remove it; the tool's input schema lists the arguments it takes"}
+		return shape.Problem{Field: joinField(field, k.Properties[0]), Problem: "is not an argument of this tool", Fix: "remove it; the tool's input schema lists the arguments it takes"}
 	case *kind.Type:
-		return Problem{Field: field, Problem: fmt.Sprintf("must be %s, not %s", strings.Join(k.Want, " or "), k.Got), Fix: "send a value of that type"}
+		return shape.Problem{Field: field, Problem: fmt.Sprintf("must be %s, not %s", strings.Join(k.Want, " or "), k.Got), Fix: "send a value of that type"}
 	case *kind.Enum:
 		want := make([]string, len(k.Want))
 		for i, w := range k.Want {
 			want[i] = fmt.Sprint(w)
 		}
-		return Problem{Field: field, Problem: "is not one of the allowed values", Fix: "use one of: " + strings.Join(want, ", ")}
+		return shape.Problem{Field: field, Problem: "is not one of the allowed values", Fix: "use one of: " + strings.Join(want, ", ")}
 	case *kind.Pattern:
-		return Problem{Field: field, Problem: "does not have the expected shape", Fix: "match the pattern " + k.Want}
+		return shape.Problem{Field: field, Problem: "does not have the expected shape", Fix: "match the pattern " + k.Want}
 	case *kind.MinLength:
-		return Problem{Field: field, Problem: fmt.Sprintf("is shorter than %d characters", k.Want), Fix: "send a longer value"}
+		return shape.Problem{Field: field, Problem: fmt.Sprintf("is shorter than %d characters", k.Want), Fix: "send a longer value"}
 	case *kind.MaxLength:
-		return Problem{Field: field, Problem: fmt.Sprintf("is longer than %d characters", k.Want), Fix: "send a shorter value"}
+		return shape.Problem{Field: field, Problem: fmt.Sprintf("is longer than %d characters", k.Want), Fix: "send a shorter value"}
 	case *kind.Minimum:
-		return Problem{Field: field, Problem: "is below the minimum " + k.Want.FloatString(0), Fix: "send a larger number"}
+		return shape.Problem{Field: field, Problem: "is below the minimum " + k.Want.FloatString(0), Fix: "send a larger number"}
 	case *kind.Maximum:
-		return Problem{Field: field, Problem: "is above the maximum " + k.Want.FloatString(0), Fix: "send a smaller number"}
+		return shape.Problem{Field: field, Problem: "is above the maximum " + k.Want.FloatString(0), Fix: "send a smaller number"}
 	case *kind.MinItems:
-		return Problem{Field: field, Problem: fmt.Sprintf("has fewer than %d items", k.Want), Fix: "send more items"}
+		return shape.Problem{Field: field, Problem: fmt.Sprintf("has fewer than %d items", k.Want), Fix: "send more items"}
 	case *kind.MaxItems:
-		return Problem{Field: field, Problem: fmt.Sprintf("has more than %d items", k.Want), Fix: "send fewer items"}
+		return shape.Problem{Field: field, Problem: fmt.Sprintf("has more than %d items", k.Want), Fix: "send fewer items"}
 	case *kind.UniqueItems:
-		return Problem{Field: field, Problem: "has duplicate items", Fix: "send each item once"}
+		return shape.Problem{Field: field, Problem: "has duplicate items", Fix: "send each item once"}
 	}
-	return Problem{Field: field, Problem: "is not valid (" + strings.Join(e.ErrorKind.KeywordPath(), "/") + ")", Fix: "check the tool's input schema"}
+	return shape.Problem{Field: field, Problem: "is not valid (" + strings.Join(e.ErrorKind.KeywordPath(), "/") + ")", Fix: "check the tool's input schema"}
 }
 
 func joinField(base, name string) string {

@@ -18,14 +18,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/auth"
-	"github.com/keygate/keygate/credentials"
-	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/tools"
@@ -178,15 +175,8 @@ func FuzzStdio(f *testing.F) {
 	s := newStack(f)
 	caller, _ := s.mint(f, "fuzzer", s.clock.Now().Add(24*time.Hour), "content:read", "content:write", "content:delete", "credentials:read")
 	forbidden := fuzzCanaries(f, s, caller)
-	deps := &tools.Deps{
-		Providers:   tools.NewProviders(tools.Provider{Name: "local", Content: s.store, Ring: credentials.Ring{Provider: "local", Local: true}}),
-		Identity:    identity.NewIdentity(s.store, auth.Credential{Secret: auth.NewSecret(caller), Source: auth.SourceEnv, Var: tools.EnvTokenVar}),
-		Redactor:    s.redactor,
-		EnvFile:     s.dir + "/stdio.env",
-		Credentials: &credentials.Service{Store: s.store, Places: delivery.Places{EnvFile: s.dir + "/stdio.env", KeysDir: filepath.Join(s.dir, "keys")}},
-		Logger:      slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{ReplaceAttr: s.redactor.SlogReplaceAttr})),
-		Now:         s.clock.Now,
-	}
+	deps := newDeps(s.store, identity.NewIdentity(s.store, auth.Credential{Secret: auth.NewSecret(caller), Source: auth.SourceEnv, Var: tools.EnvTokenVar}),
+		s.redactor, s.dir, s.dir+"/stdio.env", slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{ReplaceAttr: s.redactor.SlogReplaceAttr})), s.clock.Now)
 	mcpServer, _, err := tools.NewServer(deps, tools.Options{Version: "fuzz"})
 	if err != nil {
 		f.Fatal(err)

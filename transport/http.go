@@ -1,8 +1,10 @@
 // Package transport serves keygate's MCP server over stdio and streamable
-// HTTP. The HTTP side adds what mcp-go leaves to us: an Origin allow-list,
-// bearer authentication against the local store, request-body limits,
-// insufficient_scope answers, session ids bound to the key that opened
-// them, and a health endpoint.
+// HTTP. The HTTP side adds what mcp-go leaves to us: an Origin allow-list
+// and CORS for the origins on it, bearer authentication (keygate tokens and,
+// when OAuth is on, access tokens), request-body limits, insufficient_scope
+// answers with OAuth challenges, session ids bound to the credential that
+// opened them, a health endpoint, and the routes OAuth adds beside /mcp
+// (metadata documents, the authorization server).
 package transport
 
 import (
@@ -16,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +26,8 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/oauth"
 )
 
 // DefaultMaxBodyBytes caps a request body; MCP requests are small.
@@ -41,17 +46,56 @@ const maxInflight = 256
 const maxListensPerKey = maxStreamsPerKey
 
 // maxAuthHeader caps the Authorization header before any parsing or
-// hashing, so junk tokens cost nothing.
+// hashing, so junk tokens cost nothing: enough for a keygate token.
+// HTTPConfig.MaxAuthHeader raises it for OAuth access tokens.
 const maxAuthHeader = 512
+
+// CORS for browser-based clients of /mcp (MCP transports: the session and
+// protocol version headers; Last-Event-ID resumes a stream) and of the
+// OAuth routes that browser clients call.
+const (
+	corsMCPMethods     = "GET, POST, DELETE, OPTIONS"
+	corsMCPHeaders     = "Authorization, Content-Type, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID"
+	corsRouteMethods   = "GET, HEAD, POST, OPTIONS"
+	corsRouteHeaders   = "Authorization, Content-Type, Mcp-Protocol-Version"
+	corsExposedHeaders = "Mcp-Session-Id, WWW-Authenticate"
+	corsMaxAge         = "600"
+)
 
 // Verifier checks a keygate token.
 type Verifier interface {
 	Verify(ctx context.Context, token string) (auth.Principal, error)
 }
 
-// ScopeCheck says which action a tool needs and whether the request's
-// principal holds it. ok is false for unknown tools, which mcp-go answers.
-type ScopeCheck func(r *http.Request, p auth.Principal, tool string) (need auth.Action, allowed, ok bool)
+// ScopeCheck says which action a tool needs and whether principal p holds
+// it. ok is false for unknown tools, which mcp-go answers. keygate's tool
+// layer provides it (tools.ScopeCheckFor), so the HTTP answer and the tool's
+// own refusal come from the same decision.
+type ScopeCheck func(p auth.Principal, tool string) (need auth.Action, allowed, ok bool)
+
+// Challenger builds the WWW-Authenticate values of /mcp's 401 and 403
+// answers when /mcp is an OAuth protected resource; oauth.Resource is one.
+type Challenger interface {
+	Challenge(scopes []string) string
+	InvalidTokenChallenge(description string, scopes []string) string
+	InvalidRequestChallenge(description string, scopes []string) string
+	InsufficientScopeChallenge(needed []string, description string) string
+}
+
+// Route is a handler served beside /mcp, outside its Origin guard and
+// bearer check: the OAuth metadata documents and the authorization server,
+// whose authorize and consent pages are top-level browser navigations (the
+// consent page protects its form itself).
+type Route struct {
+	Pattern string // as http.ServeMux takes it
+	Handler http.Handler
+	// CORS marks a route that browser-based clients call (metadata
+	// documents, token, registration, revocation): requests from the
+	// origins allowed on /mcp get CORS headers there. Every other CORS
+	// header a route's handler sets is dropped, so the allow-list is the
+	// only CORS policy.
+	CORS bool
+}
 
 // HTTPConfig configures the streamable HTTP transport.
 type HTTPConfig struct {
@@ -62,6 +106,19 @@ type HTTPConfig struct {
 	ScopeCheck     ScopeCheck
 	Logger         *slog.Logger
 	Version        string
+	// Challenges, when set, makes /mcp an OAuth protected resource: every
+	// 401 and 403 names its metadata (RFC 9728 section 5.1). nil keeps the
+	// plain Bearer realm challenge of keygate tokens alone.
+	Challenges Challenger
+	// ChallengeScopes are the scopes a 401 tells a client to ask for.
+	ChallengeScopes []string
+	// Routes are served beside /mcp.
+	Routes []Route
+	// MaxAuthHeader caps the Authorization header; 0 is 512 bytes, enough
+	// for a keygate token. OAuth access tokens need more.
+	MaxAuthHeader int
+	// TLSCert and TLSKey, when set, serve HTTPS.
+	TLSCert, TLSKey string
 	// OnSessionEnd is called when a session ends: deleted, expired, or
 	// evicted past a cap.
 	OnSessionEnd func(sessionID string)
@@ -88,10 +145,16 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 		}
 	})
 	h.mcp = server.NewStreamableHTTPServer(s,
+		// mcp-go's own lines (a client response to no request, a failed
+		// SSE write) go through keygate's logger and its redactor, in
+		// keygate's format; without it they go to slog.Default, as text.
+		server.WithStreamableHTTPLogger(cfg.Logger),
 		server.WithSessionIdManagerResolver(h.sessions),
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
-			if c, ok := auth.CredentialFrom(r.Context()); ok {
-				ctx = auth.WithCredential(ctx, c)
+			// The bearer token was verified once, in bearer: the tools
+			// take that verification rather than repeat it.
+			if p, c, ok := identity.VerifiedFrom(r.Context()); ok {
+				ctx = identity.WithVerified(ctx, p, c)
 			}
 			return ctx
 		}),
@@ -100,9 +163,15 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 	for _, o := range append(ownOrigins, cfg.AllowedOrigins...) {
 		h.allowed[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
 	}
+	if h.cfg.MaxAuthHeader <= 0 {
+		h.cfg.MaxAuthHeader = maxAuthHeader
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", h.originGuard(h.bearer(h.shed(h.limitAndScope(h.bindSession(h.mcp))))))
+	mux.Handle("/mcp", h.originGuard(allowMethods(h.bearer(h.shed(h.limitAndScope(h.checkMessage(h.bindSession(h.mcp))))))))
 	mux.HandleFunc("GET /healthz", h.healthz)
+	for _, rt := range cfg.Routes {
+		mux.Handle(rt.Pattern, h.hostGuard(h.cors(rt)))
+	}
 	return h, mux
 }
 
@@ -127,19 +196,130 @@ func (h *httpHandler) healthz(w http.ResponseWriter, _ *http.Request) {
 // not allowed (MCP transports spec; mcp-go checks only Host). "null" and
 // malformed origins are never allowed. Requests without Origin come from
 // non-browser clients and pass.
+//
+// A request from an allowed origin gets CORS headers, and its preflight is
+// answered here, before authentication: a browser sends it without the
+// Authorization header it asks about.
 func (h *httpHandler) originGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origins := r.Header.Values("Origin")
-		if len(origins) > 1 || (len(origins) == 1 && !h.allowed[strings.ToLower(strings.TrimSuffix(origins[0], "/"))]) {
+		if len(origins) > 1 || (len(origins) == 1 && !h.allowedOrigin(origins[0])) {
 			h.cfg.Logger.Warn("refused request from a disallowed origin", "remote", r.RemoteAddr)
 			writeJSONRPCError(w, http.StatusForbidden, nil, -32600, "forbidden: origin not allowed")
+			return
+		}
+		if len(origins) == 1 {
+			allowCORS(w.Header(), origins[0])
+			if isPreflight(r) {
+				preflightAnswer(w, corsMCPMethods, corsMCPHeaders)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *httpHandler) allowedOrigin(o string) bool {
+	return h.allowed[strings.ToLower(strings.TrimSuffix(o, "/"))]
+}
+
+// isPreflight reports whether r is a CORS preflight (Fetch standard).
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// allowCORS lets the page at origin read the response, and its
+// WWW-Authenticate challenge and session id. No credentials mode: a bearer
+// token is a header the page sets, not a cookie.
+func allowCORS(h http.Header, origin string) {
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", corsExposedHeaders)
+	h.Add("Vary", "Origin")
+}
+
+func preflightAnswer(w http.ResponseWriter, methods, headers string) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", methods)
+	h.Set("Access-Control-Allow-Headers", headers)
+	h.Set("Access-Control-Max-Age", corsMaxAge)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// cors applies the allow-list to a route: an allowed origin gets CORS on a
+// CORS route (its preflight answered here); any other request gets no CORS
+// header at all, whatever the route's handler set (the authorization
+// server's library allows every origin, the metadata handler "*").
+func (h *httpHandler) cors(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &corsWriter{ResponseWriter: w}
+		if origins := r.Header.Values("Origin"); rt.CORS && len(origins) == 1 && h.allowedOrigin(origins[0]) {
+			cw.origin = origins[0]
+			if isPreflight(r) {
+				allowCORS(w.Header(), cw.origin)
+				preflightAnswer(w, corsRouteMethods, corsRouteHeaders)
+				return
+			}
+		}
+		rt.Handler.ServeHTTP(cw, r)
+	})
+}
+
+// corsWriter replaces a handler's CORS headers with the allow-list's
+// (origin, or none) as the response starts.
+type corsWriter struct {
+	http.ResponseWriter
+	origin string
+	wrote  bool
+}
+
+func (c *corsWriter) WriteHeader(code int) {
+	if !c.wrote {
+		c.wrote = true
+		h := c.Header()
+		for k := range h {
+			if strings.HasPrefix(k, "Access-Control-") {
+				delete(h, k)
+			}
+		}
+		if c.origin != "" {
+			allowCORS(h, c.origin)
+		}
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *corsWriter) Write(p []byte) (int, error) {
+	if !c.wrote {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.ResponseWriter.Write(p)
+}
+
+func (c *corsWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// hostGuard refuses, on a loopback connection, a Host that is not a
+// loopback name: a page whose domain was rebound to 127.0.0.1 (DNS
+// rebinding) reaches keygate's routes under its own origin otherwise.
+// mcp-go applies the same rule to /mcp.
+func (h *httpHandler) hostGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		if ok && IsLoopback(local.String()) && !oauth.IsLoopbackHost(hostOnly(r.Host)) {
+			h.cfg.Logger.Warn("refused a request for a foreign Host on a loopback connection", "remote", r.RemoteAddr)
+			http.Error(w, "forbidden: this Host is not served on loopback", http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-type principalKey struct{}
+// hostOnly is host without its port.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
 
 // bearer authenticates every request with a keygate token. Every failure
 // is the same 401, and the reason is logged with the token's public id at
@@ -157,7 +337,7 @@ func (h *httpHandler) bearer(next http.Handler) http.Handler {
 			h.unauthorized(w, "", "")
 			return
 		}
-		tok, ok := parseBearer(values)
+		tok, ok := parseBearer(values, h.cfg.MaxAuthHeader)
 		if !ok {
 			h.refused(r, "malformed_authorization")
 			h.unauthorized(w, "invalid_request", "send exactly one Authorization: Bearer <token> header")
@@ -177,14 +357,13 @@ func (h *httpHandler) bearer(next http.Handler) http.Handler {
 			return
 		}
 		p.Source = auth.SourceBearer
-		ctx := auth.WithCredential(r.Context(), auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceBearer})
-		ctx = context.WithValue(ctx, principalKey{}, p)
+		ctx := identity.WithVerified(r.Context(), p, auth.Credential{Secret: auth.NewSecret(tok), Source: auth.SourceBearer})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-func parseBearer(values []string) (string, bool) {
-	if len(values) != 1 || len(values[0]) > maxAuthHeader {
+func parseBearer(values []string, limit int) (string, bool) {
+	if len(values) != 1 || len(values[0]) > limit {
 		return "", false
 	}
 	scheme, tok, ok := strings.Cut(values[0], " ")
@@ -206,8 +385,19 @@ func (h *httpHandler) unauthorized(w http.ResponseWriter, code, desc string) {
 	if code != "" {
 		challenge += fmt.Sprintf(`, error=%q, error_description=%q`, code, desc)
 	}
-	w.Header().Set("WWW-Authenticate", challenge)
 	msg := "unauthorized: send Authorization: Bearer <keygate token>"
+	if c := h.cfg.Challenges; c != nil {
+		switch code {
+		case "":
+			challenge = c.Challenge(h.cfg.ChallengeScopes)
+		case "invalid_token":
+			challenge = c.InvalidTokenChallenge(desc, h.cfg.ChallengeScopes)
+		default:
+			challenge = c.InvalidRequestChallenge(desc, h.cfg.ChallengeScopes)
+		}
+		msg = "unauthorized: send Authorization: Bearer <keygate token or OAuth access token>; WWW-Authenticate names where to get one"
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
 	if desc != "" {
 		msg = "unauthorized: " + desc
 	}
@@ -284,7 +474,7 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 			} `json:"params"`
 		}
 		decoded := json.Unmarshal(body, &msg) == nil
-		p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+		p, _, _ := identity.VerifiedFrom(r.Context())
 		if decoded && msg.Method == "subscriptions/listen" {
 			if !h.takeListen(p.KeyID) {
 				w.Header().Set("Retry-After", "1")
@@ -295,8 +485,12 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 			defer h.releaseListen(p.KeyID)
 		}
 		if decoded && msg.Method == "tools/call" && h.cfg.ScopeCheck != nil {
-			if need, allowed, known := h.cfg.ScopeCheck(r, p, msg.Params.Name); known && !allowed {
-				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keygate", error="insufficient_scope", scope=%q`, string(need)))
+			if need, allowed, known := h.cfg.ScopeCheck(p, msg.Params.Name); known && !allowed {
+				challenge := fmt.Sprintf(`Bearer realm="keygate", error="insufficient_scope", scope=%q`, string(need))
+				if c := h.cfg.Challenges; c != nil {
+					challenge = c.InsufficientScopeChallenge(neededScopes(p.Scopes, need), fmt.Sprintf("%s needs %s", msg.Params.Name, need))
+				}
+				w.Header().Set("WWW-Authenticate", challenge)
 				writeJSONRPCError(w, http.StatusForbidden, msg.ID, -32003,
 					fmt.Sprintf("insufficient_scope: %s needs %s", msg.Params.Name, need))
 				return
@@ -304,6 +498,17 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// neededScopes are the scopes a client should ask for to call a tool that
+// needs act: those it holds, so asking again loses none of them (MCP
+// authorization, "Runtime Insufficient Scope Errors"), and act.
+func neededScopes(held auth.Scopes, act auth.Action) []string {
+	out := held.Strings()
+	if !slices.Contains(out, string(act)) {
+		out = append(out, string(act))
+	}
+	return out
 }
 
 // readBody reads all of body. A declared length, already checked against
@@ -337,7 +542,14 @@ const preallocMax = 64 << 10
 // key, and bounds GET streams.
 func (h *httpHandler) bindSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+		info := requestInfoFrom(r.Context())
+		if info.modern {
+			// 2026-07-28 has no sessions: mcp-go ignores Mcp-Session-Id on
+			// a POST and answers GET and DELETE with 405.
+			next.ServeHTTP(w, r)
+			return
+		}
+		p, _, _ := identity.VerifiedFrom(r.Context())
 		sid := r.Header.Get(server.HeaderKeySessionID)
 		switch {
 		case r.Method == http.MethodGet || r.Method == http.MethodDelete:
@@ -359,7 +571,7 @@ func (h *httpHandler) bindSession(next http.Handler) http.Handler {
 			writeJSONRPCError(w, http.StatusNotFound, nil, -32001, "session not found")
 			return
 		}
-		rs := &requestSessions{m: h.sessions, keyID: p.KeyID}
+		rs := &requestSessions{m: h.sessions, keyID: p.KeyID, version: info.initVersion}
 		bw := &bindingWriter{ResponseWriter: w}
 		next.ServeHTTP(bw, r.WithContext(context.WithValue(r.Context(), requestSessionsKey{}, rs)))
 		if rs.issued != "" && !h.sessions.settle(rs.issued, bw.sid == rs.issued) {
@@ -505,6 +717,13 @@ func ServeHTTP(ctx context.Context, s *server.MCPServer, cfg HTTPConfig, ready f
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}
+	return Serve(ctx, ln, s, cfg, ready)
+}
+
+// Serve serves on ln, as ServeHTTP does, for a caller that listened
+// itself (keygate's public URL may depend on the port it got). It closes
+// ln.
+func Serve(ctx context.Context, ln net.Listener, s *server.MCPServer, cfg HTTPConfig, ready func(net.Addr)) error {
 	h, handler := newHTTPHandler(s, cfg, OwnOrigins(ln.Addr()))
 	go h.sessions.sweepPeriodically(ctx, sweepEvery)
 	srv := &http.Server{
@@ -519,7 +738,13 @@ func ServeHTTP(ctx context.Context, s *server.MCPServer, cfg HTTPConfig, ready f
 		ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving HTTP: %w", err)

@@ -19,8 +19,6 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
-	"github.com/keygate/keygate/credentials"
-	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
@@ -56,25 +54,14 @@ func BenchmarkHTTPToolCall(b *testing.B) {
 	redactor.Add(tok)
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{ReplaceAttr: redactor.SlogReplaceAttr}))
 	verifier := identity.NewCachingVerifier(store, identity.DefaultVerifyCacheTTL, nil)
-	deps := &tools.Deps{
-		Providers:   tools.NewProviders(tools.Provider{Name: "local", Content: store, Ring: credentials.Ring{Provider: "local", Local: true}}),
-		Identity:    identity.NewHTTPIdentity(verifier),
-		Redactor:    redactor,
-		EnvFile:     filepath.Join(dir, ".env"),
-		Credentials: &credentials.Service{Store: store, Places: delivery.Places{EnvFile: filepath.Join(dir, ".env"), KeysDir: filepath.Join(dir, "keys")}},
-		HTTP:        true,
-		Logger:      logger,
-	}
+	deps := newDeps(store, identity.NewHTTPIdentity(verifier), redactor, dir, filepath.Join(dir, ".env"), logger, nil)
 	mcpServer, served, err := tools.NewServer(deps, tools.Options{Version: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	keygate := NewHTTPHandler(mcpServer, HTTPConfig{
-		Verifier: verifier,
-		ScopeCheck: func(_ *http.Request, p auth.Principal, tool string) (auth.Action, bool, bool) {
-			need, ok := tools.Needs(served, tool)
-			return need, need == "" || p.Scopes.AllowsSome(need), ok
-		},
+		Verifier:     verifier,
+		ScopeCheck:   tools.ScopeCheckFor(served),
 		Logger:       logger,
 		Version:      "bench",
 		OnSessionEnd: deps.Identity.ForgetSession,

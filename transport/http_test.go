@@ -15,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/tools"
 )
 
 // tokenTable verifies tokens from a fixed table: the transport only needs
@@ -42,13 +43,8 @@ func newTestHandler(t *testing.T) (http.Handler, *[]string) {
 			"admin":  {KeyID: "admin", Scopes: auth.Scopes{{Action: auth.Admin}}},
 			"reader": {KeyID: "reader", Scopes: auth.Scopes{{Action: auth.ContentRead}}},
 		},
-		ScopeCheck: func(_ *http.Request, p auth.Principal, tool string) (auth.Action, bool, bool) {
-			if tool != "write_thing" {
-				return "", false, false
-			}
-			return auth.ContentWrite, p.Scopes.AllowsSome(auth.ContentWrite), true
-		},
-		Logger: slog.New(slog.DiscardHandler),
+		ScopeCheck: tools.ScopeCheckFor([]tools.ServerTool{{Tool: mcp.NewTool("write_thing"), Needs: auth.ContentWrite}}),
+		Logger:     slog.New(slog.DiscardHandler),
 	}
 	return NewHTTPHandler(s, cfg, []string{"http://127.0.0.1:9"}), &calls
 }
@@ -222,4 +218,29 @@ func TestReadBody(t *testing.T) {
 			t.Errorf("err = %v, want %v", err, boom)
 		}
 	})
+}
+
+// TestBearerVerifiedOncePerCall: a tools/call over HTTP verifies its bearer
+// token once, in the transport; the tool filter and the call middleware
+// take that verification from the request's context.
+func TestBearerVerifiedOncePerCall(t *testing.T) {
+	s := newStack(t)
+	sid := s.session(t, s.admin)
+	for _, tc := range []struct {
+		tool string
+		args map[string]any
+	}{
+		{"auth_whoami", map[string]any{}},
+		{"content_list", map[string]any{"type": "posts"}},
+		{"credentials_list", map[string]any{}},
+	} {
+		before := s.verifier.calls.Load()
+		code, msg := s.callTool(t, s.admin, sid, tc.tool, tc.args)
+		if res, _ := msg["result"].(map[string]any); code != http.StatusOK || res == nil || res["isError"] == true {
+			t.Fatalf("%s: %d %v", tc.tool, code, msg)
+		}
+		if n := s.verifier.calls.Load() - before; n != 1 {
+			t.Errorf("%s verified the bearer token %d times, want 1", tc.tool, n)
+		}
+	}
 }

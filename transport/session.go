@@ -95,6 +95,7 @@ type sessionManager struct {
 
 type session struct {
 	id                string
+	version           string // the protocol version its initialize negotiated
 	key               *keySessions
 	created, lastSeen time.Time
 	idleElem, keyElem *list.Element
@@ -129,9 +130,10 @@ func newSessionManager(onEnd func(string)) *sessionManager {
 // against that key from the moment its id exists, and it remembers the id
 // it issued.
 type requestSessions struct {
-	m      *sessionManager
-	keyID  string
-	issued string
+	m       *sessionManager
+	keyID   string
+	version string // what the request's initialize negotiates
+	issued  string
 }
 
 type requestSessionsKey struct{}
@@ -153,14 +155,18 @@ func (rs *requestSessions) Generate() string {
 	if rs == rs.m.unkeyed {
 		return "" // no key to charge a session to: mcp-go answers without one
 	}
-	rs.issued = rs.m.open(rs.keyID)
+	rs.issued = rs.m.open(rs.keyID, rs.version)
 	return rs.issued
 }
 
 // Validate implements server.SessionIdManager. An ended id is unknown
-// (mcp-go answers 404 either way), so no tombstones pile up.
+// (mcp-go answers 404 either way), so no tombstones pile up. A request
+// that did not pass bindSession (which checks the id is the caller's) is
+// told every id is unknown: a 2026-07-28 request skips bindSession, and
+// should mcp-go ever take one for an older request, it must not reach a
+// session it was never checked against.
 func (rs *requestSessions) Validate(id string) (bool, error) {
-	if !strings.HasPrefix(id, sessionPrefix) {
+	if rs == rs.m.unkeyed || !strings.HasPrefix(id, sessionPrefix) {
 		return false, errUnknownSession
 	}
 	if rs.m.use(id, "", false) == nil {
@@ -175,8 +181,9 @@ func (rs *requestSessions) Terminate(id string) (bool, error) {
 	return false, nil
 }
 
-// open starts a session for keyID, making room under both caps.
-func (m *sessionManager) open(keyID string) string {
+// open starts a session for keyID speaking protocol version, making room
+// under both caps.
+func (m *sessionManager) open(keyID, version string) string {
 	id := sessionPrefix + rand.Text()
 	m.mu.Lock()
 	now := m.now()
@@ -186,7 +193,7 @@ func (m *sessionManager) open(keyID string) string {
 		k = &keySessions{id: keyID}
 		m.keys[keyID] = k
 	}
-	s := &session{id: id, key: k, created: now, lastSeen: now}
+	s := &session{id: id, version: version, key: k, created: now, lastSeen: now}
 	s.idleElem = m.byIdle.PushBack(s)
 	s.keyElem = k.sessions.PushBack(s)
 	s.pendingElem = m.pending.PushBack(s)
@@ -373,6 +380,16 @@ func (m *sessionManager) ownedBy(id, keyID string) bool {
 	defer m.mu.Unlock()
 	s, ok := m.live[id]
 	return !ok || s.key.id == keyID
+}
+
+// versionOf is the protocol version of id, a live session of keyID, marking
+// it used; live is false for any other id.
+func (m *sessionManager) versionOf(id, keyID string) (version string, live bool) {
+	s := m.use(id, keyID, true)
+	if s == nil {
+		return "", false
+	}
+	return s.version, true
 }
 
 // liveOwnedBy reports whether id is a live session opened by keyID: what a

@@ -168,8 +168,7 @@ func runLocal(keygate string) (result, error) {
 		return result{}, err
 	}
 	page, err := s.List(ctx, provider.ListQuery{Type: "posts", Limit: 20})
-	s.Close()
-	if err != nil {
+	if err := errors.Join(err, s.Close()); err != nil {
 		return result{}, err
 	}
 	raw, err := json.Marshal(page.Objects)
@@ -212,8 +211,11 @@ func runCosmic(keygate, fakeBin, providerName string) (result, error) {
 			ID string `json:"id"`
 		} `json:"objects"`
 	}
-	if err := json.Unmarshal(raw, &page); err != nil || len(page.Objects) != 20 {
-		return result{}, fmt.Errorf("GET /objects: want 20 objects, got %d (%v)", len(page.Objects), err)
+	if err := json.Unmarshal(raw, &page); err != nil {
+		return result{}, fmt.Errorf("GET /objects: %w", err)
+	}
+	if len(page.Objects) != 20 {
+		return result{}, fmt.Errorf("GET /objects: want 20 objects, got %d", len(page.Objects))
 	}
 	tmp, err := os.MkdirTemp("", "keygate-bench-bytes-cosmic-*")
 	if err != nil {
@@ -231,7 +233,9 @@ func runCosmic(keygate, fakeBin, providerName string) (result, error) {
 	lr, err := contentList(keygate, in.Args(), env, map[string]any{"provider": providerName, "type": "posts"})
 	if err != nil {
 		if strings.Contains(err.Error(), "provider") {
-			return result{}, fmt.Errorf("%w (content_list provider=%s: %.200s)", errNoProvider, providerName, err)
+			// The cause is kept as text only, cut to 200 bytes: callers
+			// test for errNoProvider.
+			return result{}, fmt.Errorf("%w (content_list provider=%s: %.200s)", errNoProvider, providerName, err.Error())
 		}
 		return result{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,7 +41,7 @@ type probeTimes struct {
 
 // probe runs in the child: it opens the store, builds the server and
 // answers one initialize in-process.
-func probe(store string, schemasOnly bool) error {
+func probe(store string, schemasOnly bool) (err error) {
 	start := time.Now()
 	ctx := context.Background()
 	var t probeTimes
@@ -50,7 +51,7 @@ func probe(store string, schemasOnly bool) error {
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer func() { err = errors.Join(err, s.Close()) }()
 	t.OpenStore = time.Since(start)
 	deps := &tools.Deps{
 		Providers: tools.NewProviders(tools.Provider{Name: "local", Content: s, Ring: credentials.Ring{Provider: "local", Local: true}}),

@@ -25,6 +25,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"net/url"
@@ -107,7 +108,7 @@ func main() {
 	}
 }
 
-func run(sizeList string, runs, deepSize, deepPage int, dir string) error {
+func run(sizeList string, runs, deepSize, deepPage int, dir string) (err error) {
 	var sizes []int
 	for f := range strings.SplitSeq(sizeList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -138,9 +139,12 @@ func run(sizeList string, runs, deepSize, deepPage int, dir string) error {
 	// taking turns across sizes too: a machine whose load drifts then
 	// weighs on every size alike.
 	stores := map[int]*local.Store{}
+	// The stores were written, so a failed close is reported.
 	defer func() {
-		for _, s := range stores {
-			s.Close()
+		for n, s := range stores {
+			if cerr := s.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("%d posts: closing: %w", n, cerr))
+			}
 		}
 	}()
 	var lists []func() (provider.Page, error)
@@ -367,7 +371,7 @@ func makeSQLiteStore(ctx context.Context, path string, n int) (*local.Store, tim
 		return nil, 0, err
 	}
 	if err := s.Seed(ctx); err != nil {
-		s.Close()
+		_ = s.Close()
 		return nil, 0, err
 	}
 	if err := s.Close(); err != nil {

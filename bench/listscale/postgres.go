@@ -55,7 +55,7 @@ func makePGStore(ctx context.Context, admin string, n int) (*local.Store, time.D
 		return nil, 0, err
 	}
 	if err := s.Seed(ctx); err != nil {
-		s.Close()
+		_ = s.Close()
 		return nil, 0, err
 	}
 	if err := s.Close(); err != nil {
@@ -88,12 +88,12 @@ func makePGStore(ctx context.Context, admin string, n int) (*local.Store, time.D
 		return nil, 0, err
 	}
 	if _, err := db.ExecContext(ctx, "VACUUM ANALYZE objects"); err != nil {
-		s.Close()
+		_ = s.Close()
 		return nil, 0, err
 	}
 	took := time.Since(t0)
 	if err := watchServer(admin); err != nil {
-		s.Close()
+		_ = s.Close()
 		return nil, 0, err
 	}
 	return s, took, nil

@@ -140,7 +140,7 @@ func flood(bin string, calls, keys, workers int, settle, maxTime time.Duration) 
 					refused.Add(1)
 					mu.Lock()
 					if firstErr == nil {
-						firstErr = fmt.Errorf("initialize %d: status %d, err %v: %.200s", i, status, err, body)
+						firstErr = initializeError(i, status, err, body)
 					}
 					mu.Unlock()
 					continue
@@ -206,4 +206,13 @@ func createKeys(admin *benchkit.HTTPClient, n int) ([]string, error) {
 		toks = append(toks, resp.Result.StructuredContent.Token)
 	}
 	return toks, nil
+}
+
+// initializeError says why initialize call i opened no session: the
+// transport's error, or the status and the start of the body.
+func initializeError(i int64, status int, err error, body []byte) error {
+	if err != nil {
+		return fmt.Errorf("initialize %d: %w", i, err)
+	}
+	return fmt.Errorf("initialize %d: status %d: %.200s", i, status, body)
 }

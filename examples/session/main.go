@@ -13,6 +13,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -43,7 +44,7 @@ func (approve) Elicit(_ context.Context, req mcp.ElicitationRequest) (*mcp.Elici
 		Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"approve": true}}}, nil
 }
 
-func run(keygate string) error {
+func run(keygate string) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -62,7 +63,13 @@ func run(keygate string) error {
 		return fmt.Errorf("starting keygate: %w", err)
 	}
 	c := client.NewClient(t, client.WithElicitationHandler(approve{}))
-	defer c.Close()
+	defer func() {
+		// Closing stdin stops keygate, which then closes its store; a
+		// failure there shows as its exit status.
+		if cerr := c.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("stopping keygate: %w", cerr))
+		}
+	}()
 	init, err := c.Initialize(ctx, mcp.InitializeRequest{})
 	if err != nil {
 		return fmt.Errorf("initialize: %w", err)

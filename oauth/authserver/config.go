@@ -157,7 +157,13 @@ type Config struct {
 	// Resource is the canonical URL of the MCP endpoint: every token is
 	// issued for it and for nothing else (RFC 8707).
 	Resource string
-	Store    Store
+	// Resources are other MCP endpoints this server may issue tokens for:
+	// keygates that trust it as their external issuer (their --oauth
+	// external). A client names one with the resource parameter (RFC 8707);
+	// a request naming none gets a token for Resource. The server's own
+	// Verifier accepts tokens for Resource only.
+	Resources []string
+	Store     Store
 	// Journal records grants and refusals; nil records nothing.
 	Journal Journal
 	// Logger receives operational messages, never a secret; nil discards.
@@ -189,6 +195,11 @@ func (c *Config) withDefaults() error {
 	}
 	if c.Resource, err = oauth.CanonicalURL(c.Resource); err != nil {
 		return fmt.Errorf("authserver: resource: %w", err)
+	}
+	for i, r := range c.Resources {
+		if c.Resources[i], err = oauth.CanonicalURL(r); err != nil {
+			return fmt.Errorf("authserver: resources: %w", err)
+		}
 	}
 	if c.CIMD.AllowLoopback && !isLoopbackURL(c.Issuer) {
 		return errors.New("authserver: CIMD.AllowLoopback is for an authorization server on loopback only (draft-ietf-oauth-client-id-metadata-document, SSRF)")

@@ -559,3 +559,55 @@ func TestKeysRotateAndOldTokensStillVerify(t *testing.T) {
 		t.Fatalf("JWKS after the old key's tokens expired = %v, want it without the first key", ids)
 	}
 }
+
+// TestTokensForAnotherTrustedResource: a server configured to issue tokens
+// for another keygate (Config.Resources) issues them when the client names
+// that resource, binds the grant and every later exchange or refresh to it,
+// and its own resource refuses those tokens (their audience is the other
+// one). A request naming two resources is refused.
+func TestTokensForAnotherTrustedResource(t *testing.T) {
+	const other = "https://other.example/mcp"
+	e := newEnv(t, func(c *Config) { c.Resources = []string{other + "/"} })
+	client := e.registerClient(redirect)
+
+	two := newAuthorization(client, redirect, "content:read")
+	two.extra = url.Values{"resource": {other, e.base + "/mcp"}}
+	wantErrorRedirect(t, newBrowser(t).get(e.authorizeURL(two)), two, "invalid_target")
+
+	a := newAuthorization(client, redirect, "content:read")
+	a.extra = url.Values{"resource": {other}}
+	c := code(t, e.consent(newBrowser(t), e.authorizeURL(a), e.alicePAT, "content:read"), a)
+	if tr := e.token(url.Values{"grant_type": {"authorization_code"}, "code": {c}, "redirect_uri": {redirect},
+		"client_id": {client}, "code_verifier": {a.verifier}, "resource": {e.base + "/mcp"}}); tr.Error != "invalid_target" {
+		t.Fatalf("exchange naming this server's resource for a grant of the other: %+v", tr)
+	}
+	tr := e.token(url.Values{"grant_type": {"authorization_code"}, "code": {c}, "redirect_uri": {redirect},
+		"client_id": {client}, "code_verifier": {a.verifier}, "resource": {other}})
+	if tr.status != http.StatusOK {
+		t.Fatalf("exchange for the other resource: %+v", tr)
+	}
+	var claims struct {
+		Aud any `json:"aud"`
+	}
+	if err := jsonPart(tr.AccessToken, &claims); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(claims.Aud) != "["+other+"]" && fmt.Sprint(claims.Aud) != other {
+		t.Fatalf("aud = %v, want %s", claims.Aud, other)
+	}
+	if status, _ := e.callMCP(tr.AccessToken); status != http.StatusUnauthorized {
+		t.Fatalf("this server's resource took a token for another: %d", status)
+	}
+	wantInvalidToken(t, func() error { _, err := e.srv.Verifier().Verify(t.Context(), tr.AccessToken); return err }())
+	if r := e.refresh(client, tr.RefreshToken); r.Error != "invalid_target" {
+		t.Fatalf("refresh naming this server's resource: %+v", r)
+	}
+	if r := e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {client},
+		"resource": {other}}); r.status != http.StatusOK {
+		t.Fatalf("refresh for the other resource: %+v", r)
+	}
+	grants, err := e.store.ListGrants(t.Context(), local.GrantFilter{ClientID: client})
+	if err != nil || len(grants) != 1 || grants[0].Resource != other {
+		t.Fatalf("grants %+v %v, want one for %s", grants, err, other)
+	}
+}

@@ -291,7 +291,8 @@ func (o *opServer) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthR
 	case c == nil:
 		return nil, oidc.ErrServerError().WithDescription("unexpected client")
 	}
-	if err := o.s.checkResource(r.Form["resource"]); err != nil {
+	resource, err := o.s.checkResource(r.Form["resource"], "")
+	if err != nil {
 		return nil, err
 	}
 	var scopes []string
@@ -307,7 +308,7 @@ func (o *opServer) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthR
 		clientID: c.id, clientName: c.name, redirectURI: ar.RedirectURI, state: ar.State,
 		responseType: ar.ResponseType, responseMode: ar.ResponseMode,
 		challenge: oidc.CodeChallenge{Challenge: ar.CodeChallenge, Method: ar.CodeChallengeMethod},
-		resource:  o.s.cfg.Resource, scopes: scopes,
+		resource:  resource, scopes: scopes,
 	})
 	if errors.Is(err, errPendingFull) {
 		return nil, &oidc.Error{ErrorType: "temporarily_unavailable", Description: err.Error()}
@@ -324,19 +325,33 @@ func validS256Challenge(c string) bool {
 	})
 }
 
-// checkResource applies RFC 8707: every resource a client names must be
-// keygate's MCP endpoint, whose tokens are the only ones this server
-// issues. A request naming none gets a token for it all the same (MCP
-// clients are required to name it).
-func (s *Server) checkResource(resources []string) error {
+// checkResource applies RFC 8707 and returns the resource the token will
+// be for. Every resource a client names must be the same one, and one this
+// server issues tokens for: keygate's MCP endpoint, or one of
+// Config.Resources. A request naming none gets a token for bound, the
+// resource already chosen (by the authorization request, for the token
+// endpoint), or for keygate's MCP endpoint (MCP clients are required to
+// name it).
+func (s *Server) checkResource(resources []string, bound string) (string, error) {
+	chosen := bound
 	for _, r := range resources {
 		c, err := oauth.CanonicalURL(r)
-		if err != nil || c != s.cfg.Resource {
-			return oidc.ErrInvalidTarget().WithDescription("this server issues tokens only for the resource %s", s.cfg.Resource)
+		switch {
+		case err != nil || !slices.Contains(s.resources(), c):
+			return "", oidc.ErrInvalidTarget().WithDescription("this server issues tokens only for %s", strings.Join(s.resources(), ", "))
+		case chosen != "" && c != chosen:
+			return "", oidc.ErrInvalidTarget().WithDescription("a token is for one resource: %s", chosen)
 		}
+		chosen = c
 	}
-	return nil
+	if chosen == "" {
+		chosen = s.cfg.Resource
+	}
+	return chosen, nil
 }
+
+// resources are the resources this server issues tokens for.
+func (s *Server) resources() []string { return append([]string{s.cfg.Resource}, s.cfg.Resources...) }
 
 // CodeExchange is the library's, with PKCE required of every client
 // (the library skips it for a confidential client that sends no
@@ -359,7 +374,7 @@ func (o *opServer) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Ac
 		s.refuse(ctx, "oauth.token", a.clientID, "PKCE verification failed")
 		return nil, err
 	}
-	if err := s.checkResource(r.Form["resource"]); err != nil {
+	if _, err := s.checkResource(r.Form["resource"], a.resource); err != nil {
 		return nil, err
 	}
 	if err := s.pending.exchange(a.id); err != nil {
@@ -384,7 +399,7 @@ func (o *opServer) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Re
 	if r.Client.GetID() != req.GetClientID() {
 		return nil, oidc.ErrInvalidGrant().WithDescription("the refresh token was issued to another client")
 	}
-	if err := s.checkResource(r.Form["resource"]); err != nil {
+	if _, err := s.checkResource(r.Form["resource"], req.(*tokenRequest).grant.Resource); err != nil {
 		return nil, err
 	}
 	if err := op.ValidateRefreshTokenScopes(r.Data.Scopes, req); err != nil {

@@ -245,7 +245,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (auth.Principal, er
 		}
 	}
 	sub := printable(c.Subject)
-	p := auth.Principal{KeyID: "ext:" + sub, Name: sub, Masked: "access token from " + v.issuer, Scopes: granted,
+	p := auth.Principal{KeyID: auth.ExternalPrefix + sub, Name: sub, Masked: "access token from " + v.issuer, Scopes: granted,
 		ExpiresAt: t.Expiry, CreatedBy: v.issuer, Source: auth.SourceBearer}
 	if c.IssuedAt > 0 {
 		p.CreatedAt = time.Unix(c.IssuedAt, 0).UTC()

@@ -13,15 +13,12 @@
 package agrenting
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -31,7 +28,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
@@ -53,11 +49,9 @@ type Options = upstream.Options
 
 // Client talks to Agrenting as one agent. It is safe for concurrent use.
 type Client struct {
-	cfg    Config
-	caller *upstream.Caller
-	log    *slog.Logger
-	now    func() time.Time
-	sleep  func(ctx context.Context, d time.Duration) error
+	cfg Config
+	api *upstream.API
+	// redact is api.Redactor: every secret the client holds is added to it.
 	redact *auth.Redactor
 
 	authMu sync.Mutex // one authentication at a time
@@ -87,23 +81,22 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if cfg.RevokePath == "" {
 		cfg.RevokePath = DefaultRevokePath
 	}
-	opts = opts.WithDefaults()
-	now, sleep, log, hc := opts.Now, opts.Sleep, opts.Logger, opts.HTTP
-	counted := *hc
-	base := counted.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	counted.Transport = &countingTransport{base: base}
-	red := auth.NewRedactor()
-	red.Add(cfg.APIKey.Reveal())
-	red.Add(cfg.Token.Reveal())
-	return &Client{
-		cfg: cfg, caller: &upstream.Caller{HTTP: &counted, Now: now, Sleep: sleep, Budget: newBudget(now, sleep)},
-		log: log, now: now, sleep: sleep, redact: red,
-		apiKey: cfg.APIKey, agentID: cfg.AgentID, artifacts: map[string]string{},
-	}, nil
+	api := upstream.NewAPI(Name, opts)
+	api.Caller.HTTP = counting(api.Caller.HTTP)
+	api.Caller.Budget = newBudget(api.Now, api.Caller.Sleep)
+	api.Said = said
+	api.RequestID = requestID
+	api.Except = except
+	api.Redactor.Add(cfg.APIKey.Reveal())
+	api.Redactor.Add(cfg.Token.Reveal())
+	return &Client{cfg: cfg, api: api, redact: api.Redactor,
+		apiKey: cfg.APIKey, agentID: cfg.AgentID, artifacts: map[string]string{}}, nil
 }
+
+func (c *Client) now() time.Time { return c.api.Now() }
+
+// clean is text the API sent, made safe for an error (upstream.API.Clean).
+func (c *Client) clean(s string) string { return c.api.Clean(s) }
 
 // Name returns "agrenting".
 func (c *Client) Name() string { return Name }
@@ -148,6 +141,19 @@ type sends struct{ n atomic.Int32 }
 type sendsKey struct{}
 
 type countingTransport struct{ base http.RoundTripper }
+
+// counting returns a copy of hc whose sends are counted.
+func counting(hc *http.Client) *http.Client {
+	counted := *hc
+	base := counted.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	counted.Transport = &countingTransport{base: base}
+	return &counted
+}
+
+func (s *sends) count() int { return int(s.n.Load()) }
 
 func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if s, ok := req.Context().Value(sendsKey{}).(*sends); ok {
@@ -220,115 +226,127 @@ type result struct {
 // a request that got no answer. It re-authenticates once when a session
 // token is refused, and waits out 409 IDEMPOTENCY_PENDING.
 func (c *Client) do(ctx context.Context, cl call) (result, error) {
-	var payload []byte
-	if cl.body != nil {
-		b, err := json.Marshal(cl.body)
-		if err != nil {
-			return result{}, fmt.Errorf("agrenting: encoding %s %s: %w", cl.method, cl.path, err)
-		}
-		payload = b
-	}
-	reauthed := false
-	var pendingWaited time.Duration
 	counter := &sends{}
-	for attempt := 0; ; attempt++ {
-		usedSession, resp, err := c.send(context.WithValue(ctx, sendsKey{}, counter), cl, payload)
+	var st retries
+	for {
+		usedSession, resp, err := c.send(context.WithValue(ctx, sendsKey{}, counter), cl)
 		if err != nil {
-			return result{sends: int(counter.n.Load())}, c.transportError(err)
+			return result{sends: counter.count()}, err
 		}
-		var env envelope
-		decodeErr := json.Unmarshal(resp.Body, &env)
-		if resp.Status >= 200 && resp.Status <= 299 && decodeErr == nil && len(env.Errors) == 0 {
-			return result{status: resp.Status, env: env, raw: resp.Body, sends: int(counter.n.Load())}, nil
+		res, ue := c.answer(cl, resp)
+		res.sends = counter.count()
+		if ue == nil {
+			return res, nil
 		}
-		ue := c.statusError(resp, env)
-		if cl.method == http.MethodGet && ue.Kind == provider.ErrOutcomeUnknown {
-			ue.Kind = provider.ErrUnavailable // a read changes nothing: it just failed
-		}
+		again, err := c.again(ctx, cl, ue, usedSession, &st)
 		switch {
-		case resp.Status == http.StatusUnauthorized && usedSession != "" && !reauthed && c.hasKey():
-			// The session expired or was logged out: get a new one with
-			// the key and resend, with the same idempotency key.
-			reauthed = true
-			if aerr := c.renewSession(ctx, usedSession); aerr != nil {
-				return result{sends: int(counter.n.Load())}, aerr
-			}
-			continue
-		case resp.Status == http.StatusConflict && ue.Code == "IDEMPOTENCY_PENDING" && cl.idemKey != "":
-			wait := min(250*time.Millisecond<<min(attempt, 4), maxPendingSleep)
-			dl, hasDL := ctx.Deadline()
-			if (hasDL && c.now().Add(wait).After(dl)) || (!hasDL && pendingWaited+wait > maxPendingWait) {
-				return result{sends: int(counter.n.Load())}, fmt.Errorf("agrenting: %w: %s %s is still being processed by Agrenting (409 IDEMPOTENCY_PENDING) and the call's time ran out; it may complete: check before repeating it",
-					provider.ErrOutcomeUnknown, cl.method, cl.path)
-			}
-			if serr := c.sleep(ctx, wait); serr != nil {
-				return result{sends: int(counter.n.Load())}, fmt.Errorf("agrenting: %w: %s %s was still being processed when the call ended: %w", provider.ErrOutcomeUnknown, cl.method, cl.path, serr)
-			}
-			pendingWaited += wait
-			continue
+		case err != nil:
+			return result{sends: res.sends}, err
+		case !again:
+			return res, ue
 		}
-		return result{status: resp.Status, env: env, raw: resp.Body, sends: int(counter.n.Load())}, ue
 	}
 }
 
-// send makes one request (the Caller may retry it) and returns the
-// client's session token when that authenticated it.
-func (c *Client) send(ctx context.Context, cl call, payload []byte) (string, *upstream.Response, error) {
-	target := c.cfg.APIURL + cl.path
-	if len(cl.query) > 0 {
-		target += "?" + cl.query.Encode()
+// answer decodes an answer: its envelope, and its error when it is not a
+// 2xx with an empty errors array.
+func (c *Client) answer(cl call, resp *upstream.Response) (result, *provider.UpstreamError) {
+	var env envelope
+	decodeErr := json.Unmarshal(resp.Body, &env)
+	res := result{status: resp.Status, env: env, raw: resp.Body}
+	if resp.OK() && decodeErr == nil && len(env.Errors) == 0 {
+		return res, nil
 	}
-	var rdr io.Reader
-	if payload != nil {
-		rdr = bytes.NewReader(payload)
+	ue := c.api.Error(resp)
+	if cl.method == http.MethodGet && errors.Is(ue.Kind, provider.ErrOutcomeUnknown) {
+		ue.Kind = provider.ErrUnavailable // a read changes nothing: it just failed
 	}
-	req, err := http.NewRequestWithContext(ctx, cl.method, target, rdr)
-	if err != nil {
-		return "", nil, fmt.Errorf("agrenting: building %s %s: %w", cl.method, cl.path, err)
+	return res, ue
+}
+
+// retries is what one call has done about refused answers so far.
+type retries struct {
+	attempt       int
+	reauthed      bool
+	pendingWaited time.Duration
+}
+
+// again handles the answers a call outlives: a refused session (renewed
+// once with the key, then the request is resent with the same idempotency
+// key) and 409 IDEMPOTENCY_PENDING (waited out). It reports whether to
+// send again.
+func (c *Client) again(ctx context.Context, cl call, ue *provider.UpstreamError, usedSession string, st *retries) (bool, error) {
+	st.attempt++
+	switch {
+	case ue.Status == http.StatusUnauthorized && usedSession != "" && !st.reauthed && c.hasKey():
+		st.reauthed = true
+		return true, c.renewSession(ctx, usedSession)
+	case ue.Status == http.StatusConflict && ue.Code == "IDEMPOTENCY_PENDING" && cl.idemKey != "":
+		return true, c.waitPending(ctx, cl, st)
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "keygate")
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
+	return false, nil
+}
+
+// waitPending waits before the next try of a request Agrenting is still
+// processing: a growing wait, within the call's deadline, or
+// maxPendingWait in all without one.
+func (c *Client) waitPending(ctx context.Context, cl call, st *retries) error {
+	wait := min(250*time.Millisecond<<min(st.attempt-1, 4), maxPendingSleep)
+	dl, hasDL := ctx.Deadline()
+	if (hasDL && c.now().Add(wait).After(dl)) || (!hasDL && st.pendingWaited+wait > maxPendingWait) {
+		return fmt.Errorf("agrenting: %w: %s %s is still being processed by Agrenting (409 IDEMPOTENCY_PENDING) and the call's time ran out; it may complete: check before repeating it",
+			provider.ErrOutcomeUnknown, cl.method, cl.path)
 	}
+	if err := c.api.Caller.Sleep(ctx, wait); err != nil {
+		return fmt.Errorf("agrenting: %w: %s %s was still being processed when the call ended: %w", provider.ErrOutcomeUnknown, cl.method, cl.path, err)
+	}
+	st.pendingWaited += wait
+	return nil
+}
+
+// send makes one request (the Caller may retry it: POST and PUT carry an
+// idempotency key, so retrying them is safe) and returns the client's
+// session token when that authenticated it.
+func (c *Client) send(ctx context.Context, cl call) (string, *upstream.Response, error) {
+	creds, usedSession := c.credentials(cl)
+	r := upstream.Request{Method: cl.method, Base: c.cfg.APIURL, Path: cl.path, Query: cl.query, Body: cl.body, Idempotent: cl.idemKey != "",
+		Auth: func(h http.Header, _ url.Values) {
+			for k, v := range creds {
+				h.Set(k, v)
+			}
+		}}
 	if cl.idemKey != "" {
-		req.Header.Set("X-Idempotency-Key", cl.idemKey)
+		r.Header = http.Header{"X-Idempotency-Key": {cl.idemKey}}
 	}
+	resp, err := c.api.Send(ctx, r)
+	return usedSession, resp, err
+}
+
+// credentials are the headers that authenticate cl: the credentials it
+// names, else the session, else the agent key, else the user token with
+// the agent's id. usedSession is the session token when that is used.
+func (c *Client) credentials(cl call) (h map[string]string, usedSession string) {
 	c.mu.Lock()
-	usedSession := ""
+	defer c.mu.Unlock()
+	h = map[string]string{}
 	switch {
 	case !cl.asKey.IsZero() || !cl.asSession.IsZero():
 		if !cl.asKey.IsZero() {
-			req.Header.Set("X-API-Key", cl.asKey.Reveal())
+			h["X-API-Key"] = cl.asKey.Reveal()
 		}
 		if !cl.asSession.IsZero() {
-			req.Header.Set("Authorization", "Bearer "+cl.asSession.Reveal())
+			h["Authorization"] = "Bearer " + cl.asSession.Reveal()
 		}
 	case !c.session.IsZero() && !cl.useKey:
-		req.Header.Set("Authorization", "Bearer "+c.session.Reveal())
 		usedSession = c.session.Reveal()
+		h["Authorization"] = "Bearer " + usedSession
 	case !c.apiKey.IsZero():
-		req.Header.Set("X-API-Key", c.apiKey.Reveal())
+		h["X-API-Key"] = c.apiKey.Reveal()
 	default:
-		req.Header.Set("Authorization", "Bearer "+c.cfg.Token.Reveal())
-		req.Header.Set("X-Agent-ID", c.cfg.AgentID)
+		h["Authorization"] = "Bearer " + c.cfg.Token.Reveal()
+		h["X-Agent-ID"] = c.cfg.AgentID
 	}
-	c.mu.Unlock()
-	// POST and PUT carry an idempotency key, so retrying them is safe.
-	idempotent := cl.method == http.MethodGet || cl.method == http.MethodHead || cl.idemKey != ""
-	start := time.Now()
-	resp, err := c.caller.Do(req, idempotent)
-	if err != nil {
-		c.log.DebugContext(ctx, "agrenting request", "method", cl.method, "path", cl.path, "error", c.redact.Redact(err.Error()), "duration", time.Since(start))
-		return usedSession, nil, err
-	}
-	var m struct {
-		Meta meta `json:"meta"`
-	}
-	_ = json.Unmarshal(resp.Body, &m)
-	c.log.DebugContext(ctx, "agrenting request", "method", cl.method, "path", cl.path, "status", resp.Status,
-		"duration", time.Since(start), "request_id", c.clean(requestID(resp, &envelope{Meta: m.Meta})))
-	return usedSession, resp, nil
+	return h, usedSession
 }
 
 func (c *Client) hasKey() bool {
@@ -344,49 +362,26 @@ func (c *Client) dropSession() {
 	c.sessionExp = time.Time{}
 }
 
-// transportError is a request that got no answer.
-func (c *Client) transportError(err error) error {
-	// keygate's own refusals (the budget held the request back, or kept it
-	// for callers with a scope) pass through as they are: nothing was sent.
-	var rationed *provider.RationedError
-	if errors.As(err, &rationed) {
-		return rationed
+// requestID is meta.request_id, else the X-Request-Id header.
+func requestID(resp *upstream.Response) string {
+	var m struct {
+		Meta meta `json:"meta"`
 	}
-	if held, ok := asUpstream(err); ok {
-		return held
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("agrenting: %w", err)
-	}
-	return fmt.Errorf("agrenting: %w: %w", provider.ErrUnavailable, &redacted{msg: c.redact.Redact(err.Error()), err: err})
-}
-
-// redacted is an error whose text went through the redactor but whose
-// chain (errors.Is) is kept.
-type redacted struct {
-	msg string
-	err error
-}
-
-func (e *redacted) Error() string { return e.msg }
-func (e *redacted) Unwrap() error { return e.err }
-
-func requestID(resp *upstream.Response, env *envelope) string {
-	if env != nil && env.Meta.RequestID != "" {
-		return env.Meta.RequestID
+	if json.Unmarshal(resp.Body, &m) == nil && m.Meta.RequestID != "" {
+		return m.Meta.RequestID
 	}
 	return resp.Header.Get("X-Request-Id")
 }
 
-var retryAfterText = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)retry after (\d{1,6}) seconds?`) })
-
-// statusError maps an error answer. Kind is left nil where the meaning
-// depends on the endpoint (404, 422, 409, 423); callers refine those.
-func (c *Client) statusError(resp *upstream.Response, env envelope) *provider.UpstreamError {
-	ue := &provider.UpstreamError{Provider: Name, Status: resp.Status, RequestID: c.clean(requestID(resp, &env))}
-	if len(env.Errors) > 0 {
+// said reads the first entry of the envelope's errors array: its code, and
+// its message with the field and the validation details. An error answer
+// without one says its status text; a 2xx, that it is not an envelope.
+func said(resp *upstream.Response) upstream.Said {
+	var env envelope
+	_ = json.Unmarshal(resp.Body, &env)
+	switch {
+	case len(env.Errors) > 0:
 		e := env.Errors[0]
-		ue.Code = c.clean(e.Code)
 		msg := e.Message
 		if e.Field != "" {
 			msg = e.Field + ": " + msg
@@ -394,34 +389,32 @@ func (c *Client) statusError(resp *upstream.Response, env envelope) *provider.Up
 		if d := detailText(e.Details); d != "" {
 			msg += " (" + d + ")"
 		}
-		ue.Message = c.clean(msg)
-	} else if resp.Status < 200 || resp.Status > 299 {
-		ue.Message = http.StatusText(resp.Status)
-	} else {
-		ue.Message = "the answer is not the JSON envelope expected"
+		return upstream.Said{Code: e.Code, Message: msg}
+	case !resp.OK():
+		return upstream.Said{Message: http.StatusText(resp.Status)}
 	}
-	switch {
-	case resp.Status == http.StatusUnauthorized:
-		ue.Kind = provider.ErrUnauthorized
-	case resp.Status == http.StatusForbidden || resp.Status == http.StatusPaymentRequired:
-		ue.Kind = provider.ErrPermission
-	case resp.Status == http.StatusTooManyRequests:
-		ue.Kind = provider.ErrRateLimited
-		if d, ok := upstream.RetryAfter(resp.Header, c.now()); ok {
-			ue.RetryAfter = d
-		} else if m := retryAfterText().FindStringSubmatch(ue.Message); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			ue.RetryAfter = time.Duration(n) * time.Second
-		}
-	case resp.Status >= 500:
-		ue.Kind = provider.ErrUnavailable
-	case resp.Status >= 200 && resp.Status <= 299:
-		// An errors array on a 2xx, or junk: the official client treats
-		// both as failures. Whether anything happened is unknown.
-		ue.Kind = provider.ErrOutcomeUnknown
-	}
-	return ue
+	return upstream.Said{Message: "the answer is not the JSON envelope expected"}
 }
+
+// except is Agrenting's part of the status mapping (upstream.API.Error):
+// an errors array on a 2xx, or junk, is a failure, as the official client
+// treats both; whether anything happened is unknown. A 429 without a
+// retry-after header may say when to retry in its message. 404, 409, 422
+// and 423 keep no kind: their meaning depends on the endpoint, and callers
+// refine them.
+func except(resp *upstream.Response, e *provider.UpstreamError) {
+	switch {
+	case resp.OK():
+		e.Kind = provider.ErrOutcomeUnknown
+	case errors.Is(e.Kind, provider.ErrRateLimited) && e.RetryAfter == 0:
+		if m := retryAfterText().FindStringSubmatch(e.Message); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			e.RetryAfter = time.Duration(n) * time.Second
+		}
+	}
+}
+
+var retryAfterText = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)retry after (\d{1,6}) seconds?`) })
 
 // detailText renders VALIDATION_ERROR details, {"field": ["message"]}.
 func detailText(raw json.RawMessage) string {
@@ -468,26 +461,6 @@ func validation(ue *provider.UpstreamError, env envelope, fieldMap map[string]st
 		name = "fields." + field
 	}
 	return &provider.FieldError{Field: name, Problem: "Agrenting refused it: " + ue.Message, Fix: "correct the value and try again"}
-}
-
-// clean makes an API's text safe to show: key-shaped strings and every
-// secret the client holds masked, cut to 200 bytes.
-func (c *Client) clean(s string) string {
-	s = c.redact.Redact(s)
-	if len(s) <= 200 {
-		return s
-	}
-	cut := 200
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
-}
-
-func asUpstream(err error) (*provider.UpstreamError, bool) {
-	var ue *provider.UpstreamError
-	ok := errors.As(err, &ue)
-	return ue, ok
 }
 
 // authAnswer is POST /auth/authenticate's data.

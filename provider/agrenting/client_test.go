@@ -12,6 +12,7 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 	"github.com/keygate/keygate/provider/upstream"
 )
 
@@ -49,7 +50,7 @@ func TestErrorMapping(t *testing.T) {
 				f.fake.FailNextOn("GET", "/api/v1/tasks", tc.status, tc.headers, tc.body)
 			}
 			_, err := f.c.List(t.Context(), tasksQ)
-			ue := wantKind(t, err, tc.kind)
+			ue := providertest.WantKind(t, err, tc.kind)
 			if ue.Status != tc.status || ue.Code != tc.code || ue.Provider != "agrenting" || ue.RetryAfter != tc.retry {
 				t.Errorf("%#v", ue)
 			}
@@ -78,7 +79,7 @@ func TestRetryAfter(t *testing.T) {
 	limited := `{"errors":[{"code":"RATE_LIMIT_EXCEEDED","message":"Rate limit exceeded. Retry after 4 seconds."}],"meta":{"version":"1.0"}}`
 	f.fake.FailNextOn("GET", "/api/v1/tasks", 429, map[string]string{"retry-after": "4"}, limited)
 	var seen []int
-	f.clk.onSleep = func(time.Duration) { seen = append(seen, f.fake.Requests("/api/v1/tasks")) }
+	f.clk.OnSleep = func(time.Duration) { seen = append(seen, f.fake.Requests("/api/v1/tasks")) }
 	if _, err := f.c.List(t.Context(), tasksQ); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestRetryAfter(t *testing.T) {
 	ctx, cancel := context.WithDeadline(t.Context(), f.clk.Now().Add(time.Second))
 	defer cancel()
 	_, err := f.c.List(ctx, tasksQ)
-	ue := wantKind(t, err, provider.ErrRateLimited)
+	ue := providertest.WantKind(t, err, provider.ErrRateLimited)
 	if ue.RetryAfter != 4*time.Second || f.fake.Requests("/api/v1/tasks") != 3 || len(f.clk.Slept()) != 1 {
 		t.Errorf("%#v, %d requests", ue, f.fake.Requests("/api/v1/tasks"))
 	}
@@ -102,7 +103,7 @@ func TestDeleteNotRetried(t *testing.T) {
 	path := "/api/v1/agents/" + agrentingtest.DemoAgentID + "/credentials/" + id
 	f.fake.FailNextOn("DELETE", path, 503, nil, errBody("INTERNAL_ERROR", "x"))
 	_, _, err := f.c.RevokeKey(t.Context(), id)
-	wantKind(t, err, provider.ErrUnavailable)
+	providertest.WantKind(t, err, provider.ErrUnavailable)
 	if f.fake.Requests(path) != 1 {
 		t.Errorf("%d DELETEs", f.fake.Requests(path))
 	}
@@ -134,7 +135,7 @@ func TestSessionUsedAndRenewed(t *testing.T) {
 	}
 	// A wrong key fails Authenticate with ErrUnauthorized.
 	g := newFixture(t, env{EnvAPIKey: "agr_not_a_real_key_000"})
-	wantKind(t, g.c.Authenticate(ctx), provider.ErrUnauthorized)
+	providertest.WantKind(t, g.c.Authenticate(ctx), provider.ErrUnauthorized)
 }
 
 func TestResponseTooLarge(t *testing.T) {
@@ -147,21 +148,17 @@ func TestResponseTooLarge(t *testing.T) {
 }
 
 func TestCrossHostRedirectRefused(t *testing.T) {
-	clk := newClock()
+	clk := providertest.NewClock()
 	fake := agrentingtest.New(agrentingtest.WithClock(clk.Now))
 	target := fake.Start()
 	defer target.Close()
-	other := strings.Replace(target.URL, "127.0.0.1", "localhost", 1)
-	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, other+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-	}))
-	defer redirector.Close()
-	f := newFixtureAt(t, keyEnv(), redirector.URL+"/api/v1", fake, clk)
+	redirector := providertest.CrossHostRedirector(t, target.URL, http.StatusTemporaryRedirect)
+	f := newFixtureAt(t, keyEnv(), redirector+"/api/v1", fake, clk)
 	_, err := f.c.List(t.Context(), tasksQ)
 	if err == nil || !strings.Contains(err.Error(), "redirect") {
 		t.Fatalf("%v", err)
 	}
-	noSecret(t, err.Error(), agrentingtest.DemoAgentKey)
+	providertest.NoSecret(t, err.Error(), agrentingtest.DemoAgentKey)
 	if fake.Requests("/api/v1/tasks") != 0 {
 		t.Error("the redirect was followed")
 	}
@@ -195,7 +192,7 @@ func TestNoSecretInErrors(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%d: no error", b.status)
 		}
-		noSecret(t, err.Error(), planted...)
+		providertest.NoSecret(t, err.Error(), planted...)
 		for range 3 {
 			f.fake.FailNextOn("POST", "/api/v1/tasks", b.status, nil, b.body)
 		}
@@ -203,9 +200,9 @@ func TestNoSecretInErrors(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%d: create: no error", b.status)
 		}
-		noSecret(t, err.Error(), planted...)
+		providertest.NoSecret(t, err.Error(), planted...)
 	}
-	noSecret(t, f.logs.String(), planted[:2]...)
+	providertest.NoSecret(t, f.logs.String(), planted[:2]...)
 }
 
 func TestLogLines(t *testing.T) {
@@ -227,7 +224,7 @@ func TestLogLines(t *testing.T) {
 // with the expired session, so each gets a 401.
 func TestConcurrent401sShareOneAuthentication(t *testing.T) {
 	const n = 8
-	clk := newClock()
+	clk := providertest.NewClock()
 	fake := agrentingtest.New(agrentingtest.WithClock(clk.Now))
 	var mu sync.Mutex
 	held, arrived := 0, make(chan struct{})

@@ -107,54 +107,79 @@ func LoadConfig(get func(name string) (value, source string, ok bool)) (Config, 
 		return Config{}, true, fmt.Errorf("%s is no longer used: keygate rotates its own key with Agrenting's documented POST /api/v1%s; remove the variable", envRotatePath, RotateKeyPath)
 	}
 	cfg := Config{APIURL: DefaultAPIURL, RevokePath: DefaultRevokePath}
+	var err error
 	if key != "" {
-		if err := checkSecret(EnvAPIKey, key); err != nil {
-			return Config{}, true, err
-		}
-		switch k := auth.Classify(key); {
-		case k.ID == "agrenting_user_token":
-			return Config{}, true, fmt.Errorf("%s holds an Agrenting user token (ap_); put it in %s, with %s naming the agent", EnvAPIKey, EnvToken, EnvAgentID)
-		case k != auth.UnknownKind:
-			return Config{}, true, fmt.Errorf("%s holds a %s, not an Agrenting agent key", EnvAPIKey, k.Label)
-		case len(key) < minKeyLen:
-			return Config{}, true, fmt.Errorf("%s is too short to be an Agrenting agent key (fewer than %d characters)", EnvAPIKey, minKeyLen)
-		}
-		cfg.APIKey, cfg.APIKeySource = auth.NewSecret(key), keySrc
+		err = cfg.setKey(key, keySrc)
 	} else {
-		if err := checkSecret(EnvToken, tok); err != nil {
-			return Config{}, true, err
-		}
-		if k := auth.Classify(tok); k.ID != "agrenting_user_token" {
-			what := "not an Agrenting user token"
-			if k != auth.UnknownKind {
-				what = "a " + k.Label + ", not an Agrenting user token"
-			}
-			return Config{}, true, fmt.Errorf("%s is %s: expected ap_ followed by at least 16 letters, digits, _ or -; an agent key goes in %s", EnvToken, what, EnvAPIKey)
-		}
-		cfg.Token, cfg.TokenSource = auth.NewSecret(tok), tokSrc
+		err = cfg.setToken(tok, tokSrc)
 	}
+	if err == nil {
+		err = cfg.setOptional(val)
+	}
+	if err != nil {
+		return Config{}, true, err
+	}
+	return cfg, true, nil
+}
+
+// setKey checks and keeps an agent key.
+func (cfg *Config) setKey(key, src string) error {
+	if err := checkSecret(EnvAPIKey, key); err != nil {
+		return err
+	}
+	switch k := auth.Classify(key); {
+	case k.ID == "agrenting_user_token":
+		return fmt.Errorf("%s holds an Agrenting user token (ap_); put it in %s, with %s naming the agent", EnvAPIKey, EnvToken, EnvAgentID)
+	case k != auth.UnknownKind:
+		return fmt.Errorf("%s holds a %s, not an Agrenting agent key", EnvAPIKey, k.Label)
+	case len(key) < minKeyLen:
+		return fmt.Errorf("%s is too short to be an Agrenting agent key (fewer than %d characters)", EnvAPIKey, minKeyLen)
+	}
+	cfg.APIKey, cfg.APIKeySource = auth.NewSecret(key), src
+	return nil
+}
+
+// setToken checks and keeps a user token.
+func (cfg *Config) setToken(tok, src string) error {
+	if err := checkSecret(EnvToken, tok); err != nil {
+		return err
+	}
+	if k := auth.Classify(tok); k.ID != "agrenting_user_token" {
+		what := "not an Agrenting user token"
+		if k != auth.UnknownKind {
+			what = "a " + k.Label + ", not an Agrenting user token"
+		}
+		return fmt.Errorf("%s is %s: expected ap_ followed by at least 16 letters, digits, _ or -; an agent key goes in %s", EnvToken, what, EnvAPIKey)
+	}
+	cfg.Token, cfg.TokenSource = auth.NewSecret(tok), src
+	return nil
+}
+
+// setOptional reads the agent id (required with a user token), the API
+// URL and the revoke path.
+func (cfg *Config) setOptional(val func(string) (string, string)) error {
 	if v, _ := val(EnvAgentID); v != "" {
 		if !idPattern().MatchString(v) {
-			return Config{}, true, fmt.Errorf("%s must be 1 to 64 letters, digits, _ or - (the agent's id)", EnvAgentID)
+			return fmt.Errorf("%s must be 1 to 64 letters, digits, _ or - (the agent's id)", EnvAgentID)
 		}
 		cfg.AgentID = v
 	} else if !cfg.Token.IsZero() {
-		return Config{}, true, fmt.Errorf("%s is set but %s is not: a user token acts as one of the user's agents, sent as X-Agent-ID", EnvToken, EnvAgentID)
+		return fmt.Errorf("%s is set but %s is not: a user token acts as one of the user's agents, sent as X-Agent-ID", EnvToken, EnvAgentID)
 	}
 	if v, _ := val(EnvAPIURL); v != "" {
 		u, err := upstream.CheckBaseURL(EnvAPIURL, v)
 		if err != nil {
-			return Config{}, true, err
+			return err
 		}
 		cfg.APIURL = u
 	}
 	if v, _ := val(EnvRevokePath); v != "" {
 		if err := checkPath(EnvRevokePath, v); err != nil {
-			return Config{}, true, err
+			return err
 		}
 		cfg.RevokePath = v
 	}
-	return cfg, true, nil
+	return nil
 }
 
 func checkSecret(name, v string) error {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -45,7 +46,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, ok, err := LoadConfig(tc.env.get)
+			cfg, ok, err := LoadConfig(tc.env.Get)
 			if tc.errVar != "" {
 				if err == nil {
 					t.Fatalf("no error, want one naming %s", tc.errVar)
@@ -53,7 +54,7 @@ func TestLoadConfig(t *testing.T) {
 				if !strings.Contains(err.Error(), tc.errVar) || !strings.Contains(err.Error(), tc.errAlso) {
 					t.Errorf("error %q does not name %s / %q", err, tc.errVar, tc.errAlso)
 				}
-				noSecret(t, err.Error(), tc.hide)
+				providertest.NoSecret(t, err.Error(), tc.hide)
 				return
 			}
 			if err != nil || ok != tc.ok {
@@ -73,11 +74,11 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestConfigKinds(t *testing.T) {
-	cfg, _, _ := LoadConfig(keyEnv().get)
+	cfg, _, _ := LoadConfig(keyEnv().Get)
 	if cfg.Kind().ID != "agrenting_agent_key" || cfg.APIKeySource != "env" || cfg.APIKey.Reveal() != agrentingtest.DemoAgentKey {
 		t.Errorf("%+v", cfg.Kind())
 	}
-	cfg, _, _ = LoadConfig(tokenEnv().get)
+	cfg, _, _ = LoadConfig(tokenEnv().Get)
 	if cfg.Kind().ID != "agrenting_user_token" || cfg.AgentID != agrentingtest.DemoAgentID {
 		t.Errorf("%+v", cfg.Kind())
 	}

@@ -67,66 +67,20 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err := checkType(q.Type); err != nil {
 		return provider.Page{}, err
 	}
-	v := url.Values{}
-	var taskID string
-	for _, cond := range q.Filter {
-		name := strings.TrimPrefix(cond.Path, "fields.")
-		s, isString := cond.Value.(string)
-		allowed := []string{"status", "agent_id"}
-		if q.Type == TypeArtifacts {
-			allowed = []string{"task_id"}
-		}
-		if !slices.Contains(allowed, name) || cond.Path == "status" {
-			return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("Agrenting %s cannot be filtered on %q", q.Type, cond.Path),
-				Fix: "filter " + q.Type + " only on " + strings.Join(allowed, " or ") + ` with {"name": "value"}` + map[bool]string{true: " (the task's own status is fields.status)", false: ""}[q.Type == TypeTasks]}
-		}
-		if cond.Op != provider.OpEq || !isString || s == "" {
-			return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("%q takes one non-empty string; Agrenting has no other comparison", name), Fix: fmt.Sprintf(`write {"%s": "..."}`, name)}
-		}
-		if name == "task_id" {
-			taskID = s
-		} else {
-			v.Set(name, s)
-		}
-	}
-	if q.Type == TypeArtifacts && taskID == "" {
-		return provider.Page{}, &provider.FieldError{Field: "filter", Problem: "artifacts belong to a task, and Agrenting lists them per task", Fix: artifactsFilterHelp}
-	}
-	if q.Type == TypeArtifacts && !idPattern().MatchString(taskID) {
-		return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q", taskID), Fix: "take a task id from content_list type tasks"}
-	}
-	for _, k := range q.Sort {
-		if (k.Path != "created_at" && k.Path != "modified_at") || !k.Desc || len(q.Sort) > 1 {
-			return provider.Page{}, &provider.FieldError{Field: "sort", Problem: "Agrenting lists newest first only", Fix: "leave sort out"}
-		}
+	lc, err := listRequest(q)
+	if err != nil {
+		return provider.Page{}, err
 	}
 	if q.Status == provider.StatusDraft {
 		return provider.Page{Objects: []provider.Object{}, Total: 0}, nil
 	}
-	if q.Limit >= 1 && q.Limit <= 100 {
-		v.Set("limit", strconv.Itoa(q.Limit))
-	}
-	if q.Cursor != "" {
-		v.Set("cursor", q.Cursor)
-	}
-	path := "/tasks"
-	if q.Type == TypeArtifacts {
-		path = "/tasks/" + url.PathEscape(taskID) + "/artifacts"
-	}
-	res, err := c.do(ctx, call{method: http.MethodGet, path: path, query: v})
+	res, err := c.do(ctx, call{method: http.MethodGet, path: lc.path, query: lc.query})
 	if err != nil {
-		ue, ok := asUpstream(err)
-		if ok && ue.Status == http.StatusNotFound && q.Type == TypeArtifacts {
-			return provider.Page{}, &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q visible to this agent", taskID), Fix: "take a task id from content_list type tasks"}
-		}
-		if ok && ue.Status == http.StatusUnprocessableEntity {
-			return provider.Page{}, validation(ue, res.env, map[string]string{"pagination": "cursor"})
-		}
-		return provider.Page{}, err
+		return provider.Page{}, lc.refine(err, res.env)
 	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(res.env.Data, &raws); err != nil {
-		return provider.Page{}, fmt.Errorf("agrenting: %s: data is not a list", path)
+		return provider.Page{}, fmt.Errorf("agrenting: %s: data is not a list", lc.path)
 	}
 	page := provider.Page{Objects: make([]provider.Object, 0, len(raws)), Total: -1}
 	for _, raw := range raws {
@@ -136,17 +90,103 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		}
 		page.Objects = append(page.Objects, o)
 	}
-	if pg := res.env.Meta.Pagination; pg != nil {
+	paginate(&page, res.env.Meta.Pagination, q.Cursor)
+	return page, nil
+}
+
+// listCall is a list query as Agrenting takes it.
+type listCall struct {
+	path   string // tasks, or one task's artifacts
+	query  url.Values
+	taskID string // the artifacts' task
+}
+
+// listRequest translates a list query.
+func listRequest(q provider.ListQuery) (listCall, error) {
+	v, taskID, err := listFilter(q)
+	if err != nil {
+		return listCall{}, err
+	}
+	for _, k := range q.Sort {
+		if (k.Path != "created_at" && k.Path != "modified_at") || !k.Desc || len(q.Sort) > 1 {
+			return listCall{}, &provider.FieldError{Field: "sort", Problem: "Agrenting lists newest first only", Fix: "leave sort out"}
+		}
+	}
+	if q.Limit >= 1 && q.Limit <= 100 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Cursor != "" {
+		v.Set("cursor", q.Cursor)
+	}
+	if q.Type == TypeArtifacts {
+		return listCall{path: "/tasks/" + url.PathEscape(taskID) + "/artifacts", query: v, taskID: taskID}, nil
+	}
+	return listCall{path: "/tasks", query: v}, nil
+}
+
+// listFilter reads the filter: tasks by status or agent_id (parameters),
+// artifacts by their task, which they must name.
+func listFilter(q provider.ListQuery) (url.Values, string, error) {
+	allowed := []string{"status", "agent_id"}
+	if q.Type == TypeArtifacts {
+		allowed = []string{"task_id"}
+	}
+	v := url.Values{}
+	var taskID string
+	for _, cond := range q.Filter {
+		name := strings.TrimPrefix(cond.Path, "fields.")
+		s, isString := cond.Value.(string)
+		if !slices.Contains(allowed, name) || cond.Path == "status" {
+			return nil, "", &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("Agrenting %s cannot be filtered on %q", q.Type, cond.Path),
+				Fix: "filter " + q.Type + " only on " + strings.Join(allowed, " or ") + ` with {"name": "value"}` + map[bool]string{true: " (the task's own status is fields.status)", false: ""}[q.Type == TypeTasks]}
+		}
+		if cond.Op != provider.OpEq || !isString || s == "" {
+			return nil, "", &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("%q takes one non-empty string; Agrenting has no other comparison", name), Fix: fmt.Sprintf(`write {"%s": "..."}`, name)}
+		}
+		if name == "task_id" {
+			taskID = s
+		} else {
+			v.Set(name, s)
+		}
+	}
+	switch {
+	case q.Type != TypeArtifacts:
+	case taskID == "":
+		return nil, "", &provider.FieldError{Field: "filter", Problem: "artifacts belong to a task, and Agrenting lists them per task", Fix: artifactsFilterHelp}
+	case !idPattern().MatchString(taskID):
+		return nil, "", &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q", taskID), Fix: "take a task id from content_list type tasks"}
+	}
+	return v, taskID, nil
+}
+
+// refine refines a list's error: an artifacts list of a task the agent
+// cannot see, or a refused cursor.
+func (lc listCall) refine(err error, env envelope) error {
+	ue, ok := errors.AsType[*provider.UpstreamError](err)
+	switch {
+	case ok && ue.Status == http.StatusNotFound && lc.taskID != "":
+		return &provider.FieldError{Field: "filter", Problem: fmt.Sprintf("no task %q visible to this agent", lc.taskID), Fix: "take a task id from content_list type tasks"}
+	case ok && ue.Status == http.StatusUnprocessableEntity:
+		return validation(ue, env, map[string]string{"pagination": "cursor"})
+	}
+	return err
+}
+
+// paginate reads meta.pagination into page: the total (approximate, says
+// Agrenting) and the next cursor. Without a pagination block the first
+// page is the whole list.
+func paginate(page *provider.Page, pg *pagination, cursor string) {
+	switch {
+	case pg != nil:
 		if pg.TotalCount != nil {
-			page.Total = *pg.TotalCount // approximate, says Agrenting
+			page.Total = *pg.TotalCount
 		}
 		if pg.HasMore && pg.Cursor != nil {
 			page.NextCursor = *pg.Cursor
 		}
-	} else if q.Cursor == "" {
-		page.Total = len(page.Objects) // no pagination block: the whole list
+	case cursor == "":
+		page.Total = len(page.Objects)
 	}
-	return page, nil
 }
 
 // Get reads a task (GET /tasks/:id). An artifact has no endpoint of its
@@ -168,7 +208,7 @@ func (c *Client) Get(ctx context.Context, typ string, ref provider.Ref) (provide
 	}
 	res, err := c.do(ctx, call{method: http.MethodGet, path: "/tasks/" + url.PathEscape(id)})
 	if err != nil {
-		if ue, ok := asUpstream(err); ok && ue.Status == http.StatusNotFound && ue.Code == "NOT_FOUND" {
+		if ue, ok := errors.AsType[*provider.UpstreamError](err); ok && ue.Status == http.StatusNotFound && ue.Code == "NOT_FOUND" {
 			return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
 		}
 		return provider.Object{}, err
@@ -235,7 +275,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 // insufficient balance to one on max_price, an idempotency mismatch said
 // plainly.
 func (c *Client) writeError(err error, env envelope, fieldMap map[string]string) error {
-	ue, ok := asUpstream(err)
+	ue, ok := errors.AsType[*provider.UpstreamError](err)
 	if !ok {
 		return err
 	}
@@ -247,7 +287,7 @@ func (c *Client) writeError(err error, env envelope, fieldMap map[string]string)
 	case "IDEMPOTENCY_MISMATCH":
 		ue.Message = "the idempotency key was already used for a different request; nothing was done: " + ue.Message
 	}
-	return ue
+	return err
 }
 
 func str(fields map[string]json.RawMessage, k string) (string, bool, error) {
@@ -285,28 +325,13 @@ func taskBody(n provider.NewObject, fields map[string]json.RawMessage) (map[stri
 		return nil, &provider.FieldError{Field: "fields.capability", Problem: "is required", Fix: `name the capability to hire for, e.g. {"capability": "summarize"}`}
 	}
 	body := map[string]any{"capability": capability, "execution_mode": "async"}
-	if raw, ok := fields["input"]; ok && string(raw) != "null" {
-		t := strings.TrimSpace(string(raw))
-		if t == "" || (t[0] != '"' && t[0] != '{') || t == `""` {
-			return nil, &provider.FieldError{Field: "fields.input", Problem: "must be a non-empty string or an object", Fix: `write {"input": "text"} or {"input": {...}}`}
-		}
-		body["input"] = raw
-	} else {
-		if strings.TrimSpace(n.Title) == "" {
-			return nil, &provider.FieldError{Field: "fields.input", Problem: "is required", Fix: "pass fields.input, or a title to use as the input"}
-		}
-		body["input"] = n.Title
+	input, err := taskInput(fields, n.Title)
+	if err != nil {
+		return nil, err
 	}
+	body["input"] = input
 	if raw, ok := fields["max_price"]; ok && string(raw) != "null" {
-		var f float64
-		var s string
-		switch {
-		case json.Unmarshal(raw, &f) == nil && f > 0:
-		case json.Unmarshal(raw, &s) == nil:
-			if v, err := strconv.ParseFloat(s, 64); err != nil || v <= 0 {
-				return nil, &provider.FieldError{Field: "fields.max_price", Problem: "must be a positive amount", Fix: `write e.g. {"max_price": "5.00"}`}
-			}
-		default:
+		if !positiveAmount(raw) {
 			return nil, &provider.FieldError{Field: "fields.max_price", Problem: "must be a positive amount", Fix: `write e.g. {"max_price": "5.00"}`}
 		}
 		body["max_price"] = raw
@@ -324,6 +349,38 @@ func taskBody(n provider.NewObject, fields map[string]json.RawMessage) (map[stri
 	return body, nil
 }
 
+// taskInput is fields.input, a non-empty string or an object, as sent;
+// without one, the title.
+func taskInput(fields map[string]json.RawMessage, title string) (any, error) {
+	raw, ok := fields["input"]
+	if !ok || string(raw) == "null" {
+		if strings.TrimSpace(title) == "" {
+			return nil, &provider.FieldError{Field: "fields.input", Problem: "is required", Fix: "pass fields.input, or a title to use as the input"}
+		}
+		return title, nil
+	}
+	t := strings.TrimSpace(string(raw))
+	if t == "" || (t[0] != '"' && t[0] != '{') || t == `""` {
+		return nil, &provider.FieldError{Field: "fields.input", Problem: "must be a non-empty string or an object", Fix: `write {"input": "text"} or {"input": {...}}`}
+	}
+	return raw, nil
+}
+
+// positiveAmount reports whether raw is a positive number, or a string
+// that reads as one.
+func positiveAmount(raw json.RawMessage) bool {
+	var f float64
+	var s string
+	switch {
+	case json.Unmarshal(raw, &f) == nil && f > 0:
+		return true
+	case json.Unmarshal(raw, &s) == nil:
+		v, err := strconv.ParseFloat(s, 64)
+		return err == nil && v > 0
+	}
+	return false
+}
+
 type artifactIn struct {
 	Type    string `json:"artifact_type"`
 	Name    string `json:"name"`
@@ -337,52 +394,74 @@ func (c *Client) createArtifacts(ctx context.Context, n provider.NewObject, fiel
 	if err := unknownField(fields, artifactWritable, "an artifact"); err != nil {
 		return provider.Object{}, err
 	}
-	taskID, _, err := str(fields, "task_id")
+	taskID, err := artifactTask(fields)
 	if err != nil {
 		return provider.Object{}, err
 	}
-	if taskID == "" {
-		return provider.Object{}, &provider.FieldError{Field: "fields.task_id", Problem: "is required: artifacts belong to a task", Fix: "pass the task's id from content_list type tasks"}
-	}
-	if !idPattern().MatchString(taskID) {
-		return provider.Object{}, &provider.FieldError{Field: "fields.task_id", Problem: "is not a task id", Fix: "pass the task's id from content_list type tasks"}
-	}
-	var list []artifactIn
-	if raw, ok := fields["artifacts"]; ok {
-		for _, k := range []string{"artifact_type", "name", "content"} {
-			if _, both := fields[k]; both {
-				return provider.Object{}, &provider.FieldError{Field: "fields." + k, Problem: "give either one artifact (artifact_type, name, content) or fields.artifacts, not both", Fix: "move it into the list"}
-			}
-		}
-		var items []map[string]json.RawMessage
-		if json.Unmarshal(raw, &items) != nil {
-			return provider.Object{}, &provider.FieldError{Field: "fields.artifacts", Problem: "must be a list of objects", Fix: `write [{"artifact_type": "text", "name": "...", "content": "..."}]`}
-		}
-		if len(items) == 0 || len(items) > MaxArtifactsPerRequest {
-			return provider.Object{}, &provider.FieldError{Field: "fields.artifacts", Problem: fmt.Sprintf("%d artifacts: Agrenting takes 1 to %d per request", len(items), MaxArtifactsPerRequest), Fix: "split the list"}
-		}
-		for i, it := range items {
-			a, err := artifactFrom(it, "", fmt.Sprintf("fields.artifacts[%d].", i))
-			if err != nil {
-				return provider.Object{}, err
-			}
-			list = append(list, a)
-		}
-	} else {
-		a, err := artifactFrom(fields, n.Title, "fields.")
-		if err != nil {
-			return provider.Object{}, err
-		}
-		list = []artifactIn{a}
+	list, err := artifactList(fields, n.Title)
+	if err != nil {
+		return provider.Object{}, err
 	}
 	path := "/tasks/" + url.PathEscape(taskID) + "/artifacts"
 	res, err := c.do(ctx, call{method: http.MethodPost, path: path, body: map[string]any{"artifacts": list}, idemKey: newIdempotencyKey()})
 	if err != nil {
-		if ue, ok := asUpstream(err); ok && ue.Status == http.StatusNotFound && ue.Code == "NOT_FOUND" {
+		if ue, ok := errors.AsType[*provider.UpstreamError](err); ok && ue.Status == http.StatusNotFound && ue.Code == "NOT_FOUND" {
 			return provider.Object{}, &provider.FieldError{Field: "fields.task_id", Problem: fmt.Sprintf("no task %q visible to this agent", taskID), Fix: "pass a task id from content_list type tasks"}
 		}
 		return provider.Object{}, c.writeError(err, res.env, nil)
 	}
+	return c.postedArtifacts(res)
+}
+
+// artifactTask reads fields.task_id, which artifacts must name.
+func artifactTask(fields map[string]json.RawMessage) (string, error) {
+	taskID, _, err := str(fields, "task_id")
+	switch {
+	case err != nil:
+		return "", err
+	case taskID == "":
+		return "", &provider.FieldError{Field: "fields.task_id", Problem: "is required: artifacts belong to a task", Fix: "pass the task's id from content_list type tasks"}
+	case !idPattern().MatchString(taskID):
+		return "", &provider.FieldError{Field: "fields.task_id", Problem: "is not a task id", Fix: "pass the task's id from content_list type tasks"}
+	}
+	return taskID, nil
+}
+
+// artifactList reads the artifacts to post: fields.artifacts, 1 to
+// MaxArtifactsPerRequest of them, or the one artifact the fields describe
+// (its name defaulting to title).
+func artifactList(fields map[string]json.RawMessage, title string) ([]artifactIn, error) {
+	raw, ok := fields["artifacts"]
+	if !ok {
+		a, err := artifactFrom(fields, title, "fields.")
+		return []artifactIn{a}, err
+	}
+	for _, k := range []string{"artifact_type", "name", "content"} {
+		if _, both := fields[k]; both {
+			return nil, &provider.FieldError{Field: "fields." + k, Problem: "give either one artifact (artifact_type, name, content) or fields.artifacts, not both", Fix: "move it into the list"}
+		}
+	}
+	var items []map[string]json.RawMessage
+	if json.Unmarshal(raw, &items) != nil {
+		return nil, &provider.FieldError{Field: "fields.artifacts", Problem: "must be a list of objects", Fix: `write [{"artifact_type": "text", "name": "...", "content": "..."}]`}
+	}
+	if len(items) == 0 || len(items) > MaxArtifactsPerRequest {
+		return nil, &provider.FieldError{Field: "fields.artifacts", Problem: fmt.Sprintf("%d artifacts: Agrenting takes 1 to %d per request", len(items), MaxArtifactsPerRequest), Fix: "split the list"}
+	}
+	list := make([]artifactIn, 0, len(items))
+	for i, it := range items {
+		a, err := artifactFrom(it, "", fmt.Sprintf("fields.artifacts[%d].", i))
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, a)
+	}
+	return list, nil
+}
+
+// postedArtifacts is the first artifact of a POST's answer; with several,
+// its fields.batch_ids names them all.
+func (c *Client) postedArtifacts(res result) (provider.Object, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(res.env.Data, &raws); err != nil || len(raws) == 0 {
 		return provider.Object{}, fmt.Errorf("agrenting: %w: the artifacts were posted but the answer lists none; list the task's artifacts to see them", provider.ErrOutcomeUnknown)

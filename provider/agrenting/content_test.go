@@ -10,20 +10,8 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
-
-func eq(path string, v any) provider.Condition {
-	return provider.Condition{Path: path, Op: provider.OpEq, Value: v}
-}
-
-func fieldsOf(t *testing.T, o provider.Object) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(o.Fields, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 func TestTypes(t *testing.T) {
 	f := newFixture(t, keyEnv())
@@ -60,8 +48,8 @@ func TestListTasksPages(t *testing.T) {
 	if strings.Join(ids, ",") != "task_seed_3,task_seed_2,task_seed_1" {
 		t.Errorf("ids %v", ids)
 	}
-	p, err := f.c.List(ctx, provider.ListQuery{Type: "tasks", Limit: 10, Filter: []provider.Condition{eq("fields.status", "completed")}})
-	if err != nil || len(p.Objects) != 1 || fieldsOf(t, p.Objects[0])["status"] != "completed" || p.Objects[0].Title != "summarize: Summarize the keygate README" {
+	p, err := f.c.List(ctx, provider.ListQuery{Type: "tasks", Limit: 10, Filter: []provider.Condition{providertest.Eq("fields.status", "completed")}})
+	if err != nil || len(p.Objects) != 1 || providertest.FieldsOf(t, p.Objects[0])["status"] != "completed" || p.Objects[0].Title != "summarize: Summarize the keygate README" {
 		t.Fatalf("%+v %v", p, err)
 	}
 	p, err = f.c.List(ctx, provider.ListQuery{Type: "tasks", Limit: 10, Status: "draft"})
@@ -76,43 +64,43 @@ func TestListRefusals(t *testing.T) {
 		q     provider.ListQuery
 		field string
 	}{
-		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{eq("fields.capability", "x")}}, "filter"},
-		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{eq("status", "published")}}, "filter"},
+		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{providertest.Eq("fields.capability", "x")}}, "filter"},
+		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{providertest.Eq("status", "published")}}, "filter"},
 		{provider.ListQuery{Type: "tasks", Filter: []provider.Condition{{Path: "fields.status", Op: provider.OpIn, Value: []any{"a"}}}}, "filter"},
 		{provider.ListQuery{Type: "tasks", Sort: []provider.SortKey{{Path: "title"}}}, "sort"},
 		{provider.ListQuery{Type: "artifacts"}, "filter"},
-		{provider.ListQuery{Type: "artifacts", Filter: []provider.Condition{eq("fields.task_id", "a/b")}}, "filter"},
-		{provider.ListQuery{Type: "artifacts", Filter: []provider.Condition{eq("fields.task_id", "task_seed_1"), eq("fields.name", "x")}}, "filter"},
+		{provider.ListQuery{Type: "artifacts", Filter: []provider.Condition{providertest.Eq("fields.task_id", "a/b")}}, "filter"},
+		{provider.ListQuery{Type: "artifacts", Filter: []provider.Condition{providertest.Eq("fields.task_id", "task_seed_1"), providertest.Eq("fields.name", "x")}}, "filter"},
 	}
 	for _, tc := range cases {
 		tc.q.Limit = 5
 		_, err := f.c.List(t.Context(), tc.q)
-		wantFieldError(t, err, tc.field)
+		providertest.WantFieldError(t, err, tc.field)
 	}
 	_, err := f.c.List(t.Context(), provider.ListQuery{Type: "posts", Limit: 5})
-	wantNotFound(t, err, "content type")
+	providertest.WantNotFound(t, err, "content type")
 	if f.fake.Requests("/api/v1/tasks") != 0 {
 		t.Error("a refusal made a request")
 	}
-	_, err = f.c.List(t.Context(), provider.ListQuery{Type: "artifacts", Limit: 5, Filter: []provider.Condition{eq("task_id", "task_nope")}})
-	wantFieldError(t, err, "filter")
+	_, err = f.c.List(t.Context(), provider.ListQuery{Type: "artifacts", Limit: 5, Filter: []provider.Condition{providertest.Eq("task_id", "task_nope")}})
+	providertest.WantFieldError(t, err, "filter")
 	_, err = f.c.List(t.Context(), provider.ListQuery{Type: "tasks", Limit: 5, Cursor: "!!"})
-	wantFieldError(t, err, "cursor")
+	providertest.WantFieldError(t, err, "cursor")
 }
 
 func TestGetTask(t *testing.T) {
 	f := newFixture(t, keyEnv())
 	o, err := f.c.Get(t.Context(), "tasks", provider.Ref{ID: "task_seed_2"})
-	if err != nil || o.ID != "task_seed_2" || fieldsOf(t, o)["capability"] != "translate" {
+	if err != nil || o.ID != "task_seed_2" || providertest.FieldsOf(t, o)["capability"] != "translate" {
 		t.Fatalf("%+v %v", o, err)
 	}
-	if _, has := fieldsOf(t, o)["id"]; has {
+	if _, has := providertest.FieldsOf(t, o)["id"]; has {
 		t.Error("id kept in fields")
 	}
 	_, err = f.c.Get(t.Context(), "tasks", provider.Ref{ID: "task_nope"})
-	wantNotFound(t, err, "object")
+	providertest.WantNotFound(t, err, "object")
 	_, err = f.c.Get(t.Context(), "tasks", provider.Ref{ID: "../ledger"})
-	wantNotFound(t, err, "object")
+	providertest.WantNotFound(t, err, "object")
 }
 
 func TestCreateTask(t *testing.T) {
@@ -122,7 +110,7 @@ func TestCreateTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := fieldsOf(t, o)
+	fl := providertest.FieldsOf(t, o)
 	if fl["input"] != "Translate the README" || fl["status"] != "pending" || fl["max_price"] != "2.50" || fl["execution_mode"] != "async" {
 		t.Errorf("fields %v", fl)
 	}
@@ -130,7 +118,7 @@ func TestCreateTask(t *testing.T) {
 		t.Errorf("%d tasks", countTasks(f))
 	}
 	o, err = f.c.Create(ctx, provider.NewObject{Type: "tasks", Title: "x", Fields: json.RawMessage(`{"capability":"summarize","input":{"url":"https://example.com"}}`)})
-	if err != nil || fieldsOf(t, o)["input"].(map[string]any)["url"] != "https://example.com" {
+	if err != nil || providertest.FieldsOf(t, o)["input"].(map[string]any)["url"] != "https://example.com" {
 		t.Fatalf("%v %v", o, err)
 	}
 }
@@ -151,17 +139,17 @@ func TestCreateTaskRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := f.c.Create(t.Context(), provider.NewObject{Type: "tasks", Title: "t", Fields: json.RawMessage(tc.fields)})
-		wantFieldError(t, err, tc.field)
+		providertest.WantFieldError(t, err, tc.field)
 	}
 	if f.fake.Requests("/api/v1/tasks") != 0 {
 		t.Error("a refusal made a request")
 	}
 	// The server's own refusals name the field too.
 	_, err := f.c.Create(t.Context(), provider.NewObject{Type: "tasks", Title: "t", Fields: json.RawMessage(`{"capability":"x","provider_agent_id":"nobody"}`)})
-	wantFieldError(t, err, "fields.provider_agent_id")
+	providertest.WantFieldError(t, err, "fields.provider_agent_id")
 	f.fake.SetBalance(agrentingtest.DemoAgentID, 1)
 	_, err = f.c.Create(t.Context(), provider.NewObject{Type: "tasks", Title: "t", Fields: json.RawMessage(`{"capability":"x","max_price":"5"}`)})
-	wantFieldError(t, err, "fields.max_price")
+	providertest.WantFieldError(t, err, "fields.max_price")
 	if countTasks(f) != 3 {
 		t.Errorf("%d tasks", countTasks(f))
 	}
@@ -248,7 +236,7 @@ func TestArtifacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Title != "notes.md" || fieldsOf(t, o)["task_id"] != "task_seed_1" || fieldsOf(t, o)["content"] != "# Notes" {
+	if o.Title != "notes.md" || providertest.FieldsOf(t, o)["task_id"] != "task_seed_1" || providertest.FieldsOf(t, o)["content"] != "# Notes" {
 		t.Errorf("%+v", o)
 	}
 	got, err := f.c.Get(ctx, "artifacts", provider.Ref{ID: o.ID})
@@ -261,16 +249,16 @@ func TestArtifacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids := fieldsOf(t, o)["batch_ids"].([]any); len(ids) != 2 || fieldsOf(t, o)["content"] != `{"k":1}` {
-		t.Errorf("batch %v", fieldsOf(t, o))
+	if ids := providertest.FieldsOf(t, o)["batch_ids"].([]any); len(ids) != 2 || providertest.FieldsOf(t, o)["content"] != `{"k":1}` {
+		t.Errorf("batch %v", providertest.FieldsOf(t, o))
 	}
-	p, err := f.c.List(ctx, provider.ListQuery{Type: "artifacts", Limit: 1, Filter: []provider.Condition{eq("fields.task_id", "task_seed_1")}})
+	p, err := f.c.List(ctx, provider.ListQuery{Type: "artifacts", Limit: 1, Filter: []provider.Condition{providertest.Eq("fields.task_id", "task_seed_1")}})
 	if err != nil || len(p.Objects) != 1 || p.NextCursor == "" || p.Total != 3 {
 		t.Fatalf("%+v %v", p, err)
 	}
 	// An artifact keygate has not seen cannot be fetched alone.
 	_, err = f.c.Get(ctx, "artifacts", provider.Ref{ID: "art_unseen"})
-	wantFieldError(t, err, "id")
+	providertest.WantFieldError(t, err, "id")
 	many := make([]string, 51)
 	for i := range many {
 		many[i] = `{"artifact_type":"text","name":"n","content":"c"}`
@@ -293,7 +281,7 @@ func TestArtifacts(t *testing.T) {
 	before := f.fake.Requests("/api/v1/tasks/task_seed_1/artifacts")
 	for _, tc := range cases {
 		_, err := f.c.Create(ctx, provider.NewObject{Type: "artifacts", Title: "t", Fields: json.RawMessage(tc.fields)})
-		wantFieldError(t, err, tc.field)
+		providertest.WantFieldError(t, err, tc.field)
 	}
 	if f.fake.Requests("/api/v1/tasks/task_seed_1/artifacts") != before {
 		t.Error("a refusal made a request")
@@ -324,5 +312,5 @@ func TestErrorsOnA2xxWrite(t *testing.T) {
 	f := newFixture(t, keyEnv())
 	f.fake.FailNextOn("POST", "/api/v1/tasks", 201, nil, `{"data":null,"meta":{"version":"1.0"},"errors":[{"code":"PARTIAL","message":"queued with errors"}]}`)
 	_, err := f.c.Create(t.Context(), provider.NewObject{Type: "tasks", Title: "t", Fields: json.RawMessage(`{"capability":"x"}`)})
-	wantKind(t, err, provider.ErrOutcomeUnknown)
+	providertest.WantKind(t, err, provider.ErrOutcomeUnknown)
 }

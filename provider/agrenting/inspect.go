@@ -61,8 +61,8 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		if ctx.Err() != nil {
 			return provider.Description{}, fmt.Errorf("agrenting: describing: %w", ctx.Err())
 		}
-		ue, isUpstream := asUpstream(err)
-		d.Reachable = isUpstream
+		ue, isUpstream := errors.AsType[*provider.UpstreamError](err)
+		d.Reachable = isUpstream && ue.Status != 0 // 0: no answer came
 		var rationed *provider.RationedError
 		switch {
 		case errors.As(err, &rationed):
@@ -148,93 +148,118 @@ func (c *Client) agentOrAuthenticate(ctx context.Context) (string, error) {
 // error (ErrUnauthorized), as are 429 and unreachability.
 func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([]provider.Access, error) {
 	// Tools ask by the scope they need; this provider answers per scope.
-	ops := make([]auth.Scope, len(asked))
+	out := make([]provider.Access, len(asked))
+	var need liveChecks
 	for i, a := range asked {
-		ops[i] = a.Scope
+		out[i] = c.offlineAccess(a.Scope, &need)
 	}
-	out := make([]provider.Access, len(ops))
-	var needTasks, needCreds, needBalance bool
-	for i, op := range ops {
-		a := provider.Access{Operation: op.String(), Known: true}
-		switch {
-		case op.Type != "" && op.Type != TypeTasks && op.Type != TypeArtifacts:
-			a.Reason, a.Fix = fmt.Sprintf("Agrenting has no content type %q", op.Type), "use tasks or artifacts"
-		case op.Action == auth.ContentDelete:
-			a.Reason = fmt.Sprintf(errNoDelete, "tasks or artifacts")
-		case op.Action == auth.Admin:
-			a.Reason = "Agrenting has no counterpart to keygate's admin scope"
-		case op.Action == auth.CredentialsWrite:
-			a.Known = false
-			a.Reason = fmt.Sprintf("creating keys (POST %s) and rotating keygate's own key (POST %s) are documented but cannot be tested without changing a key; revoking by id needs an undocumented list and revoke path (%s)",
-				CredentialsPath, RotateKeyPath, c.cfg.RevokePath)
-			a.Fix = "try it; if the platform answers ROUTE_NOT_FOUND to a revoke, set " + EnvRevokePath + " or revoke in the Agrenting dashboard"
-		case op.Action == auth.CredentialsRead:
-			needCreds = true
-		case op.Action == auth.ContentWrite:
-			needTasks, needBalance = true, true
-		default:
-			needTasks = true
-		}
-		out[i] = a
+	live, err := c.checkLive(ctx, need)
+	if err != nil {
+		return nil, err
 	}
-	denied := func(err error) (string, error) {
-		if ue, ok := asUpstream(err); ok && errors.Is(err, provider.ErrPermission) {
-			return "Agrenting refused: " + ue.Error(), nil
-		}
-		var fe *provider.FieldError
-		if errors.As(err, &fe) {
-			return fe.Problem, nil
-		}
-		return "", fmt.Errorf("agrenting: checking access: %w", err)
-	}
-	var tasksReason, credsReason, credsFix, balanceNote string
-	tasksOK, credsOK := false, false
-	if needTasks {
-		_, err := c.do(ctx, call{method: http.MethodGet, path: "/tasks", query: url.Values{"limit": {"1"}}})
-		if err != nil {
-			if tasksReason, err = denied(err); err != nil {
-				return nil, err
-			}
-		} else {
-			tasksOK, tasksReason = true, "the agent lists its tasks; Agrenting keys carry no scopes"
-		}
-	}
-	if needBalance && tasksOK {
-		if b, err := c.balance(ctx); err == nil {
-			balanceNote = fmt.Sprintf("; a task's max_price is escrowed from the available balance (%s %s)", b.Available, b.Currency)
-		}
-	}
-	if needCreds {
-		if _, err := c.listCredentials(ctx, "list the agent's keys"); err != nil {
-			var fe *provider.FieldError
-			if errors.As(err, &fe) {
-				credsFix = fe.Fix
-			}
-			if credsReason, err = denied(err); err != nil {
-				return nil, err
-			}
-		} else {
-			credsOK, credsReason = true, "the agent lists its credentials"
-		}
-	}
-	for i, op := range ops {
-		if !out[i].Known || out[i].Reason != "" {
-			continue
-		}
-		switch op.Action {
-		case auth.CredentialsRead:
-			out[i].Allowed, out[i].Reason = credsOK, credsReason
-		case auth.ContentWrite:
-			out[i].Allowed, out[i].Reason = tasksOK, tasksReason+balanceNote
-		default:
-			out[i].Allowed, out[i].Reason = tasksOK, tasksReason
-		}
-		if !out[i].Allowed {
-			out[i].Fix = "check the agent's status and the credential in the Agrenting dashboard"
-			if op.Action == auth.CredentialsRead && credsFix != "" {
-				out[i].Fix = credsFix
-			}
+	for i, a := range asked {
+		if out[i].Known && out[i].Reason == "" {
+			live.answer(&out[i], a.Scope.Action)
 		}
 	}
 	return out, nil
+}
+
+// liveChecks are the requests CheckAccess makes.
+type liveChecks struct{ tasks, creds, balance bool }
+
+// offlineAccess answers what needs no request, and otherwise records in
+// need what will answer op (its Reason is left empty).
+func (c *Client) offlineAccess(op auth.Scope, need *liveChecks) provider.Access {
+	a := provider.Access{Operation: op.String(), Known: true}
+	switch {
+	case op.Type != "" && op.Type != TypeTasks && op.Type != TypeArtifacts:
+		a.Reason, a.Fix = fmt.Sprintf("Agrenting has no content type %q", op.Type), "use tasks or artifacts"
+	case op.Action == auth.ContentDelete:
+		a.Reason = fmt.Sprintf(errNoDelete, "tasks or artifacts")
+	case op.Action == auth.Admin:
+		a.Reason = "Agrenting has no counterpart to keygate's admin scope"
+	case op.Action == auth.CredentialsWrite:
+		a.Known = false
+		a.Reason = fmt.Sprintf("creating keys (POST %s) and rotating keygate's own key (POST %s) are documented but cannot be tested without changing a key; revoking by id needs an undocumented list and revoke path (%s)",
+			CredentialsPath, RotateKeyPath, c.cfg.RevokePath)
+		a.Fix = "try it; if the platform answers ROUTE_NOT_FOUND to a revoke, set " + EnvRevokePath + " or revoke in the Agrenting dashboard"
+	case op.Action == auth.CredentialsRead:
+		need.creds = true
+	case op.Action == auth.ContentWrite:
+		need.tasks, need.balance = true, true
+	default:
+		need.tasks = true
+	}
+	return a
+}
+
+// liveAnswers are what the requests of CheckAccess found.
+type liveAnswers struct {
+	tasksOK, credsOK                                bool
+	tasksReason, credsReason, credsFix, balanceNote string
+}
+
+// checkLive makes the requests need asks for: list one task, read the
+// balance (when the task list works), list the credentials. A refusal is
+// an answer; anything else (401, 429, unreachable) is an error.
+func (c *Client) checkLive(ctx context.Context, need liveChecks) (liveAnswers, error) {
+	var l liveAnswers
+	var err error
+	if need.tasks {
+		_, terr := c.do(ctx, call{method: http.MethodGet, path: "/tasks", query: url.Values{"limit": {"1"}}})
+		if l.tasksOK, l.tasksReason, err = accessOutcome(terr, "the agent lists its tasks; Agrenting keys carry no scopes"); err != nil {
+			return l, err
+		}
+	}
+	if need.balance && l.tasksOK {
+		if b, err := c.balance(ctx); err == nil {
+			l.balanceNote = fmt.Sprintf("; a task's max_price is escrowed from the available balance (%s %s)", b.Available, b.Currency)
+		}
+	}
+	if need.creds {
+		_, cerr := c.listCredentials(ctx, "list the agent's keys")
+		if fe, ok := errors.AsType[*provider.FieldError](cerr); ok {
+			l.credsFix = fe.Fix
+		}
+		if l.credsOK, l.credsReason, err = accessOutcome(cerr, "the agent lists its credentials"); err != nil {
+			return l, err
+		}
+	}
+	return l, nil
+}
+
+// accessOutcome reads a check's error: nil allows, a refusal (a
+// permission error, or a FieldError saying the platform lacks the
+// endpoint) denies, anything else is returned.
+func accessOutcome(err error, okReason string) (bool, string, error) {
+	if err == nil {
+		return true, okReason, nil
+	}
+	if ue, ok := errors.AsType[*provider.UpstreamError](err); ok && errors.Is(err, provider.ErrPermission) {
+		return false, "Agrenting refused: " + ue.Error(), nil
+	}
+	if fe, ok := errors.AsType[*provider.FieldError](err); ok {
+		return false, fe.Problem, nil
+	}
+	return false, "", fmt.Errorf("agrenting: checking access: %w", err)
+}
+
+// answer fills a's verdict for action from what the checks found.
+func (l liveAnswers) answer(a *provider.Access, action auth.Action) {
+	switch action {
+	case auth.CredentialsRead:
+		a.Allowed, a.Reason = l.credsOK, l.credsReason
+	case auth.ContentWrite:
+		a.Allowed, a.Reason = l.tasksOK, l.tasksReason+l.balanceNote
+	default:
+		a.Allowed, a.Reason = l.tasksOK, l.tasksReason
+	}
+	if a.Allowed {
+		return
+	}
+	a.Fix = "check the agent's status and the credential in the Agrenting dashboard"
+	if action == auth.CredentialsRead && l.credsFix != "" {
+		a.Fix = l.credsFix
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 func TestDescribe(t *testing.T) {
@@ -50,7 +51,7 @@ func TestDescribe(t *testing.T) {
 			if len(c.Grants) == 0 || c.Masked == "" {
 				t.Errorf("credential %+v", c)
 			}
-			noSecret(t, c.Masked+c.Detail, f.c.Secrets()...)
+			providertest.NoSecret(t, c.Masked+c.Detail, f.c.Secrets()...)
 			// Twice: authenticates once (it is rate limited).
 			if _, err := f.c.Describe(t.Context()); err != nil {
 				t.Fatal(err)
@@ -103,7 +104,7 @@ func TestCheckAccess(t *testing.T) {
 	// A refused credential is an error: nothing can be answered.
 	g := newFixture(t, env{EnvAPIKey: "agr_not_a_real_key_000", EnvAgentID: agrentingtest.DemoAgentID})
 	_, err = g.c.CheckAccess(t.Context(), provider.ScopeOps(scopes[:1]))
-	wantKind(t, err, provider.ErrUnauthorized)
+	providertest.WantKind(t, err, provider.ErrUnauthorized)
 	// A token for an agent the user does not own: a known "no".
 	h := newFixture(t, env{EnvToken: agrentingtest.DemoUserToken, EnvAgentID: "agent-of-someone"})
 	acc, err = h.c.CheckAccess(t.Context(), provider.ScopeOps(scopes[:2]))

@@ -7,9 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
@@ -188,77 +188,99 @@ const maxVisit = 10000
 // the old key died would cost the new one. The error names the members it
 // saw, never a value.
 func findIssued(raw []byte, exclude ...string) (found, error) {
+	doc, bare, err := issuedDoc(raw, exclude)
+	if err != nil || bare != "" {
+		return found{secret: bare}, err
+	}
+	w := keyWalk{exclude: exclude}
+	w.walk(doc, "data", 0, nil)
+	return w.pick()
+}
+
+// issuedDoc reads an answer: the document to walk (its data, or itself
+// when it has none), or a bare key (the body, or a string data).
+func issuedDoc(raw []byte, exclude []string) (doc any, bare string, err error) {
 	body := bytes.TrimSpace(raw)
 	if len(body) == 0 {
-		return found{}, errors.New("the answer is empty")
+		return nil, "", errors.New("the answer is empty")
 	}
-	var doc any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
 		if s := string(body); looksLikeKeyLoose(s) && !slices.Contains(exclude, s) {
-			return found{secret: s}, nil
+			return nil, s, nil
 		}
-		return found{}, errors.New("the answer is neither JSON nor a key")
+		return nil, "", errors.New("the answer is neither JSON nor a key")
 	}
 	if m, ok := doc.(map[string]any); ok && m["data"] != nil {
 		doc = m["data"]
 	}
 	if s, ok := doc.(string); ok {
 		if looksLikeKey(s) && !slices.Contains(exclude, s) {
-			return found{secret: s}, nil
+			return nil, s, nil
 		}
-		return found{}, errors.New("the answer's data is a string that is not shaped like a key")
+		return nil, "", errors.New("the answer's data is a string that is not shaped like a key")
 	}
-	var cands []candidate
-	var seen []string
-	visits := 0
-	var walk func(v any, path string, parentTier int, parent map[string]any)
-	walk = func(v any, path string, parentTier int, parent map[string]any) {
-		if visits++; visits > maxVisit {
-			return
+	return doc, "", nil
+}
+
+// keyWalk collects the values of an answer that may be the key.
+type keyWalk struct {
+	exclude []string
+	cands   []candidate
+	seen    []string // the paths of the string members, for errors
+	visits  int
+}
+
+// walk visits v at path; parentTier is the rank of the member holding it.
+func (w *keyWalk) walk(v any, path string, parentTier int, parent map[string]any) {
+	if w.visits++; w.visits > maxVisit {
+		return
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			p := path + "." + k
+			t := tierOf(k, parentTier)
+			if val, ok := x[k].(string); ok {
+				w.member(k, p, val, t, x)
+			} else {
+				w.walk(x[k], p, t, x)
+			}
 		}
-		switch x := v.(type) {
-		case map[string]any:
-			keys := make([]string, 0, len(x))
-			for k := range x {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				p := path + "." + k
-				t := tierOf(k, parentTier)
-				switch val := x[k].(type) {
-				case string:
-					seen = append(seen, p)
-					switch {
-					case slices.Contains(exclude, val):
-					case t > 0 && looksLikeKey(val):
-						cands = append(cands, candidate{p, val, t, x})
-					case t == 0 && !notKeyName(k) && looksLikeKeyLoose(val):
-						cands = append(cands, candidate{p, val, len(keyNames) + 1, x})
-					}
-				default:
-					walk(val, p, t, x)
-				}
-			}
-		case []any:
-			for i, item := range x {
-				walk(item, fmt.Sprintf("%s[%d]", path, i), parentTier, parent)
-			}
+	case []any:
+		for i, item := range x {
+			w.walk(item, fmt.Sprintf("%s[%d]", path, i), parentTier, parent)
 		}
 	}
-	walk(doc, "data", 0, nil)
-	if len(cands) == 0 {
+}
+
+// member considers the string val of member k (rank t) of parent.
+func (w *keyWalk) member(k, path, val string, t int, parent map[string]any) {
+	w.seen = append(w.seen, path)
+	switch {
+	case slices.Contains(w.exclude, val):
+	case t > 0 && looksLikeKey(val):
+		w.cands = append(w.cands, candidate{path, val, t, parent})
+	case t == 0 && !notKeyName(k) && looksLikeKeyLoose(val):
+		w.cands = append(w.cands, candidate{path, val, len(keyNames) + 1, parent})
+	}
+}
+
+// pick is the one candidate of the best rank; two different values of
+// that rank are refused, not guessed between.
+func (w *keyWalk) pick() (found, error) {
+	if len(w.cands) == 0 {
+		seen := w.seen
 		if len(seen) > 12 {
 			seen = append(seen[:12], "…")
 		}
 		return found{}, fmt.Errorf("no member of the answer holds a key (members: %s)", strings.Join(seen, ", "))
 	}
-	best := slices.MinFunc(cands, func(a, b candidate) int { return a.tier - b.tier }).tier
+	best := slices.MinFunc(w.cands, func(a, b candidate) int { return a.tier - b.tier }).tier
 	var pick *candidate
 	var paths []string
-	for i, cd := range cands {
+	for i, cd := range w.cands {
 		if cd.tier != best {
 			continue
 		}
@@ -266,7 +288,7 @@ func findIssued(raw []byte, exclude ...string) (found, error) {
 		if pick != nil && pick.value != cd.value {
 			return found{}, fmt.Errorf("the answer holds more than one value that may be the key (%s); keygate does not guess between them", strings.Join(paths, ", "))
 		}
-		pick = &cands[i]
+		pick = &w.cands[i]
 	}
 	f := found{secret: pick.value}
 	f.id, f.name = siblingID(pick.parent)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 	"github.com/keygate/keygate/rotation"
 )
 
@@ -49,7 +50,7 @@ func TestFindIssued(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.problem) {
 					t.Fatalf("found %q, %v; want an error saying %q", f.secret, err, tc.problem)
 				}
-				noSecret(t, err.Error(), k, "agr_decoy_000000000000000000000000", "sess_0123456789abcdef0123456789abcdef")
+				providertest.NoSecret(t, err.Error(), k, "agr_decoy_000000000000000000000000", "sess_0123456789abcdef0123456789abcdef")
 				return
 			}
 			if err != nil || f.secret != tc.want || f.id != tc.id {

@@ -98,7 +98,7 @@ func (c *Client) listCredentials(ctx context.Context, op string) ([]listedKey, e
 		return nil, err
 	}
 	res, err := c.do(ctx, call{method: http.MethodGet, path: expandPath(CredentialsPath, agent, "")})
-	if ue, ok := asUpstream(err); ok && (ue.Status == http.StatusNotFound || ue.Status == http.StatusMethodNotAllowed) {
+	if ue, ok := errors.AsType[*provider.UpstreamError](err); ok && (ue.Status == http.StatusNotFound || ue.Status == http.StatusMethodNotAllowed) {
 		return nil, errNoList(ue, op, listFix)
 	}
 	if err != nil {
@@ -260,7 +260,7 @@ func (c *Client) revoke(ctx context.Context, agent string, target listedKey) (pr
 	id := target.id()
 	res, err := c.do(ctx, call{method: http.MethodDelete, path: expandPath(c.cfg.RevokePath, agent, id)})
 	if err != nil {
-		ue, ok := asUpstream(err)
+		ue, ok := errors.AsType[*provider.UpstreamError](err)
 		switch {
 		case ok && ue.Status == http.StatusNotFound && ue.Code == "ROUTE_NOT_FOUND":
 			ue.Kind = provider.ErrUnsupported
@@ -268,7 +268,7 @@ func (c *Client) revoke(ctx context.Context, agent string, target listedKey) (pr
 			return provider.Key{}, ue
 		case ok && ue.Status == http.StatusNotFound:
 			return provider.Key{}, &provider.NotFoundError{What: "key", Name: id}
-		case errors.Is(err, provider.ErrUnavailable) && !ok && ctx.Err() == nil:
+		case ok && ue.Status == 0 && ctx.Err() == nil:
 			// No answer: look again.
 			if list, lerr := c.listCredentials(ctx, "check the revocation"); lerr == nil {
 				if again, perr := pick(list, id, auth.Secret{}); perr == nil && again.revoked() {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 func TestListCreateRevoke(t *testing.T) {
@@ -16,7 +17,7 @@ func TestListCreateRevoke(t *testing.T) {
 	if err != nil || len(keys) != 1 || keys[0].ID != "cred_demo" || !strings.HasSuffix(keys[0].Masked, agrentingtest.DemoAgentKey[len(agrentingtest.DemoAgentKey)-4:]) {
 		t.Fatalf("%+v %v", keys, err)
 	}
-	noSecret(t, keys[0].Masked, agrentingtest.DemoAgentKey)
+	providertest.NoSecret(t, keys[0].Masked, agrentingtest.DemoAgentKey)
 	issued, err := f.c.CreateKey(ctx, "ci")
 	if err != nil || issued.Secret.IsZero() || issued.Key.Name != "ci" || !issued.Key.RevokedAt.IsZero() || !strings.HasPrefix(issued.Key.ID, "cred_") {
 		t.Fatalf("%+v %v", issued, err)
@@ -39,14 +40,14 @@ func TestListCreateRevoke(t *testing.T) {
 		t.Errorf("second revoke: %v %v", already, err)
 	}
 	_, _, err = f.c.RevokeKey(ctx, "cred_nope")
-	wantNotFound(t, err, "key")
+	providertest.WantNotFound(t, err, "key")
 	// keygate's own key, by the platform's id (told by the parts of the
 	// secret the list shows) and by keygate's name for it.
 	_, _, err = f.c.RevokeKey(ctx, "cred_demo")
-	wantFieldError(t, err, "credential")
+	providertest.WantFieldError(t, err, "credential")
 	own, _ := f.c.OwnKeyID(ctx)
 	_, _, err = f.c.RevokeKey(ctx, own)
-	wantFieldError(t, err, "credential")
+	providertest.WantFieldError(t, err, "credential")
 	if !strings.Contains(err.Error(), "cut keygate off") {
 		t.Errorf("%v", err)
 	}
@@ -77,7 +78,7 @@ func TestRevokeGuardWhenTheListShowsNoKey(t *testing.T) {
 	other := f.fake.AddCredential(agrentingtest.DemoAgentID, "spare", "agr_spare_key_0000000000000000")
 	for _, id := range []string{"cred_demo", other} {
 		_, _, err := f.c.RevokeKey(t.Context(), id)
-		wantFieldError(t, err, "credential")
+		providertest.WantFieldError(t, err, "credential")
 		if !strings.Contains(err.Error(), "cannot tell") || !strings.Contains(err.Error(), "dashboard") {
 			t.Errorf("%s: %v", id, err)
 		}
@@ -98,20 +99,20 @@ func TestNoListEndpoint(t *testing.T) {
 	f := newFixture(t, keyEnv(), agrentingtest.WithoutCredentialList())
 	ctx := t.Context()
 	_, err := f.c.ListKeys(ctx)
-	wantFieldError(t, err, "provider")
+	providertest.WantFieldError(t, err, "provider")
 	var fe *provider.FieldError
 	errors.As(err, &fe)
 	if !strings.Contains(fe.Problem, "documents no endpoint that lists") || !strings.Contains(fe.Problem, "404 ROUTE_NOT_FOUND") || !strings.Contains(fe.Fix, "dashboard") {
 		t.Errorf("%+v", fe)
 	}
 	_, _, err = f.c.RevokeKey(ctx, "cred_demo")
-	wantFieldError(t, err, "provider")
+	providertest.WantFieldError(t, err, "provider")
 	if !strings.Contains(err.Error(), "revoke a key by id") {
 		t.Errorf("%v", err)
 	}
 	own, _ := f.c.OwnKeyID(ctx)
 	_, _, err = f.c.RevokeKey(ctx, own)
-	wantFieldError(t, err, "credential")
+	providertest.WantFieldError(t, err, "credential")
 	// Creating is documented and needs no list.
 	issued, err := f.c.CreateKey(ctx, "ci")
 	if err != nil || issued.Secret.IsZero() {
@@ -122,7 +123,7 @@ func TestNoListEndpoint(t *testing.T) {
 // The revoke path is undocumented and comes from configuration.
 func TestRevokePathOverride(t *testing.T) {
 	rev := "/agents/:agent_id/keys/:id"
-	clk := newClock()
+	clk := providertest.NewClock()
 	fake := agrentingtest.New(agrentingtest.WithClock(clk.Now), agrentingtest.WithRevokePath(rev))
 	hs := fake.Start()
 	defer hs.Close()

@@ -192,9 +192,9 @@ func (b RotationBackend) issued(raw []byte) (provider.IssuedKey, error) {
 // rotateError explains a failed rotate-key request; replay says it may
 // have been a repeat of one Agrenting carried out.
 func (c *Client) rotateError(err error, res result, replay bool) error {
-	ue, ok := asUpstream(err)
-	if !ok {
-		return err
+	ue, ok := errors.AsType[*provider.UpstreamError](err)
+	if !ok || ue.Status == 0 {
+		return err // no answer
 	}
 	switch {
 	case ue.Status == http.StatusUnauthorized && replay:

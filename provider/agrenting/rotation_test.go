@@ -15,6 +15,7 @@ import (
 	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 	"github.com/keygate/keygate/rotation"
 )
 
@@ -166,7 +167,7 @@ func TestRotateOwnKeyThroughEngine(t *testing.T) {
 					t.Errorf("left in the rotation directory: %s", e.Name())
 				}
 			}
-			noSecret(t, r.f.logs.String(), agrentingtest.DemoAgentKey, issued.Secret.Reveal())
+			providertest.NoSecret(t, r.f.logs.String(), agrentingtest.DemoAgentKey, issued.Secret.Reveal())
 			// The documented endpoint was used, once; no key was listed.
 			if n := r.f.fake.Requests(rotateKeyPath); n != 1 {
 				t.Errorf("%d rotate-key requests", n)
@@ -275,7 +276,7 @@ func TestRotateOwnKeyLostWhenSessionsEndWithTheKey(t *testing.T) {
 	if !errors.Is(err, rotation.ErrCredentialLost) || !strings.Contains(err.Error(), "dashboard") || !strings.Contains(err.Error(), "create a new key") {
 		t.Fatalf("%v", err)
 	}
-	noSecret(t, err.Error(), agrentingtest.DemoAgentKey)
+	providertest.NoSecret(t, err.Error(), agrentingtest.DemoAgentKey)
 	fresh := "agr_fresh_key_00000000000000000000"
 	r.f.fake.AddCredential(agrentingtest.DemoAgentID, "by hand", fresh)
 	if err := r.works(fresh); err != nil {
@@ -305,8 +306,8 @@ func TestRotateOwnKeyUnreadableAnswerIsKept(t *testing.T) {
 			issued = c.Secret
 		}
 	}
-	noSecret(t, err.Error(), issued, decoy)
-	noSecret(t, r.f.logs.String(), issued)
+	providertest.NoSecret(t, err.Error(), issued, decoy)
+	providertest.NoSecret(t, r.f.logs.String(), issued)
 	pending := filepath.Join(r.dir, "rotation", EnvAPIKey+".pending")
 	fi, serr := os.Stat(pending)
 	b, _ := os.ReadFile(pending)

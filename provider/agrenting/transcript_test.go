@@ -16,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider/agrenting/agrentingtest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 	"github.com/keygate/keygate/rotation"
 )
 
@@ -267,7 +268,7 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 				wantJSON(t, tr.Keygate.Want, map[string]any{"secret": f.secret, "id": f.id}, demoVars())
 				return
 			}
-			clk := newClock()
+			clk := providertest.NewClock()
 			fake := agrentingtest.New(agrentingtest.WithClock(clk.Now))
 			v := demoVars()
 			var mu sync.Mutex

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 	"github.com/keygate/keygate/provider/upstream"
 )
 
@@ -45,7 +45,7 @@ func TestErrorMapping(t *testing.T) {
 				f.fake.FailNext(tc.status, tc.headers, tc.body)
 			}
 			_, err := f.c.List(t.Context(), listQ)
-			ue := wantKind(t, err, tc.kind)
+			ue := providertest.WantKind(t, err, tc.kind)
 			if ue == nil || ue.Status != tc.status || ue.Code != tc.code || !strings.Contains(ue.Message, tc.message) || ue.RequestID == "" || ue.Provider != "cencori" {
 				t.Fatalf("%#v", ue)
 			}
@@ -67,7 +67,7 @@ func TestMemoryQuotaIsNotARateLimit(t *testing.T) {
 	f.fake.FailNextOn("POST", "/v1/memory/write", 429, nil,
 		`{"error":{"code":"memory_quota_exceeded","message":"Project has reached its memory tier limit.","upgradeUrl":"https://cencori.com/pricing","tier":"free","used":1000,"limit":1000}}`)
 	_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "x", Fields: []byte(`{}`)})
-	ue := wantKind(t, err, provider.ErrPermission)
+	ue := providertest.WantKind(t, err, provider.ErrPermission)
 	if errors.Is(err, provider.ErrRateLimited) || ue.Code != "memory_quota_exceeded" || !strings.Contains(ue.Message, "memory tier limit") || ue.RetryAfter != 0 {
 		t.Fatalf("%#v", ue)
 	}
@@ -94,7 +94,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	start := f.clk.Now()
 	f.fake.FailNext(429, map[string]string{"Retry-After": "3"}, `{"error":"Rate limit exceeded","code":"rate_limit_exceeded","retry_after_ms":2500}`)
 	var sentDuringWait []int
-	f.clk.onSleep = func(time.Duration) { sentDuringWait = append(sentDuringWait, f.fake.Requests("/v1/memory/list")) }
+	f.clk.OnSleep = func(time.Duration) { sentDuringWait = append(sentDuringWait, f.fake.Requests("/v1/memory/list")) }
 	p, err := f.c.List(t.Context(), listQ)
 	if err != nil || len(p.Objects) != 3 {
 		t.Fatal(err)
@@ -126,12 +126,12 @@ func TestRetryAfterBeyondDeadline(t *testing.T) {
 	defer cancel()
 	f.fake.FailNext(429, map[string]string{"Retry-After": "5"}, `{"error":"Rate limit exceeded","code":"rate_limit_exceeded","retry_after_ms":5000}`)
 	_, err := f.c.List(ctx, listQ)
-	ue := wantKind(t, err, provider.ErrRateLimited)
+	ue := providertest.WantKind(t, err, provider.ErrRateLimited)
 	if ue.RetryAfter != 5*time.Second || len(f.clk.Slept()) != 0 {
 		t.Fatalf("RetryAfter %s, slept %v", ue.RetryAfter, f.clk.Slept())
 	}
 	_, err = f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory1})
-	ue = wantKind(t, err, provider.ErrRateLimited)
+	ue = providertest.WantKind(t, err, provider.ErrRateLimited)
 	if ue.RetryAfter <= 0 || ue.RetryAfter > 5*time.Second || !strings.Contains(ue.Message, "nothing was sent") {
 		t.Errorf("held back: %#v", ue)
 	}
@@ -161,7 +161,7 @@ func TestClientSideLimit(t *testing.T) {
 	short, cancel := context.WithDeadline(ctx, f.clk.Now().Add(time.Second))
 	defer cancel()
 	_, err := f.c.Get(short, "memories", provider.Ref{ID: cencoritest.SeedMemory1})
-	ue := wantKind(t, err, provider.ErrRateLimited)
+	ue := providertest.WantKind(t, err, provider.ErrRateLimited)
 	if ue.RetryAfter != time.Minute {
 		t.Errorf("RetryAfter %s", ue.RetryAfter)
 	}
@@ -208,22 +208,18 @@ func TestResponseTooLarge(t *testing.T) {
 }
 
 func TestCrossHostRedirectRefused(t *testing.T) {
-	clk := newClock()
+	clk := providertest.NewClock()
 	fake := cencoritest.New(cencoritest.WithClock(clk.Now))
 	target := fake.Start()
 	defer target.Close()
 	// Same server, other host name: the redirect must not carry the key.
-	other := strings.Replace(target.URL, "127.0.0.1", "localhost", 1)
-	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, other+r.URL.RequestURI(), http.StatusFound)
-	}))
-	defer redirector.Close()
-	f := newFixtureAt(t, cencoritest.DemoSecretKey, redirector.URL, fake, clk)
+	redirector := providertest.CrossHostRedirector(t, target.URL, http.StatusFound)
+	f := newFixtureAt(t, cencoritest.DemoSecretKey, redirector, fake, clk)
 	_, err := f.c.List(t.Context(), listQ)
 	if err == nil || !strings.Contains(err.Error(), "redirect") {
 		t.Fatalf("%v", err)
 	}
-	noSecret(t, err.Error(), cencoritest.DemoSecretKey)
+	providertest.NoSecret(t, err.Error(), cencoritest.DemoSecretKey)
 	if fake.TotalRequests() != 0 {
 		t.Error("the redirect was followed")
 	}
@@ -262,9 +258,9 @@ func TestNoSecretInErrors(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%d: no error", b.status)
 		}
-		noSecret(t, err.Error(), planted...)
+		providertest.NoSecret(t, err.Error(), planted...)
 		desc, _ := f.c.Describe(t.Context())
-		noSecret(t, strings.Join(desc.Problems, " ")+desc.Credentials[0].Detail, planted...)
+		providertest.NoSecret(t, strings.Join(desc.Problems, " ")+desc.Credentials[0].Detail, planted...)
 
 		f = newFixture(t, cencoritest.DemoSecretKey)
 		f.fake.FailNextOn("POST", "/v1/memory/write", b.status, nil, b.body)
@@ -275,8 +271,8 @@ func TestNoSecretInErrors(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%d: create: no error", b.status)
 		}
-		noSecret(t, err.Error(), planted...)
-		noSecret(t, f.logs.String(), cencoritest.DemoSecretKey)
+		providertest.NoSecret(t, err.Error(), planted...)
+		providertest.NoSecret(t, f.logs.String(), cencoritest.DemoSecretKey)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -50,7 +51,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, ok, err := LoadConfig(tc.env.get)
+			cfg, ok, err := LoadConfig(tc.env.Get)
 			if tc.errVar != "" {
 				if err == nil {
 					t.Fatalf("no error, want one naming %s", tc.errVar)
@@ -58,7 +59,7 @@ func TestLoadConfig(t *testing.T) {
 				if !strings.Contains(err.Error(), tc.errVar) || !strings.Contains(err.Error(), tc.errAlso) {
 					t.Errorf("error %q does not name %s / %q", err, tc.errVar, tc.errAlso)
 				}
-				noSecret(t, err.Error(), tc.mustHide, tc.env[EnvAPIKey])
+				providertest.NoSecret(t, err.Error(), tc.mustHide, tc.env[EnvAPIKey])
 				return
 			}
 			if err != nil {
@@ -81,14 +82,10 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestLoadConfigOverrides(t *testing.T) {
-	get := func(name string) (string, string, bool) {
-		v, ok := map[string]string{
-			EnvAPIKey: cencoritest.DemoSecretKey, EnvAPIURL: "http://127.0.0.1:8080/api/", EnvGatewayURL: "https://gw.example.com",
-			EnvMemoryUserID: "agent-7", EnvMemoryNamespace: "notes",
-		}[name]
-		return v, "env_file", ok
-	}
-	cfg, ok, err := LoadConfig(get)
+	cfg, ok, err := LoadConfig(env{
+		EnvAPIKey: cencoritest.DemoSecretKey, EnvAPIURL: "http://127.0.0.1:8080/api/", EnvGatewayURL: "https://gw.example.com",
+		EnvMemoryUserID: "agent-7", EnvMemoryNamespace: "notes",
+	}.FromFile)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}

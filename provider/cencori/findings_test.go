@@ -9,6 +9,7 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 // Each test here pins one way keygate disagreed with Cencori's server
@@ -31,13 +32,13 @@ func TestMemoryGatedSaysWhyAndHowToFix(t *testing.T) {
 				t.Errorf("%s: %q does not say %q", what, err, want)
 			}
 		}
-		noSecret(t, err.Error(), cencoritest.DemoSecretKey)
+		providertest.NoSecret(t, err.Error(), cencoritest.DemoSecretKey)
 	}
 	_, err := f.c.Types(ctx)
 	wantExplained("types", err)
 	_, err = f.c.List(ctx, listQ)
 	wantExplained("list", err)
-	_, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 5, Filter: []provider.Condition{eq("query", "x")}})
+	_, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 5, Filter: []provider.Condition{providertest.Eq("query", "x")}})
 	wantExplained("search", err)
 	_, err = f.c.Get(ctx, "memories", provider.Ref{ID: cencoritest.SeedMemory1})
 	wantExplained("get", err)
@@ -99,11 +100,11 @@ func TestScopeIsAlwaysSent(t *testing.T) {
 	if got := f.fake.SessionMemories(cencoritest.DemoProject, "chat-7"); len(got) != 1 || got[0].Content != "Likes green tea" {
 		t.Fatalf("session memories %+v", got)
 	}
-	p, err := f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{eq("sessionId", "chat-7")}})
+	p, err := f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{providertest.Eq("sessionId", "chat-7")}})
 	if err != nil || len(p.Objects) != 1 {
 		t.Fatalf("session list: %+v %v", p, err)
 	}
-	p, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{eq("sessionId", "chat-7"), eq("query", "tea")}})
+	p, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{providertest.Eq("sessionId", "chat-7"), providertest.Eq("query", "tea")}})
 	if err != nil || len(p.Objects) != 1 {
 		t.Fatalf("session search: %+v %v", p, err)
 	}
@@ -113,10 +114,10 @@ func TestScopeIsAlwaysSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := f.fake.TotalRequests()
-	_, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{eq("sessionId", "chat-7"), eq("scope", "user")}})
-	wantFieldError(t, err, "filter")
+	_, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{providertest.Eq("sessionId", "chat-7"), providertest.Eq("scope", "user")}})
+	providertest.WantFieldError(t, err, "filter")
 	_, err = f.c.Create(ctx, provider.NewObject{Type: "memories", Title: "x", Fields: json.RawMessage(`{"sessionId":"chat-7","scope":"user"}`)})
-	wantFieldError(t, err, "fields.scope")
+	providertest.WantFieldError(t, err, "fields.scope")
 	if f.fake.TotalRequests() != before {
 		t.Error("a refused scope was sent")
 	}
@@ -133,12 +134,12 @@ func TestSearchLimitAboveTwentyIsNotSilentlyCut(t *testing.T) {
 		}
 	}
 	search := func(limit int) (provider.Page, error) {
-		return f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: limit, Filter: []provider.Condition{eq("userId", "otters"), eq("query", "otters")}})
+		return f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: limit, Filter: []provider.Condition{providertest.Eq("userId", "otters"), providertest.Eq("query", "otters")}})
 	}
 	before := f.fake.Requests("/v1/memory/search")
 	for _, limit := range []int{21, 50, 100} {
 		_, err := search(limit)
-		wantFieldError(t, err, "limit")
+		providertest.WantFieldError(t, err, "limit")
 		if !strings.Contains(err.Error(), "at most 20") {
 			t.Errorf("limit %d: %v", limit, err)
 		}
@@ -173,7 +174,7 @@ func TestLostWriteFoundDespiteServerMetadata(t *testing.T) {
 	if !ok || stored.Metadata["extractedFrom"] != "manual" || f.fake.Requests("/v1/memory/write") != 1 {
 		t.Fatalf("found %s, stored %+v, %d writes", o.ID, stored, f.fake.Requests("/v1/memory/write"))
 	}
-	if meta := fieldsOf(t, o)["metadata"].(map[string]any); meta["topic"] != "billing" || meta["title"] != "Billing contact" {
+	if meta := providertest.FieldsOf(t, o)["metadata"].(map[string]any); meta["topic"] != "billing" || meta["title"] != "Billing contact" {
 		t.Errorf("metadata %v", meta)
 	}
 	// The same for a session memory, which keeps no metadata at all.
@@ -182,12 +183,12 @@ func TestLostWriteFoundDespiteServerMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.ID != "" || fieldsOf(t, o)["content"] != "Wants a refund" || len(f.fake.SessionMemories(cencoritest.DemoProject, "chat-9")) != 1 {
+	if o.ID != "" || providertest.FieldsOf(t, o)["content"] != "Wants a refund" || len(f.fake.SessionMemories(cencoritest.DemoProject, "chat-9")) != 1 {
 		t.Errorf("session: %+v", o)
 	}
 	// Keys Cencori sets itself would be overwritten: refused.
 	_, err = f.c.Create(ctx, provider.NewObject{Type: "memories", Title: "x", Fields: json.RawMessage(`{"metadata":{"extractedFrom":"chat"}}`)})
-	wantFieldError(t, err, "fields.metadata.extractedFrom")
+	providertest.WantFieldError(t, err, "fields.metadata.extractedFrom")
 }
 
 // A session-scope write answers the placeholder id mem_session, which no
@@ -199,7 +200,7 @@ func TestSessionWriteHasNoReadableID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := fieldsOf(t, o)
+	fl := providertest.FieldsOf(t, o)
 	note, _ := fl["keygate_note"].(string)
 	if o.ID != "" || o.Slug != "" || fl["scope"] != "session" || fl["scopeKey"] != "chat-3" || fl["content"] != "Pro plan since March" ||
 		!strings.Contains(note, "mem_session") || !strings.Contains(note, "title was not kept") {
@@ -208,15 +209,15 @@ func TestSessionWriteHasNoReadableID(t *testing.T) {
 	if f.fake.Requests("/v1/memory/mem_session") != 0 {
 		t.Error("the placeholder id was read back")
 	}
-	p, err := f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{eq("sessionId", "chat-3")}})
-	if err != nil || len(p.Objects) != 1 || p.Objects[0].ID != "" || !strings.Contains(fieldsOf(t, p.Objects[0])["keygate_note"].(string), "cannot be read") {
+	p, err := f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{providertest.Eq("sessionId", "chat-3")}})
+	if err != nil || len(p.Objects) != 1 || p.Objects[0].ID != "" || !strings.Contains(providertest.FieldsOf(t, p.Objects[0])["keygate_note"].(string), "cannot be read") {
 		t.Fatalf("session list: %+v %v", p, err)
 	}
 	for _, call := range []func() error{
 		func() error { _, err := f.c.Get(ctx, "memories", provider.Ref{ID: "mem_session"}); return err },
 		func() error { _, err := f.c.Delete(ctx, "memories", "mem_session"); return err },
 	} {
-		wantFieldError(t, call(), "id")
+		providertest.WantFieldError(t, call(), "id")
 	}
 	if f.fake.Requests("/v1/memory/mem_session") != 0 {
 		t.Error("the placeholder id was sent")

@@ -75,11 +75,11 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		d.Credentials = []provider.Credential{cred}
 		return d, nil
 	}
-	resp, err := c.send(ctx, http.MethodGet, "/v1/metrics", url.Values{"period": {"24h"}}, nil, authBearer, true)
+	resp, err := c.api.Do(ctx, c.bearer(http.MethodGet, "/v1/metrics", url.Values{"period": {"24h"}}))
 	if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
 		return provider.Description{}, fmt.Errorf("cencori: describing: %w", ctxErr)
 	}
-	ue, isUpstream := asUpstream(err)
+	ue, isUpstream := errors.AsType[*provider.UpstreamError](err)
 	var rationed *provider.RationedError
 	switch {
 	case errors.As(err, &rationed):
@@ -91,7 +91,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		cred.Verified = provider.VerifiedOK
 		cred.Grants = memoryGrants
 		var m metricsAnswer
-		if derr := decode(resp, "metrics", &m); derr != nil {
+		if derr := c.decode(resp, "metrics", false, &m); derr != nil {
 			d.Problems = append(d.Problems, "the metrics answer could not be read")
 			break
 		}
@@ -191,7 +191,7 @@ func (c *Client) CheckAccess(ctx context.Context, asked []provider.Operation) ([
 	var reason, fix string
 	allowed := false
 	var mu *memoryUnavailable
-	switch ue, isUpstream := asUpstream(err); {
+	switch ue, isUpstream := errors.AsType[*provider.UpstreamError](err); {
 	case err == nil:
 		allowed = true
 		reason = "the key lists the project's memories; Cencori keys carry no per-action permissions, so it may also write and delete them"

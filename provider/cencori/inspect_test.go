@@ -8,6 +8,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 func TestDescribe(t *testing.T) {
@@ -78,7 +79,7 @@ func TestDescribe(t *testing.T) {
 					t.Errorf("memory %v", d.Details["memory"])
 				}
 			}
-			noSecret(t, strings.Join(d.Problems, " ")+c.Detail+c.Masked, tc.key)
+			providertest.NoSecret(t, strings.Join(d.Problems, " ")+c.Detail+c.Masked, tc.key)
 		})
 	}
 }
@@ -163,7 +164,7 @@ func TestCheckAccessErrors(t *testing.T) {
 	f := newFixture(t, revoked)
 	f.fake.AddKey(cencoritest.Key{Value: revoked, Type: cencoritest.KeySecret, Environment: cencoritest.EnvProduction, Revoked: true})
 	_, err := f.c.CheckAccess(t.Context(), provider.ScopeOps(scopes(t, "content:read")))
-	ue := wantKind(t, err, provider.ErrUnauthorized)
+	ue := providertest.WantKind(t, err, provider.ErrUnauthorized)
 	if ue.Code != "invalid_api_key" {
 		t.Errorf("%#v", ue)
 	}
@@ -178,7 +179,7 @@ func TestCheckAccessErrors(t *testing.T) {
 		f.fake.FailNext(429, map[string]string{"Retry-After": "40"}, `{"error":"Rate limit exceeded","code":"rate_limit_exceeded","retry_after_ms":40000}`)
 	}
 	_, err = f.c.CheckAccess(t.Context(), provider.ScopeOps(scopes(t, "content:write")))
-	wantKind(t, err, provider.ErrRateLimited)
+	providertest.WantKind(t, err, provider.ErrRateLimited)
 
 	f = newGatedFixture(t, cencoritest.DemoSecretKey)
 	acc, err = f.c.CheckAccess(t.Context(), provider.ScopeOps(scopes(t, "content:read", "content:delete")))

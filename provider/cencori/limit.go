@@ -3,7 +3,6 @@ package cencori
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/keygate/keygate/provider/upstream"
@@ -52,17 +51,9 @@ func retryAt(h http.Header, status int, now time.Time) time.Time {
 	return at
 }
 
-// resetTime reads X-RateLimit-Reset, a Unix time in milliseconds. A reset
-// is never more than one window away; a value further out (a skewed clock,
-// a misread header) is capped at that.
+// resetTime reads X-RateLimit-Reset, a Unix time in milliseconds
+// (docs/providers/cencori.md, "Rate limits"). A reset is never more than
+// one window away; a value further out is capped at that.
 func resetTime(h http.Header, now time.Time) (time.Time, bool) {
-	ms, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64)
-	if err != nil || ms <= 0 {
-		return time.Time{}, false
-	}
-	t := time.UnixMilli(ms)
-	if limit := now.Add(rateWindow); t.After(limit) {
-		t = limit
-	}
-	return t, true
+	return upstream.ResetTime(h, "X-RateLimit-Reset", time.Millisecond, now, rateWindow)
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -242,39 +243,11 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		limit = 50
 	}
 	if p.search {
-		if q.Cursor != "" {
-			return provider.Page{}, &provider.FieldError{Field: "cursor", Problem: "a semantic search returns a single page", Fix: "leave cursor out, or raise limit"}
-		}
-		if q.Limit < 1 {
-			limit = searchMax
-		}
-		if limit > searchMax {
-			// Cencori clamps topK to 1-20 and drops the rest without a word;
-			// keygate says so instead of returning 20 as if they were all.
-			return provider.Page{}, &provider.FieldError{Field: "limit",
-				Problem: fmt.Sprintf("a Cencori semantic search returns at most %d results (the server clamps topK to 1-%d), so %d cannot be honoured", searchMax, searchMax, limit),
-				Fix:     fmt.Sprintf("use limit %d or less, narrow the query, or list without a query to page through every memory", searchMax)}
-		}
-		body := map[string]any{"query": p.query, "topK": limit}
-		p.scope.body(body)
-		// A search changes nothing, so it may be retried like a GET.
-		resp, err := c.sendMemory(ctx, http.MethodPost, "/v1/memory/search", nil, body, true)
-		if err != nil {
-			return provider.Page{}, c.memoryError(err, "")
-		}
-		var ans searchAnswer
-		if err := decode(resp, "memory search", &ans); err != nil {
-			return provider.Page{}, err
-		}
-		objs, err := toObjects(ans.Results)
-		if err != nil {
-			return provider.Page{}, err
-		}
-		return provider.Page{Objects: objs, Total: len(objs)}, nil
+		return c.search(ctx, p, q, limit)
 	}
 	v := url.Values{}
 	p.scope.values(v)
-	v.Set("limit", itoa(limit))
+	v.Set("limit", strconv.Itoa(limit))
 	if q.Cursor != "" {
 		v.Set("cursor", q.Cursor)
 	}
@@ -283,7 +256,7 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		return provider.Page{}, c.memoryError(err, "")
 	}
 	var ans listAnswer
-	if err := decode(resp, "memory list", &ans); err != nil {
+	if err := c.decode(resp, "memory list", false, &ans); err != nil {
 		return provider.Page{}, err
 	}
 	objs, err := toObjects(ans.Memories)
@@ -298,6 +271,40 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 		page.Total = len(objs) // the whole list fit in one page
 	}
 	return page, nil
+}
+
+// search is a List with a query: one page of up to limit results (20
+// by default and at most), best first.
+func (c *Client) search(ctx context.Context, p listPlan, q provider.ListQuery, limit int) (provider.Page, error) {
+	if q.Cursor != "" {
+		return provider.Page{}, &provider.FieldError{Field: "cursor", Problem: "a semantic search returns a single page", Fix: "leave cursor out, or raise limit"}
+	}
+	if q.Limit < 1 {
+		limit = searchMax
+	}
+	if limit > searchMax {
+		// Cencori clamps topK to 1-20 and drops the rest without a word;
+		// keygate says so instead of returning 20 as if they were all.
+		return provider.Page{}, &provider.FieldError{Field: "limit",
+			Problem: fmt.Sprintf("a Cencori semantic search returns at most %d results (the server clamps topK to 1-%d), so %d cannot be honoured", searchMax, searchMax, limit),
+			Fix:     fmt.Sprintf("use limit %d or less, narrow the query, or list without a query to page through every memory", searchMax)}
+	}
+	body := map[string]any{"query": p.query, "topK": limit}
+	p.scope.body(body)
+	// A search changes nothing, so it may be retried like a GET.
+	resp, err := c.sendMemory(ctx, http.MethodPost, "/v1/memory/search", nil, body, true)
+	if err != nil {
+		return provider.Page{}, c.memoryError(err, "")
+	}
+	var ans searchAnswer
+	if err := c.decode(resp, "memory search", false, &ans); err != nil {
+		return provider.Page{}, err
+	}
+	objs, err := toObjects(ans.Results)
+	if err != nil {
+		return provider.Page{}, err
+	}
+	return provider.Page{Objects: objs, Total: len(objs)}, nil
 }
 
 // Get reads one memory by id. A memory has no slug of its own: its slug is
@@ -350,116 +357,189 @@ type written struct {
 // metadata.title (what Object.Title shows).
 func (c *Client) writeBody(n provider.NewObject) (written, error) {
 	w := written{body: map[string]any{}, scope: c.defaultScope()}
-	fields := map[string]json.RawMessage{}
-	if len(n.Fields) > 0 {
-		if err := json.Unmarshal(n.Fields, &fields); err != nil {
-			return w, &provider.FieldError{Field: "fields", Problem: "must be a JSON object", Fix: `write {"content": "..."}`}
-		}
-	}
-	for k := range fields {
-		if !slices.Contains(writableFields, k) {
-			return w, &provider.FieldError{Field: "fields." + k, Problem: "is not a field of a Cencori memory",
-				Fix: "use " + strings.Join(writableFields, ", ") + "; anything else goes inside metadata"}
-		}
-	}
-	given := func(k string) bool { raw, ok := fields[k]; return ok && string(raw) != "null" }
-	str := func(k string) (string, error) {
-		if !given(k) {
-			return "", nil
-		}
-		var s string
-		if json.Unmarshal(fields[k], &s) != nil {
-			return "", &provider.FieldError{Field: "fields." + k, Problem: "must be a string", Fix: fmt.Sprintf(`write {"%s": "..."}`, k)}
-		}
-		return s, nil
-	}
-	sc := &w.scope
-	for _, k := range []struct {
-		name string
-		dst  *string
-	}{{"namespace", &sc.namespace}, {"userId", &sc.userID}, {"sessionId", &sc.sessionID}, {"scope", &sc.scope}} {
-		s, err := str(k.name)
-		if err != nil {
-			return w, err
-		}
-		if s != "" {
-			*k.dst = s
-		}
-	}
-	if err := sc.check("fields.", `drop scope to follow userId/sessionId`, given("userId")); err != nil {
-		return w, err
-	}
-	session := sc.resolved() == "session"
-	if session {
-		for _, k := range []string{"metadata", "namespace", "expiresAt"} {
-			if given(k) {
-				return w, &provider.FieldError{Field: "fields." + k, Problem: "a session memory keeps only its text and importance; Cencori drops " + k + " on a session-scope write",
-					Fix: "leave " + k + " out, or write a user-scope memory (a userId and no sessionId)"}
-			}
-		}
-	}
-	content, err := str("content")
+	f, err := parseWriteFields(n.Fields)
 	if err != nil {
 		return w, err
 	}
+	if err := f.readScope(&w.scope); err != nil {
+		return w, err
+	}
+	session := w.scope.resolved() == "session"
+	if err := f.sessionKeeps(session); err != nil {
+		return w, err
+	}
 	title := strings.TrimSpace(n.Title)
-	if strings.TrimSpace(content) == "" {
-		content = title
-	}
-	if strings.TrimSpace(content) == "" {
-		return w, &provider.FieldError{Field: "fields.content", Problem: "a memory needs some text", Fix: "pass fields.content, or a title"}
-	}
-	if utf16Len(strings.TrimSpace(content)) > contentMaxChars {
-		return w, &provider.FieldError{Field: "fields.content", Problem: fmt.Sprintf("Cencori keeps at most %d characters per memory", contentMaxChars), Fix: "shorten it, or split it into several memories"}
+	content, err := f.content(title)
+	if err != nil {
+		return w, err
 	}
 	w.body["content"] = content
-	var meta map[string]any
-	if given("metadata") {
-		if json.Unmarshal(fields["metadata"], &meta) != nil || meta == nil {
-			return w, &provider.FieldError{Field: "fields.metadata", Problem: "must be a JSON object", Fix: `write {"metadata": {"key": "value"}}`}
-		}
-		for _, k := range serverMetadata {
-			if _, set := meta[k]; set {
-				return w, &provider.FieldError{Field: "fields.metadata." + k, Problem: "Cencori sets metadata." + k + " itself and overwrites what is sent",
-					Fix: "use another key"}
-			}
-		}
+	meta, err := f.metadata()
+	if err != nil {
+		return w, err
 	}
 	if title != "" && title != strings.TrimSpace(content) && title != summarize(content) {
-		if session {
-			w.titleDropped = true
-		} else {
-			if meta == nil {
-				meta = map[string]any{}
-			}
-			if _, set := meta["title"]; !set {
-				meta["title"] = title
-			}
+		// A session memory keeps no metadata, so its title is lost.
+		w.titleDropped = session
+		if !session {
+			meta = withTitle(meta, title)
 		}
 	}
 	if meta != nil {
 		w.body["metadata"] = meta
 	}
-	if given("importance") {
-		var f float64
-		if json.Unmarshal(fields["importance"], &f) != nil || f < 0 || f > 1 {
-			return w, &provider.FieldError{Field: "fields.importance", Problem: "must be a number from 0 to 1", Fix: "use e.g. 0.8"}
-		}
-		w.body["importance"] = f
-	}
-	exp, err := str("expiresAt")
-	if err != nil {
+	if err := f.importance(w.body); err != nil {
 		return w, err
 	}
-	if exp != "" {
-		t, perr := time.Parse(time.RFC3339Nano, exp)
-		if perr != nil || !t.After(c.now()) {
-			return w, &provider.FieldError{Field: "fields.expiresAt", Problem: "must be an ISO 8601 date-time in the future", Fix: "use e.g. 2030-01-02T15:04:05Z"}
-		}
-		w.body["expiresAt"] = t.UTC().Format(time.RFC3339Nano)
+	if err := f.expiresAt(w.body, c.api.Now()); err != nil {
+		return w, err
 	}
-	sc.body(w.body)
+	w.scope.body(w.body)
 	return w, nil
+}
+
+// writeFields are a create's fields, still encoded.
+type writeFields map[string]json.RawMessage
+
+// parseWriteFields reads fields, which must be a JSON object of
+// writableFields.
+func parseWriteFields(raw json.RawMessage) (writeFields, error) {
+	f := writeFields{}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return nil, &provider.FieldError{Field: "fields", Problem: "must be a JSON object", Fix: `write {"content": "..."}`}
+		}
+	}
+	for k := range f {
+		if !slices.Contains(writableFields, k) {
+			return nil, &provider.FieldError{Field: "fields." + k, Problem: "is not a field of a Cencori memory",
+				Fix: "use " + strings.Join(writableFields, ", ") + "; anything else goes inside metadata"}
+		}
+	}
+	return f, nil
+}
+
+// given reports whether k is set to something other than null.
+func (f writeFields) given(k string) bool { raw, ok := f[k]; return ok && string(raw) != "null" }
+
+// str reads k as a string; "" when it is not given.
+func (f writeFields) str(k string) (string, error) {
+	if !f.given(k) {
+		return "", nil
+	}
+	var s string
+	if json.Unmarshal(f[k], &s) != nil {
+		return "", &provider.FieldError{Field: "fields." + k, Problem: "must be a string", Fix: fmt.Sprintf(`write {"%s": "..."}`, k)}
+	}
+	return s, nil
+}
+
+// readScope applies namespace, userId, sessionId and scope to sc.
+func (f writeFields) readScope(sc *memScope) error {
+	for _, k := range []struct {
+		name string
+		dst  *string
+	}{{"namespace", &sc.namespace}, {"userId", &sc.userID}, {"sessionId", &sc.sessionID}, {"scope", &sc.scope}} {
+		s, err := f.str(k.name)
+		if err != nil {
+			return err
+		}
+		if s != "" {
+			*k.dst = s
+		}
+	}
+	return sc.check("fields.", `drop scope to follow userId/sessionId`, f.given("userId"))
+}
+
+// sessionKeeps refuses, for a session memory, the fields Cencori drops on
+// a session-scope write.
+func (f writeFields) sessionKeeps(session bool) error {
+	if !session {
+		return nil
+	}
+	for _, k := range []string{"metadata", "namespace", "expiresAt"} {
+		if f.given(k) {
+			return &provider.FieldError{Field: "fields." + k, Problem: "a session memory keeps only its text and importance; Cencori drops " + k + " on a session-scope write",
+				Fix: "leave " + k + " out, or write a user-scope memory (a userId and no sessionId)"}
+		}
+	}
+	return nil
+}
+
+// content is the memory's text: fields.content, else the title, within
+// Cencori's limit.
+func (f writeFields) content(title string) (string, error) {
+	content, err := f.str("content")
+	if err != nil {
+		return "", err
+	}
+	if strings.TrimSpace(content) == "" {
+		content = title
+	}
+	if strings.TrimSpace(content) == "" {
+		return "", &provider.FieldError{Field: "fields.content", Problem: "a memory needs some text", Fix: "pass fields.content, or a title"}
+	}
+	if utf16Len(strings.TrimSpace(content)) > contentMaxChars {
+		return "", &provider.FieldError{Field: "fields.content", Problem: fmt.Sprintf("Cencori keeps at most %d characters per memory", contentMaxChars), Fix: "shorten it, or split it into several memories"}
+	}
+	return content, nil
+}
+
+// metadata reads fields.metadata, an object without the keys Cencori
+// sets itself; nil when it is not given.
+func (f writeFields) metadata() (map[string]any, error) {
+	if !f.given("metadata") {
+		return nil, nil
+	}
+	var meta map[string]any
+	if json.Unmarshal(f["metadata"], &meta) != nil || meta == nil {
+		return nil, &provider.FieldError{Field: "fields.metadata", Problem: "must be a JSON object", Fix: `write {"metadata": {"key": "value"}}`}
+	}
+	for _, k := range serverMetadata {
+		if _, set := meta[k]; set {
+			return nil, &provider.FieldError{Field: "fields.metadata." + k, Problem: "Cencori sets metadata." + k + " itself and overwrites what is sent",
+				Fix: "use another key"}
+		}
+	}
+	return meta, nil
+}
+
+// withTitle keeps title in metadata.title, unless the caller set one.
+func withTitle(meta map[string]any, title string) map[string]any {
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	if _, set := meta["title"]; !set {
+		meta["title"] = title
+	}
+	return meta
+}
+
+// importance copies fields.importance, a number from 0 to 1, into body.
+func (f writeFields) importance(body map[string]any) error {
+	if !f.given("importance") {
+		return nil
+	}
+	var v float64
+	if json.Unmarshal(f["importance"], &v) != nil || v < 0 || v > 1 {
+		return &provider.FieldError{Field: "fields.importance", Problem: "must be a number from 0 to 1", Fix: "use e.g. 0.8"}
+	}
+	body["importance"] = v
+	return nil
+}
+
+// expiresAt copies fields.expiresAt, a time after now, into body.
+func (f writeFields) expiresAt(body map[string]any, now time.Time) error {
+	exp, err := f.str("expiresAt")
+	if err != nil || exp == "" {
+		return err
+	}
+	t, perr := time.Parse(time.RFC3339Nano, exp)
+	if perr != nil || !t.After(now) {
+		return &provider.FieldError{Field: "fields.expiresAt", Problem: "must be an ISO 8601 date-time in the future", Fix: "use e.g. 2030-01-02T15:04:05Z"}
+	}
+	body["expiresAt"] = t.UTC().Format(time.RFC3339Nano)
+	return nil
 }
 
 // contentMaxChars is Cencori's limit on a memory's text, in JavaScript
@@ -487,7 +567,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	if err != nil {
 		return provider.Object{}, err
 	}
-	sent := c.now()
+	sent := c.api.Now()
 	resp, err := c.sendMemory(ctx, http.MethodPost, "/v1/memory/write", nil, w.body, false)
 	if err != nil {
 		if outcomeUnknown(err) {
@@ -496,7 +576,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 		return provider.Object{}, c.memoryError(err, "")
 	}
 	var ans writeAnswer
-	if err := decode(resp, "memory write", &ans); err != nil || ans.ID == "" {
+	if err := c.decode(resp, "memory write", true, &ans); err != nil || ans.ID == "" {
 		return provider.Object{}, fmt.Errorf("cencori: %w: the memory write answered %d without an id; list memories to see whether it was stored", provider.ErrOutcomeUnknown, resp.Status)
 	}
 	if ans.ID == sessionPlaceholderID {
@@ -508,7 +588,7 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	}
 	// Stored, but the read-back failed: build the object from the answer
 	// and what was sent, rather than report a failure that did not happen.
-	c.log.DebugContext(ctx, "cencori memory read-back failed", "id", ans.ID, "error", c.redact.Redact(gerr.Error()))
+	c.api.Log.DebugContext(ctx, "cencori memory read-back failed", "id", ans.ID, "error", c.api.Redactor.Redact(gerr.Error()))
 	return fromWrite(resp.Body, w.body)
 }
 
@@ -520,7 +600,9 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 // unknown, never guessed.
 func (c *Client) findWritten(ctx context.Context, w written, sent time.Time, cause error) (provider.Object, error) {
 	unknown := func(why string) error {
-		return fmt.Errorf("cencori: %w: the memory write got no usable answer (%s) and %s; list memories before writing it again", provider.ErrOutcomeUnknown, cause, why)
+		// The cause is kept as text: wrapped, its own kind (ErrUnavailable)
+		// would win over ErrOutcomeUnknown in tools/errors.go.
+		return fmt.Errorf("cencori: %w: the memory write got no usable answer (%s) and %s; list memories before writing it again", provider.ErrOutcomeUnknown, cause.Error(), why)
 	}
 	if ctx.Err() != nil {
 		return provider.Object{}, unknown("the call's time ran out before it could be checked")
@@ -533,7 +615,7 @@ func (c *Client) findWritten(ctx context.Context, w written, sent time.Time, cau
 		return provider.Object{}, unknown("reading back failed: " + err.Error())
 	}
 	var ans listAnswer
-	if err := decode(resp, "memory list", &ans); err != nil {
+	if err := c.decode(resp, "memory list", false, &ans); err != nil {
 		return provider.Object{}, unknown("the read-back could not be parsed")
 	}
 	content, _ := w.body["content"].(string)
@@ -628,16 +710,18 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 			if gerr == nil {
 				return provider.Object{}, c.memoryError(err, id) // still there: the delete failed
 			}
-			return provider.Object{}, fmt.Errorf("cencori: %w: deleting memory %s got no usable answer (%s), and reading it back failed", provider.ErrOutcomeUnknown, id, err)
+			// err as text, as in findWritten: the error must match
+			// ErrOutcomeUnknown only.
+			return provider.Object{}, fmt.Errorf("cencori: %w: deleting memory %s got no usable answer (%s), and reading it back failed", provider.ErrOutcomeUnknown, id, err.Error())
 		}
 		return provider.Object{}, c.memoryError(err, id)
 	}
 	var ans deleteAnswer
-	if err := decode(resp, "memory delete", &ans); err != nil {
+	if err := c.decode(resp, "memory delete", true, &ans); err != nil {
 		return provider.Object{}, err
 	}
 	if !ans.Deleted {
-		return provider.Object{}, fmt.Errorf("cencori: deleting memory %s answered %d without deleted:true; it may still exist", id, resp.Status)
+		return provider.Object{}, c.api.BadAnswer(resp, true, fmt.Sprintf("deleting memory %s answered without deleted:true; it may still exist", id))
 	}
 	return obj, nil
 }
@@ -664,7 +748,7 @@ func isGatedAnswer(body []byte) bool {
 // sendMemory is send for the memory endpoints (key in CENCORI_API_KEY),
 // which tells the production gating from every other 404.
 func (c *Client) sendMemory(ctx context.Context, method, path string, query url.Values, body any, idempotent bool) (*upstream.Response, error) {
-	resp, err := c.send(ctx, method, path, query, body, authHeader, idempotent)
+	resp, err := c.api.Do(ctx, c.request(method, path, query, body, idempotent))
 	if err != nil && resp != nil && resp.Status == http.StatusNotFound && isGatedAnswer(resp.Body) {
 		return resp, &memoryUnavailable{
 			reason: fmt.Sprintf("%s answered %s %s with 404 {\"error\":\"Not found\"} before checking the key, which is how Cencori's server answers every memory path on any host but localhost until Memory is launched",
@@ -681,7 +765,7 @@ func (c *Client) sendMemory(ctx context.Context, method, path string, query url.
 // CENCORI_API_URL; a 400 names the field it is about.
 func (c *Client) memoryError(err error, id string) error {
 	var mu *memoryUnavailable
-	ue, ok := asUpstream(err)
+	ue, ok := errors.AsType[*provider.UpstreamError](err)
 	if !ok || errors.As(err, &mu) {
 		return err
 	}
@@ -701,7 +785,7 @@ func (c *Client) memoryError(err error, id string) error {
 	case ue.Status == http.StatusBadRequest || ue.Status == http.StatusUnprocessableEntity:
 		return &provider.FieldError{Field: fieldOf(ue.Message), Problem: "Cencori refused it: " + ue.Message, Fix: "correct the value and try again"}
 	}
-	return ue
+	return err
 }
 
 // fieldOf guesses the keygate argument a validation message is about.

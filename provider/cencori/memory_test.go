@@ -10,20 +10,8 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
-
-func eq(path string, v any) provider.Condition {
-	return provider.Condition{Path: path, Op: provider.OpEq, Value: v}
-}
-
-func fieldsOf(t *testing.T, o provider.Object) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(o.Fields, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 func TestTypes(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
@@ -54,7 +42,7 @@ func TestListPagesNewestFirst(t *testing.T) {
 		}
 		made = append([]string{o.ID}, made...)
 	}
-	q := provider.ListQuery{Type: "memories", Limit: 2, Filter: []provider.Condition{eq("fields.userId", "pager")}}
+	q := provider.ListQuery{Type: "memories", Limit: 2, Filter: []provider.Condition{providertest.Eq("fields.userId", "pager")}}
 	var got []string
 	for page := 0; ; page++ {
 		p, err := f.c.List(ctx, q)
@@ -87,8 +75,8 @@ func TestListPagesNewestFirst(t *testing.T) {
 		t.Errorf("title %q", p.Objects[0].Title)
 	}
 	// Namespace narrows.
-	p, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{eq("fields.namespace", "projects")}})
-	if err != nil || len(p.Objects) != 1 || fieldsOf(t, p.Objects[0])["namespace"] != "projects" {
+	p, err = f.c.List(ctx, provider.ListQuery{Type: "memories", Limit: 10, Filter: []provider.Condition{providertest.Eq("fields.namespace", "projects")}})
+	if err != nil || len(p.Objects) != 1 || providertest.FieldsOf(t, p.Objects[0])["namespace"] != "projects" {
 		t.Fatalf("namespace: %+v %v", p, err)
 	}
 	// No memory is a draft.
@@ -105,14 +93,14 @@ func TestListPagesNewestFirst(t *testing.T) {
 func TestListQueryIsSemanticSearch(t *testing.T) {
 	f := newFixture(t, cencoritest.DemoSecretKey)
 	for _, path := range []string{"fields.query", "query"} {
-		p, err := f.c.List(t.Context(), provider.ListQuery{Type: "memories", Limit: 5, Filter: []provider.Condition{eq(path, "keygate MCP server")}})
+		p, err := f.c.List(t.Context(), provider.ListQuery{Type: "memories", Limit: 5, Filter: []provider.Condition{providertest.Eq(path, "keygate MCP server")}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(p.Objects) != 1 || p.NextCursor != "" || p.Total != 1 {
 			t.Fatalf("%s: %+v", path, p)
 		}
-		fl := fieldsOf(t, p.Objects[0])
+		fl := providertest.FieldsOf(t, p.Objects[0])
 		if fl["score"] == nil || !strings.Contains(fl["content"].(string), "MCP server") {
 			t.Errorf("hit fields %v", fl)
 		}
@@ -120,8 +108,8 @@ func TestListQueryIsSemanticSearch(t *testing.T) {
 	if f.fake.Requests("/v1/memory/search") != 2 || f.fake.Requests("/v1/memory/list") != 0 {
 		t.Errorf("search %d list %d", f.fake.Requests("/v1/memory/search"), f.fake.Requests("/v1/memory/list"))
 	}
-	_, err := f.c.List(t.Context(), provider.ListQuery{Type: "memories", Limit: 5, Cursor: "x", Filter: []provider.Condition{eq("query", "x")}})
-	wantFieldError(t, err, "cursor")
+	_, err := f.c.List(t.Context(), provider.ListQuery{Type: "memories", Limit: 5, Cursor: "x", Filter: []provider.Condition{providertest.Eq("query", "x")}})
+	providertest.WantFieldError(t, err, "cursor")
 }
 
 func TestListRefusals(t *testing.T) {
@@ -131,26 +119,26 @@ func TestListRefusals(t *testing.T) {
 		q     provider.ListQuery
 		field string
 	}{
-		{"unknown path", provider.ListQuery{Filter: []provider.Condition{eq("fields.author", "x")}}, "filter"},
-		{"built-in path", provider.ListQuery{Filter: []provider.Condition{eq("title", "x")}}, "filter"},
+		{"unknown path", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.author", "x")}}, "filter"},
+		{"built-in path", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("title", "x")}}, "filter"},
 		{"operator", provider.ListQuery{Filter: []provider.Condition{{Path: "fields.namespace", Op: provider.OpNe, Value: "x"}}}, "filter"},
-		{"number", provider.ListQuery{Filter: []provider.Condition{eq("fields.query", 3.0)}}, "filter"},
-		{"both ids", provider.ListQuery{Filter: []provider.Condition{eq("fields.sessionId", "s"), eq("fields.userId", "u")}}, "filter"},
-		{"bad scope", provider.ListQuery{Filter: []provider.Condition{eq("fields.scope", "org")}}, "filter"},
-		{"session scope without id", provider.ListQuery{Filter: []provider.Condition{eq("fields.scope", "session")}}, "filter"},
+		{"number", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.query", 3.0)}}, "filter"},
+		{"both ids", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.sessionId", "s"), providertest.Eq("fields.userId", "u")}}, "filter"},
+		{"bad scope", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.scope", "org")}}, "filter"},
+		{"session scope without id", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("fields.scope", "session")}}, "filter"},
 		{"sort by title", provider.ListQuery{Sort: []provider.SortKey{{Path: "title"}}}, "sort"},
 		{"oldest first", provider.ListQuery{Sort: []provider.SortKey{{Path: "created_at"}}}, "sort"},
-		{"sorted search", provider.ListQuery{Filter: []provider.Condition{eq("query", "x")}, Sort: []provider.SortKey{{Path: "created_at", Desc: true}}}, "sort"},
+		{"sorted search", provider.ListQuery{Filter: []provider.Condition{providertest.Eq("query", "x")}, Sort: []provider.SortKey{{Path: "created_at", Desc: true}}}, "sort"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.q.Type, tc.q.Limit = "memories", 10
 			_, err := f.c.List(t.Context(), tc.q)
-			wantFieldError(t, err, tc.field)
+			providertest.WantFieldError(t, err, tc.field)
 		})
 	}
 	_, err := f.c.List(t.Context(), provider.ListQuery{Type: "posts", Limit: 1})
-	wantNotFound(t, err, "content type")
+	providertest.WantNotFound(t, err, "content type")
 	if f.fake.TotalRequests() != 0 {
 		t.Errorf("refusals made %d requests", f.fake.TotalRequests())
 	}
@@ -163,7 +151,7 @@ func TestGet(t *testing.T) {
 	if err != nil || o.ID != cencoritest.SeedMemory2 || !strings.HasPrefix(o.Title, "keygate is an MCP server") {
 		t.Fatalf("%+v %v", o, err)
 	}
-	fl := fieldsOf(t, o)
+	fl := providertest.FieldsOf(t, o)
 	if fl["scope"] != "user" || fl["scopeKey"] != "keygate" || fl["namespace"] != nil || fl["metadata"].(map[string]any)["source"] != "seed" {
 		t.Errorf("fields %v", fl)
 	}
@@ -175,17 +163,17 @@ func TestGet(t *testing.T) {
 		t.Fatalf("by slug: %v", err)
 	}
 	_, err = f.c.Get(ctx, "memories", provider.Ref{ID: "mem_nope"})
-	wantNotFound(t, err, "object")
+	providertest.WantNotFound(t, err, "object")
 	before := f.fake.TotalRequests()
 	for _, bad := range []string{"../metrics", "a/b", "", strings.Repeat("x", 200)} {
 		_, err = f.c.Get(ctx, "memories", provider.Ref{ID: bad})
-		wantNotFound(t, err, "object")
+		providertest.WantNotFound(t, err, "object")
 	}
 	if f.fake.TotalRequests() != before {
 		t.Error("a malformed id was sent")
 	}
 	_, err = f.c.Get(ctx, "posts", provider.Ref{ID: cencoritest.SeedMemory2})
-	wantNotFound(t, err, "content type")
+	providertest.WantNotFound(t, err, "content type")
 }
 
 func TestCreate(t *testing.T) {
@@ -196,7 +184,7 @@ func TestCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := fieldsOf(t, o)
+	fl := providertest.FieldsOf(t, o)
 	// The write's answer redacts the content; the read-back has the real text.
 	if fl["content"] != "Reach the user at someone@example.com" || fl["importance"] != 0.9 || fl["namespace"] != "people" || fl["scopeKey"] != "keygate" {
 		t.Errorf("fields %v", fl)
@@ -244,20 +232,20 @@ func TestCreateRefusals(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.fields, func(t *testing.T) {
 			_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "x", Fields: json.RawMessage(tc.fields)})
-			wantFieldError(t, err, tc.field)
+			providertest.WantFieldError(t, err, tc.field)
 		})
 	}
 	_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: " ", Fields: json.RawMessage(`{}`)})
-	wantFieldError(t, err, "fields.content")
+	providertest.WantFieldError(t, err, "fields.content")
 	if f.fake.TotalRequests() != 0 {
 		t.Errorf("refusals made %d requests", f.fake.TotalRequests())
 	}
 	// What only the server catches comes back naming the field.
 	f.fake.FailNextOn("POST", "/v1/memory/write", 400, nil, `{"error":"bad_request","message":"content is too long"}`)
 	_, err = f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "x", Fields: json.RawMessage(`{}`)})
-	wantFieldError(t, err, "fields.content")
+	providertest.WantFieldError(t, err, "fields.content")
 	_, err = f.c.Create(t.Context(), provider.NewObject{Type: "posts", Title: "x"})
-	wantNotFound(t, err, "content type")
+	providertest.WantNotFound(t, err, "content type")
 }
 
 func TestCreateLostAnswerIsFoundNotRepeated(t *testing.T) {
@@ -299,7 +287,12 @@ func TestCreateFailuresAreNotRetried(t *testing.T) {
 			f := newFixture(t, cencoritest.DemoSecretKey)
 			f.fake.FailNextOn("POST", "/v1/memory/write", tc.status, map[string]string{"Retry-After": "1"}, `{"error":"internal_error"}`)
 			_, err := f.c.Create(t.Context(), provider.NewObject{Type: "memories", Title: "once only", Fields: json.RawMessage(`{}`)})
-			wantKind(t, err, tc.kind)
+			providertest.WantKind(t, err, tc.kind)
+			// An unknown outcome must not also read as "unavailable",
+			// which tools/errors.go would report first.
+			if errors.Is(tc.kind, provider.ErrOutcomeUnknown) && errors.Is(err, provider.ErrUnavailable) {
+				t.Errorf("%v matches ErrUnavailable too", err)
+			}
 			if f.fake.Requests("/v1/memory/write") != 1 || f.fake.Requests("/v1/memory/list") != tc.readBck {
 				t.Errorf("writes %d, read-backs %d", f.fake.Requests("/v1/memory/write"), f.fake.Requests("/v1/memory/list"))
 			}
@@ -333,7 +326,7 @@ func TestDelete(t *testing.T) {
 		t.Error("still stored")
 	}
 	_, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory1)
-	wantNotFound(t, err, "object")
+	providertest.WantNotFound(t, err, "object")
 	// A lost answer is settled by reading again: gone means deleted.
 	f.fake.DropNextResponseOn("DELETE", "/v1/memory/"+cencoritest.SeedMemory2)
 	o, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory2)
@@ -346,7 +339,7 @@ func TestDelete(t *testing.T) {
 	// A 500 that did not delete: the read-back finds it, so the delete failed.
 	f.fake.FailNextOn("DELETE", "/v1/memory/"+cencoritest.SeedMemory3, 500, nil, `{"error":"internal_error"}`)
 	_, err = f.c.Delete(ctx, "memories", cencoritest.SeedMemory3)
-	wantKind(t, err, provider.ErrUnavailable)
+	providertest.WantKind(t, err, provider.ErrUnavailable)
 	if _, ok := f.fake.Memory(cencoritest.SeedMemory3); !ok {
 		t.Error("deleted after all")
 	}

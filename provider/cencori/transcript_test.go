@@ -14,6 +14,7 @@ import (
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cencori/cencoritest"
 	"github.com/keygate/keygate/provider/cencori/internal/transcript"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 // replayer answers keygate from one transcript: each request must be one
@@ -103,22 +104,22 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if meta, _ := fieldsOf(t, o)["metadata"].(map[string]any); o.ID != vars["id"] || o.Title != "Prefers dark mode. Uses TypeScript primarily." || meta["extractedFrom"] != "manual" {
+			if meta, _ := providertest.FieldsOf(t, o)["metadata"].(map[string]any); o.ID != vars["id"] || o.Title != "Prefers dark mode. Uses TypeScript primarily." || meta["extractedFrom"] != "manual" {
 				t.Errorf("created %+v", o)
 			}
-			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{eq("userId", "user_123")}})
+			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{providertest.Eq("userId", "user_123")}})
 			if err != nil || len(p.Objects) != 1 || p.Objects[0].ID != o.ID || p.NextCursor != "" || p.Total != 1 {
 				t.Fatalf("list %+v %v", p, err)
 			}
-			p, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 3, Filter: []provider.Condition{eq("userId", "user_123"), eq("query", "dark mode")}})
-			if err != nil || len(p.Objects) != 1 || fieldsOf(t, p.Objects[0])["score"] != 1.0 {
+			p, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 3, Filter: []provider.Condition{providertest.Eq("userId", "user_123"), providertest.Eq("query", "dark mode")}})
+			if err != nil || len(p.Objects) != 1 || providertest.FieldsOf(t, p.Objects[0])["score"] != 1.0 {
 				t.Fatalf("search %+v %v", p, err)
 			}
 			if _, err := c.Delete(ctx, TypeMemories, o.ID); err != nil {
 				t.Fatal(err)
 			}
 			_, err = c.Get(ctx, TypeMemories, provider.Ref{ID: o.ID})
-			wantNotFound(t, err, "object")
+			providertest.WantNotFound(t, err, "object")
 		},
 		"session-memory": func(t *testing.T, c *Client, _ transcript.Vars) {
 			ctx := t.Context()
@@ -126,14 +127,14 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if note, _ := fieldsOf(t, o)["keygate_note"].(string); o.ID != "" || !strings.Contains(note, "mem_session") {
+			if note, _ := providertest.FieldsOf(t, o)["keygate_note"].(string); o.ID != "" || !strings.Contains(note, "mem_session") {
 				t.Errorf("created %+v", o)
 			}
-			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{eq("sessionId", "chat_42")}})
+			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{providertest.Eq("sessionId", "chat_42")}})
 			if err != nil || len(p.Objects) != 1 || p.Objects[0].ID != "" {
 				t.Fatalf("list %+v %v", p, err)
 			}
-			p, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 20, Filter: []provider.Condition{eq("sessionId", "chat_42"), eq("query", "answers")}})
+			p, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 20, Filter: []provider.Condition{providertest.Eq("sessionId", "chat_42"), providertest.Eq("query", "answers")}})
 			if err != nil || len(p.Objects) != 1 {
 				t.Fatalf("search %+v %v", p, err)
 			}
@@ -160,11 +161,11 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 			if !errors.Is(err, provider.ErrUnsupported) || !strings.Contains(err.Error(), "project's settings") {
 				t.Errorf("create: %v", err)
 			}
-			_, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 20, Filter: []provider.Condition{eq("query", "tea")}})
+			_, err = c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 20, Filter: []provider.Condition{providertest.Eq("query", "tea")}})
 			if !errors.Is(err, provider.ErrUnsupported) {
 				t.Errorf("search: %v", err)
 			}
-			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{eq("userId", "nobody")}})
+			p, err := c.List(ctx, provider.ListQuery{Type: TypeMemories, Limit: 10, Filter: []provider.Condition{providertest.Eq("userId", "nobody")}})
 			if err != nil || len(p.Objects) != 0 || p.Total != 0 {
 				t.Errorf("list %+v %v", p, err)
 			}
@@ -192,7 +193,7 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 			rp := &replayer{tr: tr, vars: transcript.Vars{"key": cencoritest.DemoSecretKey}, used: make([]bool, len(tr.Exchanges))}
 			hs := httptest.NewServer(rp)
 			defer hs.Close()
-			f := newFixtureAt(t, cencoritest.DemoSecretKey, hs.URL, nil, newClock())
+			f := newFixtureAt(t, cencoritest.DemoSecretKey, hs.URL, nil, providertest.NewClock())
 			drive(t, f.c, rp.vars)
 			rp.mu.Lock()
 			defer rp.mu.Unlock()

@@ -10,18 +10,12 @@ package cockpit
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
-	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/upstream"
 )
@@ -29,19 +23,14 @@ import (
 // Name is the provider's name in keygate.
 const Name = "cockpit"
 
-const maxMessage = 200
-
 // Options are the Client's collaborators; see upstream.Options.
 type Options = upstream.Options
 
 // Client talks to one Cockpit site with one key. It is safe for concurrent
 // use.
 type Client struct {
-	cfg    Config
-	caller *upstream.Caller
-	now    func() time.Time
-	log    *slog.Logger
-	red    *auth.Redactor
+	cfg Config
+	api *upstream.API
 }
 
 // New returns a client for cfg, as LoadConfig returned it.
@@ -51,12 +40,11 @@ func New(cfg Config, opts Options) (*Client, error) {
 		return nil, err
 	}
 	cfg.URL = strings.TrimSuffix(u, "/api")
-	opts = opts.WithDefaults()
-	hc := opts.HTTP
-	c := &Client{cfg: cfg, now: opts.Now, log: opts.Logger, red: auth.NewRedactor()}
-	c.caller = &upstream.Caller{HTTP: hc, Now: c.now, Sleep: opts.Sleep}
+	c := &Client{cfg: cfg, api: upstream.NewAPI(Name, opts)}
+	c.api.Said = said
+	c.api.Except = except
 	for _, s := range c.Secrets() {
-		c.red.Add(s)
+		c.api.Redactor.Add(s)
 	}
 	return c, nil
 }
@@ -72,57 +60,19 @@ func (c *Client) Secrets() []string {
 	return []string{c.cfg.APIKey.Secret.Reveal()}
 }
 
-// request is one call to Cockpit's API.
-type request struct {
-	method string
-	path   string // below {site}/api, already escaped
-	query  url.Values
-	body   any
-	noKey  bool // the healthcheck needs none
+// call is a request to Cockpit's API, below {site}/api, with the key in
+// the api-key header (never in the query string, where Cockpit also looks
+// first: A1, K7). Only GETs are retried.
+func (c *Client) call(method, path string, query url.Values, body any) upstream.Request {
+	return upstream.Request{Method: method, Base: c.cfg.URL + "/api", Path: path, Query: query, Body: body,
+		Auth: func(h http.Header, _ url.Values) { h.Set("api-key", c.cfg.APIKey.Secret.Reveal()) }}
 }
 
-// send performs r with the key in the api-key header (never in the query
-// string, where Cockpit also looks first: A1, K7). Only GETs are retried.
-func (c *Client) send(ctx context.Context, r request) (*upstream.Response, error) {
-	u := c.cfg.URL + "/api" + r.path
-	if len(r.query) > 0 {
-		u += "?" + r.query.Encode()
-	}
-	var body io.Reader
-	var payload []byte
-	if r.body != nil {
-		b, err := json.Marshal(r.body)
-		if err != nil {
-			return nil, fmt.Errorf("cockpit: encoding %s body: %w", r.method, err)
-		}
-		payload = b
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
-	if err != nil {
-		return nil, fmt.Errorf("cockpit: building %s request: %s", r.method, c.red.Redact(err.Error()))
-	}
-	if !r.noKey {
-		req.Header.Set("api-key", c.cfg.APIKey.Secret.Reveal())
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "keygate")
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
-	}
-	idempotent := r.method == http.MethodGet || r.method == http.MethodHead
-	start := c.now()
-	resp, err := c.caller.Do(req, idempotent)
-	if err != nil {
-		msg := truncate(c.red.Redact(err.Error()))
-		c.log.LogAttrs(ctx, slog.LevelDebug, "cockpit request failed", slog.String("method", r.method),
-			slog.String("path", req.URL.Path), slog.Duration("duration", c.now().Sub(start)), slog.String("error", msg))
-		return nil, &provider.UpstreamError{Provider: Name, Message: msg, Kind: provider.ErrUnavailable}
-	}
-	c.log.LogAttrs(ctx, slog.LevelDebug, "cockpit request", slog.String("method", r.method), slog.String("path", req.URL.Path),
-		slog.Int("status", resp.Status), slog.Duration("duration", c.now().Sub(start)))
-	return resp, nil
+// noKey is a request that needs no key (the healthcheck).
+func (c *Client) noKey(method, path string) upstream.Request {
+	r := c.call(method, path, nil, nil)
+	r.Auth = nil
+	return r
 }
 
 // apiError is Cockpit's error body: {"error":"..."}, and for a 500
@@ -132,10 +82,11 @@ type apiError struct {
 	Message string `json:"message"`
 }
 
-func (c *Client) message(resp *upstream.Response) string {
+// said reads an error body's text: error, then message.
+func said(resp *upstream.Response) upstream.Said {
 	var ae apiError
 	if json.Unmarshal(resp.Body, &ae) != nil {
-		return ""
+		return upstream.Said{}
 	}
 	m := ae.Error
 	if ae.Message != "" {
@@ -144,8 +95,11 @@ func (c *Client) message(resp *upstream.Response) string {
 		}
 		m += ae.Message
 	}
-	return truncate(c.red.Redact(m))
+	return upstream.Said{Message: m}
 }
+
+// message is an error answer's text, cleaned.
+func (c *Client) message(resp *upstream.Response) string { return c.api.Clean(said(resp).Message) }
 
 // emptyNotFound is Cockpit's "no such item" (and "no such route"): a 404
 // with an empty body (docs/providers/cockpit.md R4, R7).
@@ -171,33 +125,23 @@ func authFailed(resp *upstream.Response) bool {
 	return json.Unmarshal(resp.Body, &ae) == nil && ae.Error == "Authentication failed"
 }
 
-// upstreamError maps a non-2xx answer. 412 carries several meanings in
-// Cockpit; only "Authentication failed" is a rejected key.
-func (c *Client) upstreamError(resp *upstream.Response) *provider.UpstreamError {
-	e := &provider.UpstreamError{Provider: Name, Status: resp.Status, Message: c.message(resp)}
+// except is Cockpit's part of the status mapping (upstream.API.Error).
+// 412 carries several meanings in Cockpit; only "Authentication failed" is
+// a rejected key (A2), and "Not allowed" is api.security.origins refusing
+// the request's origin (M6). A 404 is a missing model, item or route.
+// Cockpit's limiter sends no Retry-After (M6); a proxy's is passed on.
+func except(resp *upstream.Response, e *provider.UpstreamError) {
 	switch {
 	case authFailed(resp):
 		e.Kind = provider.ErrUnauthorized
 	case resp.Status == http.StatusPreconditionFailed && e.Message == "Not allowed":
-		// api.security.origins refused the request's origin (M6).
-		e.Kind = provider.ErrPermission
-	case resp.Status == http.StatusForbidden:
 		e.Kind = provider.ErrPermission
 	case resp.Status == http.StatusNotFound:
 		e.Kind = provider.ErrNotFound
 		if e.Message == "" {
 			e.Message = "not found (empty answer)"
 		}
-	case resp.Status == http.StatusTooManyRequests:
-		// Cockpit's limiter sends no Retry-After (M6); pass one on if a proxy did.
-		e.Kind = provider.ErrRateLimited
-		if d, ok := upstream.RetryAfter(resp.Header, c.now()); ok {
-			e.RetryAfter = d
-		}
-	case resp.Status >= 500:
-		e.Kind = provider.ErrUnavailable
 	}
-	return e
 }
 
 // notFoundOr maps a 404 on a model path: the model or the item.
@@ -208,7 +152,7 @@ func (c *Client) notFoundOr(resp *upstream.Response, model, item string) error {
 	case emptyNotFound(resp) && item != "":
 		return &provider.NotFoundError{What: "object", Name: item}
 	}
-	return c.upstreamError(resp)
+	return c.api.Error(resp)
 }
 
 // badRequest maps 400 {"error":"<filter> is not valid json"} (Q1).
@@ -219,21 +163,8 @@ func (c *Client) badRequest(resp *upstream.Response) error {
 			return &provider.FieldError{Field: field, Problem: "Cockpit refused it: " + m, Fix: "use plain values and the operators $eq, $ne, $in, $gt, $gte, $lt, $lte"}
 		}
 	}
-	return c.upstreamError(resp)
+	return c.api.Error(resp)
 }
-
-func truncate(s string) string {
-	if len(s) <= maxMessage {
-		return s
-	}
-	cut := maxMessage
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-func ok2xx(resp *upstream.Response) bool { return resp.Status >= 200 && resp.Status < 300 }
 
 func errDetail(err error) string {
 	var ue *provider.UpstreamError

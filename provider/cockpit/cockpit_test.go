@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +18,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cockpit/cockpittest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 	"github.com/keygate/keygate/tools"
 )
 
@@ -27,30 +27,15 @@ var (
 	_ tools.Inspector    = (*Client)(nil)
 )
 
-type env map[string]string
+type env = providertest.Env
 
-func (e env) get(name string) (string, string, bool) {
-	v, ok := e[name]
-	return v, "env_file", ok
-}
-
+// rig is a client wired to a fresh fake on loopback; the client's retries
+// do not wait, and are recorded.
 type rig struct {
 	fake   *cockpittest.Server
 	client *Client
-	mu     sync.Mutex
-	sleeps []time.Duration
-	logs   *bytes.Buffer
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+	sleeps *providertest.Sleeps
+	logs   *providertest.Log
 }
 
 func newRig(t *testing.T, edit func(env), opts ...cockpittest.Option) *rig {
@@ -62,30 +47,18 @@ func newRig(t *testing.T, edit func(env), opts ...cockpittest.Option) *rig {
 	if edit != nil {
 		edit(e)
 	}
-	cfg, configured, err := LoadConfig(e.get)
+	cfg, configured, err := LoadConfig(e.FromFile)
 	if err != nil || !configured {
 		t.Fatalf("LoadConfig: %v %v", configured, err)
 	}
-	r := &rig{fake: fake, logs: &bytes.Buffer{}}
-	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: r.logs, mu: &r.mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, logs := providertest.NewLogger()
 	c, err := New(cfg, Options{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.caller.Sleep = func(ctx context.Context, d time.Duration) error {
-		r.mu.Lock()
-		r.sleeps = append(r.sleeps, d)
-		r.mu.Unlock()
-		return ctx.Err()
-	}
-	r.client = c
+	r := &rig{fake: fake, client: c, sleeps: &providertest.Sleeps{}, logs: logs}
+	c.api.Caller.Sleep = r.sleeps.Sleep
 	return r
-}
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // writes counts the requests that could change content: POSTs and
@@ -112,18 +85,7 @@ func (r *rig) methods(method string) int {
 
 func TestLoadConfig(t *testing.T) {
 	good := env{EnvURL: "https://cms.example.com", EnvAPIKey: cockpittest.DemoRWKey, EnvModels: " posts, authors ,posts,"}
-	with := func(k, v string) env {
-		e := env{}
-		for kk, vv := range good {
-			e[kk] = vv
-		}
-		if v == "\x00delete" {
-			delete(e, k)
-		} else {
-			e[k] = v
-		}
-		return e
-	}
+	with := good.With
 	cpk := "cpk_" + strings.Repeat("ab", 24)
 	tests := []struct {
 		name, wantVar, secret string
@@ -132,7 +94,7 @@ func TestLoadConfig(t *testing.T) {
 		{"complete", "", "", good},
 		{"user key", "", "", with(EnvAPIKey, cockpittest.DemoUserKey)},
 		{"URL with /api", "", "", with(EnvURL, "https://cms.example.com/api/")},
-		{"missing URL", EnvURL, "", with(EnvURL, "\x00delete")},
+		{"missing URL", EnvURL, "", good.Without(EnvURL)},
 		{"CRLF in key", EnvAPIKey, "API-0a1b", with(EnvAPIKey, cockpittest.DemoRWKey+"\r\n")},
 		{"space in key", EnvAPIKey, "API-0a1b", with(EnvAPIKey, "API-0a1b 2c3d4e5f60718293a4b5c6d7e8f901234567")},
 		{"Cencori key", EnvAPIKey, cpk, with(EnvAPIKey, cpk)},
@@ -146,38 +108,27 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, configured, err := LoadConfig(tc.env.get)
+			cfg, configured, err := LoadConfig(tc.env.FromFile)
 			if !configured {
 				t.Fatal("not configured")
 			}
-			if tc.wantVar == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if strings.HasSuffix(cfg.URL, "/api") || strings.HasSuffix(cfg.URL, "/") {
-					t.Errorf("URL %s", cfg.URL)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantVar) {
-				t.Fatalf("err = %v, want one naming %s", err, tc.wantVar)
-			}
-			if tc.secret != "" && strings.Contains(err.Error(), tc.secret) {
-				t.Errorf("error contains the value: %v", err)
+			providertest.WantConfigError(t, err, tc.wantVar, tc.secret)
+			if err == nil && (strings.HasSuffix(cfg.URL, "/api") || strings.HasSuffix(cfg.URL, "/")) {
+				t.Errorf("URL %s", cfg.URL)
 			}
 		})
 	}
-	cfg, _, _ := LoadConfig(good.get)
+	cfg, _, _ := LoadConfig(good.FromFile)
 	if !slices.Equal(cfg.Models, []string{"posts", "authors"}) || cfg.APIKey.Source != auth.SourceEnvFile {
 		t.Errorf("cfg = %+v", cfg)
 	}
-	if _, configured, err := LoadConfig(env{EnvURL: "https://x"}.get); configured || err != nil {
+	if _, configured, err := LoadConfig(env{EnvURL: "https://x"}.FromFile); configured || err != nil {
 		t.Errorf("without a key: %v %v", configured, err)
 	}
 }
 
 func TestTypes(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, func(e env) { e[EnvModels] = "posts,authors,pages,nosuch" })
 	types, err := r.client.Types(ctx)
 	if err != nil {
@@ -212,7 +163,7 @@ func slugs(p provider.Page) []string {
 }
 
 func TestList(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	f := func(path string, op provider.Op, v any) provider.Condition {
 		return provider.Condition{Path: path, Op: op, Value: v}
@@ -336,7 +287,7 @@ func TestList(t *testing.T) {
 }
 
 func TestGet(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	tests := []struct {
 		name, model string
@@ -377,7 +328,7 @@ func isField(field string) func(error) bool {
 }
 
 func TestCreate(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	o, err := r.client.Create(ctx, provider.NewObject{Type: "posts", Title: "Fresh", Slug: "fresh", Status: "published",
 		Fields: json.RawMessage(`{"body":"<p>hi</p>","views":3}`)})
@@ -460,7 +411,7 @@ func TestCreate(t *testing.T) {
 }
 
 func TestUpdate(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	id := "6b0000000000000000000001"
 	title := "Hello again"
@@ -561,7 +512,7 @@ func TestUpdate(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestDelete(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	o, err := r.client.Delete(ctx, "posts", "6b0000000000000000000002")
 	if err != nil || o.Slug != "second-thoughts" {
@@ -606,7 +557,7 @@ func TestDelete(t *testing.T) {
 }
 
 func TestErrorStatuses(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	tests := []struct {
 		name string
 		key  string
@@ -644,7 +595,7 @@ func TestErrorStatuses(t *testing.T) {
 }
 
 func TestRetriesAndLimits(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	t.Run("5xx on a GET is retried", func(t *testing.T) {
 		r := newRig(t, nil)
 		r.fake.FailNext(503, nil, "")
@@ -667,8 +618,8 @@ func TestRetriesAndLimits(t *testing.T) {
 		if _, err := r.client.List(ctx, provider.ListQuery{Type: "posts"}); err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(r.sleeps, []time.Duration{3 * time.Second}) {
-			t.Errorf("sleeps %v", r.sleeps)
+		if !slices.Equal(r.sleeps.All(), []time.Duration{3 * time.Second}) {
+			t.Errorf("sleeps %v", r.sleeps.All())
 		}
 	})
 	t.Run("429 past the deadline", func(t *testing.T) {
@@ -678,8 +629,8 @@ func TestRetriesAndLimits(t *testing.T) {
 		defer cancel()
 		_, err := r.client.List(short, provider.ListQuery{Type: "posts"})
 		var ue *provider.UpstreamError
-		if !errors.As(err, &ue) || !errors.Is(err, provider.ErrRateLimited) || ue.RetryAfter != time.Minute || len(r.sleeps) != 0 || r.fake.Requests("/api/content/items/posts") != 1 {
-			t.Fatalf("%#v sleeps %v", err, r.sleeps)
+		if !errors.As(err, &ue) || !errors.Is(err, provider.ErrRateLimited) || ue.RetryAfter != time.Minute || len(r.sleeps.All()) != 0 || r.fake.Requests("/api/content/items/posts") != 1 {
+			t.Fatalf("%#v sleeps %v", err, r.sleeps.All())
 		}
 	})
 	t.Run("body over the cap", func(t *testing.T) {
@@ -726,7 +677,7 @@ func TestRetriesAndLimits(t *testing.T) {
 }
 
 func TestCanary(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	secret := cockpittest.DemoRWKey
 	other := "USR-" + strings.Repeat("ab", 20)
@@ -785,13 +736,11 @@ func TestCanary(t *testing.T) {
 	a, _ := r.client.CheckAccess(ctx, provider.ScopeOps([]auth.Scope{{Action: auth.ContentRead, Type: "posts"}}))
 	b, _ = json.Marshal(a)
 	check("access", string(b))
-	r.mu.Lock()
 	check("logs", r.logs.String())
-	r.mu.Unlock()
 }
 
 func TestDescribe(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	t.Run("custom key", func(t *testing.T) {
 		r := newRig(t, func(e env) { e[EnvModels] = "posts,authors,nosuch" })
 		d, err := r.client.Describe(ctx)
@@ -858,7 +807,7 @@ func TestDescribe(t *testing.T) {
 }
 
 func TestCheckAccess(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	ops := []auth.Scope{
 		{Action: auth.ContentRead}, {Action: auth.ContentRead, Type: "posts"}, {Action: auth.ContentWrite, Type: "posts"},
 		{Action: auth.ContentDelete, Type: "posts"}, {Action: auth.ContentDelete, Type: "settings"}, {Action: auth.ContentRead, Type: "nosuch"},

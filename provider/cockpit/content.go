@@ -162,16 +162,15 @@ func (s modelSample) saved() bool {
 // A singleton answers no items but a total of 1 (S1); its item is then
 // read with GET /content/item/{model} (S2).
 func (c *Client) sample(ctx context.Context, model string) (modelSample, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("items", model),
-		query: url.Values{"limit": {strconv.Itoa(sampleSize)}, "skip": {"0"}, "sort": {`{"_created":-1}`}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("items", model), url.Values{"limit": {strconv.Itoa(sampleSize)}, "skip": {"0"}, "sort": {`{"_created":-1}`}}, nil))
 	if err != nil {
 		return modelSample{}, err
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		if resp.Status == http.StatusNotFound {
 			return modelSample{}, c.notFoundOr(resp, model, "")
 		}
-		return modelSample{}, c.upstreamError(resp)
+		return modelSample{}, c.api.Error(resp)
 	}
 	items, total, err := c.decodeList(resp)
 	if err != nil {
@@ -201,14 +200,14 @@ func (c *Client) sample(ctx context.Context, model string) (modelSample, error) 
 // singletonItem reads GET /content/item/{model}: for a singleton, its item
 // (or, never saved, the model's defaults) marked with _model (S2).
 func (c *Client) singletonItem(ctx context.Context, model string) (item, bool, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("item", model)})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("item", model), nil, nil))
 	if err != nil {
 		return nil, false, err
 	}
 	switch {
 	case emptyNotFound(resp):
 		return nil, false, nil // a collection whose items went away meanwhile
-	case !ok2xx(resp):
+	case !resp.OK():
 		return nil, false, c.notFoundOr(resp, model, "")
 	}
 	it, ok := decodeItem(resp.Body)
@@ -253,8 +252,10 @@ func (c *Client) decodeList(resp *upstream.Response) ([]item, int, error) {
 	return *env.Data, total, nil
 }
 
+// badAnswer is a 2xx whose body is not what a read expects: the URL may
+// point at something that is not Cockpit.
 func (c *Client) badAnswer(resp *upstream.Response, what string) error {
-	return &provider.UpstreamError{Provider: Name, Status: resp.Status, Message: what + " (check " + EnvURL + ")", Kind: provider.ErrUnavailable}
+	return c.api.BadAnswer(resp, false, what+" (check "+EnvURL+")")
 }
 
 func decodeItem(b []byte) (item, bool) {
@@ -281,47 +282,24 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err := statusOnlyPublished("status", q.Status); err != nil {
 		return provider.Page{}, err
 	}
-	limit := q.Limit
-	if limit <= 0 {
-		limit = defaultLimit
-	}
-	limit = min(limit, maxLimit)
-	skip := 0
-	if q.Cursor != "" {
-		n, err := strconv.Atoi(q.Cursor)
-		if err != nil || n < 0 {
-			return provider.Page{}, &provider.FieldError{Field: "cursor", Problem: "not a position this provider issued",
-				Fix: "pass next_cursor from the previous page unchanged, or leave it out to start over"}
-		}
-		skip = n
-	}
-	filter, err := buildFilter(q.Filter)
+	limit, skip, err := upstream.Offset(q, defaultLimit, maxLimit)
 	if err != nil {
 		return provider.Page{}, err
 	}
-	sort, err := buildSort(q.Sort)
+	params, err := listParams(q, limit, skip)
 	if err != nil {
 		return provider.Page{}, err
 	}
-	params := url.Values{"sort": {sort}, "limit": {strconv.Itoa(limit)}, "skip": {strconv.Itoa(skip)}}
-	if len(filter) > 0 {
-		b, err := json.Marshal(filter)
-		if err != nil {
-			return provider.Page{}, &provider.FieldError{Field: "filter", Problem: "cannot be encoded as JSON", Fix: "compare with strings, numbers or booleans"}
-		}
-		params.Set("filter", string(b))
-	}
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("items", q.Type), query: params})
-	if err != nil {
-		return provider.Page{}, err
-	}
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("items", q.Type), params, nil))
 	switch {
+	case err != nil:
+		return provider.Page{}, err
 	case resp.Status == http.StatusNotFound:
 		return provider.Page{}, c.notFoundOr(resp, q.Type, "")
 	case resp.Status == http.StatusBadRequest:
 		return provider.Page{}, c.badRequest(resp)
-	case !ok2xx(resp):
-		return provider.Page{}, c.upstreamError(resp)
+	case !resp.OK():
+		return provider.Page{}, c.api.Error(resp)
 	}
 	items, total, err := c.decodeList(resp)
 	if err != nil {
@@ -338,15 +316,43 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 			return singletonPage(q, one, skip)
 		}
 	}
+	return listPage(q.Type, items, total, skip, limit), nil
+}
+
+// listParams are a list's filter, sort, limit and skip as Cockpit reads
+// them (Q1-Q8).
+func listParams(q provider.ListQuery, limit, skip int) (url.Values, error) {
+	filter, err := buildFilter(q.Filter)
+	if err != nil {
+		return nil, err
+	}
+	sort, err := buildSort(q.Sort)
+	if err != nil {
+		return nil, err
+	}
+	params := url.Values{"sort": {sort}, "limit": {strconv.Itoa(limit)}, "skip": {strconv.Itoa(skip)}}
+	if len(filter) > 0 {
+		b, err := json.Marshal(filter)
+		if err != nil {
+			return nil, &provider.FieldError{Field: "filter", Problem: "cannot be encoded as JSON", Fix: "compare with strings, numbers or booleans"}
+		}
+		params.Set("filter", string(b))
+	}
+	return params, nil
+}
+
+// listPage is a page of items, with the next page's cursor when the total
+// (or, without one, a full page) says there is more.
+func listPage(model string, items []item, total, skip, limit int) provider.Page {
 	page := provider.Page{Objects: make([]provider.Object, 0, len(items)), Total: total}
 	for _, it := range items {
-		page.Objects = append(page.Objects, it.toObject(q.Type))
+		page.Objects = append(page.Objects, it.toObject(model))
 	}
 	next := skip + len(items)
 	if len(items) > 0 && (total >= 0 && next < total || total < 0 && len(items) == limit) {
 		page.NextCursor = strconv.Itoa(next)
 	}
-	return page, nil
+	return page
 }
 
 // singletonPage is a singleton's one item as a page. Cockpit ignores

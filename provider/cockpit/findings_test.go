@@ -10,6 +10,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cockpit/cockpittest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 // Each test here is a behaviour found against a real Cockpit 2.13.2
@@ -28,7 +29,7 @@ func (r *rig) posts(model string) int {
 // TestFieldAddedLaterIsWritable: Cockpit keeps the keys of the model's
 // definition, and old items do not gain a field added later (W3, W8).
 func TestFieldAddedLaterIsWritable(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	r.fake.AddField("posts", cockpittest.Field{Name: "subtitle", Type: "text"})
 
@@ -61,7 +62,7 @@ func TestFieldAddedLaterIsWritable(t *testing.T) {
 
 // TestEmptyObjectReadsBackAsEmptyArray: PHP stores {} as [] (J4).
 func TestEmptyObjectReadsBackAsEmptyArray(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	o, err := r.client.Update(ctx, provider.Patch{Type: "posts", ID: "6b0000000000000000000001", Fields: json.RawMessage(`{"body":{},"tags":{"0":"a","1":"b"}}`)})
 	if err != nil {
@@ -79,7 +80,7 @@ func TestEmptyObjectReadsBackAsEmptyArray(t *testing.T) {
 // TestEmptyModelChecksFieldsBeforeWriting: a model with no item is checked
 // the same way, before anything is created (W6, K2).
 func TestEmptyModelChecksFieldsBeforeWriting(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil, cockpittest.WithoutSeed())
 	_, err := r.client.Create(ctx, provider.NewObject{Type: "posts", Title: "X", Slug: "x", Status: "published", Fields: json.RawMessage(`{"colour":"red"}`)})
 	var fe *provider.FieldError
@@ -113,7 +114,7 @@ func TestEmptyModelChecksFieldsBeforeWriting(t *testing.T) {
 // permission the fields cannot be checked first; a field Cockpit dropped
 // is then reported with the created item's id.
 func TestDroppedFieldReportedWhenItCannotBeChecked(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil, cockpittest.WithoutSeed())
 	r.fake.SetPermission("editor", "content/posts/update", false)
 	_, err := r.client.Create(ctx, provider.NewObject{Type: "posts", Title: "X", Slug: "x", Status: "published", Fields: json.RawMessage(`{"colour":"red"}`)})
@@ -125,7 +126,7 @@ func TestDroppedFieldReportedWhenItCannotBeChecked(t *testing.T) {
 
 // TestSingletons: a singleton's one item, whatever id is asked (S1-S5).
 func TestSingletons(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, func(e env) { e[EnvModels] = "posts,settings" })
 	const id, other = "6b0000000000000000000031", "6b00000000000000000000ff"
 
@@ -196,7 +197,7 @@ func TestSingletons(t *testing.T) {
 // TestToolChecksAskTheToolsOwnAction: content_update needs read and
 // update, not create (K5).
 func TestToolChecksAskTheToolsOwnAction(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	got, err := r.client.CheckTools(ctx, []string{"content_update", "content_create", "content_delete", "content_list", "credentials_list", "nosuch"})
 	if err != nil || len(got) != 6 {
@@ -224,7 +225,7 @@ func TestToolChecksAskTheToolsOwnAction(t *testing.T) {
 // TestMissingModelFixNamesTheConfiguration: a model Cockpit lacks is a
 // name to check, not a permission to grant.
 func TestMissingModelFixNamesTheConfiguration(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	got, err := r.client.CheckAccess(ctx, provider.ScopeOps([]auth.Scope{{Action: auth.ContentRead, Type: "nosuch"}}))
 	if err != nil || got[0].Allowed || !got[0].Known {
@@ -238,7 +239,7 @@ func TestMissingModelFixNamesTheConfiguration(t *testing.T) {
 // TestNoRoleWhoamiNamesTheModels: with COCKPIT_MODELS set, whoami says the
 // key reads none of them, not that models are unknown without it.
 func TestNoRoleWhoamiNamesTheModels(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, func(e env) { e[EnvAPIKey] = cockpittest.DemoNoRoleKey })
 	d, err := r.client.Describe(ctx)
 	if err != nil {

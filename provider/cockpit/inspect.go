@@ -12,6 +12,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
+	"github.com/keygate/keygate/provider/upstream"
 )
 
 // RotateHint is what auth_whoami tells a person about rotating the Cockpit
@@ -44,23 +45,23 @@ type access struct {
 //
 // Create cannot be tried without creating an item.
 func (c *Client) probe(ctx context.Context, model, perm string) access {
-	var r request
+	var r upstream.Request
 	switch perm {
 	case "read":
-		r = request{method: http.MethodGet, path: modelPath("items", model), query: url.Values{"limit": {"1"}, "skip": {"0"}, "fields": {`{"_id":1}`}}}
+		r = c.call(http.MethodGet, modelPath("items", model), url.Values{"limit": {"1"}, "skip": {"0"}, "fields": {`{"_id":1}`}}, nil)
 	case "update":
-		r = request{method: http.MethodPost, path: modelPath("item", model), body: map[string]any{"data": map[string]any{"_id": probeID}}}
+		r = c.call(http.MethodPost, modelPath("item", model), nil, map[string]any{"data": map[string]any{"_id": probeID}})
 	case "delete":
-		r = request{method: http.MethodDelete, path: modelPath("item", model, probeID)}
+		r = c.call(http.MethodDelete, modelPath("item", model, probeID), nil, nil)
 	case "create":
 		return access{reason: fmt.Sprintf("create on %s: unknown until tried (it cannot be checked without creating an item)", model)}
 	}
-	resp, err := c.send(ctx, r)
+	resp, err := c.api.Send(ctx, r)
 	if err != nil {
 		return access{reason: "unknown until tried: " + errDetail(err)}
 	}
 	switch {
-	case ok2xx(resp):
+	case resp.OK():
 		return access{allowed: true, known: true, reason: fmt.Sprintf("%s on %s: allowed (checked with a request that changes nothing)", perm, model)}
 	case authFailed(resp):
 		return access{known: true, reason: "Cockpit rejected " + EnvAPIKey + " (412 Authentication failed)",
@@ -74,7 +75,7 @@ func (c *Client) probe(ctx context.Context, model, perm string) access {
 		return access{known: true, reason: fmt.Sprintf("%s is a singleton: its item cannot be deleted", model),
 			fix: "change a singleton's item with content_update instead"}
 	}
-	return access{reason: "unknown until tried: " + c.upstreamError(resp).Error()}
+	return access{reason: "unknown until tried: " + c.api.Error(resp).Error()}
 }
 
 // modelNameFix is the fix for a model Cockpit does not have: a name to
@@ -313,7 +314,7 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 	}}
 
 	// Reachability: the healthcheck needs no key (and ignores a bad one).
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: "/system/healthcheck", noKey: true})
+	resp, err := c.api.Send(ctx, c.noKey(http.MethodGet, "/system/healthcheck"))
 	switch {
 	case err != nil:
 		d.Problems = append(d.Problems, "Cockpit is unreachable: "+errDetail(err))
@@ -392,17 +393,16 @@ func grantModels(grants []string) []string {
 // key may not read (R8), so a 200 means the key authenticated; okDetail
 // says what that proves here.
 func (c *Client) verifyKeyOnly(ctx context.Context, okDetail string) (string, string) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: "/content/items",
-		query: url.Values{"models": {`{"keygate_probe":{"model":"keygate_probe","limit":1}}`}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, "/content/items", url.Values{"models": {`{"keygate_probe":{"model":"keygate_probe","limit":1}}`}}, nil))
 	switch {
 	case err != nil:
 		return provider.VerifiedUnreachable, errDetail(err)
 	case authFailed(resp):
 		return provider.VerifiedRejected, "Cockpit answered 412 Authentication failed: the key is wrong, deleted or mistyped"
-	case ok2xx(resp):
+	case resp.OK():
 		return provider.VerifiedOK, okDetail
 	case resp.Status == http.StatusForbidden:
 		return provider.VerifiedOK, "the key authenticated but its role may read nothing checked"
 	}
-	return provider.VerifiedNotChecked, c.upstreamError(resp).Error()
+	return provider.VerifiedNotChecked, c.api.Error(resp).Error()
 }

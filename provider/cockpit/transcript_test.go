@@ -16,6 +16,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cockpit/cockpittest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 // adapterCase is one "adapter" entry of a transcript: a call to the
@@ -111,7 +112,7 @@ func runAdapterCase(t *testing.T, tr cockpittest.Transcript, ac adapterCase) {
 	for k, v := range ac.Env {
 		e[k] = v
 	}
-	cfg, _, err := LoadConfig(e.get)
+	cfg, _, err := LoadConfig(e.FromFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +120,8 @@ func runAdapterCase(t *testing.T, tr cockpittest.Transcript, ac adapterCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.caller.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
-	ctx := ctxT(t)
+	c.api.Caller.Sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	ctx := providertest.Context(t)
 
 	var obj *provider.Object
 	var page *provider.Page

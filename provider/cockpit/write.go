@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -54,15 +55,15 @@ func noSlugField(model string) error {
 // with an empty body (R4). For a singleton Cockpit answers its one item
 // whatever the id (S2).
 func (c *Client) fetchItem(ctx context.Context, model, id string) (item, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("item", model, id)})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("item", model, id), nil, nil))
 	if err != nil {
 		return nil, err
 	}
 	if resp.Status == http.StatusNotFound {
 		return nil, c.notFoundOr(resp, model, id)
 	}
-	if !ok2xx(resp) {
-		return nil, c.upstreamError(resp)
+	if !resp.OK() {
+		return nil, c.api.Error(resp)
 	}
 	it, ok := decodeItem(resp.Body)
 	if !ok {
@@ -95,7 +96,7 @@ func (c *Client) getItem(ctx context.Context, model, id string) (item, error) {
 // slug is checked: a singleton answers whatever the filter (S2).
 func (c *Client) findBySlug(ctx context.Context, model, slug string) (item, bool, error) {
 	f, _ := json.Marshal(map[string]any{"slug": slug})
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: modelPath("item", model), query: url.Values{"filter": {string(f)}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, modelPath("item", model), url.Values{"filter": {string(f)}}, nil))
 	if err != nil {
 		return nil, false, err
 	}
@@ -104,8 +105,8 @@ func (c *Client) findBySlug(ctx context.Context, model, slug string) (item, bool
 		return nil, false, nil
 	case resp.Status == http.StatusNotFound:
 		return nil, false, c.notFoundOr(resp, model, "")
-	case !ok2xx(resp):
-		return nil, false, c.upstreamError(resp)
+	case !resp.OK():
+		return nil, false, c.api.Error(resp)
 	}
 	it, ok := decodeItem(resp.Body)
 	if !ok {
@@ -168,11 +169,11 @@ func (c *Client) checkFields(ctx context.Context, model string, keys []string, s
 	for _, k := range unknown {
 		data[k] = nil
 	}
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: modelPath("item", model), body: map[string]any{"data": data}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodPost, modelPath("item", model), nil, map[string]any{"data": data}))
 	if err != nil {
 		return fieldCheck{}, err
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		werr := c.writeError(resp, model, "")
 		if errors.Is(werr, provider.ErrPermission) && !authFailed(resp) {
 			fc.checked = false
@@ -231,71 +232,105 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	if err != nil {
 		return provider.Object{}, err
 	}
-	if s.singleton != nil && s.saved() {
-		id, _ := s.singleton.str("_id")
-		return provider.Object{}, &provider.FieldError{Field: "type",
-			Problem: fmt.Sprintf("the Cockpit model %q is a singleton: it has exactly one item (id %s), and content_create cannot add another", n.Type, id),
-			Fix:     fmt.Sprintf("change it with content_update type=%s id=%s", n.Type, id)}
+	if err := oneSingletonItem(n.Type, s); err != nil {
+		return provider.Object{}, err
 	}
-	data := map[string]any{}
-	for k, v := range fields {
-		data[k] = v
-	}
+	data := maps.Clone(fields)
 	if n.Title != "" {
 		data["title"] = n.Title
 	}
 	if n.Slug != "" {
 		data["slug"] = n.Slug
 	}
-	fc, err := c.checkFields(ctx, n.Type, slices.Sorted(mapKeys(data)), s.fields)
+	fc, err := c.checkFields(ctx, n.Type, slices.Sorted(maps.Keys(data)), s.fields)
 	if err != nil {
 		return provider.Object{}, err
 	}
-	if fc.lacks("title") {
-		return provider.Object{}, noTitleField(n.Type)
+	if err := fc.fitCreate(n.Type, data); err != nil {
+		return provider.Object{}, err
 	}
-	if u := fc.others(); len(u) > 0 {
-		return provider.Object{}, unknownFieldsError(n.Type, u, fc.known)
-	}
-	if fc.lacks("slug") {
-		// A model without a slug field gets no slug; the returned object
-		// then shows none.
-		delete(data, "slug")
-	}
-	_, sendSlug := data["slug"]
-	if sendSlug {
-		if _, taken, err := c.findBySlug(ctx, n.Type, n.Slug); err != nil {
-			return provider.Object{}, err
-		} else if taken {
-			return provider.Object{}, &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("slug %q is already used by another %s item", n.Slug, n.Type),
-				Fix: "choose another slug, or update the existing item"}
-		}
+	if err := c.slugFreeForCreate(ctx, n, data); err != nil {
+		return provider.Object{}, err
 	}
 	// _state is left out: Cockpit publishes API-created items (W2).
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: modelPath("item", n.Type), body: map[string]any{"data": data}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodPost, modelPath("item", n.Type), nil, map[string]any{"data": data}))
 	if err != nil {
-		if sendSlug {
-			it, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
-			if rerr == nil && found {
-				if t, _ := it.str("title"); t == n.Title {
-					return it.toObject(n.Type), nil
-				}
-			}
-			if rerr == nil && !found {
-				return provider.Object{}, err // nothing was created
-			}
-		}
-		return provider.Object{}, outcomeUnknown("create", err)
+		return c.settleCreate(ctx, n, data, err)
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		return provider.Object{}, c.writeError(resp, n.Type, "")
 	}
+	return c.created(resp, n.Type, data, fc)
+}
+
+// oneSingletonItem refuses a second item of a singleton that has one.
+func oneSingletonItem(model string, s modelSample) error {
+	if s.singleton == nil || !s.saved() {
+		return nil
+	}
+	id, _ := s.singleton.str("_id")
+	return &provider.FieldError{Field: "type",
+		Problem: fmt.Sprintf("the Cockpit model %q is a singleton: it has exactly one item (id %s), and content_create cannot add another", model, id),
+		Fix:     fmt.Sprintf("change it with content_update type=%s id=%s", model, id)}
+}
+
+// fitCreate refuses a create's keys the model lacks: a title, or any
+// field. A slug the model lacks is dropped from data: the new item then
+// has none.
+func (fc fieldCheck) fitCreate(model string, data map[string]any) error {
+	if fc.lacks("title") {
+		return noTitleField(model)
+	}
+	if u := fc.others(); len(u) > 0 {
+		return unknownFieldsError(model, u, fc.known)
+	}
+	if fc.lacks("slug") {
+		delete(data, "slug")
+	}
+	return nil
+}
+
+// slugFreeForCreate refuses a slug another item of the model has.
+func (c *Client) slugFreeForCreate(ctx context.Context, n provider.NewObject, data map[string]any) error {
+	if _, sendSlug := data["slug"]; !sendSlug {
+		return nil
+	}
+	_, taken, err := c.findBySlug(ctx, n.Type, n.Slug)
+	switch {
+	case err != nil:
+		return err
+	case taken:
+		return &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("slug %q is already used by another %s item", n.Slug, n.Type),
+			Fix: "choose another slug, or update the existing item"}
+	}
+	return nil
+}
+
+// settleCreate looks, by its slug, for the item of a create whose answer
+// was lost.
+func (c *Client) settleCreate(ctx context.Context, n provider.NewObject, data map[string]any, cause error) (provider.Object, error) {
+	if _, sentSlug := data["slug"]; sentSlug {
+		it, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
+		if rerr == nil && found {
+			if t, _ := it.str("title"); t == n.Title {
+				return it.toObject(n.Type), nil
+			}
+		}
+		if rerr == nil && !found {
+			return provider.Object{}, cause // nothing was created
+		}
+	}
+	return provider.Object{}, c.api.Unsettled("create", "item", cause)
+}
+
+// created reads a create's answer, the whole new item (W1): a key of data
+// it lacks was dropped.
+func (c *Client) created(resp *upstream.Response, model string, data map[string]any, fc fieldCheck) (provider.Object, error) {
 	it, ok := decodeItem(resp.Body)
 	id, _ := it.str("_id")
 	if !ok || id == "" {
-		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Message: "create answered without an item id", Kind: provider.ErrOutcomeUnknown}
+		return provider.Object{}, c.api.BadAnswer(resp, true, "create answered without an item id")
 	}
-	// The answer is the whole new item (W1): a key it lacks was dropped.
 	var dropped []string
 	for k := range data {
 		if _, kept := it[k]; !kept && (k != "slug" || fc.checked) {
@@ -305,20 +340,10 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	if len(dropped) > 0 {
 		slices.Sort(dropped)
 		return provider.Object{}, &provider.FieldError{Field: "fields",
-			Problem: fmt.Sprintf("Cockpit created item %s but dropped %s, which the model %q does not have", id, strings.Join(dropped, ", "), n.Type),
-			Fix:     fmt.Sprintf("update that item or remove it (content_delete type=%s id=%s); use only the model's fields (%s)", n.Type, id, strings.Join(userFields(it.keys()), ", "))}
+			Problem: fmt.Sprintf("Cockpit created item %s but dropped %s, which the model %q does not have", id, strings.Join(dropped, ", "), model),
+			Fix:     fmt.Sprintf("update that item or remove it (content_delete type=%s id=%s); use only the model's fields (%s)", model, id, strings.Join(userFields(it.keys()), ", "))}
 	}
-	return it.toObject(n.Type), nil
-}
-
-func mapKeys(m map[string]any) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	return it.toObject(model), nil
 }
 
 // Update sends the changed fields (Cockpit $sets them: a top-level merge)
@@ -326,18 +351,8 @@ func mapKeys(m map[string]any) func(func(string) bool) {
 // sent fields, and answers 200 without writing anything when the id does
 // not exist (W6).
 func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object, error) {
-	if p.ExpectedVersion != nil {
-		// Cockpit's _modified could stand in for a version, but the check
-		// and the write would be two requests (no atomic compare) and
-		// _modified has one-second resolution, so keygate does not offer it.
-		return provider.Object{}, &provider.FieldError{Field: "expected_version",
-			Problem: "Cockpit has no item versions, so keygate cannot check that the item is unchanged since you read it",
-			Fix:     "leave expected_version out to update without the check (compare modified_at from content_get yourself if it matters)"}
-	}
-	if p.Status != nil {
-		if err := statusOnlyPublished("status", *p.Status); err != nil {
-			return provider.Object{}, err
-		}
+	if err := checkPatch(p); err != nil {
+		return provider.Object{}, err
 	}
 	patch, err := decodeFields(p.Fields)
 	if err != nil {
@@ -347,11 +362,57 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 	if err != nil {
 		return provider.Object{}, err
 	}
+	data := changes(cur, patch, p)
+	if len(data) == 0 {
+		// Only status "published" was asked for, and the item is published.
+		return cur.toObject(p.Type), nil
+	}
+	if err := c.fitUpdate(ctx, p.Type, data, cur); err != nil {
+		return provider.Object{}, err
+	}
+	if err := c.slugFreeForUpdate(ctx, p, cur); err != nil {
+		return provider.Object{}, err
+	}
+	body := map[string]any{"_id": p.ID}
+	maps.Copy(body, data)
+	resp, err := c.api.Send(ctx, c.call(http.MethodPost, modelPath("item", p.Type), nil, map[string]any{"data": body}))
+	if err != nil {
+		back, rerr := c.getItem(ctx, p.Type, p.ID)
+		if rerr == nil && len(mismatched(back, data)) == 0 {
+			return back.toObject(p.Type), nil
+		}
+		return provider.Object{}, c.api.Unsettled("update", "item", err)
+	}
+	if !resp.OK() {
+		return provider.Object{}, c.writeError(resp, p.Type, p.ID)
+	}
+	return c.updated(ctx, resp, p, data)
+}
+
+// checkPatch refuses what Cockpit cannot do: a version check, and a draft.
+func checkPatch(p provider.Patch) error {
+	if p.ExpectedVersion != nil {
+		// Cockpit's _modified could stand in for a version, but the check
+		// and the write would be two requests (no atomic compare) and
+		// _modified has one-second resolution, so keygate does not offer it.
+		return &provider.FieldError{Field: "expected_version",
+			Problem: "Cockpit has no item versions, so keygate cannot check that the item is unchanged since you read it",
+			Fix:     "leave expected_version out to update without the check (compare modified_at from content_get yourself if it matters)"}
+	}
+	if p.Status != nil {
+		return statusOnlyPublished("status", *p.Status)
+	}
+	return nil
+}
+
+// changes are the fields an update sends: each key of patch merged into
+// the item's value (a null clears the field), and the title and slug.
+func changes(cur item, patch map[string]any, p provider.Patch) map[string]any {
 	data := map[string]any{}
 	for k, v := range patch {
 		var old any
 		_ = json.Unmarshal(cur[k], &old)
-		data[k] = mergePatch(old, v) // nil (null) clears the field
+		data[k] = provider.MergePatch(old, v)
 	}
 	if p.Title != nil {
 		data["title"] = *p.Title
@@ -359,57 +420,57 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 	if p.Slug != nil {
 		data["slug"] = *p.Slug
 	}
-	if len(data) == 0 {
-		// Only status "published" was asked for, and the item is published.
-		return cur.toObject(p.Type), nil
-	}
-	fc, err := c.checkFields(ctx, p.Type, slices.Sorted(mapKeys(data)), cur.keys())
+	return data
+}
+
+// fitUpdate refuses an update's keys the model lacks, and an update the
+// key may not make.
+func (c *Client) fitUpdate(ctx context.Context, model string, data map[string]any, cur item) error {
+	fc, err := c.checkFields(ctx, model, slices.Sorted(maps.Keys(data)), cur.keys())
 	switch {
 	case err != nil:
-		return provider.Object{}, err
+		return err
 	case !fc.checked:
 		// The key may not update: the write would be refused all the same.
-		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: http.StatusForbidden, Message: "Permission denied", Kind: provider.ErrPermission}
+		return &provider.UpstreamError{Provider: Name, Status: http.StatusForbidden, Message: "Permission denied", Kind: provider.ErrPermission}
 	case fc.lacks("title"):
-		return provider.Object{}, &provider.FieldError{Field: "title", Problem: fmt.Sprintf("the Cockpit model %q has no title field", p.Type), Fix: "leave title out"}
+		return &provider.FieldError{Field: "title", Problem: fmt.Sprintf("the Cockpit model %q has no title field", model), Fix: "leave title out"}
 	case fc.lacks("slug"):
-		return provider.Object{}, noSlugField(p.Type)
+		return noSlugField(model)
 	case len(fc.others()) > 0:
 		// The newest items may show fields this one lacks, for the fix.
-		if s, err := c.sample(ctx, p.Type); err == nil {
+		if s, err := c.sample(ctx, model); err == nil {
 			for k := range s.fields {
 				fc.known[k] = true
 			}
 		}
-		return provider.Object{}, unknownFieldsError(p.Type, fc.others(), fc.known)
+		return unknownFieldsError(model, fc.others(), fc.known)
 	}
-	if p.Slug != nil {
-		if curSlug, _ := cur.str("slug"); curSlug != *p.Slug {
-			other, taken, err := c.findBySlug(ctx, p.Type, *p.Slug)
-			if err != nil {
-				return provider.Object{}, err
-			}
-			if oid, _ := other.str("_id"); taken && oid != p.ID {
-				return provider.Object{}, &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("slug %q is already used by another %s item", *p.Slug, p.Type),
-					Fix: "choose another slug"}
-			}
-		}
+	return nil
+}
+
+// slugFreeForUpdate refuses a new slug another item of the model has.
+func (c *Client) slugFreeForUpdate(ctx context.Context, p provider.Patch, cur item) error {
+	if p.Slug == nil {
+		return nil
 	}
-	body := map[string]any{"_id": p.ID}
-	for k, v := range data {
-		body[k] = v
+	if curSlug, _ := cur.str("slug"); curSlug == *p.Slug {
+		return nil
 	}
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: modelPath("item", p.Type), body: map[string]any{"data": body}})
+	other, taken, err := c.findBySlug(ctx, p.Type, *p.Slug)
 	if err != nil {
-		back, rerr := c.getItem(ctx, p.Type, p.ID)
-		if rerr == nil && len(mismatched(back, data)) == 0 {
-			return back.toObject(p.Type), nil
-		}
-		return provider.Object{}, outcomeUnknown("update", err)
+		return err
 	}
-	if !ok2xx(resp) {
-		return provider.Object{}, c.writeError(resp, p.Type, p.ID)
+	if oid, _ := other.str("_id"); taken && oid != p.ID {
+		return &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("slug %q is already used by another %s item", *p.Slug, p.Type),
+			Fix: "choose another slug"}
 	}
+	return nil
+}
+
+// updated reads the item back after a successful update and checks that
+// it shows every change.
+func (c *Client) updated(ctx context.Context, resp *upstream.Response, p provider.Patch, data map[string]any) (provider.Object, error) {
 	back, err := c.getItem(ctx, p.Type, p.ID)
 	if err != nil {
 		// A 404 here: Cockpit answered 200 but wrote nothing (the item is
@@ -494,27 +555,6 @@ func asList(m map[string]any) ([]any, bool) {
 	return out, true
 }
 
-// mergePatch applies an RFC 7396 merge patch.
-func mergePatch(target, patch any) any {
-	pm, ok := patch.(map[string]any)
-	if !ok {
-		return patch
-	}
-	tm, _ := target.(map[string]any)
-	out := make(map[string]any, len(tm)+len(pm))
-	for k, v := range tm {
-		out[k] = v
-	}
-	for k, v := range pm {
-		if v == nil {
-			delete(out, k)
-			continue
-		}
-		out[k] = mergePatch(out[k], v)
-	}
-	return out
-}
-
 // Delete checks the item exists (Cockpit answers success for any id, W9),
 // deletes it, and checks it is gone. A singleton's item cannot be deleted
 // (S4), so that is refused without asking.
@@ -528,7 +568,7 @@ func (c *Client) Delete(ctx context.Context, model, id string) (provider.Object,
 			provider.ErrUnsupported, model, model)
 	}
 	obj := cur.toObject(model)
-	resp, err := c.send(ctx, request{method: http.MethodDelete, path: modelPath("item", model, id)})
+	resp, err := c.api.Send(ctx, c.call(http.MethodDelete, modelPath("item", model, id), nil, nil))
 	if err != nil {
 		_, rerr := c.getItem(ctx, model, id)
 		var nf *provider.NotFoundError
@@ -538,9 +578,9 @@ func (c *Client) Delete(ctx context.Context, model, id string) (provider.Object,
 		case rerr == nil:
 			return provider.Object{}, err
 		}
-		return provider.Object{}, outcomeUnknown("delete", err)
+		return provider.Object{}, c.api.Unsettled("delete", "item", err)
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		return provider.Object{}, c.writeError(resp, model, id)
 	}
 	_, err = c.getItem(ctx, model, id)
@@ -552,16 +592,7 @@ func (c *Client) Delete(ctx context.Context, model, id string) (provider.Object,
 		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Kind: provider.ErrOutcomeUnknown,
 			Message: "Cockpit answered success but the item is still there"}
 	}
-	return provider.Object{}, outcomeUnknown("delete", err)
-}
-
-func outcomeUnknown(what string, cause error) error {
-	msg := "the " + what + " was sent but no answer came back, and reading the item back could not tell whether it was applied"
-	var ue *provider.UpstreamError
-	if errors.As(cause, &ue) && ue.Message != "" {
-		msg += " (" + ue.Message + ")"
-	}
-	return &provider.UpstreamError{Provider: Name, Message: truncate(msg), Kind: provider.ErrOutcomeUnknown}
+	return provider.Object{}, c.api.Unsettled("delete", "item", err)
 }
 
 // writeError maps a failed write.
@@ -580,5 +611,5 @@ func (c *Client) writeError(resp *upstream.Response, model, id string) error {
 	case resp.Status == http.StatusBadRequest:
 		return c.badRequest(resp)
 	}
-	return c.upstreamError(resp)
+	return c.api.Error(resp)
 }

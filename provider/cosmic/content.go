@@ -101,7 +101,7 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 	if err := c.needBucket(); err != nil {
 		return nil, err
 	}
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/object-types"), cred: credRead})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/object-types"), nil, nil))
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +111,8 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 		// An empty list is a 404 (docs/providers/cosmic.md, Errors).
 		c.learnTypes(nil)
 		return []provider.ContentType{}, nil
-	case !ok2xx(resp):
-		return nil, c.upstreamError(resp)
+	case !resp.OK():
+		return nil, c.api.Error(resp)
 	}
 	if err := c.decode(resp, "object_types", &types, EnvAPIURL); err != nil {
 		return nil, err
@@ -141,16 +141,15 @@ func (c *Client) Types(ctx context.Context) ([]provider.ContentType, error) {
 // count returns the number of objects of typ in any status.
 func (c *Client) count(ctx context.Context, typ string) (int, error) {
 	q, _ := json.Marshal(map[string]any{"type": typ})
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects"), cred: credRead,
-		query: url.Values{"query": {string(q)}, "props": {"id"}, "limit": {"1"}, "status": {"any"}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/objects"), url.Values{"query": {string(q)}, "props": {"id"}, "limit": {"1"}, "status": {"any"}}, nil))
 	if err != nil {
 		return 0, err
 	}
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		return 0, nil
-	case !ok2xx(resp):
-		return 0, c.upstreamError(resp)
+	case !resp.OK():
+		return 0, c.api.Error(resp)
 	}
 	var objs []object
 	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
@@ -184,15 +183,15 @@ func readTotal(body []byte) (int, bool) {
 // typeExists asks for one object type; it tells an unknown type from an
 // empty one, which Cosmic's list answers cannot.
 func (c *Client) typeExists(ctx context.Context, typ string) (bool, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/object-types/" + url.PathEscape(typ)), cred: credRead})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/object-types/"+url.PathEscape(typ)), nil, nil))
 	if err != nil {
 		return false, err
 	}
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		return false, nil
-	case !ok2xx(resp):
-		return false, c.upstreamError(resp)
+	case !resp.OK():
+		return false, c.api.Error(resp)
 	case routeNotFound(resp.Body):
 		return false, c.decode(resp, "object_type", new(json.RawMessage), EnvAPIURL)
 	}
@@ -217,19 +216,9 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err := c.needBucket(); err != nil {
 		return provider.Page{}, err
 	}
-	limit := q.Limit
-	if limit <= 0 {
-		limit = defaultLimit
-	}
-	limit = min(limit, maxLimit)
-	skip := 0
-	if q.Cursor != "" {
-		n, err := strconv.Atoi(q.Cursor)
-		if err != nil || n < 0 {
-			return provider.Page{}, &provider.FieldError{Field: "cursor", Problem: "not a position this provider issued",
-				Fix: "pass next_cursor from the previous page unchanged, or leave it out to start over"}
-		}
-		skip = n
+	limit, skip, err := upstream.Offset(q, defaultLimit, maxLimit)
+	if err != nil {
+		return provider.Page{}, err
 	}
 	query, status, none, err := buildQuery(q)
 	if err != nil {
@@ -239,40 +228,48 @@ func (c *Client) List(ctx context.Context, q provider.ListQuery) (provider.Page,
 	if err != nil {
 		return provider.Page{}, err
 	}
-	empty := provider.Page{Objects: []provider.Object{}, Total: 0}
 	if none {
 		// The status conditions exclude each other: nothing can match.
-		if err := c.emptyAnswer(ctx, q.Type); err != nil {
-			return provider.Page{}, err
-		}
-		return empty, nil
+		return c.emptyPage(ctx, q.Type, 0)
 	}
 	qs, err := json.Marshal(query)
 	if err != nil {
 		return provider.Page{}, &provider.FieldError{Field: "filter", Problem: "cannot be encoded as JSON", Fix: "compare with strings, numbers or booleans"}
 	}
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects"), cred: credRead, query: url.Values{
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/objects"), url.Values{
 		"query": {string(qs)}, "props": {objectProps}, "limit": {strconv.Itoa(limit)}, "skip": {strconv.Itoa(skip)},
 		"sort": {sort}, "status": {status}, "depth": {"0"},
-	}})
-	if err != nil {
+	}, nil))
+	switch {
+	case err != nil:
+		return provider.Page{}, err
+	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
+		return c.emptyPage(ctx, q.Type, skip)
+	case !resp.OK():
+		return provider.Page{}, c.api.Error(resp)
+	}
+	return c.page(resp, skip, limit)
+}
+
+// emptyPage is a list that matched nothing (Cosmic's 404 for an empty
+// list, docs/providers/cosmic.md, Errors): an empty page when the type
+// exists, else a NotFoundError for it. Past the end of a list that had
+// objects (skip > 0) the count is not known from the answer.
+func (c *Client) emptyPage(ctx context.Context, typ string, skip int) (provider.Page, error) {
+	empty := provider.Page{Objects: []provider.Object{}, Total: 0}
+	if skip > 0 {
+		empty.Total = -1
+		return empty, nil
+	}
+	if err := c.emptyAnswer(ctx, typ); err != nil {
 		return provider.Page{}, err
 	}
-	switch {
-	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
-		if skip > 0 {
-			// Past the end of a list that had objects: the count is not known
-			// from this answer.
-			empty.Total = -1
-			return empty, nil
-		}
-		if err := c.emptyAnswer(ctx, q.Type); err != nil {
-			return provider.Page{}, err
-		}
-		return empty, nil
-	case !ok2xx(resp):
-		return provider.Page{}, c.upstreamError(resp)
-	}
+	return empty, nil
+}
+
+// page reads a list's answer: its objects, the total when Cosmic gives
+// it, and the next page's cursor.
+func (c *Client) page(resp *upstream.Response, skip, limit int) (provider.Page, error) {
 	var objs []object
 	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
 		return provider.Page{}, err
@@ -458,16 +455,16 @@ func (c *Client) Get(ctx context.Context, typ string, ref provider.Ref) (provide
 // v2 only.
 func (c *Client) getByID(ctx context.Context, typ, id string) (provider.Object, error) {
 	qs, _ := json.Marshal(map[string]any{"id": id})
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects"), cred: credRead, query: url.Values{
-		"query": {string(qs)}, "props": {objectProps}, "limit": {"1"}, "status": {"any"}, "depth": {"0"}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/objects"), url.Values{
+		"query": {string(qs)}, "props": {objectProps}, "limit": {"1"}, "status": {"any"}, "depth": {"0"}}, nil))
 	if err != nil {
 		return provider.Object{}, err
 	}
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
-	case !ok2xx(resp):
-		return provider.Object{}, c.upstreamError(resp)
+	case !resp.OK():
+		return provider.Object{}, c.api.Error(resp)
 	}
 	var objs []object
 	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
@@ -503,8 +500,8 @@ func (c *Client) readFirst(err error, why string) error {
 // reported as a NotFoundError for the type.
 func (c *Client) findBySlug(ctx context.Context, typ, slug string) (provider.Object, bool, error) {
 	qs, _ := json.Marshal(map[string]any{"type": typ, "slug": slug})
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/objects"), cred: credRead, query: url.Values{
-		"query": {string(qs)}, "props": {objectProps}, "limit": {"1"}, "status": {"any"}, "depth": {"0"}}})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/objects"), url.Values{
+		"query": {string(qs)}, "props": {objectProps}, "limit": {"1"}, "status": {"any"}, "depth": {"0"}}, nil))
 	if err != nil {
 		return provider.Object{}, false, err
 	}
@@ -514,8 +511,8 @@ func (c *Client) findBySlug(ctx context.Context, typ, slug string) (provider.Obj
 			return provider.Object{}, false, err
 		}
 		return provider.Object{}, false, nil
-	case !ok2xx(resp):
-		return provider.Object{}, false, c.upstreamError(resp)
+	case !resp.OK():
+		return provider.Object{}, false, c.api.Error(resp)
 	}
 	var objs []object
 	if err := c.decode(resp, "objects", &objs, EnvAPIURL); err != nil {
@@ -576,51 +573,63 @@ func (c *Client) Create(ctx context.Context, n provider.NewObject) (provider.Obj
 	if n.Status != provider.StatusDraft && n.Status != provider.StatusPublished {
 		return provider.Object{}, &provider.FieldError{Field: "status", Problem: "must be draft or published", Fix: `use "draft" or "published"`}
 	}
-	canRead := !c.cfg.ReadKey.Secret.IsZero()
-	if canRead {
+	if !c.cfg.ReadKey.Secret.IsZero() {
 		// Also establishes that the type exists (NotFoundError otherwise).
 		if err := c.checkSlugFree(ctx, n.Type, n.Slug, ""); err != nil {
 			return provider.Object{}, err
 		}
 	}
 	body := map[string]any{"title": n.Title, "type": n.Type, "slug": n.Slug, "status": n.Status, "metadata": meta}
-	resp, err := c.send(ctx, request{method: http.MethodPost, path: c.bucketPath("/objects"), cred: credWrite, body: body})
+	resp, err := c.api.Send(ctx, c.call(http.MethodPost, credWrite, c.bucketPath("/objects"), nil, body))
 	if err != nil {
-		if !canRead {
-			return provider.Object{}, outcomeUnknown("create", err)
-		}
-		// The POST may or may not have been applied: look for it.
-		obj, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
-		if rerr == nil && found && obj.Title == n.Title {
-			return obj, nil
-		}
-		if rerr == nil && !found {
-			return provider.Object{}, err // nothing was created
-		}
-		return provider.Object{}, outcomeUnknown("create", err)
+		return c.settleCreate(ctx, n, err)
 	}
-	if !ok2xx(resp) {
+	if !resp.OK() {
 		return provider.Object{}, c.createError(resp, n.Type)
 	}
+	return c.created(ctx, resp, n, meta)
+}
+
+// settleCreate looks, by its slug, for the object of a create whose
+// answer was lost; without a read key it cannot.
+func (c *Client) settleCreate(ctx context.Context, n provider.NewObject, cause error) (provider.Object, error) {
+	if c.cfg.ReadKey.Secret.IsZero() {
+		return provider.Object{}, c.api.Unsettled("create", "object", cause)
+	}
+	obj, found, rerr := c.findBySlug(ctx, n.Type, n.Slug)
+	switch {
+	case rerr == nil && found && obj.Title == n.Title:
+		return obj, nil
+	case rerr == nil && !found:
+		return provider.Object{}, cause // nothing was created
+	}
+	return provider.Object{}, c.api.Unsettled("create", "object", cause)
+}
+
+// created reads a create's answer: the object as Cosmic stored it, read
+// back whole when the answer is partial and a read key allows; else built
+// from what was sent.
+func (c *Client) created(ctx context.Context, resp *upstream.Response, n provider.NewObject, meta map[string]any) (provider.Object, error) {
 	var o object
 	if err := c.decode(resp, "object", &o, EnvAPIURL); err != nil {
 		return provider.Object{}, err
 	}
 	if o.ID == "" {
-		return provider.Object{}, &provider.UpstreamError{Provider: Name, Status: resp.Status, Message: "create answered without an object id", Kind: provider.ErrOutcomeUnknown}
+		return provider.Object{}, c.api.BadAnswer(resp, true, "create answered without an object id")
 	}
-	if o.Metadata == nil || o.Type == "" {
-		if canRead {
-			return c.getByID(ctx, n.Type, o.ID) // a partial answer: read the whole object back
-		}
-		// A partial answer and no way to read: the object was created in
-		// n.Type with the metadata sent.
-		if o.Type == "" {
-			o.Type = n.Type
-		}
-		if o.Metadata == nil {
-			o.Metadata, _ = json.Marshal(meta)
-		}
+	if o.Metadata != nil && o.Type != "" {
+		return o.toProvider(), nil
+	}
+	if !c.cfg.ReadKey.Secret.IsZero() {
+		return c.getByID(ctx, n.Type, o.ID) // a partial answer: read the whole object back
+	}
+	// A partial answer and no way to read: the object was created in
+	// n.Type with the metadata sent.
+	if o.Type == "" {
+		o.Type = n.Type
+	}
+	if o.Metadata == nil {
+		o.Metadata, _ = json.Marshal(meta)
 	}
 	return o.toProvider(), nil
 }
@@ -654,38 +663,9 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 	if err := c.needWriteKey(); err != nil {
 		return provider.Object{}, err
 	}
-	body := map[string]any{}
-	if p.Title != nil {
-		body["title"] = *p.Title
-	}
-	if p.Status != nil {
-		if *p.Status != provider.StatusDraft && *p.Status != provider.StatusPublished {
-			return provider.Object{}, &provider.FieldError{Field: "status", Problem: "must be draft or published", Fix: `use "draft" or "published"`}
-		}
-		body["status"] = *p.Status
-	}
-	var changed map[string]any
-	if p.Fields != nil {
-		patch, err := fieldsObject(p.Fields)
-		if err != nil {
-			return provider.Object{}, err
-		}
-		var removed []string
-		for k, v := range patch {
-			if v == nil {
-				removed = append(removed, k)
-			}
-		}
-		if len(removed) > 0 {
-			slices.Sort(removed)
-			return provider.Object{}, &provider.FieldError{Field: "fields." + removed[0],
-				Problem: "Cosmic cannot remove a field: every object keeps one value per metafield of its object type",
-				Fix:     `send an empty value instead of null (e.g. ""), or remove the metafield from the object type in the Cosmic dashboard`}
-		}
-		if len(patch) > 0 {
-			changed = patch
-			body["metadata"] = changed
-		}
+	body, changed, err := patchBody(p)
+	if err != nil {
+		return provider.Object{}, err
 	}
 	cur, err := c.getByID(ctx, p.Type, p.ID)
 	if err != nil {
@@ -704,18 +684,63 @@ func (c *Client) Update(ctx context.Context, p provider.Patch) (provider.Object,
 		// without a parameter, and the object is as it was.
 		return cur, nil
 	}
-	resp, err := c.send(ctx, request{method: http.MethodPatch, path: c.bucketPath("/objects/" + url.PathEscape(p.ID)), cred: credWrite, body: body})
+	resp, err := c.api.Send(ctx, c.call(http.MethodPatch, credWrite, c.bucketPath("/objects/"+url.PathEscape(p.ID)), nil, body))
 	if err != nil {
 		back, rerr := c.getByID(ctx, p.Type, p.ID)
 		if rerr == nil && applied(back, p, changed) {
 			return back, nil
 		}
-		return provider.Object{}, outcomeUnknown("update", err)
+		return provider.Object{}, c.api.Unsettled("update", "object", err)
 	}
-	if resp.Status == http.StatusNotFound && !bucketMissing(resp) {
+	return c.patched(ctx, resp, p)
+}
+
+// patchBody is the PATCH body of p without the slug (which needs a
+// check first), and the metadata keys it changes.
+func patchBody(p provider.Patch) (body, changed map[string]any, err error) {
+	body = map[string]any{}
+	if p.Title != nil {
+		body["title"] = *p.Title
+	}
+	if p.Status != nil {
+		if *p.Status != provider.StatusDraft && *p.Status != provider.StatusPublished {
+			return nil, nil, &provider.FieldError{Field: "status", Problem: "must be draft or published", Fix: `use "draft" or "published"`}
+		}
+		body["status"] = *p.Status
+	}
+	if p.Fields == nil {
+		return body, nil, nil
+	}
+	patch, err := fieldsObject(p.Fields)
+	if err != nil {
+		return nil, nil, err
+	}
+	var removed []string
+	for k, v := range patch {
+		if v == nil {
+			removed = append(removed, k)
+		}
+	}
+	if len(removed) > 0 {
+		slices.Sort(removed)
+		return nil, nil, &provider.FieldError{Field: "fields." + removed[0],
+			Problem: "Cosmic cannot remove a field: every object keeps one value per metafield of its object type",
+			Fix:     `send an empty value instead of null (e.g. ""), or remove the metafield from the object type in the Cosmic dashboard`}
+	}
+	if len(patch) > 0 {
+		changed = patch
+		body["metadata"] = changed
+	}
+	return body, changed, nil
+}
+
+// patched reads a PATCH's answer: the object as Cosmic stored it, read
+// back whole when the answer is partial.
+func (c *Client) patched(ctx context.Context, resp *upstream.Response, p provider.Patch) (provider.Object, error) {
+	switch {
+	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: p.ID}
-	}
-	if !ok2xx(resp) {
+	case !resp.OK():
 		return provider.Object{}, c.writeError(resp, p.Type, p.ID)
 	}
 	var o object
@@ -759,7 +784,7 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 	if err != nil {
 		return provider.Object{}, c.readFirst(err, "deletes it")
 	}
-	resp, err := c.send(ctx, request{method: http.MethodDelete, path: c.bucketPath("/objects/" + url.PathEscape(id)), cred: credWrite})
+	resp, err := c.api.Send(ctx, c.call(http.MethodDelete, credWrite, c.bucketPath("/objects/"+url.PathEscape(id)), nil, nil))
 	if err != nil {
 		_, rerr := c.getByID(ctx, typ, id)
 		var nf *provider.NotFoundError
@@ -769,12 +794,12 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 		case rerr == nil:
 			return provider.Object{}, err // still there: not deleted
 		}
-		return provider.Object{}, outcomeUnknown("delete", err)
+		return provider.Object{}, c.api.Unsettled("delete", "object", err)
 	}
 	switch {
 	case resp.Status == http.StatusNotFound && !bucketMissing(resp):
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: id}
-	case !ok2xx(resp):
+	case !resp.OK():
 		return provider.Object{}, c.writeError(resp, typ, id)
 	case routeNotFound(resp.Body):
 		return provider.Object{}, c.decode(resp, "object", new(json.RawMessage), EnvAPIURL)
@@ -782,22 +807,11 @@ func (c *Client) Delete(ctx context.Context, typ, id string) (provider.Object, e
 	return obj, nil
 }
 
-// outcomeUnknown reports a write whose answer was lost and whose effect a
-// read-back could not establish.
-func outcomeUnknown(what string, cause error) error {
-	msg := "the " + what + " was sent but no answer came back, and reading the object back could not tell whether it was applied"
-	var ue *provider.UpstreamError
-	if errors.As(cause, &ue) && ue.Message != "" {
-		msg += " (" + ue.Message + ")"
-	}
-	return &provider.UpstreamError{Provider: Name, Message: truncate(msg), Kind: provider.ErrOutcomeUnknown}
-}
-
 // writeError maps a failed write: 400/422 validation to a FieldError
 // naming the keygate argument where the message allows, the rest as
-// upstreamError does.
+// upstream.API.Error does.
 func (c *Client) writeError(resp *upstream.Response, typ, id string) error {
-	ue := c.upstreamError(resp)
+	ue := c.api.Error(resp)
 	if resp.Status != http.StatusBadRequest && resp.Status != http.StatusUnprocessableEntity {
 		return ue
 	}

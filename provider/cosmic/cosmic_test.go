@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +18,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cosmic/cosmictest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 	"github.com/keygate/keygate/tools"
 )
 
@@ -27,13 +27,7 @@ var (
 	_ tools.Inspector    = (*Client)(nil)
 )
 
-// env is a fake environment for LoadConfig.
-type env map[string]string
-
-func (e env) get(name string) (string, string, bool) {
-	v, ok := e[name]
-	return v, "env", ok
-}
+type env = providertest.Env
 
 // fakeEnv is the environment that points at fake.
 func fakeEnv(fake *cosmictest.Server) env {
@@ -43,12 +37,13 @@ func fakeEnv(fake *cosmictest.Server) env {
 	}
 }
 
+// rig is a client wired to a fresh fake on loopback; the client's retries
+// do not wait, and are recorded.
 type rig struct {
 	fake   *cosmictest.Server
 	client *Client
-	sleeps []time.Duration
-	mu     sync.Mutex
-	logs   *bytes.Buffer
+	sleeps *providertest.Sleeps
+	logs   *providertest.Log
 }
 
 // newRig starts a fake and a client configured against it; edit changes the
@@ -74,58 +69,24 @@ func newRigVia(t *testing.T, edit func(env), wrap func(*cosmictest.Server, http.
 	if edit != nil {
 		edit(e)
 	}
-	cfg, configured, err := LoadConfig(e.get)
+	cfg, configured, err := LoadConfig(e.Get)
 	if err != nil || !configured {
 		t.Fatalf("LoadConfig: configured=%v err=%v", configured, err)
 	}
-	r := &rig{fake: fake, logs: &bytes.Buffer{}}
-	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: r.logs, mu: &r.mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, logs := providertest.NewLogger()
 	c, err := New(cfg, Options{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.caller.Sleep = func(ctx context.Context, d time.Duration) error {
-		r.mu.Lock()
-		r.sleeps = append(r.sleeps, d)
-		r.mu.Unlock()
-		return ctx.Err()
-	}
-	r.client = c
+	r := &rig{fake: fake, client: c, sleeps: &providertest.Sleeps{}, logs: logs}
+	c.api.Caller.Sleep = r.sleeps.Sleep
 	return r
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func TestLoadConfig(t *testing.T) {
 	good := env{EnvBucketSlug: "my-bucket", EnvReadKey: "readkey0123456789abcdef", EnvWriteKey: "writekey0123456789abcdef",
 		EnvPAT: "cos_abcdefgh12345678", EnvAgentKey: "agk_abcdefgh12345678"}
-	with := func(k, v string) env {
-		e := env{}
-		for kk, vv := range good {
-			e[kk] = vv
-		}
-		if v == "\x00delete" {
-			delete(e, k)
-		} else {
-			e[k] = v
-		}
-		return e
-	}
+	with := good.With
 	cpk := "cpk_" + strings.Repeat("ab", 24)
 	tests := []struct {
 		name    string
@@ -134,7 +95,7 @@ func TestLoadConfig(t *testing.T) {
 		secret  string // must not appear in the error
 	}{
 		{"complete", good, "", ""},
-		{"missing slug", with(EnvBucketSlug, "\x00delete"), EnvBucketSlug, ""},
+		{"missing slug", good.Without(EnvBucketSlug), EnvBucketSlug, ""},
 		{"bad slug", with(EnvBucketSlug, "a/b"), EnvBucketSlug, ""},
 		{"CRLF in read key", with(EnvReadKey, "readkey0123\r\n456789"), EnvReadKey, "readkey0123"},
 		{"space in write key", with(EnvWriteKey, "writekey 0123456789"), EnvWriteKey, "writekey"},
@@ -153,36 +114,22 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, configured, err := LoadConfig(tc.env.get)
+			_, configured, err := LoadConfig(tc.env.Get)
 			if !configured {
 				t.Fatal("configured = false")
 			}
-			if tc.wantVar == "" {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("no error; cfg=%+v", cfg)
-			}
-			if !strings.Contains(err.Error(), tc.wantVar) {
-				t.Errorf("error %q does not name %s", err, tc.wantVar)
-			}
-			if tc.secret != "" && strings.Contains(err.Error(), tc.secret) {
-				t.Errorf("error %q contains the value", err)
-			}
+			providertest.WantConfigError(t, err, tc.wantVar, tc.secret)
 		})
 	}
 
 	t.Run("nothing set", func(t *testing.T) {
-		_, configured, err := LoadConfig(env{EnvBucketSlug: "b"}.get)
+		_, configured, err := LoadConfig(env{EnvBucketSlug: "b"}.Get)
 		if configured || err != nil {
 			t.Fatalf("configured=%v err=%v", configured, err)
 		}
 	})
 	t.Run("defaults and sources", func(t *testing.T) {
-		cfg, _, err := LoadConfig(good.get)
+		cfg, _, err := LoadConfig(good.Get)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +144,7 @@ func TestLoadConfig(t *testing.T) {
 		}
 	})
 	t.Run("PAT alone needs no bucket", func(t *testing.T) {
-		_, configured, err := LoadConfig(env{EnvPAT: "cos_abcdefgh12345678"}.get)
+		_, configured, err := LoadConfig(env{EnvPAT: "cos_abcdefgh12345678"}.Get)
 		if !configured || err != nil {
 			t.Fatalf("configured=%v err=%v", configured, err)
 		}
@@ -226,7 +173,7 @@ func TestNameAndSecrets(t *testing.T) {
 
 func TestTypes(t *testing.T) {
 	r := newRig(t, nil)
-	types, err := r.client.Types(ctxT(t))
+	types, err := r.client.Types(providertest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +189,7 @@ func TestTypes(t *testing.T) {
 	}
 
 	empty := newRig(t, nil, cosmictest.WithoutSeed())
-	types, err = empty.client.Types(ctxT(t))
+	types, err = empty.client.Types(providertest.Context(t))
 	if err != nil || len(types) != 0 || types == nil {
 		t.Errorf("empty bucket: %v %v", types, err)
 	}
@@ -258,7 +205,7 @@ func ids(p provider.Page) []string {
 
 func TestList(t *testing.T) {
 	r := newRig(t, nil)
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	f := func(path string, op provider.Op, v any) provider.Condition {
 		return provider.Condition{Path: path, Op: op, Value: v}
 	}
@@ -398,7 +345,7 @@ func TestList(t *testing.T) {
 
 func TestGet(t *testing.T) {
 	r := newRig(t, nil)
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	tests := []struct {
 		name     string
 		typ      string
@@ -438,7 +385,7 @@ func TestGet(t *testing.T) {
 
 func TestCreate(t *testing.T) {
 	r := newRig(t, nil)
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	o, err := r.client.Create(ctx, provider.NewObject{Type: "posts", Title: "Fresh", Slug: "fresh", Status: "draft",
 		Fields: json.RawMessage(`{"body":"<p>hi</p>","views":3}`)})
 	if err != nil {
@@ -523,7 +470,7 @@ func TestCreate(t *testing.T) {
 
 func TestUpdate(t *testing.T) {
 	r := newRig(t, nil)
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	id := "65a000000000000000000001"
 	title := "Hello again"
 	o, err := r.client.Update(ctx, provider.Patch{Type: "posts", ID: id, Title: &title,
@@ -633,7 +580,7 @@ func TestUpdate(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	r := newRig(t, nil)
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	o, err := r.client.Delete(ctx, "posts", "65a000000000000000000002")
 	if err != nil || o.Slug != "second-thoughts" {
 		t.Fatalf("%+v %v", o, err)
@@ -680,7 +627,7 @@ func TestDelete(t *testing.T) {
 
 func TestErrorStatuses(t *testing.T) {
 	r := newRig(t, nil)
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	tests := []struct {
 		status int
 		body   string
@@ -746,7 +693,7 @@ func TestErrorStatuses(t *testing.T) {
 }
 
 func TestRetries(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	t.Run("5xx on a GET is retried", func(t *testing.T) {
 		r := newRig(t, nil)
 		r.fake.FailNext(http.StatusServiceUnavailable, nil, `{"status":503,"message":"busy"}`)
@@ -771,8 +718,8 @@ func TestRetries(t *testing.T) {
 				posts++
 			}
 		}
-		if posts != 1 || len(r.sleeps) != 0 {
-			t.Errorf("%d POSTs, sleeps %v", posts, r.sleeps)
+		if posts != 1 || len(r.sleeps.All()) != 0 {
+			t.Errorf("%d POSTs, sleeps %v", posts, r.sleeps.All())
 		}
 	})
 	t.Run("429 honours Retry-After", func(t *testing.T) {
@@ -782,8 +729,8 @@ func TestRetries(t *testing.T) {
 		if err != nil || p.Total != 5 {
 			t.Fatalf("%v %v", p, err)
 		}
-		if !slices.Equal(r.sleeps, []time.Duration{2 * time.Second}) {
-			t.Errorf("sleeps = %v; the retry must wait Retry-After before the second request", r.sleeps)
+		if !slices.Equal(r.sleeps.All(), []time.Duration{2 * time.Second}) {
+			t.Errorf("sleeps = %v; the retry must wait Retry-After before the second request", r.sleeps.All())
 		}
 	})
 	t.Run("429 past the deadline", func(t *testing.T) {
@@ -796,14 +743,14 @@ func TestRetries(t *testing.T) {
 		if !errors.As(err, &ue) || !errors.Is(err, provider.ErrRateLimited) || ue.RetryAfter != 30*time.Second {
 			t.Fatalf("err = %#v", err)
 		}
-		if n := r.fake.Requests(r.fake.BucketPath("/objects")); n != 1 || len(r.sleeps) != 0 {
-			t.Errorf("%d requests, sleeps %v", n, r.sleeps)
+		if n := r.fake.Requests(r.fake.BucketPath("/objects")); n != 1 || len(r.sleeps.All()) != 0 {
+			t.Errorf("%d requests, sleeps %v", n, r.sleeps.All())
 		}
 	})
 }
 
 func TestResponseLimits(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	t.Run("body over the cap", func(t *testing.T) {
 		r := newRig(t, nil)
 		r.fake.FailNext(200, nil, `{"objects":["`+strings.Repeat("x", 5<<20)+`"]}`)
@@ -844,7 +791,7 @@ func TestResponseLimits(t *testing.T) {
 // kind of upstream answer and checks that no error or description returned
 // by the adapter, and no log line, carries a configured secret.
 func TestCanary(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	r := newRig(t, nil)
 	secrets := r.client.Secrets()
 	planted := "leak " + strings.Join(secrets, " ") + " cos_OtherTokenABCDEFGH csk_" + strings.Repeat("ab", 24) + " " + url.QueryEscape(r.fake.ReadKey())
@@ -909,9 +856,7 @@ func TestCanary(t *testing.T) {
 	access, _ := r.client.CheckAccess(ctx, provider.ScopeOps([]auth.Scope{{Action: auth.ContentRead}, {Action: auth.ContentWrite}}))
 	b, _ = json.Marshal(access)
 	check("access", string(b))
-	r.mu.Lock()
 	check("logs", r.logs.String())
-	r.mu.Unlock()
 }
 
 // drain removes queued failures by issuing harmless reads until one
@@ -925,7 +870,7 @@ func drain(r *rig) {
 }
 
 func TestDescribe(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	t.Run("every credential", func(t *testing.T) {
 		r := newRig(t, nil)
 		d, err := r.client.Describe(ctx)
@@ -1008,7 +953,7 @@ func TestDescribe(t *testing.T) {
 }
 
 func TestCheckAccess(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	ops := []auth.Scope{
 		{Action: auth.ContentRead}, {Action: auth.ContentRead, Type: "posts"}, {Action: auth.ContentRead, Type: "nosuch"},
 		{Action: auth.ContentWrite}, {Action: auth.ContentDelete, Type: "posts"}, {Action: auth.CredentialsWrite}, {Action: auth.Admin},
@@ -1067,7 +1012,7 @@ func jsonEqual(a, b any) bool {
 }
 
 func TestNoBucket(t *testing.T) {
-	cfg, _, err := LoadConfig(env{EnvPAT: "cos_abcdefgh12345678"}.get)
+	cfg, _, err := LoadConfig(env{EnvPAT: "cos_abcdefgh12345678"}.Get)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,10 @@ import (
 // decode parses the answer once; it must still tell what routeNotFound
 // tells, for every shape of answer.
 func TestDecodeRouteNotFound(t *testing.T) {
-	c := &Client{}
+	c, err := New(Config{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name, body string
 		route      bool // reported as Route not found

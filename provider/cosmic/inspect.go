@@ -46,20 +46,20 @@ type probe struct {
 
 // probeRead checks the read key (or keyless reads) with GET /object-types.
 func (c *Client) probeRead(ctx context.Context) probe {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: c.bucketPath("/object-types"), cred: credRead})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credRead, c.bucketPath("/object-types"), nil, nil))
 	if err != nil {
 		return sendFailed(err)
 	}
 	switch {
-	case resp.Status == http.StatusNotFound && !bucketMissing(resp), ok2xx(resp) && !routeNotFound(resp.Body):
+	case resp.Status == http.StatusNotFound && !bucketMissing(resp), resp.OK() && !routeNotFound(resp.Body):
 		return probe{verified: provider.VerifiedOK, detail: "a read of the bucket's object types worked"}
 	case resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden:
-		ue := c.upstreamError(resp)
+		ue := c.api.Error(resp)
 		return probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
 	case routeNotFound(resp.Body):
 		return probe{verified: provider.VerifiedUnreachable, detail: "Cosmic answered \"Route not found\": check " + EnvAPIURL}
 	}
-	ue := c.upstreamError(resp)
+	ue := c.api.Error(resp)
 	if bucketMissing(resp) {
 		return probe{verified: provider.VerifiedRejected, detail: ue.Error() + " (check " + EnvBucketSlug + ")", err: ue}
 	}
@@ -74,31 +74,32 @@ func (c *Client) probeRead(ctx context.Context) probe {
 // the configured key passed; if it answers 404 again, the key cannot be
 // checked without writing, and the answer is "unknown until tried".
 func (c *Client) probeWrite(ctx context.Context) probe {
-	patch := func(cred credential, token string) (*upstream.Response, error) {
-		return c.send(ctx, request{method: http.MethodPatch, path: c.bucketPath("/objects/" + probeID), cred: cred, token: token,
-			body: map[string]any{"title": probeTitle}})
+	patch := func(key string) (*upstream.Response, error) {
+		r := c.call(http.MethodPatch, credWrite, c.bucketPath("/objects/"+probeID), nil, map[string]any{"title": probeTitle})
+		r.Auth = bearer(key)
+		return c.api.Send(ctx, r)
 	}
-	resp, err := patch(credWrite, "")
+	resp, err := patch(c.cfg.WriteKey.Secret.Reveal())
 	if err != nil {
 		return sendFailed(err)
 	}
 	switch {
 	case resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden:
-		ue := c.upstreamError(resp)
+		ue := c.api.Error(resp)
 		return probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
 	case routeNotFound(resp.Body):
 		return probe{verified: provider.VerifiedUnreachable, detail: "Cosmic answered \"Route not found\": check " + EnvAPIURL}
 	case resp.Status == http.StatusNotFound && bucketMissing(resp):
-		ue := c.upstreamError(resp)
+		ue := c.api.Error(resp)
 		return probe{verified: provider.VerifiedRejected, detail: ue.Error() + " (check " + EnvBucketSlug + ")", err: ue}
 	case resp.Status != http.StatusNotFound:
-		ue := c.upstreamError(resp)
-		if ok2xx(resp) || resp.Status < 500 {
+		ue := c.api.Error(resp)
+		if resp.OK() || resp.Status < 500 {
 			return probe{verified: provider.VerifiedNotChecked, detail: fmt.Sprintf("the write check that changes nothing got an unexpected %d, so the key is checked on the first write", resp.Status)}
 		}
 		return probe{verified: provider.VerifiedUnreachable, detail: ue.Error(), err: ue}
 	}
-	control, err := patch(credBearer, madeUpKey(len(c.cfg.WriteKey.Secret.Reveal()), c.cfg.WriteKey.Secret.Reveal()))
+	control, err := patch(madeUpKey(len(c.cfg.WriteKey.Secret.Reveal()), c.cfg.WriteKey.Secret.Reveal()))
 	if err != nil {
 		return probe{verified: provider.VerifiedUnreachable, detail: errDetail(err), err: err}
 	}
@@ -200,88 +201,15 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 	d := provider.Description{Provider: Name, Details: map[string]any{}, Credentials: []provider.Credential{}, RotateHint: RotateHint}
 	if c.cfg.BucketSlug != "" {
 		d.Details["bucket"] = c.cfg.BucketSlug
-	}
-	reached := func(p probe) {
-		if p.verified == provider.VerifiedOK || p.verified == provider.VerifiedRejected {
-			d.Reachable = true
-		}
-	}
-
-	if c.cfg.BucketSlug != "" {
-		read := probe{}
-		if !c.cfg.ReadKey.Secret.IsZero() {
-			cr := describeCred(c.cfg.ReadKey, "cosmic_read_key", "Cosmic bucket read key", []string{string(auth.ContentRead)})
-			read = c.probeRead(ctx)
-			cr.Verified, cr.Detail = read.verified, read.detail
-			reached(read)
-			d.Credentials = append(d.Credentials, cr)
-		} else {
-			read = c.probeRead(ctx)
-			reached(read)
-			if read.verified == provider.VerifiedOK {
-				d.Problems = append(d.Problems, EnvReadKey+" is not set; this bucket answers reads without a read key")
-			} else {
-				d.Problems = append(d.Problems, EnvReadKey+" is not set and the bucket refused a read without one: content reads, updates and deletes will fail (content_create needs only the write key)")
-			}
-		}
-		d.Details["read_works"] = read.verified == provider.VerifiedOK
-		if !c.cfg.WriteKey.Secret.IsZero() {
-			cr := describeCred(c.cfg.WriteKey, "cosmic_write_key", "Cosmic bucket write key", []string{string(auth.ContentWrite), string(auth.ContentDelete)})
-			w := c.probeWrite(ctx)
-			cr.Verified, cr.Detail = w.verified, w.detail
-			reached(w)
-			d.Credentials = append(d.Credentials, cr)
-		} else {
-			d.Problems = append(d.Problems, EnvWriteKey+" is not set: content_create, content_update and content_delete are not available for Cosmic")
-		}
+		c.describeBucketKeys(ctx, &d)
 	} else {
 		d.Problems = append(d.Problems, EnvBucketSlug+" is not set: no bucket content is available")
 	}
-
 	if !c.cfg.PAT.Secret.IsZero() {
-		cr := describeCred(c.cfg.PAT, "cosmic_pat", "Cosmic personal access token", []string{})
-		u, p := c.whoami(ctx)
-		cr.Verified, cr.Detail = p.verified, p.detail
-		reached(p)
-		if p.verified == provider.VerifiedOK {
-			d.Owner = u.display()
-			cr.Detail = "account token of " + d.Owner + "; it grants no content scope in keygate by itself"
-		}
-		d.Credentials = append(d.Credentials, cr)
+		c.describePAT(ctx, &d)
 	}
-
 	if !c.cfg.AgentKey.Secret.IsZero() {
-		cr := describeCred(c.cfg.AgentKey, "cosmic_agent_key", "Cosmic agent key", []string{})
-		st, p := c.agentStatus(ctx)
-		cr.Verified, cr.Detail = p.verified, p.detail
-		reached(p)
-		if p.verified == provider.VerifiedOK {
-			agent := map[string]any{"auth_type": st.AuthType, "claim_status": st.ClaimStatus}
-			if st.PlanID != nil {
-				agent["plan_id"] = st.PlanID
-			}
-			if st.Limits != nil {
-				agent["limits"] = st.Limits
-			}
-			if st.Bucket.Slug != "" {
-				agent["bucket"] = st.Bucket.Slug
-			}
-			if st.Project.ID != "" {
-				agent["project"] = st.Project.ID
-			}
-			if st.AutoDeleteAfterDays != nil {
-				agent["auto_delete_after_days"] = st.AutoDeleteAfterDays
-			}
-			d.Details["agent"] = agent
-			cr.Detail = "agent key, claim status " + orUnknown(st.ClaimStatus) + "; used for the agent sign-up flow only"
-			if st.AuthType == "unclaimed" || st.ClaimStatus == "unclaimed" || st.ClaimStatus == "pending" {
-				d.Problems = append(d.Problems, "the agent's Cosmic project is unclaimed: it is limited (50 objects, 5 MB media, no AI) and deleted after 14 days unless the human claims it")
-			}
-			if d.Owner == "" && st.Project.ID != "" {
-				d.Owner = "agent project " + st.Project.ID
-			}
-		}
-		d.Credentials = append(d.Credentials, cr)
+		c.describeAgentKey(ctx, &d)
 	}
 	for _, cr := range d.Credentials {
 		if cr.Verified == provider.VerifiedRejected {
@@ -289,6 +217,94 @@ func (c *Client) Describe(ctx context.Context) (provider.Description, error) {
 		}
 	}
 	return d, nil
+}
+
+// reached records in d that a probe got an answer about a key.
+func reached(d *provider.Description, p probe) {
+	if p.verified == provider.VerifiedOK || p.verified == provider.VerifiedRejected {
+		d.Reachable = true
+	}
+}
+
+// describeBucketKeys checks the read key (or keyless reads) and the
+// write key.
+func (c *Client) describeBucketKeys(ctx context.Context, d *provider.Description) {
+	read := c.probeRead(ctx)
+	reached(d, read)
+	switch {
+	case !c.cfg.ReadKey.Secret.IsZero():
+		cr := describeCred(c.cfg.ReadKey, "cosmic_read_key", "Cosmic bucket read key", []string{string(auth.ContentRead)})
+		cr.Verified, cr.Detail = read.verified, read.detail
+		d.Credentials = append(d.Credentials, cr)
+	case read.verified == provider.VerifiedOK:
+		d.Problems = append(d.Problems, EnvReadKey+" is not set; this bucket answers reads without a read key")
+	default:
+		d.Problems = append(d.Problems, EnvReadKey+" is not set and the bucket refused a read without one: content reads, updates and deletes will fail (content_create needs only the write key)")
+	}
+	d.Details["read_works"] = read.verified == provider.VerifiedOK
+	if c.cfg.WriteKey.Secret.IsZero() {
+		d.Problems = append(d.Problems, EnvWriteKey+" is not set: content_create, content_update and content_delete are not available for Cosmic")
+		return
+	}
+	cr := describeCred(c.cfg.WriteKey, "cosmic_write_key", "Cosmic bucket write key", []string{string(auth.ContentWrite), string(auth.ContentDelete)})
+	w := c.probeWrite(ctx)
+	cr.Verified, cr.Detail = w.verified, w.detail
+	reached(d, w)
+	d.Credentials = append(d.Credentials, cr)
+}
+
+// describePAT checks the personal access token and names its user.
+func (c *Client) describePAT(ctx context.Context, d *provider.Description) {
+	cr := describeCred(c.cfg.PAT, "cosmic_pat", "Cosmic personal access token", []string{})
+	u, p := c.whoami(ctx)
+	cr.Verified, cr.Detail = p.verified, p.detail
+	reached(d, p)
+	if p.verified == provider.VerifiedOK {
+		d.Owner = u.display()
+		cr.Detail = "account token of " + d.Owner + "; it grants no content scope in keygate by itself"
+	}
+	d.Credentials = append(d.Credentials, cr)
+}
+
+// describeAgentKey checks the agent key and reports its claim status and
+// limits.
+func (c *Client) describeAgentKey(ctx context.Context, d *provider.Description) {
+	cr := describeCred(c.cfg.AgentKey, "cosmic_agent_key", "Cosmic agent key", []string{})
+	st, p := c.agentStatus(ctx)
+	cr.Verified, cr.Detail = p.verified, p.detail
+	reached(d, p)
+	if p.verified == provider.VerifiedOK {
+		d.Details["agent"] = st.details()
+		cr.Detail = "agent key, claim status " + orUnknown(st.ClaimStatus) + "; used for the agent sign-up flow only"
+		if st.AuthType == "unclaimed" || st.ClaimStatus == "unclaimed" || st.ClaimStatus == "pending" {
+			d.Problems = append(d.Problems, "the agent's Cosmic project is unclaimed: it is limited (50 objects, 5 MB media, no AI) and deleted after 14 days unless the human claims it")
+		}
+		if d.Owner == "" && st.Project.ID != "" {
+			d.Owner = "agent project " + st.Project.ID
+		}
+	}
+	d.Credentials = append(d.Credentials, cr)
+}
+
+// details are the agent status figures auth_whoami shows: those present.
+func (st agentStatus) details() map[string]any {
+	agent := map[string]any{"auth_type": st.AuthType, "claim_status": st.ClaimStatus}
+	if st.PlanID != nil {
+		agent["plan_id"] = st.PlanID
+	}
+	if st.Limits != nil {
+		agent["limits"] = st.Limits
+	}
+	if st.Bucket.Slug != "" {
+		agent["bucket"] = st.Bucket.Slug
+	}
+	if st.Project.ID != "" {
+		agent["project"] = st.Project.ID
+	}
+	if st.AutoDeleteAfterDays != nil {
+		agent["auto_delete_after_days"] = st.AutoDeleteAfterDays
+	}
+	return agent
 }
 
 func orUnknown(s string) string {
@@ -300,12 +316,12 @@ func orUnknown(s string) string {
 
 // whoami reads the PAT's user from dapi.
 func (c *Client) whoami(ctx context.Context) (user, probe) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, dapi: true, path: "/users/get", cred: credPAT})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credPAT, "/users/get", nil, nil))
 	if err != nil {
 		return user{}, sendFailed(err)
 	}
-	if !ok2xx(resp) {
-		ue := c.upstreamError(resp)
+	if !resp.OK() {
+		ue := c.api.Error(resp)
 		if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
 			return user{}, probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
 		}
@@ -320,12 +336,12 @@ func (c *Client) whoami(ctx context.Context) (user, probe) {
 
 // agentStatus reads the agent key's claim status and limits.
 func (c *Client) agentStatus(ctx context.Context) (agentStatus, probe) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, dapi: true, path: "/agents/status", cred: credAgent})
+	resp, err := c.api.Send(ctx, c.call(http.MethodGet, credAgent, "/agents/status", nil, nil))
 	if err != nil {
 		return agentStatus{}, sendFailed(err)
 	}
-	if !ok2xx(resp) {
-		ue := c.upstreamError(resp)
+	if !resp.OK() {
+		ue := c.api.Error(resp)
 		if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
 			return agentStatus{}, probe{verified: provider.VerifiedRejected, detail: ue.Error(), err: ue}
 		}

@@ -1,7 +1,6 @@
 package cosmic
 
 import (
-	"context"
 	"time"
 
 	"github.com/keygate/keygate/provider/upstream"
@@ -18,12 +17,12 @@ const (
 	rateTerms  = "100 requests per second per bucket"
 )
 
-func (c *Client) newBudget(sleep func(context.Context, time.Duration) error) *upstream.Budget {
+func (c *Client) newBudget() *upstream.Budget {
 	return upstream.NewBudget(upstream.BudgetConfig{
 		Name: Name, Provider: "Cosmic", Limit: rateLimit, Window: rateWindow, Terms: rateTerms,
 		HasType: c.knownType,
 		Scope:   "a content scope for one of the bucket's types (content_types lists them)",
-		Now:     c.now, Sleep: sleep,
+		Now:     c.api.Now, Sleep: c.api.Caller.Sleep,
 	})
 }
 

@@ -19,7 +19,7 @@ func TestLowScopeShareOfBucketLimit(t *testing.T) {
 	fake := cosmictest.New()
 	ts := fake.Start()
 	t.Cleanup(ts.Close)
-	cfg, _, err := LoadConfig(fakeEnv(fake).get)
+	cfg, _, err := LoadConfig(fakeEnv(fake).Get)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestLowScopeShareOfBucketLimit(t *testing.T) {
 		t.Errorf("content:read:posts after Types: %v", err)
 	}
 	memories := auth.WithCallerScopes(t.Context(), auth.Scopes{{Action: auth.ContentRead, Type: "memories"}})
-	if c.caller.Budget.Priority(memories) {
+	if c.api.Caller.Budget.Priority(memories) {
 		t.Error("content:read:memories (not a bucket type) comes first")
 	}
 }

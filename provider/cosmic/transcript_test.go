@@ -17,6 +17,7 @@ import (
 
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cosmic/cosmictest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 // A transcript (testdata/transcripts/*.txtar) is one exchange taken from
@@ -318,7 +319,7 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 					t.Fatalf("unknown key %q", k)
 				}
 			}
-			cfg, _, err := LoadConfig(e.get)
+			cfg, _, err := LoadConfig(e.Get)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -357,7 +358,7 @@ func TestTranscriptsAgainstAdapter(t *testing.T) {
 // runOp performs the transcript's keygate operation and returns its result
 // as JSON-shaped values.
 func runOp(t *testing.T, c *Client, op keygateOp) (any, error) {
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	object := func(o provider.Object) map[string]any {
 		var fields any
 		_ = json.Unmarshal(o.Fields, &fields)

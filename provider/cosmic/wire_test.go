@@ -10,6 +10,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/cosmic/cosmictest"
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
 
 // Tests of the wire facts in docs/providers/cosmic.md that keygate got
@@ -58,7 +59,7 @@ func TestUpdateSendsOnlyChangedFields(t *testing.T) {
 	o.Metadata["hero"] = map[string]any{"url": "https://cdn.cosmicjs.com/hero.jpg", "imgix_url": "https://imgix.cosmicjs.com/hero.jpg"}
 	r.fake.PutObject(o)
 
-	if _, err := r.client.Update(ctxT(t), provider.Patch{Type: "posts", ID: id, Fields: json.RawMessage(`{"author":"grace"}`)}); err != nil {
+	if _, err := r.client.Update(providertest.Context(t), provider.Patch{Type: "posts", ID: id, Fields: json.RawMessage(`{"author":"grace"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if body := lastPatch(t, r); !jsonEqual(body, map[string]any{"metadata": map[string]any{"author": "grace"}}) {
@@ -74,7 +75,7 @@ func TestUpdateSendsOnlyChangedFields(t *testing.T) {
 // object type, so a null (remove) is refused with a fix, before any write.
 func TestUpdateRefusesRemoval(t *testing.T) {
 	r := newRig(t, nil)
-	_, err := r.client.Update(ctxT(t), provider.Patch{Type: "posts", ID: "65a000000000000000000001", Fields: json.RawMessage(`{"views":1,"tags":null}`)})
+	_, err := r.client.Update(providertest.Context(t), provider.Patch{Type: "posts", ID: "65a000000000000000000001", Fields: json.RawMessage(`{"views":1,"tags":null}`)})
 	var fe *provider.FieldError
 	if !errors.As(err, &fe) || fe.Field != "fields.tags" || !strings.Contains(fe.Problem, "cannot remove") || !strings.Contains(fe.Fix, `""`) {
 		t.Fatalf("err = %v", err)
@@ -95,7 +96,7 @@ func TestUpdateRefusesRemoval(t *testing.T) {
 // (to check its type) and say that they need the read key.
 func TestCreateWithWriteKeyOnly(t *testing.T) {
 	r := newRig(t, func(e env) { delete(e, EnvReadKey) }) // the bucket still refuses keyless reads
-	ctx := ctxT(t)
+	ctx := providertest.Context(t)
 	o, err := r.client.Create(ctx, provider.NewObject{Type: "posts", Title: "Write only", Slug: "write-only", Status: "draft",
 		Fields: json.RawMessage(`{"body":"<p>x</p>"}`)})
 	if err != nil {
@@ -169,7 +170,7 @@ func TestWriteKeyProbe(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, tc.edit, tc.opts...)
-			ctx := ctxT(t)
+			ctx := providertest.Context(t)
 			before := r.fake.Objects("")
 			got, err := r.client.CheckAccess(ctx, provider.ScopeOps(ops))
 			if err != nil {
@@ -225,7 +226,7 @@ func TestAgentStatusPlanID(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, nil, tc.opts...)
-			d, err := r.client.Describe(ctxT(t))
+			d, err := r.client.Describe(providertest.Context(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -234,9 +235,7 @@ func TestAgentStatusPlanID(t *testing.T) {
 				t.Errorf("agent details %v", d.Details["agent"])
 			}
 			out, _ := json.Marshal(d)
-			r.mu.Lock()
 			logs := r.logs.String()
-			r.mu.Unlock()
 			for _, secret := range []string{cosmictest.AgentAccessToken, "human@example.com"} {
 				if strings.Contains(string(out), secret) || strings.Contains(logs, secret) {
 					t.Errorf("%.12s… reached the description or the log", secret)

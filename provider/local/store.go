@@ -53,6 +53,9 @@ type Store struct {
 	rw, ro     querier
 	now        func() time.Time
 	created    bool
+	// readOnly is set by OpenReadOnly: one pool serves as rw and ro, and
+	// on Postgres write transactions begin READ ONLY.
+	readOnly bool
 
 	// Get's statements on the read pool, prepared once rather than parsed
 	// on every call.
@@ -183,7 +186,7 @@ func (s *Store) Created() bool { return s.created }
 func (s *Store) Close() error {
 	var errs []error
 	errs = append(errs, s.getByID.close(), s.getBySlug.close(), s.liveGrant.close())
-	if s.roDB != nil {
+	if s.roDB != nil && s.roDB != s.rwDB {
 		errs = append(errs, s.roDB.Close())
 	}
 	errs = append(errs, s.rwDB.Close())
@@ -246,7 +249,7 @@ func (s *Store) inWriteTx(ctx context.Context, fn func(tx querier) error) error 
 	if !s.d.pg {
 		return inTx(ctx, s.d, s.rwDB, nil, fn)
 	}
-	opts := &sql.TxOptions{Isolation: sql.LevelSerializable}
+	opts := &sql.TxOptions{Isolation: sql.LevelSerializable, ReadOnly: s.readOnly}
 	wait := firstTxBackoff
 	for attempt := 1; ; attempt++ {
 		err := inTx(ctx, s.d, s.rwDB, opts, fn)

@@ -90,6 +90,10 @@ type Caller struct {
 	// included, takes a slot first, outside the http.Client so that its
 	// Timeout does not count the wait, and every answer is shown to it.
 	Budget *Budget
+	// Wait reads how long an answer asks the client to wait before it
+	// sends again; nil: its Retry-After header (RetryAfter). A retry waits
+	// that long, and a 429 turned into an error (API.Error) carries it.
+	Wait func(resp *Response, now time.Time) (time.Duration, bool)
 }
 
 func (c *Caller) now() time.Time {
@@ -108,7 +112,7 @@ func (c *Caller) sleep(ctx context.Context, d time.Duration) error {
 
 // Do sends req and reads its body, up to MaxBody bytes. An idempotent
 // request is retried on 429, 502, 503, 504 and network errors: after
-// Retry-After (seconds or an HTTP date) when the API gives one, else after
+// the wait the answer asks for (Wait) when it gives one, else after
 // a jittered exponential backoff, and never when the wait would not fit
 // MaxWait or ctx's deadline; then the last answer is returned as it is. A
 // request that is not idempotent is sent once. With a Budget, a send that
@@ -211,12 +215,19 @@ func retryable(resp *Response, err error) bool {
 
 func (c *Caller) backoff(attempt int, resp *Response) time.Duration {
 	if resp != nil {
-		if d, ok := RetryAfter(resp.Header, c.now()); ok {
+		if d, ok := c.wait(resp, c.now()); ok {
 			return d
 		}
 	}
 	base := 250 * time.Millisecond << attempt
 	return base/2 + rand.N(base/2+1)
+}
+
+func (c *Caller) wait(resp *Response, now time.Time) (time.Duration, bool) {
+	if c.Wait != nil {
+		return c.Wait(resp, now)
+	}
+	return RetryAfter(resp.Header, now)
 }
 
 func (c *Caller) fits(ctx context.Context, wait time.Duration) bool {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -66,7 +67,7 @@ func TestDoRetries(t *testing.T) {
 			if resp.Status != tc.wantStatus || n.Load() != tc.wantCalls {
 				t.Errorf("status %d after %d calls, want %d after %d", resp.Status, n.Load(), tc.wantStatus, tc.wantCalls)
 			}
-			if tc.wantSleeps != nil && len(tc.wantSleeps) > 0 && (len(sl.d) != len(tc.wantSleeps) || sl.d[0] != tc.wantSleeps[0]) {
+			if len(tc.wantSleeps) > 0 && !slices.Equal(sl.d, tc.wantSleeps) {
 				t.Errorf("slept %v, want %v", sl.d, tc.wantSleeps)
 			}
 			if tc.wantSleeps != nil && len(tc.wantSleeps) == 0 && len(sl.d) != 0 {

@@ -3,6 +3,7 @@ package benchkit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -51,12 +52,12 @@ func RealisticPost(i int) provider.NewObject {
 }
 
 // AddPosts opens the instance's store and creates n realistic posts.
-func (in Instance) AddPosts(ctx context.Context, n int) error {
+func (in Instance) AddPosts(ctx context.Context, n int) (err error) {
 	s, err := local.Open(ctx, in.Store, local.Options{})
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer func() { err = errors.Join(err, s.Close()) }()
 	for i := range n {
 		if _, err := s.Create(ctx, RealisticPost(i)); err != nil {
 			return err

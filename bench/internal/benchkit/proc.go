@@ -148,7 +148,7 @@ func StartHTTPAt(bin string, args, env []string, addr string) (*Server, error) {
 		r := bufio.NewReader(pipe)
 		for {
 			line, err := r.ReadBytes('\n')
-			s.stderr.Write(line)
+			_, _ = s.stderr.Write(line) // a tailBuffer never fails
 			if m := urlPattern.FindSubmatch(line); m != nil {
 				select {
 				case found <- string(m[1]):
@@ -164,7 +164,7 @@ func StartHTTPAt(bin string, args, env []string, addr string) (*Server, error) {
 		go func() {
 			for range 600 {
 				if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-					c.Close()
+					_ = c.Close() // only dialled to see the port is open
 					select {
 					case found <- "http://" + addr + "/mcp":
 					default:
@@ -285,7 +285,7 @@ func ColdStart(bin string, args, env []string) (time.Duration, []byte, error) {
 	_, _ = io.Copy(io.Discard, r)
 	werr := cmd.Wait()
 	if err != nil {
-		return 0, nil, fmt.Errorf("reading initialize response: %w (exit: %v)\n%s", err, werr, stderr.String())
+		return 0, nil, fmt.Errorf("reading initialize response: %w (exit: %w)\n%s", err, werr, stderr.String())
 	}
 	if !bytes.Contains(line, []byte(`"result"`)) || !bytes.Contains(line, []byte(`"protocolVersion"`)) {
 		return 0, nil, fmt.Errorf("initialize did not succeed: %s", line)

@@ -48,6 +48,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/provider/internal/fakekit"
 )
 
 // Limits and windows.
@@ -154,15 +156,6 @@ type idemEntry struct {
 	pendingUntil time.Time // StallNextOn: answers 409 until then
 }
 
-type injected struct {
-	method, path string // "" matches any
-	status       int
-	headers      map[string]string
-	body         string
-	drop         bool
-	stall        time.Duration
-}
-
 // Server is the fake. It is an http.Handler and safe for concurrent use.
 type Server struct {
 	mu         sync.Mutex
@@ -186,8 +179,8 @@ type Server struct {
 	lockedUntil  map[string]time.Time   // ip -> lockout end
 	// sessionsEndWithKey: revoking a key ends the sessions it opened.
 	sessionsEndWithKey bool
-	requests           map[string]int
-	inject             []injected
+	log                fakekit.Log    // every request, counted
+	faults             fakekit.Faults // matched by method and path
 	seq                int
 	lastStamp          time.Time
 }
@@ -272,7 +265,10 @@ func New(opts ...Option) *Server {
 		agents: map[string]*Agent{}, creds: map[string]*Credential{}, users: map[string][]string{},
 		sessions: map[string]*session{}, tasks: map[string]*Task{}, artifacts: map[string][]*Artifact{},
 		idem: map[string]*idemEntry{}, window: map[string][]time.Time{}, authTries: map[string][]time.Time{},
-		lockedUntil: map[string]time.Time{}, requests: map[string]int{},
+		lockedUntil: map[string]time.Time{},
+		// Agrenting sends its header names in lower case
+		// (docs/providers/agrenting.md, "Rate limits"); injected ones too.
+		faults: fakekit.Faults{LowerCase: true},
 	}
 	for _, o := range opts {
 		o(s)
@@ -308,35 +304,25 @@ func (s *Server) Start() *httptest.Server { return httptest.NewServer(s) }
 // any) answer status, headers and body before anything else runs (as a
 // proxy would): no idempotency record is made.
 func (s *Server) FailNextOn(method, path string, status int, headers map[string]string, body string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inject = append(s.inject, injected{method: method, path: path, status: status, headers: headers, body: body})
+	s.faults.Fail(method, path, status, headers, body)
 }
 
 // DropNextResponseOn makes the next matching request be handled in full
 // (stored, idempotency record completed) but its connection closed without
 // an answer.
 func (s *Server) DropNextResponseOn(method, path string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inject = append(s.inject, injected{method: method, path: path, drop: true})
+	s.faults.Drop(method, path)
 }
 
 // StallNextOn is DropNextResponseOn, and the request's idempotency record
 // stays "in progress" for d more (the fake's clock): a retry with the same
 // key meanwhile gets 409 IDEMPOTENCY_PENDING.
 func (s *Server) StallNextOn(method, path string, d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inject = append(s.inject, injected{method: method, path: path, drop: true, stall: d})
+	s.faults.Add(fakekit.Fault{Method: method, Path: path, Drop: true, Stall: d})
 }
 
 // Requests counts requests received for a path (as sent, /api/v1/...).
-func (s *Server) Requests(path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests[path]
-}
+func (s *Server) Requests(path string) int { return s.log.Count(path) }
 
 // Tasks returns copies of every task, oldest first.
 func (s *Server) Tasks() []Task {
@@ -470,39 +456,19 @@ func setLower(w http.ResponseWriter, name, value string) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.log.Add(r, "")
 	s.mu.Lock()
-	s.requests[r.URL.Path]++
 	s.seq++
 	reqID := fmt.Sprintf("req_%06d", s.seq)
-	var inj *injected
-	for i, in := range s.inject {
-		if (in.method == "" || in.method == r.Method) && (in.path == "" || in.path == r.URL.Path) {
-			inj = &in
-			s.inject = slices.Delete(s.inject, i, i+1)
-			break
-		}
-	}
 	s.mu.Unlock()
-	if inj != nil && !inj.drop {
-		for k, v := range inj.headers {
-			setLower(w, k, v)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(inj.status)
-		_, _ = w.Write([]byte(inj.body))
+	if f, ok := s.faults.Take(r); ok {
+		// An injected answer comes before anything else runs (as a proxy
+		// would): no idempotency record is made.
+		s.faults.Serve(w, f, func(w http.ResponseWriter) { s.handle(w, r, reqID, &f) })
 		return
 	}
 	rec := httptest.NewRecorder()
-	s.handle(rec, r, reqID, inj)
-	if inj != nil && inj.drop {
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
-	}
+	s.handle(rec, r, reqID, nil)
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
@@ -540,7 +506,7 @@ func match(pattern, path string) (map[string]string, bool) {
 	return out, true
 }
 
-func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, inj *injected) {
+func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, inj *fakekit.Fault) {
 	w.Header().Set("Content-Type", "application/json")
 	rest, ok := strings.CutPrefix(r.URL.Path, "/api/v1")
 	if !ok {
@@ -569,7 +535,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, in
 		s.write(w, s.route(r, rest, p, body, reqID))
 		return
 	}
-	// The idempotency state machine.
+	s.write(w, s.idempotent(r, rest, p, body, reqID, key, inj))
+}
+
+// idempotent is the idempotency state machine around a POST or PUT with a
+// key (docs/providers/agrenting.md, "Keys"): a key is kept with a
+// fingerprint of the request; the same key and body replays the answer, a
+// different body is refused, and a key still in progress is refused with
+// 409 IDEMPOTENCY_PENDING.
+func (s *Server) idempotent(r *http.Request, rest string, p *principal, body []byte, reqID, key string, inj *fakekit.Fault) reply {
 	sum := sha256.Sum256([]byte(p.agentID + "\x00" + key))
 	hashed := hex.EncodeToString(sum[:])
 	fp := sha256.Sum256(append([]byte(r.Method+" "+r.URL.Path+"\n"), body...))
@@ -581,31 +555,16 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, in
 		delete(s.idem, hashed)
 		e = nil
 	}
-	switch {
-	case e != nil && e.fingerprint != fingerprint:
-		s.mu.Unlock()
-		s.write(w, s.fail(reqID, 422, "IDEMPOTENCY_MISMATCH", "Idempotency key was already used with a different request", nil))
-		return
-	case e != nil && (e.state == "pending" || now.Before(e.pendingUntil)):
-		s.mu.Unlock()
-		s.write(w, s.fail(reqID, 409, "IDEMPOTENCY_PENDING", "A request with this idempotency key is still being processed", nil))
-		return
-	case e != nil && e.state == "completed":
-		st, b := http.StatusOK, e.body
-		s.mu.Unlock()
-		s.write(w, reply{st, b})
-		return
-	case e != nil && e.state == "failed_final":
-		st, b := e.status, e.body
-		s.mu.Unlock()
-		s.write(w, reply{st, b})
-		return
+	if e != nil {
+		defer s.mu.Unlock()
+		return s.replay(e, fingerprint, now, reqID)
 	}
 	e = &idemEntry{fingerprint: fingerprint, state: "pending", created: now}
 	s.idem[hashed] = e
 	s.mu.Unlock()
-	rep = s.route(r, rest, p, body, reqID)
+	rep := s.route(r, rest, p, body, reqID)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	switch {
 	case rep.status < 400:
 		e.state, e.status, e.body = "completed", rep.status, rep.body
@@ -616,11 +575,23 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string, in
 		// unknown: what the same key gets then; here it is free again.
 		delete(s.idem, hashed)
 	}
-	if inj != nil && inj.stall > 0 {
-		e.pendingUntil = s.now().Add(inj.stall)
+	if inj != nil && inj.Stall > 0 {
+		e.pendingUntil = s.now().Add(inj.Stall)
 	}
-	s.mu.Unlock()
-	s.write(w, rep)
+	return rep
+}
+
+// replay answers a request whose key has a record. Callers hold mu.
+func (s *Server) replay(e *idemEntry, fingerprint string, now time.Time, reqID string) reply {
+	switch {
+	case e.fingerprint != fingerprint:
+		return s.fail(reqID, 422, "IDEMPOTENCY_MISMATCH", "Idempotency key was already used with a different request", nil)
+	case e.state == "pending" || now.Before(e.pendingUntil):
+		return s.fail(reqID, 409, "IDEMPOTENCY_PENDING", "A request with this idempotency key is still being processed", nil)
+	case e.state == "completed":
+		return reply{http.StatusOK, e.body}
+	}
+	return reply{e.status, e.body} // failed_final
 }
 
 func readAll(r *http.Request) ([]byte, error) {
@@ -766,67 +737,95 @@ func randomBytes(n int) []byte {
 }
 
 func (s *Server) route(r *http.Request, rest string, p *principal, body []byte, reqID string) reply {
+	if rep, ok := s.routeAgent(r, rest, p, body, reqID); ok {
+		return rep
+	}
+	if rep, ok := s.routeTasks(r, rest, p, body, reqID); ok {
+		return rep
+	}
+	return s.fail(reqID, 404, "ROUTE_NOT_FOUND", "Route not found", nil)
+}
+
+// routeAgent serves the agent's own routes: its key, session, balance,
+// credentials and record.
+func (s *Server) routeAgent(r *http.Request, rest string, p *principal, body []byte, reqID string) (reply, bool) {
 	m := r.Method
 	if rest == RotateKeyPath && m == http.MethodPost {
-		return s.rotateKey(p, reqID)
+		return s.rotateKey(p, reqID), true
 	}
 	if v, ok := match(s.revokePath, rest); ok && m == http.MethodDelete {
-		return s.revoke(p, v["agent_id"], v["id"], reqID)
+		return s.revoke(p, v["agent_id"], v["id"], reqID), true
 	}
-	if rest == "/auth/logout" && m == http.MethodDelete {
-		return s.logout(r, p, reqID)
-	}
-	if rest == "/ledger/balance" && m == http.MethodGet {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		a := s.agents[p.agentID]
-		return s.ok(reqID, 200, map[string]any{"available": money(a.Balance), "escrow": money(a.Escrow), "total": money(a.Balance + a.Escrow), "currency": "USD"}, nil)
+	switch {
+	case rest == "/auth/logout" && m == http.MethodDelete:
+		return s.logout(r, p, reqID), true
+	case rest == "/ledger/balance" && m == http.MethodGet:
+		return s.balance(p, reqID), true
 	}
 	if v, ok := match(CredentialsPath, rest); ok {
 		switch {
 		case m == http.MethodGet && s.noList:
-			return s.fail(reqID, 404, "ROUTE_NOT_FOUND", "Route not found", nil)
+			return s.fail(reqID, 404, "ROUTE_NOT_FOUND", "Route not found", nil), true
 		case m == http.MethodGet:
-			return s.listCredentials(p, v["agent_id"], reqID)
+			return s.listCredentials(p, v["agent_id"], reqID), true
 		case m == http.MethodPost:
-			return s.createCredential(p, v["agent_id"], body, reqID)
+			return s.createCredential(p, v["agent_id"], body, reqID), true
 		}
 	}
 	if v, ok := match("/agents/:id", rest); ok && m == http.MethodGet {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		a := s.agents[v["id"]]
-		if a == nil {
-			return s.fail(reqID, 404, "NOT_FOUND", "Agent not found", nil)
-		}
-		return s.ok(reqID, 200, agentJSON(a), nil)
+		return s.getAgent(v["id"], reqID), true
 	}
-	if rest == "/tasks" {
-		switch m {
-		case http.MethodGet:
-			return s.listTasks(r, p, reqID)
-		case http.MethodPost:
-			return s.createTask(p, body, reqID)
-		}
+	return reply{}, false
+}
+
+// routeTasks serves tasks and their artifacts.
+func (s *Server) routeTasks(r *http.Request, rest string, p *principal, body []byte, reqID string) (reply, bool) {
+	m := r.Method
+	switch {
+	case rest == "/tasks" && m == http.MethodGet:
+		return s.listTasks(r, p, reqID), true
+	case rest == "/tasks" && m == http.MethodPost:
+		return s.createTask(p, body, reqID), true
 	}
 	if v, ok := match("/tasks/:id", rest); ok && m == http.MethodGet {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		t := s.tasks[v["id"]]
-		if t == nil || !visible(t, p) {
-			return s.fail(reqID, 404, "NOT_FOUND", "Task not found", nil)
-		}
-		return s.ok(reqID, 200, taskJSON(t), nil)
+		return s.getTask(p, v["id"], reqID), true
 	}
 	if v, ok := match("/tasks/:id/artifacts", rest); ok {
 		switch m {
 		case http.MethodGet:
-			return s.listArtifacts(r, p, v["id"], reqID)
+			return s.listArtifacts(r, p, v["id"], reqID), true
 		case http.MethodPost:
-			return s.createArtifacts(p, v["id"], body, reqID)
+			return s.createArtifacts(p, v["id"], body, reqID), true
 		}
 	}
-	return s.fail(reqID, 404, "ROUTE_NOT_FOUND", "Route not found", nil)
+	return reply{}, false
+}
+
+func (s *Server) balance(p *principal, reqID string) reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.agents[p.agentID]
+	return s.ok(reqID, 200, map[string]any{"available": money(a.Balance), "escrow": money(a.Escrow), "total": money(a.Balance + a.Escrow), "currency": "USD"}, nil)
+}
+
+func (s *Server) getAgent(id, reqID string) reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.agents[id]
+	if a == nil {
+		return s.fail(reqID, 404, "NOT_FOUND", "Agent not found", nil)
+	}
+	return s.ok(reqID, 200, agentJSON(a), nil)
+}
+
+func (s *Server) getTask(p *principal, id, reqID string) reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tasks[id]
+	if t == nil || !visible(t, p) {
+		return s.fail(reqID, 404, "NOT_FOUND", "Task not found", nil)
+	}
+	return s.ok(reqID, 200, taskJSON(t), nil)
 }
 
 func money(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) }
@@ -934,18 +933,19 @@ func (s *Server) listTasks(r *http.Request, p *principal, reqID string) reply {
 	return s.ok(reqID, 200, out, map[string]any{"pagination": pg})
 }
 
-func (s *Server) createTask(p *principal, body []byte, reqID string) reply {
-	var req struct {
-		Capability      *string         `json:"capability"`
-		Input           json.RawMessage `json:"input"`
-		MaxPrice        json.RawMessage `json:"max_price"`
-		ExecutionMode   *string         `json:"execution_mode"`
-		ProviderAgentID *string         `json:"provider_agent_id"`
-	}
+// taskRequest is the body of POST /tasks.
+type taskRequest struct {
+	Capability      *string         `json:"capability"`
+	Input           json.RawMessage `json:"input"`
+	MaxPrice        json.RawMessage `json:"max_price"`
+	ExecutionMode   *string         `json:"execution_mode"`
+	ProviderAgentID *string         `json:"provider_agent_id"`
+}
+
+// check returns the validation problems of req that need no state, by
+// field, and the price to escrow.
+func (req taskRequest) check() (map[string][]string, float64) {
 	details := map[string][]string{}
-	if err := json.Unmarshal(body, &req); err != nil {
-		return s.fail(reqID, 422, "VALIDATION_ERROR", "Validation failed", map[string][]string{"body": {"must be a JSON object"}})
-	}
 	if req.Capability == nil || strings.TrimSpace(*req.Capability) == "" {
 		details["capability"] = append(details["capability"], "can't be blank")
 	}
@@ -968,6 +968,15 @@ func (s *Server) createTask(p *principal, body []byte, reqID string) reply {
 	if req.ExecutionMode != nil && *req.ExecutionMode != "async" {
 		details["execution_mode"] = append(details["execution_mode"], "is invalid")
 	}
+	return details, price
+}
+
+func (s *Server) createTask(p *principal, body []byte, reqID string) reply {
+	var req taskRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return s.fail(reqID, 422, "VALIDATION_ERROR", "Validation failed", map[string][]string{"body": {"must be a JSON object"}})
+	}
+	details, price := req.check()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if req.ProviderAgentID != nil && *req.ProviderAgentID != "" && s.agents[*req.ProviderAgentID] == nil {

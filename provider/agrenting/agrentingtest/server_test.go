@@ -4,31 +4,14 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type answer struct {
 	status int
@@ -48,28 +31,11 @@ func (a answer) code() string {
 
 func call(t *testing.T, base, method, path string, headers map[string]string, body string) answer {
 	t.Helper()
-	var rdr io.Reader
-	if body != "" {
-		rdr = strings.NewReader(body)
+	a := providertest.Call(t, method, base+"/api/v1"+path, headers, body)
+	if a.Body == nil {
+		t.Fatalf("%s %s: an empty answer, not an envelope", method, path)
 	}
-	req, err := http.NewRequestWithContext(t.Context(), method, base+"/api/v1"+path, rdr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header}
-	if err := json.Unmarshal(raw, &a.body); err != nil {
-		t.Fatalf("%s %s: %q is not a JSON object", method, path, raw)
-	}
-	return a
+	return answer{status: a.Status, header: a.Header, body: a.Body}
 }
 
 func key(k string) map[string]string { return map[string]string{"X-API-Key": k} }
@@ -154,7 +120,7 @@ func TestAuthAndEnvelopes(t *testing.T) {
 }
 
 func TestAuthenticateLockout(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := providertest.NewClock()
 	s := New(WithClock(clk.Now))
 	hs := s.Start()
 	defer hs.Close()
@@ -207,7 +173,7 @@ func rawHeaders(t *testing.T, base, path string, headers map[string]string) stri
 }
 
 func TestRateLimitHeaders(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := providertest.NewClock()
 	s := New(WithClock(clk.Now), WithRateLimit(3))
 	hs := s.Start()
 	defer hs.Close()
@@ -275,7 +241,7 @@ func TestCursorPagination(t *testing.T) {
 }
 
 func TestIdempotencyStateMachine(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := providertest.NewClock()
 	s := New(WithClock(clk.Now))
 	hs := s.Start()
 	defer hs.Close()

@@ -475,28 +475,48 @@ func (s *Server) memSearch(w http.ResponseWriter, r *http.Request, k *Key) {
 		badRequest(w, problem)
 		return
 	}
-	// clamp(Math.round(topK ?? 5), 1, 20); clamp(threshold, 0, 1).
-	topK := 5
+	topK, threshold := searchLimits(body)
+	s.mu.Lock()
+	var out []map[string]any
+	if d.scope == "session" {
+		out = s.searchSession(k, d, topK)
+	} else {
+		out = s.searchUser(k, d, query, topK, threshold)
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"results": out, "count": len(out), "latencyMs": time.Since(start).Milliseconds()})
+}
+
+// searchLimits reads topK and threshold: clamp(Math.round(topK ?? 5), 1,
+// 20) and clamp(threshold, 0, 1).
+func searchLimits(body map[string]any) (topK int, threshold float64) {
+	topK = 5
 	if f, ok := body["topK"].(float64); ok {
 		topK = int(min(topKMax, max(1, math.Floor(f+0.5))))
 	}
-	threshold := managedThreshold
+	threshold = managedThreshold
 	if f, ok := body["threshold"].(float64); ok {
 		threshold = min(1, max(0, f))
 	}
+	return topK, threshold
+}
+
+// searchSession is a session's recent entries, unranked, similarity 1.
+// Callers hold mu.
+func (s *Server) searchSession(k *Key, d directive, topK int) []map[string]any {
 	out := []map[string]any{}
-	s.mu.Lock()
-	now := s.now()
-	if d.scope == "session" {
-		// Recent entries, unranked, similarity 1.
-		for _, e := range s.sessionEntries(k.ProjectID, d.scopeKey, topK, now) {
-			out = append(out, map[string]any{"id": sessionPlaceholderID, "content": e.Content, "score": 1, "namespace": nil,
-				"importance": e.Importance, "createdAt": jsTime(e.CreatedAt)})
-		}
-		s.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]any{"results": out, "count": len(out), "latencyMs": time.Since(start).Milliseconds()})
-		return
+	for _, e := range s.sessionEntries(k.ProjectID, d.scopeKey, topK, s.now()) {
+		out = append(out, map[string]any{"id": sessionPlaceholderID, "content": e.Content, "score": 1, "namespace": nil,
+			"importance": e.Importance, "createdAt": jsTime(e.CreatedAt)})
 	}
+	return out
+}
+
+// searchUser ranks the user-scope memories d names by their overlap with
+// query, best and newest first, and touches the topK returned. Callers
+// hold mu.
+func (s *Server) searchUser(k *Key, d directive, query string, topK int, threshold float64) []map[string]any {
+	now := s.now()
 	qw := words(query)
 	type hit struct {
 		m     *Memory
@@ -510,15 +530,7 @@ func (s *Server) memSearch(w http.ResponseWriter, r *http.Request, k *Key) {
 			(!m.ExpiresAt.IsZero() && !m.ExpiresAt.After(now)) {
 			continue
 		}
-		mw := words(m.Content)
-		n := 0
-		for w := range qw {
-			if mw[w] {
-				n++
-			}
-		}
-		score := float64(n) / float64(max(1, len(qw)))
-		if n > 0 && score > threshold { // similarity > p_threshold
+		if score, n := overlap(qw, words(m.Content)); n > 0 && score > threshold { // similarity > p_threshold
 			hits = append(hits, hit{m, score})
 		}
 	}
@@ -528,15 +540,26 @@ func (s *Server) memSearch(w http.ResponseWriter, r *http.Request, k *Key) {
 		}
 		return hits[i].m.CreatedAt.After(hits[j].m.CreatedAt)
 	})
-	hits = hits[:min(topK, len(hits))]
-	for _, h := range hits {
+	out := []map[string]any{}
+	for _, h := range hits[:min(topK, len(hits))] {
 		h.m.AccessCount++ // touch_gateway_memories
 		h.m.LastAccessedAt = dbTime(now)
 		out = append(out, map[string]any{"id": h.m.ID, "content": h.m.Content, "score": math.Round(h.score*1000) / 1000,
 			"namespace": nullable(h.m.Namespace), "importance": h.m.Importance, "createdAt": pgTime(h.m.CreatedAt), "source": "vector"})
 	}
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"results": out, "count": len(out), "latencyMs": time.Since(start).Milliseconds()})
+	return out
+}
+
+// overlap is the share of the query's words found in a memory's, and how
+// many were.
+func overlap(query, memory map[string]bool) (float64, int) {
+	n := 0
+	for w := range query {
+		if memory[w] {
+			n++
+		}
+	}
+	return float64(n) / float64(max(1, len(query))), n
 }
 
 var uuidShape = regexp.MustCompile(`^(?i:[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})$`)

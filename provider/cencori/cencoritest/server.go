@@ -39,12 +39,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/provider/internal/fakekit"
 )
 
 // Key types and environments as Cencori stores them (api_keys.key_type,
@@ -165,15 +166,6 @@ type record struct {
 	tokens  int
 }
 
-type injected struct {
-	method  string // "" matches any
-	path    string // "" matches any
-	status  int
-	headers map[string]string
-	body    string
-	drop    bool
-}
-
 // Server is the fake. It is an http.Handler and safe for concurrent use.
 type Server struct {
 	mu            sync.Mutex
@@ -189,8 +181,8 @@ type Server struct {
 	sessions      map[string]*sessionList // project + "/" + sessionId
 	window        map[string][]time.Time  // project -> request times in the window
 	history       map[string][]record     // project -> gateway requests, for /v1/metrics
-	requests      map[string]int          // path -> count, every request
-	inject        []injected
+	log           fakekit.Log             // every request, counted
+	faults        fakekit.Faults          // matched by method and path
 	lastCreated   time.Time
 	reqSeq        int
 }
@@ -231,7 +223,6 @@ func New(opts ...Option) *Server {
 		sessions:   map[string]*sessionList{},
 		window:     map[string][]time.Time{},
 		history:    map[string][]record{},
-		requests:   map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -332,9 +323,7 @@ func (s *Server) FailNext(status int, headers map[string]string, body string) {
 // FailNextOn is FailNext for the next request with this method and path
 // ("" matches any).
 func (s *Server) FailNextOn(method, path string, status int, headers map[string]string, body string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inject = append(s.inject, injected{method: method, path: path, status: status, headers: headers, body: body})
+	s.faults.Fail(method, path, status, headers, body)
 }
 
 // DropNextResponse makes the next request be handled in full (a write is
@@ -344,30 +333,14 @@ func (s *Server) DropNextResponse() { s.DropNextResponseOn("", "") }
 
 // DropNextResponseOn is DropNextResponse for the next request with this
 // method and path ("" matches any).
-func (s *Server) DropNextResponseOn(method, path string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inject = append(s.inject, injected{method: method, path: path, drop: true})
-}
+func (s *Server) DropNextResponseOn(method, path string) { s.faults.Drop(method, path) }
 
 // Requests counts the requests received for path, injected failures
 // included.
-func (s *Server) Requests(path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests[path]
-}
+func (s *Server) Requests(path string) int { return s.log.Count(path) }
 
 // TotalRequests counts every request received.
-func (s *Server) TotalRequests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.requests {
-		n += c
-	}
-	return n
-}
+func (s *Server) TotalRequests() int { return s.log.Total() }
 
 // Memories returns copies of a project's memories, newest first.
 func (s *Server) Memories(projectID string) []Memory {
@@ -417,41 +390,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.log.Add(r, "")
 	s.mu.Lock()
-	s.requests[r.URL.Path]++
 	s.reqSeq++
 	reqID := fmt.Sprintf("req_%06d", s.reqSeq)
-	var inj *injected
-	for i, in := range s.inject {
-		if (in.method == "" || in.method == r.Method) && (in.path == "" || in.path == r.URL.Path) {
-			inj = &in
-			s.inject = slices.Delete(s.inject, i, i+1)
-			break
-		}
-	}
 	s.mu.Unlock()
 	setRaw(w, "X-Request-Id", reqID)
-	if inj != nil && !inj.drop {
-		for k, v := range inj.headers {
-			w.Header().Set(k, v)
-		}
-		if w.Header().Get("Content-Type") == "" {
-			w.Header().Set("Content-Type", "application/json")
-		}
-		w.WriteHeader(inj.status)
-		_, _ = w.Write([]byte(inj.body))
+	if f, ok := s.faults.Take(r); ok {
+		s.faults.Serve(w, f, func(w http.ResponseWriter) { s.route(w, r) })
 		return
-	}
-	if inj != nil && inj.drop {
-		rec := httptest.NewRecorder()
-		s.route(rec, r)
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
 	}
 	s.route(w, r)
 }

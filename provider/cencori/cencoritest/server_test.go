@@ -1,35 +1,17 @@
 package cencoritest
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/provider/internal/providertest"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type answer struct {
 	status int
@@ -39,30 +21,8 @@ type answer struct {
 
 func call(t *testing.T, base, method, path string, headers map[string]string, body string) answer {
 	t.Helper()
-	var rdr io.Reader
-	if body != "" {
-		rdr = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, base+path, rdr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &a.body); err != nil {
-			t.Fatalf("%s %s: body %q is not a JSON object", method, path, raw)
-		}
-	}
-	return a
+	a := providertest.Call(t, method, base+path, headers, body)
+	return answer{status: a.Status, header: a.Header, body: a.Body}
 }
 
 func key(k string) map[string]string     { return map[string]string{"CENCORI_API_KEY": k} }
@@ -219,7 +179,7 @@ func TestMetricsAuthQuirks(t *testing.T) {
 }
 
 func TestRateWindow(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	clk := providertest.NewClockAt(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
 	s := New(WithClock(clk.Now), WithMemoryEnabled())
 	hs := s.Start()
 	defer hs.Close()
@@ -420,7 +380,7 @@ func TestScopeDefaultsToUser(t *testing.T) {
 // Finding: session-scope writes answer the placeholder id mem_session, which
 // cannot be read back; the session keeps its newest 20 entries.
 func TestSessionScope(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	clk := providertest.NewClockAt(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
 	s := New(WithMemoryEnabled(), WithClock(clk.Now))
 	hs := s.Start()
 	defer hs.Close()

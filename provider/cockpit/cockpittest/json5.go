@@ -26,6 +26,13 @@ func (o *object) get(k string) (any, bool) {
 	return v, ok
 }
 
+// Keys and Get make an object a fakekit.Object, which the query matcher
+// reads.
+func (o *object) Keys() []string { return o.keys }
+
+// Get is get.
+func (o *object) Get(k string) (any, bool) { return o.get(k) }
+
 // set replaces a key in place or appends it, as assigning to a PHP array
 // key does.
 func (o *object) set(k string, v any) {
@@ -363,100 +370,67 @@ func (d *decoder) str() (any, error) {
 		if d.i >= len(d.s) {
 			break
 		}
-		e := d.s[d.i]
-		d.i++
-		switch e {
-		case '"', '\\', '/':
-			b.WriteByte(e)
-		case '\'':
-			if !d.json5 {
-				return nil, d.fail("bad escape")
-			}
-			b.WriteByte(e)
-		case 'b':
-			b.WriteByte('\b')
-		case 'f':
-			b.WriteByte('\f')
-		case 'n':
-			b.WriteByte('\n')
-		case 'r':
-			b.WriteByte('\r')
-		case 't':
-			b.WriteByte('\t')
-		case '\n':
-			if !d.json5 {
-				return nil, d.fail("bad escape")
-			}
-		case 'u':
-			r, ok := hex4(d.s[d.i:])
-			if !ok {
-				return nil, d.fail("bad \\u escape")
-			}
-			d.i += 4
-			if utf16.IsSurrogate(r) && strings.HasPrefix(d.s[d.i:], `\u`) {
-				if r2, ok := hex4(d.s[d.i+2:]); ok {
-					if p := utf16.DecodeRune(r, r2); p != utf8.RuneError {
-						r = p
-						d.i += 6
-					}
-				}
-			}
-			b.WriteRune(r)
-		default:
-			return nil, d.fail("bad escape")
+		if err := d.escape(&b); err != nil {
+			return nil, err
 		}
 	}
 	return nil, d.fail("unterminated string")
 }
 
+// simpleEscapes are the one-character escapes JSON has.
+var simpleEscapes = map[byte]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}
+
+// escape reads the escape after a backslash into b: JSON's, and JSON5's
+// \' and escaped line break.
+func (d *decoder) escape(b *strings.Builder) error {
+	e := d.s[d.i]
+	d.i++
+	if c, ok := simpleEscapes[e]; ok {
+		b.WriteByte(c)
+		return nil
+	}
+	switch {
+	case e == '\'' && d.json5:
+		b.WriteByte(e)
+	case e == '\n' && d.json5:
+	case e == 'u':
+		r, ok := hex4(d.s[d.i:])
+		if !ok {
+			return d.fail("bad \\u escape")
+		}
+		d.i += 4
+		if utf16.IsSurrogate(r) && strings.HasPrefix(d.s[d.i:], `\u`) {
+			if r2, ok := hex4(d.s[d.i+2:]); ok {
+				if p := utf16.DecodeRune(r, r2); p != utf8.RuneError {
+					r = p
+					d.i += 6
+				}
+			}
+		}
+		b.WriteRune(r)
+	default:
+		return d.fail("bad escape")
+	}
+	return nil
+}
+
 func (d *decoder) number() (any, error) {
 	start := d.i
 	if d.json5 {
-		sign := 1.0
-		switch d.peek() {
-		case '-':
-			sign = -1
-			d.i++
-		case '+':
-			d.i++
-		}
-		switch {
-		case strings.HasPrefix(d.s[d.i:], "Infinity"):
-			d.i += len("Infinity")
-			return sign * math.Inf(1), nil
-		case strings.HasPrefix(d.s[d.i:], "NaN"):
-			d.i += len("NaN")
-			return math.NaN(), nil
-		case strings.HasPrefix(d.s[d.i:], "0x") || strings.HasPrefix(d.s[d.i:], "0X"):
-			d.i += 2
-			h := d.i
-			for d.i < len(d.s) && strings.IndexByte("0123456789abcdefABCDEF", d.s[d.i]) >= 0 {
-				d.i++
-			}
-			n, err := strconv.ParseUint(d.s[h:d.i], 16, 64)
-			if err != nil {
-				return nil, d.fail("bad hex number")
-			}
-			return sign * float64(n), nil
-		}
-		if d.peek() == '0' && d.i+1 < len(d.s) && d.s[d.i+1] >= '0' && d.s[d.i+1] <= '9' {
-			return nil, d.fail("octal literal")
+		if v, done, err := d.json5Number(); done {
+			return v, err
 		}
 	} else if d.peek() == '-' {
 		d.i++
 	}
 	digits := d.i
-	for d.i < len(d.s) && (d.s[d.i] >= '0' && d.s[d.i] <= '9' || d.s[d.i] == '.') {
-		d.i++
-	}
+	d.skipDigits(true)
 	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
 		d.i++
 		if d.i < len(d.s) && (d.s[d.i] == '+' || d.s[d.i] == '-') {
 			d.i++
 		}
-		for d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
-			d.i++
-		}
+		d.skipDigits(false)
 	}
 	text := d.s[start:d.i]
 	if !d.json5 && !strictNumber(d.s[digits:d.i]) {
@@ -469,26 +443,66 @@ func (d *decoder) number() (any, error) {
 	return f, nil
 }
 
-// strictNumber checks JSON's number grammar after the minus sign.
+// json5Number reads JSON5's sign and, after it, the numbers JSON lacks
+// (Infinity, NaN, hex); done is false when a decimal number follows, to
+// be read as JSON's. A leading zero before a digit is an octal literal,
+// which JSON5 refuses.
+func (d *decoder) json5Number() (v any, done bool, err error) {
+	sign := 1.0
+	switch d.peek() {
+	case '-':
+		sign = -1
+		d.i++
+	case '+':
+		d.i++
+	}
+	rest := d.s[d.i:]
+	switch {
+	case strings.HasPrefix(rest, "Infinity"):
+		d.i += len("Infinity")
+		return sign * math.Inf(1), true, nil
+	case strings.HasPrefix(rest, "NaN"):
+		d.i += len("NaN")
+		return math.NaN(), true, nil
+	case strings.HasPrefix(rest, "0x") || strings.HasPrefix(rest, "0X"):
+		d.i += 2
+		h := d.i
+		for d.i < len(d.s) && strings.IndexByte("0123456789abcdefABCDEF", d.s[d.i]) >= 0 {
+			d.i++
+		}
+		n, err := strconv.ParseUint(d.s[h:d.i], 16, 64)
+		if err != nil {
+			return nil, true, d.fail("bad hex number")
+		}
+		return sign * float64(n), true, nil
+	case d.peek() == '0' && d.i+1 < len(d.s) && d.s[d.i+1] >= '0' && d.s[d.i+1] <= '9':
+		return nil, true, d.fail("octal literal")
+	}
+	return nil, false, nil
+}
+
+// skipDigits moves past digits (and points, with dots).
+func (d *decoder) skipDigits(dots bool) {
+	for d.i < len(d.s) && (d.s[d.i] >= '0' && d.s[d.i] <= '9' || dots && d.s[d.i] == '.') {
+		d.i++
+	}
+}
+
+// strictNumber checks JSON's number grammar after the minus sign: an
+// integer without leading zeros, then an optional fraction and exponent,
+// each with at least one digit.
 func strictNumber(s string) bool {
 	i := 0
 	switch {
 	case i < len(s) && s[i] == '0':
 		i++
 	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
+		i = afterDigits(s, i)
 	default:
 		return false
 	}
 	if i < len(s) && s[i] == '.' {
-		i++
-		n := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == n {
+		if i = afterDigits(s, i+1); s[i-1] == '.' {
 			return false
 		}
 	}
@@ -498,12 +512,17 @@ func strictNumber(s string) bool {
 			i++
 		}
 		n := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == n {
+		if i = afterDigits(s, i); i == n {
 			return false
 		}
 	}
 	return i == len(s)
+}
+
+// afterDigits is the index after the digits of s from i.
+func afterDigits(s string, i int) int {
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/keygate/keygate/provider/internal/fakekit"
 )
 
 // Cockpit 2.13.2 stores items in SQLite through MongoLite. A filter is
@@ -19,12 +21,42 @@ import (
 // float64 (INTEGER or REAL) and string (TEXT).
 type sqlNull struct{}
 
-// matches reports whether doc passes criteria the way Cockpit decides it.
+// matches reports whether doc passes criteria the way Cockpit decides it:
+// in SQL when the optimizer can translate the filter (Q2), else in PHP.
 func matches(doc *object, criteria *object) bool {
 	if optimizable(criteria) {
-		return sqlMatch(doc, criteria)
+		return sqlQueries.Match(doc, criteria)
 	}
-	return phpMatch(doc, criteria)
+	return phpQueries.Match(doc, criteria)
+}
+
+func asObject(v any) (fakekit.Object, bool) {
+	o, ok := v.(*object)
+	return o, ok
+}
+
+// sqlQueries evaluates a filter as the SQL QueryOptimizer makes of it:
+// top-level fields, every condition object an operator object, and an
+// empty $or matching nothing, an empty $and everything (Q3, Q4, Q6).
+var sqlQueries = &fakekit.Dialect{
+	Object:              asObject,
+	Lookup:              func(doc fakekit.Object, field string) (any, bool) { return doc.Get(field) },
+	Operators:           func(fakekit.Object) bool { return true },
+	Equal:               func(val any, exists bool, want any) bool { return newSQLField(val, exists).equals(want) },
+	Ops:                 sqlOps,
+	EmptyListIsCriteria: true,
+}
+
+// phpQueries evaluates a filter as UtilArrayQuery does (Q5): dotted paths
+// into objects and lists, an operator object whose first key is one, and
+// an empty list among $and, $or and $nor as empty criteria.
+var phpQueries = &fakekit.Dialect{
+	Object:              asObject,
+	Lookup:              func(doc fakekit.Object, path string) (any, bool) { return nestedValue(doc, path) },
+	Operators:           func(o fakekit.Object) bool { keys := o.Keys(); return len(keys) > 0 && strings.HasPrefix(keys[0], "$") },
+	Equal:               phpEqual,
+	Condition:           func(val any, exists bool, cond fakekit.Object) bool { return phpCondition(val, exists, cond.(*object)) },
+	EmptyListIsCriteria: true,
 }
 
 // optimizable mirrors QueryOptimizer::optimize returning null (docs Q2):
@@ -120,96 +152,83 @@ func isScalar(v any) bool {
 
 func isScalarOrNull(v any) bool { return v == nil || isScalar(v) }
 
-// sqlMatch evaluates criteria with SQLite's semantics: json_extract and
-// json_each values compared with no affinity (docs Q3, Q4).
-func sqlMatch(doc *object, c *object) bool {
-	for _, k := range c.keys {
-		v := c.vals[k]
-		switch k {
-		case "$or":
-			list := v.([]any)
-			if len(list) == 0 {
-				return false // QueryOptimizer returns '0' for the whole criteria
-			}
-			if !slices.ContainsFunc(list, func(sub any) bool { return sqlMatchSub(doc, sub) }) {
-				return false
-			}
-		case "$and":
-			list := v.([]any)
-			if len(list) == 0 {
-				return true // QueryOptimizer returns '1' for the whole criteria
-			}
-			for _, sub := range list {
-				if !sqlMatchSub(doc, sub) {
-					return false
-				}
-			}
-		default:
-			if !sqlCondition(doc, k, v) {
-				return false
-			}
-		}
-	}
-	return true
+// sqlField is a field as SQLite sees it, with no type affinity (Q3, Q4):
+// json_extract's value and json_each's values.
+type sqlField struct {
+	raw     any
+	present bool
+	ext     any
+	each    []any
 }
 
-func sqlMatchSub(doc *object, sub any) bool {
-	if o, ok := sub.(*object); ok {
-		return sqlMatch(doc, o)
-	}
-	return true // empty criteria
+func newSQLField(raw any, present bool) sqlField {
+	return sqlField{raw: raw, present: present, ext: sqlValue(raw, present), each: eachValues(raw, present)}
 }
 
-func sqlCondition(doc *object, field string, cond any) bool {
-	raw, present := doc.get(field)
-	ext := sqlValue(raw, present)
-	each := eachValues(raw, present)
-	eq := func(q any) bool {
-		return sqlEq(ext, q) || slices.ContainsFunc(each, func(e any) bool { return sqlEq(e, q) })
+func (f sqlField) isNull() bool { return f.ext == sqlNull{} }
+
+// eq is "json_extract = q OR EXISTS (json_each ... value = q)".
+func (f sqlField) eq(q any) bool {
+	return sqlEq(f.ext, q) || slices.ContainsFunc(f.each, func(e any) bool { return sqlEq(e, q) })
+}
+
+// equals is {"field": want}: null matches a missing or null field.
+func (f sqlField) equals(want any) bool {
+	if want == nil {
+		return f.isNull()
 	}
-	ops, isOps := cond.(*object)
-	if !isOps {
-		if cond == nil {
-			return ext == sqlNull{}
+	return f.eq(quoteSQL(want))
+}
+
+// in reports "x IN list" for the value or any element.
+func (f sqlField) in(list []any) bool {
+	return inList(f.ext, list) == 1 || slices.ContainsFunc(f.each, func(e any) bool { return inList(e, list) == 1 })
+}
+
+// sqlOp is an operator the optimizer translates, on a field.
+func sqlOp(eval func(f sqlField, arg any) bool) fakekit.Op {
+	return func(val any, exists bool, arg any, _ fakekit.Object) bool { return eval(newSQLField(val, exists), arg) }
+}
+
+// sqlCompareOp is $gt and friends: NULL compares to nothing.
+func sqlCompareOp(holds func(c int) bool) fakekit.Op {
+	return sqlOp(func(f sqlField, arg any) bool {
+		c, comparable := sqlCompare(f.ext, quoteSQL(arg))
+		return comparable && holds(c)
+	})
+}
+
+// sqlOps are the operators of docs Q2 as SQL evaluates them.
+var sqlOps = map[string]fakekit.Op{
+	"$eq": sqlOp(func(f sqlField, arg any) bool { return f.equals(arg) }),
+	"$ne": sqlOp(func(f sqlField, arg any) bool {
+		if arg == nil {
+			return !f.isNull()
 		}
-		return eq(quoteSQL(cond))
-	}
-	for _, op := range ops.keys {
-		arg := ops.vals[op]
-		ok := false
-		switch op {
-		case "$eq":
-			ok = arg == nil && ext == sqlNull{} || arg != nil && eq(quoteSQL(arg))
-		case "$ne":
-			if arg == nil {
-				ok = ext != sqlNull{}
-			} else {
-				q := quoteSQL(arg)
-				ok = (sqlNe(ext, q) || ext == sqlNull{}) && !slices.ContainsFunc(each, func(e any) bool { return sqlEq(e, q) })
-			}
-		case "$gt", "$gte", "$lt", "$lte":
-			c, comparable := sqlCompare(ext, quoteSQL(arg))
-			ok = comparable && (op == "$gt" && c > 0 || op == "$gte" && c >= 0 || op == "$lt" && c < 0 || op == "$lte" && c <= 0)
-		case "$in":
-			list := quoteList(arg.([]any))
-			ok = len(list) > 0 && (inList(ext, list) == 1 || slices.ContainsFunc(each, func(e any) bool { return inList(e, list) == 1 }))
-		case "$nin":
-			list := quoteList(arg.([]any))
-			ok = len(list) == 0 || (inList(ext, list) == 0 || ext == sqlNull{}) && !slices.ContainsFunc(each, func(e any) bool { return inList(e, list) == 1 })
-		case "$exists":
-			ok = present == phpTruthy(arg)
-		case "$size":
-			list, isList := raw.([]any)
-			ok = present && isList && float64(len(list)) == arg.(float64)
-		case "$type":
-			want, _ := jsonTypes(arg)
-			ok = present && slices.Contains(want, jsonType(raw))
-		}
-		if !ok {
-			return false
-		}
-	}
-	return true
+		q := quoteSQL(arg)
+		return (sqlNe(f.ext, q) || f.isNull()) && !slices.ContainsFunc(f.each, func(e any) bool { return sqlEq(e, q) })
+	}),
+	"$gt":  sqlCompareOp(func(c int) bool { return c > 0 }),
+	"$gte": sqlCompareOp(func(c int) bool { return c >= 0 }),
+	"$lt":  sqlCompareOp(func(c int) bool { return c < 0 }),
+	"$lte": sqlCompareOp(func(c int) bool { return c <= 0 }),
+	"$in": sqlOp(func(f sqlField, arg any) bool {
+		list := quoteList(arg.([]any))
+		return len(list) > 0 && f.in(list)
+	}),
+	"$nin": sqlOp(func(f sqlField, arg any) bool {
+		list := quoteList(arg.([]any))
+		return len(list) == 0 || (inList(f.ext, list) == 0 || f.isNull()) && !slices.ContainsFunc(f.each, func(e any) bool { return inList(e, list) == 1 })
+	}),
+	"$exists": sqlOp(func(f sqlField, arg any) bool { return f.present == phpTruthy(arg) }),
+	"$size": sqlOp(func(f sqlField, arg any) bool {
+		list, isList := f.raw.([]any)
+		return f.present && isList && float64(len(list)) == arg.(float64)
+	}),
+	"$type": sqlOp(func(f sqlField, arg any) bool {
+		want, _ := jsonTypes(arg)
+		return f.present && slices.Contains(want, jsonType(f.raw))
+	}),
 }
 
 // sqlValue is json_extract(document, '$.field'): NULL for a missing key
@@ -410,73 +429,41 @@ func jsonTypes(arg any) ([]string, bool) {
 	return nil, false
 }
 
-// phpMatch is UtilArrayQuery::evaluateCondition for the filters the
-// optimizer leaves to PHP: dotted paths (which walk into arrays) and
-// operators such as $regex, $not and $nor. It covers the operators of
-// docs Q5; others match nothing (docs "Not reproduced").
-func phpMatch(doc any, c *object) bool {
-	for _, k := range c.keys {
-		v := c.vals[k]
-		switch k {
-		case "$and", "$or", "$nor":
-			list, ok := v.([]any)
-			if !ok {
-				return false
-			}
-			n := 0
-			for _, sub := range list {
-				if o, ok := sub.(*object); ok && phpMatch(doc, o) || isEmptyList(sub) {
-					n++
-				}
-			}
-			if k == "$and" && n != len(list) || k == "$or" && n == 0 || k == "$nor" && n > 0 {
-				return false
-			}
-			continue
-		}
-		val, exists := nestedValue(doc, k)
-		if ops, ok := v.(*object); ok && len(ops.keys) > 0 && strings.HasPrefix(ops.keys[0], "$") {
-			if e, has := ops.get("$exists"); has {
-				if exists != phpTruthy(e) {
-					return false
-				}
-				rest := ops.clone()
-				rest.del("$exists")
-				if len(rest.keys) > 0 && (!exists || !phpCheck(val, rest)) {
-					return false
-				}
-				continue
-			}
-			if !phpCheck(val, ops) {
-				return false
-			}
-			continue
-		}
-		switch {
-		case v == nil:
-			if exists && val != nil {
-				return false
-			}
-		case !exists:
-			return false
-		default:
-			if list, isList := val.([]any); isList && !isArray(v) {
-				if !arrayContains(list, v) {
-					return false
-				}
-			} else if list, isList := v.([]any); isList && !isArray(val) {
-				if !slices.ContainsFunc(list, func(e any) bool { return phpLooseEqual(val, e) }) {
-					return false
-				}
-			} else if !phpLooseEqual(val, v) {
-				return false
-			}
-		}
+// phpCondition is UtilArrayQuery::evaluateCondition for an operator
+// object, which covers the operators of docs Q5 (others match nothing,
+// docs "Not reproduced"): $exists tests the key, and the other operators
+// need it.
+func phpCondition(val any, exists bool, ops *object) bool {
+	e, has := ops.get("$exists")
+	if !has {
+		return phpCheck(val, ops)
 	}
-	return true
+	if exists != phpTruthy(e) {
+		return false
+	}
+	rest := ops.clone()
+	rest.del("$exists")
+	return len(rest.keys) == 0 || exists && phpCheck(val, rest)
 }
 
-func isEmptyList(v any) bool { l, ok := v.([]any); return ok && len(l) == 0 }
+// phpEqual is a field compared with a value (not an operator object) in
+// PHP: null matches a missing or null field; a list field contains the
+// value; a list value contains the field's.
+func phpEqual(val any, exists bool, v any) bool {
+	switch {
+	case v == nil:
+		return !exists || val == nil
+	case !exists:
+		return false
+	}
+	if list, isList := val.([]any); isList && !isArray(v) {
+		return arrayContains(list, v)
+	}
+	if list, isList := v.([]any); isList && !isArray(val) {
+		return slices.ContainsFunc(list, func(e any) bool { return phpLooseEqual(val, e) })
+	}
+	return phpLooseEqual(val, v)
+}
 
 func isArray(v any) bool {
 	switch v.(type) {
@@ -582,42 +569,42 @@ func phpEvaluate(op string, a, b any, ops *object) bool {
 		return op == "$gt" && c > 0 || op == "$gte" && c >= 0 || op == "$lt" && c < 0 || op == "$lte" && c <= 0
 	case "$in", "$nin":
 		list, ok := b.([]any)
-		if !ok {
-			return false
-		}
-		in := slices.ContainsFunc(list, func(e any) bool { return phpLooseEqual(a, e) })
-		return in == (op == "$in")
+		return ok && slices.ContainsFunc(list, func(e any) bool { return phpLooseEqual(a, e) }) == (op == "$in")
 	case "$exists":
 		return true
 	case "$regex":
-		pat, ok := b.(string)
-		s, isStr := a.(string)
-		if !ok || !isStr {
-			return false
-		}
-		if !strings.HasPrefix(pat, "/") {
-			pat = "(?i)" + pat // Cockpit wraps a bare pattern as /pattern/iu
-		} else if end := strings.LastIndex(pat, "/"); end > 0 {
-			flags := pat[end+1:]
-			pat = pat[1:end]
-			if strings.Contains(flags, "i") {
-				pat = "(?i)" + pat
-			}
-		}
-		if o, _ := ops.get("$options"); o != nil {
-			if os, _ := o.(string); strings.Contains(os, "i") && !strings.HasPrefix(pat, "(?i)") {
-				pat = "(?i)" + pat
-			}
-		}
-		re, err := regexp.Compile(pat)
-		return err == nil && re.MatchString(s)
+		return phpRegex(a, b, ops)
 	case "$not":
-		if sub, ok := b.(*object); ok {
-			return !phpCheck(a, sub)
-		}
-		return false
+		sub, ok := b.(*object)
+		return ok && !phpCheck(a, sub)
 	}
 	return false // Unknown operator: Cockpit throws (a 500); the fake matches nothing
+}
+
+// phpRegex is $regex: a string matches the pattern, which Cockpit wraps as
+// /pattern/iu when it has no slashes; an i flag or $options i ignores case.
+func phpRegex(a, b any, ops *object) bool {
+	pat, ok := b.(string)
+	s, isStr := a.(string)
+	if !ok || !isStr {
+		return false
+	}
+	if !strings.HasPrefix(pat, "/") {
+		pat = "(?i)" + pat
+	} else if end := strings.LastIndex(pat, "/"); end > 0 {
+		flags := pat[end+1:]
+		pat = pat[1:end]
+		if strings.Contains(flags, "i") {
+			pat = "(?i)" + pat
+		}
+	}
+	if o, _ := ops.get("$options"); o != nil {
+		if os, _ := o.(string); strings.Contains(os, "i") && !strings.HasPrefix(pat, "(?i)") {
+			pat = "(?i)" + pat
+		}
+	}
+	re, err := regexp.Compile(pat)
+	return err == nil && re.MatchString(s)
 }
 
 // phpCompareForOp is the comparison UtilArrayQuery uses for $gt and

@@ -26,11 +26,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/provider/internal/fakekit"
 )
 
 // Demo keys of a server made with New. They are fake values in the shape
@@ -69,21 +70,7 @@ type Model struct {
 type Item map[string]any
 
 // Request is one request the server received.
-type Request struct {
-	Method string
-	Path   string
-	Query  url.Values
-	Header http.Header
-	Body   string
-}
-
-type failure struct {
-	method, suffix string
-	status         int
-	headers        map[string]string
-	body           string
-	drop           bool
-}
+type Request = fakekit.Request
 
 type user struct {
 	id, name, role, apiKey string
@@ -102,9 +89,8 @@ type Server struct {
 	now       func() time.Time
 	unhealthy bool
 	cache     map[string][]byte
-	counts    map[string]int
-	seen      []Request
-	fails     []failure
+	log       fakekit.Log    // every request, kept
+	faults    fakekit.Faults // matched by path suffix
 	base      string
 }
 
@@ -130,7 +116,7 @@ func WithPublicKey(role string) Option { return func(s *Server) { s.keys["public
 // New returns a fake seeded with demo models, items, roles and keys.
 func New(opts ...Option) *Server {
 	s := &Server{now: time.Now, items: map[string][]*object{}, keys: map[string]*string{}, roles: map[string]map[string]bool{},
-		cache: map[string][]byte{}, counts: map[string]int{}}
+		cache: map[string][]byte{}, log: fakekit.Log{Keep: true}, faults: fakekit.Faults{Suffix: true}}
 	s.seed()
 	for _, o := range opts {
 		o(s)
@@ -216,24 +202,18 @@ func (s *Server) FailNext(status int, headers map[string]string, body string) {
 // FailNextRequest makes the next request with this method ("" any) whose
 // path ends in suffix ("" any) get this answer. Failures queue up.
 func (s *Server) FailNextRequest(method, suffix string, status int, headers map[string]string, body string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fails = append(s.fails, failure{method: method, suffix: suffix, status: status, headers: headers, body: body})
+	s.faults.Fail(method, suffix, status, headers, body)
 }
 
 // DropAnswerTo makes the next matching request take effect and then lose
 // its answer (the connection is closed).
-func (s *Server) DropAnswerTo(method, suffix string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fails = append(s.fails, failure{method: method, suffix: suffix, drop: true})
-}
+func (s *Server) DropAnswerTo(method, suffix string) { s.faults.Drop(method, suffix) }
 
 // Requests returns how many requests reached path (without the query).
-func (s *Server) Requests(path string) int { s.mu.Lock(); defer s.mu.Unlock(); return s.counts[path] }
+func (s *Server) Requests(path string) int { return s.log.Count(path) }
 
 // Seen returns every request received, in order.
-func (s *Server) Seen() []Request { s.mu.Lock(); defer s.mu.Unlock(); return slices.Clone(s.seen) }
+func (s *Server) Seen() []Request { return s.log.Seen() }
 
 // Item returns a stored item (published or not).
 func (s *Server) Item(model, id string) (Item, bool) {
@@ -327,31 +307,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	raw, _ := io.ReadAll(io.LimitReader(r.Body, 8<<20))
-	s.counts[r.URL.Path]++
-	s.seen = append(s.seen, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone(), Body: string(raw)})
-	for i, f := range s.fails {
-		if (f.method == "" || f.method == r.Method) && strings.HasSuffix(r.URL.Path, f.suffix) {
-			s.fails = slices.Delete(s.fails, i, i+1)
-			if f.drop {
-				s.route(httptest.NewRecorder(), r, raw)
-				if hj, ok := w.(http.Hijacker); ok {
-					if conn, _, err := hj.Hijack(); err == nil {
-						_ = conn.Close()
-						return
-					}
-				}
-				panic(http.ErrAbortHandler)
-			}
-			for k, v := range f.headers {
-				w.Header().Set(k, v)
-			}
-			if w.Header().Get("Content-Type") == "" {
-				w.Header().Set("Content-Type", "application/json")
-			}
-			w.WriteHeader(f.status)
-			_, _ = w.Write([]byte(f.body))
-			return
-		}
+	s.log.Add(r, string(raw))
+	if f, ok := s.faults.Take(r); ok {
+		s.faults.Serve(w, f, func(w http.ResponseWriter) { s.route(w, r, raw) })
+		return
 	}
 	s.route(w, r, raw)
 }

@@ -144,13 +144,10 @@ func (t Transcript) NewServer() (*Server, error) {
 		opts = append(opts, WithClock(func() time.Time { return at }))
 	}
 	s := New(opts...)
-	field := func(f SetupField) Field {
-		return Field{Name: f.Name, Type: f.Type, Default: f.Default, Multiple: f.Multiple}
-	}
 	for _, m := range st.Models {
 		md := Model{Name: m.Name, Singleton: m.Singleton}
 		for _, f := range m.Fields {
-			md.Fields = append(md.Fields, field(f))
+			md.Fields = append(md.Fields, Field(f))
 		}
 		s.SetModel(md)
 		s.mu.Lock()
@@ -176,7 +173,7 @@ func (t Transcript) NewServer() (*Server, error) {
 	}
 	for m, fields := range st.AddFields {
 		for _, f := range fields {
-			s.AddField(m, field(f))
+			s.AddField(m, Field(f))
 		}
 	}
 	for _, g := range st.Grant {

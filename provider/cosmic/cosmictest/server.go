@@ -24,13 +24,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/provider/internal/fakekit"
 )
 
 // Path prefixes of the three hosts on the fake.
@@ -109,21 +110,7 @@ type ObjectType struct {
 }
 
 // Request is one request the server received, for assertions.
-type Request struct {
-	Method string
-	Path   string
-	Query  url.Values
-	Header http.Header
-	Body   string
-}
-
-type failure struct {
-	method, suffix string
-	status         int
-	headers        map[string]string
-	body           string
-	drop           bool // apply the request, then close the connection unanswered
-}
+type Request = fakekit.Request
 
 // Server is the fake. It is an http.Handler and safe for concurrent use.
 type Server struct {
@@ -138,9 +125,8 @@ type Server struct {
 	now          func() time.Time
 	types        []ObjectType
 	objects      []*Object
-	counts       map[string]int
-	seen         []Request
-	fails        []failure
+	log          fakekit.Log    // every request, kept
+	faults       fakekit.Faults // matched by path suffix
 	seq          int
 	base         string
 }
@@ -183,7 +169,7 @@ func WithoutSeed() Option { return func(s *Server) { s.types, s.objects = nil, n
 // New returns a fake seeded with demo data and the demo keys.
 func New(opts ...Option) *Server {
 	s := &Server{bucket: DemoBucket, readKey: DemoReadKey, writeKey: DemoWriteKey, pat: DemoPAT, agentKey: DemoAgentKey,
-		now: time.Now, counts: map[string]int{}}
+		now: time.Now, log: fakekit.Log{Keep: true}, faults: fakekit.Faults{Suffix: true}}
 	s.seed()
 	for _, o := range opts {
 		o(s)
@@ -248,29 +234,19 @@ func (s *Server) FailNext(status int, headers map[string]string, body string) {
 // FailNextRequest makes the next request with this method ("" any) whose
 // path ends in suffix ("" any) get this answer. Failures queue up.
 func (s *Server) FailNextRequest(method, suffix string, status int, headers map[string]string, body string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fails = append(s.fails, failure{method: method, suffix: suffix, status: status, headers: headers, body: body})
+	s.faults.Fail(method, suffix, status, headers, body)
 }
 
 // DropAnswerTo makes the next request with this method whose path ends in
 // suffix take effect and then lose its answer: the connection is closed
 // without a response, as on a network failure after the write.
-func (s *Server) DropAnswerTo(method, suffix string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fails = append(s.fails, failure{method: method, suffix: suffix, drop: true})
-}
+func (s *Server) DropAnswerTo(method, suffix string) { s.faults.Drop(method, suffix) }
 
 // Requests returns how many requests reached path (without the query).
-func (s *Server) Requests(path string) int { s.mu.Lock(); defer s.mu.Unlock(); return s.counts[path] }
+func (s *Server) Requests(path string) int { return s.log.Count(path) }
 
 // Seen returns every request received, in order.
-func (s *Server) Seen() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.seen)
-}
+func (s *Server) Seen() []Request { return s.log.Seen() }
 
 // Object returns a stored object by id.
 func (s *Server) Object(id string) (Object, bool) {
@@ -372,31 +348,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(io.LimitReader(r.Body, 6<<20))
 		body = string(b)
 	}
-	s.counts[r.URL.Path]++
-	s.seen = append(s.seen, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone(), Body: body})
-	for i, f := range s.fails {
-		if (f.method == "" || f.method == r.Method) && strings.HasSuffix(r.URL.Path, f.suffix) {
-			s.fails = slices.Delete(s.fails, i, i+1)
-			if f.drop {
-				s.route(httptest.NewRecorder(), r, body)
-				if hj, ok := w.(http.Hijacker); ok {
-					if conn, _, err := hj.Hijack(); err == nil {
-						_ = conn.Close()
-						return
-					}
-				}
-				panic(http.ErrAbortHandler)
-			}
-			for k, v := range f.headers {
-				w.Header().Set(k, v)
-			}
-			if w.Header().Get("Content-Type") == "" {
-				w.Header().Set("Content-Type", "application/json")
-			}
-			w.WriteHeader(f.status)
-			_, _ = w.Write([]byte(f.body))
-			return
-		}
+	s.log.Add(r, body)
+	if f, ok := s.faults.Take(r); ok {
+		s.faults.Serve(w, f, func(w http.ResponseWriter) { s.route(w, r, body) })
+		return
 	}
 	s.route(w, r, body)
 }
@@ -452,22 +407,32 @@ var (
 
 // api serves the data plane.
 func (s *Server) api(w http.ResponseWriter, r *http.Request, p, body string) {
-	var m []string
-	route := ""
+	route, m := dataRoute(p)
+	switch {
+	case route == "":
+		routeNotFound(w)
+	case m[1] != s.bucket:
+		apiError(w, http.StatusNotFound, fmt.Sprintf("bucket with slug: '%s' not found", m[1]))
+	case s.authorized(w, r, route, m):
+		s.serveData(w, r, route, m, body)
+	}
+}
+
+// dataRoute names the data-plane route of path p, with its matches
+// (bucket, then id or type); "" when none fits.
+func dataRoute(p string) (string, []string) {
 	for name, re := range map[string]*regexp.Regexp{"objects": reObjects, "object": reObject, "types": reObjectTypes, "type": reObjectType} {
-		if m = re.FindStringSubmatch(p); m != nil {
-			route = name
-			break
+		if m := re.FindStringSubmatch(p); m != nil {
+			return name, m
 		}
 	}
-	if route == "" {
-		routeNotFound(w)
-		return
-	}
-	if m[1] != s.bucket {
-		apiError(w, http.StatusNotFound, fmt.Sprintf("bucket with slug: '%s' not found", m[1]))
-		return
-	}
+	return "", nil
+}
+
+// authorized checks the key a request needs, answering when it fails: the
+// read key (when the bucket has one) for a GET, the write key for a
+// write, and "Route not found" for any other method.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request, route string, m []string) bool {
 	switch {
 	case r.Method == http.MethodGet:
 		// The read key is the read_key query parameter; a bucket without
@@ -475,51 +440,47 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, p, body string) {
 		// read key.
 		if s.readKey != "" && r.URL.Query().Get("read_key") != s.readKey {
 			apiError(w, http.StatusUnauthorized, "Unauthorized: invalid read_key")
-			return
+			return false
 		}
 	case route == "objects" && r.Method == http.MethodPost, route == "object" && (r.Method == http.MethodPatch || r.Method == http.MethodDelete):
 		if s.lookupFirst && route == "object" && s.find(m[2]) == nil {
 			apiError(w, http.StatusNotFound, "Object not found")
-			return
+			return false
 		}
 		// The write key is a Bearer token on every write; the read key
 		// cannot write. Unknown: the 401 text for a wrong write key.
 		if s.writeKey == "" || r.Header.Get("Authorization") != "Bearer "+s.writeKey {
 			apiError(w, http.StatusUnauthorized, "Unauthorized: invalid write_key")
-			return
+			return false
 		}
 	default:
 		routeNotFound(w)
-		return
+		return false
 	}
-	switch route {
-	case "objects":
-		if r.Method == http.MethodPost {
-			s.createObject(w, body)
-			return
-		}
+	return true
+}
+
+// serveData serves an authorized data-plane request.
+func (s *Server) serveData(w http.ResponseWriter, r *http.Request, route string, m []string, body string) {
+	switch {
+	case route == "objects" && r.Method == http.MethodPost:
+		s.createObject(w, body)
+	case route == "objects":
 		s.listObjects(w, r.URL.Query())
-	case "object":
-		switch r.Method {
-		case http.MethodGet:
-			s.getObject(w, m[2], r.URL.Query())
-		case http.MethodPatch:
-			s.patchObject(w, m[2], body)
-		case http.MethodDelete:
-			s.deleteObject(w, m[2])
-		}
-	case "types":
-		if len(s.types) == 0 {
-			apiError(w, http.StatusNotFound, "No object types found")
-			return
-		}
+	case route == "object" && r.Method == http.MethodGet:
+		s.getObject(w, m[2], r.URL.Query())
+	case route == "object" && r.Method == http.MethodPatch:
+		s.patchObject(w, m[2], body)
+	case route == "object" && r.Method == http.MethodDelete:
+		s.deleteObject(w, m[2])
+	case route == "types" && len(s.types) == 0:
+		apiError(w, http.StatusNotFound, "No object types found")
+	case route == "types":
 		writeJSON(w, http.StatusOK, map[string]any{"object_types": s.types})
-	case "type":
-		for _, t := range s.types {
-			if t.Slug == m[2] {
-				writeJSON(w, http.StatusOK, map[string]any{"object_type": t})
-				return
-			}
+	case route == "type":
+		if t := s.typeNamed(m[2]); t != nil {
+			writeJSON(w, http.StatusOK, map[string]any{"object_type": *t})
+			return
 		}
 		apiError(w, http.StatusNotFound, "Object type not found")
 	}
@@ -972,175 +933,9 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request, p, body string)
 	writeJSON(w, http.StatusOK, map[string]any{"text": "(fake) " + prompt, "usage": map[string]any{"input_tokens": len(prompt) / 4, "output_tokens": 3}})
 }
 
-// match evaluates a Mongo-like query (docs/providers/cosmic.md, Queries)
-// against doc.
-func match(doc map[string]any, q map[string]any) bool {
-	for k, v := range q {
-		switch k {
-		case "$and", "$or", "$nor":
-			list, _ := v.([]any)
-			n := 0
-			for _, sub := range list {
-				if m, ok := sub.(map[string]any); ok && match(doc, m) {
-					n++
-				}
-			}
-			if k == "$and" && n != len(list) || k == "$or" && n == 0 || k == "$nor" && n != 0 {
-				return false
-			}
-		default:
-			val, _ := lookup(doc, strings.Split(k, "."))
-			if !fieldMatches(val, v) {
-				return false
-			}
-		}
-	}
-	return true
-}
+// queries evaluates Cosmic's Mongo-like queries: the operators its docs
+// list (docs/providers/cosmic.md, Queries), with MongoDB's semantics.
+var queries = fakekit.Mongo("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$all", "$regex", "$options", "$not")
 
-func isOps(v any) (map[string]any, bool) {
-	m, ok := v.(map[string]any)
-	if !ok || len(m) == 0 {
-		return nil, false
-	}
-	for k := range m {
-		if !strings.HasPrefix(k, "$") {
-			return nil, false
-		}
-	}
-	return m, true
-}
-
-func fieldMatches(val, cond any) bool {
-	ops, ok := isOps(cond)
-	if !ok {
-		return equalish(val, cond)
-	}
-	for op, arg := range ops {
-		var ok bool
-		switch op {
-		case "$eq":
-			ok = equalish(val, arg)
-		case "$ne":
-			ok = !equalish(val, arg)
-		case "$gt", "$gte", "$lt", "$lte":
-			ok = compareAny(val, arg, op)
-		case "$in", "$nin":
-			list, _ := arg.([]any)
-			for _, e := range list {
-				if equalish(val, e) {
-					ok = true
-					break
-				}
-			}
-			if op == "$nin" {
-				ok = !ok
-			}
-		case "$all":
-			list, _ := arg.([]any)
-			ok = true
-			for _, e := range list {
-				if !equalish(val, e) {
-					ok = false
-				}
-			}
-		case "$regex":
-			pat, _ := arg.(string)
-			if o, _ := ops["$options"].(string); strings.Contains(o, "i") {
-				pat = "(?i)" + pat
-			}
-			re, err := regexp.Compile(pat)
-			s, isStr := val.(string)
-			ok = err == nil && isStr && re.MatchString(s)
-		case "$options":
-			ok = true
-		case "$not":
-			ok = !fieldMatches(val, arg)
-		default:
-			ok = false
-		}
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// equalish is Mongo equality: an array field matches when any element (or
-// the array itself) equals the value.
-func equalish(val, want any) bool {
-	if list, ok := val.([]any); ok {
-		for _, e := range list {
-			if scalarEqual(e, want) {
-				return true
-			}
-		}
-	}
-	return scalarEqual(val, want)
-}
-
-func scalarEqual(a, b any) bool {
-	if fa, ok := num(a); ok {
-		fb, ok := num(b)
-		return ok && fa == fb
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-func num(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, true
-	case int:
-		return float64(n), true
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	}
-	return 0, false
-}
-
-func compareAny(val, arg any, op string) bool {
-	if list, ok := val.([]any); ok {
-		for _, e := range list {
-			if compareAny(e, arg, op) {
-				return true
-			}
-		}
-		return false
-	}
-	var c int
-	if fa, ok := num(val); ok {
-		fb, ok := num(arg)
-		if !ok {
-			return false
-		}
-		c = cmpFloat(fa, fb)
-	} else {
-		sa, ok1 := val.(string)
-		sb, ok2 := arg.(string)
-		if !ok1 || !ok2 {
-			return false
-		}
-		c = strings.Compare(sa, sb)
-	}
-	switch op {
-	case "$gt":
-		return c > 0
-	case "$gte":
-		return c >= 0
-	case "$lt":
-		return c < 0
-	}
-	return c <= 0
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+// match evaluates a Mongo-like query against doc.
+func match(doc, q map[string]any) bool { return queries.Match(fakekit.Map(doc), fakekit.Map(q)) }

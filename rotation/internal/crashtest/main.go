@@ -5,12 +5,14 @@
 // startup does, then rotates, and kills itself with SIGKILL at a chosen
 // step. The rotation package's crash tests run it as a subprocess.
 //
-// Exit status: 0 when it ran to the end, 1 when Rotate or Recover failed,
-// 2 on a usage or setup error; killed by SIGKILL at the chosen step.
+// Exit status: 0 when it ran to the end, 1 when Rotate or Recover failed or
+// the store it wrote could not be closed, 2 on a usage or setup error;
+// killed by SIGKILL at the chosen step.
 package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 	"github.com/keygate/keygate/delivery"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
+	"github.com/keygate/keygate/rotation/pgjournal"
 	"github.com/keygate/keygate/rotation/rotationtest"
 )
 
@@ -39,9 +42,10 @@ type options struct {
 	killAt, killIn, holdAt   string
 	loop, recoverOnly        bool
 	key, dest, keys          string
+	pg, replica              string
 }
 
-func run() int {
+func run() (code int) {
 	var o options
 	flag.StringVar(&o.backend, "backend", "local", "local or platform")
 	flag.StringVar(&o.store, "store", "", "local store path")
@@ -60,6 +64,8 @@ func run() int {
 	flag.BoolVar(&o.recoverOnly, "recover-only", false, "recover, then exit without rotating")
 	flag.StringVar(&o.keys, "keys", "", "keys directory (default: keys in -dir)")
 	flag.StringVar(&o.key, "key", "", "rotate this key (someone else's) instead of the env file's credential")
+	flag.StringVar(&o.pg, "pg", "", "keep journals and locks in this Postgres database (rotation/pgjournal) instead of files in -dir")
+	flag.StringVar(&o.replica, "replica", "", "with -pg, this replica's name (default: host name and -dir)")
 	flag.StringVar(&o.dest, "dest", "", "with -key, where its new secret goes: \"\" (the keys directory), \"reveal\" or \"file:NAME.token\"")
 	flag.Parse()
 
@@ -72,10 +78,15 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "crashtest:", err)
 		return 2
 	}
-	defer closeBackend()
+	defer func() {
+		if err := closeBackend(); err != nil {
+			fmt.Fprintln(os.Stderr, "crashtest: closing the backend:", err)
+			code = max(code, 1)
+		}
+	}()
 
 	phase := "recover"
-	eng := &rotation.Engine{Name: o.backend, Dir: o.dir, EnvFile: o.env, Legacy: o.name, Backend: backend,
+	eng := &rotation.Engine{Name: o.backend, Dir: o.dir, EnvFile: o.env, Legacy: o.name, Backend: backend, Replica: o.replica,
 		Places: delivery.Places{EnvFile: o.env, KeysDir: o.keys},
 		OnStep: func(s rotation.Step) {
 			switch {
@@ -86,6 +97,20 @@ func run() int {
 				select {}
 			}
 		}}
+	if o.pg != "" {
+		db, err := sql.Open("pgx", o.pg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crashtest:", err)
+			return 2
+		}
+		defer db.Close()
+		js, err := pgjournal.Open(ctx, db, pgjournal.Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crashtest:", err)
+			return 2
+		}
+		eng.Journals = js
+	}
 	if _, err := eng.Recover(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "crashtest: recover:", err)
 		return 1
@@ -137,17 +162,17 @@ func rotateOther(ctx context.Context, eng *rotation.Engine, o options) int {
 	return 0
 }
 
-func openBackend(ctx context.Context, o options) (rotation.Backend, func(), error) {
+func openBackend(ctx context.Context, o options) (rotation.Backend, func() error, error) {
 	switch o.backend {
 	case "local":
 		s, err := local.Open(ctx, o.store, local.Options{})
 		if err != nil {
 			return nil, nil, err
 		}
-		return s.RotationBackend(), func() { s.Close() }, nil
+		return s.RotationBackend(), s.Close, nil
 	case "platform":
 		p := rotationtest.Open(o.platform, rotationtest.Options{RevokesOldOnCreate: o.revokesOld, CreateReplays: o.replays, Sessions: o.sessions})
-		return p.Backend(), func() {}, nil
+		return p.Backend(), func() error { return nil }, nil
 	}
 	return nil, nil, errors.New("unknown backend " + o.backend)
 }

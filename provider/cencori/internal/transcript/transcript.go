@@ -24,9 +24,11 @@ package transcript
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -144,61 +146,12 @@ func (v Vars) ExpandValue(x any) any {
 func Match(want, got any, v Vars, at string) error {
 	if s, ok := want.(string); ok {
 		if m := placeholder.FindStringSubmatch(s); m != nil {
-			kind, name := m[1], m[2]
-			ok := true
-			switch kind {
-			case "any":
-			case "number":
-				_, ok = got.(float64)
-			case "mem_id":
-				g, isStr := got.(string)
-				ok = isStr && memID.MatchString(g)
-			case "iso":
-				g, isStr := got.(string)
-				_, err := time.Parse(time.RFC3339Nano, g)
-				ok = isStr && err == nil
-			default:
-				captured, known := v[kind]
-				if !known {
-					return fmt.Errorf("%s: %s was never captured", at, s)
-				}
-				ok = jsonEqual(captured, got)
-			}
-			if !ok {
-				return fmt.Errorf("%s: %v is not %s", at, got, s)
-			}
-			if name != "" {
-				v[name] = got
-			}
-			return nil
+			return matchPlaceholder(s, m[1], m[2], got, v, at)
 		}
 	}
 	switch w := want.(type) {
 	case map[string]any:
-		g, ok := got.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: %v is not an object", at, got)
-		}
-		for k := range g {
-			if _, known := w[k]; !known {
-				return fmt.Errorf("%s: unexpected key %q (%v)", at, k, g[k])
-			}
-		}
-		keys := make([]string, 0, len(w))
-		for k := range w {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			gv, present := g[k]
-			if !present {
-				return fmt.Errorf("%s: missing key %q", at, k)
-			}
-			if err := Match(w[k], gv, v, at+"."+k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return matchObject(w, got, v, at)
 	case []any:
 		g, ok := got.([]any)
 		if !ok || len(g) != len(w) {
@@ -213,6 +166,61 @@ func Match(want, got any, v Vars, at string) error {
 	}
 	if !jsonEqual(want, got) {
 		return fmt.Errorf("%s: %v, want %v", at, got, want)
+	}
+	return nil
+}
+
+// matchPlaceholder checks got against the placeholder s, of kind (any,
+// number, mem_id, iso, or a name captured before), and captures it as name
+// when one is given.
+func matchPlaceholder(s, kind, name string, got any, v Vars, at string) error {
+	ok := true
+	switch kind {
+	case "any":
+	case "number":
+		_, ok = got.(float64)
+	case "mem_id":
+		g, isStr := got.(string)
+		ok = isStr && memID.MatchString(g)
+	case "iso":
+		g, isStr := got.(string)
+		_, err := time.Parse(time.RFC3339Nano, g)
+		ok = isStr && err == nil
+	default:
+		captured, known := v[kind]
+		if !known {
+			return fmt.Errorf("%s: %s was never captured", at, s)
+		}
+		ok = jsonEqual(captured, got)
+	}
+	if !ok {
+		return fmt.Errorf("%s: %v is not %s", at, got, s)
+	}
+	if name != "" {
+		v[name] = got
+	}
+	return nil
+}
+
+// matchObject checks that got has exactly want's keys, each matching.
+func matchObject(want map[string]any, got any, v Vars, at string) error {
+	g, ok := got.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s: %v is not an object", at, got)
+	}
+	for k := range g {
+		if _, known := want[k]; !known {
+			return fmt.Errorf("%s: unexpected key %q (%v)", at, k, g[k])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		gv, present := g[k]
+		if !present {
+			return fmt.Errorf("%s: missing key %q", at, k)
+		}
+		if err := Match(want[k], gv, v, at+"."+k); err != nil {
+			return err
+		}
 	}
 	return nil
 }
