@@ -222,7 +222,7 @@ func (c *DoctorCmd) store(ctx context.Context, r *report, cfg config.Config) *lo
 		}
 	}
 	r.ok("%s: schema version %d (current); %d %s: %d active, %d revoked, %d expired",
-		shown(cfg.Store), local.SchemaVersion(), len(keys), plural(len(keys), "key", "keys"), active, revoked, expired)
+		shown(cfg.Store), s.SchemaVersion(), len(keys), plural(len(keys), "key", "keys"), active, revoked, expired)
 	for _, k := range expiring {
 		r.warn("key %s %q (%s) expires %s, in %s, within the expiry warning (%s): rotate it with credentials_rotate, or mint a successor with keygate token create",
 			k.ID, textsafe.Escape(k.Name), textsafe.Escape(k.Masked), k.ExpiresAt.Format(time.DateOnly), until(k.ExpiresAt.Sub(r.now)), cfg.ExpiryWarning)

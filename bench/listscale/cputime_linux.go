@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -18,4 +21,17 @@ func threadCPU() (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(ts.Nano()), true
+}
+
+// procCPU returns the CPU time process pid has used, to the nanosecond
+// (the first field of /proc/<pid>/schedstat), so the Postgres server
+// processes that answer a call can be measured like the calling thread.
+func procCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/schedstat")
+	if err != nil {
+		return 0, false
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	ns, err := strconv.ParseInt(f, 10, 64)
+	return time.Duration(ns), err == nil
 }

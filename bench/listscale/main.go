@@ -5,19 +5,27 @@
 // figure is the median of --runs calls, the queries taking turns.
 //
 //	go run ./bench/listscale [--sizes 1000,10000,100000,1000000] [--runs 31] [--deep-size 100000] [--page 1000]
+//	go run ./bench/listscale --store postgres://user@host/db ...
 //
-// Each store is made by keygate's own Open and Seed, then filled in one SQL
+// Every store is made first and they are measured together, the calls
+// taking turns across sizes. Each store is made by keygate's own Open and
+// Seed, then filled in one SQL
 // transaction shaped like bench/scale's posts: author a0..a49 (2 % each),
 // views = i, one in three published, tags and a short body, one second
 // apart. The program uses only what the store API had before keyset paging
 // too, so it builds against older trees to measure them the same way. An
 // older store's cursor is the page offset in decimal; page 1,000 is then
 // reached with the cursor "19980" instead of by paging 999 times.
+//
+// With --store postgres://... the stores are Postgres databases
+// (postgres.go): one per size, created on that server and dropped after.
+// The work then happens in the server, so only wall times are reported.
 package main
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"net/url"
@@ -77,14 +85,30 @@ func main() {
 	deepSize := flag.Int("deep-size", 100_000, "store size for the deep page comparison (0: skip)")
 	deepPage := flag.Int("page", 1000, "the deep page")
 	dir := flag.String("dir", "", "where to make the stores (default: a new temporary directory, removed after)")
+	store := flag.String("store", "", "measure Postgres instead of SQLite: a postgres:// URL whose user may create databases; one database per size is created and dropped")
+	keep := flag.Bool("keep", false, "with --store: leave the databases made, for inspection")
 	flag.Parse()
-	if err := run(*sizes, *runs, *deepSize, *deepPage, *dir); err != nil {
+	if *store != "" {
+		if !strings.HasPrefix(*store, "postgres://") && !strings.HasPrefix(*store, "postgresql://") {
+			fmt.Fprintln(os.Stderr, "listscale: --store takes a postgres:// URL")
+			os.Exit(2)
+		}
+		makeStore = func(ctx context.Context, _ string, n int) (*local.Store, time.Duration, error) {
+			return makePGStore(ctx, *store, n)
+		}
+		serverSide = true
+	}
+	err := run(*sizes, *runs, *deepSize, *deepPage, *dir)
+	if !*keep {
+		dropPG()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "listscale:", err)
 		os.Exit(1)
 	}
 }
 
-func run(sizeList string, runs, deepSize, deepPage int, dir string) error {
+func run(sizeList string, runs, deepSize, deepPage int, dir string) (err error) {
 	var sizes []int
 	for f := range strings.SplitSeq(sizeList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -103,43 +127,57 @@ func run(sizeList string, runs, deepSize, deepPage int, dir string) error {
 	}
 	ctx := context.Background()
 
-	fmt.Printf("## Store listing cost by size (store API, limit %d, median of %d calls)\n\n", limit, runs)
+	what := "SQLite"
+	if serverSide {
+		what = "Postgres"
+	}
+	fmt.Printf("## Store listing cost by size (%s, store API, limit %d, median of %d calls)\n\n", what, limit, runs)
 	medians := map[int][]sample{}
 	var deepOut string
 	totals := map[int][]string{}
+	// Every store is made first, then measured with the others, the calls
+	// taking turns across sizes too: a machine whose load drifts then
+	// weighs on every size alike.
+	stores := map[int]*local.Store{}
+	// The stores were written, so a failed close is reported.
+	defer func() {
+		for n, s := range stores {
+			if cerr := s.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("%d posts: closing: %w", n, cerr))
+			}
+		}
+	}()
+	var lists []func() (provider.Page, error)
 	for _, n := range sizes {
 		s, took, err := makeStore(ctx, filepath.Join(dir, fmt.Sprintf("posts-%d.db", n)), n)
 		if err != nil {
 			return err
 		}
+		stores[n] = s
 		fmt.Fprintf(os.Stderr, "listscale: %d posts made in %.1f s\n", n, took.Seconds())
-		lists := make([]func() (provider.Page, error), len(queries))
-		for i, q := range queries {
+		for _, q := range queries {
 			lq := q.q(n)
 			lq.Limit = limit
-			lists[i] = func() (provider.Page, error) { return s.List(ctx, lq) }
+			lists = append(lists, func() (provider.Page, error) { return s.List(ctx, lq) })
 		}
-		meds, pages, err := measure(lists, runs)
-		if err != nil {
-			_ = s.Close()
-			return fmt.Errorf("%d posts: %w", n, err)
-		}
-		medians[n] = meds
-		for _, p := range pages {
+	}
+	meds, pages, err := measure(lists, runs)
+	if err != nil {
+		return err
+	}
+	for i, n := range sizes {
+		medians[n] = meds[i*len(queries) : (i+1)*len(queries)]
+		for _, p := range pages[i*len(queries) : (i+1)*len(queries)] {
 			totals[n] = append(totals[n], total(p))
 		}
-		if n == deepSize {
-			if deepOut, err = deep(ctx, s, n, runs, deepPage); err != nil {
-				_ = s.Close()
-				return err
-			}
-		}
-		if err := s.Close(); err != nil {
-			return fmt.Errorf("%d posts: %w", n, err)
+	}
+	if s, ok := stores[deepSize]; ok {
+		if deepOut, err = deep(ctx, s, deepSize, runs, deepPage); err != nil {
+			return err
 		}
 	}
 
-	fmt.Printf("### First page: wall ms / thread CPU ms (total reported)\n\n| query | %s |\n| --- |%s\n", header(sizes), strings.Repeat(" --- |", len(sizes)))
+	fmt.Printf("### First page: %s (total reported)\n\n| query | %s |\n| --- |%s\n", units(), header(sizes), strings.Repeat(" --- |", len(sizes)))
 	for i, q := range queries {
 		row := "| " + q.name + " |"
 		for _, n := range sizes {
@@ -151,7 +189,7 @@ func run(sizeList string, runs, deepSize, deepPage int, dir string) error {
 	for i, q := range queries {
 		for _, n := range sizes[1:] {
 			a, b := medians[n][i], medians[sizes[0]][i]
-			fmt.Printf("RESULT first page at %d / %d posts, %s: wall %.2fx, CPU %.2fx\n", n, sizes[0], q.name, ratio(a.wall, b.wall), ratio(a.cpu, b.cpu))
+			fmt.Printf("RESULT first page at %d / %d posts, %s: %s\n", n, sizes[0], q.name, ratios(a, b))
 		}
 	}
 	fmt.Println("(goal: at most 2x from 1,000 to 100,000 posts)")
@@ -169,6 +207,37 @@ func header(sizes []int) string {
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
+// units names what a cell holds.
+func units() string {
+	if serverSide {
+		return "wall ms / CPU ms of the calling thread and the database's Postgres server processes"
+	}
+	return "wall ms / thread CPU ms"
+}
+
+// ratios is a/b in wall time and in CPU time.
+func ratios(a, b sample) string {
+	return fmt.Sprintf("wall %.2fx, CPU %.2fx", ratio(a.wall, b.wall), ratio(a.cpu, b.cpu))
+}
+
+// With --store, serverCPU returns the CPU time used so far by the server
+// processes of the store's connections, and beforeRound finds them again
+// before each round of calls (outside the measured time).
+var (
+	serverCPU   func() (time.Duration, bool)
+	beforeRound func()
+)
+
+// cpuNow is the calling thread's CPU time, plus the server's with --store.
+func cpuNow() (time.Duration, bool) {
+	t, ok := threadCPU()
+	if serverCPU != nil {
+		s, sok := serverCPU()
+		t, ok = t+s, ok && sok
+	}
+	return t, ok
+}
+
 // total renders a page's total, "+" marking a lower bound (Page.TotalAtLeast,
 // read by name so that the program builds against trees without it).
 func total(p provider.Page) string {
@@ -181,7 +250,8 @@ func total(p provider.Page) string {
 
 // sample is the medians of one listing: wall time, and the CPU time of the
 // thread that ran the call (SQLite runs in the calling goroutine, which is
-// locked to its thread while measured).
+// locked to its thread while measured), with --store plus that of the
+// Postgres server processes that answered it.
 type sample struct {
 	wall, cpu time.Duration
 }
@@ -202,12 +272,15 @@ func measure(lists []func() (provider.Page, error), runs int) ([]sample, []provi
 	cpu := make([][]time.Duration, len(lists))
 	first := make([]provider.Page, len(lists))
 	for round := range runs + 2 {
+		if beforeRound != nil {
+			beforeRound()
+		}
 		for i, list := range lists {
-			c0, cok := threadCPU()
+			c0, cok := cpuNow()
 			t0 := time.Now()
 			page, err := list()
 			d := time.Since(t0)
-			c1, cok1 := threadCPU()
+			c1, cok1 := cpuNow()
 			if err != nil {
 				return nil, nil, err
 			}
@@ -235,7 +308,7 @@ func measure(lists []func() (provider.Page, error), runs int) ([]sample, []provi
 // deep compares page pageNo with the first page of the deep queries.
 func deep(ctx context.Context, s *local.Store, n, runs, pageNo int) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "### Page %d against the first page, %d posts: wall ms / thread CPU ms\n\n| query | first page | page %d | ratio wall / CPU | reached by |\n| --- | --- | --- | --- | --- |\n", pageNo, n, pageNo)
+	fmt.Fprintf(&b, "### Page %d against the first page, %d posts: %s\n\n| query | first page | page %d | ratio | reached by |\n| --- | --- | --- | --- | --- |\n", pageNo, n, units(), pageNo)
 	var results []string
 	for _, qi := range deepQueries {
 		q := queries[qi].q(n)
@@ -253,9 +326,9 @@ func deep(ctx context.Context, s *local.Store, n, runs, pageNo int) (string, err
 		if err != nil {
 			return "", err
 		}
-		rw, rc := ratio(meds[1].wall, meds[0].wall), ratio(meds[1].cpu, meds[0].cpu)
-		fmt.Fprintf(&b, "| %s | %s | %s | %.2fx / %.2fx | %s |\n", queries[qi].name, meds[0], meds[1], rw, rc, how)
-		results = append(results, fmt.Sprintf("RESULT page %d / first page at %d posts, %s: wall %.2fx, CPU %.2fx (goal <= 2)", pageNo, n, queries[qi].name, rw, rc))
+		r := ratios(meds[1], meds[0])
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", queries[qi].name, meds[0], meds[1], r, how)
+		results = append(results, fmt.Sprintf("RESULT page %d / first page at %d posts, %s: %s (goal <= 2)", pageNo, n, queries[qi].name, r))
 	}
 	b.WriteString("\n" + strings.Join(results, "\n") + "\n")
 	return b.String(), nil
@@ -283,8 +356,15 @@ func cursorOf(ctx context.Context, s *local.Store, q provider.ListQuery, pageNo 
 	return q.Cursor, fmt.Sprintf("paging %d times", pageNo-1), nil
 }
 
-// makeStore makes a store of n posts (the seeded three and n-3 more).
-func makeStore(ctx context.Context, path string, n int) (*local.Store, time.Duration, error) {
+// makeStore makes a store of n posts (the seeded three and n-3 more):
+// makeSQLiteStore, or makePGStore with --store.
+var makeStore = makeSQLiteStore
+
+// serverSide is set when the store's work happens in another process, so
+// the calling thread's CPU time says nothing.
+var serverSide bool
+
+func makeSQLiteStore(ctx context.Context, path string, n int) (*local.Store, time.Duration, error) {
 	t0 := time.Now()
 	s, err := local.Open(ctx, path, local.Options{})
 	if err != nil {

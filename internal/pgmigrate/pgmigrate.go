@@ -60,3 +60,25 @@ func Apply(ctx context.Context, db *sql.DB, component string, steps []string) (e
 	}
 	return version == 0, nil
 }
+
+// Version reads component's schema version without changing anything, for
+// a reader that must not migrate (keygate doctor). found is false when the
+// database holds no schema for component: no keygate_schema table, or no
+// row for component in it.
+func Version(ctx context.Context, db *sql.DB, component string) (version int, found bool, err error) {
+	var exists bool
+	if err := db.QueryRowContext(ctx, `SELECT to_regclass('keygate_schema') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, false, fmt.Errorf("reading %s schema version: %w", component, err)
+	}
+	if !exists {
+		return 0, false, nil
+	}
+	err = db.QueryRowContext(ctx, `SELECT version FROM keygate_schema WHERE component = $1`, component).Scan(&version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("reading %s schema version: %w", component, err)
+	}
+	return version, true, nil
+}

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 )
@@ -31,7 +29,7 @@ func (s *Store) CreateType(ctx context.Context, t provider.ContentType) error {
 		return err
 	}
 	_, now := s.nowNanos()
-	return s.inWriteTx(ctx, func(tx *sql.Tx) error { return insertType(ctx, tx, t, now) })
+	return s.inWriteTx(ctx, func(tx querier) error { return insertType(ctx, tx, t, now) })
 }
 
 func checkType(t provider.ContentType) error {
@@ -48,14 +46,17 @@ func checkType(t provider.ContentType) error {
 	return nil
 }
 
-func insertType(ctx context.Context, tx *sql.Tx, t provider.ContentType, now int64) error {
+func insertType(ctx context.Context, tx querier, t provider.ContentType, now int64) error {
+	if err := tx.d.checkStorable("description", t.Description); err != nil {
+		return err
+	}
 	fields, err := json.Marshal(nonNil(t.Fields))
 	if err != nil {
 		return fmt.Errorf("encoding fields of type %s: %w", t.Name, err)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO content_types (name, description, fields, created_at) VALUES (?, ?, ?, ?)`,
 		t.Name, t.Description, string(fields), now)
-	if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+	if tx.d.violates(err, typeNameTaken) {
 		return &provider.FieldError{Field: "type", Problem: fmt.Sprintf("content type %q already exists", t.Name),
 			Fix: "choose another name, or use the existing type"}
 	}
@@ -136,16 +137,22 @@ func (s *Store) Get(ctx context.Context, typ string, ref provider.Ref) (provider
 	default:
 		return provider.Object{}, &provider.FieldError{Field: "id", Problem: "give exactly one of id and slug", Fix: "pass the id from content_list, or the slug"}
 	}
-	stmt, err := st.get(ctx, s.ro)
+	stmt, err := st.get(ctx, s.d, s.roDB)
 	if err != nil {
 		return provider.Object{}, fmt.Errorf("reading %s object %s: %w", typ, name, err)
 	}
 	var id, otype, slug, title, status, fields sql.NullString
 	var version, created, modified sql.NullInt64
-	// A lookup by key takes microseconds, and a reader never waits for the
-	// writer under WAL; watching ctx for cancellation would start two
-	// goroutines per call (database/sql's and the driver's) for nothing.
-	err = stmt.QueryRowContext(context.WithoutCancel(ctx), name, typ).Scan(&id, &otype, &slug, &title, &status, &version, &fields, &created, &modified)
+	// On SQLite a lookup by key takes microseconds, and a reader never
+	// waits for the writer under WAL; watching ctx for cancellation would
+	// start two goroutines per call (database/sql's and the driver's) for
+	// nothing. Postgres is across a network, so there ctx is watched.
+	qctx := ctx
+	if !s.d.pg {
+		qctx = context.WithoutCancel(ctx)
+	}
+	r := &row{d: s.d, tries: s.ro.tries(), run: func() *sql.Row { return stmt.QueryRowContext(qctx, name, typ) }}
+	err = r.Scan(&id, &otype, &slug, &title, &status, &version, &fields, &created, &modified)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return provider.Object{}, &provider.NotFoundError{What: "content type", Name: typ}
@@ -155,7 +162,7 @@ func (s *Store) Get(ctx context.Context, typ string, ref provider.Ref) (provider
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: name}
 	}
 	return provider.Object{ID: id.String, Type: otype.String, Slug: slug.String, Title: title.String, Status: status.String,
-		Version: version.Int64, Fields: json.RawMessage(fields.String), CreatedAt: fromNanos(created.Int64), ModifiedAt: fromNanos(modified.Int64)}, nil
+		Version: version.Int64, Fields: s.d.fieldsOut(fields.String), CreatedAt: fromNanos(created.Int64), ModifiedAt: fromNanos(modified.Int64)}, nil
 }
 
 // getObjectSQL is Get's statement; the placeholder in on is the id or the
@@ -167,7 +174,7 @@ func getObjectSQL(on string) string {
 }
 
 func getObject(ctx context.Context, q querier, typ string, ref provider.Ref) (provider.Object, error) {
-	var row *sql.Row
+	var row *row
 	name := ref.ID
 	switch {
 	case ref.ID != "" && ref.Slug == "":
@@ -178,7 +185,7 @@ func getObject(ctx context.Context, q querier, typ string, ref provider.Ref) (pr
 	default:
 		return provider.Object{}, &provider.FieldError{Field: "id", Problem: "give exactly one of id and slug", Fix: "pass the id from content_list, or the slug"}
 	}
-	obj, err := scanObject(row)
+	obj, err := scanObject(q.d, row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return provider.Object{}, &provider.NotFoundError{What: "object", Name: name}
 	}
@@ -191,14 +198,14 @@ func getObject(ctx context.Context, q querier, typ string, ref provider.Ref) (pr
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
 
-func scanObject(r scanner) (provider.Object, error) {
+func scanObject(d *dialect, r scanner) (provider.Object, error) {
 	var o provider.Object
 	var fields string
 	var created, modified int64
 	if err := r.Scan(&o.ID, &o.Type, &o.Slug, &o.Title, &o.Status, &o.Version, &fields, &created, &modified); err != nil {
 		return provider.Object{}, err
 	}
-	o.Fields = json.RawMessage(fields)
+	o.Fields = d.fieldsOut(fields)
 	o.CreatedAt, o.ModifiedAt = fromNanos(created), fromNanos(modified)
 	return o, nil
 }
@@ -207,7 +214,7 @@ func scanObject(r scanner) (provider.Object, error) {
 func (s *Store) Create(ctx context.Context, n provider.NewObject) (provider.Object, error) {
 	_, now := s.nowNanos()
 	var obj provider.Object
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx querier) error {
 		var err error
 		obj, err = insertObject(ctx, tx, n, now)
 		return err
@@ -215,12 +222,15 @@ func (s *Store) Create(ctx context.Context, n provider.NewObject) (provider.Obje
 	return obj, err
 }
 
-func insertObject(ctx context.Context, tx *sql.Tx, n provider.NewObject, now int64) (provider.Object, error) {
+func insertObject(ctx context.Context, tx querier, n provider.NewObject, now int64) (provider.Object, error) {
 	known, err := typeFields(ctx, tx, n.Type)
 	if err != nil {
 		return provider.Object{}, err
 	}
 	if err := checkTitle(n.Title); err != nil {
+		return provider.Object{}, err
+	}
+	if err := tx.d.checkStorable("title", n.Title); err != nil {
 		return provider.Object{}, err
 	}
 	if err := checkSlug(n.Slug); err != nil {
@@ -239,12 +249,15 @@ func insertObject(ctx context.Context, tx *sql.Tx, n provider.NewObject, now int
 	if err := checkKnownFields(n.Type, known, keysOf(values, false)); err != nil {
 		return provider.Object{}, err
 	}
-	obj, err := scanObject(tx.QueryRowContext(ctx, `
+	if err := tx.d.checkStorableJSON(fields); err != nil {
+		return provider.Object{}, err
+	}
+	obj, err := scanObject(tx.d, tx.QueryRowContext(ctx, `
 		INSERT INTO objects (id, type, slug, title, status, version, fields, created_at, modified_at)
 		VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
 		RETURNING `+objectColumns,
 		newObjectID(), n.Type, n.Slug, n.Title, n.Status, fields, now, now))
-	return obj, slugError(err, n.Type, n.Slug, "creating")
+	return obj, slugError(tx.d, err, n.Type, n.Slug, "creating")
 }
 
 // newObjectID returns "obj_" and 16 random lower-case letters and digits.
@@ -255,11 +268,11 @@ func newObjectID() string {
 // slugError maps the UNIQUE (type, slug) violation to an error the caller
 // can fix. Relying on the constraint, not a prior SELECT, leaves no window
 // for two writers to take the same slug.
-func slugError(err error, typ, slug, doing string) error {
+func slugError(d *dialect, err error, typ, slug, doing string) error {
 	switch {
 	case err == nil:
 		return nil
-	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE):
+	case d.violates(err, objectSlugTaken):
 		return &provider.FieldError{Field: "slug", Problem: fmt.Sprintf("slug %q is already used by another %s object", slug, typ),
 			Fix: "choose another slug, or update the existing object"}
 	}
@@ -272,7 +285,7 @@ func slugError(err error, typ, slug, doing string) error {
 func (s *Store) Update(ctx context.Context, p provider.Patch) (provider.Object, error) {
 	_, now := s.nowNanos()
 	var obj provider.Object
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx querier) error {
 		var err error
 		obj, err = updateObject(ctx, tx, p, now)
 		return err
@@ -280,13 +293,18 @@ func (s *Store) Update(ctx context.Context, p provider.Patch) (provider.Object, 
 	return obj, err
 }
 
-func updateObject(ctx context.Context, tx *sql.Tx, p provider.Patch, now int64) (provider.Object, error) {
+func updateObject(ctx context.Context, tx querier, p provider.Patch, now int64) (provider.Object, error) {
 	known, err := typeFields(ctx, tx, p.Type)
 	if err != nil {
 		return provider.Object{}, err
 	}
 	if err := checkPatch(p); err != nil {
 		return provider.Object{}, err
+	}
+	if p.Title != nil {
+		if err := tx.d.checkStorable("title", *p.Title); err != nil {
+			return provider.Object{}, err
+		}
 	}
 	var patch any // NULL leaves the fields alone
 	if p.Fields != nil {
@@ -296,6 +314,9 @@ func updateObject(ctx context.Context, tx *sql.Tx, p provider.Patch, now int64) 
 		}
 		// A null removes a key, so removing one the type does not list is fine.
 		if err := checkKnownFields(p.Type, known, keysOf(values, true)); err != nil {
+			return provider.Object{}, err
+		}
+		if err := tx.d.checkStorableJSON(compact); err != nil {
 			return provider.Object{}, err
 		}
 		patch = compact
@@ -308,27 +329,41 @@ func updateObject(ctx context.Context, tx *sql.Tx, p provider.Patch, now int64) 
 		return provider.Object{}, &provider.VersionConflictError{Expected: *p.ExpectedVersion, Current: cur.Version}
 	}
 	// json_patch is RFC 7396 merge patch: objects merge, null deletes.
-	obj, err := scanObject(tx.QueryRowContext(ctx, `
+	// Postgres has none, so there the patch is applied here, to the fields
+	// this transaction read.
+	setFields, fieldArgs := `CASE WHEN ? IS NULL THEN fields ELSE json_patch(fields, ?) END`, []any{patch, patch}
+	if tx.d.pg {
+		var merged any
+		if patch != nil {
+			if merged, err = mergePatch(cur.Fields, json.RawMessage(patch.(string))); err != nil {
+				return provider.Object{}, fmt.Errorf("updating %s object %s: %w", p.Type, p.ID, err)
+			}
+		}
+		setFields, fieldArgs = `coalesce(CAST(? AS jsonb), fields)`, []any{merged}
+	}
+	args := append([]any{nullable(p.Title), nullable(p.Slug), nullable(p.Status)}, fieldArgs...)
+	args = append(args, now, p.Type, p.ID, cur.Version)
+	obj, err := scanObject(tx.d, tx.QueryRowContext(ctx, `
 		UPDATE objects SET
 			title = coalesce(?, title),
 			slug = coalesce(?, slug),
 			status = coalesce(?, status),
-			fields = CASE WHEN ? IS NULL THEN fields ELSE json_patch(fields, ?) END,
+			fields = `+setFields+`,
 			version = version + 1,
 			modified_at = ?
 		WHERE type = ? AND id = ? AND version = ?
-		RETURNING `+objectColumns,
-		nullable(p.Title), nullable(p.Slug), nullable(p.Status), patch, patch, now, p.Type, p.ID, cur.Version))
+		RETURNING `+objectColumns, args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		// Unreachable while the transaction holds the write lock; kept so a
-		// lost race can never pass for a successful update.
+		// Unreachable while the transaction holds the write lock (SQLite)
+		// or is serializable (Postgres); kept so a lost race can never
+		// pass for a successful update.
 		return provider.Object{}, &provider.VersionConflictError{Expected: cur.Version, Current: cur.Version + 1}
 	}
 	slug := cur.Slug
 	if p.Slug != nil {
 		slug = *p.Slug
 	}
-	return obj, slugError(err, p.Type, slug, "updating")
+	return obj, slugError(tx.d, err, p.Type, slug, "updating")
 }
 
 func checkPatch(p provider.Patch) error {
@@ -359,12 +394,12 @@ func nullable(s *string) any {
 // Delete removes an object and returns it as it was.
 func (s *Store) Delete(ctx context.Context, typ, id string) (provider.Object, error) {
 	var obj provider.Object
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx querier) error {
 		if _, err := typeFields(ctx, tx, typ); err != nil {
 			return err
 		}
 		var err error
-		obj, err = scanObject(tx.QueryRowContext(ctx, `DELETE FROM objects WHERE type = ? AND id = ? RETURNING `+objectColumns, typ, id))
+		obj, err = scanObject(tx.d, tx.QueryRowContext(ctx, `DELETE FROM objects WHERE type = ? AND id = ? RETURNING `+objectColumns, typ, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return &provider.NotFoundError{What: "object", Name: id}
 		}
@@ -449,4 +484,42 @@ func checkKnownFields(typ string, known, keys []string) error {
 	}
 	return &provider.FieldError{Field: "fields", Problem: fmt.Sprintf("unknown %s %s for type %s", what, strings.Join(unknown, ", "), typ),
 		Fix: fmt.Sprintf("use only: %s (see content_types)", strings.Join(known, ", "))}
+}
+
+// mergePatch applies the RFC 7396 merge patch patch to the JSON object
+// target, as SQLite's json_patch does: objects merge key by key, a null
+// removes a key, anything else replaces.
+func mergePatch(target, patch json.RawMessage) (string, error) {
+	merged, err := mergeValue(target, patch)
+	if err != nil {
+		return "", err
+	}
+	return string(merged), nil
+}
+
+func mergeValue(target, patch json.RawMessage) (json.RawMessage, error) {
+	var p map[string]json.RawMessage
+	if err := json.Unmarshal(patch, &p); err != nil || p == nil {
+		return patch, nil // not an object: it replaces the target
+	}
+	var t map[string]json.RawMessage
+	if err := json.Unmarshal(target, &t); err != nil || t == nil {
+		t = map[string]json.RawMessage{}
+	}
+	for k, v := range p {
+		if string(bytes.TrimSpace(v)) == "null" {
+			delete(t, k)
+			continue
+		}
+		m, err := mergeValue(t[k], v)
+		if err != nil {
+			return nil, err
+		}
+		t[k] = m
+	}
+	out, err := json.Marshal(t)
+	if err != nil {
+		return nil, fmt.Errorf("merging fields: %w", err)
+	}
+	return out, nil
 }

@@ -452,3 +452,43 @@ func TestGetFollowsWrites(t *testing.T) {
 	_, err = s.Get(ctx, "empty", provider.Ref{ID: obj.ID})
 	wantNotFound(t, err, "object", obj.ID)
 }
+
+// TestTextPostgresCannotKeep: Postgres cannot store U+0000 in text or
+// jsonb, so there such a title or field is refused by name; SQLite stores
+// it as before.
+func TestTextPostgresCannotKeep(t *testing.T) {
+	s, clock := newPostsStore(t)
+	ctx := t.Context()
+	tests := []struct {
+		field string
+		do    func() error
+	}{
+		{"title", func() error {
+			_, err := s.Create(ctx, provider.NewObject{Type: "posts", Title: "a\x00b", Slug: "nul-title", Status: provider.StatusDraft})
+			return err
+		}},
+		{"fields", func() error {
+			_, err := s.Create(ctx, provider.NewObject{Type: "posts", Title: "t", Slug: "nul-field", Status: provider.StatusDraft,
+				Fields: json.RawMessage(`{"body":"a\u0000b"}`)})
+			return err
+		}},
+		{"description", func() error { return s.CreateType(ctx, provider.ContentType{Name: "nul", Description: "a\x00"}) }},
+		{"name", func() error {
+			_, err := s.CreateKey(ctx, provider.NewKey{Name: "k\x00", Scopes: scopes(t, "content:read"), ExpiresAt: clock.Now().Add(day)})
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		err := tc.do()
+		if onPostgres() {
+			wantFieldError(t, err, tc.field, "U+0000")
+		} else if err != nil {
+			t.Errorf("%s with U+0000 on SQLite: %v", tc.field, err)
+		}
+	}
+	// An escaped backslash followed by u0000 is no NUL.
+	if _, err := s.Create(ctx, provider.NewObject{Type: "posts", Title: "t", Slug: "backslash", Status: provider.StatusDraft,
+		Fields: json.RawMessage(`{"body":"a\\u0000b"}`)}); err != nil {
+		t.Errorf("a backslash before u0000: %v", err)
+	}
+}

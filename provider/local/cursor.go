@@ -45,6 +45,8 @@ const (
 	tagInt   = 1
 	tagFloat = 2
 	tagText  = 3
+	// tagJSON is a Postgres JSON sort value (jsonKey): rank, number, text.
+	tagJSON = 4
 )
 
 // cursorSecretName names the list cursor key in store_secrets.
@@ -111,8 +113,11 @@ func appendText(b []byte, s string) []byte {
 
 // appendValue encodes one value as SQLite returned it, keeping its storage
 // class: an integer and the same real sort as equal, but are not the same.
+// On Postgres a JSON value is its three sort columns.
 func appendValue(b []byte, v any) ([]byte, bool) {
 	switch x := v.(type) {
+	case jsonKey:
+		return appendText(appendText(binary.AppendVarint(append(b, tagJSON), x.rank), x.num), x.text), true
 	case nil:
 		return append(b, tagNull), true
 	case int64:
@@ -137,7 +142,7 @@ func (r listRun) position(c string, key []byte) (*position, error) {
 	d := decoder{b: payload[1:]}
 	switch payload[0] {
 	case modeAfter:
-		values, ok := d.values(r.sp.keys)
+		values, ok := d.values(r.sp.keys, r.sp.d.pg)
 		if !ok {
 			return nil, errNotCursor
 		}
@@ -205,26 +210,17 @@ func (r listRun) anchorPosition(lastID string, lastVersion uint64, nextID string
 }
 
 func (r listRun) anchorValues(id string, version uint64) ([]any, bool, error) {
-	var b strings.Builder
-	b.WriteString("SELECT version")
-	for _, k := range r.sp.keys {
-		b.WriteString(", " + k.expr)
-	}
-	b.WriteString(" FROM objects WHERE type = ? AND id = ?")
-	values := make([]any, len(r.sp.keys))
+	query := "SELECT version" + r.sp.keySelect() + " FROM objects WHERE type = ? AND id = ?"
 	var got int64
-	dest := []any{&got}
-	for i := range values {
-		dest = append(dest, &values[i])
-	}
-	err := r.tx.QueryRowContext(r.ctx, b.String(), r.sp.typ, id).Scan(dest...)
+	keyDest, values := r.sp.keyDest()
+	err := r.tx.QueryRowContext(r.ctx, query, r.sp.d.planned([]any{r.sp.typ, id})...).Scan(append([]any{&got}, keyDest...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	return values, uint64(got) == version, nil
+	return values(), uint64(got) == version, nil
 }
 
 // decoder reads a cursor's payload; any malformation sets bad.
@@ -266,8 +262,9 @@ func (d *decoder) text() string {
 	return s
 }
 
-// values reads one value per sort key, each of a class the key can hold.
-func (d *decoder) values(keys []sortKey) ([]any, bool) {
+// values reads one value per sort key, each of a class the key can hold
+// in the dialect (pg: Postgres).
+func (d *decoder) values(keys []sortKey, pg bool) ([]any, bool) {
 	if int(d.readByte()) != len(keys) {
 		return nil, false
 	}
@@ -294,10 +291,17 @@ func (d *decoder) values(keys []sortKey) ([]any, bool) {
 			d.b, v = d.b[8:], f
 		case tagText:
 			v = d.text()
+		case tagJSON:
+			rank, size := binary.Varint(d.b)
+			if size <= 0 {
+				return nil, false
+			}
+			d.b = d.b[size:]
+			v = jsonKey{rank: rank, num: d.text(), text: d.text()}
 		default:
 			return nil, false
 		}
-		if d.bad || !holds(k.kind, v) {
+		if d.bad || !holds(k.kind, v, pg) {
 			return nil, false
 		}
 		out[i] = v
@@ -305,8 +309,15 @@ func (d *decoder) values(keys []sortKey) ([]any, bool) {
 	return out, d.done()
 }
 
-// holds reports whether a key of kind can have the value v.
-func holds(kind valueKind, v any) bool {
+// holds reports whether a key of kind can have the value v. A JSON value
+// on Postgres is a jsonKey, and only there.
+func holds(kind valueKind, v any, pg bool) bool {
+	if jk, ok := v.(jsonKey); ok {
+		return pg && kind == kindJSON && (jk.rank == 1 || jk.rank == 2) && sqliteNumeric().MatchString(jk.num)
+	}
+	if pg && kind == kindJSON {
+		return v == nil
+	}
 	switch kind {
 	case kindText:
 		_, ok := v.(string)
@@ -338,7 +349,7 @@ func (s *Store) cursorKey(ctx context.Context, q querier) ([]byte, error) {
 // cannot, being derived from data: the cursor key, and the field indexes of
 // every content type. It is idempotent; migrate runs it whenever it applies
 // a step.
-func syncListSchema(ctx context.Context, tx *sql.Tx) error {
+func syncListSchema(ctx context.Context, tx querier) error {
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		return fmt.Errorf("making the list cursor key: %w", err)
@@ -387,6 +398,9 @@ func syncListSchema(ctx context.Context, tx *sql.Tx) error {
 // from the index. The type and field names are written
 // into the DDL, which takes no parameters, so both are checked here again.
 func createFieldIndexes(ctx context.Context, q querier, typ string, fields []string) error {
+	if q.d.pg {
+		return pgCreateFieldIndexes(ctx, q, typ, fields)
+	}
 	if !auth.TypeNamePattern().MatchString(typ) {
 		return fmt.Errorf("indexing content type %q: not a type name", typ)
 	}

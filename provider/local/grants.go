@@ -137,7 +137,7 @@ func grantState(ctx context.Context, q querier, id string, now time.Time) (g Gra
 	return scanGrantState(q.QueryRowContext(ctx, liveGrantSQL, id, toNanos(now), maxLineage), id, now)
 }
 
-func scanGrantState(row *sql.Row, id string, now time.Time) (g Grant, live bool, keyEnded bool, err error) {
+func scanGrantState(row scanner, id string, now time.Time) (g Grant, live bool, keyEnded bool, err error) {
 	var approverOK bool
 	g, err = scanGrant(scanFunc(func(dest ...any) error { return row.Scan(append(dest, &approverOK)...) }))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -174,6 +174,11 @@ func (s *Store) CreateGrant(ctx context.Context, ng NewGrant) (Grant, error) {
 	if !ng.ExpiresAt.After(now) {
 		return Grant{}, &provider.FieldError{Field: "expires_at", Problem: "the grant would already be expired", Fix: "use a key that has not expired"}
 	}
+	for field, text := range map[string]string{"client_name": ng.ClientName, "redirect_uri": ng.RedirectHost, "resource": ng.Resource} {
+		if err := s.d.checkStorable(field, text); err != nil {
+			return Grant{}, err
+		}
+	}
 	scopes, err := json.Marshal(ng.Scopes.Strings())
 	if err != nil {
 		return Grant{}, fmt.Errorf("encoding grant scopes: %w", err)
@@ -181,7 +186,7 @@ func (s *Store) CreateGrant(ctx context.Context, ng NewGrant) (Grant, error) {
 	g := Grant{ID: "gr_" + strings.ToLower(rand.Text())[:20], ClientID: ng.ClientID, ClientName: ng.ClientName,
 		RedirectHost: ng.RedirectHost, Resource: ng.Resource, Scopes: ng.Scopes.Strings(), ApprovedBy: ng.ApprovedBy,
 		CreatedAt: now, ExpiresAt: fromNanos(toNanos(ng.ExpiresAt))}
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx querier) error {
 		k, err := getKey(ctx, tx, ng.ApprovedBy)
 		if err != nil {
 			return err
@@ -228,11 +233,12 @@ func (s *Store) GetGrant(ctx context.Context, id string) (Grant, error) {
 // revoked, so it stays ended whatever happens to keys later.
 func (s *Store) LiveGrant(ctx context.Context, id string) (Grant, error) {
 	now := s.now()
-	st, err := s.liveGrant.get(ctx, s.ro)
+	st, err := s.liveGrant.get(ctx, s.d, s.roDB)
 	if err != nil {
 		return Grant{}, fmt.Errorf("reading grant %s: %w", id, err)
 	}
-	g, live, keyEnded, err := scanGrantState(st.QueryRowContext(ctx, id, toNanos(now), maxLineage), id, now)
+	r := &row{d: s.d, tries: s.ro.tries(), run: func() *sql.Row { return st.QueryRowContext(ctx, id, toNanos(now), maxLineage) }}
+	g, live, keyEnded, err := scanGrantState(r, id, now)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -299,7 +305,7 @@ func (s *Store) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) 
 // reason is kept only the first time.
 func (s *Store) RevokeGrant(ctx context.Context, id, reason string) (g Grant, already bool, err error) {
 	now, nowN := s.nowNanos()
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx querier) error {
 		var err error
 		if g, err = getGrant(ctx, tx, id); err != nil {
 			return err
@@ -309,6 +315,9 @@ func (s *Store) RevokeGrant(ctx context.Context, id, reason string) (g Grant, al
 				return fmt.Errorf("revoking grant %s: %w", id, err)
 			}
 			g.RevokedAt, g.RevokedReason = now, reason
+			if err := tx.d.notify(ctx, tx, id); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM oauth_refresh_tokens WHERE grant_id = ?`, id); err != nil {
 			return fmt.Errorf("deleting the refresh tokens of grant %s: %w", id, err)
@@ -341,7 +350,7 @@ type RefreshToken struct {
 // it); later ones come from RotateRefreshToken.
 func (s *Store) AddRefreshToken(ctx context.Context, grantID string, hash [32]byte) error {
 	now, nowN := s.nowNanos()
-	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	return s.inWriteTx(ctx, func(tx querier) error {
 		_, live, _, err := grantState(ctx, tx, grantID, now)
 		if err != nil {
 			return err
@@ -388,7 +397,8 @@ func (s *Store) RotateRefreshToken(ctx context.Context, old, next [32]byte) (Ref
 	now, nowN := s.nowNanos()
 	var out RefreshToken
 	var reused string
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx querier) error {
+		out, reused = RefreshToken{}, ""
 		var grantID string
 		var gen int
 		var used sql.NullInt64

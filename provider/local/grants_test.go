@@ -255,7 +255,7 @@ func TestRefreshTokensPerGrantAreBounded(t *testing.T) {
 		}
 	}
 	var n int
-	if err := s.ro.QueryRow(`SELECT count(*) FROM oauth_refresh_tokens WHERE grant_id = ?`, g.ID).Scan(&n); err != nil {
+	if err := s.ro.QueryRowContext(t.Context(), `SELECT count(*) FROM oauth_refresh_tokens WHERE grant_id = ?`, g.ID).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n > maxRefreshGenerations {

@@ -14,8 +14,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/provider"
 )
@@ -45,6 +43,9 @@ func (s *Store) CreateKey(ctx context.Context, nk provider.NewKey) (provider.Iss
 	if name == "" || utf8.RuneCountInString(name) > maxKeyNameLen {
 		return provider.IssuedKey{}, &provider.FieldError{Field: "name", Problem: fmt.Sprintf("must be 1 to %d characters", maxKeyNameLen), Fix: `say what the key is for, e.g. "ci-publisher"`}
 	}
+	if err := s.d.checkStorable("name", name); err != nil {
+		return provider.IssuedKey{}, err
+	}
 	scopes, err := auth.ParseScopes(nk.Scopes.Strings())
 	if err != nil {
 		return provider.IssuedKey{}, &provider.FieldError{Field: "scopes", Problem: err.Error(), Fix: "use scopes such as content:read or content:write:posts"}
@@ -58,7 +59,7 @@ func (s *Store) CreateKey(ctx context.Context, nk provider.NewKey) (provider.Iss
 	}
 	k := provider.Key{ID: parsed.PublicID, Name: name, Masked: auth.Mask(tok), Scopes: scopes.Strings(),
 		CreatedAt: now, ExpiresAt: fromNanos(toNanos(nk.ExpiresAt)), CreatedBy: nk.CreatedBy}
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx querier) error {
 		if err := checkCreator(ctx, tx, nk, now); err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func (s *Store) CreateKey(ctx context.Context, nk provider.NewKey) (provider.Iss
 // nk.MaxDescendants live keys below it (admin keys excepted). The policy
 // decided the rest before; this is what must hold at the instant of the
 // insert.
-func checkCreator(ctx context.Context, tx *sql.Tx, nk provider.NewKey, now time.Time) error {
+func checkCreator(ctx context.Context, tx querier, nk provider.NewKey, now time.Time) error {
 	if nk.CreatedBy == "" {
 		return nil
 	}
@@ -119,7 +120,7 @@ func checkCreator(ctx context.Context, tx *sql.Tx, nk provider.NewKey, now time.
 
 // insertKey stores k with the SHA-256 of its secret: never the token itself.
 // A non-empty rotationID tags the key with the rotation that made it.
-func insertKey(ctx context.Context, tx *sql.Tx, k provider.Key, parsed auth.ParsedToken, now int64, rotationID string) error {
+func insertKey(ctx context.Context, tx querier, k provider.Key, parsed auth.ParsedToken, now int64, rotationID string) error {
 	scopes, err := json.Marshal(k.Scopes)
 	if err != nil {
 		return fmt.Errorf("encoding scopes of key %s: %w", k.ID, err)
@@ -130,7 +131,7 @@ func insertKey(ctx context.Context, tx *sql.Tx, k provider.Key, parsed auth.Pars
 		INSERT INTO keys (id, name, secret_hash, masked, scopes, created_at, expires_at, created_by, rotation_id)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Name, hash[:], k.Masked, string(scopes), now, toNanos(k.ExpiresAt), k.CreatedBy, tag)
-	if tag.Valid && isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+	if tag.Valid && tx.d.violates(err, rotationIDTaken) {
 		return &provider.FieldError{Field: "rotation_id", Problem: fmt.Sprintf("rotation %s has already made a key", rotationID),
 			Fix: "find it with KeysByRotation instead of creating another"}
 	}
@@ -283,6 +284,25 @@ const lineageCTE = `
 		UNION SELECT k.id FROM keys k JOIN lineage l ON k.created_by = l.id
 	)`
 
+// pgLineageCTE is lineageCTE for Postgres, which allows a recursive query
+// to name itself only once: the three steps are one lateral subquery.
+const pgLineageCTE = `
+	WITH RECURSIVE lineage(id) AS (
+		SELECT CAST(?1 AS text) COLLATE "C"
+		UNION SELECT n.id FROM lineage l CROSS JOIN LATERAL (
+			SELECT k.rotated_to FROM keys k WHERE k.id = l.id AND k.rotated_to IS NOT NULL
+			UNION ALL SELECT k.id FROM keys k WHERE k.rotated_to = l.id
+			UNION ALL SELECT k.id FROM keys k WHERE k.created_by = l.id
+		) AS n(id)
+	)`
+
+func (d *dialect) lineageCTE() string {
+	if d.pg {
+		return pgLineageCTE
+	}
+	return lineageCTE
+}
+
 // RevokeKey revokes key id at once, with its whole lineage: its rotation
 // chain and every key any of those created, transitively, so no one keeps a
 // key alive past a revocation by rotating it or by minting from it
@@ -293,13 +313,14 @@ const lineageCTE = `
 // may do this is the policy's decision, made before.
 func (s *Store) RevokeKey(ctx context.Context, id string) (k provider.Key, revoked []string, already bool, err error) {
 	now, nowN := s.nowNanos()
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx querier) error {
+		revoked = nil
 		var err error
 		if k, err = getKey(ctx, tx, id); err != nil {
 			return err
 		}
 		already = isRevoked(k, now)
-		rows, err := tx.QueryContext(ctx, lineageCTE+`
+		rows, err := tx.QueryContext(ctx, tx.d.lineageCTE()+`
 			UPDATE keys SET revoked_at = ?2
 			WHERE id IN (SELECT id FROM lineage) AND (revoked_at IS NULL OR revoked_at > ?2)
 			RETURNING id`, id, nowN)
@@ -316,6 +337,9 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (k provider.Key, revok
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("revoking key %s and its lineage: %w", id, err)
+		}
+		if err := tx.d.notify(ctx, tx, revoked...); err != nil {
+			return err
 		}
 		slices.SortFunc(revoked, func(a, b string) int {
 			switch {
@@ -342,7 +366,7 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (k provider.Key, revok
 // RevokeKey), each once.
 func (s *Store) LiveLineage(ctx context.Context, id string) ([]string, error) {
 	_, nowN := s.nowNanos()
-	rows, err := s.ro.QueryContext(ctx, lineageCTE+`
+	rows, err := s.ro.QueryContext(ctx, s.d.lineageCTE()+`
 		SELECT id FROM keys WHERE id IN (SELECT id FROM lineage) AND (revoked_at IS NULL OR revoked_at > ?2) AND expires_at > ?2
 		ORDER BY id = ?1 DESC, id`, id, nowN)
 	if err != nil {
@@ -368,12 +392,15 @@ func (s *Store) LiveLineage(ctx context.Context, id string) ([]string, error) {
 // rotation made is simply revoked alone.
 func (s *Store) DiscardSuccessor(ctx context.Context, id string) error {
 	_, nowN := s.nowNanos()
-	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	return s.inWriteTx(ctx, func(tx querier) error {
 		if _, err := getKey(ctx, tx, id); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = ?1 WHERE id = ?2 AND (revoked_at IS NULL OR revoked_at > ?1)`, nowN, id); err != nil {
 			return fmt.Errorf("revoking key %s: %w", id, err)
+		}
+		if err := tx.d.notify(ctx, tx, id); err != nil {
+			return err
 		}
 		var prev string
 		switch err := tx.QueryRowContext(ctx, `SELECT id FROM keys WHERE rotated_to = ?`, id).Scan(&prev); {
@@ -388,7 +415,7 @@ func (s *Store) DiscardSuccessor(ctx context.Context, id string) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE keys SET created_by = ? WHERE created_by = ?`, prev, id); err != nil {
 			return fmt.Errorf("returning the keys %s made to key %s: %w", id, prev, err)
 		}
-		return nil
+		return tx.d.notify(ctx, tx, prev)
 	})
 }
 
@@ -397,7 +424,7 @@ func (s *Store) DiscardSuccessor(ctx context.Context, id string) error {
 // the policy's ownership rule.
 func (s *Store) Lineage(ctx context.Context, id string) (provider.Lineage, error) {
 	var l provider.Lineage
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := s.inReadTx(ctx, func(tx querier) error {
 		var err error
 		if l.Key, err = getKey(ctx, tx, id); err != nil {
 			return err
@@ -419,7 +446,7 @@ const maxLineage = 1000
 
 // walk follows column (created_by or rotated_to) from key id and returns the
 // ids it reaches, nearest first, without id itself.
-func walk(ctx context.Context, tx *sql.Tx, id, column, present string) ([]string, error) {
+func walk(ctx context.Context, tx querier, id, column, present string) ([]string, error) {
 	// column and present are constants of this file, never input.
 	rows, err := tx.QueryContext(ctx, `
 		WITH RECURSIVE chain(id, depth) AS (
@@ -505,7 +532,7 @@ func (s *Store) RotateKey(ctx context.Context, id, rotationID string) (provider.
 		return provider.IssuedKey{}, fmt.Errorf("minting key: %w", err)
 	}
 	var issued provider.IssuedKey
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx querier) error {
 		old, err := getKey(ctx, tx, id)
 		if err != nil {
 			return err
@@ -531,7 +558,7 @@ func (s *Store) RotateKey(ctx context.Context, id, rotationID string) (provider.
 			return fmt.Errorf("moving the keys %s created to its successor: %w", id, err)
 		}
 		issued = provider.IssuedKey{Key: next, Secret: auth.NewSecret(tok)}
-		return nil
+		return tx.d.notify(ctx, tx, id)
 	})
 	if err != nil {
 		return provider.IssuedKey{}, err
@@ -567,27 +594,40 @@ func checkNotRotated(old provider.Key) error {
 
 // retirePredecessors applies a retirement to every earlier version of key
 // id (the keys whose rotated_to chain leads to it).
-func retirePredecessors(ctx context.Context, tx *sql.Tx, id string, grace time.Duration, now time.Time) error {
+func retirePredecessors(ctx context.Context, tx querier, id string, grace time.Duration, now time.Time) error {
 	nowN := toNanos(now)
 	const before = `
 		WITH RECURSIVE earlier(id, depth) AS (
 			SELECT id, 1 FROM keys WHERE rotated_to = ?1
 			UNION SELECT k.id, e.depth + 1 FROM keys k JOIN earlier e ON k.rotated_to = e.id WHERE e.depth < ?3
 		)`
-	var err error
-	if grace <= 0 {
-		_, err = tx.ExecContext(ctx, before+`
-			UPDATE keys SET revoked_at = ?2 WHERE id IN (SELECT id FROM earlier) AND (revoked_at IS NULL OR revoked_at > ?2)`,
-			id, nowN, maxLineage)
-	} else {
-		_, err = tx.ExecContext(ctx, before+`
-			UPDATE keys SET expires_at = ?2 WHERE id IN (SELECT id FROM earlier) AND expires_at > ?2`,
-			id, toNanos(now.Add(grace)), maxLineage)
+	update := `
+			UPDATE keys SET revoked_at = ?2 WHERE id IN (SELECT id FROM earlier) AND (revoked_at IS NULL OR revoked_at > ?2)
+			RETURNING id`
+	end := nowN
+	if grace > 0 {
+		update = `
+			UPDATE keys SET expires_at = ?2 WHERE id IN (SELECT id FROM earlier) AND expires_at > ?2
+			RETURNING id`
+		end = toNanos(now.Add(grace))
 	}
+	rows, err := tx.QueryContext(ctx, before+update, id, end, maxLineage)
 	if err != nil {
 		return fmt.Errorf("retiring the earlier versions of key %s: %w", id, err)
 	}
-	return nil
+	defer rows.Close()
+	var changed []string
+	for rows.Next() {
+		var pid string
+		if err := rows.Scan(&pid); err != nil {
+			return fmt.Errorf("retiring the earlier versions of key %s: %w", id, err)
+		}
+		changed = append(changed, pid)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("retiring the earlier versions of key %s: %w", id, err)
+	}
+	return tx.d.notify(ctx, tx, changed...)
 }
 
 // RetireKey ends key id: at once when grace is zero (or negative), else at
@@ -595,7 +635,7 @@ func retirePredecessors(ctx context.Context, tx *sql.Tx, id string, grace time.D
 func (s *Store) RetireKey(ctx context.Context, id string, grace time.Duration) (provider.Key, error) {
 	now, _ := s.nowNanos()
 	var k provider.Key
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx querier) error {
 		var err error
 		if k, err = getKey(ctx, tx, id); err != nil {
 			return err
@@ -609,7 +649,7 @@ func (s *Store) RetireKey(ctx context.Context, id string, grace time.Duration) (
 	return k, nil
 }
 
-func retire(ctx context.Context, tx *sql.Tx, k provider.Key, grace time.Duration, now time.Time) (provider.Key, error) {
+func retire(ctx context.Context, tx querier, k provider.Key, grace time.Duration, now time.Time) (provider.Key, error) {
 	// The earlier versions of k, still in their own grace periods, end no
 	// later than k: an old secret must never outlive a newer one.
 	if err := retirePredecessors(ctx, tx, k.ID, grace, now); err != nil {
@@ -623,7 +663,7 @@ func retire(ctx context.Context, tx *sql.Tx, k provider.Key, grace time.Duration
 			return provider.Key{}, fmt.Errorf("retiring key %s: %w", k.ID, err)
 		}
 		k.RevokedAt = fromNanos(toNanos(now))
-		return k, nil
+		return k, tx.d.notify(ctx, tx, k.ID)
 	}
 	end := fromNanos(toNanos(now.Add(grace)))
 	if !end.Before(k.ExpiresAt) {
@@ -633,5 +673,5 @@ func retire(ctx context.Context, tx *sql.Tx, k provider.Key, grace time.Duration
 		return provider.Key{}, fmt.Errorf("retiring key %s: %w", k.ID, err)
 	}
 	k.ExpiresAt = end
-	return k, nil
+	return k, tx.d.notify(ctx, tx, k.ID)
 }

@@ -79,12 +79,12 @@ func (s *Store) list(ctx context.Context, q provider.ListQuery, opts listOptions
 	limit = min(limit, maxLimit)
 
 	var page provider.Page
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := s.inReadTx(ctx, func(tx querier) error {
 		declared, err := typeFields(ctx, tx, q.Type)
 		if err != nil {
 			return err
 		}
-		sp, err := buildList(q, declared)
+		sp, err := buildList(s.d, q, declared)
 		if err != nil {
 			return err
 		}
@@ -157,6 +157,7 @@ func (r listRun) makePage(rows []listRow, limit, count int, resumed bool, key []
 // fixed fragments, JSON paths checked by jsonPath, and "?" placeholders;
 // every value the caller gave is a bound argument.
 type listSpec struct {
+	d     *dialect
 	typ   string
 	where string // type, status and filters
 	args  []any
@@ -183,22 +184,47 @@ type listSpec struct {
 // sortKey is one ORDER BY term.
 type sortKey struct {
 	path string
-	expr string
-	kind valueKind
-	desc bool
+	// expr is the SQL of the value; for a Postgres JSON key (tuple), the
+	// jsonb value, which orders as its three columns (pgjson.go).
+	expr  string
+	kind  valueKind
+	desc  bool
+	pg    bool
+	tuple bool
 }
 
 func (k sortKey) ref(plus bool) string {
-	if plus {
+	if !plus {
+		return k.expr
+	}
+	if !k.pg {
 		// Unary + keeps the value and hides the expression from the
 		// planner's index matching.
 		return "+" + k.expr
 	}
-	return k.expr
+	// Postgres has no unary + for text; an operation that keeps the value
+	// hides the expression the same way.
+	if k.kind == kindText {
+		return "(" + k.expr + " || '')"
+	}
+	return "(" + k.expr + " + 0)"
 }
 
-func buildList(q provider.ListQuery, declared []string) (*listSpec, error) {
-	sp := &listSpec{typ: q.Type}
+// cols returns the SQL columns k orders by: its value, or for a Postgres
+// JSON key its rank, number and text (pgjson.go).
+func (k sortKey) cols(plus bool) []string {
+	if !k.tuple {
+		return []string{k.ref(plus)}
+	}
+	r, n, t := pgRank(k.expr), pgNum(k.expr), pgText(k.expr)
+	if plus {
+		return []string{"(" + r + " + 0)", "(" + n + " + 0)", "(" + t + " || '')"}
+	}
+	return []string{r, n, t}
+}
+
+func buildList(d *dialect, q provider.ListQuery, declared []string) (*listSpec, error) {
+	sp := &listSpec{d: d, typ: q.Type}
 	var where []string
 	var args []any
 	var conds []condInfo
@@ -207,14 +233,14 @@ func buildList(q provider.ListQuery, declared []string) (*listSpec, error) {
 		conds = append(conds, condInfo{path: "status", op: provider.OpEq, seekable: true, single: true})
 	}
 	for _, c := range q.Filter {
-		sqlText, cargs, info, err := condition(c, declared)
+		sqlText, cargs, info, err := condition(d, c, declared)
 		if err != nil {
 			return nil, err
 		}
 		where, args = append(where, sqlText), append(args, cargs...)
 		conds = append(conds, info)
 	}
-	keys, err := sortKeys(q.Sort)
+	keys, err := sortKeys(d, q.Sort)
 	if err != nil {
 		return nil, err
 	}
@@ -226,8 +252,12 @@ func buildList(q provider.ListQuery, declared []string) (*listSpec, error) {
 		sp.where, sp.args = sp.where+" AND "+cond, append(sp.args, args...)
 		// +o.x: a value, not a column, so SQLite does not carry the
 		// position's ranges on o into the probe and pick another index.
-		sp.probeWhere = "type = ? AND EXISTS (SELECT 1 FROM objects WHERE type = ? AND " + cond +
-			" AND modified_at = +o.modified_at AND id = +o.id)"
+		// Postgres does not carry them, and has no unary + for text.
+		outer := " AND modified_at = +o.modified_at AND id = +o.id)"
+		if d.pg {
+			outer = " AND modified_at = o.modified_at AND id = o.id)"
+		}
+		sp.probeWhere = "type = ? AND EXISTS (SELECT 1 FROM objects WHERE type = ? AND " + cond + outer
 		sp.probeArgs = append([]any{q.Type, q.Type}, args...)
 	}
 	sp.filtered = len(conds) > 0
@@ -313,7 +343,9 @@ func (sp *listSpec) choosePlan(count, limitCap int) listPlan {
 		// sorting them costs at most the cap, where walking the sort
 		// order could test every object of the type to find them.
 		return planSeek
-	case sp.ordered && sp.pinned && !sp.filterGivesOrder:
+	case sp.ordered && sp.pinned && !sp.filterGivesOrder && !sp.d.pg:
+		// On Postgres the object met is read from the table anyway, and
+		// its fields are tested as cheaply as a probe would be.
 		return planProbe
 	case sp.ordered:
 		return planOrdered
@@ -330,7 +362,7 @@ type listRow struct {
 // listRun runs the statements of one List call in its read transaction.
 type listRun struct {
 	ctx  context.Context
-	tx   *sql.Tx
+	tx   querier
 	sp   *listSpec
 	opts listOptions
 }
@@ -343,11 +375,11 @@ func (r listRun) trace(query string, args []any) {
 
 // count counts the matches, stopping at upTo.
 func (r listRun) count(upTo int) (int, error) {
-	query := "SELECT count(*) FROM (SELECT 1 FROM objects WHERE " + r.sp.where + " LIMIT ?)"
+	query := "SELECT count(*) FROM (SELECT 1 FROM objects WHERE " + r.sp.where + " LIMIT ?) AS m"
 	args := append(append([]any{}, r.sp.args...), upTo)
 	r.trace(query, args)
 	var n int
-	err := r.tx.QueryRowContext(r.ctx, query, args...).Scan(&n)
+	err := r.tx.QueryRowContext(r.ctx, query, r.sp.d.planned(args)...).Scan(&n)
 	return n, err
 }
 
@@ -363,7 +395,7 @@ func (r listRun) page(plan listPlan, pos *position, n int) ([]listRow, error) {
 	}
 	ranges := r.sp.afterRanges(*pos, plus)
 	if plan != planOrdered && plan != planProbe {
-		return r.fetch(where, args, anyOf(ranges), 0, plus, n)
+		return r.fetch(where, args, r.sp.anyOf(ranges), 0, plus, n)
 	}
 	var out []listRow
 	for _, rg := range ranges {
@@ -382,10 +414,7 @@ func (r listRun) page(plan listPlan, pos *position, n int) ([]listRow, error) {
 // keys from orderFrom on (the keys before it are fixed by cond).
 func (r listRun) fetch(where string, whereArgs []any, cond *term, orderFrom int, plus bool, n int) ([]listRow, error) {
 	var b strings.Builder
-	b.WriteString("SELECT " + objectColumns)
-	for _, k := range r.sp.keys {
-		b.WriteString(", " + k.expr)
-	}
+	b.WriteString("SELECT " + objectColumns + r.sp.keySelect())
 	b.WriteString(" FROM objects o WHERE " + where)
 	args := append([]any{}, whereArgs...)
 	if cond != nil {
@@ -400,14 +429,14 @@ func (r listRun) fetch(where string, whereArgs []any, cond *term, orderFrom int,
 	query := b.String()
 	r.trace(query, args)
 
-	rows, err := r.tx.QueryContext(r.ctx, query, args...)
+	rows, err := r.tx.QueryContext(r.ctx, query, r.sp.d.planned(args)...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []listRow
 	for rows.Next() {
-		row, err := scanListRow(rows, len(r.sp.keys))
+		row, err := r.sp.scanListRow(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -416,22 +445,60 @@ func (r listRun) fetch(where string, whereArgs []any, cond *term, orderFrom int,
 	return out, rows.Err()
 }
 
-func scanListRow(rows *sql.Rows, nkeys int) (listRow, error) {
+func (sp *listSpec) scanListRow(rows *rows) (listRow, error) {
 	var o provider.Object
 	var fields string
 	var created, modified int64
-	row := listRow{keys: make([]any, nkeys)}
 	dest := []any{&o.ID, &o.Type, &o.Slug, &o.Title, &o.Status, &o.Version, &fields, &created, &modified}
-	for i := range row.keys {
-		dest = append(dest, &row.keys[i])
-	}
-	if err := rows.Scan(dest...); err != nil {
+	keyDest, keys := sp.keyDest()
+	if err := rows.Scan(append(dest, keyDest...)...); err != nil {
 		return listRow{}, err
 	}
-	o.Fields = json.RawMessage(fields)
+	o.Fields = sp.d.fieldsOut(fields)
 	o.CreatedAt, o.ModifiedAt = fromNanos(created), fromNanos(modified)
-	row.obj = o
-	return row, nil
+	return listRow{obj: o, keys: keys()}, nil
+}
+
+// keySelect is the select list of the sort keys' values, each column
+// preceded by ", ".
+func (sp *listSpec) keySelect() string {
+	var b strings.Builder
+	for _, k := range sp.keys {
+		if k.tuple {
+			b.WriteString(", " + pgRank(k.expr) + ", " + pgNum(k.expr) + "::text, " + pgText(k.expr))
+			continue
+		}
+		b.WriteString(", " + k.expr)
+	}
+	return b.String()
+}
+
+// keyDest returns where to scan the columns of keySelect, and a function
+// that then returns one value per sort key.
+func (sp *listSpec) keyDest() ([]any, func() []any) {
+	values := make([]any, len(sp.keys))
+	var dest []any
+	var tuples []func()
+	for i, k := range sp.keys {
+		if !k.tuple {
+			dest = append(dest, &values[i])
+			continue
+		}
+		var rank sql.NullInt64
+		var num, text sql.NullString
+		dest = append(dest, &rank, &num, &text)
+		tuples = append(tuples, func() {
+			if rank.Valid {
+				values[i] = jsonKey{rank: rank.Int64, num: num.String, text: text.String}
+			}
+		})
+	}
+	return dest, func() []any {
+		for _, f := range tuples {
+			f()
+		}
+		return values
+	}
 }
 
 func (sp *listSpec) orderBy(from int, plus bool) string {
@@ -440,6 +507,17 @@ func (sp *listSpec) orderBy(from int, plus bool) string {
 		dir := " ASC"
 		if k.desc {
 			dir = " DESC"
+		}
+		if k.tuple {
+			// SQLite puts NULL first; Postgres must be told, on the
+			// column that is NULL exactly when the value is.
+			nulls := " NULLS FIRST"
+			if k.desc {
+				nulls = " NULLS LAST"
+			}
+			c := k.cols(plus)
+			parts = append(parts, c[0]+dir+nulls, c[1]+dir, c[2]+dir)
+			continue
 		}
 		parts = append(parts, k.ref(plus)+dir)
 	}
@@ -463,7 +541,7 @@ func allOf(ts []term) term {
 	return out
 }
 
-func anyOf(ranges []keyRange) *term {
+func (sp *listSpec) anyOf(ranges []keyRange) *term {
 	var out term
 	parts := make([]string, len(ranges))
 	for i, rg := range ranges {
@@ -473,6 +551,9 @@ func anyOf(ranges []keyRange) *term {
 	out.sql = strings.Join(parts, " OR ")
 	if len(parts) == 0 {
 		out.sql = "0" // nothing comes after the last possible position
+		if sp.d.pg {
+			out.sql = "FALSE"
+		}
 	}
 	return &out
 }
@@ -506,7 +587,11 @@ func (sp *listSpec) afterRanges(pos position, plus bool) []keyRange {
 		}
 		out = append(out, keyRange{cond: allOf(eq), orderFrom: m})
 	}
-	for j := m - 1; j >= 0; j-- {
+	last := m
+	if sp.d.pg {
+		out, last = sp.pgMergedRuns(out, pos, plus)
+	}
+	for j := last - 1; j >= 0; j-- {
 		prefix := make([]term, j, j+1)
 		for i, k := range sp.keys[:j] {
 			prefix[i] = equalTo(k, pos.values[i], plus)
@@ -525,6 +610,14 @@ func (sp *listSpec) afterRanges(pos position, plus bool) []keyRange {
 // equalTo matches the values ORDER BY ranks equal to v: NULLs are equal to
 // each other, and an integer equals the same real.
 func equalTo(k sortKey, v any, plus bool) term {
+	if k.tuple {
+		c := k.cols(plus)
+		if v == nil {
+			return term{sql: c[0] + " IS NULL"}
+		}
+		jk := v.(jsonKey)
+		return term{sql: c[0] + " = ? AND " + c[1] + " = " + pgNumParam + " AND " + c[2] + " = ?", args: []any{jk.rank, jk.num, jk.text}}
+	}
 	if v == nil {
 		return term{sql: k.ref(plus) + " IS NULL"}
 	}
@@ -546,6 +639,9 @@ var negInf = math.Inf(-1)
 // affinity, < and > compare across those classes the same way, so one
 // comparison covers them, except NULL, which compares as unknown.
 func after(k sortKey, v any, plus bool) []afterPart {
+	if k.tuple {
+		return pgAfter(k, v, plus)
+	}
 	x := k.ref(plus)
 	switch {
 	case !k.desc && v == nil:
@@ -575,11 +671,12 @@ const (
 )
 
 // pathExpr maps a filter or sort path to an SQL expression over objects: a
-// built-in column, or json_extract of the fields. The JSON path is written
-// into the SQL as a literal, because an index on an expression serves only
-// a query holding the same expression; jsonPath lets through only letters,
-// digits and _, so the literal cannot be broken out of.
-func pathExpr(path, field string) (string, valueKind, error) {
+// built-in column, or json_extract of the fields (on Postgres, the jsonb
+// value, pgjson.go). The JSON path is written into the SQL as a literal,
+// because an index on an expression serves only a query holding the same
+// expression; jsonPath lets through only letters, digits and _, so the
+// literal cannot be broken out of.
+func pathExpr(d *dialect, path, field string) (string, valueKind, error) {
 	switch path {
 	case "id", "slug", "title", "status":
 		return path, kindText, nil
@@ -592,6 +689,9 @@ func pathExpr(path, field string) (string, valueKind, error) {
 	if !ok {
 		return "", 0, &provider.FieldError{Field: field, Problem: fmt.Sprintf("cannot use %q", path),
 			Fix: "use id, slug, title, status, version, created_at, modified_at, or fields.<name> (letters, digits and _, joined by dots)"}
+	}
+	if d.pg {
+		return pgJSONValue(path), kindJSON, nil
 	}
 	return jsonExtract(jp), kindJSON, nil
 }
@@ -621,8 +721,8 @@ func jsonPath(path string) (string, bool) {
 // field is NULL and matches no operator, $ne included. A value in the fields
 // is compared only with filter values of its own JSON kind, so {"$gt": 100}
 // never matches the string "abc", and "7" never equals 7.
-func condition(c provider.Condition, declared []string) (string, []any, condInfo, error) {
-	expr, kind, err := pathExpr(c.Path, "filter")
+func condition(d *dialect, c provider.Condition, declared []string) (string, []any, condInfo, error) {
+	expr, kind, err := pathExpr(d, c.Path, "filter")
 	if err != nil {
 		return "", nil, condInfo{}, err
 	}
@@ -631,6 +731,11 @@ func condition(c provider.Condition, declared []string) (string, []any, condInfo
 		return "", nil, condInfo{}, err
 	}
 	info := condInfo{path: c.Path, op: c.Op, single: c.Op == provider.OpEq || (op == "IN" && len(values) == 1)}
+	if kind != kindJSON && d.pg {
+		sqlText, args, err := pgBuiltinCondition(c.Path, expr, kind, op, values)
+		info.seekable = builtinSeekable(c.Path, c.Op)
+		return sqlText, args, info, err
+	}
 	if kind != kindJSON {
 		args := make([]any, 0, len(values))
 		for _, v := range values {
@@ -663,7 +768,11 @@ func condition(c provider.Condition, declared []string) (string, []any, condInfo
 		if len(vals) == 0 {
 			continue
 		}
-		parts = append(parts, "("+jsonType(jp)+" IN ("+kinds+") AND "+compare(expr, op, len(vals))+")")
+		if d.pg {
+			parts = append(parts, pgJSONCondition(expr, kinds, op, len(vals)))
+		} else {
+			parts = append(parts, "("+jsonType(jp)+" IN ("+kinds+") AND "+compare(expr, op, len(vals))+")")
+		}
 		args = append(args, vals...)
 	}
 	f, top := topField(c.Path)
@@ -726,11 +835,14 @@ func operands(c provider.Condition) (string, []any, error) {
 }
 
 // compare renders expr against n placeholders.
-func compare(expr, op string, n int) string {
+func compare(expr, op string, n int) string { return compareWith(expr, op, n, "?") }
+
+// compareWith renders expr against n copies of the placeholder ph.
+func compareWith(expr, op string, n int, ph string) string {
 	if op == "IN" {
-		return expr + " IN (" + strings.Repeat("?, ", n-1) + "?)"
+		return expr + " IN (" + strings.Repeat(ph+", ", n-1) + ph + ")"
 	}
-	return expr + " " + op + " ?"
+	return expr + " " + op + " " + ph
 }
 
 func comparison(op provider.Op) (string, bool) {
@@ -827,26 +939,26 @@ func clampedNanos(t time.Time) int64 {
 // order is total (a position names one place), and every index a listing
 // reads in order ends in (modified_at, id), so one index serves both a sort
 // by its key and a filter on one value of it listed newest first.
-func sortKeys(keys []provider.SortKey) ([]sortKey, error) {
+func sortKeys(d *dialect, keys []provider.SortKey) ([]sortKey, error) {
 	if len(keys) == 0 {
 		keys = []provider.SortKey{{Path: "modified_at", Desc: true}}
 	}
 	out := make([]sortKey, 0, len(keys)+2)
 	has := map[string]bool{}
 	for _, k := range keys {
-		expr, kind, err := pathExpr(k.Path, "sort")
+		expr, kind, err := pathExpr(d, k.Path, "sort")
 		if err != nil {
 			return nil, err
 		}
 		has[k.Path] = true
-		out = append(out, sortKey{path: k.Path, expr: expr, kind: kind, desc: k.Desc})
+		out = append(out, sortKey{path: k.Path, expr: expr, kind: kind, desc: k.Desc, pg: d.pg, tuple: d.pg && kind == kindJSON})
 	}
 	desc := out[len(out)-1].desc
 	if !has["modified_at"] && !has["id"] {
-		out = append(out, sortKey{path: "modified_at", expr: "modified_at", kind: kindTime, desc: desc})
+		out = append(out, sortKey{path: "modified_at", expr: "modified_at", kind: kindTime, desc: desc, pg: d.pg})
 	}
 	if !has["id"] {
-		out = append(out, sortKey{path: "id", expr: "id", kind: kindText, desc: desc})
+		out = append(out, sortKey{path: "id", expr: "id", kind: kindText, desc: desc, pg: d.pg})
 	}
 	return out, nil
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 )
 
-// migrations holds the schema, one step per entry: applying migrations[i]
+// migrations holds the SQLite schema, one step per entry: applying migrations[i]
 // takes a store from PRAGMA user_version i to i+1. Only ever append; a step
 // that has shipped must not change.
 var migrations = []string{
@@ -140,7 +140,7 @@ CREATE TABLE store_secrets (
 // whether the store had no schema before (a new store). It refuses a store
 // written by a newer keygate rather than guess at a schema it does not know.
 func migrate(ctx context.Context, db *sql.DB) (empty bool, err error) {
-	err = inTx(ctx, db, nil, func(tx *sql.Tx) error {
+	err = inTx(ctx, sqliteDialect, db, nil, func(tx querier) error {
 		var version int
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 			return fmt.Errorf("reading schema version: %w", err)

@@ -49,12 +49,19 @@ func (s *Store) RegisterOAuthClient(ctx context.Context, c OAuthClient, lim Clie
 	if c.ID == "" || len(c.RedirectURIs) == 0 {
 		return OAuthClient{}, &provider.FieldError{Field: "redirect_uris", Problem: "a client needs an id and at least one redirect URI", Fix: "send redirect_uris"}
 	}
+	for field, texts := range map[string][]string{"client_name": {c.Name}, "redirect_uris": c.RedirectURIs} {
+		for _, text := range texts {
+			if err := s.d.checkStorable(field, text); err != nil {
+				return OAuthClient{}, err
+			}
+		}
+	}
 	uris, err := json.Marshal(c.RedirectURIs)
 	if err != nil {
 		return OAuthClient{}, fmt.Errorf("encoding redirect URIs: %w", err)
 	}
 	c.CreatedAt = now
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx querier) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM oauth_clients WHERE created_at <= ?2 AND `+idleClientsWhere,
 			nowN, toNanos(now.Add(-lim.IdleTTL))); err != nil {
 			return fmt.Errorf("deleting idle clients: %w", err)

@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -43,7 +42,7 @@ func seedPosts() []seedPost {
 // when posts already exists.
 func (s *Store) Seed(ctx context.Context) error {
 	now := s.now()
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx querier) error {
 		posts := provider.ContentType{Name: "posts", Description: "Blog posts", Fields: []string{"body", "author", "tags", "views"}}
 		if err := insertType(ctx, tx, posts, toNanos(now)); err != nil {
 			return err

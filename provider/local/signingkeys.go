@@ -63,7 +63,8 @@ func (s *Store) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 func (s *Store) RotateSigningKey(ctx context.Context, fresh SigningKey, rotateBefore time.Time, keepFor time.Duration) (bool, error) {
 	now, nowN := s.nowNanos()
 	rotated := false
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, func(tx querier) error {
+		rotated = false
 		var recent int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM oauth_signing_keys WHERE retired_at IS NULL AND created_at > ?`,
 			toNanos(rotateBefore)).Scan(&recent); err != nil {

@@ -2,14 +2,53 @@ package local
 
 import (
 	"context"
-	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/pgtest"
 )
+
+// storeEnv picks the database the tests run on: unset for SQLite, or
+// "postgres" for a fresh database per test on the server internal/pgtest
+// names (KEYGATE_TEST_POSTGRES). The same tests run on both.
+const storeEnv = "KEYGATE_TEST_STORE"
+
+// onPostgres reports whether the tests run on Postgres.
+func onPostgres() bool { return os.Getenv(storeEnv) == "postgres" }
+
+// skipOnPostgres skips a test of SQLite's own behaviour when the tests run
+// on Postgres; why names the property and its Postgres counterpart.
+func skipOnPostgres(t testing.TB, why string) {
+	t.Helper()
+	if onPostgres() {
+		t.Skip("SQLite only: " + why)
+	}
+}
+
+// testTarget returns where a test's store lives: a new SQLite file, or a
+// new Postgres database.
+func testTarget(t testing.TB) string {
+	t.Helper()
+	if onPostgres() {
+		return pgtest.NewDatabase(t)
+	}
+	return filepath.Join(t.TempDir(), "keygate.db")
+}
+
+// openTestStore opens a store at target, closed when the test ends.
+func openTestStore(t testing.TB, target string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
 
 // testClock is a settable clock, safe for the concurrency tests.
 type testClock struct {
@@ -31,28 +70,24 @@ func (c *testClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// newTestStore opens a fresh store in a temporary directory.
+// newTestStore opens a fresh store (testTarget).
 func newTestStore(t *testing.T) (*Store, *testClock) {
 	t.Helper()
 	clock := newClock()
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "keygate.db"), Options{Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, clock
+	return openTestStore(t, testTarget(t), Options{Now: clock.Now}), clock
 }
 
-func userVersion(t *testing.T, db *sql.DB) int {
+func userVersion(t *testing.T, db querier) int {
 	t.Helper()
 	var v int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+	if err := db.QueryRowContext(context.Background(), "PRAGMA user_version").Scan(&v); err != nil {
 		t.Fatal(err)
 	}
 	return v
 }
 
 func TestOpenCreatesAndReopens(t *testing.T) {
+	skipOnPostgres(t, "file modes, WAL and user_version; TestPostgresOpenCreatesOnce covers creation and reopening")
 	ctx := t.Context()
 	dir := filepath.Join(t.TempDir(), "data", "keygate")
 	path := filepath.Join(dir, "keygate.db")
@@ -68,7 +103,7 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 		t.Errorf("user_version = %d, want %d", v, len(migrations))
 	}
 	var mode string
-	if err := s.ro.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+	if err := s.ro.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
 	// A write makes SQLite create the -wal file, which must be private too.
@@ -103,6 +138,7 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 }
 
 func TestOpenEmptyFileIsNew(t *testing.T) {
+	skipOnPostgres(t, "an empty file; TestPostgresOpenCreatesOnce covers an empty database")
 	// A first run that died between creating the file and migrating it.
 	path := filepath.Join(t.TempDir(), "keygate.db")
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
@@ -119,13 +155,14 @@ func TestOpenEmptyFileIsNew(t *testing.T) {
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
+	skipOnPostgres(t, "user_version; TestPostgresOpenRefusesNewerSchema covers keygate_schema")
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "keygate.db")
 	s, err := Open(ctx, path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.rw.Exec("PRAGMA user_version = 99"); err != nil {
+	if _, err := s.rw.ExecContext(ctx, "PRAGMA user_version = 99"); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -137,6 +174,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	skipOnPostgres(t, "paths and corrupt files; TestPostgresOpenErrors covers bad and unreachable URLs")
 	dir := t.TempDir()
 	notDB := filepath.Join(dir, "garbage.db")
 	if err := os.WriteFile(notDB, []byte(strings.Repeat("not a database ", 100)), 0o600); err != nil {
@@ -169,6 +207,7 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestOpenPathWithURICharacters(t *testing.T) {
+	skipOnPostgres(t, "file paths")
 	dir := filepath.Join(t.TempDir(), "a ?b#c%20d")
 	path := filepath.Join(dir, "keygate.db")
 	s, err := Open(t.Context(), path, Options{})

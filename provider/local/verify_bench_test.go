@@ -1,7 +1,6 @@
 package local
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,11 +15,7 @@ import (
 // verifies the caller's token on every request (bench/README.md).
 func BenchmarkVerify(b *testing.B) {
 	clock := newClock()
-	s, err := Open(b.Context(), filepath.Join(b.TempDir(), "keygate.db"), Options{Now: clock.Now})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestStore(b, testTarget(b), Options{Now: clock.Now})
 	issued, err := s.CreateKey(b.Context(), provider.NewKey{Name: "bench", Scopes: auth.Scopes{{Action: auth.Admin}},
 		ExpiresAt: clock.Now().Add(30 * 24 * time.Hour)})
 	if err != nil {
@@ -52,11 +47,7 @@ func BenchmarkVerify(b *testing.B) {
 
 // BenchmarkGet reads one object by id, what content_get asks the store for.
 func BenchmarkGet(b *testing.B) {
-	s, err := Open(b.Context(), filepath.Join(b.TempDir(), "keygate.db"), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestStore(b, testTarget(b), Options{})
 	ctx := b.Context()
 	if err := s.Seed(ctx); err != nil {
 		b.Fatal(err)
