@@ -9,6 +9,7 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"io"
 	"log/slog"
@@ -19,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/delivery"
@@ -27,6 +27,7 @@ import (
 	"github.com/keygate/keygate/oauth/authserver"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/rotation"
+	"github.com/keygate/keygate/rotation/pgjournal"
 )
 
 // Options are what the process gives keygate besides its configuration.
@@ -61,7 +62,10 @@ type App struct {
 	logger   *slog.Logger
 	redactor *auth.Redactor
 	store    *local.Store
-	journal  *audit.Log
+	journal  auditJournal
+	db       *sql.DB             // with a Postgres store: journals and audit
+	journals *pgjournal.Journals // with a Postgres store
+	stop     context.CancelFunc  // ends what Build started in the background
 	verifier *identity.CachingVerifier
 	ident    *identity.Identity
 	places   delivery.Places
@@ -88,6 +92,9 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (_ *App, err er
 			_ = a.Close()
 		}
 	}()
+	if err := a.openShared(ctx); err != nil {
+		return nil, err
+	}
 	if err := a.openStore(ctx); err != nil {
 		return nil, err
 	}
@@ -102,8 +109,10 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (_ *App, err er
 	if a.cfg.Transport == "http" {
 		a.ident = identity.NewHTTPIdentity(a.verifier)
 	}
-	if a.journal, err = audit.OpenWith(a.cfg.AuditFile, audit.Options{Redact: a.redactor.Redact,
-		OnError: func(err error) { a.logger.Error("cannot write refusals to the audit journal", "err", err) }}); err != nil {
+	var watchCtx context.Context
+	watchCtx, a.stop = context.WithCancel(context.WithoutCancel(ctx))
+	go a.watchKeys(watchCtx)
+	if a.journal, err = a.openAudit(ctx); err != nil {
 		return nil, err
 	}
 	if a.remotes, err = a.loadRemotes(a.cfg.Env); err != nil {
@@ -127,11 +136,17 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (_ *App, err er
 func (a *App) Close() error {
 	a.closeOnce.Do(func() {
 		var errs []error
+		if a.stop != nil {
+			a.stop()
+		}
 		if a.journal != nil {
 			errs = append(errs, a.journal.Close())
 		}
 		if a.store != nil {
 			errs = append(errs, a.store.Close())
+		}
+		if a.db != nil {
+			errs = append(errs, a.db.Close())
 		}
 		a.closeErr = errors.Join(errs...)
 	})

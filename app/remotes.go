@@ -122,7 +122,7 @@ func agrentingRing(c *agrenting.Client, cfg agrenting.Config, env remoteEnv) cre
 	if !inEnvFile {
 		return ring
 	}
-	eng := &rotation.Engine{Name: agrenting.Name, Dir: a.cfg.RotationDir(), EnvFile: a.cfg.EnvFile, Legacy: agrenting.EnvAPIKey,
+	eng := &rotation.Engine{Name: agrenting.Name, Dir: a.cfg.RotationDir(), Journals: a.sharedJournals(), EnvFile: a.cfg.EnvFile, Legacy: agrenting.EnvAPIKey,
 		Backend: c.RotationBackend(), Places: a.places, Logger: env.logger, Follow: follow}
 	if engineHook != nil {
 		engineHook(eng)

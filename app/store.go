@@ -45,7 +45,7 @@ func (a *App) openStore(ctx context.Context) error {
 // keeps the store's rotation engine, which every later rotation of a store
 // key goes through.
 func (a *App) recoverRotation(ctx context.Context) {
-	a.engine = &rotation.Engine{Name: "local", Dir: a.cfg.RotationDir(), EnvFile: a.cfg.EnvFile, Legacy: auth.TokenVar,
+	a.engine = &rotation.Engine{Name: "local", Dir: a.cfg.RotationDir(), Journals: a.sharedJournals(), EnvFile: a.cfg.EnvFile, Legacy: auth.TokenVar,
 		Backend: a.store.RotationBackend(), Places: a.places, Logger: a.logger}
 	if engineHook != nil {
 		engineHook(a.engine)

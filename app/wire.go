@@ -134,6 +134,8 @@ func (m *mcpServer) httpConfig(a *App, oa *oauthSetup) transport.HTTPConfig {
 		Logger:         a.logger,
 		Version:        a.opts.Version,
 		OnSessionEnd:   a.ident.ForgetSession,
+		Stateless:      a.cfg.Stateless,
+		Ready:          a.ready,
 		TLSCert:        a.cfg.TLSCert,
 		TLSKey:         a.cfg.TLSKey,
 		// Refusals are coalesced per reason and client host and never

@@ -95,8 +95,8 @@ const (
 
 // Config is everything a keygate command runs with, validated.
 type Config struct {
-	Transport      string
-	Addr           string
+	Transport string
+	Addr      string
 	// Store is the SQLite store's path or the Postgres URL, as given: it
 	// may hold a password, so show StoreName instead.
 	Store string
@@ -294,6 +294,22 @@ func (s Serve) Config(env Env) (Config, error) {
 		errs = append(errs, Invalid("http-sessions", "must be auto, stateful or stateless"))
 	}
 	return c, errors.Join(errs...)
+}
+
+// StorePassword is the password a Postgres store URL holds, in its user
+// part or as a parameter, or "": keygate adds it to its redactor.
+func (c Config) StorePassword() string {
+	if !c.Postgres() {
+		return ""
+	}
+	u, err := url.Parse(c.Store)
+	if err != nil {
+		return ""
+	}
+	if pw, ok := u.User.Password(); ok {
+		return pw
+	}
+	return u.Query().Get("password")
 }
 
 // checkPostgresURL checks the shape of a postgres:// store URL; the

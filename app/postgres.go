@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/rotation"
+	"github.com/keygate/keygate/rotation/pgjournal"
+)
+
+// What replicas share besides the store (README, "Teams: Postgres and
+// replicas"): with a postgres:// store, the rotation journals and locks
+// (rotation/pgjournal) and, unless --audit-file says otherwise, the audit
+// journal (audit.OpenTable) live in the same database, on one connection
+// pool of their own. Pending secrets stay 0600 files in --data-dir: the
+// database never holds a secret.
+
+// openShared opens the shared pool and the rotation journals when the
+// store is Postgres; with SQLite it does nothing.
+func (a *App) openShared(ctx context.Context) error {
+	if !a.cfg.Postgres() {
+		return nil
+	}
+	// Whatever a driver error or a log line might quote, the password
+	// never leaves.
+	if pw := a.cfg.StorePassword(); pw != "" {
+		a.redactor.Add(pw)
+	}
+	db, err := sql.Open("pgx", a.cfg.Store)
+	if err != nil {
+		return fmt.Errorf("%s: opening the rotation and audit pool: %w", a.cfg.StoreName(), err)
+	}
+	a.db = db
+	js, err := pgjournal.Open(ctx, db, pgjournal.Options{})
+	if err != nil {
+		return fmt.Errorf("%s: rotation journals: %w", a.cfg.StoreName(), err)
+	}
+	a.journals = js
+	return nil
+}
+
+// sharedJournals is the rotation.Journals every engine uses: Postgres's
+// with a Postgres store, else nil (files in the rotation directory).
+func (a *App) sharedJournals() rotation.Journals {
+	if a.journals == nil {
+		return nil
+	}
+	return a.journals
+}
+
+// auditJournal is where audit records go: a file, or the Postgres
+// store's audit table.
+type auditJournal interface {
+	Write(audit.Record) error
+	WriteRefusal(audit.Record) error
+	Close() error
+}
+
+// openAudit opens the audit file, or, with a Postgres store and no
+// --audit-file, the store's audit table, which every replica appends to.
+func (a *App) openAudit(ctx context.Context) (auditJournal, error) {
+	opts := audit.Options{Redact: a.redactor.Redact,
+		OnError: func(err error) { a.logger.Error("cannot write the audit journal", "err", err) }}
+	if a.cfg.AuditFile == "" && a.db != nil {
+		t, err := audit.OpenTable(ctx, a.db, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", a.cfg.StoreName(), err)
+		}
+		return t, nil
+	}
+	return audit.OpenWith(a.cfg.AuditFile, opts)
+}
+
+// watchKeys drops every cached verification when another replica (or this
+// one) revokes, rotates or retires a key or revokes a grant, so a key
+// revoked anywhere is refused here at once rather than after the cache's
+// second. The store calls back with nil whenever it may have missed a
+// change, which drops the cache too. With SQLite it returns at once.
+func (a *App) watchKeys(ctx context.Context) {
+	a.store.WatchKeys(ctx, func([]string) { a.verifier.Invalidate() })
+}
+
+// ready reports whether the store can be reached, for /healthz.
+func (a *App) ready(ctx context.Context) error {
+	if a.db == nil {
+		return nil
+	}
+	return a.db.PingContext(ctx)
+}
