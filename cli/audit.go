@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keygate/keygate/app"
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/textsafe"
@@ -46,18 +47,18 @@ func (c *AuditCmd) Run(rt *invocation) error {
 	if c.JSON {
 		// encoding/json escapes every control character.
 		enc := json.NewEncoder(rt.Out)
-		return audit.ReadWith(cfg.AuditFile, opts, func(r audit.Record) error { return enc.Encode(r) })
+		return app.ReadJournal(rt.ctx, cfg, opts, func(r audit.Record) error { return enc.Encode(r) })
 	}
-	return printJournal(rt.Out, cfg.AuditFile, opts)
+	return printJournal(rt.Out, func(fn func(audit.Record) error) error { return app.ReadJournal(rt.ctx, cfg, opts, fn) })
 }
 
 // printJournal prints the journal as a table. Every field is stored text,
 // some of it from callers: printed raw, a control character could forge a
 // row or drive the terminal, so each is spelled out.
-func printJournal(w io.Writer, path string, opts audit.ReadOptions) error {
+func printJournal(w io.Writer, read func(func(audit.Record) error) error) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tKEY\tPROVIDER\tTOOL\tTARGET\tOUTCOME\tDETAIL")
-	err := audit.ReadWith(path, opts, func(r audit.Record) error {
+	err := read(func(r audit.Record) error {
 		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), cell(r.Principal), cell(r.Provider),
 			cell(r.Tool), cell(r.Target), cell(r.Outcome), cell(detail(r)))
 		return err

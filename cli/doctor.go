@@ -133,6 +133,9 @@ func (c *DoctorCmd) configuration(r *report, cfg config.Config, settings []setti
 		if s.flag.Name == "env-file" && cfg.EnvFile != "" {
 			v = cfg.EnvFile // as resolved against the working directory
 		}
+		if s.flag.Name == "store" {
+			v = config.StoreName(v) // a password parameter too
+		}
 		rows = append(rows, []string{"--" + s.flag.Name, shown(v), s.origin})
 	}
 	tok := "not set"
@@ -141,8 +144,11 @@ func (c *DoctorCmd) configuration(r *report, cfg config.Config, settings []setti
 	}
 	rows = append(rows, []string{auth.TokenVar, tok, sourceName(string(cfg.Token.Source))})
 	r.table(rows)
-	if cfg.AuditFile != "" {
+	switch {
+	case cfg.AuditFile != "":
 		r.info("audit journal: %s", shown(cfg.AuditFile))
+	case cfg.Postgres():
+		r.info("audit journal: the store's keygate_audit table")
 	}
 	for _, err := range invalid {
 		for line := range strings.SplitSeq(err.Error(), "\n") {
@@ -185,20 +191,25 @@ func (c *DoctorCmd) store(ctx context.Context, r *report, cfg config.Config) *lo
 		return nil
 	}
 	s, err := local.OpenReadOnly(ctx, cfg.Store, local.Options{})
+	name := shown(cfg.StoreName())
+	fix := "check --store and the file's permissions"
+	if cfg.Postgres() {
+		fix = "check --store, that the database server runs and is reachable from here, and the user's password (in the URL or PGPASSWORD)"
+	}
 	var schema *local.SchemaError
 	switch {
 	case errors.Is(err, local.ErrNoStore):
-		r.info("no store yet at %s; `keygate serve` creates it", shown(cfg.Store))
+		r.info("no store yet at %s; `keygate serve` creates it", name)
 		return nil
 	case errors.As(err, &schema) && schema.Have < schema.Want:
-		r.info("%s: %s (keygate doctor reads only the current schema)", shown(cfg.Store), schema)
+		r.info("%s: %s (keygate doctor reads only the current schema)", name, schema)
 		return nil
 	case errors.As(err, &schema):
-		r.problem(fmt.Sprintf("%s was written by a newer keygate (schema version %d; this keygate knows %d)", shown(cfg.Store), schema.Have, schema.Want),
+		r.problem(fmt.Sprintf("%s was written by a newer keygate (schema version %d; this keygate knows %d)", name, schema.Have, schema.Want),
 			"upgrade keygate, or point --store at another store")
 		return nil
 	case err != nil:
-		r.problem(fmt.Sprintf("cannot open the store %s: %v", shown(cfg.Store), err), "check --store and the file's permissions")
+		r.problem(fmt.Sprintf("cannot open the store %s: %v", name, err), fix)
 		return nil
 	}
 	keys, err := s.ListKeys(ctx)
@@ -222,12 +233,21 @@ func (c *DoctorCmd) store(ctx context.Context, r *report, cfg config.Config) *lo
 		}
 	}
 	r.ok("%s: schema version %d (current); %d %s: %d active, %d revoked, %d expired",
-		shown(cfg.Store), s.SchemaVersion(), len(keys), plural(len(keys), "key", "keys"), active, revoked, expired)
+		name, s.SchemaVersion(), len(keys), plural(len(keys), "key", "keys"), active, revoked, expired)
 	for _, k := range expiring {
 		r.warn("key %s %q (%s) expires %s, in %s, within the expiry warning (%s): rotate it with credentials_rotate, or mint a successor with keygate token create",
 			k.ID, textsafe.Escape(k.Name), textsafe.Escape(k.Masked), k.ExpiresAt.Format(time.DateOnly), until(k.ExpiresAt.Sub(r.now)), cfg.ExpiryWarning)
 	}
 	return s
+}
+
+// noStoreFile reports whether the store is a SQLite file not created yet.
+func noStoreFile(cfg config.Config) bool {
+	if cfg.Postgres() {
+		return false
+	}
+	_, err := os.Stat(cfg.Store)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // until says how long d is, in days when it is more than one.
@@ -244,11 +264,10 @@ func (c *DoctorCmd) token(ctx context.Context, r *report, cfg config.Config, sto
 	tok := cfg.Token
 	mint := "keygate token create --name NAME --scopes LIST --env-var " + auth.TokenVar
 	if tok.Secret.IsZero() {
-		_, noStore := os.Stat(cfg.Store)
 		switch {
 		case cfg.Transport == "http":
 			r.info("not set: over HTTP every caller brings its own token, so keygate needs none of its own")
-		case errors.Is(noStore, fs.ErrNotExist):
+		case noStoreFile(cfg):
 			r.info("not set: keygate serve's first run mints an admin token and writes it to %s", shown(cfg.EnvFile))
 		default:
 			r.problem("not set: over stdio keygate then hides every tool that needs a scope", mint)
@@ -272,8 +291,8 @@ func (c *DoctorCmd) token(ctx context.Context, r *report, cfg config.Config, sto
 		return
 	}
 	if store == nil {
-		if _, err := os.Stat(cfg.Store); errors.Is(err, fs.ErrNotExist) {
-			r.problem(fmt.Sprintf("%s is set, but there is no store at %s to check it against", auth.TokenVar, shown(cfg.Store)),
+		if noStoreFile(cfg) {
+			r.problem(fmt.Sprintf("%s is set, but there is no store at %s to check it against", auth.TokenVar, shown(cfg.StoreName())),
 				"point --store (KEYGATE_STORE) at the store that issued the token")
 		} else {
 			r.info("not checked against the store (see Store above)")

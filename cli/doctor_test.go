@@ -60,8 +60,8 @@ func TestDoctorMasksURLPasswords(t *testing.T) {
 	in := newInstance(t)
 	const password = "pw-canary-5e1d"
 	out, _ := doctor(t, in, []string{"KEYGATE_AUDIT_FILE=postgres://audit:" + password + "@db.example/keygate"}, []string{password},
-		"--store", "postgres://kg:"+password+"@db.example/keygate")
-	wantLines(t, out, "postgres://kg:***@db.example/keygate", "postgres://audit:***@db.example/keygate")
+		"--store", "postgres://kg:"+password+"@127.0.0.1:1/keygate?connect_timeout=2")
+	wantLines(t, out, "postgres://kg:***@127.0.0.1:1/keygate", "postgres://audit:***@db.example/keygate", "cannot open the store", "that the database server runs")
 }
 
 // TestDoctorHealthy: a working keygate passes, and doctor leaves the store

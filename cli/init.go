@@ -449,7 +449,7 @@ func (c *InitCmd) warnings(rt *invocation, cfg config.Config, path string) {
 	if strings.TrimSpace(cfg.Env.File[auth.TokenVar]) != "" {
 		return
 	}
-	if _, err := os.Stat(cfg.Store); errors.Is(err, fs.ErrNotExist) {
+	if noStoreFile(cfg) {
 		fmt.Fprintf(rt.Out, "note: there is no store yet; keygate's first run creates it and writes an admin token to %s\n", textsafe.Escape(cfg.EnvFile))
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keygate/keygate/app"
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/config"
@@ -57,7 +58,7 @@ type operator struct {
 	store   *local.Store
 	svc     *credentials.Service
 	ring    credentials.Ring
-	journal *audit.Log
+	journal app.Journal
 	tool    string
 }
 
@@ -82,7 +83,7 @@ func openOperator(rt *invocation, common config.Common, sub string, journaled bo
 	if journaled {
 		// The redactor masks anything shaped like a credential that an
 		// argument might carry.
-		if o.journal, err = audit.Open(cfg.AuditFile, auth.NewRedactor().Redact); err != nil {
+		if o.journal, err = app.OpenJournal(rt.ctx, cfg, auth.NewRedactor().Redact); err != nil {
 			_ = store.Close()
 			return nil, fmt.Errorf("%s: %w", o.tool, err)
 		}
