@@ -1,0 +1,224 @@
+// Command replicas measures keygate replicas on one Postgres behind
+// HAProxy in round robin (internal/cluster), for bench/README.md:
+//
+//   - revoke: the time from a revoke answered by replica A to the first
+//     refusal of that key by replica B, which had just verified (and
+//     cached) it, over --trials trials;
+//   - throughput: tool calls per second through the balancer with 1, 2
+//     and 3 replicas, from --workers clients for --duration each.
+//
+// Each run creates a database of its own on the server --postgres names
+// (an admin URL, as .ci/postgres prints) and drops it afterwards.
+//
+//	go build -o /tmp/keygate . && go run ./bench/replicas --keygate /tmp/keygate --postgres postgres://keygate@127.0.0.1:55432/postgres?sslmode=disable [--trials 1000] [--workers 16] [--duration 10s] [--tool content_get]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/keygate/keygate/internal/cluster"
+)
+
+func main() {
+	keygate := flag.String("keygate", "", "keygate binary (required)")
+	admin := flag.String("postgres", "", "admin URL of a Postgres server on loopback (required)")
+	trials := flag.Int("trials", 1000, "revoke trials")
+	workers := flag.Int("workers", 16, "concurrent clients in the throughput runs")
+	duration := flag.Duration("duration", 10*time.Second, "length of each throughput run")
+	tool := flag.String("tool", "content_get", "tool the throughput runs call: content_get or auth_whoami")
+	maxReplicas := flag.Int("replicas", 3, "throughput runs with 1..N replicas")
+	flag.Parse()
+	if *keygate == "" || *admin == "" {
+		fmt.Fprintln(os.Stderr, "replicas: --keygate and --postgres are required")
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	if err := revokeRun(ctx, *keygate, *admin, *trials); err != nil {
+		fmt.Fprintln(os.Stderr, "replicas:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("\n## Tool calls per second through HAProxy (%s, %d clients, %s per run)\n\n", *tool, *workers, *duration)
+	fmt.Println("| replicas | calls | calls/s | p50 ms | p99 ms | errors |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for n := 1; n <= *maxReplicas; n++ {
+		if err := throughputRun(ctx, *keygate, *admin, n, *workers, *duration, *tool); err != nil {
+			fmt.Fprintln(os.Stderr, "replicas:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// withCluster runs fn on n replicas over a new database.
+func withCluster(ctx context.Context, bin, admin string, n int, fn func(c *cluster.Cluster, token string) error) error {
+	store, drop, err := newDatabase(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer drop()
+	dir, err := os.MkdirTemp("", "keygate-replicas-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KEYGATE_") {
+			env = append(env, kv)
+		}
+	}
+	c, err := cluster.Start(ctx, cluster.Options{Bin: bin, Env: append(env, "HOME="+dir), Store: store, Dir: dir,
+		Args: []string{"--oauth", "off", "--log-level", "warn"}}, n)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	token, err := c.AdminToken()
+	if err != nil {
+		return err
+	}
+	return fn(c, token)
+}
+
+// revokeRun measures revoke-to-refusal across two replicas.
+func revokeRun(ctx context.Context, bin, admin string, trials int) error {
+	return withCluster(ctx, bin, admin, 2, func(c *cluster.Cluster, token string) error {
+		a, b := c.Replicas[0].URL, c.Replicas[1].URL
+		var lags []time.Duration
+		var polls int
+		for i := range trials {
+			ans, err := cluster.Call(ctx, a, token, "credentials_create", map[string]any{"name": fmt.Sprintf("trial %d", i),
+				"scopes": []string{"content:read"}, "expires_in_days": 1, "deliver": "reveal"})
+			if err != nil || ans.IsError {
+				return fmt.Errorf("credentials_create: %v %s", err, ans.Text)
+			}
+			id, tok := cluster.Field(ans.Result, "structuredContent", "key", "id"), cluster.Field(ans.Result, "structuredContent", "token")
+			if ans, err := cluster.Call(ctx, b, tok, "auth_whoami", nil); err != nil || ans.Status != http.StatusOK || ans.IsError {
+				return fmt.Errorf("auth_whoami on B before the revoke: %v %d %s", err, ans.Status, ans.Text)
+			}
+			if ans, err := cluster.Call(ctx, a, token, "credentials_revoke", map[string]any{"credential": id, "confirm": true}); err != nil || ans.IsError {
+				return fmt.Errorf("credentials_revoke: %v %s", err, ans.Text)
+			}
+			revoked := time.Now()
+			for {
+				polls++
+				ans, err := cluster.Call(ctx, b, tok, "auth_whoami", nil)
+				if err != nil {
+					return err
+				}
+				if ans.Status == http.StatusUnauthorized {
+					lags = append(lags, time.Since(revoked))
+					break
+				}
+				if time.Since(revoked) > 10*time.Second {
+					return fmt.Errorf("trial %d: B still accepts the key 10 s after the revoke", i)
+				}
+			}
+		}
+		slices.Sort(lags)
+		fmt.Printf("## Revoke on replica A, first refusal on replica B (%d trials)\n\n", trials)
+		fmt.Println("| p50 ms | p90 ms | p99 ms | max ms | polls of B per trial |")
+		fmt.Println("|---|---|---|---|---|")
+		fmt.Printf("| %.2f | %.2f | %.2f | %.2f | %.2f |\n", ms(pct(lags, 50)), ms(pct(lags, 90)), ms(pct(lags, 99)), ms(lags[len(lags)-1]),
+			float64(polls)/float64(trials))
+		return nil
+	})
+}
+
+// throughputRun measures calls per second through the balancer.
+func throughputRun(ctx context.Context, bin, admin string, n, workers int, d time.Duration, tool string) error {
+	return withCluster(ctx, bin, admin, n, func(c *cluster.Cluster, token string) error {
+		args := map[string]any{}
+		if tool == "content_get" {
+			ans, err := cluster.Call(ctx, c.LB.URL, token, "content_create", map[string]any{"type": "posts", "slug": "bench",
+				"title": "Bench", "fields": map[string]any{"body": "measured"}})
+			if err != nil || ans.IsError {
+				return fmt.Errorf("content_create: %v %s", err, ans.Text)
+			}
+			args = map[string]any{"type": "posts", "id": cluster.Field(ans.Result, "structuredContent", "object", "id")}
+		}
+		var calls, failures atomic.Int64
+		var mu sync.Mutex
+		var lat []time.Duration
+		runCtx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				var mine []time.Duration
+				for runCtx.Err() == nil {
+					start := time.Now()
+					ans, err := cluster.Call(runCtx, c.LB.URL, token, tool, args)
+					if errors.Is(err, context.DeadlineExceeded) || runCtx.Err() != nil {
+						break
+					}
+					calls.Add(1)
+					mine = append(mine, time.Since(start))
+					if err != nil || ans.Status != http.StatusOK || ans.IsError {
+						failures.Add(1)
+					}
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		slices.Sort(lat)
+		fmt.Printf("| %d | %d | %.0f | %.2f | %.2f | %d |\n", n, calls.Load(), float64(calls.Load())/d.Seconds(),
+			ms(pct(lat, 50)), ms(pct(lat, 99)), failures.Load())
+		return nil
+	})
+}
+
+func pct(s []time.Duration, p int) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// newDatabase creates a database on admin's server and returns its URL
+// and a function that drops it.
+func newDatabase(ctx context.Context, admin string) (string, func(), error) {
+	u, err := url.Parse(admin)
+	if err != nil {
+		return "", nil, fmt.Errorf("--postgres: %w", err)
+	}
+	if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" && h != "::1" {
+		return "", nil, errors.New("--postgres must be on loopback")
+	}
+	db, err := sql.Open("pgx", admin)
+	if err != nil {
+		return "", nil, err
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "kgbench_" + hex.EncodeToString(b)
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		_ = db.Close()
+		return "", nil, fmt.Errorf("creating the bench database: %w", err)
+	}
+	u.Path = "/" + name
+	return u.String(), func() {
+		_, _ = db.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		_ = db.Close()
+	}, nil
+}
