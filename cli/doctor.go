@@ -157,8 +157,13 @@ func shown(v string) string {
 	if v == "" {
 		return `""`
 	}
-	return textsafe.Escape(urlPassword.ReplaceAllString(v, "$1:***@"))
+	v = urlPassword.ReplaceAllString(v, "$1:***@")
+	return textsafe.Escape(urlPasswordParam.ReplaceAllString(v, "$1***"))
 }
+
+// urlPasswordParam matches a password given as a URL parameter, as
+// Postgres URLs allow (password=, sslpassword=).
+var urlPasswordParam = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)[^&\s]*`)
 
 // urlPassword matches the user:password@ of a URL, also once a path
 // function has folded its // into one.
