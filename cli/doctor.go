@@ -157,13 +157,8 @@ func shown(v string) string {
 	if v == "" {
 		return `""`
 	}
-	v = urlPassword.ReplaceAllString(v, "$1:***@")
-	return textsafe.Escape(urlPasswordParam.ReplaceAllString(v, "$1***"))
+	return textsafe.Escape(urlPassword.ReplaceAllString(v, "$1:***@"))
 }
-
-// urlPasswordParam matches a password given as a URL parameter, as
-// Postgres URLs allow (password=, sslpassword=).
-var urlPasswordParam = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)[^&\s]*`)
 
 // urlPassword matches the user:password@ of a URL, also once a path
 // function has folded its // into one.
