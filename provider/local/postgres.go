@@ -297,11 +297,11 @@ func openPostgres(ctx context.Context, target string, opts Options) (*Store, err
 	s.setPools(rw, ro)
 	empty, err := pgmigrate.Apply(ctx, rw, pgComponent, pgMigrations)
 	if err != nil {
-		s.Close()
+		_ = s.Close() // the migration error says what failed
 		return nil, t.openError("migrating the schema", err)
 	}
 	if err := pgSyncListSchema(ctx, s); err != nil {
-		s.Close()
+		_ = s.Close() // the indexing error says what failed
 		return nil, t.openError("indexing content types", err)
 	}
 	// Only the replica whose migration found no schema seeds the store and
