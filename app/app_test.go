@@ -124,7 +124,7 @@ func TestHTTPSession(t *testing.T) {
 		t.Run(fmt.Sprintf("legacy=%v", legacy), func(t *testing.T) {
 			var opts []client.ClientOption
 			if legacy {
-				opts = append(opts, client.WithLegacyProtocolOnly())
+				opts = append(opts, client.WithLegacyProtocolOnly()) //nolint:staticcheck // SA1019: the legacy protocol is tested on purpose
 			}
 			tr, err := transport.NewStreamableHTTP(s.url, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + s.token}))
 			if err != nil {

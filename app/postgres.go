@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
 	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/rotation"
 	"github.com/keygate/keygate/rotation/pgjournal"
 )
@@ -90,4 +92,57 @@ func (a *App) ready(ctx context.Context) error {
 		return nil
 	}
 	return a.db.PingContext(ctx)
+}
+
+// Journal is an audit journal a command opens for itself (keygate token):
+// Close closes what it opened.
+type Journal interface {
+	Write(audit.Record) error
+	Close() error
+}
+
+// OpenJournal opens cfg's audit journal for a command that runs once: the
+// file, or, with a Postgres store and no --audit-file, the store's audit
+// table on a connection of its own.
+func OpenJournal(ctx context.Context, cfg config.Config, redact func(string) string) (Journal, error) {
+	if cfg.AuditFile != "" || !cfg.Postgres() {
+		return audit.Open(cfg.AuditFile, redact)
+	}
+	db, err := sql.Open("pgx", cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.StoreName(), err)
+	}
+	t, err := audit.OpenTable(ctx, db, audit.Options{Redact: redact})
+	if err != nil {
+		_ = db.Close() // the open error says what failed
+		return nil, fmt.Errorf("%s: %w", cfg.StoreName(), err)
+	}
+	return &tableJournal{Table: t, db: db}, nil
+}
+
+// tableJournal is the audit table and the connection pool it was opened
+// on.
+type tableJournal struct {
+	*audit.Table
+	db *sql.DB
+}
+
+func (j *tableJournal) Close() error { return errors.Join(j.Table.Close(), j.db.Close()) }
+
+// ReadJournal calls fn for each record of cfg's audit journal that
+// matches o, oldest first: the file (and its rotated parts), or the
+// Postgres store's audit table.
+func ReadJournal(ctx context.Context, cfg config.Config, o audit.ReadOptions, fn func(audit.Record) error) error {
+	if cfg.AuditFile != "" || !cfg.Postgres() {
+		return audit.ReadWith(cfg.AuditFile, o, fn)
+	}
+	db, err := sql.Open("pgx", cfg.Store)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.StoreName(), err)
+	}
+	defer db.Close()
+	if err := audit.ReadTable(ctx, db, o, fn); err != nil {
+		return fmt.Errorf("%s: %w", cfg.StoreName(), err)
+	}
+	return nil
 }

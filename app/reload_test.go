@@ -26,7 +26,7 @@ func TestStdioHotReload(t *testing.T) {
 	// A legacy-protocol client: 2026-07-28 clients get list_changed only
 	// through subscriptions/listen, and see the new list on their next
 	// tools/list anyway.
-	c := client.NewClient(transport.NewIO(s.stdout, s.stdin, nil), client.WithLegacyProtocolOnly())
+	c := client.NewClient(transport.NewIO(s.stdout, s.stdin, nil), client.WithLegacyProtocolOnly()) //nolint:staticcheck // SA1019: tools/list_changed needs a legacy session
 	t.Cleanup(func() { c.Close() })
 	var mu sync.Mutex
 	changed := 0

@@ -102,7 +102,7 @@ func (a *App) firstRun(ctx context.Context) error {
 	}
 	fallback := filepath.Join(a.cfg.DataDir, "admin.token")
 	if err := auth.WriteSecretFile(fallback, tok); err != nil {
-		return fmt.Errorf("cannot store the first-run admin token (env file: %v; %s: %w)", werr, fallback, err)
+		return fmt.Errorf("cannot store the first-run admin token (env file: %w; %s: %w)", werr, fallback, err)
 	}
 	a.logger.Warn("created the store; the admin token could not go into the env file, so it was written beside the store",
 		"reason", werr.Error(), "token_file", fallback, "key_id", issued.Key.ID)

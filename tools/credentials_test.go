@@ -173,7 +173,7 @@ func TestRotateOwnCredential(t *testing.T) {
 
 func TestRotateOtherKeyWithGrace(t *testing.T) {
 	e := newEnv(t)
-	old, key := e.mint("worker", "content:read")
+	_, key := e.mint("worker", "content:read")
 	// Without deliver, another key's new secret goes to a new file in the keys directory.
 	r := mustOK(t, e.call("credentials_rotate", map[string]any{"credential": key.ID, "confirm": true, "grace_seconds": 3600}))
 	path := strings.TrimPrefix(r.Structured["delivered_to"].(string), "file:")
@@ -183,7 +183,7 @@ func TestRotateOtherKeyWithGrace(t *testing.T) {
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v", fi.Mode().Perm())
 	}
-	old, key = e.mint("worker", "content:read")
+	old, key := e.mint("worker", "content:read")
 	r = mustOK(t, e.call("credentials_rotate", map[string]any{"credential": key.ID, "confirm": true, "grace_seconds": 60, "deliver": "env:WORKER_TOKEN"}))
 	ctx := context.Background()
 	if _, err := e.store.Verify(ctx, old); err != nil {

@@ -39,7 +39,7 @@ func TestExpiryWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.NewInProcessClientWithOptions(s, client.WithLegacyProtocolOnly())
+	c, err := client.NewInProcessClientWithOptions(s, client.WithLegacyProtocolOnly()) //nolint:staticcheck // SA1019: logging needs a client of an earlier version
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,8 @@ func TestExpiryWarnings(t *testing.T) {
 	if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelWarning}}); err != nil {
+	// Logging is deprecated in 2026-07-28; clients of earlier versions use it.
+	if err := c.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelWarning}}); err != nil { //nolint:staticcheck // SA1019 on purpose
 		t.Fatal(err)
 	}
 	for range 3 {

@@ -57,7 +57,6 @@ type env struct {
 type envOption func(*env)
 
 func withElicitation(h client.ElicitationHandler) envOption { return func(e *env) { e.elicit = h } }
-func withOptions(o Options) envOption                       { return func(e *env) { e.options = o } }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()

@@ -106,8 +106,7 @@ func TestContentGetBudgetNestedAndArrays(t *testing.T) {
 	created := mustOK(t, e.call("content_create", map[string]any{"type": "notes", "title": "Deep", "fields": map[string]any{"deep": deep, "tags": tags}}))
 	id := get(created.Structured, "object", "id").(string)
 
-	var r result
-	r = mustOK(t, e.call("content_get", map[string]any{"type": "notes", "id": id}))
+	r := mustOK(t, e.call("content_get", map[string]any{"type": "notes", "id": id}))
 	if n := max(len(mustJSON(r.raw.StructuredContent)), len(r.Text)); n > shape.DefaultMaxBytes {
 		t.Fatalf("%d bytes over the default budget", n)
 	}
@@ -146,7 +145,7 @@ func TestContentGetBudgetNestedAndArrays(t *testing.T) {
 		t.Errorf("tags: shown %d + continued %d != %d", shownTags, len(restTags), len(tags))
 	}
 	leafShown := r.Structured["object"].(map[string]any)
-	var walk any = leafShown["fields"].(map[string]any)["deep"]
+	walk := leafShown["fields"].(map[string]any)["deep"]
 	for range 150 {
 		walk = walk.(map[string]any)["n"]
 	}

@@ -102,17 +102,17 @@ func revokeRun(ctx context.Context, bin, admin string, trials int) error {
 		var lags []time.Duration
 		var polls int
 		for i := range trials {
-			ans, err := cluster.Call(ctx, a, token, "credentials_create", map[string]any{"name": fmt.Sprintf("trial %d", i),
+			ans, err := callOK(ctx, a, token, "credentials_create", map[string]any{"name": fmt.Sprintf("trial %d", i),
 				"scopes": []string{"content:read"}, "expires_in_days": 1, "deliver": "reveal"})
-			if err != nil || ans.IsError {
-				return fmt.Errorf("credentials_create: %v %s", err, ans.Text)
+			if err != nil {
+				return err
 			}
 			id, tok := cluster.Field(ans.Result, "structuredContent", "key", "id"), cluster.Field(ans.Result, "structuredContent", "token")
-			if ans, err := cluster.Call(ctx, b, tok, "auth_whoami", nil); err != nil || ans.Status != http.StatusOK || ans.IsError {
-				return fmt.Errorf("auth_whoami on B before the revoke: %v %d %s", err, ans.Status, ans.Text)
+			if _, err := callOK(ctx, b, tok, "auth_whoami", nil); err != nil {
+				return fmt.Errorf("on B before the revoke: %w", err)
 			}
-			if ans, err := cluster.Call(ctx, a, token, "credentials_revoke", map[string]any{"credential": id, "confirm": true}); err != nil || ans.IsError {
-				return fmt.Errorf("credentials_revoke: %v %s", err, ans.Text)
+			if _, err := callOK(ctx, a, token, "credentials_revoke", map[string]any{"credential": id, "confirm": true}); err != nil {
+				return err
 			}
 			revoked := time.Now()
 			for {
@@ -145,10 +145,10 @@ func throughputRun(ctx context.Context, bin, admin string, n, workers int, d tim
 	return withCluster(ctx, bin, admin, n, func(c *cluster.Cluster, token string) error {
 		args := map[string]any{}
 		if tool == "content_get" {
-			ans, err := cluster.Call(ctx, c.LB.URL, token, "content_create", map[string]any{"type": "posts", "slug": "bench",
+			ans, err := callOK(ctx, c.LB.URL, token, "content_create", map[string]any{"type": "posts", "slug": "bench",
 				"title": "Bench", "fields": map[string]any{"body": "measured"}})
-			if err != nil || ans.IsError {
-				return fmt.Errorf("content_create: %v %s", err, ans.Text)
+			if err != nil {
+				return err
 			}
 			args = map[string]any{"type": "posts", "id": cluster.Field(ans.Result, "structuredContent", "object", "id")}
 		}
@@ -184,6 +184,18 @@ func throughputRun(ctx context.Context, bin, admin string, n, workers int, d tim
 			ms(pct(lat, 50)), ms(pct(lat, 99)), failures.Load())
 		return nil
 	})
+}
+
+// callOK is cluster.Call that wants a successful tool result.
+func callOK(ctx context.Context, base, token, tool string, args map[string]any) (cluster.Answer, error) {
+	ans, err := cluster.Call(ctx, base, token, tool, args)
+	switch {
+	case err != nil:
+		return ans, fmt.Errorf("%s: %w", tool, err)
+	case ans.Status != http.StatusOK || ans.IsError:
+		return ans, fmt.Errorf("%s: %d %s", tool, ans.Status, ans.Text)
+	}
+	return ans, nil
 }
 
 func pct(s []time.Duration, p int) time.Duration {

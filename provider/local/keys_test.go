@@ -57,7 +57,7 @@ func secretPart(tok string) string {
 
 func wantInvalid(t *testing.T, err error) {
 	t.Helper()
-	if err != auth.ErrInvalidToken || !errors.Is(err, auth.ErrInvalidToken) { // exactly this error, not a wrapping of it
+	if err != auth.ErrInvalidToken || !errors.Is(err, auth.ErrInvalidToken) { //nolint:errorlint // exactly this error, not a wrapping of it
 		t.Fatalf("error = %v, want exactly auth.ErrInvalidToken", err)
 	}
 }
