@@ -237,7 +237,7 @@ func TestReplicaLosesItsDatabase(t *testing.T) {
 
 	var mu sync.Mutex
 	var done []string
-	var statuses = map[int]int{}
+	statuses := map[int]int{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -431,4 +431,3 @@ func (p *cutProxy) restore() {
 	defer p.mu.Unlock()
 	p.isCut = false
 }
-
