@@ -173,9 +173,12 @@ func TestRotateOwnCredential(t *testing.T) {
 
 func TestRotateOtherKeyWithGrace(t *testing.T) {
 	e := newEnv(t)
-	_, key := e.mint("worker", "content:read")
+	first, key := e.mint("worker", "content:read")
 	// Without deliver, another key's new secret goes to a new file in the keys directory.
 	r := mustOK(t, e.call("credentials_rotate", map[string]any{"credential": key.ID, "confirm": true, "grace_seconds": 3600}))
+	if _, err := e.store.Verify(context.Background(), first); err != nil {
+		t.Fatalf("the rotated key stopped working within its hour of grace: %v", err)
+	}
 	path := strings.TrimPrefix(r.Structured["delivered_to"].(string), "file:")
 	if filepath.Dir(path) != e.deps.Credentials.Places.KeysDir || strings.Contains(mustJSON(r.raw), readFile(t, path)) {
 		t.Fatalf("default delivery went to %s", path)
