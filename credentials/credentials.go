@@ -318,7 +318,12 @@ func (s *Service) Create(ctx context.Context, c Caller, r Ring, req CreateReques
 	to, err := s.Places.Put(dest, issued.Key.ID, issued.Secret)
 	if err != nil {
 		if uerr := undo(context.WithoutCancel(ctx)); uerr != nil {
-			return Issued{}, fmt.Errorf("delivering the new key failed (%v) and revoking it failed too: %w", err, uerr)
+			// Only the revocation's error is wrapped, so that callers
+			// classify this by it (a provider that is unavailable, say):
+			// what is wrong now is a live key that nobody holds. The
+			// delivery's error (auth.ErrVarExists, fs.ErrPermission) is
+			// kept as text only.
+			return Issued{}, fmt.Errorf("delivering the new key failed (%s) and revoking it failed too: %w", err.Error(), uerr)
 		}
 		return Issued{}, &provider.FieldError{Field: "deliver", Problem: "the key could not be delivered, so it was revoked again: " + err.Error(), Fix: "fix the destination or choose another"}
 	}

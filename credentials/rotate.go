@@ -59,60 +59,98 @@ func (s *Service) PlanRotate(ctx context.Context, c Caller, r Ring, req RotateRe
 	if r.Engine == nil {
 		return RotatePlan{}, errUnsupported(r, "rotate")
 	}
-	a, err := s.Actor(ctx, c)
+	id, viaCurrent, key, err := s.authorizeRotate(ctx, c, r, req.Credential)
 	if err != nil {
 		return RotatePlan{}, err
 	}
-	id, viaCurrent, err := s.ResolveKey(ctx, c, r, req.Credential)
+	own, err := ownCredential(ctx, r, id, viaCurrent)
 	if err != nil {
 		return RotatePlan{}, err
 	}
-	t, key, err := s.target(ctx, a, policy.Rotate, r, id)
-	if err != nil {
+	p := RotatePlan{ring: r, caller: c, Key: key, Own: own != nil}
+	if p.req, err = s.rotationRequest(c, r, id, own, req); err != nil {
 		return RotatePlan{}, err
-	}
-	// The policy decides before anything about the key is shown.
-	if err := policy.Decide(a, policy.Rotate, t).Err(); err != nil {
-		return RotatePlan{}, err
-	}
-	p := RotatePlan{ring: r, caller: c, Key: key}
-	var own Own
-	if r.Own != nil {
-		var ok bool
-		if own, ok, err = r.Own(ctx); err != nil {
-			return RotatePlan{}, err
-		}
-		p.Own = ok && ((id != "" && own.KeyID == id) || (!r.Local && viaCurrent))
-	}
-	switch {
-	case p.Own && own.InEnvFile:
-		if req.Deliver != "" && req.Deliver != "env:"+own.Var {
-			return RotatePlan{}, &provider.FieldError{Field: "deliver",
-				Problem: fmt.Sprintf("key %s is keygate's own credential (%s in its env file), whose successor must go back there so keygate keeps working", displayID(id), own.Var),
-				Fix:     "leave deliver out"}
-		}
-		p.req = rotation.Own(own.Var, own.Secret, req.Grace, own.Follow)
-		p.req.KeyID = id
-	case p.Own && req.Deliver == "":
-		return RotatePlan{}, &provider.FieldError{Field: "credential",
-			Problem: fmt.Sprintf("key %s is keygate's own credential, but %s comes from keygate's environment (a client's config, say), which keygate cannot rewrite", displayID(id), own.Var),
-			Fix:     fmt.Sprintf("move %s into keygate's env file and restart keygate, then rotate again; or pass deliver and put the new key in the client's config yourself", own.Var)}
-	case !r.Engine.RotatesOthers():
-		return RotatePlan{}, &provider.FieldError{Field: "credential",
-			Problem: fmt.Sprintf("%s can rotate a key only with that key itself, so keygate can rotate only its own %s key", r.Provider, r.Provider),
-			Fix:     `pass credential "current" to rotate keygate's own key; rotate other keys in the provider's dashboard`}
-	default:
-		dest, err := s.destination(c, id, req.Deliver)
-		if err != nil {
-			return RotatePlan{}, err
-		}
-		if err := s.Places.Preflight(dest); err != nil {
-			return RotatePlan{}, err
-		}
-		p.req = rotation.Request{KeyID: id, Dest: dest, Grace: req.Grace}
 	}
 	p.Dest = p.req.Dest
 	return p, nil
+}
+
+// authorizeRotate resolves the credential argument to a key and asks the
+// policy whether the caller may rotate it. viaCurrent reports that the
+// caller named it "current".
+func (s *Service) authorizeRotate(ctx context.Context, c Caller, r Ring, credential string) (id string, viaCurrent bool, key provider.Key, err error) {
+	a, err := s.Actor(ctx, c)
+	if err != nil {
+		return "", false, provider.Key{}, err
+	}
+	id, viaCurrent, err = s.ResolveKey(ctx, c, r, credential)
+	if err != nil {
+		return "", false, provider.Key{}, err
+	}
+	t, key, err := s.target(ctx, a, policy.Rotate, r, id)
+	if err != nil {
+		return "", false, provider.Key{}, err
+	}
+	// The policy decides before anything about the key is shown.
+	if err := policy.Decide(a, policy.Rotate, t).Err(); err != nil {
+		return "", false, provider.Key{}, err
+	}
+	return id, viaCurrent, key, nil
+}
+
+// ownCredential is keygate's own credential when key id is it, else nil.
+// On a remote provider "current" means keygate's own key even when the
+// provider cannot name it.
+func ownCredential(ctx context.Context, r Ring, id string, viaCurrent bool) (*Own, error) {
+	if r.Own == nil {
+		return nil, nil
+	}
+	own, ok, err := r.Own(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || !((id != "" && own.KeyID == id) || (!r.Local && viaCurrent)) {
+		return nil, nil
+	}
+	return &own, nil
+}
+
+// rotationRequest is the rotation to ask the engine for: where key id's
+// successor goes, given whether it is keygate's own credential (own).
+func (s *Service) rotationRequest(c Caller, r Ring, id string, own *Own, req RotateRequest) (rotation.Request, error) {
+	switch {
+	case own != nil && own.InEnvFile:
+		return ownRotation(id, *own, req)
+	case own != nil && req.Deliver == "":
+		return rotation.Request{}, &provider.FieldError{Field: "credential",
+			Problem: fmt.Sprintf("key %s is keygate's own credential, but %s comes from keygate's environment (a client's config, say), which keygate cannot rewrite", displayID(id), own.Var),
+			Fix:     fmt.Sprintf("move %s into keygate's env file and restart keygate, then rotate again; or pass deliver and put the new key in the client's config yourself", own.Var)}
+	case !r.Engine.RotatesOthers():
+		return rotation.Request{}, &provider.FieldError{Field: "credential",
+			Problem: fmt.Sprintf("%s can rotate a key only with that key itself, so keygate can rotate only its own %s key", r.Provider, r.Provider),
+			Fix:     `pass credential "current" to rotate keygate's own key; rotate other keys in the provider's dashboard`}
+	}
+	dest, err := s.destination(c, id, req.Deliver)
+	if err != nil {
+		return rotation.Request{}, err
+	}
+	if err := s.Places.Preflight(dest); err != nil {
+		return rotation.Request{}, err
+	}
+	return rotation.Request{KeyID: id, Dest: dest, Grace: req.Grace}, nil
+}
+
+// ownRotation rotates keygate's own credential from its env file: the
+// successor goes back to the variable that holds it, and keygate follows.
+func ownRotation(id string, own Own, req RotateRequest) (rotation.Request, error) {
+	if req.Deliver != "" && req.Deliver != "env:"+own.Var {
+		return rotation.Request{}, &provider.FieldError{Field: "deliver",
+			Problem: fmt.Sprintf("key %s is keygate's own credential (%s in its env file), whose successor must go back there so keygate keeps working", displayID(id), own.Var),
+			Fix:     "leave deliver out"}
+	}
+	rq := rotation.Own(own.Var, own.Secret, req.Grace, own.Follow)
+	rq.KeyID = id
+	return rq, nil
 }
 
 // destination is where the successor of key id goes when it is not

@@ -192,7 +192,7 @@ func TestIsLoopback(t *testing.T) {
 func TestLineLimiter(t *testing.T) {
 	l := &lineLimiter{r: strings.NewReader("short\n" + strings.Repeat("x", 100) + "\n"), max: 50}
 	_, err := io.ReadAll(l)
-	if err != errLineTooLong {
+	if !errors.Is(err, errLineTooLong) {
 		t.Errorf("err = %v, want errLineTooLong", err)
 	}
 	l = &lineLimiter{r: strings.NewReader(strings.Repeat("x\n", 1000)), max: 5}

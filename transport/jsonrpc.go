@@ -58,26 +58,41 @@ func readInbound(raw []byte) inbound {
 	}
 	switch trimmed[0] {
 	case '[':
-		var entries []json.RawMessage
-		if json.Unmarshal(raw, &entries) != nil {
-			return inbound{kind: kindUnparsed}
-		}
-		return inbound{kind: kindBatch, entries: entries}
+		return readBatch(raw)
 	case '{':
-	default:
-		if !json.Valid(raw) {
-			return inbound{kind: kindUnparsed}
-		}
-		return invalid(nil, "a JSON-RPC message is a JSON object, such as {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}")
+		return readMessage(raw)
 	}
-	var m struct {
-		JSONRPC json.RawMessage `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id"`
-		Method  json.RawMessage `json:"method"`
-		Params  json.RawMessage `json:"params"`
-		Result  json.RawMessage `json:"result"`
-		Error   json.RawMessage `json:"error"`
+	if !json.Valid(raw) {
+		return inbound{kind: kindUnparsed}
 	}
+	return invalid(nil, "a JSON-RPC message is a JSON object, such as {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}")
+}
+
+// readBatch splits a JSON array into its entries, each classified when it
+// is served.
+func readBatch(raw []byte) inbound {
+	var entries []json.RawMessage
+	if json.Unmarshal(raw, &entries) != nil {
+		return inbound{kind: kindUnparsed}
+	}
+	return inbound{kind: kindBatch, entries: entries}
+}
+
+// message is the members of one JSON-RPC message keygate checks, kept
+// undecoded so that a wrong type is told apart from a missing member.
+type message struct {
+	JSONRPC json.RawMessage `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  json.RawMessage `json:"method"`
+	Params  json.RawMessage `json:"params"`
+	Result  json.RawMessage `json:"result"`
+	Error   json.RawMessage `json:"error"`
+}
+
+// readMessage classifies one JSON object. The checks run in a fixed order,
+// so that each invalid message gets the one problem that names it best.
+func readMessage(raw []byte) inbound {
+	var m message
 	if json.Unmarshal(raw, &m) != nil {
 		return inbound{kind: kindUnparsed}
 	}
@@ -88,7 +103,7 @@ func readInbound(raw []byte) inbound {
 	if v, ok := jsonString(m.JSONRPC); !ok || v != mcp.JSONRPC_VERSION {
 		return invalid(id, `"jsonrpc" must be "2.0"`)
 	}
-	if m.Method == nil && m.Result == nil && m.Error != nil && (m.ID == nil || bytes.Equal(m.ID, []byte("null"))) {
+	if m.isUnaddressedError() {
 		// The client's error answer to a message it could not read: there
 		// is nothing to route and, as for every response, nothing to answer.
 		return inbound{kind: kindResponse}
@@ -97,16 +112,34 @@ func readInbound(raw []byte) inbound {
 		return invalid(nil, `"id" must be a string or an integer (MCP does not allow null)`)
 	}
 	if m.Method == nil {
-		switch {
-		case id == nil:
-			return invalid(nil, `a message needs a "method" (a request or a notification) or an "id" with a "result" or an "error" (a response)`)
-		case m.Result != nil && m.Error != nil:
-			return invalid(id, `a response carries a "result" or an "error", not both`)
-		case m.Result == nil && m.Error == nil:
-			return invalid(id, `a message with an "id" needs a "method" (a request) or a "result" or an "error" (a response)`)
-		}
-		return inbound{kind: kindResponse, id: id}
+		return m.readResponse(id)
 	}
+	return m.readCall(id)
+}
+
+// isUnaddressedError reports an error response without an id (absent or
+// null), the only place JSON-RPC allows a null id.
+func (m message) isUnaddressedError() bool {
+	return m.Method == nil && m.Result == nil && m.Error != nil && (m.ID == nil || bytes.Equal(m.ID, []byte("null")))
+}
+
+// readResponse classifies a message without a method: a response, which
+// needs an id and exactly one of result and error.
+func (m message) readResponse(id json.RawMessage) inbound {
+	switch {
+	case id == nil:
+		return invalid(nil, `a message needs a "method" (a request or a notification) or an "id" with a "result" or an "error" (a response)`)
+	case m.Result != nil && m.Error != nil:
+		return invalid(id, `a response carries a "result" or an "error", not both`)
+	case m.Result == nil && m.Error == nil:
+		return invalid(id, `a message with an "id" needs a "method" (a request) or a "result" or an "error" (a response)`)
+	}
+	return inbound{kind: kindResponse, id: id}
+}
+
+// readCall classifies a message with a method: a request when it has an
+// id, else a notification.
+func (m message) readCall(id json.RawMessage) inbound {
 	method, ok := jsonString(m.Method)
 	switch {
 	case !ok:

@@ -268,66 +268,95 @@ type document struct {
 	ClientSecretExpiresAt   *int64   `json:"client_secret_expires_at"`
 }
 
+// fetch downloads and checks the metadata document at id, its URL, and
+// returns the client it describes and how long it may be cached.
 func (d *documents) fetch(ctx context.Context, id string) (*client, time.Duration, error) {
-	fail := func(format string, args ...any) (*client, time.Duration, error) {
-		return nil, 0, fmt.Errorf("%w: metadata document %s: %s", errUnknownClient, id, fmt.Sprintf(format, args...))
-	}
 	select {
 	case d.slots <- struct{}{}:
 		defer func() { <-d.slots }()
 	case <-ctx.Done():
 		return nil, 0, ctx.Err()
 	}
+	body, header, err := d.download(ctx, id)
+	if err != nil {
+		return nil, 0, refusedDocument(id, err)
+	}
+	var doc document
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, 0, refusedDocument(id, fmt.Errorf("not a JSON object: %w", err))
+	}
+	if err := doc.check(id); err != nil {
+		return nil, 0, refusedDocument(id, err)
+	}
+	c := &client{id: id, name: cleanName(doc.ClientName), redirectURIs: doc.RedirectURIs, authMethod: oidc.AuthMethodNone,
+		fromDocument: true, loginURL: d.loginURL}
+	return c, d.cacheFor(header), nil
+}
+
+// refusedDocument is errUnknownClient, naming the document and why. The
+// cause is kept as text only: to a caller every refusal is an unknown
+// client, whatever went wrong on the way (a network error, say).
+func refusedDocument(id string, cause error) error {
+	return fmt.Errorf("%w: metadata document %s: %s", errUnknownClient, id, cause.Error())
+}
+
+// download GETs the document at id: a 200 with a JSON content type, within
+// the size limit. Redirects are never followed: d.http hands back the 3xx,
+// which is refused here like any other status.
+func (d *documents) download(ctx context.Context, id string) ([]byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, id, nil)
 	if err != nil {
-		return fail("%v", err)
+		return nil, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := d.http.Do(req)
 	if err != nil {
-		return fail("fetching: %v", err)
+		return nil, nil, fmt.Errorf("fetching: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fail("answered %d, want 200 (redirects are not followed)", resp.StatusCode)
+		return nil, nil, fmt.Errorf("answered %d, want 200 (redirects are not followed)", resp.StatusCode)
 	}
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
-		return fail("content type %q, want application/json", mt)
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); !isJSONMediaType(mt) {
+		return nil, nil, fmt.Errorf("content type %q, want application/json", mt)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, d.maxBytes+1))
 	if err != nil {
-		return fail("reading: %v", err)
+		return nil, nil, fmt.Errorf("reading: %w", err)
 	}
 	if int64(len(body)) > d.maxBytes {
-		return fail("larger than %d bytes", d.maxBytes)
+		return nil, nil, fmt.Errorf("larger than %d bytes", d.maxBytes)
 	}
-	var doc document
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return fail("not a JSON object: %v", err)
-	}
+	return body, resp.Header, nil
+}
+
+// isJSONMediaType accepts application/json and its structured-syntax
+// variants such as application/example+json (RFC 6839 section 3.1).
+func isJSONMediaType(mt string) bool {
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// check applies the rules for a document fetched from id: it names itself,
+// has a name, is for a public client using the authorization code flow,
+// and has redirect URIs keygate accepts.
+func (doc document) check(id string) error {
 	switch {
 	case doc.ClientID != id:
-		return fail("its client_id %q is not the URL it was fetched from", doc.ClientID)
+		return fmt.Errorf("its client_id %q is not the URL it was fetched from", doc.ClientID)
 	case strings.TrimSpace(doc.ClientName) == "":
-		return fail("client_name is missing")
+		return errors.New("client_name is missing")
 	case doc.ClientSecret != nil || doc.ClientSecretExpiresAt != nil:
-		return fail("a metadata document must not carry client_secret")
+		return errors.New("a metadata document must not carry client_secret")
 	case doc.TokenEndpointAuthMethod == "private_key_jwt":
-		return fail("token_endpoint_auth_method private_key_jwt is not supported by keygate; use none")
+		return errors.New("token_endpoint_auth_method private_key_jwt is not supported by keygate; use none")
 	case doc.TokenEndpointAuthMethod != "" && doc.TokenEndpointAuthMethod != "none":
-		return fail("token_endpoint_auth_method %q is not allowed for a metadata document; use none", doc.TokenEndpointAuthMethod)
+		return fmt.Errorf("token_endpoint_auth_method %q is not allowed for a metadata document; use none", doc.TokenEndpointAuthMethod)
 	case len(doc.GrantTypes) > 0 && !slices.Contains(doc.GrantTypes, "authorization_code"):
-		return fail("grant_types must include authorization_code")
+		return errors.New("grant_types must include authorization_code")
 	case len(doc.ResponseTypes) > 0 && !slices.Contains(doc.ResponseTypes, "code"):
-		return fail("response_types must include code")
+		return errors.New("response_types must include code")
 	}
-	if err := checkRedirectURIs(doc.RedirectURIs); err != nil {
-		return fail("%v", err)
-	}
-	c := &client{id: id, name: cleanName(doc.ClientName), redirectURIs: doc.RedirectURIs, authMethod: oidc.AuthMethodNone,
-		fromDocument: true, loginURL: d.loginURL}
-	return c, d.cacheFor(resp.Header), nil
+	return checkRedirectURIs(doc.RedirectURIs)
 }
 
 // cacheFor reads Cache-Control's max-age (RFC 9111 section 5.2.2.1),

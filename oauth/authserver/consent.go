@@ -249,6 +249,35 @@ func clearCookie(w http.ResponseWriter, id string) {
 	http.SetCookie(w, &http.Cookie{Name: cookieName(id), Value: "", Path: ConsentPath, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 }
 
+// chosenScopes are the permissions ticked on the form: at least one, and
+// only those the client asked for. Otherwise problem says, for the form,
+// what to change.
+func chosenScopes(asked, checked []string) (scopes auth.Scopes, problem string) {
+	for _, v := range checked {
+		if !slices.Contains(asked, v) {
+			return nil, fmt.Sprintf("%q was not asked for; tick only the permissions listed.", v)
+		}
+	}
+	if len(checked) == 0 {
+		return nil, "Tick at least one permission, or press Deny."
+	}
+	scopes, err := auth.ParseScopes(checked)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return scopes, ""
+}
+
+// grantExpiry is when a grant approved with p ends: after the longest
+// lifetime a grant may have, and never after p's own key.
+func (s *Server) grantExpiry(p auth.Principal) time.Time {
+	expires := s.now().Add(s.cfg.MaxGrantLifetime)
+	if !p.ExpiresAt.IsZero() && p.ExpiresAt.Before(expires) {
+		expires = p.ExpiresAt
+	}
+	return expires
+}
+
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, a authRequest) {
 	ctx := r.Context()
 	addr := addressFrom(ctx)
@@ -295,27 +324,12 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, a authRequest) 
 		again(http.StatusForbidden, fmt.Sprintf("Key %s has been rotated into key %s and only works until its grace period ends; sign in with the new key.", p.KeyID, next))
 		return
 	}
-	var chosen []string
-	for _, v := range checked {
-		if !slices.Contains(a.scopes, v) {
-			again(http.StatusBadRequest, fmt.Sprintf("%q was not asked for; tick only the permissions listed.", v))
-			return
-		}
-		chosen = append(chosen, v)
-	}
-	if len(chosen) == 0 {
-		again(http.StatusBadRequest, "Tick at least one permission, or press Deny.")
+	scopes, problem := chosenScopes(a.scopes, checked)
+	if problem != "" {
+		again(http.StatusBadRequest, problem)
 		return
 	}
-	scopes, err := auth.ParseScopes(chosen)
-	if err != nil {
-		again(http.StatusBadRequest, err.Error())
-		return
-	}
-	expires := s.now().Add(s.cfg.MaxGrantLifetime)
-	if !p.ExpiresAt.IsZero() && p.ExpiresAt.Before(expires) {
-		expires = p.ExpiresAt
-	}
+	expires := s.grantExpiry(p)
 	// The same rule as for keys that make keys: no wider, no longer.
 	if err := auth.CheckGrant(p, scopes, expires); err != nil {
 		var ge *auth.GrantError

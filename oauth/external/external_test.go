@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -49,7 +50,9 @@ func newVerifier(t *testing.T, cfg Config) *Verifier {
 
 func wantInvalid(t *testing.T, name string, err error) {
 	t.Helper()
-	if err != auth.ErrInvalidToken {
+	// Exactly: the sentinel's own text, so that no detail of why a token
+	// failed reaches the caller.
+	if !errors.Is(err, auth.ErrInvalidToken) || err.Error() != auth.ErrInvalidToken.Error() {
 		t.Errorf("%s: error = %v, want exactly auth.ErrInvalidToken", name, err)
 	}
 }

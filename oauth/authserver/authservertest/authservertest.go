@@ -55,7 +55,11 @@ func Start(t testing.TB, resource string, opts ...func(*authserver.Config)) *Iss
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() {
+		if err := store.Close(); err != nil {
+			t.Errorf("closing the issuer's store: %v", err)
+		}
+	})
 	scopes, _ := auth.ParseScopes([]string{"admin"})
 	k, err := store.CreateKey(t.Context(), provider.NewKey{Name: "issuer-admin", Scopes: scopes, ExpiresAt: time.Now().Add(24 * time.Hour)})
 	if err != nil {
@@ -105,31 +109,29 @@ func (i *Issuer) AccessToken(scopes ...string) (access, refresh string) {
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
-	resp := i.do(browser, http.MethodGet, i.URL+authserver.AuthorizePath+"?"+q.Encode(), nil)
-	consent, err := resp.Location()
-	if err != nil {
-		t.Fatalf("authorize: %d, no redirect to the consent page", resp.StatusCode)
+	authorized := i.do(browser, http.MethodGet, i.URL+authserver.AuthorizePath+"?"+q.Encode(), nil)
+	if authorized.location == nil {
+		t.Fatalf("authorize: %d, no redirect to the consent page", authorized.status)
 	}
-	resp = i.do(browser, http.MethodGet, consent.String(), nil)
-	body, _ := io.ReadAll(resp.Body)
+	page := i.do(browser, http.MethodGet, authorized.location.String(), nil)
 	form := url.Values{"action": {"approve"}, "token": {i.Token}, "scope": scopes}
-	for _, m := range regexp.MustCompile(`name="(id|csrf)" value="([^"]*)"`).FindAllStringSubmatch(string(body), -1) {
+	for _, m := range regexp.MustCompile(`name="(id|csrf)" value="([^"]*)"`).FindAllStringSubmatch(string(page.body), -1) {
 		form.Set(m[1], m[2])
 	}
-	resp = i.do(browser, http.MethodPost, i.URL+authserver.ConsentPath, form)
-	back, err := resp.Location()
-	if err != nil || back.Query().Get("code") == "" || back.Query().Get("state") != state {
-		t.Fatalf("consent: %d %v", resp.StatusCode, back)
+	approved := i.do(browser, http.MethodPost, i.URL+authserver.ConsentPath, form)
+	back := approved.location
+	if back == nil || back.Query().Get("code") == "" || back.Query().Get("state") != state {
+		t.Fatalf("consent: %d %v", approved.status, back)
 	}
-	resp = i.do(http.DefaultClient, http.MethodPost, i.URL+authserver.TokenPath, url.Values{"grant_type": {"authorization_code"},
+	tokens := i.do(http.DefaultClient, http.MethodPost, i.URL+authserver.TokenPath, url.Values{"grant_type": {"authorization_code"},
 		"code": {back.Query().Get("code")}, "redirect_uri": {redirectURI}, "client_id": {clientID}, "code_verifier": {verifier},
 		"resource": {i.Resource}})
 	var tr struct {
 		AccessToken  string `json:"access_token"`
 		RefreshToken string `json:"refresh_token"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || tr.AccessToken == "" {
-		t.Fatalf("token: %d %v", resp.StatusCode, err)
+	if err := json.Unmarshal(tokens.body, &tr); err != nil || tr.AccessToken == "" {
+		t.Fatalf("token: %d %v", tokens.status, err)
 	}
 	return tr.AccessToken, tr.RefreshToken
 }
@@ -151,8 +153,15 @@ func (i *Issuer) register() string {
 	return out.ClientID
 }
 
-// do sends a request; the body is closed when the test ends.
-func (i *Issuer) do(c *http.Client, method, u string, form url.Values) *http.Response {
+// answer is what the flow reads of a response.
+type answer struct {
+	status   int
+	location *url.URL // the Location header, nil without one
+	body     []byte
+}
+
+// do sends a request and reads the whole answer.
+func (i *Issuer) do(c *http.Client, method, u string, form url.Values) answer {
 	i.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -169,6 +178,11 @@ func (i *Issuer) do(c *http.Client, method, u string, form url.Values) *http.Res
 	if err != nil {
 		i.t.Fatal(err)
 	}
-	i.t.Cleanup(func() { resp.Body.Close() })
-	return resp
+	defer resp.Body.Close()
+	read, err := io.ReadAll(resp.Body)
+	if err != nil {
+		i.t.Fatalf("%s %s: reading the answer: %v", method, u, err)
+	}
+	location, _ := resp.Location() // nil when there is none
+	return answer{status: resp.StatusCode, location: location, body: read}
 }
