@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/testtier"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/rotation"
 	"github.com/keygate/keygate/rotation/rotationtest"
@@ -85,7 +86,7 @@ func crashRuns(t *testing.T) int {
 	if testing.Short() {
 		return 1
 	}
-	return 5
+	return testtier.Pick(1, 5)
 }
 
 type crashScenario struct {

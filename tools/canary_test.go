@@ -28,6 +28,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/testtier"
 	"github.com/keygate/keygate/provider"
 )
 
@@ -235,10 +236,11 @@ func newCanaryStats() *canaryStats {
 // calls run in shards, each a keygate instance of its own, in parallel. Run
 // it alone with
 //
-//	go test -race -run TestCanaryTenThousandCalls -v ./tools
+//	go test -race -tags slow -run TestCanaryTenThousandCalls -v ./tools
 func TestCanaryTenThousandCalls(t *testing.T) {
 	const shards = 5
-	calls := 10000
+	// 1,000 in the fast tier, 10,000 in the slow one (-tags slow).
+	calls := testtier.Pick(1000, 10000)
 	if testing.Short() {
 		calls = 1000
 	}

@@ -149,7 +149,7 @@ var budgets = []int{0, 1}
 func TestListKeysetMatchesUnpaged(t *testing.T) {
 	for seed := range uint64(testtier.Pick(1, 12)) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		s, _ := newMixedStore(t, r, testtier.Pick(36, 60))
+		s, _ := newMixedStore(t, r, testtier.Pick(20, 60))
 		for nkeys := 1; nkeys <= 3; nkeys++ {
 			for dirs := range 1 << nkeys {
 				q := provider.ListQuery{Type: "mix", Sort: randomSort(r, nkeys, dirs), Filter: mixedFilters[r.IntN(len(mixedFilters))],
