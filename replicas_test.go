@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -27,20 +28,24 @@ import (
 	"github.com/keygate/keygate/internal/pgtest"
 )
 
-// startCluster starts n replicas on a new database reached at store (the
-// database's own URL when store is "").
-func startCluster(t *testing.T, n int, store func(dsn string) string) (*cluster.Cluster, string, string) {
+// startCluster starts n replicas on a new database of the shared test
+// server.
+func startCluster(t *testing.T, n int) (*cluster.Cluster, string, string) {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/haproxy"); err != nil {
+	dsn := pgtest.NewDatabase(t)
+	c, admin := startClusterOn(t, n, dsn)
+	return c, admin, dsn
+}
+
+// startClusterOn starts n replicas on the store at target and returns them
+// with the admin token their first run wrote.
+func startClusterOn(t *testing.T, n int, target string) (*cluster.Cluster, string) {
+	t.Helper()
+	if _, err := exec.LookPath("haproxy"); err != nil {
 		if os.Getenv(haproxy.Require) != "" {
 			t.Fatalf("%s is set but haproxy is missing", haproxy.Require)
 		}
 		t.Skip("haproxy is not installed: .ci/run installs it")
-	}
-	dsn := pgtest.NewDatabase(t)
-	target := dsn
-	if store != nil {
-		target = store(dsn)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -62,7 +67,7 @@ func startCluster(t *testing.T, n int, store func(dsn string) string) (*cluster.
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, admin, dsn
+	return c, admin
 }
 
 // call is cluster.Call that fails the test on a transport error.
@@ -97,7 +102,7 @@ func newKey(t *testing.T, base, admin, name string) (string, string) {
 // nothing of replicas initializes, lists tools and works with content and
 // keys through HAProxy, which sends each request to the next replica.
 func TestReplicasServeAWholeSessionThroughTheBalancer(t *testing.T) {
-	c, admin, _ := startCluster(t, 3, nil)
+	c, admin, _ := startCluster(t, 3)
 	lb := c.LB.URL
 	ctx := context.Background()
 	for _, msg := range []string{
@@ -144,7 +149,7 @@ func TestReplicasServeAWholeSessionThroughTheBalancer(t *testing.T) {
 // refuses it. The time it takes is logged; bench/replicas measures its
 // distribution.
 func TestRevokeOnOneReplicaIsRefusedByAnother(t *testing.T) {
-	c, admin, _ := startCluster(t, 2, nil)
+	c, admin, _ := startCluster(t, 2)
 	a, b := c.Replicas[0].URL, c.Replicas[1].URL
 	var worst time.Duration
 	for i := range 20 {
@@ -170,7 +175,7 @@ func TestRevokeOnOneReplicaIsRefusedByAnother(t *testing.T) {
 // on two replicas at once gets one successor; the other rotation is
 // refused with an error that says why.
 func TestRacingRotationsOnTwoReplicasGiveOneSuccessor(t *testing.T) {
-	c, admin, dsn := startCluster(t, 2, nil)
+	c, admin, dsn := startCluster(t, 2)
 	for round := range 10 {
 		id, _ := newKey(t, c.Replicas[0].URL, admin, fmt.Sprintf("raced %d", round))
 		answers := make([]cluster.Answer, 2)
@@ -221,20 +226,39 @@ func checkOneSuccessorEach(t *testing.T, dsn string) {
 	}
 }
 
-// TestReplicaLosesItsDatabase: a write load runs through one replica while
-// its connection to Postgres is cut (a loopback proxy stands between
-// them) and restored. While cut, the replica answers 503 with Retry-After
-// and its health check fails; once restored, it serves again; every write
-// it reported as done is there.
+// TestReplicaLosesItsDatabase: a write load runs through a replica while
+// it loses its database, in two ways: the connection cut (a loopback proxy
+// stands between them) and the server itself stopped and restarted. While
+// the database is gone the replica answers 503 with Retry-After and its
+// health check fails; once it is back, the replica serves again; every
+// write it reported as done is there.
 func TestReplicaLosesItsDatabase(t *testing.T) {
-	var proxy *cutProxy
-	c, admin, _ := startCluster(t, 1, func(dsn string) string {
-		proxy = newCutProxy(t, dsn)
-		return proxy.url
-	})
-	r := c.Replicas[0]
-	ctx := context.Background()
+	faults := []struct {
+		name  string
+		setUp func(t *testing.T) (store string, lose, regain func())
+	}{
+		{"connection cut", func(t *testing.T) (string, func(), func()) {
+			p := newCutProxy(t, pgtest.NewDatabase(t))
+			return p.url, p.cut, p.restore
+		}},
+		{"database stopped and restarted", func(t *testing.T) (string, func(), func()) {
+			s := pgtest.NewServer(t)
+			return s.URL, s.Stop, s.Start
+		}},
+	}
+	for _, fault := range faults {
+		t.Run(fault.name, func(t *testing.T) {
+			store, lose, regain := fault.setUp(t)
+			c, admin := startClusterOn(t, 1, store)
+			writeThroughLoss(t, c.Replicas[0], admin, lose, regain)
+		})
+	}
+}
 
+// writeThroughLoss writes through r until lose has taken its database and
+// regain has given it back, and checks every write r reported done.
+func writeThroughLoss(t *testing.T, r *cluster.Replica, admin string, lose, regain func()) {
+	ctx := context.Background()
 	var mu sync.Mutex
 	var done []string
 	statuses := map[int]int{}
@@ -257,19 +281,18 @@ func TestReplicaLosesItsDatabase(t *testing.T) {
 			mu.Unlock()
 		}
 	})
-	waitFor(t, "writes before the cut", func() bool { mu.Lock(); defer mu.Unlock(); return len(done) >= 5 })
-	proxy.cut()
+	writes := func() int { mu.Lock(); defer mu.Unlock(); return len(done) }
+	waitFor(t, "writes before the loss", func() bool { return writes() >= 5 })
+	lose()
 	waitFor(t, "a failing health check", func() bool { s, _ := r.Health(ctx); return s == http.StatusServiceUnavailable })
 	waitFor(t, "a 503 to a call", func() bool {
 		ans, _ := cluster.Call(ctx, r.URL, admin, "auth_whoami", nil)
 		return ans.Status == http.StatusServiceUnavailable
 	})
-	proxy.restore()
+	regain()
 	waitFor(t, "the health check back", func() bool { s, _ := r.Health(ctx); return s == http.StatusOK })
-	mu.Lock()
-	before := len(done)
-	mu.Unlock()
-	waitFor(t, "writes after the restore", func() bool { mu.Lock(); defer mu.Unlock(); return len(done) >= before+5 })
+	before := writes()
+	waitFor(t, "writes after the database came back", func() bool { return writes() >= before+5 })
 	close(stop)
 	wg.Wait()
 	t.Logf("writes reported done: %d; answers by status: %v", len(done), statuses)
@@ -285,7 +308,7 @@ func TestReplicaLosesItsDatabase(t *testing.T) {
 // two live successors or an orphan one, and every rotation reported done
 // has its successor.
 func TestKill9DuringRotations(t *testing.T) {
-	c, admin, dsn := startCluster(t, 2, nil)
+	c, admin, dsn := startCluster(t, 2)
 	lb := c.LB.URL
 	ids := make([]string, 6)
 	for i := range ids {

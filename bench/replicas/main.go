@@ -54,8 +54,8 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("\n## Tool calls per second through HAProxy (%s, %d clients, %s per run)\n\n", *tool, *workers, *duration)
-	fmt.Println("| replicas | calls | calls/s | p50 ms | p99 ms | errors |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| replicas | calls | calls/s | p50 ms | p99 ms | errors | CPU ms per call: keygate | HAProxy | clients | Postgres and the rest |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for n := 1; n <= *maxReplicas; n++ {
 		if err := throughputRun(ctx, *keygate, *admin, n, *workers, *duration, *tool); err != nil {
 			fmt.Fprintln(os.Stderr, "replicas:", err)
@@ -153,6 +153,10 @@ func throughputRun(ctx context.Context, bin, admin string, n, workers int, d tim
 			args = map[string]any{"type": "posts", "id": cluster.Field(ans.Result, "structuredContent", "object", "id")}
 		}
 		var calls, failures atomic.Int64
+		before, err := sampleCPU(c)
+		if err != nil {
+			return err
+		}
 		var mu sync.Mutex
 		var lat []time.Duration
 		runCtx, cancel := context.WithTimeout(ctx, d)
@@ -179,11 +183,47 @@ func throughputRun(ctx context.Context, bin, admin string, n, workers int, d tim
 			})
 		}
 		wg.Wait()
+		after, err := sampleCPU(c)
+		if err != nil {
+			return err
+		}
 		slices.Sort(lat)
-		fmt.Printf("| %d | %d | %.0f | %.2f | %.2f | %d |\n", n, calls.Load(), float64(calls.Load())/d.Seconds(),
-			ms(pct(lat, 50)), ms(pct(lat, 99)), failures.Load())
+		used := after.minus(before)
+		per := func(d time.Duration) float64 { return ms(d) / float64(max(1, calls.Load())) }
+		fmt.Printf("| %d | %d | %.0f | %.2f | %.2f | %d | %.3f | %.3f | %.3f | %.3f |\n", n, calls.Load(), float64(calls.Load())/d.Seconds(),
+			ms(pct(lat, 50)), ms(pct(lat, 99)), failures.Load(),
+			per(used.keygate), per(used.haproxy), per(used.clients), per(used.machine-used.keygate-used.haproxy-used.clients))
 		return nil
 	})
+}
+
+// cpuSample is the CPU time used so far by each part of a run.
+type cpuSample struct{ keygate, haproxy, clients, machine time.Duration }
+
+func (a cpuSample) minus(b cpuSample) cpuSample {
+	return cpuSample{a.keygate - b.keygate, a.haproxy - b.haproxy, a.clients - b.clients, a.machine - b.machine}
+}
+
+// sampleCPU reads the CPU time of c's replicas and balancer, of this
+// process (the clients) and of the whole machine; what the machine used
+// beyond those is Postgres, mostly (the machine runs nothing else during a
+// run, which the figures assume).
+func sampleCPU(c *cluster.Cluster) (cpuSample, error) {
+	var s cpuSample
+	for _, r := range c.Replicas {
+		d, err := processCPU(r.PID())
+		if err != nil {
+			return s, err
+		}
+		s.keygate += d
+	}
+	var err error
+	if s.haproxy, err = processCPU(c.LB.PID()); err != nil {
+		return s, err
+	}
+	s.clients = selfCPU()
+	s.machine, err = machineCPU()
+	return s, err
 }
 
 // callOK is cluster.Call that wants a successful tool result.

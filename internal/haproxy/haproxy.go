@@ -188,3 +188,6 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// PID is HAProxy's process id.
+func (b *Balancer) PID() int { return b.cmd.Process.Pid }
