@@ -357,27 +357,9 @@ func syncListSchema(ctx context.Context, tx querier) error {
 	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO store_secrets (name, value) VALUES (?, ?)`, cursorSecretName, secret); err != nil {
 		return fmt.Errorf("storing the list cursor key: %w", err)
 	}
-	types := map[string][]string{}
-	rows, err := tx.QueryContext(ctx, `SELECT name, fields FROM content_types`)
+	types, err := declaredFields(ctx, tx)
 	if err != nil {
-		return fmt.Errorf("reading content types: %w", err)
-	}
-	for rows.Next() {
-		var name, raw string
-		var fields []string
-		if err := rows.Scan(&name, &raw); err != nil {
-			rows.Close()
-			return fmt.Errorf("reading content types: %w", err)
-		}
-		if err := json.Unmarshal([]byte(raw), &fields); err != nil {
-			rows.Close()
-			return fmt.Errorf("reading content type %s: fields: %w", name, err)
-		}
-		types[name] = fields
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading content types: %w", err)
+		return err
 	}
 	// SQLite refuses to change the schema while a statement reads it, so
 	// the indexes are made once the rows are closed.
@@ -387,6 +369,32 @@ func syncListSchema(ctx context.Context, tx querier) error {
 		}
 	}
 	return nil
+}
+
+// declaredFields reads each content type's declared fields. Its rows are
+// closed when it returns, so the caller may change the schema.
+func declaredFields(ctx context.Context, tx querier) (map[string][]string, error) {
+	types := map[string][]string{}
+	rows, err := tx.QueryContext(ctx, `SELECT name, fields FROM content_types`)
+	if err != nil {
+		return nil, fmt.Errorf("reading content types: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, raw string
+		var fields []string
+		if err := rows.Scan(&name, &raw); err != nil {
+			return nil, fmt.Errorf("reading content types: %w", err)
+		}
+		if err := json.Unmarshal([]byte(raw), &fields); err != nil {
+			return nil, fmt.Errorf("reading content type %s: fields: %w", name, err)
+		}
+		types[name] = fields
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading content types: %w", err)
+	}
+	return types, nil
 }
 
 // createFieldIndexes indexes each declared field of a type, as a partial

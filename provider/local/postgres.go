@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -347,31 +346,17 @@ func pgSyncListSchema(ctx context.Context, s *Store) error {
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("reading indexes: %w", err)
 		}
-		missing := map[string][]string{}
-		rows, err = tx.QueryContext(ctx, `SELECT name, fields FROM content_types`)
+		types, err := declaredFields(ctx, tx)
 		if err != nil {
-			return fmt.Errorf("reading content types: %w", err)
+			return err
 		}
-		for rows.Next() {
-			var name, raw string
-			var fields []string
-			if err := rows.Scan(&name, &raw); err != nil {
-				rows.Close()
-				return fmt.Errorf("reading content types: %w", err)
-			}
-			if err := json.Unmarshal([]byte(raw), &fields); err != nil {
-				rows.Close()
-				return fmt.Errorf("reading content type %s: fields: %w", name, err)
-			}
+		missing := map[string][]string{}
+		for name, fields := range types {
 			for _, f := range fields {
 				if have[pgFieldIndexName(name, f)] < 2 {
 					missing[name] = append(missing[name], f)
 				}
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("reading content types: %w", err)
 		}
 		for name, fields := range missing {
 			if err := pgCreateFieldIndexes(ctx, tx, name, fields); err != nil {
