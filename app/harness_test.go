@@ -31,27 +31,13 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/cli"
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/internal/syncbuf"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
 )
 
 // lockedBuffer collects what keygate logs while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer = syncbuf.Buffer
 
 // instance is one keygate's files in a directory of its own.
 type instance struct {

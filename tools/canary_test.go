@@ -28,6 +28,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/syncbuf"
 	"github.com/keygate/keygate/internal/testtier"
 	"github.com/keygate/keygate/provider"
 )
@@ -1170,22 +1171,7 @@ func TestHostile_Row47_PanicInHandler(t *testing.T) {
 }
 
 // syncBuffer is a strings.Builder safe for mcp-go's stdio goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // TestHostile_Row35_DerivedSlugKeepsPastedKey: a key pasted into a title
 // must not leave through the slug derived from it. Today it does: Slugify

@@ -33,6 +33,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/internal/syncbuf"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
 	"github.com/keygate/keygate/tools"
@@ -69,22 +70,7 @@ func (c *countingVerifier) Verify(ctx context.Context, tok string) (auth.Princip
 }
 
 // lockedBuf is a log sink the handler's goroutines can share.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuf = syncbuf.Buffer
 
 // stack is keygate's real HTTP stack in process: the local store, the 13
 // tools and this package's handler, as main wires them.

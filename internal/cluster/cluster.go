@@ -20,12 +20,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/internal/haproxy"
+	"github.com/keygate/keygate/internal/syncbuf"
 )
 
 // Options say how to run keygate.
@@ -58,7 +58,7 @@ type Replica struct {
 	URL     string
 	addr    string
 	dataDir string
-	log     *lockedBuffer
+	log     *syncbuf.Buffer
 	cmd     *exec.Cmd
 	exited  chan struct{}
 }
@@ -99,7 +99,7 @@ func (c *Cluster) start(ctx context.Context, r *Replica) error {
 	r.cmd = exec.Command(c.opts.Bin, args...)
 	r.cmd.Env = c.opts.Env
 	if r.log == nil {
-		r.log = &lockedBuffer{}
+		r.log = &syncbuf.Buffer{}
 	}
 	r.cmd.Stdout, r.cmd.Stderr = io.Discard, r.log
 	if err := r.cmd.Start(); err != nil {
@@ -314,30 +314,4 @@ func Field(m map[string]any, path ...string) string {
 		b, _ := json.Marshal(x)
 		return string(b)
 	}
-}
-
-// lockedBuffer collects a replica's stderr while others read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// PID is the replica's process id (0 before it starts).
-func (r *Replica) PID() int {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return 0
-	}
-	return r.cmd.Process.Pid
 }
