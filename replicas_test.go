@@ -262,6 +262,7 @@ func writeThroughLoss(t *testing.T, r *cluster.Replica, admin string, lose, rega
 	var mu sync.Mutex
 	var done []string
 	statuses := map[int]int{}
+	var toolErrors []string
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -275,6 +276,9 @@ func writeThroughLoss(t *testing.T, r *cluster.Replica, admin string, lose, rega
 				"slug": fmt.Sprintf("load-%d", i), "title": "load", "fields": map[string]any{"body": "x"}})
 			mu.Lock()
 			statuses[ans.Status]++
+			if ans.IsError {
+				toolErrors = append(toolErrors, ans.Text)
+			}
 			if err == nil && ans.Status == http.StatusOK && !ans.IsError {
 				done = append(done, cluster.Field(ans.Result, "structuredContent", "object", "id"))
 			}
@@ -295,7 +299,18 @@ func writeThroughLoss(t *testing.T, r *cluster.Replica, admin string, lose, rega
 	waitFor(t, "writes after the database came back", func() bool { return writes() >= before+5 })
 	close(stop)
 	wg.Wait()
-	t.Logf("writes reported done: %d; answers by status: %v", len(done), statuses)
+	t.Logf("writes reported done: %d; answers by status: %v; tool errors: %q", len(done), statuses, toolErrors)
+	for _, text := range toolErrors {
+		// The caller learns what happened and what to do, never where the
+		// database is; a write whose commit went unanswered is not to be
+		// retried blindly.
+		if strings.Contains(text, "postgres://") || strings.Contains(text, "127.0.0.1") || !strings.Contains(text, "unreachable") {
+			t.Errorf("tool error during the loss: %q", text)
+		}
+		if strings.Contains(text, "committing") && !strings.Contains(text, "outcome is unknown") {
+			t.Errorf("a lost commit is not reported as an unknown outcome: %q", text)
+		}
+	}
 	for _, id := range done {
 		if ans := call(t, r.URL, admin, "content_get", map[string]any{"type": "posts", "id": id}); ans.IsError || ans.Status != http.StatusOK {
 			t.Errorf("write %s was reported done and is gone: %d %s", id, ans.Status, ans.Text)

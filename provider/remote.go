@@ -104,6 +104,15 @@ var (
 	ErrOutcomeUnknown = errors.New("outcome unknown")
 )
 
+// PublicError is an error with two texts: Error, for keygate's own log,
+// and PublicText, for whoever called the tool: what happened and what to
+// do, without details of the operator's own infrastructure (a database's
+// address, user and name) that a caller has no business knowing.
+type PublicError interface {
+	error
+	PublicText() string
+}
+
 // UpstreamError is an error answer from a remote API. Message is the API's
 // own text, already cut short and free of secrets; Kind is one of the
 // sentinel errors above, which errors.Is reaches through Unwrap.

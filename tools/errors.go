@@ -62,10 +62,12 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 			fix = fmt.Sprintf("retry after %s", ue.RetryAfter.Round(time.Second))
 		}
 		return shape.Error("", "the provider is rate limiting keygate: "+upstreamDetail(err), fix), nil
+	case errors.Is(err, provider.ErrOutcomeUnknown):
+		// Before ErrUnavailable: a write whose answer was lost matches both,
+		// and retrying it blindly could write it twice.
+		return shape.Error("", "the write was sent but its outcome is unknown: "+upstreamDetail(err), "check with content_get or content_list before retrying, so nothing is written twice"), nil
 	case errors.Is(err, provider.ErrUnavailable):
 		return shape.Error("", "the provider could not be reached or failed: "+upstreamDetail(err), "retry later; auth_whoami checks reachability"), nil
-	case errors.Is(err, provider.ErrOutcomeUnknown):
-		return shape.Error("", "the write was sent but its outcome is unknown: "+upstreamDetail(err), "check with content_get or content_list before retrying, so nothing is written twice"), nil
 	case errors.Is(err, provider.ErrUnsupported):
 		return shape.Error("", upstreamDetail(err), "see the provider's section in keygate's README for what it supports"), nil
 	}
@@ -82,6 +84,10 @@ func providerError(err error, typ string) (*mcp.CallToolResult, error) {
 // said: "..."`. Any other error is the provider client's own text, kept on
 // one line and cut short.
 func upstreamDetail(err error) string {
+	var pe provider.PublicError
+	if errors.As(err, &pe) {
+		return shape.Clip(pe.PublicText(), 2*shape.MaxProviderText)
+	}
 	var ue *provider.UpstreamError
 	if !errors.As(err, &ue) {
 		return shape.Clip(err.Error(), 2*shape.MaxProviderText)

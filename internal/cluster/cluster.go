@@ -315,3 +315,11 @@ func Field(m map[string]any, path ...string) string {
 		return string(b)
 	}
 }
+
+// PID is the replica's process id (0 before it starts).
+func (r *Replica) PID() int {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}

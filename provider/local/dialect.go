@@ -222,11 +222,18 @@ func (e *unavailableError) Error() string {
 	if e.redact != nil {
 		cause = e.redact(cause)
 	}
+	return e.PublicText() + ": " + cause
+}
+
+// PublicText is what a caller is told: the driver's text names the
+// database's address, user and name, which stay in keygate's log
+// (provider.PublicError).
+func (e *unavailableError) PublicText() string {
 	if e.commit {
 		return "the store's Postgres database became unreachable while committing, so the change may or may not have been saved " +
-			"(keygate keeps reconnecting; check before retrying): " + cause
+			"(keygate keeps reconnecting; check before retrying)"
 	}
-	return "the store's Postgres database is unreachable (keygate keeps reconnecting; retry shortly): " + cause
+	return "the store's Postgres database is unreachable (keygate keeps reconnecting; retry shortly)"
 }
 
 func (e *unavailableError) Unwrap() []error {
