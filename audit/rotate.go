@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/keygate/keygate/internal/atomicfile"
 )
 
 // RotatedName is the name of the n-th rotated file of the journal at path;
@@ -68,7 +70,7 @@ func (l *journalFile) rotateLocked() error {
 		os.Remove(first) // the full file still has its first name
 		return err
 	}
-	if err := syncDir(filepath.Dir(l.path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(l.path)); err != nil {
 		return err
 	}
 	return l.reopenLocked()
@@ -104,17 +106,4 @@ func (l *journalFile) reopenLocked() error {
 	old := l.f
 	l.f, l.size, l.dirty = f, size, false
 	return errors.Join(serr, old.Close())
-}
-
-// syncDir makes renames in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
 }

@@ -14,9 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/renameio/v2"
 	"github.com/joho/godotenv"
 
+	"github.com/keygate/keygate/internal/atomicfile"
 	"github.com/keygate/keygate/internal/filelock"
 )
 
@@ -337,25 +337,12 @@ func quoteValue(value string, quote byte) (string, error) {
 	return "'" + value + "'", nil
 }
 
-// writeAtomic replaces path with data at mode 0600: renameio writes a temp
-// file in the same directory, fsyncs and renames it; fsyncing the directory
-// afterwards makes the rename itself survive a power loss.
+// writeAtomic replaces path with data at mode 0600 (internal/atomicfile).
 func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	// WithTempDir keeps the temp file beside its target: renameio would
-	// otherwise use $TMPDIR when it shares the filesystem.
-	f, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o600))
-	if err != nil {
-		return fmt.Errorf("creating temp env file: %w", err)
-	}
-	defer f.Cleanup()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing temp env file: %w", err)
-	}
-	if err := f.CloseAtomicallyReplace(); err != nil {
+	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("replacing env file: %w", err)
 	}
-	return syncDir(dir)
+	return nil
 }
 
 // WriteSecretFile writes a secret to a new file at mode 0600. It never
@@ -381,17 +368,5 @@ func WriteSecretFile(path, secret string) (err error) {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("closing secret file: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening directory to sync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory: %w", err)
-	}
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(path))
 }

@@ -410,7 +410,7 @@ func redact(b []byte, f *fixture) string {
 // pending file. Only the lock files stay (the rotation's, and the env
 // file's, which serialises writers of the env file), and temp files that recovery
 // leaves alone because they are too fresh to be sure no other process is
-// writing them: a kill inside the env-file write leaves a renameio temp
+// writing them: a kill inside the env-file write leaves a temp
 // file, and a kill in preflight a probe. Those must be private.
 func (f *fixture) checkClean() {
 	f.t.Helper()

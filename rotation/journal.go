@@ -16,10 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/renameio/v2"
-
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/delivery"
+	"github.com/keygate/keygate/internal/atomicfile"
 )
 
 // journalVersion is bumped if the journal's meaning changes, so an older
@@ -244,19 +243,7 @@ func writeJSONFile(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	f, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o600))
-	if err != nil {
-		return err
-	}
-	defer f.Cleanup()
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	if err := f.CloseAtomicallyReplace(); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.Write(path, append(b, '\n'))
 }
 
 func removeDurably(path string) error {
@@ -266,16 +253,7 @@ func removeDurably(path string) error {
 		}
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // staleTemp is how old a temp file beside the env file must be before
@@ -285,30 +263,21 @@ const staleTemp = time.Minute
 
 // removeStaleTemps deletes temp files a crash left behind, which may hold
 // secrets: the journal's and pending file's in Dir, which only the lock
-// holder writes, at once; the env file's renameio temp files, and probes
+// holder writes, at once; the env file's temp files (internal/atomicfile), and probes
 // (which other engines sharing a directory may be making), once stale.
 func (e *Engine) removeStaleTemps(slot, envFile string) int {
 	now := e.now()
 	n := removeMatching(e.Dir, func(name string, age time.Duration) bool {
-		return renameioTemp(name, slot+".journal") || renameioTemp(name, slot+".pending") ||
+		return atomicfile.IsTemp(name, slot+".journal") || atomicfile.IsTemp(name, slot+".pending") ||
 			strings.HasPrefix(name, probePrefix) && age >= staleTemp
 	}, now)
 	if envFile != "" {
 		base := filepath.Base(envFile)
 		n += removeMatching(filepath.Dir(envFile), func(name string, age time.Duration) bool {
-			return (strings.HasPrefix(name, probePrefix) || renameioTemp(name, base)) && age >= staleTemp
+			return (strings.HasPrefix(name, probePrefix) || atomicfile.IsTemp(name, base)) && age >= staleTemp
 		}, now)
 	}
 	return n
-}
-
-// renameioTemp matches renameio's temp names for base: "." + base + digits.
-func renameioTemp(name, base string) bool {
-	rest, ok := strings.CutPrefix(name, "."+base)
-	if !ok || rest == "" {
-		return false
-	}
-	return strings.Trim(rest, "0123456789") == ""
 }
 
 func removeMatching(dir string, match func(name string, age time.Duration) bool, now time.Time) int {

@@ -650,7 +650,7 @@ func TestRecoverRemovesStaleTempFiles(t *testing.T) {
 	f := newFixture(t, "local", rotationtest.Options{})
 	must(t, os.MkdirAll(f.stateDir, 0o700))
 	old := time.Now().Add(-time.Hour)
-	// renameio names its temp files "." + base + digits: "..env123456".
+	// internal/atomicfile names its temp files "." + base + digits: "..env123456".
 	stale := []string{filepath.Join(filepath.Dir(f.envFile), "..env123456"), filepath.Join(f.stateDir, "."+tokenVar+".journal42")}
 	fresh := filepath.Join(filepath.Dir(f.envFile), "..env999") // a write in progress elsewhere
 	keep := filepath.Join(filepath.Dir(f.envFile), ".env.backup")

@@ -20,9 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/renameio/v2"
-
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/atomicfile"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/rotation"
 )
@@ -318,7 +317,7 @@ func (p *Platform) locked(write bool, fn func(*platformState) error) error {
 	if b, err = json.Marshal(st); err != nil {
 		return err
 	}
-	return renameio.WriteFile(p.path, b, 0o600)
+	return atomicfile.Write(p.path, b)
 }
 
 func newKey(scopes []string, rotationID string, now time.Time) (fakeKey, error) {
