@@ -158,11 +158,19 @@ func TestTableRowBound(t *testing.T) {
 			}
 			if i == n-1 {
 				// One writer, one row per insert: the prune after the
-				// n-th row leaves exactly maxRows.
+				// n-th row leaves exactly maxRows. A Write returns once
+				// its row is in; the prune follows it, before the sink
+				// takes the next thing queued, such as Flush's barrier.
+				if err := tb.Flush(); err != nil {
+					t.Fatal(err)
+				}
 				if got := count(t, db); got != maxRows {
 					t.Fatalf("after %d rows the table has %d, want %d", n, got, maxRows)
 				}
 			}
+		}
+		if err := tb.Flush(); err != nil {
+			t.Fatal(err)
 		}
 		if got := count(t, db); got != maxRows+every/2 {
 			t.Errorf("%d rows after %d more inserts, want %d: a prune per insert?", got, every/2, maxRows+every/2)
