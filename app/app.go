@@ -65,6 +65,7 @@ type App struct {
 	journal  auditJournal
 	db       *sql.DB             // with a Postgres store: journals and audit
 	journals *pgjournal.Journals // with a Postgres store
+	health   *readiness          // with a Postgres store: answers /healthz
 	stop     context.CancelFunc  // ends what Build started in the background
 	verifier *identity.CachingVerifier
 	ident    *identity.Identity

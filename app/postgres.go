@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/config"
@@ -29,12 +32,12 @@ func (a *App) openShared(ctx context.Context) error {
 	}
 	// Whatever a driver error or a log line might quote, the password
 	// never leaves.
-	if pw := a.cfg.StorePassword(); pw != "" {
+	for _, pw := range a.cfg.StorePasswords() {
 		a.redactor.Add(pw)
 	}
-	db, err := sql.Open("pgx", a.cfg.Store)
+	db, err := openPool(a.cfg)
 	if err != nil {
-		return fmt.Errorf("%s: opening the rotation and audit pool: %w", a.cfg.StoreName(), err)
+		return err
 	}
 	a.db = db
 	js, err := pgjournal.Open(ctx, db, pgjournal.Options{})
@@ -42,7 +45,35 @@ func (a *App) openShared(ctx context.Context) error {
 		return fmt.Errorf("%s: rotation journals: %w", a.cfg.StoreName(), err)
 	}
 	a.journals = js
+	a.health = &readiness{db: db, now: time.Now}
 	return nil
+}
+
+// Bounds of the pool the rotation journals, the audit table and the health
+// check share: each rotation lock holds a connection while it runs
+// (pgjournal's MaxHeld), the audit table inserts on one, the health check
+// pings on one.
+const (
+	poolConns      = pgjournal.DefaultMaxHeld + 4
+	connectTimeout = 5 * time.Second
+)
+
+// openPool opens a bounded pool on the Postgres store: a flood of health
+// checks or rotations takes a few connections, never the server's all.
+func openPool(cfg config.Config) (*sql.DB, error) {
+	pc, err := pgx.ParseConfig(cfg.Store)
+	if err != nil {
+		// pgx's text would quote the URL.
+		return nil, fmt.Errorf("%s: cannot read the Postgres URL", cfg.StoreName())
+	}
+	if pc.ConnectTimeout == 0 {
+		pc.ConnectTimeout = connectTimeout
+	}
+	db := stdlib.OpenDB(*pc)
+	db.SetMaxOpenConns(poolConns)
+	db.SetMaxIdleConns(2)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
 }
 
 // sharedJournals is the rotation.Journals every engine uses: Postgres's
@@ -86,12 +117,67 @@ func (a *App) watchKeys(ctx context.Context) {
 	a.store.WatchKeys(ctx, func([]string) { a.verifier.Invalidate() })
 }
 
+// readiness answers /healthz from one ping at a time, at most one a
+// second: health checks come from anyone, and each must not cost a
+// database connection.
+type readiness struct {
+	db  *sql.DB
+	now func() time.Time
+
+	mu     sync.Mutex
+	at     time.Time
+	last   error
+	flight chan struct{} // closed when the ping in flight ends
+}
+
+// readyFor is how long a ping's answer is reused; pingTimeout bounds a
+// ping, so a database that drops packets costs no more than that.
+const (
+	readyFor    = time.Second
+	pingTimeout = 2 * time.Second
+)
+
+// check returns the last ping's answer when it is recent, else waits for
+// a ping (one, however many ask) or for ctx.
+func (r *readiness) check(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.at.IsZero() && r.now().Sub(r.at) < readyFor {
+		err := r.last
+		r.mu.Unlock()
+		return err
+	}
+	if r.flight == nil {
+		r.flight = make(chan struct{})
+		go r.ping(r.flight)
+	}
+	flight := r.flight
+	r.mu.Unlock()
+	select {
+	case <-flight:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+func (r *readiness) ping(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+	err := r.db.PingContext(ctx)
+	r.mu.Lock()
+	r.at, r.last, r.flight = r.now(), err, nil
+	r.mu.Unlock()
+	close(done)
+}
+
 // ready reports whether the store can be reached, for /healthz.
 func (a *App) ready(ctx context.Context) error {
-	if a.db == nil {
+	if a.health == nil {
 		return nil
 	}
-	return a.db.PingContext(ctx)
+	return a.health.check(ctx)
 }
 
 // Journal is an audit journal a command opens for itself (keygate token):

@@ -173,9 +173,11 @@ func StoreName(store string) string {
 		return strings.SplitN(store, "://", 2)[0] + "://(unparsable URL)"
 	}
 	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	for _, k := range passwordParams {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 	}
 	return u.Redacted()
 }
@@ -215,6 +217,10 @@ func (s Common) Config(env Env) (Config, error) {
 		errs = append(errs, checkPostgresURL(c.Store))
 	case strings.Contains(c.Store, "://"):
 		errs = append(errs, Invalid("store", "is a URL keygate cannot use: give a SQLite file path, or a postgres://user@host:5432/db URL"))
+	case looksLikeDSN(c.Store):
+		// Taken as a path it would become a file named after the
+		// connection settings, password included, shown in every log.
+		errs = append(errs, Invalid("store", "looks like Postgres key=value settings: write them as a postgres://user@host:5432/db URL (keygate takes only that form)"))
 	}
 	switch c.DataDir = strings.TrimSpace(s.DataDir); {
 	case c.DataDir != "":
@@ -296,20 +302,44 @@ func (s Serve) Config(env Env) (Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// StorePassword is the password a Postgres store URL holds, in its user
-// part or as a parameter, or "": keygate adds it to its redactor.
-func (c Config) StorePassword() string {
+// passwordParams are the URL parameters that hold a secret.
+var passwordParams = []string{"password", "sslpassword"}
+
+// StorePasswords are the secrets a Postgres store URL holds, in its user
+// part or as parameters: keygate adds them to its redactor.
+func (c Config) StorePasswords() []string {
 	if !c.Postgres() {
-		return ""
+		return nil
 	}
 	u, err := url.Parse(c.Store)
 	if err != nil {
-		return ""
+		return nil
 	}
-	if pw, ok := u.User.Password(); ok {
-		return pw
+	var out []string
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		out = append(out, pw)
 	}
-	return u.Query().Get("password")
+	for _, k := range passwordParams {
+		if v := u.Query().Get(k); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// looksLikeDSN reports whether a --store value is libpq key=value
+// settings ("host=db user=kg dbname=kg") rather than a file path.
+func looksLikeDSN(store string) bool {
+	for f := range strings.FieldsSeq(store) {
+		k, _, ok := strings.Cut(f, "=")
+		switch strings.ToLower(k) {
+		case "host", "hostaddr", "port", "user", "password", "dbname", "sslmode", "sslpassword", "passfile":
+			if ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkPostgresURL checks the shape of a postgres:// store URL; the
@@ -318,7 +348,10 @@ func (c Config) StorePassword() string {
 func checkPostgresURL(raw string) error {
 	u, err := url.Parse(raw)
 	switch {
-	case err != nil:
+	case err != nil, strings.ContainsRune(u.Path+u.RawQuery+u.Fragment, '@'):
+		// An '@' past the host is a password's: one holding '/', '?' or
+		// '#' unencoded ends the user part early, and the rest of it
+		// would be taken for the host and shown as such.
 		return Invalid("store", "is not a valid URL: write it as postgres://user:password@host:5432/database (percent-encode special characters in the password), or leave the password out and set PGPASSWORD")
 	case strings.TrimPrefix(u.Path, "/") == "" && u.Query().Get("dbname") == "":
 		return Invalid("store", "names no database: write it as postgres://user@host:5432/database")

@@ -77,6 +77,8 @@ func TestErrorsNameTheSettingNotTheValue(t *testing.T) {
 		{"store URL without a database", func(s *Serve) { s.Store = "postgres://u:" + secret + "@h:5432/" }, "names no database"},
 		{"store URL of another database", func(s *Serve) { s.Store = "mysql://u:" + secret + "@h/db" }, "a postgres://user@host:5432/db URL"},
 		{"http sessions", func(s *Serve) { s.HTTPSessions = secret }, "invalid KEYGATE_HTTP_SESSIONS (--http-sessions)"},
+		{"store as key=value settings", func(s *Serve) { s.Store = "host=db user=kg password=" + secret + " dbname=kg" }, "looks like Postgres key=value settings"},
+		{"store URL with an unencoded password", func(s *Serve) { s.Store = "postgres://u:1234/" + secret + "@h/db" }, "percent-encode special characters"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,6 +111,7 @@ func TestPostgresStore(t *testing.T) {
 		{"SQLite, stateless on request", "/tmp/k/keygate.db", "", "stateless", "/tmp/k", "/tmp/k/audit.jsonl", true},
 		{"Postgres", "postgres://kg:" + password + "@127.0.0.1:5432/keygate", "/srv/kg", "auto", "/srv/kg", "", true},
 		{"Postgres, password as a parameter", "postgresql://kg@127.0.0.1/keygate?password=" + password, "/srv/kg", "", "/srv/kg", "", true},
+		{"Postgres, key password as a parameter", "postgresql://kg@127.0.0.1/keygate?sslmode=verify-full&sslpassword=" + password, "/srv/kg", "", "/srv/kg", "", true},
 		{"Postgres, stateful on request", "postgres://kg@127.0.0.1/keygate", "", "stateful", filepath.Dir(DefaultStorePath()), "", false},
 	}
 	for _, tc := range tests {
@@ -128,6 +131,9 @@ func TestPostgresStore(t *testing.T) {
 			}
 			if name := c.StoreName(); strings.Contains(name, password) || !strings.Contains(name, "127.0.0.1") && c.Postgres() {
 				t.Errorf("store shown as %q", name)
+			}
+			if c.Postgres() && strings.Contains(tc.store, password) && !slices.Contains(c.StorePasswords(), password) {
+				t.Errorf("the redactor would not learn the password: %q", c.StorePasswords())
 			}
 		})
 	}

@@ -27,6 +27,10 @@ type CachingVerifier struct {
 
 	mu      sync.Mutex
 	entries map[[32]byte]cachedPrincipal
+	// generation counts Invalidate calls: a verification that was asked
+	// of the store before an invalidation is not cached after it, or a
+	// key revoked meanwhile (on another replica) would be trusted again.
+	generation uint64
 }
 
 type cachedPrincipal struct {
@@ -56,6 +60,7 @@ func (c *CachingVerifier) Verify(ctx context.Context, tok string) (auth.Principa
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[k]
+	gen := c.generation
 	c.mu.Unlock()
 	if ok && now.Sub(e.at) < c.ttl && (e.p.ExpiresAt.IsZero() || now.Before(e.p.ExpiresAt)) {
 		return e.p, nil
@@ -66,6 +71,9 @@ func (c *CachingVerifier) Verify(ctx context.Context, tok string) (auth.Principa
 	if err != nil {
 		delete(c.entries, k)
 		return p, err
+	}
+	if gen != c.generation {
+		return p, nil // the answer may predate the change that invalidated
 	}
 	if len(c.entries) >= maxCached {
 		clear(c.entries)
@@ -80,4 +88,5 @@ func (c *CachingVerifier) Invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.entries)
+	c.generation++
 }

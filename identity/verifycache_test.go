@@ -67,3 +67,40 @@ func TestCachingVerifier(t *testing.T) {
 		t.Error("a key past its expiry was served from the cache")
 	}
 }
+
+// invalidatingVerifier is a store whose answer arrives after the key it
+// vouches for was revoked: the revocation's invalidation runs while the
+// lookup is in flight.
+type invalidatingVerifier struct {
+	c     *CachingVerifier
+	calls int
+}
+
+func (v *invalidatingVerifier) Verify(context.Context, string) (auth.Principal, error) {
+	v.calls++
+	if v.calls == 1 {
+		v.c.Invalidate() // another replica revoked the key meanwhile
+	}
+	return auth.Principal{KeyID: "a"}, nil
+}
+
+// TestVerificationOlderThanAnInvalidationIsNotCached: a lookup that began
+// before an invalidation may carry the key's state from before the change,
+// so it is not cached: the next request asks the store again.
+func TestVerificationOlderThanAnInvalidationIsNotCached(t *testing.T) {
+	store := &invalidatingVerifier{}
+	c := NewCachingVerifier(store, time.Minute, nil)
+	store.c = c
+	ctx := context.Background()
+	for range 2 {
+		if _, err := c.Verify(ctx, "tok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if store.calls != 2 {
+		t.Errorf("the store was asked %d times, want 2: a lookup overtaken by an invalidation was cached", store.calls)
+	}
+	if _, err := c.Verify(ctx, "tok"); err != nil || store.calls != 2 {
+		t.Errorf("a lookup after the invalidation was not cached (%d calls, %v)", store.calls, err)
+	}
+}

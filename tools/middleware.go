@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/shape"
 )
 
@@ -148,11 +149,20 @@ func isDryRun(args arguments) bool {
 
 // finish redacts what a call returns, journals it, and logs it.
 func (m *middleware) finish(ctx context.Context, t ServerTool, call *Call, audited bool, start time.Time, res *mcp.CallToolResult, err error) (*mcp.CallToolResult, error) {
-	outcome := "ok"
+	outcome, logged := "ok", ""
 	switch {
 	case err != nil:
 		outcome = "error"
-		err = fmt.Errorf("%s", m.d.Redactor.Redact(err.Error()))
+		logged = m.d.Redactor.Redact(err.Error())
+		// The caller gets what it may know: a store outage's public
+		// text, not the database's address, user and name that the
+		// driver's text carries; the log keeps the whole cause.
+		var pe provider.PublicError
+		if errors.As(err, &pe) {
+			err = errors.New(pe.PublicText())
+		} else {
+			err = errors.New(logged)
+		}
 	case res != nil && res.IsError:
 		outcome = "error_result"
 	}
@@ -174,8 +184,12 @@ func (m *middleware) finish(ctx context.Context, t ServerTool, call *Call, audit
 		if call.Caller != nil {
 			keyID = call.Caller.KeyID
 		}
-		m.d.Logger.LogAttrs(ctx, level, "tool call", slog.String("tool", t.Tool.Name), slog.String("key_id", keyID),
-			slog.String("outcome", outcome), slog.Float64("duration_ms", float64(m.d.now().Sub(start).Microseconds())/1000))
+		attrs := []slog.Attr{slog.String("tool", t.Tool.Name), slog.String("key_id", keyID),
+			slog.String("outcome", outcome), slog.Float64("duration_ms", float64(m.d.now().Sub(start).Microseconds())/1000)}
+		if logged != "" {
+			attrs = append(attrs, slog.String("err", logged))
+		}
+		m.d.Logger.LogAttrs(ctx, level, "tool call", attrs...)
 	}
 	return res, err
 }

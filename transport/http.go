@@ -184,7 +184,7 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 	mux := http.NewServeMux()
 	methods, sessionsMW := allowedMethods, h.bindSession
 	if cfg.Stateless {
-		methods, sessionsMW = statelessMethods, passThrough
+		methods, sessionsMW = statelessMethods, noSessions
 	}
 	mux.Handle("/mcp", h.originGuard(allowMethods(methods, h.bearer(h.shed(h.limitAndScope(h.checkMessage(sessionsMW(h.mcp))))))))
 	mux.HandleFunc("GET /healthz", h.healthz)

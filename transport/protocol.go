@@ -26,9 +26,19 @@ const allowedMethods = "GET, POST, DELETE, HEAD, OPTIONS"
 // (HTTPConfig.Stateless): no session to stream from or to end.
 const statelessMethods = "POST, HEAD, OPTIONS"
 
-// passThrough is the session middleware of a stateless server: there is no
-// session to bind.
-func passThrough(next http.Handler) http.Handler { return next }
+// noSessions is the session middleware of a stateless server: there is no
+// session to bind, and none may be named. mcp-go's stateless manager
+// accepts any Mcp-Session-Id and keys per-session state by it (a
+// credential from auth_authenticate, a log level): a caller who named a
+// session could then grow that state without bound, or act through
+// another caller's. Without the header every request is its own session,
+// which identity.SessionID reports as none.
+func noSessions(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del(server.HeaderKeySessionID)
+		next.ServeHTTP(w, r)
+	})
+}
 
 // allowMethods answers OPTIONS with the methods /mcp serves, and any method
 // it does not serve with 405 and the same list (RFC 9110 sections 9.3.7
@@ -108,6 +118,12 @@ func (h *httpHandler) checkMessage(next http.Handler) http.Handler {
 			// mcp-go answers -32700; 2026-07-28 has no sessions.
 		case in.method == methodInitialize && in.kind == kindRequest:
 			info.initVersion = in.negotiatedVersion()
+		case h.cfg.Stateless && in.method == string(mcp.MethodSetLogLevel):
+			// A log level is kept per session, and there are none: one
+			// caller's level would be every caller's.
+			writeMessage(w, http.StatusOK, errorFrame(in.id, mcp.INVALID_REQUEST,
+				"Invalid Request: this keygate serves without sessions (--http-sessions stateless), so it keeps no log level for a client; leave logging/setLevel out"))
+			return
 		case sid == "" && !h.cfg.Stateless:
 			writeMessage(w, http.StatusBadRequest, missingSession(in.id))
 			return

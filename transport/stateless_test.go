@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/tools"
 )
 
 // Replicas behind a round-robin balancer serve without sessions: what one
@@ -128,5 +130,36 @@ func TestStoreUnavailableAnswers503(t *testing.T) {
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9/healthz", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("health check once the store is back: %d", rec.Code)
+	}
+}
+
+// A caller of a stateless server cannot name a session: mcp-go's
+// stateless manager would accept any Mcp-Session-Id and key per-session
+// state (a credential from auth_authenticate, a log level) by it, so a
+// caller could grow that state without bound, or act through a session
+// another caller authenticated. Nor can one caller set the log level of
+// all the others.
+func TestStatelessIgnoresNamedSessions(t *testing.T) {
+	s := server.NewMCPServer("t", "1", server.WithLogging())
+	s.AddTool(mcp.NewTool("session_id"), func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		sid := "none"
+		if cs := server.ClientSessionFromContext(ctx); cs != nil && cs.SessionID() != "" {
+			sid = cs.SessionID()
+		}
+		return mcp.NewToolResultText("session=" + sid), nil
+	})
+	h := NewHTTPHandler(s, HTTPConfig{Stateless: true, Logger: slog.New(slog.DiscardHandler),
+		Verifier:   tokenTable{"reader": {KeyID: "reader", Scopes: auth.Scopes{{Action: auth.ContentRead}}}},
+		ScopeCheck: tools.ScopeCheckFor([]tools.ServerTool{{Tool: mcp.NewTool("session_id"), Needs: auth.ContentRead}}),
+	}, nil)
+	headers := map[string]string{"Authorization": "Bearer reader", "Mcp-Protocol-Version": "2025-11-25", "Mcp-Session-Id": "victims-session"}
+	rec := do(t, h, http.MethodPost, headers, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"session_id","arguments":{}}}`)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "session=none") {
+		t.Errorf("a named session reached the tool: %d %s", rec.Code, rec.Body)
+	}
+	rec = do(t, h, http.MethodPost, headers, `{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}`)
+	checkError(t, rec.Body.Bytes(), mcp.INVALID_REQUEST, 2.0)
+	if !strings.Contains(rec.Body.String(), "without sessions") {
+		t.Errorf("logging/setLevel: %s", rec.Body)
 	}
 }

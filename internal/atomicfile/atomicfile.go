@@ -1,9 +1,12 @@
 // Package atomicfile replaces a file so that a crash leaves either the old
 // content or the new, never part of either: the data goes to a temp file
 // beside the target, is synced, and is renamed over it; then the directory
-// is synced, so the rename itself survives a power loss. It works on every
-// system keygate is released for (Windows included: os.Rename replaces an
-// existing file there too).
+// is synced, so the rename itself survives a power loss. It builds and
+// works on every system keygate is released for. On Windows, os.Rename
+// replaces an existing file too, but fails while another process holds the
+// target open without sharing deletion; and mode 0600 means nothing there:
+// the file takes its directory's access list, so keep keygate's files in a
+// directory only its user can read.
 package atomicfile
 
 import (

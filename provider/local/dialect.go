@@ -185,6 +185,13 @@ func (d *dialect) failCommit(err error) error {
 // the connection broke: a failed connection attempt, a broken socket, or
 // the server shutting down, in recovery or out of connections.
 func lostDatabase(err error) bool {
+	// A connection that could not be made, whatever the server said
+	// (a refused login, no such database), is an unreachable database:
+	// checked first, since the server's refusal is also a PgError.
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
@@ -192,10 +199,6 @@ func lostDatabase(err error) bool {
 			return true
 		}
 		return strings.HasPrefix(pe.Code, "08") // connection exception
-	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false // the caller gave up; that says nothing of the database
