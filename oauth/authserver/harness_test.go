@@ -1,7 +1,6 @@
 package authserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/syncbuf"
 	"github.com/keygate/keygate/oauth"
 	"github.com/keygate/keygate/provider"
 	"github.com/keygate/keygate/provider/local"
@@ -52,22 +52,7 @@ func (c *clock) Add(d time.Duration) {
 }
 
 // logBuffer collects log output, for the test that no secret is logged.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer = syncbuf.Buffer
 
 // env is an authorization server and an MCP resource on one loopback
 // listener, with a store holding two keys: an admin one and alice's,
