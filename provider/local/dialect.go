@@ -160,15 +160,49 @@ func retryable(err error) bool {
 // fail turns an error that says the database cannot be reached into one
 // that matches provider.ErrUnavailable; other errors pass unchanged.
 func (d *dialect) fail(err error) error {
-	if err == nil || !d.pg || !lostDatabase(err) {
+	if err == nil || !d.pg {
 		return err
 	}
 	var u *unavailableError
-	if errors.As(err, &u) {
+	var r *refusedError
+	if errors.As(err, &u) || errors.As(err, &r) {
 		return err
 	}
-	return &unavailableError{cause: err, redact: d.redact}
+	if lostDatabase(err) {
+		return &unavailableError{cause: err, redact: d.redact}
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		// The server answered and refused: a changed password, a dropped
+		// database. Not an outage to wait out, and not a text for callers.
+		return &refusedError{cause: err, redact: d.redact}
+	}
+	return err
 }
+
+// refusedError is a connection Postgres refused (the login, or the
+// database named). Its text for callers leaves out the database's address,
+// user and name (provider.PublicError); the operator's log has them. Like
+// unavailableError it keeps the driver's error as text only: the driver's
+// connection error holds its configuration, password included.
+type refusedError struct {
+	cause  error
+	redact func(string) string
+}
+
+func (e *refusedError) Error() string {
+	cause := e.cause.Error()
+	if e.redact != nil {
+		cause = e.redact(cause)
+	}
+	return e.PublicText() + ": " + cause
+}
+
+// PublicText is what a caller is told.
+func (e *refusedError) PublicText() string {
+	return "the store's Postgres database refused keygate's connection (the operator's log says why)"
+}
+
 
 // failCommit is fail for a COMMIT: a commit whose answer was lost may or
 // may not have been applied, and the error says so.
@@ -185,13 +219,6 @@ func (d *dialect) failCommit(err error) error {
 // the connection broke: a failed connection attempt, a broken socket, or
 // the server shutting down, in recovery or out of connections.
 func lostDatabase(err error) bool {
-	// A connection that could not be made, whatever the server said
-	// (a refused login, no such database), is an unreachable database:
-	// checked first, since the server's refusal is also a PgError.
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
-	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
@@ -199,6 +226,10 @@ func lostDatabase(err error) bool {
 			return true
 		}
 		return strings.HasPrefix(pe.Code, "08") // connection exception
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false // the caller gave up; that says nothing of the database

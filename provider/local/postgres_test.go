@@ -907,3 +907,37 @@ func TestPostgresLostCommitIsAnError(t *testing.T) {
 		t.Errorf("after the lost commits: %v", err)
 	}
 }
+
+// TestPostgresRefusedConnection: once the database is gone (dropped, or
+// the password changed), a store call fails with an error whose text for
+// callers names neither the database nor its address or user, and which
+// is not an outage to wait out.
+func TestPostgresRefusedConnection(t *testing.T) {
+	admin := pgtest.Admin(t)
+	dsn := pgtest.NewDatabase(t)
+	s := openTestStore(t, dsn, Options{})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	db, err := sql.Open("pgx", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.ListKeys(t.Context())
+	var pe provider.PublicError
+	if !errors.As(err, &pe) {
+		t.Fatalf("ListKeys on a dropped database: %v, want a provider.PublicError", err)
+	}
+	if text := pe.PublicText(); strings.Contains(text, name) || strings.Contains(text, u.Host) || strings.Contains(text, "keygate") && strings.Contains(text, "user=") {
+		t.Errorf("the caller's text names the database: %q", text)
+	}
+	if errors.Is(err, provider.ErrUnavailable) {
+		t.Errorf("a refused connection is reported as an outage: %v", err)
+	}
+}
