@@ -203,7 +203,6 @@ func (e *refusedError) PublicText() string {
 	return "the store's Postgres database refused keygate's connection (the operator's log says why)"
 }
 
-
 // failCommit is fail for a COMMIT: a commit whose answer was lost may or
 // may not have been applied, and the error says so.
 func (d *dialect) failCommit(err error) error {
