@@ -28,7 +28,7 @@ var localBackend = (&local.Store{}).RotationBackend()
 
 // TestSelfRotationSurvivesSIGKILL kills the real keygate binary (built with
 // -tags crashtest) at every step of a rotation of its own token, restarts
-// it, and checks what security.md section 3 promises: keygate starts with a
+// it, and checks what docs/SECURITY.md (Rotation failure table) promises: keygate starts with a
 // working credential, the env file parses and is 0600, the old and new key
 // are never both revoked, and no key the rotation made is left active
 // beside the one in use. ROTATION_CRASH_RUNS raises the runs per step.
@@ -259,7 +259,7 @@ func checkKeys(t *testing.T, in instance, before, now string) {
 	}
 }
 
-// TestSIGTERMDuringRotation is security.md row 43 for the env file swap:
+// TestSIGTERMDuringRotation is docs/SECURITY.md row 43 for the env file swap:
 // SIGTERM at each step of a rotation of keygate's own token. keygate stops
 // taking work, lets the rotation finish or roll back, and exits 0; the
 // next start finds nothing to settle, the env file is intact and holds the

@@ -1,6 +1,6 @@
 package main
 
-// The rows of the hostile-input catalogue (security.md section 5) that need
+// The rows of the hostile-input catalogue (docs/SECURITY.md, The 47 rows) that need
 // the real binary: the peak RSS of a process fed a 100 MB line, writes that
 // fail part-way under ulimit -f, and SIGTERM during writes. The other rows
 // run in process: app/hostile_test.go. All three are slow tier.

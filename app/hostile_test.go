@@ -1,6 +1,6 @@
 package app_test
 
-// The hostile-input catalogue (security.md section 5), row by row, against
+// The hostile-input catalogue (docs/SECURITY.md, The 47 rows), row by row, against
 // a whole keygate built in process (harness_test.go) over HTTP on
 // 127.0.0.1:0 and over stdio on pipes. Rows that need a real process (the
 // RSS of a 100 MB stdin line, a write that fails under ulimit -f, SIGTERM
@@ -236,7 +236,7 @@ func TestHostile_Row08_ContentTypeAcceptVersion(t *testing.T) {
 	// JSON nor SSE is served. Recorded as a deviation, not asserted.
 	for _, acc := range []string{"text/html", ""} {
 		r := s.post(t, with("Accept", acc), ping)
-		t.Logf("Accept %q: %d (security.md row 8 expects 400; mcp-go ignores Accept)", acc, r.status)
+		t.Logf("Accept %q: %d (docs/SECURITY.md row 8 expects 400; mcp-go ignores Accept)", acc, r.status)
 	}
 	s.alive(t)
 }

@@ -13,7 +13,7 @@ import (
 	"sync"
 )
 
-// Token layout (security.md 1.1): prefix, 12-char public id, "_", 32-char
+// Token layout (docs/SECURITY.md, Token format): prefix, 12-char public id, "_", 32-char
 // secret, 6-char CRC32 checksum of everything before it. All parts are base62.
 const (
 	TokenPrefix    = "kg_pat_"

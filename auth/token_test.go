@@ -32,7 +32,7 @@ func TestNewTokenRoundTrip(t *testing.T) {
 	}
 }
 
-// TestChecksumCatchesEveryTypo is the property security.md section 1.1
+// TestChecksumCatchesEveryTypo is the property docs/SECURITY.md, Token format,
 // promises: every single-character substitution and every adjacent
 // transposition fails the checksum, offline.
 func TestChecksumCatchesEveryTypo(t *testing.T) {

@@ -56,7 +56,7 @@ type Options struct {
 }
 
 // shutdownGrace is how long work in flight may take to finish or roll back
-// after SIGTERM or Ctrl-C (security.md row 43). HTTP's own drain is 10 s.
+// after SIGTERM or Ctrl-C (docs/SECURITY.md row 43). HTTP's own drain is 10 s.
 const shutdownGrace = 15 * time.Second
 
 // Main runs keygate as a process: os.Args, the standard streams, and

@@ -31,7 +31,7 @@ import (
 
 // The crash tests run rotation/internal/crashtest, keygate cut down to a
 // rotation, in a subprocess and SIGKILL it at every step; then they restart
-// (Recover in this process) and check the invariants of security.md rows
+// (Recover in this process) and check the invariants of docs/SECURITY.md rows
 // 40-42. ROTATION_CRASH_RUNS sets the runs per kill point (default 5, 1
 // with -short).
 

@@ -134,7 +134,7 @@ func (r Report) LogValue() slog.Value {
 }
 
 // Recover settles every unfinished rotation of this engine's keys, as the
-// failure table of security.md section 3 says, so keygate starts with
+// failure table in docs/SECURITY.md says, so keygate starts with
 // working credentials. Run it at startup before keygate's own credential is
 // loaded, and use the Current of a report whose destination is that
 // credential's variable. It finishes a rotation whose new key is safe (at

@@ -1,6 +1,6 @@
 // Package rotation replaces a key without ever leaving its holder without a
-// working one, even if keygate is killed at any moment (security.md section
-// 3). Every rotation keygate makes goes through it: its own credential in
+// working one, even if keygate is killed at any moment (docs/SECURITY.md,
+// Rotation failure table). Every rotation keygate makes goes through it: its own credential in
 // its env file, its own Agrenting key, and anyone else's key, whose new
 // secret goes to the destination the caller chose (package delivery).
 //

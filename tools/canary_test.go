@@ -1,6 +1,6 @@
 package tools
 
-// Canary test (security.md section 6, first row) and the in-process rows of
+// Canary test (docs/SECURITY.md, Section 6: canary run) and the in-process rows of
 // the hostile-input catalogue (section 5) that need the tools package from
 // the inside: 4, 5, 37 and 47. docs/SECURITY.md lists every row.
 
@@ -229,7 +229,7 @@ func newCanaryStats() *canaryStats {
 		gapHits: map[string]int{}, protoErrs: map[string]int{}}
 }
 
-// TestCanaryTenThousandCalls is security.md section 6's first goal: zero
+// TestCanaryTenThousandCalls is the first goal of docs/SECURITY.md, Section 6: zero
 // canary hits over at least 10,000 generated tool calls across all 13 tools
 // and their error paths, scanning every result (text and structured), every
 // JSON-RPC error, every log line and the audit journal, for each canary in

@@ -1,7 +1,7 @@
 package transport
 
 // Fuzz targets for keygate's two JSON-RPC entry points, around the real
-// tools and store (security.md section 6, "Robust parsing"). The seed
+// tools and store (docs/SECURITY.md, Fuzzing). The seed
 // corpora run as ordinary tests; to fuzz:
 //
 //	go test -run=XXX -fuzz=FuzzHTTPHandler -fuzztime=60s ./transport

@@ -1,6 +1,6 @@
 package transport
 
-// In-process rows of the hostile-input catalogue (security.md section 5)
+// In-process rows of the hostile-input catalogue (docs/SECURITY.md, The 47 rows)
 // that need to see inside the transport: what the verifier was asked, the
 // store's clock, a closed store, the stdio line cap. The end-to-end rows,
 // against the built binary, are in ../hostile_test.go. docs/SECURITY.md
@@ -505,7 +505,7 @@ func TestHostile_Row16_17_OfflineRejection(t *testing.T) {
 
 // TestHostile_Row18_UnknownIDvsWrongSecret: both are the same 401; the
 // verification times are printed, not asserted (a noisy machine would make
-// an assertion flaky; security.md asks for a dudect-style test for that).
+// an assertion flaky; docs/SECURITY.md says why a dudect-style test would be the proof).
 func TestHostile_Row18_UnknownIDvsWrongSecret(t *testing.T) {
 	s := newStack(t)
 	known, _, _ := auth.ParseToken(s.admin)

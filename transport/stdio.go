@@ -16,7 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 )
 
-// maxStdioLine caps one JSON-RPC line on stdin (security.md row 7): a line
+// maxStdioLine caps one JSON-RPC line on stdin (docs/SECURITY.md row 7): a line
 // longer than this ends the session instead of growing memory without bound.
 const maxStdioLine = 4 << 20
 

@@ -5,8 +5,8 @@
 //	baseline --http 127.0.0.1:0  # streamable HTTP on /mcp; logs url=... on stderr
 //
 // It uses mcp-go's defaults everywhere (default session manager, no
-// middleware, no logging per call), like the sample measured in
-// shared/reference/mcp-http.md section 6.
+// middleware, no logging per call), like the reference sample that
+// bench/README.md section 1 describes.
 package main
 
 import (

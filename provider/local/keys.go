@@ -306,7 +306,7 @@ func (d *dialect) lineageCTE() string {
 // RevokeKey revokes key id at once, with its whole lineage: its rotation
 // chain and every key any of those created, transitively, so no one keeps a
 // key alive past a revocation by rotating it or by minting from it
-// (security.md 2: parent revocation cascades). A key still in a rotation
+// (docs/SECURITY.md, Revocation cascades). A key still in a rotation
 // grace period is ended too. It runs the cascade even when id was revoked
 // before, and reports already=true when id itself was; revoked lists every
 // key this call ended, id first when it was one of them. Whether the caller
@@ -518,7 +518,7 @@ func (s *Store) Successor(ctx context.Context, id string) (string, error) {
 //
 // It refuses a second key for the same rotationID, and an old key that
 // already has a live successor, so two rotations of one key cannot both
-// succeed (the compare-and-swap of security.md section 3). A successor that
+// succeed (the compare-and-swap of docs/SECURITY.md, Rotation failure table). A successor that
 // was revoked, as a rolled-back rotation leaves it, does not count. Whether
 // the caller may rotate the key is the policy's decision, made before.
 func (s *Store) RotateKey(ctx context.Context, id, rotationID string) (provider.IssuedKey, error) {
