@@ -25,13 +25,13 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/keygate/keygate/bench/internal/benchkit"
 	"github.com/keygate/keygate/internal/cluster"
 )
 
@@ -76,13 +76,7 @@ func withCluster(ctx context.Context, bin, admin string, n int, fn func(c *clust
 		return err
 	}
 	defer os.RemoveAll(dir)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KEYGATE_") {
-			env = append(env, kv)
-		}
-	}
-	c, err := cluster.Start(ctx, cluster.Options{Bin: bin, Env: append(env, "HOME="+dir), Store: store, Dir: dir,
+	c, err := cluster.Start(ctx, cluster.Options{Bin: bin, Env: benchkit.CleanEnv("HOME=" + dir), Store: store, Dir: dir,
 		Args: []string{"--oauth", "off", "--log-level", "warn"}}, n)
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@
 package cluster
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/internal/haproxy"
+	"github.com/keygate/keygate/internal/mcpwire"
 	"github.com/keygate/keygate/internal/syncbuf"
 )
 
@@ -261,7 +261,7 @@ func Call(ctx context.Context, base, token, tool string, args map[string]any) (A
 }
 
 // Post sends one JSON-RPC message to base's /mcp and returns the status
-// and the answer: the JSON body, or the last message of an SSE stream.
+// and the answer: the JSON body, or the response an SSE stream carries.
 func Post(ctx context.Context, base, token string, body []byte) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/mcp", bytes.NewReader(body))
 	if err != nil {
@@ -278,19 +278,11 @@ func Post(ctx context.Context, base, token string, body []byte) (int, []byte, er
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		msg, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-		return resp.StatusCode, msg, err
+	msg, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		msg = mcpwire.SSEResponse(msg)
 	}
-	var last []byte
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 8<<20)
-	for sc.Scan() {
-		if data, ok := strings.CutPrefix(sc.Text(), "data:"); ok {
-			last = []byte(strings.TrimSpace(data))
-		}
-	}
-	return resp.StatusCode, last, sc.Err()
+	return resp.StatusCode, msg, err
 }
 
 // Field digs a string out of a tool's structured result by path.

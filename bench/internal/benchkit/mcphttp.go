@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keygate/keygate/internal/mcpwire"
 )
 
 // ToolCallBody is a tools/call request with the given id.
@@ -80,26 +82,9 @@ func (c *HTTPClient) Post(ctx context.Context, sid string, body []byte) (int, ht
 		return resp.StatusCode, resp.Header, nil, err
 	}
 	if ct := resp.Header.Get("Content-Type"); len(ct) >= 17 && ct[:17] == "text/event-stream" {
-		b = sseResponse(b)
+		b = mcpwire.SSEResponse(b)
 	}
 	return resp.StatusCode, resp.Header, b, nil
-}
-
-// sseResponse picks, from a whole SSE stream, the data of the last event
-// that is a JSON-RPC response (has a result or an error).
-func sseResponse(stream []byte) []byte {
-	var last []byte
-	for line := range bytes.SplitSeq(stream, []byte("\n")) {
-		data, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r"), []byte("data:"))
-		if !ok {
-			continue
-		}
-		data = bytes.TrimSpace(data)
-		if bytes.Contains(data, []byte(`"result"`)) || bytes.Contains(data, []byte(`"error"`)) {
-			last = data
-		}
-	}
-	return last
 }
 
 // Open initializes a session and sends notifications/initialized.
