@@ -12,10 +12,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -238,8 +235,8 @@ func TestReplicaLosesItsDatabase(t *testing.T) {
 		setUp func(t *testing.T) (store string, lose, regain func())
 	}{
 		{"connection cut", func(t *testing.T) (string, func(), func()) {
-			p := newCutProxy(t, pgtest.NewDatabase(t))
-			return p.url, p.cut, p.restore
+			p, through := pgtest.NewProxy(t, pgtest.NewDatabase(t))
+			return through, p.Cut, p.Restore
 		}},
 		{"database stopped and restarted", func(t *testing.T) (string, func(), func()) {
 			s := pgtest.NewServer(t)
@@ -389,83 +386,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// cutProxy forwards loopback TCP to Postgres until cut: then it closes
-// every connection and refuses new ones until restored.
-type cutProxy struct {
-	url      string
-	upstream string
-	mu       sync.Mutex
-	isCut    bool
-	conns    map[net.Conn]struct{}
-}
-
-func newCutProxy(t *testing.T, dsn string) *cutProxy {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{upstream: u.Host, conns: map[net.Conn]struct{}{}}
-	u.Host = ln.Addr().String()
-	p.url = u.String()
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) serve(c net.Conn) {
-	p.mu.Lock()
-	if p.isCut {
-		p.mu.Unlock()
-		c.Close()
-		return
-	}
-	p.mu.Unlock()
-	up, err := net.Dial("tcp", p.upstream)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.isCut {
-		p.mu.Unlock()
-		c.Close()
-		up.Close()
-		return
-	}
-	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(up, c); up.Close() }()
-	_, _ = io.Copy(c, up)
-	c.Close()
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isCut = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *cutProxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isCut = false
 }

@@ -771,7 +771,7 @@ func TestWatchKeys(t *testing.T) {
 // while it cannot listen, and hears changes again once it can.
 func TestWatchKeysReconnects(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
-	proxy, through := newPGProxy(t, dsn)
+	proxy, through := pgtest.NewProxy(t, dsn)
 	clock := newClock()
 	a := openTestStore(t, through, Options{Now: clock.Now})
 	b := openTestStore(t, dsn, Options{Now: clock.Now})
@@ -779,7 +779,7 @@ func TestWatchKeysReconnects(t *testing.T) {
 	if ids := <-events; ids != nil {
 		t.Fatalf("first report %v, want nil", ids)
 	}
-	proxy.cut()
+	proxy.Cut()
 	// Lost the connection, then at least one failed attempt to get it back.
 	for range 2 {
 		if ids := <-events; ids != nil {
@@ -790,7 +790,7 @@ func TestWatchKeysReconnects(t *testing.T) {
 	if _, _, _, err := b.RevokeKey(t.Context(), lost.ID); err != nil { // announced while no one listens
 		t.Fatal(err)
 	}
-	proxy.restore()
+	proxy.Restore()
 	_, k := mint(t, b, clock, "heard", "admin")
 	// The watcher's reconnection is seen as a nil; keep revoking until it
 	// hears one, which proves it listens again.
@@ -829,7 +829,7 @@ func TestWatchKeysOnSQLiteReturns(t *testing.T) {
 // database back, calls work at once.
 func TestPostgresUnavailable(t *testing.T) {
 	pw := canary()
-	proxy, through := newPGProxy(t, withPassword(t, pgtest.NewDatabase(t), pw))
+	proxy, through := pgtest.NewProxy(t, withPassword(t, pgtest.NewDatabase(t), pw))
 	clock := newClock()
 	s := openTestStore(t, through, Options{Now: clock.Now})
 	tok, key := mint(t, s, clock, "k", "admin")
@@ -856,7 +856,7 @@ func TestPostgresUnavailable(t *testing.T) {
 		}},
 		{"RevokeKey", func() error { _, _, _, err := s.RevokeKey(t.Context(), key.ID); return err }},
 	}
-	proxy.cut()
+	proxy.Cut()
 	for _, c := range calls {
 		name, err := c.name, c.call()
 		if !errors.Is(err, provider.ErrUnavailable) || errors.Is(err, auth.ErrInvalidToken) {
@@ -867,7 +867,7 @@ func TestPostgresUnavailable(t *testing.T) {
 			t.Errorf("%s: %q", name, msg)
 		}
 	}
-	proxy.restore()
+	proxy.Restore()
 	for _, c := range calls {
 		if err := c.call(); err != nil && !(c.name == "LiveGrant" && errors.Is(err, provider.ErrNotFound)) {
 			t.Errorf("%s with the database back: %v", c.name, err)
@@ -880,15 +880,15 @@ func TestPostgresUnavailable(t *testing.T) {
 // done what may be lost) and says the outcome is unknown.
 func TestPostgresLostCommitIsAnError(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
-	proxy, through := newPGProxy(t, dsn)
+	proxy, through := pgtest.NewProxy(t, dsn)
 	s := openTestStore(t, through, Options{})
 	direct := openTestStore(t, dsn, Options{})
 	for _, tc := range []struct {
 		typ   string
-		how   commitDrop
+		how   pgtest.CommitDrop
 		saved bool
-	}{{"dropped", commitBefore, false}, {"applied", commitAfter, true}} {
-		fired := proxy.dropNextCommit(tc.how)
+	}{{"dropped", pgtest.CommitBefore, false}, {"applied", pgtest.CommitAfter, true}} {
+		fired := proxy.DropNextCommit(tc.how)
 		err := s.CreateType(t.Context(), contentType(tc.typ))
 		<-fired
 		if !errors.Is(err, provider.ErrUnavailable) || !errors.Is(err, provider.ErrOutcomeUnknown) || !strings.Contains(err.Error(), "may or may not have been saved") {

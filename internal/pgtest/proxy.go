@@ -1,4 +1,4 @@
-package local
+package pgtest
 
 import (
 	"bytes"
@@ -11,52 +11,52 @@ import (
 	"testing"
 )
 
-// pgProxy stands between a store and the test Postgres server, on
+// Proxy stands between keygate (a store, a replica) and the test Postgres server, on
 // loopback, so that a test can take the database away and give it back,
 // or lose the answer to a COMMIT. It reads the protocol's framing (a
 // startup message, then a type byte and a length per message) and nothing
 // more.
-type pgProxy struct {
-	t      *testing.T
+type Proxy struct {
+	t      testing.TB
 	server string // host:port of Postgres
 	addr   string // host:port the proxy listens on
 
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  map[net.Conn]bool
-	commit commitDrop // what to do with the next COMMIT
+	commit CommitDrop // what to do with the next COMMIT
 	fired  chan struct{}
 }
 
-type commitDrop int
+type CommitDrop int
 
 const (
-	commitPass   commitDrop = iota
-	commitBefore            // drop the connection instead of sending COMMIT
-	commitAfter             // send COMMIT, drop the connection instead of its answer
+	CommitPass   CommitDrop = iota
+	CommitBefore            // drop the connection instead of sending COMMIT
+	CommitAfter             // send COMMIT, drop the connection instead of its answer
 )
 
-// newPGProxy proxies the server dsn names and returns dsn pointing at the
+// NewProxy proxies the server dsn names and returns dsn pointing at the
 // proxy.
-func newPGProxy(t *testing.T, dsn string) (*pgProxy, string) {
+func NewProxy(t testing.TB, dsn string) (*Proxy, string) {
 	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pgProxy{t: t, server: u.Host, conns: map[net.Conn]bool{}}
+	p := &Proxy{t: t, server: u.Host, conns: map[net.Conn]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.addr = ln.Addr().String()
 	p.serve(ln)
-	t.Cleanup(p.cut)
+	t.Cleanup(p.Cut)
 	u.Host = p.addr
 	return p, u.String()
 }
 
-func (p *pgProxy) serve(ln net.Listener) {
+func (p *Proxy) serve(ln net.Listener) {
 	p.mu.Lock()
 	p.ln = ln
 	p.mu.Unlock()
@@ -68,7 +68,7 @@ func (p *pgProxy) serve(ln net.Listener) {
 			}
 			s, err := net.Dial("tcp", p.server)
 			if err != nil {
-				c.Close()
+				_ = c.Close() // the client sees the database gone, which it is
 				continue
 			}
 			p.mu.Lock()
@@ -81,9 +81,9 @@ func (p *pgProxy) serve(ln net.Listener) {
 	}()
 }
 
-// cut takes the database away: no new connection is accepted, and every
+// Cut takes the database away: no new connection is accepted, and every
 // open one is closed.
-func (p *pgProxy) cut() {
+func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {
@@ -91,13 +91,13 @@ func (p *pgProxy) cut() {
 		p.ln = nil
 	}
 	for c := range p.conns {
-		c.Close()
+		_ = c.Close() // breaking it is the point
 	}
 	clear(p.conns)
 }
 
-// restore gives the database back, on the same address.
-func (p *pgProxy) restore() {
+// Restore gives the database back, on the same address.
+func (p *Proxy) Restore() {
 	p.t.Helper()
 	ln, err := net.Listen("tcp", p.addr)
 	if err != nil {
@@ -106,25 +106,25 @@ func (p *pgProxy) restore() {
 	p.serve(ln)
 }
 
-// dropNextCommit arms what happens to the next COMMIT; the returned
+// DropNextCommit arms what happens to the next COMMIT; the returned
 // channel is closed when it has happened.
-func (p *pgProxy) dropNextCommit(how commitDrop) <-chan struct{} {
+func (p *Proxy) DropNextCommit(how CommitDrop) <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.commit, p.fired = how, make(chan struct{})
 	return p.fired
 }
 
-func (p *pgProxy) closePair(a, b net.Conn) {
+func (p *Proxy) closePair(a, b net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	a.Close()
-	b.Close()
+	_ = a.Close() // either side may be closed already
+	_ = b.Close()
 	delete(p.conns, a)
 	delete(p.conns, b)
 }
 
-func (p *pgProxy) clientToServer(c, s net.Conn, swallow chan<- chan struct{}) {
+func (p *Proxy) clientToServer(c, s net.Conn, swallow chan<- chan struct{}) {
 	defer p.closePair(c, s)
 	// The startup message has no type byte.
 	var n [4]byte
@@ -146,13 +146,13 @@ func (p *pgProxy) clientToServer(c, s net.Conn, swallow chan<- chan struct{}) {
 		if msg[0] == 'Q' && bytes.EqualFold(bytes.TrimRight(msg[5:], "\x00; "), []byte("commit")) {
 			p.mu.Lock()
 			how, fired := p.commit, p.fired
-			p.commit = commitPass
+			p.commit = CommitPass
 			p.mu.Unlock()
 			switch how {
-			case commitBefore:
+			case CommitBefore:
 				close(fired)
 				return
-			case commitAfter:
+			case CommitAfter:
 				swallow <- fired // the server's answer must not reach the client
 				if _, err := s.Write(msg); err != nil {
 					return
@@ -167,7 +167,7 @@ func (p *pgProxy) clientToServer(c, s net.Conn, swallow chan<- chan struct{}) {
 	}
 }
 
-func (p *pgProxy) serverToClient(s, c net.Conn, swallow <-chan chan struct{}) {
+func (p *Proxy) serverToClient(s, c net.Conn, swallow <-chan chan struct{}) {
 	var fired chan struct{} // set once the answer to a COMMIT is to be swallowed
 	defer func() {
 		p.closePair(c, s)
