@@ -135,6 +135,7 @@ func (m *mcpServer) httpConfig(a *App, oa *oauthSetup) transport.HTTPConfig {
 		Version:        a.opts.Version,
 		OnSessionEnd:   a.ident.ForgetSession,
 		Stateless:      a.cfg.Stateless,
+		BehindProxy:    a.cfg.TrustProxy,
 		Ready:          a.ready,
 		TLSCert:        a.cfg.TLSCert,
 		TLSKey:         a.cfg.TLSKey,

@@ -130,6 +130,9 @@ type HTTPConfig struct {
 	// sessions answer. Nothing is held between requests, so there is
 	// nothing for one replica to know of another's.
 	Stateless bool
+	// BehindProxy says every connection comes from a reverse proxy, so
+	// connections are not bounded per client address.
+	BehindProxy bool
 	// Ready, when set, is asked by /healthz whether the store can be
 	// reached; an error makes it answer 503.
 	Ready func(context.Context) error
@@ -148,7 +151,8 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	h := &httpHandler{cfg: cfg, inflight: make(chan struct{}, maxInflight), listens: map[string]int{}}
+	h := &httpHandler{cfg: cfg, inflight: make(chan struct{}, maxInflight), listens: map[string]int{},
+		readers: newBodyReaders(maxReaders, maxReadersPerKey)}
 	h.sessions = newSessionManager(func(id string) {
 		h.releaseMCP(id)
 		if cfg.OnSessionEnd != nil {
@@ -186,7 +190,10 @@ func newHTTPHandler(s *server.MCPServer, cfg HTTPConfig, ownOrigins []string) (*
 	if cfg.Stateless {
 		methods, sessionsMW = statelessMethods, noSessions
 	}
-	mux.Handle("/mcp", h.originGuard(allowMethods(methods, h.bearer(h.shed(h.limitAndScope(h.checkMessage(sessionsMW(h.mcp))))))))
+	// A POST's body is read (limitAndScope) before it takes one of the
+	// maxInflight slots (shed): a key that sends bodies slowly waits in
+	// its own reading bound, not in the slots every caller shares.
+	mux.Handle("/mcp", h.originGuard(allowMethods(methods, h.bearer(h.limitAndScope(h.shed(h.checkMessage(sessionsMW(h.mcp))))))))
 	mux.HandleFunc("GET /healthz", h.healthz)
 	for _, rt := range cfg.Routes {
 		mux.Handle(rt.Pattern, h.hostGuard(h.cors(rt)))
@@ -200,6 +207,7 @@ type httpHandler struct {
 	// them stays open, holding a POST slot, as long as its client does.
 	listensMu sync.Mutex
 	listens   map[string]int
+	readers   *bodyReaders // bounds the request bodies being read
 	cfg       HTTPConfig
 	sessions  *sessionManager
 	allowed   map[string]bool
@@ -493,7 +501,13 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 			writeJSONRPCError(w, http.StatusRequestEntityTooLarge, nil, -32600, fmt.Sprintf("request body over %d bytes", h.cfg.MaxBodyBytes))
 			return
 		}
+		p, _, _ := identity.VerifiedFrom(r.Context())
+		release, err := h.readers.take(r.Context(), p.KeyID)
+		if err != nil {
+			return // the client went away while waiting
+		}
 		body, err := readBody(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), r.ContentLength)
+		release()
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -512,7 +526,6 @@ func (h *httpHandler) limitAndScope(next http.Handler) http.Handler {
 			} `json:"params"`
 		}
 		decoded := json.Unmarshal(body, &msg) == nil
-		p, _, _ := identity.VerifiedFrom(r.Context())
 		if decoded && msg.Method == "subscriptions/listen" {
 			if !h.takeListen(p.KeyID) {
 				w.Header().Set("Retry-After", "1")
@@ -763,6 +776,11 @@ func ServeHTTP(ctx context.Context, s *server.MCPServer, cfg HTTPConfig, ready f
 // ln.
 func Serve(ctx context.Context, ln net.Listener, s *server.MCPServer, cfg HTTPConfig, ready func(net.Addr)) error {
 	h, handler := newHTTPHandler(s, cfg, OwnOrigins(ln.Addr()))
+	perHost := maxConnsPerHost
+	if cfg.BehindProxy {
+		perHost = 0
+	}
+	ln = newLimitListener(ln, maxConns, perHost)
 	go h.sessions.sweepPeriodically(ctx, sweepEvery)
 	srv := &http.Server{
 		Handler:           handler,
